@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   the whole product on the embedded local stack (left running; make down stops it)
+#   make test   the test suite (unit, integration against moto + terraform, e2e on the real API server)
+# The first run builds etcd and kube-apiserver from the Go module proxy into ~/.cache/opex (minutes).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv tools test demo down crds clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+# Local control plane binaries and the Terraform CLI (cached outside the clone).
+tools: $(STAMP)
+	cd hack && ../$(BIN)/python kube_build.py
+	cd hack && ../$(BIN)/python terraform_cli.py
+
+test: tools
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: tools
+	$(BIN)/python hack/stack.py up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi
+
+# Regenerate crds/ from the API models (tests fail when they differ).
+crds: $(STAMP)
+	$(BIN)/opex crds crds
+
+clean: down
+	rm -rf $(VENV) .local

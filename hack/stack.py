@@ -1,0 +1,164 @@
+"""The whole product on one machine: ``python hack/stack.py up|down|status`` (``make demo``/``make down``).
+
+``up`` starts, under ``.local/`` (git-ignored):
+  1. the control plane (etcd + kube-apiserver, see controlplane.py), kubeconfig ``.local/kubeconfig``;
+  2. the CRDs from ``crds/``;
+  3. the fake AWS (moto's server; fakeaws.py);
+  4. the operator (``python -m opex_operator``) against both;
+then applies ``examples/``, waits until the operator has reconciled every object, prints a
+summary table and leaves everything running. ``down`` stops what ``up`` started, by the process
+ids it recorded in ``.local/stack.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import controlplane
+import procs
+import terraform_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+RECORD = LOCAL / "stack.json"
+
+
+def kubectl(*args: str, kubeconfig: Path, check: bool = True, input: str | None = None) -> str:
+    """Run kubectl against ``kubeconfig``; returns stdout, raises RuntimeError with stderr on failure."""
+    proc = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port: int,
+                 terraform: str, namespaces: str = "") -> dict[str, str]:
+    """Environment of an operator process on the local stack (also used by the tests)."""
+    import fakeaws
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPEX_"))}
+    env.update(fakeaws.aws_env(aws_url))
+    env.update({
+        "KUBECONFIG": str(kubeconfig),
+        "OPEX_METRICS_PORT": str(metrics_port),
+        "OPEX_HEALTH_PORT": str(health_port),
+        "OPEX_BIND_ADDRESS": "127.0.0.1",
+        "OPEX_NAMESPACES": namespaces,
+        "OPEX_TERRAFORM": terraform,
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def up(timeout: float) -> int:
+    if RECORD.exists() and all(procs.alive(p) for p in json.loads(RECORD.read_text())["pids"].values()):
+        print("the local stack is already running (make down stops it)")
+        return summary(LOCAL / "kubeconfig")
+    down(quiet=True)
+    LOCAL.mkdir(exist_ok=True)
+    terraform = terraform_cli.ensure_terraform()
+    print("starting the control plane (etcd + kube-apiserver) ...", flush=True)
+    cp = controlplane.ControlPlane(LOCAL).start()
+    pids: dict[str, int] = {}
+    try:
+        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), kubeconfig=cp.kubeconfig)
+        print("starting the fake AWS (moto) ...", flush=True)
+        ready = LOCAL / "aws-url"
+        ready.unlink(missing_ok=True)
+        aws = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeaws.py"), "--ready-file", str(ready)],
+                          LOCAL / "fakeaws.log")
+        pids["fakeaws"] = aws.pid
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if aws.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the fake AWS did not start:\n{procs.tail(LOCAL / 'fakeaws.log')}")
+            time.sleep(0.1)
+        metrics_port, health_port = procs.free_port(), procs.free_port()
+        print("starting the operator ...", flush=True)
+        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform)
+        op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
+        pids["operator"] = op.pid
+        procs.wait_http(f"http://127.0.0.1:{health_port}/healthz", 60, op, LOCAL / "operator.log")
+        RECORD.write_text(json.dumps({"pids": pids, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                                      "aws": ready.read_text()}, indent=2))
+        print("applying examples/ ...", flush=True)
+        kubectl("apply", "-f", str(ROOT / "examples"), kubeconfig=cp.kubeconfig)
+        wait_reconciled(cp.kubeconfig, timeout)
+    except BaseException:
+        for pid in pids.values():
+            procs.terminate(pid)
+        cp.stop()
+        raise
+    summary(cp.kubeconfig)
+    print(f"\nLeft running. Try:  export KUBECONFIG={cp.kubeconfig}; kubectl get opex -A")
+    print(f"Metrics: http://127.0.0.1:{metrics_port}/metrics   Logs: {LOCAL}/*.log   Stop: make down")
+    return 0
+
+
+def _objects(kubeconfig: Path) -> list[dict]:
+    return json.loads(kubectl("get", "incidents,driftchecks,rollbacks", "-A", "-o", "json",
+                              kubeconfig=kubeconfig))["items"]
+
+
+def wait_reconciled(kubeconfig: Path, timeout: float) -> None:
+    """Wait until every opex object's status.observedGeneration equals its generation."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = _objects(kubeconfig)
+        if items and all((o.get("status") or {}).get("observedGeneration") == o["metadata"]["generation"]
+                         for o in items):
+            return
+        time.sleep(0.5)
+    print(f"warning: not everything was reconciled within {timeout:.0f}s (see .local/operator.log)")
+
+
+def summary(kubeconfig: Path) -> int:
+    """Print kind/name/phase/Ready/message for every opex object."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="opex resources on the local stack")
+    for col in ("KIND", "NAMESPACE/NAME", "PHASE", "READY", "MESSAGE"):
+        table.add_column(col, overflow="fold")
+    for o in _objects(kubeconfig):
+        status = o.get("status") or {}
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        phase = status.get("phase") or (status.get("lastResult") or {}).get("outcome") or "-"
+        table.add_row(o["kind"], f"{o['metadata']['namespace']}/{o['metadata']['name']}", phase,
+                      f"{ready.get('status', '-')} ({ready.get('reason', '-')})", ready.get("message", ""))
+    Console().print(table)
+    return 0
+
+
+def down(quiet: bool = False) -> int:
+    stopped = False
+    if RECORD.exists():
+        for name, pid in json.loads(RECORD.read_text())["pids"].items():
+            procs.terminate(pid)
+        RECORD.unlink()
+        stopped = True
+    stopped = controlplane.stop_recorded(LOCAL) or stopped
+    if not quiet:
+        print("stopped the local stack" if stopped else "nothing was running")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="opex local stack")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for reconciliation")
+    args = parser.parse_args()
+    if args.command == "up":
+        return up(args.timeout)
+    if args.command == "down":
+        return down()
+    return summary(LOCAL / "kubeconfig")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

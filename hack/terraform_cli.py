@@ -1,0 +1,75 @@
+"""Find the pinned Terraform CLI, or build OpenTofu from the Go module proxy when it is absent.
+
+Order: ``$OPEX_TERRAFORM`` when set; ``terraform`` on PATH at :data:`TERRAFORM_VERSION`; a
+cached OpenTofu build; else OpenTofu :data:`OPENTOFU_VERSION` is built (a wrapper module
+requiring ``github.com/opentofu/opentofu`` with the ``hcl`` replace its own go.mod carries) into
+``~/.cache/opex/bin/opentofu-<version>/tofu``. Both CLIs serve behind the same adapter
+(``opex_operator.terraform``).
+
+``python hack/terraform_cli.py`` prints the path of the binary to use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import kube_build
+
+TERRAFORM_VERSION = "1.11.4"
+OPENTOFU_VERSION = "v1.10.10"
+
+
+def cli_version(binary: str) -> str | None:
+    """The version a terraform/tofu binary reports (``terraform version -json``), or None."""
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull, "CHECKPOINT_DISABLE": "1"}
+    try:
+        out = subprocess.run([binary, "version", "-json"], capture_output=True, text=True, env=env, timeout=30)
+        return json.loads(out.stdout)["terraform_version"]
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return None
+
+
+def _build_opentofu(target: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="opex-tofu-build-") as tmp:
+        work = Path(tmp)
+        info = json.loads(kube_build._go(["mod", "download", "-json", f"github.com/opentofu/opentofu@{OPENTOFU_VERSION}"], work))
+        upstream = json.loads(kube_build._go(["mod", "edit", "-json", info["GoMod"]], work))
+        replaces = [r for r in upstream.get("Replace") or [] if not r["New"]["Path"].startswith(".")]
+        lines = ["module opex.dev/hack/tofu", "", f"go {upstream['Go']}", "",
+                 f"require github.com/opentofu/opentofu {OPENTOFU_VERSION}", ""]
+        for r in replaces:
+            lines.append(f"replace {r['Old']['Path']} => {r['New']['Path']} {r['New'].get('Version', '')}".rstrip())
+        (work / "go.mod").write_text("\n".join(lines) + "\n")
+        (work / "tools.go").write_text("//go:build tools\n\npackage tools\n\nimport _ \"github.com/opentofu/opentofu/cmd/tofu\"\n")
+        kube_build._go(["mod", "tidy"], work)
+        version = OPENTOFU_VERSION.lstrip("v")
+        kube_build._go(["build", "-trimpath", "-ldflags", f"-s -w -X github.com/opentofu/opentofu/version.dev=no "
+                        f"-X github.com/opentofu/opentofu/version.Version={version}",
+                        "-o", str(work / "tofu"), "github.com/opentofu/opentofu/cmd/tofu"], work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(work / "tofu"), target)
+
+
+def ensure_terraform(log=print) -> str:
+    """Path of the Terraform-compatible CLI to use (see the module docstring for the order)."""
+    if os.environ.get("OPEX_TERRAFORM"):
+        return os.environ["OPEX_TERRAFORM"]
+    on_path = shutil.which("terraform")
+    if on_path and cli_version(on_path) == TERRAFORM_VERSION:
+        return on_path
+    tofu = kube_build.cache_root() / "bin" / f"opentofu-{OPENTOFU_VERSION}" / "tofu"
+    if not tofu.is_file():
+        found = cli_version(on_path) if on_path else None
+        log(f"terraform {TERRAFORM_VERSION} not found (PATH has {found or 'none'}); "
+            f"building OpenTofu {OPENTOFU_VERSION} from the Go module proxy (first run only)")
+        _build_opentofu(tofu)
+    return str(tofu)
+
+
+if __name__ == "__main__":
+    print(ensure_terraform(log=lambda m: print(m, file=sys.stderr)))

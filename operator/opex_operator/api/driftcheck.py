@@ -1,0 +1,234 @@
+"""The ``DriftCheck`` kind: scheduled ``terraform plan -detailed-exitcode`` with a drift report.
+
+Runbook source: the seed's "Infrastructure Drift Detection" (production daily at 09:00 UTC,
+development at 18:00 UTC; exit code 0 no changes, 1 error, 2 changes present) and its
+resolution options (import, configuration update, apply, refresh).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import (DNS_SUBDOMAIN, DURATION, Condition, LocalObjectReference, Model, StateLock,
+                     TimelineEntry, conditions_field, obj_default, text, timeline_field)
+
+# Five cron fields (minute hour day-of-month month day-of-week) or a macro; croniter checks the
+# values, the API server the shape (CEL has no cron parser).
+CRON = (r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+        r"[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4})$")
+TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+CHECKSUM = r"^sha256:[a-f0-9]{64}$"
+TF_ADDRESS = r"^[A-Za-z0-9_.\[\]\"\-*?/:]+$"
+MAX_DRIFTED = 100
+
+CronSchedule = text(128, CRON)
+AddressGlob = text(512, TF_ADDRESS)
+Action = text(16)
+
+class ConcurrencyPolicy(StrEnum):
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class GitSource(Model):
+    url: str = Field(min_length=1, max_length=2048,
+                     description="Repository URL the git CLI can clone (https://, ssh://, file://, or a path).")
+    ref: str = Field(default="main", min_length=1, max_length=255, description="Branch, tag or commit.")
+    path: str = Field(default=".", max_length=1024, pattern=r"^[^\x00]*$",
+                      description="Directory of the Terraform configuration inside the repository.",
+                      json_schema_extra={"x-kubernetes-validations": [
+                          {"rule": "!self.startsWith('/') && !self.contains('..')",
+                           "message": "path must be relative and stay inside the repository"}]})
+
+
+class Source(Model):
+    """Where the Terraform configuration comes from: exactly one of git or configMapRef."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "has(self.git) != has(self.configMapRef)",
+         "message": "set exactly one of source.git or source.configMapRef"}]}}
+
+    git: GitSource | None = None
+    config_map_ref: LocalObjectReference | None = Field(
+        default=None, description="A ConfigMap whose keys are the files of a small configuration.")
+
+
+class ValuesFromKind(StrEnum):
+    SECRET = "Secret"
+    CONFIG_MAP = "ConfigMap"
+
+
+class ValuesFrom(Model):
+    kind: ValuesFromKind
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    optional: bool = False
+
+
+class SecretRef(Model):
+    secret_ref: LocalObjectReference = Field(description="A Secret whose keys become environment variables "
+                                                          "of Terraform (provider credentials).")
+
+
+class ResolutionStrategy(StrEnum):
+    REPORT_ONLY = "ReportOnly"
+    APPLY = "Apply"
+    REFRESH_ONLY = "RefreshOnly"
+    IMPORT = "Import"
+
+
+class Approval(StrEnum):
+    MANUAL = "Manual"
+    AUTO = "Auto"
+
+
+class ImportEntry(Model):
+    address: str = Field(min_length=1, max_length=512, pattern=TF_ADDRESS, description="Resource address in the configuration.")
+    id: str = Field(min_length=1, max_length=1024, description="The provider's ID of the existing object.")
+
+
+class Resolution(Model):
+    """What to do about drift: the seed's import / config update / apply / refresh options."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "!has(self.strategy) || self.strategy != 'Import' || (has(self.imports) && size(self.imports) > 0)",
+         "message": "strategy Import needs at least one entry in resolution.imports"},
+        {"rule": "!has(self.approvedPlanChecksum) || (has(self.strategy) && self.strategy == 'Apply')",
+         "message": "approvedPlanChecksum applies only to strategy Apply"},
+    ]}}
+
+    strategy: ResolutionStrategy = ResolutionStrategy.REPORT_ONLY
+    approval: Approval = Approval.MANUAL
+    approved_plan_checksum: str | None = Field(
+        default=None, max_length=71, pattern=CHECKSUM,
+        description="Apply runs only the saved plan whose checksum (status.lastResult.planChecksum) equals this.")
+    imports: list[ImportEntry] = Field(default_factory=list, max_length=50)
+
+
+class ForceUnlock(StrEnum):
+    NEVER = "Never"
+    IF_ORPHANED = "IfOrphaned"
+
+
+class LockPolicy(Model):
+    timeout: str = Field(default="60s", max_length=32, pattern=DURATION,
+                         description="Terraform -lock-timeout: how long to wait for a held lock.")
+    force_unlock: ForceUnlock = Field(default=ForceUnlock.NEVER, description="IfOrphaned unlocks a lock older than "
+                                      "orphanedAfter whose id was seen on two consecutive runs.")
+    orphaned_after: str = Field(default="1h", max_length=32, pattern=DURATION,
+                                description="Age after which a lock held across two runs counts as orphaned.")
+
+
+class ReportPolicy(Model):
+    keep: int = Field(default=5, ge=1, le=50, description="How many past report ConfigMaps to keep.")
+
+
+class DriftCheckSpec(Model):
+    """Desired state of a DriftCheck: which configuration, when, and what to do about drift."""
+
+    schedule: list[CronSchedule] = Field(min_length=1, max_length=10, description="Cron schedules (several "
+                                            "windows allowed), e.g. ['0 9 * * *'] for production at 09:00.")
+    time_zone: str = Field(default="UTC", max_length=64, pattern=TIME_ZONE, description="IANA time zone of the schedule.")
+    suspend: bool = Field(default=False, description="Stops new scheduled runs; a run in progress finishes.")
+    starting_deadline_seconds: int | None = Field(default=None, ge=1, le=604800,
+                                                  description="A run missed by more than this is skipped.")
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
+    source: Source
+    workspace: str = Field(default="default", max_length=90, pattern=r"^[A-Za-z0-9_.-]+$")
+    backend_config: dict[str, str] = Field(default_factory=dict, description="terraform init -backend-config key=value.",
+                                           json_schema_extra={"maxProperties": 32})
+    vars: dict[str, str] = Field(default_factory=dict, description="Input variables.",
+                                 json_schema_extra={"maxProperties": 128})
+    vars_from: list[ValuesFrom] = Field(default_factory=list, max_length=16,
+                                        description="Secrets/ConfigMaps whose keys become input variables.")
+    env_from: list[SecretRef] = Field(default_factory=list, max_length=16)
+    ignore: list[AddressGlob] = Field(default_factory=list, max_length=50, description="Resource-address "
+                                                "globs left out of the drift result, e.g. 'module.legacy.*'.")
+    timeout_seconds: int = Field(default=1800, ge=30, le=21600, description="Hard limit of one run; the Terraform "
+                                 "process tree is interrupted, then killed.")
+    resolution: Resolution = Field(default_factory=Resolution, json_schema_extra=obj_default())
+    lock: LockPolicy = Field(default_factory=LockPolicy, json_schema_extra=obj_default())
+    report: ReportPolicy = Field(default_factory=ReportPolicy, json_schema_extra=obj_default())
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+class Outcome(StrEnum):
+    NO_DRIFT = "NoDrift"
+    DRIFT_DETECTED = "DriftDetected"
+    PLAN_FAILED = "PlanFailed"
+    LOCK_HELD = "LockHeld"
+
+
+class RunResult(Model):
+    exit_code: int | None = None
+    outcome: Outcome
+    terraform_version: str | None = Field(default=None, max_length=64)
+    plan_checksum: str | None = Field(default=None, max_length=71, pattern=CHECKSUM)
+    add: int = Field(default=0, ge=0)
+    change: int = Field(default=0, ge=0)
+    import_: int = Field(default=0, ge=0, alias="import")
+    remove: int = Field(default=0, ge=0)
+    duration_seconds: float | None = Field(default=None, ge=0)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    message: str | None = Field(default=None, max_length=2048,
+                                description="First lines of Terraform's diagnostic when the run failed.")
+
+
+class DriftedResource(Model):
+    address: str = Field(max_length=512)
+    actions: list[Action] = Field(max_length=4)
+    reason: str = Field(max_length=32, description="drift (changed outside Terraform) or change (config differs).")
+    action_reason: str | None = Field(default=None, max_length=128)
+
+
+class ReportRef(Model):
+    name: str = Field(max_length=253)
+    truncated: bool = Field(default=False, description="The full plan JSON did not fit and was left out.")
+
+
+class ObservedLock(StateLock):
+    first_seen_at: dt.datetime | None = None
+    seen_count: int = Field(default=1, ge=1, description="Consecutive runs that found this lock.")
+
+
+class ResolutionRecord(Model):
+    strategy: ResolutionStrategy
+    plan_checksum: str | None = Field(default=None, max_length=71)
+    outcome: str = Field(max_length=32, description="Succeeded, Failed or Skipped.")
+    time: dt.datetime
+    message: str | None = Field(default=None, max_length=1024)
+
+
+class DriftCheckStatus(Model):
+    """Observed state of a DriftCheck, written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = conditions_field("Ready, Drifted (NoDrift, DriftDetected, PlanFailed, LockHeld), Remediating.")
+    last_schedule_time: dt.datetime | None = None
+    next_schedule_time: dt.datetime | None = None
+    last_successful_check_time: dt.datetime | None = None
+    last_drift_detected_time: dt.datetime | None = None
+    last_result: RunResult | None = None
+    drifted_count: int | None = Field(default=None, ge=0)
+    drifted_resources: list[DriftedResource] = Field(default_factory=list, max_length=MAX_DRIFTED)
+    report_ref: ReportRef | None = None
+    lock: ObservedLock | None = None
+    consecutive_failures: int = Field(default=0, ge=0)
+    last_run_request: str | None = Field(default=None, max_length=64,
+                                         description="The opex.dev/run-requested annotation value last honoured.")
+    last_resolution: ResolutionRecord | None = None
+    timeline: list[TimelineEntry] = timeline_field()
+
+
+PRINTER_COLUMNS = [
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+    {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult.outcome"},
+    {"name": "Drifted", "type": "integer", "jsonPath": ".status.driftedCount"},
+    {"name": "Next Run", "type": "string", "jsonPath": ".status.nextScheduleTime"},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+

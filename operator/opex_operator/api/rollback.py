@@ -1,0 +1,169 @@
+"""The ``Rollback`` kind: restore a known-good release and verify it.
+
+Runbook source: the seed's "Rollback Deployment" (Lambda code back to a previous version or S3
+object; static assets copied back from a backup prefix, then a CloudFront invalidation) and
+"Lambda Function Issues" ("update environment variables if needed").
+"""
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import Field
+
+from .common import (Condition, LocalObjectReference, Model, TimelineEntry, conditions_field, text,
+                     timeline_field)
+from .incident import LAMBDA_NAME
+
+S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+S3_PREFIX = r"^[^\x00]*$"
+
+InvalidationPath = text(4096, r"^/")
+Path = text(4096)
+
+class S3Object(Model):
+    bucket: str = Field(min_length=3, max_length=63, pattern=S3_BUCKET)
+    key: str = Field(min_length=1, max_length=1024)
+    object_version: str | None = Field(default=None, max_length=1024)
+
+
+class LambdaTo(Model):
+    """The known-good code: exactly one of version, s3 or previous."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "(has(self.version) ? 1 : 0) + (has(self.s3) ? 1 : 0) + "
+                 "((has(self.previous) && self.previous) ? 1 : 0) == 1",
+         "message": "set exactly one of to.version, to.s3 or to.previous: true"}]}}
+
+    version: str | None = Field(default=None, max_length=16, pattern=r"^[0-9]+$", description="A published version.")
+    s3: S3Object | None = Field(default=None, description="A deployment package in S3.")
+    previous: bool | None = Field(default=None, description="The version before the one the alias (or $LATEST) runs now.")
+
+
+class LambdaRollback(Model):
+    function_name: str = Field(min_length=1, max_length=64, pattern=LAMBDA_NAME)
+    alias: str | None = Field(default=None, max_length=128, pattern=r"^[a-zA-Z0-9-_]+$",
+                              description="Point this alias at the target version instead of replacing $LATEST's code.")
+    to: LambdaTo
+    environment: dict[str, str] | None = Field(default=None, description="Variables merged into the function's "
+                                               "environment after the code is restored.",
+                                               json_schema_extra={"maxProperties": 64})
+
+
+class CloudFrontInvalidation(Model):
+    distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")
+    paths: list[InvalidationPath] = Field(default=["/*"], min_length=1, max_length=100)
+    wait_for_completion: bool = True
+
+
+class StaticSiteRollback(Model):
+    bucket: str = Field(min_length=3, max_length=63, pattern=S3_BUCKET, description="The live site's bucket.")
+    backup_bucket: str | None = Field(default=None, min_length=3, max_length=63, pattern=S3_BUCKET,
+                                      description="Bucket of the backup; the live bucket when omitted.")
+    backup_prefix: str = Field(min_length=1, max_length=1024, pattern=S3_PREFIX,
+                               description="Prefix holding the known-good copy, e.g. backups/2026-11-28/.")
+    target_prefix: str = Field(default="", max_length=1024, pattern=S3_PREFIX)
+    delete_extraneous: bool = Field(default=False, description="Delete live objects absent from the backup "
+                                    "(aws s3 sync --delete); never when the backup is empty.")
+    cloud_front: CloudFrontInvalidation | None = None
+
+
+class RollbackApproval(StrEnum):
+    MANUAL = "Manual"
+    AUTO = "Auto"
+
+
+class RollbackSpec(Model):
+    """Desired state of a Rollback: exactly one target, and whether it may run."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "has(self.lambda) != has(self.staticSite)", "message": "set exactly one target: lambda or staticSite"},
+        {"rule": "has(self.lambda) == has(oldSelf.lambda) && (!has(self.lambda) || self.lambda == oldSelf.lambda)",
+         "message": "the lambda target is immutable; create a new Rollback"},
+        {"rule": "has(self.staticSite) == has(oldSelf.staticSite) && "
+                 "(!has(self.staticSite) || self.staticSite == oldSelf.staticSite)",
+         "message": "the staticSite target is immutable; create a new Rollback"},
+    ]}}
+
+    lambda_: LambdaRollback | None = Field(default=None, alias="lambda")
+    static_site: StaticSiteRollback | None = None
+    incident_ref: LocalObjectReference | None = None
+    approval: RollbackApproval = Field(default=RollbackApproval.MANUAL,
+                                       description="Manual waits for approved: true; Auto runs at once.")
+    approved: bool = False
+    dry_run: bool = Field(default=False, description="Record what would change and change nothing.")
+    abort: bool = Field(default=False, description="Stop a rollback in flight; it ends Aborted.")
+    progress_deadline_seconds: int = Field(default=600, ge=30, le=7200)
+
+
+# ---- status ----------------------------------------------------------------------------------
+
+class RollbackPhase(StrEnum):
+    PENDING = "Pending"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    IN_PROGRESS = "InProgress"
+    VERIFYING = "Verifying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+
+class Revision(Model):
+    """A release of the target: enough to roll back to it (or to undo the rollback)."""
+
+    description: str | None = Field(default=None, max_length=256, description="Short form for printer columns.")
+    version: str | None = Field(default=None, max_length=16)
+    code_sha256: str | None = Field(default=None, max_length=64)
+    s3: S3Object | None = None
+    objects: int | None = Field(default=None, ge=0, description="Static site: object count.")
+    manifest_ref: LocalObjectReference | None = Field(
+        default=None, description="Static site: ConfigMap listing each key's ETag and version id.")
+
+
+class RollbackStep(Model):
+    id: str = Field(max_length=64)
+    state: str = Field(max_length=32, description="Pending, Running, Succeeded, Failed, Skipped or DryRun.")
+    message: str | None = Field(default=None, max_length=1024)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+class Progress(Model):
+    total: int = Field(default=0, ge=0)
+    copied: int = Field(default=0, ge=0)
+    unchanged: int = Field(default=0, ge=0)
+    deleted: int = Field(default=0, ge=0)
+
+
+class Invalidation(Model):
+    id: str = Field(max_length=64)
+    status: str = Field(max_length=32)
+    paths: list[Path] = Field(default_factory=list, max_length=100)
+
+
+class RollbackStatus(Model):
+    """Observed state of a Rollback, written only by the operator."""
+
+    phase: RollbackPhase | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+    conditions: list[Condition] = conditions_field("Ready, RolledBack.")
+    target: str | None = Field(default=None, max_length=256, description="lambda:NAME or s3://BUCKET/PREFIX.")
+    from_: Revision | None = Field(default=None, alias="from")
+    to: Revision | None = None
+    steps: list[RollbackStep] = Field(default_factory=list, max_length=20)
+    progress: Progress | None = None
+    invalidation: Invalidation | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    message: str | None = Field(default=None, max_length=2048)
+    timeline: list[TimelineEntry] = timeline_field()
+
+
+PRINTER_COLUMNS = [
+    {"name": "Target", "type": "string", "jsonPath": ".status.target"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "From", "type": "string", "jsonPath": ".status.from.description"},
+    {"name": "To", "type": "string", "jsonPath": ".status.to.description"},
+    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]

@@ -1,0 +1,45 @@
+"""What a reconcile pass gets and gives, free of Kopf (so controllers are unit-testable)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, Sequence, TypeVar
+
+from pydantic import BaseModel
+
+from ..api.common import EventType
+from ..kube import ObjectRef
+
+S = TypeVar("S", bound=BaseModel)
+Event = tuple[EventType, str, str]  # (type, reason, message)
+
+
+class Recorder(Protocol):
+    """Persists an object's status; the only way a controller writes it."""
+
+    async def save(self, status: BaseModel, events: Sequence[Event] = ()) -> None:
+        """Append ``events`` to the timeline, write ``status`` (a checkpoint), then post the Events."""
+
+
+@dataclass
+class Observed(Generic[S]):
+    """What one reconcile pass sees: identity, the live metadata/spec, and the status to update."""
+
+    ref: ObjectRef
+    generation: int
+    annotations: dict[str, str]
+    labels: dict[str, str]
+    spec: dict[str, Any]
+    status: S
+    recorder: Recorder
+    owner_references: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Controller(Protocol[S]):
+    """A kind's reconciler. ``reconcile`` returns seconds until the next pass, or None to wait for a change."""
+
+    kind: str
+    plural: str
+    status_model: type[S]
+    wake_annotations: tuple[str, ...]
+
+    async def reconcile(self, obj: Observed[S]) -> float | None: ...

@@ -1,0 +1,36 @@
+"""Operator start-up: Kopf settings under our own names, clients, controllers, /metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import kopf
+
+from .. import GROUP, metrics
+from ..config import Settings
+from ..controllers.wiring import build_controllers
+from ..kube import Kube, load_client_config
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+    """Own finalizer and annotation prefixes (``opex.dev``), Event reporter, workers, clients."""
+    config = Settings.from_env()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.reporting_component = "opex-operator"
+    settings.execution.max_workers = config.max_workers
+    # boto3 and the kubernetes client block; asyncio.to_thread uses the loop's default executor.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="opex-io"))
+    load_client_config()
+    memo.settings = config
+    memo.kube = Kube()
+    memo.controllers = build_controllers(config, memo.kube)
+    metrics.serve(config.metrics_port, config.bind_address)
+    logger.info("opex-operator ready: metrics on :%d, liveness on :%d", config.metrics_port, config.health_port)

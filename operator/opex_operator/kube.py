@@ -1,0 +1,65 @@
+"""Kubernetes API access for the operator's own writes: status, owned objects, Secrets.
+
+Kopf watches and delivers the objects; what the operator writes outside Kopf's handler
+patches goes through :class:`Kube`, a thin layer over the official ``kubernetes`` client. Its
+methods block: call them through ``asyncio.to_thread``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, VERSION
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Identity of a custom resource: ``plural`` as in the URL, e.g. ``incidents``."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str = ""
+    kind: str = ""
+
+    def owner_reference(self, controller: bool = True) -> dict[str, Any]:
+        """An ownerReference to this object, for objects it owns (reports, child Rollbacks)."""
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": self.kind, "name": self.name, "uid": self.uid,
+                "controller": controller, "blockOwnerDeletion": True}
+
+
+def load_client_config() -> None:
+    """Configure the ``kubernetes`` client: in-cluster when run in a Pod, else ``$KUBECONFIG``."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    """Blocking helpers over the ``kubernetes`` client (one ApiClient, thread-safe for requests)."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None):
+        self.api_client = api_client or kubernetes.client.ApiClient()
+        self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
+        self.core = kubernetes.client.CoreV1Api(self.api_client)
+
+    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch ``status`` into the object's status subresource; returns the object.
+
+        Raises ``ApiException`` (404 when the object is gone).
+        """
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ref.namespace, ref.plural, ref.name, {"status": status})
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise

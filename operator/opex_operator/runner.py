@@ -1,0 +1,31 @@
+"""Run the operator: Kopf with our handlers, a liveness endpoint and /metrics."""
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from .config import Settings
+
+
+def run(verbose: bool = False) -> None:
+    """Block running the operator until SIGINT/SIGTERM.
+
+    Watches ``OPEX_NAMESPACES`` (globs) or, when unset, the whole cluster. Reads the cluster
+    from the Pod's service account, else ``$KUBECONFIG``. Raises ValueError on bad settings.
+    """
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # One line per watch event ("Handler 'wake_incident' succeeded") and per probe drowns the log.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+    )

@@ -1,0 +1,110 @@
+"""Fixtures shared by all tests: the local stack, started lazily and once per session.
+
+* ``cluster``: a real control plane (etcd + kube-apiserver from hack/) with the CRDs applied.
+* ``namespace``: a fresh namespace per test, named ``e2e-...``; its opex objects are deleted at
+  the end (the namespace itself stays Terminating: no kube-controller-manager runs).
+* ``aws``: moto's server in this process (so tests can set failure states on its backends);
+  reset before each test that uses it.
+* ``operator``: ``python -m opex_operator`` as a subprocess watching ``e2e-*`` namespaces.
+
+Unit tests use none of these and run without the stack.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import controlplane  # noqa: E402
+import fakeaws  # noqa: E402
+import terraform_cli  # noqa: E402
+from helpers import Kubectl, OperatorProcess  # noqa: E402
+
+# Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                   "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A running control plane with the CRDs established; yields the ControlPlane."""
+    cp = controlplane.ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    cp.start()
+    try:
+        kubectl = Kubectl(cp.kubeconfig)
+        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster) -> Kubectl:
+    return Kubectl(cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kubectl, request):
+    """A new namespace ``e2e-<test>-<random>``; its opex objects are removed afterwards."""
+    stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"e2e-{stem}-{uuid.uuid4().hex[:5]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl.delete_opex_objects(name)
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def aws_server():
+    server, url = fakeaws.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def aws(aws_server, monkeypatch):
+    """moto's server, reset; this process's boto3 points at it. Yields the endpoint URL."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{aws_server}/moto-api/reset", method="POST")).close()
+    for key, value in fakeaws.aws_env(aws_server).items():
+        monkeypatch.setenv(key, value)
+    yield aws_server
+
+
+@pytest.fixture(scope="session")
+def terraform_bin() -> str:
+    return terraform_cli.ensure_terraform()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, aws_server, terraform_bin, tmp_path_factory):
+    """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session."""
+    proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin,
+                           tmp_path_factory.mktemp("operator"), namespaces="e2e-*")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for marker in ("e2e", "integration"):
+            if marker in parts:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def run(*argv: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, **kw)

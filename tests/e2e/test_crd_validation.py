@@ -1,0 +1,170 @@
+"""Each CRD refuses malformed manifests at the real API server, naming the field.
+
+Every case is created through ``kubectl create`` (strict field validation, as users run it)
+and must fail with a message that names the offending field and the rule it broke.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+INCIDENT = {
+    "apiVersion": "opex.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "bad"},
+    "spec": {"type": "PipelineFailure", "severity": "high", "title": "pipeline failed",
+             "environment": "production", "targets": {"pipeline": {"name": "checkout-pipeline"}}},
+}
+DRIFTCHECK = {
+    "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "bad"},
+    "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": "file:///srv/infra.git"}}},
+}
+ROLLBACK = {
+    "apiVersion": "opex.dev/v1alpha1", "kind": "Rollback", "metadata": {"name": "bad"},
+    "spec": {"lambda": {"functionName": "checkout-api", "to": {"previous": True}}},
+}
+DELETE = object()
+
+
+def mutate(base: dict, **changes) -> dict:
+    """Copy ``base`` and set (or, with DELETE, remove) dotted paths under spec: ``a__b=1`` sets spec.a.b."""
+    doc = copy.deepcopy(base)
+    for path, value in changes.items():
+        node = doc["spec"]
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+    return doc
+
+
+CASES = [
+    # --- Incident -----------------------------------------------------------------------------
+    ("inc-missing-type", mutate(INCIDENT, type=DELETE), ["spec.type", "Required value"]),
+    ("inc-bad-severity", mutate(INCIDENT, severity="urgent"), ["spec.severity", "Unsupported value", '"urgent"']),
+    ("inc-missing-title", mutate(INCIDENT, title=DELETE), ["spec.title", "Required value"]),
+    ("inc-empty-title", mutate(INCIDENT, title=""), ["spec.title", "at least 1 chars"]),
+    ("inc-bad-environment", mutate(INCIDENT, environment="Prod_1"), ["spec.environment", "should match"]),
+    ("inc-bad-mode", mutate(INCIDENT, remediation__mode="Yolo"), ["spec.remediation.mode", "Unsupported value"]),
+    ("inc-unknown-field", mutate(INCIDENT, colour="red"), ['unknown field "spec.colour"']),
+    ("inc-attempts-too-low", mutate(INCIDENT, remediation__steps=[{"id": "retry-stage", "maxAttempts": 0}]),
+     ["spec.remediation.steps[0].maxAttempts", "greater than or equal to 1"]),
+    ("inc-timeout-too-high", mutate(INCIDENT, remediation__steps=[{"id": "retry-stage", "timeoutSeconds": 99999}]),
+     ["spec.remediation.steps[0].timeoutSeconds", "less than or equal to 3600"]),
+    ("inc-pipeline-needs-target", mutate(INCIDENT, targets={"region": "us-east-1"}),
+     ["spec", "a PipelineFailure incident needs spec.targets.pipeline"]),
+    ("inc-bad-region", mutate(INCIDENT, targets__region="moon-1"), ["spec.targets.region", "should match"]),
+    ("inc-severity-wrong-type", mutate(INCIDENT, severity=5), ["spec.severity", "must be of type string"]),
+    ("inc-bad-topic-arn", mutate(INCIDENT, notify={"snsTopicArns": ["oncall"]}),
+     ["spec.notify.snsTopicArns[0]", "should match"]),
+    ("inc-duplicate-approval", mutate(INCIDENT, remediation__approvedSteps=["retry-stage", "retry-stage"]),
+     ["spec.remediation.approvedSteps[1]", "Duplicate value"]),
+    ("inc-escalation-level-4", mutate(INCIDENT, escalation={"levels": [{"level": 4, "contact": "CEO"}]}),
+     ["spec.escalation.levels[0].level", "less than or equal to 3"]),
+    # --- DriftCheck ---------------------------------------------------------------------------
+    ("dc-missing-schedule", mutate(DRIFTCHECK, schedule=DELETE), ["spec.schedule", "Required value"]),
+    ("dc-bad-cron", mutate(DRIFTCHECK, schedule=["every day at nine"]), ["spec.schedule[0]", "should match"]),
+    ("dc-empty-schedule", mutate(DRIFTCHECK, schedule=[]), ["spec.schedule", "at least 1 items"]),
+    ("dc-bad-timezone", mutate(DRIFTCHECK, timeZone="Mars Base"), ["spec.timeZone", "should match"]),
+    ("dc-bad-duration", mutate(DRIFTCHECK, lock={"timeout": "5 minutes"}), ["spec.lock.timeout", "should match"]),
+    ("dc-two-sources", mutate(DRIFTCHECK, source__configMapRef={"name": "tf"}),
+     ["spec.source", "set exactly one of source.git or source.configMapRef"]),
+    ("dc-missing-source", mutate(DRIFTCHECK, source=DELETE), ["spec.source", "Required value"]),
+    ("dc-bad-strategy", mutate(DRIFTCHECK, resolution={"strategy": "Destroy"}),
+     ["spec.resolution.strategy", "Unsupported value"]),
+    ("dc-import-without-imports", mutate(DRIFTCHECK, resolution={"strategy": "Import"}),
+     ["spec.resolution", "strategy Import needs at least one entry in resolution.imports"]),
+    ("dc-timeout-too-low", mutate(DRIFTCHECK, timeoutSeconds=5), ["spec.timeoutSeconds", "greater than or equal to 30"]),
+    ("dc-bad-checksum", mutate(DRIFTCHECK, resolution={"strategy": "Apply", "approvedPlanChecksum": "abc"}),
+     ["spec.resolution.approvedPlanChecksum", "should match"]),
+    ("dc-unknown-field", mutate(DRIFTCHECK, interval="5m"), ['unknown field "spec.interval"']),
+    ("dc-bad-concurrency", mutate(DRIFTCHECK, concurrencyPolicy="Allow"),
+     ["spec.concurrencyPolicy", "Unsupported value"]),
+    ("dc-keep-zero", mutate(DRIFTCHECK, report={"keep": 0}), ["spec.report.keep", "greater than or equal to 1"]),
+    ("dc-path-escapes", mutate(DRIFTCHECK, source__git__path="../secrets"),
+     ["spec.source.git.path", "path must be relative and stay inside the repository"]),
+    ("dc-schedule-wrong-type", mutate(DRIFTCHECK, schedule="0 9 * * *"), ["spec.schedule", "must be of type array"]),
+    # --- Rollback -----------------------------------------------------------------------------
+    ("rb-no-target", mutate(ROLLBACK, **{"lambda": DELETE}), ["spec", "set exactly one target: lambda or staticSite"]),
+    ("rb-two-targets", mutate(ROLLBACK, staticSite={"bucket": "www-site", "backupPrefix": "backups/1/"}),
+     ["spec", "set exactly one target: lambda or staticSite"]),
+    ("rb-two-versions", mutate(ROLLBACK, lambda__to={"previous": True, "version": "3"}),
+     ["spec.lambda.to", "set exactly one of to.version, to.s3 or to.previous: true"]),
+    ("rb-bad-function-name", mutate(ROLLBACK, lambda__functionName="bad name!"),
+     ["spec.lambda.functionName", "should match"]),
+    ("rb-bad-version", mutate(ROLLBACK, lambda__to={"version": "v3"}), ["spec.lambda.to.version", "should match"]),
+    ("rb-bad-bucket", mutate(ROLLBACK, **{"lambda": DELETE}, staticSite={"bucket": "Bad_Bucket", "backupPrefix": "b/"}),
+     ["spec.staticSite.bucket", "should match"]),
+    ("rb-missing-backup-prefix", mutate(ROLLBACK, **{"lambda": DELETE}, staticSite={"bucket": "www-site"}),
+     ["spec.staticSite.backupPrefix", "Required value"]),
+    ("rb-bad-approval", mutate(ROLLBACK, approval="Sometimes"), ["spec.approval", "Unsupported value"]),
+    ("rb-deadline-too-short", mutate(ROLLBACK, progressDeadlineSeconds=5),
+     ["spec.progressDeadlineSeconds", "greater than or equal to 30"]),
+    ("rb-bad-invalidation-path", mutate(ROLLBACK, **{"lambda": DELETE}, staticSite={
+        "bucket": "www-site", "backupPrefix": "b/", "cloudFront": {"distributionId": "E123", "paths": ["index.html"]}}),
+     ["spec.staticSite.cloudFront.paths[0]", "should match"]),
+    ("rb-unknown-field", mutate(ROLLBACK, force=True), ['unknown field "spec.force"']),
+    ("rb-dryrun-wrong-type", mutate(ROLLBACK, dryRun="yes"), ["spec.dryRun", "must be of type boolean"]),
+    ("rb-missing-to", mutate(ROLLBACK, lambda__to=DELETE), ["spec.lambda.to", "Required value"]),
+]
+
+
+@pytest.mark.parametrize("manifest,expected", [(m, e) for _, m, e in CASES], ids=[c[0] for c in CASES])
+def test_invalid_manifest_is_refused_naming_the_field(kubectl, namespace, manifest, expected):
+    result = kubectl.create(json.dumps(manifest), namespace, check=False)
+    assert result.returncode != 0, f"accepted: {json.dumps(manifest['spec'])}"
+    for fragment in expected:
+        assert fragment in result.stderr, f"{fragment!r} not in: {result.stderr}"
+    assert kubectl("get", manifest["kind"].lower(), "-n", namespace, "-o", "name").stdout == ""
+
+
+def test_at_least_ten_distinct_refusals_per_kind():
+    per_kind = {}
+    for case_id, manifest, _ in CASES:
+        per_kind.setdefault(manifest["kind"], set()).add(case_id)
+    assert {k: len(v) >= 10 for k, v in per_kind.items()} == {"Incident": True, "DriftCheck": True, "Rollback": True}
+
+
+def test_examples_are_accepted_by_the_api_server(kubectl, namespace):
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False)
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def test_api_server_applies_schema_defaults(kubectl, namespace):
+    kubectl.create(json.dumps(mutate(INCIDENT)), namespace)
+    spec = kubectl.get("incident", "bad", namespace)["spec"]
+    assert spec["remediation"]["mode"] == "Manual"
+    assert spec["remediation"]["forceUnlock"]["minLockAgeSeconds"] == 900
+    assert spec["closed"] is False
+
+
+def test_incident_type_is_immutable_and_closed_cannot_be_reopened(kubectl, namespace):
+    kubectl.create(json.dumps(mutate(INCIDENT, closed=True)), namespace)
+    changed = kubectl("patch", "incident", "bad", "-n", namespace, "--type=merge",
+                      "-p", '{"spec":{"type":"SecurityIncident"}}', check=False)
+    assert changed.returncode != 0 and "spec.type" in changed.stderr and "type is immutable" in changed.stderr
+    reopened = kubectl("patch", "incident", "bad", "-n", namespace, "--type=merge",
+                       "-p", '{"spec":{"closed":false}}', check=False)
+    assert reopened.returncode != 0 and "a closed Incident cannot be reopened" in reopened.stderr
+
+
+def test_rollback_target_is_immutable(kubectl, namespace):
+    kubectl.create(json.dumps(ROLLBACK), namespace)
+    changed = kubectl("patch", "rollback", "bad", "-n", namespace, "--type=merge",
+                      "-p", '{"spec":{"lambda":{"functionName":"other-fn"}}}', check=False)
+    assert changed.returncode != 0 and "the lambda target is immutable" in changed.stderr
+    approved = kubectl("patch", "rollback", "bad", "-n", namespace, "--type=merge", "-p", '{"spec":{"approved":true}}')
+    assert approved.returncode == 0
+
+
+def test_example_files_are_plain_yaml_of_our_kinds():
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in EXAMPLES.glob("*.yaml")}
+    assert {"Incident", "DriftCheck", "Rollback"} <= kinds

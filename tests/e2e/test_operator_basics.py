@@ -1,0 +1,69 @@
+"""The operator process on the real API server: it reconciles each kind, posts Events, serves metrics."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import wait_for
+from test_crd_validation import DRIFTCHECK, INCIDENT, ROLLBACK
+
+KINDS = [("incident", INCIDENT), ("driftcheck", DRIFTCHECK), ("rollback", ROLLBACK)]
+
+
+def test_operator_serves_liveness_and_metrics(operator):
+    text = operator.metrics()
+    assert 'opex_build_info{version="0.1.0"} 1.0' in text
+    assert "opex_reconcile_duration_seconds" in text
+
+
+@pytest.mark.parametrize("plural,short,kind", [
+    ("incidents", "inc", "Incident"), ("driftchecks", "dc", "DriftCheck"), ("rollbacks", "rb", "Rollback")])
+def test_kinds_are_served_with_short_names_in_category_opex(kubectl, plural, short, kind):
+    resources = kubectl("api-resources", "--api-group=opex.dev", "-o", "wide").stdout
+    row = next(line.split() for line in resources.splitlines() if line.startswith(plural + " "))
+    assert row[:5] == [plural, short, "opex.dev/v1alpha1", "true", kind]
+    assert row[-1] == "opex"
+
+
+def test_get_all_kinds_shows_printer_columns(kubectl, namespace, operator):
+    for _, manifest in KINDS:
+        kubectl.create(json.dumps(manifest), namespace)
+    wait_for(lambda: all(kubectl.get(k, "bad", namespace).get("status", {}).get("observedGeneration")
+                         for k, _ in KINDS), what="all three kinds reconciled")
+    out = kubectl("get", "inc,dc,rb", "-n", namespace).stdout
+    assert "TYPE" in out and "SEVERITY" in out and "PHASE" in out and "ROOT CAUSE" in out
+    assert "SCHEDULE" in out and "LAST RESULT" in out and "DRIFTED" in out and "NEXT RUN" in out
+    assert "TARGET" in out and "FROM" in out and "TO" in out
+    assert "PipelineFailure" in out and "high" in out
+
+
+@pytest.mark.parametrize("kind,manifest", KINDS, ids=[k for k, _ in KINDS])
+def test_each_kind_is_observed_with_ready_condition_event_and_finalizer(kubectl, namespace, operator, kind, manifest):
+    before = operator.metric("opex_reconcile_total", kind=manifest["kind"], result="success") or 0
+    kubectl.create(json.dumps(manifest), namespace)
+    kubectl("wait", f"{kind}/bad", "-n", namespace, "--for=condition=Ready=Unknown", "--timeout=60s")
+    obj = kubectl.get(kind, "bad", namespace)
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 1
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "NotImplemented" and ready["observedGeneration"] == 1
+    assert "opex.dev/finalizer" in obj["metadata"]["finalizers"]
+    events = wait_for(lambda: [e for e in kubectl.events(namespace, "bad") if e["reason"] == "Observed"],
+                      what="an Observed event")
+    assert events[0]["source"]["component"] == "opex-operator"
+    assert (operator.metric("opex_reconcile_total", kind=manifest["kind"], result="success") or 0) > before
+
+
+def test_spec_change_is_reconciled_at_once(kubectl, namespace, operator):
+    kubectl.create(json.dumps(INCIDENT), namespace)
+    wait_for(lambda: kubectl.get("incident", "bad", namespace).get("status", {}).get("observedGeneration") == 1)
+    kubectl("patch", "incident", "bad", "-n", namespace, "--type=merge", "-p", '{"spec":{"severity":"critical"}}')
+    wait_for(lambda: kubectl.get("incident", "bad", namespace)["status"]["observedGeneration"] == 2, timeout=10,
+             what="generation 2 observed")
+
+
+def test_deleting_an_object_completes(kubectl, namespace, operator):
+    kubectl.create(json.dumps(ROLLBACK), namespace)
+    wait_for(lambda: kubectl.get("rollback", "bad", namespace).get("status", {}).get("observedGeneration"))
+    kubectl("delete", "rollback", "bad", "-n", namespace, "--timeout=30s")
+    assert kubectl("get", "rollback", "-n", namespace, "-o", "name").stdout == ""

@@ -1,0 +1,109 @@
+"""Helpers for tests that drive the local stack as a user would: kubectl, the operator process."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import procs
+import stack
+
+
+class Kubectl:
+    """``kubectl --kubeconfig=...`` with JSON helpers. Raises AssertionError on failure when check=True."""
+
+    def __init__(self, kubeconfig: Path):
+        self.kubeconfig = kubeconfig
+
+    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True, input=input, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def json(self, *args: str) -> dict[str, Any]:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    def apply(self, manifest: str, namespace: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self("apply", "-n", namespace, "-f", "-", input=manifest, check=check)
+
+    def create(self, manifest: str, namespace: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self("create", "-n", namespace, "-f", "-", input=manifest, check=check)
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return self.json("get", kind, name, "-n", namespace)
+
+    def events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:
+        items = self.json("get", "events", "-n", namespace)["items"]
+        return [e for e in items if name is None or e["involvedObject"]["name"] == name]
+
+    def delete_opex_objects(self, namespace: str) -> None:
+        """Delete the opex objects of ``namespace``; drop finalizers no operator is left to remove."""
+        if self("delete", "opex", "--all", "-n", namespace, "--wait=true", "--timeout=30s", check=False).returncode:
+            for item in self.json("get", "opex", "-n", namespace)["items"]:
+                self("patch", item["kind"].lower(), item["metadata"]["name"], "-n", namespace, "--type=merge",
+                     "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
+
+
+class OperatorProcess:
+    """``python -m opex_operator`` on the local stack, started and stopped by its own pid."""
+
+    def __init__(self, kubeconfig: Path, aws_url: str, terraform: str, workdir: Path, namespaces: str,
+                 extra_env: dict[str, str] | None = None):
+        self.workdir = workdir
+        self.log = workdir / "operator.log"
+        self.metrics_port, self.health_port = procs.free_port(), procs.free_port()
+        self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform,
+                                      namespaces=namespaces)
+        self.env.update(extra_env or {})
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.proc = procs.spawn([sys.executable, "-m", "opex_operator"], self.log, env=self.env, cwd=self.workdir)
+        procs.wait_http(f"http://127.0.0.1:{self.health_port}/healthz", timeout, self.proc, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.terminate(self.proc.pid, 20.0, self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to finish what it was doing."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """Value of one sample of ``/metrics`` (exact name and labels), or None when absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        for family in text_string_to_metric_families(self.metrics()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return sample.value
+        return None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
