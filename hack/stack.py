@@ -67,6 +67,7 @@ def up(timeout: float) -> int:
     pids: dict[str, int] = {}
     try:
         kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), kubeconfig=cp.kubeconfig)
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", kubeconfig=cp.kubeconfig)
         print("starting the fake AWS (moto) ...", flush=True)
         ready = LOCAL / "aws-url"
         ready.unlink(missing_ok=True)
@@ -96,7 +97,8 @@ def up(timeout: float) -> int:
         raise
     summary(cp.kubeconfig)
     print(f"\nLeft running. Try:  export KUBECONFIG={cp.kubeconfig}; kubectl get opex -A")
-    print(f"Metrics: http://127.0.0.1:{metrics_port}/metrics   Logs: {LOCAL}/*.log   Stop: make down")
+    print(f"Metrics: http://127.0.0.1:{metrics_port}/metrics   Liveness: http://127.0.0.1:{health_port}/healthz")
+    print(f"Logs: {LOCAL}/*.log   Stop: make down")
     return 0
 
 
@@ -131,7 +133,7 @@ def summary(kubeconfig: Path) -> int:
         phase = status.get("phase") or (status.get("lastResult") or {}).get("outcome") or "-"
         table.add_row(o["kind"], f"{o['metadata']['namespace']}/{o['metadata']['name']}", phase,
                       f"{ready.get('status', '-')} ({ready.get('reason', '-')})", ready.get("message", ""))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
 
 

@@ -6,6 +6,7 @@ import logging
 import kopf
 
 from .config import Settings
+from .kube import load_client_config
 
 
 def run(verbose: bool = False) -> None:
@@ -15,6 +16,10 @@ def run(verbose: bool = False) -> None:
     from the Pod's service account, else ``$KUBECONFIG``. Raises ValueError on bad settings.
     """
     settings = Settings.from_env()
+    try:
+        load_client_config()
+    except Exception as err:  # noqa: BLE001 - any failure here means "no usable cluster credentials"
+        raise SystemExit(f"opex operator: no Kubernetes credentials ({err}); set KUBECONFIG or run in a Pod") from None
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:

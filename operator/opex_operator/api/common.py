@@ -22,6 +22,8 @@ REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
 # A Go-style duration as Terraform's -lock-timeout and Kubernetes' metav1.Duration take it.
 DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+Duration = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
+    {"rule": f"self.matches(r'{DURATION}')", "message": "must be a duration such as 90s, 5m or 1h30m"}]})]
 
 MAX_CONDITIONS = 16
 MAX_TIMELINE = 50

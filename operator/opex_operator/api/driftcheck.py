@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
+from typing import Annotated
+
 from pydantic import Field
 
-from .common import (DNS_SUBDOMAIN, DURATION, Condition, LocalObjectReference, Model, StateLock,
+from .common import (DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock,
                      TimelineEntry, conditions_field, obj_default, text, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro; croniter checks the
@@ -23,7 +25,10 @@ CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 TF_ADDRESS = r"^[A-Za-z0-9_.\[\]\"\-*?/:]+$"
 MAX_DRIFTED = 100
 
-CronSchedule = text(128, CRON)
+CronSchedule = Annotated[str, Field(max_length=128, json_schema_extra={"x-kubernetes-validations": [
+    {"rule": f"self.matches(r'{CRON}')",
+     "message": "must be a cron expression of five fields (minute hour day-of-month month day-of-week), "
+                "e.g. '0 9 * * *', or a macro such as @daily"}]})]
 AddressGlob = text(512, TF_ADDRESS)
 Action = text(16)
 
@@ -112,12 +117,11 @@ class ForceUnlock(StrEnum):
 
 
 class LockPolicy(Model):
-    timeout: str = Field(default="60s", max_length=32, pattern=DURATION,
-                         description="Terraform -lock-timeout: how long to wait for a held lock.")
+    timeout: Duration = Field(default="60s", description="Terraform -lock-timeout: how long to wait for a held lock.")
     force_unlock: ForceUnlock = Field(default=ForceUnlock.NEVER, description="IfOrphaned unlocks a lock older than "
                                       "orphanedAfter whose id was seen on two consecutive runs.")
-    orphaned_after: str = Field(default="1h", max_length=32, pattern=DURATION,
-                                description="Age after which a lock held across two runs counts as orphaned.")
+    orphaned_after: Duration = Field(default="1h",
+                                     description="Age after which a lock held across two runs counts as orphaned.")
 
 
 class ReportPolicy(Model):

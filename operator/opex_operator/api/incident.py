@@ -117,12 +117,16 @@ class StepPolicy(Model):
 
 
 class LambdaEnvironment(Model):
+    """Environment variables for one function (the runbook's "update environment variables if needed")."""
+
     function_name: str = Field(max_length=64, pattern=LAMBDA_NAME)
     variables: dict[str, str] = Field(description="Variables merged into the function's environment.",
                                       json_schema_extra={"maxProperties": 64})
 
 
 class LambdaRollback(Model):
+    """Where a Lambda rollback step takes a function."""
+
     alias: str | None = Field(default=None, max_length=128, pattern=r"^[a-zA-Z0-9-_]+$",
                               description="Alias to move back; $LATEST's code is replaced when omitted.")
     to_version: str | None = Field(default=None, max_length=16, pattern=r"^[0-9]+$",
@@ -130,12 +134,14 @@ class LambdaRollback(Model):
 
 
 class ForceUnlock(Model):
+    """Limits of the terraform-force-unlock step (it also requires the diagnosed lock id)."""
+
     min_lock_age_seconds: int = Field(default=900, ge=60, le=604800,
                                       description="Only a lock older than this is force-unlocked.")
 
 
 class Remediation(Model):
-    """How remediation steps run (DESIGN.md §3, safety model)."""
+    """How far the operator may act: every step that changes AWS or Terraform state is gated here."""
 
     mode: RemediationMode = Field(default=RemediationMode.MANUAL, description="DryRun records what would run; "
                                   "Manual (default) waits until a step's id is in approvedSteps; Auto runs within policy.")
@@ -143,11 +149,16 @@ class Remediation(Model):
                                                      description="Ids of approved steps.",
                                                      json_schema_extra={"x-kubernetes-list-type": "set"})
     steps: list[StepPolicy] = Field(default_factory=list, max_length=40,
+                                    description="Per-step onFailure, maxAttempts and timeoutSeconds, by step id.",
                                     json_schema_extra={"x-kubernetes-list-type": "map",
                                                        "x-kubernetes-list-map-keys": ["id"]})
-    lambda_rollback: LambdaRollback | None = None
-    lambda_environment: list[LambdaEnvironment] = Field(default_factory=list, max_length=10)
-    force_unlock: ForceUnlock = Field(default_factory=ForceUnlock, json_schema_extra=obj_default())
+    lambda_rollback: LambdaRollback | None = Field(
+        default=None, description="Where the rollback-lambda step takes a function (default: its previous version).")
+    lambda_environment: list[LambdaEnvironment] = Field(
+        default_factory=list, max_length=10,
+        description="Environment variables the update-lambda-env step sets, per function.")
+    force_unlock: ForceUnlock = Field(default_factory=ForceUnlock, json_schema_extra=obj_default(),
+                                      description="Limits of the terraform-force-unlock step.")
 
 
 class EscalationLevel(Model):
