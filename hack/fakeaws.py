@@ -5,7 +5,7 @@ environment :func:`aws_env` returns (``AWS_ENDPOINT_URL`` and dummy credentials)
 express some failures through its API (REFERENCE.md: pipeline executions and builds always
 succeed), so :mod:`estate` sets them on the backend objects of this same process.
 
-``python hack/fakeaws.py --port N [--ready-file F]`` serves until SIGTERM (the demo's AWS);
+``python hack/fakeaws.py --port N [--seed demo] [--ready-file F]`` serves until SIGTERM (the demo's AWS);
 tests call :func:`start` from the pytest process instead.
 """
 from __future__ import annotations
@@ -34,10 +34,12 @@ def aws_env(url: str, region: str = REGION) -> dict[str, str]:
 
 def start(port: int = 0):
     """Start moto's server on 127.0.0.1:``port`` (0 = any free port); returns (server, url)."""
-    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "false")
-    from moto.server import ThreadedMotoServer
+    import logging
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    import moto_ext
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per AWS call otherwise
+    server = moto_ext.Server(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
     return server, f"http://{host}:{bound}"
@@ -46,10 +48,15 @@ def start(port: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", choices=["none", "demo"], default="none", help="seed the demo's AWS estate")
     parser.add_argument("--ready-file", type=Path, help="written with the URL once serving ")
     args = parser.parse_args()
     server, url = start(args.port)
     os.environ.update(aws_env(url))
+    if args.seed == "demo":
+        import estate
+
+        estate.seed_demo()
     if args.ready_file:
         args.ready_file.write_text(url)
     print(f"fake AWS serving on {url}", flush=True)

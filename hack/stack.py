@@ -50,6 +50,7 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
         "OPEX_BIND_ADDRESS": "127.0.0.1",
         "OPEX_NAMESPACES": namespaces,
         "OPEX_TERRAFORM": terraform,
+        "OPEX_POLICY_FILE": str(ROOT / "hack" / "policy-local.yaml"),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -68,11 +69,11 @@ def up(timeout: float) -> int:
     try:
         kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), kubeconfig=cp.kubeconfig)
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", kubeconfig=cp.kubeconfig)
-        print("starting the fake AWS (moto) ...", flush=True)
+        print("starting the fake AWS (moto) with the demo estate ...", flush=True)
         ready = LOCAL / "aws-url"
         ready.unlink(missing_ok=True)
-        aws = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeaws.py"), "--ready-file", str(ready)],
-                          LOCAL / "fakeaws.log")
+        aws = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeaws.py"), "--seed", "demo",
+                           "--ready-file", str(ready)], LOCAL / "fakeaws.log")
         pids["fakeaws"] = aws.pid
         deadline = time.monotonic() + 60
         while not ready.exists():

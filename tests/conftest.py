@@ -54,15 +54,49 @@ def kubectl(cluster) -> Kubectl:
     return Kubectl(cluster.kubeconfig)
 
 
-@pytest.fixture
-def namespace(kubectl, request):
-    """A new namespace ``e2e-<test>-<random>``; its opex objects are removed afterwards."""
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def _dump_on_failure(request, kubectl: Kubectl, namespace: str) -> None:
+    """On a failed test, print what a person would look at: the objects, the Events, the operator log."""
+    report = getattr(request.node, "rep_call", None)
+    if report is None or not report.failed:
+        return
+    print(f"\n----- opex objects in {namespace} -----")
+    print(kubectl("get", "opex", "-n", namespace, "-o", "yaml", check=False).stdout[-12000:])
+    print(f"----- events in {namespace} -----")
+    print(kubectl("get", "events", "-n", namespace, check=False).stdout[-4000:])
+    for name in ("operator", "solo_operator"):
+        if name in request.fixturenames:
+            print(f"----- {name} log (tail) -----")
+            print(request.getfixturevalue(name).log_text()[-6000:])
+
+
+def _namespace(kubectl: Kubectl, request, prefix: str):
     stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
-    name = f"e2e-{stem}-{uuid.uuid4().hex[:5]}"
+    name = f"{prefix}-{stem}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", name)
     yield name
+    _dump_on_failure(request, kubectl, name)
     kubectl.delete_opex_objects(name)
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(kubectl, request):
+    """A new namespace ``e2e-<test>-<random>`` (watched by the session operator); its opex objects
+    are removed afterwards."""
+    yield from _namespace(kubectl, request, "e2e")
+
+
+@pytest.fixture
+def solo_namespace(kubectl, request):
+    """A new namespace ``solo-<test>-<random>`` that only the test's own ``solo_operator`` watches."""
+    yield from _namespace(kubectl, request, "solo")
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +128,14 @@ def operator(cluster, aws_server, terraform_bin, tmp_path_factory):
     proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin,
                            tmp_path_factory.mktemp("operator"), namespaces="e2e-*")
     proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def solo_operator(cluster, aws_server, terraform_bin, solo_namespace, tmp_path):
+    """An operator of the test's own (not started yet) for ``solo_namespace``: restarts, kills, policies."""
+    proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin, tmp_path, namespaces=solo_namespace)
     yield proc
     proc.stop()
 

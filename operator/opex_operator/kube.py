@@ -63,3 +63,37 @@ class Kube:
             if err.status == 404:
                 return None
             raise
+
+    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a custom resource of ``plural``; returns it. 409 (exists) raises ApiException."""
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+    def get_named(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(ObjectRef(plural, namespace, name))
+
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str], owner: ObjectRef,
+                       labels: dict[str, str] | None = None, binary: dict[str, str] | None = None) -> None:
+        """Create or replace a ConfigMap that ``owner`` owns (garbage-collected with it)."""
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                             "ownerReferences": [owner.owner_reference()]},
+                "data": data, "binaryData": binary or {}}
+        try:
+            self.core.create_namespaced_config_map(namespace, body)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            self.core.replace_namespaced_config_map(name, namespace, body)
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of ``key`` in Secret ``name`` (None when the Secret or key is missing)."""
+        import base64
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get(key)
+        return base64.b64decode(raw).decode() if raw is not None else None

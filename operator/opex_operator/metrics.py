@@ -35,3 +35,52 @@ RECONCILE_DURATION = Histogram("opex_reconcile_duration_seconds", "Duration of o
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     """Serve ``/metrics`` for :data:`REGISTRY` on ``addr:port`` from a daemon thread."""
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+AWS_API_CALLS = Counter("opex_aws_api_calls", "AWS API calls by service, operation and outcome "
+                        "(success, denied, throttled, client_error, server_error, network_error).",
+                        ["service", "operation", "outcome"], registry=REGISTRY)
+
+# Incidents (DESIGN.md §6). Gauges are recomputed from the operator's view of every Incident.
+INCIDENTS = Gauge("opex_incidents", "Incidents by phase, severity and type.", ["phase", "severity", "type"],
+                  registry=REGISTRY)
+TIME_TO_ASSESS = Histogram("opex_incident_time_to_assess_seconds", "Detection to completed assessment (MTTA).",
+                           ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
+TIME_TO_RESOLVE = Histogram("opex_incident_time_to_resolve_seconds", "Detection to verified resolution (MTTR).",
+                            ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
+RUNBOOK_ACTIONS = Counter("opex_runbook_actions", "Runbook steps by action and outcome "
+                          "(succeeded, failed, denied, dry_run, skipped).", ["action", "outcome"], registry=REGISTRY)
+ESCALATIONS = Counter("opex_escalations", "Escalations by level.", ["level"], registry=REGISTRY)
+NOTIFICATIONS = Counter("opex_notifications", "Notifications by channel (sns, webhook) and outcome.",
+                        ["channel", "outcome"], registry=REGISTRY)
+
+# Rollbacks.
+ROLLBACKS = Counter("opex_rollbacks", "Finished rollbacks by target type (lambda, static_site) and outcome "
+                    "(succeeded, failed, aborted, dry_run).", ["target_type", "outcome"], registry=REGISTRY)
+ROLLBACK_DURATION = Histogram("opex_rollback_duration_seconds", "Start to verified end of a rollback.",
+                              ["target_type"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+ROLLBACK_ABORTS = Counter("opex_rollback_aborts", "Aborted rollbacks by reason.", ["reason"], registry=REGISTRY)
+
+
+class PhaseGauge:
+    """Keeps a labelled gauge equal to the count of objects per label set (objects keyed by uid)."""
+
+    def __init__(self, gauge: Gauge):
+        self.gauge = gauge
+        self._labels: dict[str, tuple[str, ...]] = {}
+
+    def set(self, uid: str, *labels: str) -> None:
+        old = self._labels.get(uid)
+        if old == labels:
+            return
+        if old is not None:
+            self.gauge.labels(*old).dec()
+        self.gauge.labels(*labels).inc()
+        self._labels[uid] = labels
+
+    def forget(self, uid: str) -> None:
+        old = self._labels.pop(uid, None)
+        if old is not None:
+            self.gauge.labels(*old).dec()
+
+
+INCIDENT_PHASES = PhaseGauge(INCIDENTS)

@@ -7,6 +7,7 @@ import kopf
 
 from .config import Settings
 from .kube import load_client_config
+from .policy import Policy, PolicyError
 
 
 def run(verbose: bool = False) -> None:
@@ -16,6 +17,10 @@ def run(verbose: bool = False) -> None:
     from the Pod's service account, else ``$KUBECONFIG``. Raises ValueError on bad settings.
     """
     settings = Settings.from_env()
+    try:
+        Policy.load(settings.policy_file)
+    except PolicyError as err:
+        raise SystemExit(f"opex operator: {err}") from None
     try:
         load_client_config()
     except Exception as err:  # noqa: BLE001 - any failure here means "no usable cluster credentials"

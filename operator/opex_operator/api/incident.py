@@ -309,6 +309,8 @@ class Step(Model):
     state: StepState = StepState.PENDING
     attempts: int = Field(default=0, ge=0)
     inputs: str | None = Field(default=None, max_length=1024, description="Summary of the inputs (no secret values).")
+    params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with.",
+                                   json_schema_extra={"maxProperties": 12})
     outputs: str | None = Field(default=None, max_length=2048)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from .common import (Condition, LocalObjectReference, Model, TimelineEntry, conditions_field, text,
+from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, TimelineEntry, conditions_field, text,
                      timeline_field)
 from .incident import LAMBDA_NAME
 
@@ -41,6 +41,12 @@ class LambdaTo(Model):
 
 
 class LambdaRollback(Model):
+    """A Lambda function's code (or alias) back to a known-good version."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "!has(self.alias) || !has(self.to.s3)",
+         "message": "an alias can only point at a published version: use to.version or to.previous with alias"}]}}
+
     function_name: str = Field(min_length=1, max_length=64, pattern=LAMBDA_NAME)
     alias: str | None = Field(default=None, max_length=128, pattern=r"^[a-zA-Z0-9-_]+$",
                               description="Point this alias at the target version instead of replacing $LATEST's code.")
@@ -87,6 +93,10 @@ class RollbackSpec(Model):
 
     lambda_: LambdaRollback | None = Field(default=None, alias="lambda")
     static_site: StaticSiteRollback | None = None
+    region: str | None = Field(default=None, max_length=32, pattern=AWS_REGION,
+                               description="AWS region; the operator's default region when omitted.")
+    role_key: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
+                                 description="Key of an AWS role in the operator's policy.")
     incident_ref: LocalObjectReference | None = None
     approval: RollbackApproval = Field(default=RollbackApproval.MANUAL,
                                        description="Manual waits for approved: true; Auto runs at once.")

@@ -1,6 +1,7 @@
 """What a reconcile pass gets and gives, free of Kopf (so controllers are unit-testable)."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, Sequence, TypeVar
 
@@ -32,6 +33,7 @@ class Observed(Generic[S]):
     status: S
     recorder: Recorder
     owner_references: list[dict[str, Any]] = field(default_factory=list)
+    created_at: dt.datetime | None = None
 
 
 class Controller(Protocol[S]):
@@ -43,3 +45,6 @@ class Controller(Protocol[S]):
     wake_annotations: tuple[str, ...]
 
     async def reconcile(self, obj: Observed[S]) -> float | None: ...
+
+    def forget(self, ref: ObjectRef) -> None:
+        """The object's loop ended (deleted, or the operator stops): drop what is kept about it."""

@@ -31,3 +31,6 @@ class PlaceholderController:
             events = [(EventType.NORMAL, "Observed", f"{self.kind} observed at generation {obj.generation}")]
             await obj.recorder.save(status, events)
         return None
+
+    def forget(self, ref) -> None:
+        pass

@@ -13,5 +13,8 @@ async def reconcile_rollback(body: kopf.Body, stopped: kopf.DaemonStopped, memo:
 
 
 @kopf.on.event(GROUP, VERSION, "rollbacks")
-def wake_rollback(uid: str, **_) -> None:
+def wake_rollback(uid: str, meta: kopf.Meta, **_) -> None:
     runtime.wake(uid)
+    for owner in meta.get("ownerReferences") or []:  # an Incident waits on the Rollbacks it created
+        if owner.get("kind") == "Incident":
+            runtime.wake(owner["uid"])

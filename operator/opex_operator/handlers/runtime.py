@@ -16,6 +16,7 @@ operator resumes where it was) and afterwards kept in memory and written through
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import Any, Sequence
@@ -105,14 +106,17 @@ async def run(controller: Controller, body: kopf.Body, stopped: kopf.DaemonStopp
         log.info("%s %s/%s is gone; its reconcile loop ends", controller.kind, ref.namespace, ref.name)
     finally:
         _wakers.pop(ref.uid, None)
+        controller.forget(ref)
 
 
 async def _pass(controller: Controller, body: kopf.Body, ref: ObjectRef, status: BaseModel,
                 recorder: KopfRecorder, failures: int) -> tuple[float | None, int]:
     meta = body.get("metadata", {})
+    created = meta.get("creationTimestamp")
     obj = Observed(ref=ref, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations") or {}),
                    labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
-                   recorder=recorder, owner_references=list(meta.get("ownerReferences") or []))
+                   recorder=recorder, owner_references=list(meta.get("ownerReferences") or []),
+                   created_at=dt.datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None)
     started = time.monotonic()
     try:
         delay = await controller.reconcile(obj)

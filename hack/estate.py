@@ -1,0 +1,210 @@
+"""AWS estates seeded into the in-process moto server: the demo's, and the e2e tests' scenarios.
+
+Everything goes through boto3 (as a deployment would create it) except the failure states moto
+cannot express, which ``moto_ext`` sets on its backend objects: a failed pipeline execution at a
+stage/action, a FAILED CodeBuild build with its phases and log location, a failed Lambda update.
+Call these in the process that runs the server, with boto3 pointed at it (fakeaws.aws_env).
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass
+
+import boto3
+
+import moto_ext
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+def package(body: str) -> bytes:
+    """A Lambda deployment package (zip) holding app.py."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", body)
+    return buf.getvalue()
+
+
+GOOD = package("def handler(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n")
+
+
+def role(name: str, service: str) -> str:
+    """An IAM role that ``service`` (e.g. lambda.amazonaws.com) may assume; returns its ARN."""
+    iam = boto3.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}]})
+    try:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+
+
+def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = None, step_ms: int = 1000) -> None:
+    logs = boto3.client("logs")
+    try:
+        logs.create_log_group(logGroupName=group)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    start = start_ms if start_ms is not None else int(time.time() * 1000) - len(lines) * step_ms - 60_000
+    logs.put_log_events(logGroupName=group, logStreamName=stream,
+                        logEvents=[{"timestamp": start + i * step_ms, "message": m} for i, m in enumerate(lines)])
+
+
+def lambda_with_versions(name: str, versions: int = 2, alias: str | None = None,
+                         broken_latest: bool = True) -> list[str]:
+    """A function with ``versions`` published versions (each its own code); returns their CodeSha256.
+
+    With ``broken_latest`` the last version raises ImportModuleError and the function's log
+    group holds a dozen ERROR events from the last half hour. ``alias`` points at the last version.
+    """
+    lam = boto3.client("lambda")
+    shas = []
+    for n in range(1, versions + 1):
+        broken = broken_latest and n == versions
+        code = package("import pg8000\n" if broken else f"def handler(e, c):\n    return {{'v': {n}}}\n")
+        if n == 1:
+            lam.create_function(FunctionName=name, Runtime="python3.12", Role=role(f"{name}-role", "lambda.amazonaws.com"),
+                                Handler="app.handler", Code={"ZipFile": code}, Timeout=10,
+                                Environment={"Variables": {"STAGE": "prod"}})
+        else:
+            lam.update_function_code(FunctionName=name, ZipFile=code)
+        shas.append(lam.publish_version(FunctionName=name, Description=f"release {n}")["CodeSha256"])
+    if alias:
+        lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=str(versions))
+    if broken_latest:
+        lines = []
+        for i in range(12):
+            request = f"6f1c{i:04d}-aaaa-4bbb-8ccc-0123456789ab"
+            lines += [f"START RequestId: {request} Version: {versions}",
+                      f"[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'",
+                      f"END RequestId: {request}"]
+        # spread over the last half hour, all in the past
+        put_logs(f"/aws/lambda/{name}", f"2026/11/29/[{versions}]deadbeef", lines,
+                 start_ms=int(time.time() * 1000) - 30 * 60_000, step_ms=45_000)
+    return shas
+
+
+def codebuild_project(name: str, service_role: str) -> None:
+    boto3.client("codebuild").create_project(
+        name=name, source={"type": "CODEPIPELINE", "location": f"{name}-source"}, artifacts={"type": "CODEPIPELINE", "location": f"{name}-artifacts"},
+        environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
+                     "computeType": "BUILD_GENERAL1_SMALL"}, serviceRole=service_role)
+
+
+def failed_build(project: str, phase: str, context: str, log_lines: list[str]) -> str:
+    """Start a build of ``project`` and make it FAILED in ``phase`` with ``log_lines`` in its log stream."""
+    from moto.codebuild.models import codebuild_backends
+
+    build_id = boto3.client("codebuild").start_build(projectName=project)["build"]["id"]
+    order = ["SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD", "BUILD",
+             "POST_BUILD", "UPLOAD_ARTIFACTS", "FINALIZING", "COMPLETED"]
+    phases = []
+    for p in order[: order.index(phase) + 1]:
+        failed = p == phase
+        entry = {"phaseType": p, "phaseStatus": "FAILED" if failed else "SUCCEEDED", "durationInSeconds": 3}
+        if failed:
+            entry["contexts"] = [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": context}]
+        phases.append(entry)
+    group, stream = f"/aws/codebuild/{project}", build_id.split(":")[1]
+    put_logs(group, stream, log_lines)
+    moto_ext.finish_build(codebuild_backends[ACCOUNT][REGION], build_id, "FAILED", phases, group, stream)
+    return build_id
+
+
+def pipeline(name: str, build_project: str, deploy_project: str, artifacts_bucket: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=artifacts_bucket)
+    build = {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"}
+    boto3.client("codepipeline").create_pipeline(pipeline={
+        "name": name, "roleArn": role(f"{name}-role", "codepipeline.amazonaws.com"),
+        "artifactStore": {"type": "S3", "location": artifacts_bucket},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Source", "actionTypeId": {
+                "category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"S3Bucket": artifacts_bucket, "S3ObjectKey": "source.zip"},
+                "outputArtifacts": [{"name": "src"}]}]},
+            {"name": "Build", "actions": [{"name": "BuildAndTest", "actionTypeId": build,
+                                           "configuration": {"ProjectName": build_project},
+                                           "inputArtifacts": [{"name": "src"}], "outputArtifacts": [{"name": "out"}]}]},
+            {"name": "Deploy", "actions": [{"name": "DeployLambda", "actionTypeId": build,
+                                            "configuration": {"ProjectName": deploy_project},
+                                            "inputArtifacts": [{"name": "out"}]}]},
+        ]})
+
+
+def fail_execution(name: str, stage: str, action: str, message: str, external_id: str | None) -> str:
+    execution = boto3.client("codepipeline").start_pipeline_execution(name=name)["pipelineExecutionId"]
+    moto_ext.fail_pipeline_execution(ACCOUNT, REGION, name, execution, stage, action, "JobFailed", message,
+                                     external_execution_id=external_id)
+    return execution
+
+
+@dataclass
+class DeploymentFailure:
+    """Names and ids of the checkout deployment-failure scenario."""
+
+    function: str
+    pipeline: str
+    deploy_project: str
+    build_id: str
+    execution_id: str
+    shas: list[str]
+    topic_arn: str
+    queue_url: str
+
+
+SMOKE_LOG = [
+    "[Container] 2026/11/29 08:41:02 Entering phase BUILD",
+    "[Container] 2026/11/29 08:41:02 Running command aws lambda update-function-code --function-name {fn} "
+    "--zip-file fileb://dist/app.zip",
+    "[Container] 2026/11/29 08:41:09 Running command aws lambda publish-version --function-name {fn}",
+    "[Container] 2026/11/29 08:41:10 Entering phase POST_BUILD",
+    "[Container] 2026/11/29 08:41:10 Running command ./scripts/smoke-test.sh https://api.example.com/prod/health",
+    "smoke-test: GET /health -> 502 Bad Gateway (attempt 3/3)",
+    "ERROR smoke test failed: /health returned 502 after 3 attempts",
+    "[Container] 2026/11/29 08:41:41 Command did not exit successfully ./scripts/smoke-test.sh exit status 1",
+    "[Container] 2026/11/29 08:41:41 Phase complete: POST_BUILD State: FAILED",
+]
+
+
+def deployment_failure(prefix: str = "checkout") -> DeploymentFailure:
+    """The seed's deployment failure: a release of ``<prefix>-api`` breaks it, the pipeline's Deploy
+    stage fails its smoke test, and on-call is paged through SNS (an SQS queue listens)."""
+    fn = f"{prefix}-api"
+    shas = lambda_with_versions(fn, versions=2)
+    service_role = role(f"{prefix}-codebuild-role", "codebuild.amazonaws.com")
+    codebuild_project(f"{prefix}-build", service_role)
+    codebuild_project(f"{prefix}-deploy", service_role)
+    build_id = failed_build(f"{prefix}-deploy", "POST_BUILD",
+                            "Error while executing command: ./scripts/smoke-test.sh. Reason: exit status 1",
+                            [line.format(fn=fn) for line in SMOKE_LOG])
+    pipeline(f"{prefix}-pipeline", f"{prefix}-build", f"{prefix}-deploy", f"{prefix}-artifacts")
+    execution = fail_execution(f"{prefix}-pipeline", "Deploy", "DeployLambda",
+                               "Build terminated with state: FAILED. Phase: POST_BUILD, Code: COMMAND_EXECUTION_ERROR, "
+                               "Message: Error while executing command: ./scripts/smoke-test.sh. Reason: exit status 1",
+                               build_id)
+    topic, queue = oncall_topic(f"{prefix}-oncall")
+    put_logs("CloudTrail/management-events", f"{ACCOUNT}_CloudTrail_{REGION}", [json.dumps({
+        "eventVersion": "1.09", "eventTime": "2026-11-29T08:41:05Z", "eventSource": "lambda.amazonaws.com",
+        "eventName": "UpdateFunctionCode20150331v2", "awsRegion": REGION,
+        "userIdentity": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{prefix}-codebuild-role/b"}})])
+    return DeploymentFailure(fn, f"{prefix}-pipeline", f"{prefix}-deploy", build_id, execution, shas, topic, queue)
+
+
+def oncall_topic(name: str) -> tuple[str, str]:
+    """An SNS topic with an SQS queue subscribed (raw delivery off, so attributes stay in the body)."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return topic, queue_url
+
+
+def seed_demo() -> None:
+    """The demo's estate: the checkout deployment failure (more is added as the runbooks grow)."""
+    deployment_failure("checkout")

@@ -1,0 +1,92 @@
+"""Lambda actions of the runbook's "Rollback Deployment" and "Lambda Function Issues" procedures.
+
+Each call does one thing; callers check the current state first (``current``) and act only
+when it differs, which makes every step idempotent across operator restarts.
+"""
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clients import AwsClients
+
+# UpdateFunctionCode takes a ZipFile of at most 50 MB (Lambda quotas, "Deployment package size").
+MAX_ZIP_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class FunctionState:
+    """What a function (or an alias) runs now."""
+
+    name: str
+    version: str                    # the alias's version, or "$LATEST"
+    code_sha256: str
+    state: str | None
+    last_update_status: str | None
+    last_update_reason: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Active and its last update Successful: safe to verify or to update again."""
+        return self.state == "Active" and self.last_update_status in ("Successful", None)
+
+    @property
+    def update_failed(self) -> bool:
+        return self.state == "Failed" or self.last_update_status == "Failed"
+
+
+class LambdaActions:
+    def __init__(self, clients: AwsClients, region: str | None, role_key: str | None):
+        self.lam = clients.client("lambda", region, role_key)
+
+    def current(self, name: str, alias: str | None = None) -> FunctionState:
+        """What ``name`` (or its ``alias``) runs now. Raises ResourceNotFoundException."""
+        version = self.lam.get_alias(FunctionName=name, Name=alias)["FunctionVersion"] if alias else "$LATEST"
+        config = self.lam.get_function(FunctionName=name, Qualifier=version)["Configuration"]
+        return FunctionState(name=name, version=version if alias else "$LATEST", code_sha256=config["CodeSha256"],
+                             state=config.get("State"), last_update_status=config.get("LastUpdateStatus"),
+                             last_update_reason=config.get("LastUpdateStatusReason"),
+                             environment=(config.get("Environment") or {}).get("Variables", {}))
+
+    def versions(self, name: str) -> list[tuple[str, str]]:
+        """Published versions as (version, CodeSha256), ascending."""
+        out: list[tuple[str, str]] = []
+        for page in self.lam.get_paginator("list_versions_by_function").paginate(FunctionName=name):
+            out += [(v["Version"], v["CodeSha256"]) for v in page["Versions"] if v["Version"] != "$LATEST"]
+        return sorted(out, key=lambda v: int(v[0]))
+
+    def version_sha(self, name: str, version: str) -> str:
+        """CodeSha256 of published ``version``. Raises ResourceNotFoundException when it does not exist."""
+        return self.lam.get_function(FunctionName=name, Qualifier=version)["Configuration"]["CodeSha256"]
+
+    def point_alias(self, name: str, alias: str, version: str) -> None:
+        """UpdateAlias: ``alias`` serves ``version`` (the CodeDeploy-style rollback)."""
+        self.lam.update_alias(FunctionName=name, Name=alias, FunctionVersion=version)
+
+    def restore_code_from_version(self, name: str, version: str) -> None:
+        """Replace $LATEST's code with published ``version``'s package.
+
+        The package is downloaded from the presigned ``Code.Location`` GetFunction returns (AWS:
+        "GetFunction ... Code.Location: a presigned URL that you can use to download the
+        deployment package"), then uploaded with UpdateFunctionCode. Raises ValueError when it
+        exceeds the 50 MB direct-upload limit.
+        """
+        location = self.lam.get_function(FunctionName=name, Qualifier=version)["Code"]["Location"]
+        with urllib.request.urlopen(location, timeout=60) as resp:
+            package = resp.read(MAX_ZIP_BYTES + 1)
+        if len(package) > MAX_ZIP_BYTES:
+            raise ValueError(f"version {version} of {name} is larger than 50 MB; roll back from S3 (to.s3) instead")
+        self.lam.update_function_code(FunctionName=name, ZipFile=package)
+
+    def restore_code_from_s3(self, name: str, bucket: str, key: str, object_version: str | None = None) -> None:
+        """UpdateFunctionCode from an S3 object (the seed's ``--s3-bucket --s3-key`` form)."""
+        args: dict[str, Any] = {"FunctionName": name, "S3Bucket": bucket, "S3Key": key}
+        if object_version:
+            args["S3ObjectVersion"] = object_version
+        self.lam.update_function_code(**args)
+
+    def set_environment(self, name: str, variables: dict[str, str], current: dict[str, str]) -> None:
+        """UpdateFunctionConfiguration with ``variables`` merged over ``current`` (others kept)."""
+        self.lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**current, **variables}})

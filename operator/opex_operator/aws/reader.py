@@ -1,0 +1,254 @@
+"""The initial assessment's AWS reads (the runbook's "Initial Assessment" commands), as facts.
+
+Every method is read-only and bounded (pages, lines, characters). Errors propagate as botocore
+exceptions; ``runbooks.assess`` turns them into findings.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, Iterator
+
+from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
+                              PipelineFacts, RdsFacts, ReadProblem, SecurityGroupFacts, TrailEvent)
+from . import errors
+from .clients import AwsClients
+
+# CloudWatch Logs filter syntax: "?a ?b" matches events containing any term (case-sensitive).
+ERROR_FILTER = "?ERROR ?Error ?error ?Exception ?FATAL ?Fatal ?FAILED ?Failed ?failed ?Traceback ?denied ?Denied"
+TRAIL_FILTER = "?errorCode"
+MAX_LOG_EVENTS = 2000
+MAX_BUILDS = 5
+LINE_CHARS = 500
+
+
+def _ts(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _millis(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class AwsReader:
+    """Reads for one incident: ``region`` and ``role_key`` as its spec.targets name them."""
+
+    def __init__(self, clients: AwsClients, region: str | None, role_key: str | None):
+        self.clients, self.region, self.role_key = clients, region, role_key
+
+    def _c(self, service: str) -> Any:
+        return self.clients.client(service, self.region, self.role_key)
+
+    @staticmethod
+    def problem(source: str, resource: str, err: BaseException) -> ReadProblem:
+        """A failed read as a ReadProblem naming the denied action or the missing resource."""
+        return ReadProblem(source=source, resource=resource, message=errors.describe(err),
+                           denied=errors.is_access_denied(err), not_found=errors.is_not_found(err))
+
+    # -- CodePipeline: get-pipeline-execution, get-pipeline-state ---------------------------
+    def pipeline(self, name: str, execution_id: str | None) -> PipelineFacts:
+        """The execution (newest when ``execution_id`` is None) and its failed stage/action."""
+        cp = self._c("codepipeline")
+        recent = cp.list_pipeline_executions(pipelineName=name, maxResults=10)["pipelineExecutionSummaries"]
+        latest_id = recent[0]["pipelineExecutionId"] if recent else None
+        if execution_id is None:
+            if latest_id is None:
+                raise LookupError(f"pipeline {name} has no executions")
+            execution_id = latest_id
+        execution = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=execution_id)["pipelineExecution"]
+        summary = next((s for s in recent if s["pipelineExecutionId"] == execution_id), {})
+        facts = PipelineFacts(name=name, execution_id=execution_id, status=execution["status"],
+                              status_summary=execution.get("statusSummary"), is_latest=execution_id == latest_id,
+                              started_at=_ts(summary.get("startTime")))
+        state = cp.get_pipeline_state(name=name)
+        for stage in state.get("stageStates", []):
+            latest = stage.get("latestExecution") or {}
+            if latest.get("pipelineExecutionId") != execution_id or latest.get("status") != "Failed":
+                continue
+            facts.failed_stage = stage["stageName"]
+            for action in stage.get("actionStates", []):
+                run = action.get("latestExecution") or {}
+                if run.get("status") == "Failed":
+                    err = run.get("errorDetails") or {}
+                    facts.failed_action = ActionState(
+                        stage=stage["stageName"], action=action["actionName"], status="Failed",
+                        error_code=err.get("code"), error_message=(err.get("message") or "")[:LINE_CHARS] or None,
+                        external_execution_id=run.get("externalExecutionId"), summary=run.get("summary"))
+                    break
+            break
+        return facts
+
+    # -- CodeBuild: list-builds-for-project, batch-get-builds ------------------------------
+    def builds(self, project: str | None, ids: list[str] = ()) -> list[BuildFacts]:
+        """Recent builds of ``project``, newest first (at most 5), plus the builds ``ids`` names."""
+        cb = self._c("codebuild")
+        wanted = list(ids)
+        if project:
+            wanted += cb.list_builds_for_project(projectName=project, sortOrder="DESCENDING")["ids"][:MAX_BUILDS]
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return []
+        found = {b["id"]: b for b in cb.batch_get_builds(ids=wanted)["builds"]}
+        return [self._build(found[i]) for i in wanted if i in found]
+
+    @staticmethod
+    def _build(raw: dict[str, Any]) -> BuildFacts:
+        phases = [BuildPhase(phase_type=p["phaseType"], status=p.get("phaseStatus"),
+                             contexts=[c.get("message", "")[:LINE_CHARS] for c in p.get("contexts", []) if c.get("message")])
+                  for p in raw.get("phases", [])]
+        logs = raw.get("logs") or {}
+        return BuildFacts(id=raw["id"], project=raw.get("projectName", ""), status=raw.get("buildStatus", ""),
+                          phases=phases, log_group=logs.get("groupName"), log_stream=logs.get("streamName"),
+                          started_at=_ts(raw.get("startTime")))
+
+    # -- CloudWatch Logs ---------------------------------------------------------------------
+    def stream_lines(self, group: str, stream: str) -> list[LogLine]:
+        """The whole log stream from its head (at most 2000 events), e.g. a build's log."""
+        logs = self._c("logs")
+        lines: list[LogLine] = []
+        token = None
+        while len(lines) < MAX_LOG_EVENTS:
+            kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True,
+                                      "limit": min(1000, MAX_LOG_EVENTS - len(lines))}
+            if token:
+                kwargs["nextToken"] = token
+            page = logs.get_log_events(**kwargs)
+            lines += [LogLine(time=_ts(e["timestamp"] / 1000), message=e["message"].rstrip("\n")[:LINE_CHARS],
+                              group=group, stream=stream) for e in page["events"]]
+            if not page["events"] or page.get("nextForwardToken") == token:
+                break
+            token = page.get("nextForwardToken")
+        return lines
+
+    def filtered_lines(self, group: str, since: dt.datetime, pattern: str = ERROR_FILTER,
+                       limit: int = MAX_LOG_EVENTS) -> list[LogLine]:
+        """Events of ``group`` since ``since`` matching the CloudWatch filter ``pattern`` (oldest first).
+
+        The "?a ?b" (any term) semantics are applied again here: a backend that does not
+        implement them (moto returns every event) then answers like CloudWatch Logs does.
+        """
+        logs = self._c("logs")
+        terms = any_terms(pattern)
+        lines: list[LogLine] = []
+        for page in self._pages(logs, "filter_log_events", logGroupName=group, startTime=_millis(since),
+                                filterPattern=pattern):
+            lines += [LogLine(time=_ts(e["timestamp"] / 1000), message=e["message"].rstrip("\n"),
+                              group=group, stream=e.get("logStreamName", "")) for e in page["events"]
+                      if not terms or any(t in e["message"] for t in terms)]
+            if len(lines) >= limit:
+                break
+        return lines[:limit]
+
+    @staticmethod
+    def _pages(client: Any, method: str, max_pages: int = 5, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        paginator = client.get_paginator(method)
+        for i, page in enumerate(paginator.paginate(**kwargs)):
+            if i >= max_pages:
+                return
+            yield page
+
+    # -- Lambda: get-function, list-versions-by-function, list-aliases, its log group ---------
+    def lambda_function(self, name: str, since: dt.datetime) -> LambdaFacts:
+        lam = self._c("lambda")
+        config = lam.get_function(FunctionName=name)["Configuration"]
+        facts = LambdaFacts(name=name, state=config.get("State"), state_reason=config.get("StateReason"),
+                            last_update_status=config.get("LastUpdateStatus"),
+                            last_update_reason=config.get("LastUpdateStatusReason"),
+                            code_sha256=config.get("CodeSha256"), last_modified=config.get("LastModified"))
+        for page in self._pages(lam, "list_versions_by_function", FunctionName=name):
+            facts.versions += [LambdaVersion(v["Version"], v["CodeSha256"], v.get("LastModified"))
+                               for v in page["Versions"] if v["Version"] != "$LATEST"]
+        facts.versions.sort(key=lambda v: int(v.version))
+        for page in self._pages(lam, "list_aliases", FunctionName=name):
+            facts.aliases.update({a["Name"]: a["FunctionVersion"] for a in page["Aliases"]})
+        try:
+            facts.error_lines = self.filtered_lines(f"/aws/lambda/{name}", since)
+        except lam.exceptions.ResourceNotFoundException:
+            pass
+        except Exception as err:  # noqa: BLE001 - no log group yet is normal for a new function
+            if "ResourceNotFound" not in str(err):
+                raise
+        return facts
+
+    # -- API Gateway: get-stages -------------------------------------------------------------
+    def api_stages(self, rest_api_id: str) -> list[ApiStage]:
+        items = self._c("apigateway").get_stages(restApiId=rest_api_id).get("item", [])
+        return [ApiStage(name=s["stageName"], deployment_id=s.get("deploymentId"),
+                         last_updated=_ts(s.get("lastUpdatedDate"))) for s in items]
+
+    # -- RDS: describe-db-instances, EC2 describe-security-groups ------------------------------
+    def rds(self, instance_id: str) -> RdsFacts:
+        db = self._c("rds").describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
+        endpoint = db.get("Endpoint") or {}
+        facts = RdsFacts(instance_id=instance_id, status=db.get("DBInstanceStatus", ""), engine=db.get("Engine"),
+                         endpoint=endpoint.get("Address"), port=endpoint.get("Port"))
+        group_ids = [g["VpcSecurityGroupId"] for g in db.get("VpcSecurityGroups", [])]
+        if group_ids:
+            for sg in self._c("ec2").describe_security_groups(GroupIds=group_ids)["SecurityGroups"]:
+                facts.security_groups.append(SecurityGroupFacts(
+                    id=sg["GroupId"], name=sg.get("GroupName"),
+                    ingress_ports=[_permission(p) for p in sg.get("IpPermissions", [])]))
+        return facts
+
+    # -- CloudTrail ----------------------------------------------------------------------------
+    def trail_errors_from_logs(self, group: str, since: dt.datetime) -> list[TrailEvent]:
+        """Error records of the CloudTrail log group (the runbook's ``aws logs filter-log-events``).
+
+        Records are parsed here: Logs' JSON filter patterns are not relied on.
+        """
+        events = []
+        for line in self.filtered_lines(group, since, TRAIL_FILTER, limit=500):
+            try:
+                record = json.loads(line.message)
+            except ValueError:
+                continue
+            event = _trail_event(record)
+            if event.error_code:
+                events.append(event)
+        return events
+
+    def trail_errors_lookup(self, since: dt.datetime) -> list[TrailEvent]:
+        """Error events from CloudTrail LookupEvents (management events of the last 90 days)."""
+        ct = self._c("cloudtrail")
+        events = []
+        for page in self._pages(ct, "lookup_events", max_pages=3, StartTime=since):
+            for e in page.get("Events", []):
+                try:
+                    record = json.loads(e.get("CloudTrailEvent") or "{}")
+                except ValueError:
+                    continue
+                event = _trail_event(record)
+                if event.error_code:
+                    events.append(event)
+        return events
+
+
+def any_terms(pattern: str) -> list[str]:
+    """The terms of a CloudWatch Logs "?term ?term" pattern ([] for any other pattern)."""
+    tokens = pattern.split()
+    if not tokens or not all(t.startswith("?") and len(t) > 1 for t in tokens):
+        return []
+    return [t[1:].strip('"') for t in tokens]
+
+
+def _permission(p: dict[str, Any]) -> str:
+    ports = "all" if p.get("IpProtocol") == "-1" else f"{p.get('FromPort')}-{p.get('ToPort')}/{p.get('IpProtocol')}"
+    sources = [r["CidrIp"] for r in p.get("IpRanges", [])] + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
+    return f"{ports} from {', '.join(sources) or 'nowhere'}"
+
+
+def _trail_event(record: dict[str, Any]) -> TrailEvent:
+    identity = record.get("userIdentity") or {}
+    return TrailEvent(time=_ts(record.get("eventTime")), event_name=record.get("eventName", ""),
+                      event_source=record.get("eventSource", ""), error_code=record.get("errorCode"),
+                      error_message=(record.get("errorMessage") or "")[:LINE_CHARS] or None,
+                      principal=identity.get("arn") or identity.get("principalId"))

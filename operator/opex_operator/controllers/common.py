@@ -1,0 +1,20 @@
+"""Status bookkeeping shared by the controllers: phase changes with their Ready condition and Event."""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from ..api.common import ConditionStatus, EventType
+from ..api.conditions import READY, set_condition
+from .base import Event
+
+
+def transition(status: Any, phase: StrEnum, ready: ConditionStatus, reason: str, message: str,
+               generation: int, warning: bool = False) -> list[Event]:
+    """Set ``status.phase`` and the Ready condition; the Event to record when the phase changed."""
+    changed = status.phase != phase
+    status.phase = phase
+    set_condition(status.conditions, READY, ready, reason, message, generation)
+    if not changed:
+        return []
+    return [(EventType.WARNING if warning else EventType.NORMAL, reason, message)]

@@ -1,0 +1,319 @@
+"""Reconcile a Rollback: capture what runs now, restore the known-good release, verify it.
+
+Source: the seed's "Rollback Deployment" (Lambda back to the previous version or an S3 package)
+and "Lambda Function Issues" (update environment variables if needed). Phases: Pending →
+AwaitingApproval (approval Manual until spec.approved) → InProgress → Verifying → Succeeded, or
+Failed / Aborted with a message that says what was and was not changed. ``status.from`` holds
+what ran before, so the rollback itself can be undone.
+
+Every change is checked first (nothing is called when the target already holds), recorded
+in ``status.steps`` before the call, and verified after: a restart resumes without repeating it.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from .. import metrics
+from ..api.common import ConditionStatus, EventType, now as utcnow
+from ..api.conditions import set_condition
+from ..api.rollback import (Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus, RollbackStep,
+                            RollbackApproval)
+from ..aws import errors
+from ..aws.clients import AwsClients
+from ..aws.lambda_ import FunctionState, LambdaActions
+from ..kube import ObjectRef
+from ..policy import Policy
+from .base import Event, Observed
+from .common import transition
+
+TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
+ROLLED_BACK = "RolledBack"
+POLL_SECONDS = 1.0
+
+
+class RollbackFailed(Exception):
+    """Stop the rollback: ``reason`` (CamelCase) and a message saying what was and was not changed."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class RollbackController:
+    kind, plural, status_model = "Rollback", "rollbacks", RollbackStatus
+    wake_annotations: tuple[str, ...] = ()
+
+    def __init__(self, aws: AwsClients, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
+        self.aws, self.policy, self.clock = aws, policy, clock
+
+    def forget(self, ref: ObjectRef) -> None:
+        pass
+
+    async def reconcile(self, obj: Observed[RollbackStatus]) -> float | None:
+        st, gen = obj.status, obj.generation
+        try:
+            spec = RollbackSpec.model_validate(obj.spec)
+        except ValidationError as err:
+            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec",
+                                f"spec is invalid: {err.errors()[0]['msg']}", gen, warning=True)
+            st.observed_generation = gen
+            await obj.recorder.save(st, events)
+            return None
+        events: list[Event] = []
+        if st.phase is None:
+            st.target = _target(spec)
+            events += transition(st, Phase.PENDING, ConditionStatus.UNKNOWN, "Pending",
+                                 f"rollback of {st.target} accepted", gen)
+        if st.phase in TERMINAL:
+            if st.observed_generation != gen:
+                st.observed_generation = gen
+                await obj.recorder.save(st, events)
+            return None
+        if spec.abort:
+            await self._finish(obj, spec, Phase.ABORTED, "AbortRequested", self._abort_message(st), events)
+            return None
+        if spec.approval == RollbackApproval.MANUAL and not spec.approved and not spec.dry_run:
+            events += transition(st, Phase.AWAITING_APPROVAL, ConditionStatus.FALSE, "AwaitingApproval",
+                                 f"waiting for approval: set spec.approved: true to roll back {st.target}", gen)
+            st.observed_generation = gen
+            await obj.recorder.save(st, events)
+            return None
+        if st.started_at is None:
+            st.started_at = self.clock()
+            events += transition(st, Phase.IN_PROGRESS, ConditionStatus.UNKNOWN, "InProgress",
+                                 f"rolling back {st.target}", gen)
+        st.observed_generation = gen
+        await obj.recorder.save(st, events)
+        try:
+            if self._deadline_passed(spec, st):
+                raise RollbackFailed("ProgressDeadlineExceeded",
+                                     f"not finished within progressDeadlineSeconds ({spec.progress_deadline_seconds}s) "
+                                     f"while {st.phase.value}; " + self._progress_note(st))
+            if spec.lambda_ is not None:
+                return await self._lambda(obj, spec)
+            raise RollbackFailed("NotSupported", "staticSite rollbacks are not implemented yet; nothing was changed")
+        except RollbackFailed as err:
+            await self._finish(obj, spec, Phase.FAILED, err.reason, str(err), [])
+            return None
+        except (ClientError, BotoCoreError) as err:
+            if errors.is_transient(err):
+                _step(st, "retry").message = errors.describe(err, "lambda")
+                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", errors.describe(err, "lambda"))])
+                return 5.0
+            reason = "AccessDenied" if errors.is_access_denied(err) else (
+                "NotFound" if errors.is_not_found(err) else "AwsError")
+            await self._finish(obj, spec, Phase.FAILED, reason,
+                               f"{errors.describe(err, 'lambda')}; {self._progress_note(st)}", [])
+            return None
+
+    # -- Lambda -----------------------------------------------------------------------------------
+    async def _lambda(self, obj: Observed[RollbackStatus], spec: RollbackSpec) -> float | None:
+        st, target = obj.status, spec.lambda_
+        lam = LambdaActions(self.aws, spec.region, spec.role_key)
+        region = spec.region or self.aws.default_region
+        name, alias = target.function_name, target.alias
+        change_action = "lambda:UpdateAlias" if alias else "lambda:UpdateFunctionCode"
+        needed = [change_action] + (["lambda:UpdateFunctionConfiguration"] if target.environment else [])
+        for action in needed:
+            denied = self.policy.check(obj.ref.namespace, spec.role_key, region, action)
+            if denied:
+                raise RollbackFailed("PolicyDenied", f"{denied}; nothing was changed")
+
+        capture = _step(st, "capture")
+        if capture.state != "Succeeded":
+            current = await asyncio.to_thread(_or_missing, lambda: lam.current(name, alias),
+                                              f"function {name}" + (f" or its alias {alias}" if alias else ""))
+            to_version, to_sha, s3 = await asyncio.to_thread(self._resolve_lambda_target, lam, spec, current)
+            st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
+                                description=_describe(current.version, current.code_sha256))
+            st.to = Revision(version=to_version, code_sha256=to_sha, s3=s3,
+                             description=_describe(to_version or f"s3://{s3.bucket}/{s3.key}", to_sha))
+            _done(capture, f"{name}{':' + alias if alias else ''} runs {st.from_.description}; "
+                           f"target {st.to.description}", self.clock())
+            await obj.recorder.save(st, [(EventType.NORMAL, "Captured",
+                                          f"{st.target} runs {st.from_.description}; rolling back to {st.to.description}")])
+        if spec.dry_run:
+            plan = (f"would point alias {alias} from version {st.from_.version} to {st.to.version}" if alias else
+                    f"would replace the code of {name} ({st.from_.description}) with {st.to.description}")
+            if target.environment:
+                plan += f", then set environment variables {', '.join(sorted(target.environment))}"
+            _step(st, "apply").state, _step(st, "apply").message = "DryRun", plan
+            await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
+                               rolled_back=False)
+            return None
+
+        apply = _step(st, "apply")
+        if apply.state != "Succeeded":
+            current = await asyncio.to_thread(lam.current, name, alias)
+            if _matches(current, st.to, alias):
+                _done(apply, "already at the target; nothing called", self.clock(), "Skipped")
+            else:
+                apply.state, apply.started_at = "Running", apply.started_at or self.clock()
+                apply.message = f"{change_action} issued"
+                await obj.recorder.save(st)  # intent on record before the call
+                if alias:
+                    await asyncio.to_thread(lam.point_alias, name, alias, st.to.version)
+                elif st.to.s3 is not None:
+                    await asyncio.to_thread(lam.restore_code_from_s3, name, st.to.s3.bucket, st.to.s3.key,
+                                            st.to.s3.object_version)
+                else:
+                    await asyncio.to_thread(lam.restore_code_from_version, name, st.to.version)
+                _done(apply, f"{change_action} to {st.to.description}", self.clock())
+            events = transition(st, Phase.VERIFYING, ConditionStatus.UNKNOWN, "Verifying",
+                                f"waiting until {st.target} is Active with LastUpdateStatus Successful and runs "
+                                f"{st.to.description}", obj.generation)
+            await obj.recorder.save(st, events)
+
+        verify = _step(st, "verify")
+        if verify.state != "Succeeded":
+            current = await asyncio.to_thread(lam.current, name, alias)
+            if current.update_failed:
+                raise RollbackFailed("UpdateFailed", f"Lambda reports the update failed: {current.last_update_reason}; "
+                                                     + self._progress_note(st))
+            if not (current.settled and _matches(current, st.to, alias)):
+                verify.state, verify.message = "Running", (f"State {current.state}, LastUpdateStatus "
+                                                           f"{current.last_update_status}, CodeSha256 {current.code_sha256}")
+                await obj.recorder.save(st)
+                return POLL_SECONDS
+            _done(verify, f"Active, Successful, CodeSha256 {current.code_sha256}", self.clock())
+            await obj.recorder.save(st, [(EventType.NORMAL, "Verified", f"{st.target} runs {st.to.description}")])
+
+        if target.environment:
+            env = _step(st, "environment")
+            if env.state != "Succeeded":
+                current = await asyncio.to_thread(lam.current, name)
+                wanted = {k: v for k, v in target.environment.items() if current.environment.get(k) != v}
+                if not current.settled:
+                    return POLL_SECONDS  # never change configuration while an update is in progress
+                if wanted:  # a merge of the same values: safe to issue again after a restart
+                    env.state, env.started_at = "Running", env.started_at or self.clock()
+                    env.message = f"setting {', '.join(sorted(wanted))}"
+                    await obj.recorder.save(st)
+                    await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
+                    return POLL_SECONDS
+                _done(env, f"environment variables {', '.join(sorted(target.environment))} set", self.clock())
+        await self._finish(obj, spec, Phase.SUCCEEDED, "RolledBack",
+                           f"{st.target} rolled back from {st.from_.description} to {st.to.description} and verified", [])
+        return None
+
+    def _resolve_lambda_target(self, lam: LambdaActions, spec: RollbackSpec,
+                               current: FunctionState) -> tuple[str | None, str | None, Any]:
+        to, name = spec.lambda_.to, spec.lambda_.function_name
+        if to.version:
+            sha = _or_missing(lambda: lam.version_sha(name, to.version), f"version {to.version} of function {name}")
+            return to.version, sha, None
+        if to.s3 is not None:
+            sha = _s3_sha(self.aws, spec, to.s3)
+            return None, sha, to.s3
+        versions = lam.versions(name)
+        running = current.version if current.version != "$LATEST" else next(
+            (v for v, sha in reversed(versions) if sha == current.code_sha256), None)
+        older = [(v, sha) for v, sha in versions if sha != current.code_sha256
+                 and (running is None or int(v) < int(running))]
+        if not older:
+            raise RollbackFailed("NoPreviousVersion",
+                                 f"function {name} has no published version before "
+                                 f"{'version ' + running if running else 'its current code'}; nothing was changed")
+        return older[-1][0], older[-1][1], None
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def _deadline_passed(self, spec: RollbackSpec, st: RollbackStatus) -> bool:
+        return st.started_at is not None and (
+            self.clock() - st.started_at).total_seconds() > spec.progress_deadline_seconds
+
+    @staticmethod
+    def _progress_note(st: RollbackStatus) -> str:
+        apply = next((s for s in st.steps if s.id == "apply"), None)
+        if apply is None or apply.state in ("Pending", "DryRun"):
+            return "nothing was changed"
+        if apply.state == "Skipped":
+            return "the target already held; nothing was changed"
+        undo = f" (it ran {st.from_.description} before; a Rollback to that undoes it)" if st.from_ else ""
+        return f"the change to {st.to.description if st.to else 'the target'} was issued{undo}"
+
+    def _abort_message(self, st: RollbackStatus) -> str:
+        return f"aborted by spec.abort while {st.phase.value if st.phase else 'Pending'}; {self._progress_note(st)}"
+
+    async def _finish(self, obj: Observed[RollbackStatus], spec: RollbackSpec, phase: Phase, reason: str, message: str,
+                      events: list[Event], rolled_back: bool | None = None) -> None:
+        st, gen = obj.status, obj.generation
+        st.finished_at = self.clock()
+        st.message = message
+        ok = phase == Phase.SUCCEEDED
+        events += transition(st, phase, ConditionStatus.TRUE if ok else ConditionStatus.FALSE, reason, message, gen,
+                             warning=not ok)
+        done = ok if rolled_back is None else rolled_back
+        set_condition(st.conditions, ROLLED_BACK, ConditionStatus.TRUE if done else ConditionStatus.FALSE,
+                      reason, message, gen)
+        st.observed_generation = gen
+        await obj.recorder.save(st, events)
+        target_type = "lambda" if spec.lambda_ is not None else "static_site"
+        outcome = {Phase.SUCCEEDED: "dry_run" if reason == "DryRun" else "succeeded",
+                   Phase.ABORTED: "aborted"}.get(phase, "failed")
+        metrics.ROLLBACKS.labels(target_type, outcome).inc()
+        if phase == Phase.ABORTED:
+            metrics.ROLLBACK_ABORTS.labels("requested" if reason == "AbortRequested" else reason).inc()
+        if st.started_at is not None:
+            metrics.ROLLBACK_DURATION.labels(target_type).observe((st.finished_at - st.started_at).total_seconds())
+
+
+def _target(spec: RollbackSpec) -> str:
+    if spec.lambda_ is not None:
+        return f"lambda:{spec.lambda_.function_name}" + (f":{spec.lambda_.alias}" if spec.lambda_.alias else "")
+    site = spec.static_site
+    return f"s3://{site.bucket}/{site.target_prefix}"
+
+
+def _step(st: RollbackStatus, step_id: str) -> RollbackStep:
+    step = next((s for s in st.steps if s.id == step_id), None)
+    if step is None:
+        step = RollbackStep(id=step_id, state="Pending")
+        st.steps.append(step)
+    return step
+
+
+def _done(step: RollbackStep, message: str, at: dt.datetime, state: str = "Succeeded") -> None:
+    step.state, step.message, step.finished_at = state, message[:1024], at
+    step.started_at = step.started_at or at
+
+
+def _describe(version: str | None, sha: str | None) -> str:
+    label = version if version and not version.isdigit() else f"v{version}"
+    return f"{label} ({sha[:10]}…)" if sha else label
+
+
+def _matches(current: FunctionState, to: Revision, alias: str | None) -> bool:
+    if alias:
+        return current.version == to.version
+    return current.code_sha256 == to.code_sha256
+
+
+def _or_missing(call: Callable[[], Any], what: str) -> Any:
+    try:
+        return call()
+    except ClientError as err:
+        if errors.is_not_found(err):
+            raise RollbackFailed("NotFound", f"{what} does not exist; nothing was changed") from None
+        raise
+
+
+def _s3_sha(aws: AwsClients, spec: RollbackSpec, s3: Any) -> str:
+    """Lambda's CodeSha256 of an S3 package: base64 of the SHA-256 of its bytes."""
+    args = {"Bucket": s3.bucket, "Key": s3.key}
+    if s3.object_version:
+        args["VersionId"] = s3.object_version
+    client = aws.client("s3", spec.region, spec.role_key)
+    body = _or_missing(lambda: client.get_object(**args)["Body"], f"package s3://{s3.bucket}/{s3.key}")
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: body.read(1 << 20), b""):
+        digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+

@@ -1,0 +1,1 @@
+"""Escalation policy and the notifiers that page people (SNS topics, a webhook)."""

@@ -1,0 +1,176 @@
+"""What the initial assessment observed, as plain data (filled by ``aws.reader``).
+
+Shapes follow the AWS API responses the runbook reads (CodePipeline GetPipelineExecution and
+GetPipelineState, CodeBuild BatchGetBuilds, CloudWatch Logs FilterLogEvents, Lambda GetFunction
+and ListVersionsByFunction, API Gateway GetStages, RDS DescribeDBInstances, EC2
+DescribeSecurityGroups, CloudTrail records), reduced to the fields the runbook uses.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from ..api.common import StateLock
+
+
+@dataclass
+class ReadProblem:
+    """A read that failed; it becomes a finding, never a crash."""
+
+    source: str          # e.g. CodePipeline
+    resource: str        # e.g. pipeline/checkout-pipeline
+    message: str         # errors.describe() text
+    denied: bool = False
+    not_found: bool = False
+
+
+@dataclass
+class ActionState:
+    stage: str
+    action: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    external_execution_id: str | None = None
+    summary: str | None = None
+
+
+@dataclass
+class PipelineFacts:
+    name: str
+    execution_id: str
+    status: str                                 # InProgress | Succeeded | Failed | Stopped | ...
+    status_summary: str | None = None
+    is_latest: bool = True
+    failed_stage: str | None = None
+    failed_action: ActionState | None = None
+    started_at: dt.datetime | None = None
+
+
+@dataclass
+class BuildPhase:
+    phase_type: str                             # INSTALL, PRE_BUILD, BUILD, POST_BUILD, ...
+    status: str | None                          # SUCCEEDED | FAILED | FAULT | TIMED_OUT | ...
+    contexts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildFacts:
+    id: str
+    project: str
+    status: str                                 # SUCCEEDED | FAILED | FAULT | TIMED_OUT | IN_PROGRESS | STOPPED
+    phases: list[BuildPhase] = field(default_factory=list)
+    log_group: str | None = None
+    log_stream: str | None = None
+    started_at: dt.datetime | None = None
+
+    @property
+    def failed_phase(self) -> BuildPhase | None:
+        return next((p for p in self.phases if p.status in ("FAILED", "FAULT", "TIMED_OUT", "CLIENT_ERROR")), None)
+
+
+@dataclass
+class LogLine:
+    time: dt.datetime
+    message: str
+    group: str
+    stream: str = ""
+
+
+@dataclass
+class LambdaVersion:
+    version: str
+    code_sha256: str
+    last_modified: str | None = None
+
+
+@dataclass
+class LambdaFacts:
+    name: str
+    state: str | None = None                    # Pending | Active | Inactive | Failed
+    state_reason: str | None = None
+    last_update_status: str | None = None       # Successful | Failed | InProgress
+    last_update_reason: str | None = None
+    code_sha256: str | None = None
+    last_modified: str | None = None
+    versions: list[LambdaVersion] = field(default_factory=list)   # published, ascending
+    aliases: dict[str, str] = field(default_factory=dict)         # alias -> version
+    error_lines: list[LogLine] = field(default_factory=list)      # ERROR events of the last hour
+    error_count: int = 0
+
+    @property
+    def current_version(self) -> str | None:
+        """The newest published version whose code is what $LATEST runs now."""
+        same = [v.version for v in self.versions if v.code_sha256 == self.code_sha256]
+        return same[-1] if same else None
+
+    @property
+    def previous_version(self) -> LambdaVersion | None:
+        """The newest published version with code different from $LATEST's."""
+        older = [v for v in self.versions if v.code_sha256 != self.code_sha256]
+        current = self.current_version
+        if current is not None:
+            older = [v for v in older if int(v.version) < int(current)]
+        return older[-1] if older else None
+
+
+@dataclass
+class ApiStage:
+    name: str
+    deployment_id: str | None = None
+    last_updated: dt.datetime | None = None
+
+
+@dataclass
+class SecurityGroupFacts:
+    id: str
+    name: str | None = None
+    ingress_ports: list[str] = field(default_factory=list)   # "5432/tcp from sg-1, 10.0.0.0/16"
+
+
+@dataclass
+class RdsFacts:
+    instance_id: str
+    status: str
+    engine: str | None = None
+    endpoint: str | None = None
+    port: int | None = None
+    security_groups: list[SecurityGroupFacts] = field(default_factory=list)
+
+
+@dataclass
+class TrailEvent:
+    """One CloudTrail record (from the CloudWatch Logs group or LookupEvents)."""
+
+    time: dt.datetime | None
+    event_name: str
+    event_source: str
+    error_code: str | None = None
+    error_message: str | None = None
+    principal: str | None = None
+
+
+@dataclass
+class Observations:
+    """Everything the initial assessment saw, per source; absent sources stay empty."""
+
+    pipeline: PipelineFacts | None = None
+    builds: list[BuildFacts] = field(default_factory=list)      # newest first
+    build_log_lines: list[LogLine] = field(default_factory=list)  # error lines of the failed build
+    lambdas: list[LambdaFacts] = field(default_factory=list)
+    api_stages: list[ApiStage] = field(default_factory=list)
+    api_id: str | None = None
+    rds: RdsFacts | None = None
+    trail_events: list[TrailEvent] = field(default_factory=list)  # error events only
+    trail_source: str | None = None
+    terraform_lock: StateLock | None = None
+    problems: list[ReadProblem] = field(default_factory=list)
+
+    @property
+    def failed_build(self) -> BuildFacts | None:
+        ext = self.pipeline.failed_action.external_execution_id if self.pipeline and self.pipeline.failed_action else None
+        if ext:
+            for b in self.builds:
+                if b.id == ext:
+                    return b
+        return next((b for b in self.builds if b.status in ("FAILED", "FAULT", "TIMED_OUT")), None)

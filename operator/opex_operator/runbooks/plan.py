@@ -1,0 +1,90 @@
+"""Which runbook steps an incident gets: the fixed read steps and the gated remediation steps.
+
+Resolution steps from the seed's deployment and pipeline runbooks, each with a stable id:
+
+=========================  ====================================  ==========================================
+step id                    action (policy name)                  planned when
+=========================  ====================================  ==========================================
+rollback-lambda-<fn>       lambda:UpdateFunctionCode or          root cause LambdaDeployment and a known-good
+                           lambda:UpdateAlias                    version exists (previous, or the one in spec)
+update-lambda-env-<fn>     lambda:UpdateFunctionConfiguration    spec.remediation.lambdaEnvironment lists <fn>
+terraform-force-unlock     terraform:ForceUnlock                 root cause TerraformStateLock and a DriftCheck
+                                                                 names the workspace
+retry-stage-<stage>        codepipeline:RetryStageExecution      the failed execution is the latest and the
+                                                                 cause is transient (lock, network, install)
+start-pipeline-execution   codepipeline:StartPipelineExecution   as above, when the execution is not the latest
+=========================  ====================================  ==========================================
+
+Every other root cause (permission denied, naming conflict, quota, validation, failing tests,
+database connectivity) needs a human: no automated step, the incident waits in Remediating
+until verification sees the fix (a new successful pipeline execution).
+"""
+from __future__ import annotations
+
+import re
+
+from ..api.incident import IncidentSpec, RootCause, RootCauseCategory as Cat, Step
+from .facts import Observations
+
+ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resolved"
+READ_STEPS = {ASSESS: "runbook:Assess", CLASSIFY: "runbook:Classify", VERIFY: "runbook:Verify",
+              NOTIFY: "sns:Publish"}
+RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_INSTALL}
+
+
+def slug(name: str) -> str:
+    """A step-id-safe form of an AWS name: lowercase, [a-z0-9-], at most 60 characters."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:60] or "x"
+
+
+def read_step(step_id: str) -> Step:
+    return Step(id=step_id, action=READ_STEPS[step_id], mutating=False)
+
+
+def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -> list[Step]:
+    """The gated steps for ``cause`` in runbook order (may be empty: a human must act)."""
+    steps: list[Step] = []
+    if cause.category == Cat.LAMBDA_DEPLOYMENT:
+        wanted = spec.remediation.lambda_rollback
+        for fn in obs.lambdas:
+            if not (fn.error_lines or fn.state == "Failed" or fn.last_update_status == "Failed"):
+                continue
+            target = wanted.to_version if wanted and wanted.to_version else (
+                fn.previous_version.version if fn.previous_version else None)
+            if target is None:
+                continue
+            alias = wanted.alias if wanted and wanted.alias else None
+            params = {"functionName": fn.name, "toVersion": target}
+            if alias:
+                params["alias"] = alias
+            current = fn.aliases.get(alias) if alias else (fn.current_version or "$LATEST")
+            steps.append(Step(
+                id=f"rollback-lambda-{slug(fn.name)}", mutating=True, params=params,
+                action="lambda:UpdateAlias" if alias else "lambda:UpdateFunctionCode",
+                inputs=(f"point alias {alias} of {fn.name} from version {current} to {target}" if alias else
+                        f"replace the code of {fn.name} ($LATEST, now {current}) with version {target}'s")))
+    if cause.category == Cat.TERRAFORM_STATE_LOCK and cause.lock is not None and spec.targets.drift_check_ref:
+        dc = spec.targets.drift_check_ref.name
+        steps.append(Step(
+            id="terraform-force-unlock", action="terraform:ForceUnlock", mutating=True,
+            params={"lockId": cause.lock.id, "driftCheck": dc, "path": cause.lock.path or ""},
+            inputs=f"terraform force-unlock {cause.lock.id} in DriftCheck {dc}'s workspace "
+                   f"(only if still held and older than {spec.remediation.force_unlock.min_lock_age_seconds}s)"))
+    p = obs.pipeline
+    if cause.category in RETRYABLE and p is not None and p.status == "Failed":
+        if p.is_latest and p.failed_stage:
+            steps.append(Step(
+                id=f"retry-stage-{slug(p.failed_stage)}", action="codepipeline:RetryStageExecution", mutating=True,
+                params={"pipeline": p.name, "stage": p.failed_stage, "executionId": p.execution_id},
+                inputs=f"retry the failed actions of stage {p.failed_stage} in execution {p.execution_id} of {p.name}"))
+        else:
+            steps.append(Step(id="start-pipeline-execution", action="codepipeline:StartPipelineExecution",
+                              mutating=True, params={"pipeline": p.name},
+                              inputs=f"start a new execution of {p.name}"))
+    for env in spec.remediation.lambda_environment:
+        keys = ",".join(sorted(env.variables))
+        steps.append(Step(id=f"update-lambda-env-{slug(env.function_name)}", mutating=True,
+                          action="lambda:UpdateFunctionConfiguration",
+                          params={"functionName": env.function_name, "keys": keys},
+                          inputs=f"set environment variables {keys} of {env.function_name}"))
+    return steps

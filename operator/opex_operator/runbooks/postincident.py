@@ -1,0 +1,79 @@
+"""The post-incident record: root cause, timeline and action items, and its Markdown report.
+
+Source: the seed's "Post-Incident" step — document root cause and timeline, find monitoring
+gaps, update the runbook, and hold a post-mortem for critical and high severity incidents.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from ..api.incident import (IncidentSpec, IncidentStatus, PostIncident, RootCauseCategory as Cat, Severity,
+                            SourceKind, StepState)
+
+FOLLOW_UP = {
+    Cat.LAMBDA_DEPLOYMENT: "Fix the release that was rolled back and redeploy it through the pipeline; add a "
+                           "CloudWatch alarm on the function's Errors with automatic rollback (CodeDeploy traffic shifting).",
+    Cat.DEPLOY_PERMISSION_DENIED: "Grant the denied permission in the pipeline role's IAM policy (as code) and re-run.",
+    Cat.TERRAFORM_STATE_LOCK: "Find why the run that held the state lock died; give CI Terraform runs a timeout "
+                              "and -lock-timeout.",
+    Cat.TERRAFORM_VALIDATION: "Run terraform validate in a pre-merge check.",
+    Cat.DEPLOY_NAMING_CONFLICT: "Import or rename the conflicting resource; derive names from the environment.",
+    Cat.DEPLOY_QUOTA_EXCEEDED: "Request a Service Quotas increase or clean up unused resources; alarm on usage.",
+    Cat.DEPLOY_NETWORK: "Check VPC endpoints / NAT for the build environment; add retries to network steps.",
+    Cat.BUILD_DEPENDENCY_INSTALL: "Pin dependencies and cache them (CodeBuild local cache or a package mirror).",
+    Cat.BUILD_TEST_FAILURE: "Fix the failing tests; run them before merge.",
+    Cat.BUILD_LINT: "Fix the lint errors; run the linter before merge.",
+    Cat.BUILD_FAILURE: "Fix the build; reproduce it locally with the CodeBuild agent.",
+    Cat.DATABASE_CONNECTIVITY: "Check the database status and its security groups; alarm on connection errors.",
+    Cat.UNKNOWN: "Extend the runbook: no known failure signal matched this incident.",
+}
+
+
+def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_name: str) -> PostIncident:
+    """The post-incident record for a Resolved or Failed incident."""
+    cause = status.root_cause
+    items = []
+    if spec.severity in (Severity.CRITICAL, Severity.HIGH):
+        items.append(f"Hold a blameless post-mortem (severity {spec.severity.value}).")
+    if cause is not None:
+        items.append(FOLLOW_UP[cause.category])
+    if spec.source is None or spec.source.kind == SourceKind.MANUAL:
+        items.append("Monitoring gap: this incident was opened by hand; add an alert that would have opened it.")
+    manual = [s.id for s in status.steps if s.state == StepState.FAILED]
+    if manual or not any(s.mutating for s in status.steps):
+        items.append("Update the runbook: " + (f"steps {', '.join(manual)} failed" if manual else
+                                               "no automated remediation applied to this root cause") + ".")
+    end = status.resolved_at or now
+    return PostIncident(
+        written_at=now,
+        duration_seconds=int((end - status.detected_at).total_seconds()) if status.detected_at else None,
+        time_to_assess_seconds=int((status.assessed_at - status.detected_at).total_seconds())
+        if status.assessed_at and status.detected_at else None,
+        root_cause=f"{cause.category.value}: {cause.summary}"[:1024] if cause else None,
+        action_items=items, post_mortem_required=spec.severity in (Severity.CRITICAL, Severity.HIGH),
+        report_ref={"name": report_name})
+
+
+def markdown(namespace: str, name: str, spec: IncidentSpec, status: IncidentStatus, rec: PostIncident) -> str:
+    """The post-incident report as Markdown (for the ConfigMap the Incident owns)."""
+    out = [f"# Post-incident report: {spec.title}", "",
+           f"- Incident: `{namespace}/{name}` ({spec.type.value}, severity **{spec.severity.value}**, "
+           f"environment {spec.environment})",
+           f"- Outcome: **{status.phase.value if status.phase else '-'}**",
+           f"- Detected: {status.detected_at}; assessed: {status.assessed_at}; resolved: {status.resolved_at}",
+           f"- Time to assess: {rec.time_to_assess_seconds} s; duration: {rec.duration_seconds} s",
+           f"- Post-mortem required: {'yes' if rec.post_mortem_required else 'no'}", ""]
+    if spec.summary:
+        out += ["## Summary", "", spec.summary, ""]
+    out += ["## Root cause", "", rec.root_cause or "not identified", ""]
+    if status.findings:
+        out += ["## Findings", "", "| id | source | resource | observed |", "|---|---|---|---|"]
+        out += [f"| {f.id} | {f.source} | {f.resource} | {f.observed.replace('|', '/')} |" for f in status.findings]
+        out.append("")
+    out += ["## Steps", "", "| step | action | state | attempts | outputs / error |", "|---|---|---|---|---|"]
+    out += [f"| {s.id} | {s.action} | {s.state.value} | {s.attempts} | {(s.error or s.outputs or '').replace('|', '/')} |"
+            for s in status.steps]
+    out += ["", "## Timeline", "", "| time | event | message |", "|---|---|---|"]
+    out += [f"| {t.time} | {t.reason} | {t.message.replace('|', '/')} |" for t in status.timeline]
+    out += ["", "## Action items", ""] + [f"- [ ] {item}" for item in rec.action_items]
+    return "\n".join(out) + "\n"

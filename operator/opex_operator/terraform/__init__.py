@@ -1,0 +1,1 @@
+"""Terraform: the CLI adapter, plan-JSON parsing, drift reports and state locks."""

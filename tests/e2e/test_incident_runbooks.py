@@ -1,0 +1,96 @@
+"""Incidents on the local stack: the deployment-failure and pipeline-failure runbooks end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import yaml
+
+import estate
+from helpers import wait_for
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-deployment-failure.yaml"
+
+
+def phase_of(kubectl, namespace, name="checkout-deploy-failed"):
+    return (kubectl.get("incident", name, namespace).get("status") or {}).get("phase")
+
+
+def sqs_messages(queue_url: str) -> list[dict]:
+    sqs = boto3.client("sqs")
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return out
+        out += [json.loads(m["Body"]) for m in got]
+
+
+def test_deployment_failure_is_diagnosed_then_rolled_back_after_approval(kubectl, namespace, aws, operator):
+    scenario = estate.deployment_failure("checkout")
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+
+    wait_for(lambda: phase_of(kubectl, namespace) == "AwaitingApproval", timeout=60, what="AwaitingApproval")
+    inc = kubectl.get("incident", "checkout-deploy-failed", namespace)
+    status = inc["status"]
+    assert status["rootCause"]["category"] == "LambdaDeployment"
+    assert "checkout-api" in status["rootCause"]["summary"] and "pg8000" in status["rootCause"]["summary"]
+    observed = {f["source"]: f["observed"] for f in status["findings"]}
+    assert "Failed at stage Deploy, action DeployLambda" in observed["CodePipeline"]
+    assert any("12 ERROR events" in f["observed"] for f in status["findings"])
+    evidence = {f["id"] for f in status["findings"]}
+    assert set(status["rootCause"]["evidence"]) <= evidence
+    steps = {s["id"]: s for s in status["steps"]}
+    assert list(steps) == ["assess", "classify", "rollback-lambda-checkout-api", "verify", "notify-resolved"]
+    assert steps["rollback-lambda-checkout-api"]["state"] == "AwaitingApproval"
+    assert steps["rollback-lambda-checkout-api"]["params"] == {"functionName": "checkout-api", "toVersion": "1"}
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Assessed"]["status"] == "True"
+    assert conditions["RootCauseIdentified"]["reason"] == "LambdaDeployment"
+    assert conditions["Ready"]["status"] == "False" and "approvedSteps" in conditions["Ready"]["message"]
+    assert conditions["Escalated"]["reason"] == "Level1"
+    assert status["escalation"]["currentLevel"] == 1 and status["escalation"]["nextLevel"] == 2
+    # Level 1 paged through SNS with the message attributes subscribers filter on.
+    pages = wait_for(lambda: sqs_messages(scenario.queue_url), what="the level 1 page")
+    attrs = {k: v["Value"] for k, v in pages[0]["MessageAttributes"].items()}
+    assert attrs == {"severity": "high", "level": "1", "type": "DeploymentFailure"}
+    assert "rollback-lambda-checkout-api" in pages[0]["Message"]
+    lam = boto3.client("lambda")
+    assert lam.get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == scenario.shas[1]
+
+    kubectl("patch", "incident", "checkout-deploy-failed", "-n", namespace, "--type=merge",
+            "-p", '{"spec":{"remediation":{"approvedSteps":["rollback-lambda-checkout-api"]}}}')
+    wait_for(lambda: phase_of(kubectl, namespace) == "Resolved", timeout=60, what="Resolved")
+
+    assert lam.get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == scenario.shas[0]
+    status = kubectl.get("incident", "checkout-deploy-failed", namespace)["status"]
+    step = next(s for s in status["steps"] if s["id"] == "rollback-lambda-checkout-api")
+    assert step["state"] == "Succeeded" and step["attempts"] == 1
+    child = kubectl.get("rollback", step["rollbackRef"]["name"], namespace)
+    assert child["status"]["phase"] == "Succeeded"
+    assert child["metadata"]["ownerReferences"][0]["uid"] == inc["metadata"]["uid"]
+    assert child["status"]["from"]["codeSha256"] == scenario.shas[1]
+    assert child["status"]["to"]["codeSha256"] == scenario.shas[0]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Remediated"] == "True"
+    assert status["postIncident"]["postMortemRequired"] is True
+    report = kubectl.get("configmap", status["postIncident"]["reportRef"]["name"], namespace)["data"]["report.md"]
+    assert "LambdaDeployment" in report and "rollback-lambda-checkout-api" in report
+    reasons = [e["reason"] for e in kubectl.events(namespace, "checkout-deploy-failed")]
+    for reason in ("Detected", "Assessed", "RootCauseIdentified", "AwaitingApproval", "Escalated", "StepStarted",
+                   "StepSucceeded", "Verified", "Resolved", "PostIncidentRecorded"):
+        assert reason in reasons, f"no {reason} event in {reasons}"
+    resolved = wait_for(lambda: [m for m in sqs_messages(scenario.queue_url) if "RESOLVED" in m["Subject"]],
+                        what="the resolution notice")
+    assert "rolled back" in resolved[0]["Message"]
+    assert operator.metric("opex_runbook_actions_total", action="lambda:UpdateFunctionCode", outcome="succeeded") >= 1
+    assert operator.metric("opex_incident_time_to_resolve_seconds_count", type="DeploymentFailure",
+                           severity="high") >= 1
+    assert operator.metric("opex_incidents", phase="Resolved", severity="high", type="DeploymentFailure") >= 1
+    assert operator.metric("opex_rollbacks_total", target_type="lambda", outcome="succeeded") >= 1
+
+
+def test_example_manifest_targets_the_seeded_estate():
+    spec = yaml.safe_load(EXAMPLE.read_text())["spec"]
+    assert spec["targets"]["lambda"]["functionNames"] == ["checkout-api"]
+    assert spec["remediation"]["mode"] == "Manual"
