@@ -195,6 +195,40 @@ def deployment_failure(prefix: str = "checkout") -> DeploymentFailure:
     return DeploymentFailure(fn, f"{prefix}-pipeline", f"{prefix}-deploy", build_id, execution, shas, topic, queue)
 
 
+NPM_TIMEOUT_LOG = [
+    "[Container] 2026/11/29 07:12:03 Entering phase INSTALL",
+    "[Container] 2026/11/29 07:12:03 Running command npm ci",
+    "npm WARN deprecated inflight@1.0.6: This module is not supported",
+    "npm ERR! code ETIMEDOUT",
+    "npm ERR! errno ETIMEDOUT",
+    "npm ERR! network request to https://registry.npmjs.org/express failed, reason: connect ETIMEDOUT 104.16.2.35:443",
+    "npm ERR! network This is a problem related to network connectivity.",
+    "[Container] 2026/11/29 07:14:09 Command did not exit successfully npm ci exit status 1",
+    "[Container] 2026/11/29 07:14:09 Phase complete: INSTALL State: FAILED",
+]
+
+
+@dataclass
+class PipelineFailure:
+    pipeline: str
+    build_id: str
+    execution_id: str
+
+
+def pipeline_failure(prefix: str = "orders") -> PipelineFailure:
+    """The seed's pipeline failure: the Build stage's install step times out reaching the npm registry."""
+    service_role = role(f"{prefix}-codebuild-role", "codebuild.amazonaws.com")
+    codebuild_project(f"{prefix}-build", service_role)
+    codebuild_project(f"{prefix}-deploy", service_role)
+    build_id = failed_build(f"{prefix}-build", "INSTALL", "Error while executing command: npm ci. Reason: exit status 1",
+                            NPM_TIMEOUT_LOG)
+    pipeline(f"{prefix}-pipeline", f"{prefix}-build", f"{prefix}-deploy", f"{prefix}-artifacts")
+    execution = fail_execution(f"{prefix}-pipeline", "Build", "BuildAndTest",
+                               "Build terminated with state: FAILED. Phase: INSTALL, Code: COMMAND_EXECUTION_ERROR",
+                               build_id)
+    return PipelineFailure(f"{prefix}-pipeline", build_id, execution)
+
+
 def oncall_topic(name: str) -> tuple[str, str]:
     """An SNS topic with an SQS queue subscribed (raw delivery off, so attributes stay in the body)."""
     sns, sqs = boto3.client("sns"), boto3.client("sqs")

@@ -64,8 +64,9 @@ def pytest_runtest_makereport(item, call):
 def _dump_on_failure(request, kubectl: Kubectl, namespace: str) -> None:
     """On a failed test, print what a person would look at: the objects, the Events, the operator log."""
     report = getattr(request.node, "rep_call", None)
-    if report is None or not report.failed:
+    if report is None or not report.failed or getattr(request.node, "_opex_dumped", False):
         return
+    request.node._opex_dumped = True
     print(f"\n----- opex objects in {namespace} -----")
     print(kubectl("get", "opex", "-n", namespace, "-o", "yaml", check=False).stdout[-12000:])
     print(f"----- events in {namespace} -----")
@@ -133,10 +134,13 @@ def operator(cluster, aws_server, terraform_bin, tmp_path_factory):
 
 
 @pytest.fixture
-def solo_operator(cluster, aws_server, terraform_bin, solo_namespace, tmp_path):
+def solo_operator(cluster, kubectl, aws_server, terraform_bin, solo_namespace, tmp_path, request):
     """An operator of the test's own (not started yet) for ``solo_namespace``: restarts, kills, policies."""
     proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin, tmp_path, namespaces=solo_namespace)
     yield proc
+    if proc.proc is not None:  # let it remove its finalizers before it goes
+        _dump_on_failure(request, kubectl, solo_namespace)
+        kubectl.delete_opex_objects(solo_namespace)
     proc.stop()
 
 

@@ -94,3 +94,44 @@ def test_example_manifest_targets_the_seeded_estate():
     spec = yaml.safe_load(EXAMPLE.read_text())["spec"]
     assert spec["targets"]["lambda"]["functionNames"] == ["checkout-api"]
     assert spec["remediation"]["mode"] == "Manual"
+
+
+PIPELINE_INCIDENT = """
+apiVersion: opex.dev/v1alpha1
+kind: Incident
+metadata:
+  name: orders-pipeline-failed
+spec:
+  type: PipelineFailure
+  severity: medium
+  environment: development
+  title: orders pipeline failed in Build
+  targets:
+    pipeline:
+      name: orders-pipeline
+    cloudTrail:
+      logGroupName: CloudTrail/management-events
+  remediation:
+    mode: Auto
+"""
+
+
+def test_pipeline_failure_transient_install_error_is_retried_automatically(kubectl, namespace, aws, operator):
+    scenario = estate.pipeline_failure("orders")
+    kubectl.apply(PIPELINE_INCIDENT, namespace)
+    wait_for(lambda: phase_of(kubectl, namespace, "orders-pipeline-failed") == "Resolved", timeout=60,
+             what="Resolved")
+    status = kubectl.get("incident", "orders-pipeline-failed", namespace)["status"]
+    assert status["rootCause"]["category"] == "BuildDependencyInstall"
+    assert "ETIMEDOUT" in status["rootCause"]["summary"]
+    step = next(s for s in status["steps"] if s["id"] == "retry-stage-build")
+    assert step["state"] == "Succeeded" and step["action"] == "codepipeline:RetryStageExecution"
+    assert step["params"] == {"pipeline": "orders-pipeline", "stage": "Build", "executionId": scenario.execution_id}
+    verify = next(s for s in status["steps"] if s["id"] == "verify")
+    assert f"execution {scenario.execution_id} of orders-pipeline is Succeeded" in verify["outputs"]
+    execution = boto3.client("codepipeline").get_pipeline_execution(
+        pipelineName="orders-pipeline", pipelineExecutionId=scenario.execution_id)["pipelineExecution"]
+    assert execution["status"] == "Succeeded"
+    # level 1 was paged at once; resolution cancels the level 2 escalation that was scheduled
+    assert status["escalation"]["currentLevel"] == 1
+    assert "nextEscalationAt" not in status["escalation"] and "nextLevel" not in status["escalation"]

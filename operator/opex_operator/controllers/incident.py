@@ -105,7 +105,12 @@ class _Pass:
                        warning=True)
         for _ in range(MAX_MOVES):
             decision = engine.decide(self.spec, st)
-            if not await self.move(decision):
+            more = await self.move(decision)
+            # Page as soon as the root cause is known (the page carries it), before any slow step.
+            classified = engine.find(st, plan.CLASSIFY)
+            if st.phase not in engine.TERMINAL and classified and classified.state == StepState.SUCCEEDED:
+                await self.escalate(force_next=False)
+            if not more:
                 break
         self.check_approvals()
         if st.phase not in engine.TERMINAL:
@@ -134,7 +139,8 @@ class _Pass:
                 self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval")
             patch = '{"spec":{"remediation":{"approvedSteps":["%s"]}}}' % step.id
             how = (f"approve step {step.id} ({step.inputs}): kubectl patch incident {self.obj.ref.name} "
-                   f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (merge keeps other approvals only if listed)")
+                   f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (a merge patch replaces the list: "
+                   f"keep any ids approved before)")
             self.phase(Phase.AWAITING_APPROVAL, ConditionStatus.FALSE, "AwaitingApproval", how)
             set_condition(self.st.conditions, REMEDIATED, ConditionStatus.FALSE, "AwaitingApproval", how, self.gen)
             return False

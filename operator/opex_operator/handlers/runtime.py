@@ -67,13 +67,27 @@ class KopfRecorder:
                 del timeline[:-MAX_TIMELINE]
         wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         if wire != self._saved:
-            patch: dict[str, Any] = dict(wire)
-            for gone in self._saved.keys() - wire.keys():
-                patch[gone] = None  # merge patch: null deletes
-            await asyncio.to_thread(self.kube.patch_status, self.ref, patch)
+            await asyncio.to_thread(self.kube.patch_status, self.ref, merge_patch(self._saved, wire))
             self._saved = wire
         for type_, reason, message in events:
             kopf.event(self.body, type=str(type_), reason=reason, message=message)
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: changed keys, nested
+    objects diffed, removed keys as null, lists replaced whole."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = merge_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch
 
 
 def _trigger(body: kopf.Body, annotations: tuple[str, ...]) -> tuple:

@@ -13,7 +13,8 @@ def escalation(namespace: str, name: str, spec: IncidentSpec, status: IncidentSt
     """(subject, body, webhook payload) for notifying ``level`` about an unresolved incident."""
     subject = f"[{spec.severity.value.upper()}] L{level.level} {spec.title}"[:SUBJECT_MAX]
     cause = status.root_cause
-    waiting = [s.id for s in status.steps if s.state == "AwaitingApproval"]
+    waiting = [s.id for s in status.steps if s.mutating and s.state in ("Pending", "AwaitingApproval")
+               and s.id not in spec.remediation.approved_steps] if spec.remediation.mode == "Manual" else []
     lines = [
         f"Incident {namespace}/{name}: {spec.title}",
         f"Type {spec.type.value}, severity {spec.severity.value}, environment {spec.environment}.",

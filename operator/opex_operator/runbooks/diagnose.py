@@ -207,7 +207,8 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
     lambda_text = "\n".join(line.message for fn in obs.lambdas for line in fn.error_lines)
     db_text = failure_text + "\n" + lambda_text
     db_down = obs.rds is not None and obs.rds.status != "available"
-    if db_down or (m := DB_CONNECT.search(db_text)):
+    m = DB_CONNECT.search(db_text)
+    if db_down or m:
         why = f"database {obs.rds.instance_id} is {obs.rds.status}" if db_down else _line(db_text, m)
         refs = [r for r in [ref("rds")] + [ref(f"lambda-errors:{f.name}") for f in obs.lambdas] + failure_refs if r]
         c.append(_Candidate(72 if db_down else 70, Cat.DATABASE_CONNECTIVITY, f"database connectivity: {why}", refs))
@@ -219,7 +220,8 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
                                 f"Lambda {fn.name} fails since {since} was deployed: {len(fn.error_lines)} ERROR "
                                 f"events in the last hour, e.g. {top}",
                                 [ref(f"lambda-errors:{fn.name}"), ref(f"lambda:{fn.name}")] + failure_refs))
-    if phase == "INSTALL" or (m := DEPENDENCY.search(failure_text)):
+    m = DEPENDENCY.search(failure_text)
+    if phase == "INSTALL" or m:
         why = _line(failure_text, m) if m else "the INSTALL phase failed"
         c.append(_Candidate(66 if m else 60, Cat.BUILD_DEPENDENCY_INSTALL, f"installing dependencies failed: {why}",
                             failure_refs))
