@@ -18,6 +18,9 @@ from .clients import AwsClients
 ERROR_FILTER = "?ERROR ?Error ?error ?Exception ?FATAL ?Fatal ?FAILED ?Failed ?failed ?Traceback ?denied ?Denied"
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
+# IAM service prefixes of the assessment's sources, so a denial names the action as IAM does.
+SERVICES = {"CodePipeline": "codepipeline", "CodeBuild": "codebuild", "CloudWatchLogs": "logs", "Lambda": "lambda",
+            "APIGateway": "apigateway", "RDS": "rds", "CloudTrail": "cloudtrail"}
 MAX_BUILDS = 5
 LINE_CHARS = 500
 
@@ -50,8 +53,9 @@ class AwsReader:
 
     @staticmethod
     def problem(source: str, resource: str, err: BaseException) -> ReadProblem:
-        """A failed read as a ReadProblem naming the denied action or the missing resource."""
-        return ReadProblem(source=source, resource=resource, message=errors.describe(err),
+        """A failed read as a ReadProblem naming the denied action (``lambda:GetFunction``) or the
+        missing resource."""
+        return ReadProblem(source=source, resource=resource, message=errors.describe(err, SERVICES.get(source, "")),
                            denied=errors.is_access_denied(err), not_found=errors.is_not_found(err))
 
     # -- CodePipeline: get-pipeline-execution, get-pipeline-state ---------------------------

@@ -290,7 +290,10 @@ class _Pass:
         if step.state != StepState.RUNNING:
             step.state, step.started_at, step.attempts = StepState.RUNNING, self.now, step.attempts + 1
             await self.save()
-        result, text = await asyncio.to_thread(self._check, done)
+        try:
+            result, text = await asyncio.to_thread(self._check, done)
+        except Exception as err:  # noqa: BLE001 - cannot observe yet: say why and look again later
+            result, text = "pending", f"cannot observe the targets: {errors.describe(err)}"
         step.outputs = text[:2048]
         if result == "ok":
             step.state, step.finished_at = StepState.SUCCEEDED, self.ctl.clock()

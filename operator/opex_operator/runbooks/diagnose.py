@@ -25,8 +25,8 @@ MAX_LINES = 12
 
 ERROR_LINE = re.compile(r"\b(ERROR|Error|error|Exception|FATAL|Fatal|Traceback|FAILED|Failed|failed|denied|Denied)\b|"
                         r"npm ERR!|--- FAIL")
-DENIED = re.compile(r"is not authorized to perform:? (?P<action>[\w-]+:[\w*]+)|AccessDenied(?:Exception)?|"
-                    r"UnauthorizedOperation|not authorized to perform")
+DENIED = re.compile(r"AccessDenied(?:Exception)?|UnauthorizedOperation|not authorized to perform")
+DENIED_ACTION = re.compile(r"(?:User: (?P<principal>\S+) )?is not authorized to perform:? (?P<action>[\w-]+:[\w*]+)")
 TF_VALIDATION = re.compile(r"Error: (Invalid|Unsupported (argument|attribute|block type)|Missing required argument|"
                            r"Reference to undeclared|Unsupported Terraform Core version|Incorrect attribute value)")
 NAMING = re.compile(r"already exists|AlreadyExists|EntityAlreadyExists|BucketAlreadyOwnedByYou|ResourceInUseException|"
@@ -178,13 +178,14 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
                             f"Terraform state lock {lock.id} on {lock.path} is held by {lock.who} "
                             f"({lock.operation}, since {lock.created})", [ref("lock")] + failure_refs, lock))
     trail_denied = [e for e in obs.trail_events if e.error_code and DENIED.search(f"{e.error_code} {e.error_message or ''}")]
-    m = DENIED.search(failure_text)
-    if trail_denied or m:
+    if trail_denied or DENIED.search(failure_text):
         if trail_denied:
             e = trail_denied[0]
             what = f"{e.event_source.split('.')[0]}:{e.event_name} denied to {e.principal}"
+        elif (m := DENIED_ACTION.search(failure_text)):
+            what = f"{m.group('action')} denied" + (f" to {m.group('principal')}" if m.group("principal") else "")
         else:
-            what = f"{m.group('action') or 'an AWS action'} denied"
+            what = f"access denied: {_line(failure_text, DENIED.search(failure_text))}"
         c.append(_Candidate(90, Cat.DEPLOY_PERMISSION_DENIED, f"IAM permission denied: {what}",
                             [r for r in [ref("trail")] if r] + failure_refs))
     for fn in obs.lambdas:

@@ -1,0 +1,183 @@
+"""The AWS adapters against moto's server (real boto3 over HTTP), on the seeded estates."""
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import threading
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+import estate
+from opex_operator import metrics
+from opex_operator.aws.clients import AssumeRole, AwsClients
+from opex_operator.aws.lambda_ import LambdaActions
+from opex_operator.aws.pipeline import PipelineActions
+from opex_operator.aws.reader import AwsReader
+from opex_operator.notify.senders import post_webhook, publish_sns
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+@pytest.fixture
+def clients(aws):
+    return AwsClients("us-east-1")
+
+
+@pytest.fixture
+def checkout(aws):
+    return estate.deployment_failure("checkout")
+
+
+def test_pipeline_facts_name_the_failed_stage_action_and_build(clients, checkout):
+    facts = AwsReader(clients, None, None).pipeline("checkout-pipeline", None)
+    assert (facts.execution_id, facts.status, facts.is_latest) == (checkout.execution_id, "Failed", True)
+    assert (facts.failed_stage, facts.failed_action.action) == ("Deploy", "DeployLambda")
+    assert facts.failed_action.external_execution_id == checkout.build_id
+    assert facts.failed_action.error_code == "JobFailed"
+
+
+def test_builds_newest_first_with_phases_and_log(clients, checkout):
+    reader = AwsReader(clients, None, None)
+    [b] = reader.builds("checkout-deploy")
+    assert b.status == "FAILED" and b.failed_phase.phase_type == "POST_BUILD"
+    assert "smoke-test.sh" in b.failed_phase.contexts[0]
+    lines = reader.stream_lines(b.log_group, b.log_stream)
+    assert any("ERROR smoke test failed" in line.message for line in lines)
+
+
+def test_lambda_facts_versions_and_only_error_lines(clients, checkout):
+    fn = AwsReader(clients, None, None).lambda_function("checkout-api", NOW - dt.timedelta(hours=1))
+    assert [v.version for v in fn.versions] == ["1", "2"]
+    assert fn.current_version == "2" and fn.previous_version.version == "1"
+    assert len(fn.error_lines) == 12 and all("[ERROR]" in line.message for line in fn.error_lines)
+
+
+def test_missing_function_is_not_found(clients, aws):
+    with pytest.raises(ClientError) as err:
+        AwsReader(clients, None, None).lambda_function("ghost", NOW)
+    problem = AwsReader.problem("Lambda", "function/ghost", err.value)
+    assert problem.not_found and "lambda:GetFunction" in problem.message
+
+
+def test_rds_instance_and_its_security_groups(clients, aws):
+    ec2, rds = boto3.client("ec2"), boto3.client("rds")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    sg = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}])
+    rds.create_db_instance(DBInstanceIdentifier="checkout-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="app", MasterUserPassword="not-a-secret-1", VpcSecurityGroupIds=[sg])
+    facts = AwsReader(clients, None, None).rds("checkout-db")
+    assert facts.status == "available" and facts.engine == "postgres"
+    assert facts.security_groups[0].ingress_ports == ["5432-5432/tcp from 10.0.0.0/16"]
+
+
+def test_api_gateway_stages(clients, aws):
+    api = boto3.client("apigateway")
+    rest = api.create_rest_api(name="checkout")["id"]
+    root = api.get_resources(restApiId=rest)["items"][0]["id"]
+    api.put_method(restApiId=rest, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    api.put_integration(restApiId=rest, resourceId=root, httpMethod="GET", type="MOCK")
+    deployment = api.create_deployment(restApiId=rest, stageName="prod")["id"]
+    [stage] = AwsReader(clients, None, None).api_stages(rest)
+    assert (stage.name, stage.deployment_id) == ("prod", deployment)
+
+
+def test_cloudtrail_records_from_the_log_group_keep_only_errors(clients, aws):
+    record = {"eventTime": NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), "eventSource": "iam.amazonaws.com",
+              "eventName": "PassRole", "errorCode": "AccessDenied", "errorMessage": "not authorized",
+              "userIdentity": {"arn": "arn:aws:sts::123456789012:assumed-role/cb/b"}}
+    estate.put_logs("CloudTrail/mgmt", "s", [json.dumps(record), json.dumps({**record, "errorCode": None}),
+                                             "not json"])
+    [event] = AwsReader(clients, None, None).trail_errors_from_logs("CloudTrail/mgmt", NOW - dt.timedelta(hours=1))
+    assert (event.event_name, event.error_code, event.principal) == (
+        "PassRole", "AccessDenied", "arn:aws:sts::123456789012:assumed-role/cb/b")
+
+
+def test_restore_code_from_a_version_downloads_its_package(clients, checkout):
+    lam = LambdaActions(clients, None, None)
+    assert lam.current("checkout-api").code_sha256 == checkout.shas[1]
+    lam.restore_code_from_version("checkout-api", "1")
+    state = lam.current("checkout-api")
+    assert state.code_sha256 == checkout.shas[0] and state.settled
+
+
+def test_alias_and_environment(clients, aws):
+    estate.lambda_with_versions("search-api", versions=3, alias="live", broken_latest=False)
+    lam = LambdaActions(clients, None, None)
+    lam.point_alias("search-api", "live", "2")
+    assert lam.current("search-api", "live").version == "2"
+    current = lam.current("search-api").environment
+    lam.set_environment("search-api", {"POOL": "5"}, current)
+    assert lam.current("search-api").environment == {"STAGE": "prod", "POOL": "5"}
+
+
+def test_retry_of_the_failed_stage(clients, checkout):
+    actions = PipelineActions(clients, None, None)
+    assert actions.stage_status("checkout-pipeline", "Deploy", checkout.execution_id) == "Failed"
+    actions.retry_stage("checkout-pipeline", "Deploy", checkout.execution_id)
+    assert actions.stage_status("checkout-pipeline", "Deploy", checkout.execution_id) == "Succeeded"
+    assert actions.execution_status("checkout-pipeline", checkout.execution_id) == "Succeeded"
+    with pytest.raises(ClientError, match="StageNotRetryableException"):
+        actions.retry_stage("checkout-pipeline", "Deploy", checkout.execution_id)
+
+
+def test_sns_page_carries_message_attributes(clients, aws):
+    topic, queue = estate.oncall_topic("payments-oncall")
+    message_id = publish_sns(clients.client("sns"), topic, "[HIGH] L1 x", "body", {"severity": "high", "level": "1"})
+    [msg] = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(msg["Body"])
+    assert body["MessageId"] == message_id and body["Subject"] == "[HIGH] L1 x"
+    assert {k: v["Value"] for k, v in body["MessageAttributes"].items()} == {"severity": "high", "level": "1"}
+
+
+def test_webhook_posts_json_and_hides_its_url_on_failure():
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(500 if received[-1].get("fail") else 204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/secret-token"
+    try:
+        assert post_webhook(url, {"incident": "x"}) == 204
+        with pytest.raises(RuntimeError) as err:
+            post_webhook(url, {"fail": True})
+        assert "secret-token" not in str(err.value) and "HTTP 500" in str(err.value)
+        with pytest.raises(RuntimeError, match="unreachable"):
+            post_webhook("http://127.0.0.1:9/hooks/secret-token", {}, timeout=2)
+    finally:
+        server.shutdown()
+    assert received[0] == {"incident": "x"}
+
+
+def test_every_api_call_is_counted_by_outcome(clients, checkout):
+    def count(outcome):
+        return metrics.REGISTRY.get_sample_value("opex_aws_api_calls_total", {
+            "service": "lambda", "operation": "GetFunction", "outcome": outcome}) or 0
+
+    ok, missing = count("success"), count("not_found")
+    lam = clients.client("lambda")
+    lam.get_function(FunctionName="checkout-api")
+    with pytest.raises(ClientError):
+        lam.get_function(FunctionName="ghost")
+    assert (count("success"), count("not_found")) == (ok + 1, missing + 1)
+
+
+def test_assumed_role_session_reaches_aws(aws):
+    role_arn = estate.role("opex-deployer", "lambda.amazonaws.com")
+    clients = AwsClients("us-east-1", {"deployer": AssumeRole(role_arn=role_arn)})
+    identity = clients.client("sts", role_key="deployer").get_caller_identity()
+    assert ":assumed-role/opex-deployer/opex-operator" in identity["Arn"]
+    with pytest.raises(KeyError, match="not defined in the operator policy"):
+        clients.client("lambda", role_key="nobody")

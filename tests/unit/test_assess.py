@@ -1,0 +1,82 @@
+"""The assessment with a fake reader: what each target triggers, and reads that fail."""
+from __future__ import annotations
+
+import asyncio
+
+from botocore.exceptions import ClientError
+
+from factories import NOW, build, erroring_lambda, failed_pipeline, lines, spec
+from opex_operator.aws.reader import AwsReader
+from opex_operator.runbooks.assess import assess
+from test_lock_parse import BOXED
+
+
+def client_error(code: str, message: str, operation: str, status: int = 400) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       operation)
+
+
+class FakeReader:
+    problem = staticmethod(AwsReader.problem)
+
+    def __init__(self, denied_lambda=False, log=()):
+        self.calls = []
+        self.denied_lambda, self.log = denied_lambda, list(log)
+
+    def pipeline(self, name, execution_id):
+        self.calls.append(("pipeline", name))
+        return failed_pipeline()
+
+    def builds(self, project, ids=()):
+        self.calls.append(("builds", project, tuple(ids)))
+        return [build("BUILD")]
+
+    def stream_lines(self, group, stream):
+        self.calls.append(("stream", group, stream))
+        return lines(*self.log)
+
+    def lambda_function(self, name, since):
+        self.calls.append(("lambda", name))
+        if self.denied_lambda:
+            raise client_error("AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/opex/op is not "
+                               "authorized to perform: lambda:GetFunction on resource: checkout-api", "GetFunction", 403)
+        return erroring_lambda(name)
+
+    def trail_errors_lookup(self, since):
+        raise client_error("InternalFailure", "The lookup_events action has not been implemented", "LookupEvents", 500)
+
+
+def test_access_denied_becomes_a_finding_naming_the_denied_action():
+    obs = asyncio.run(assess(spec(), FakeReader(denied_lambda=True), NOW))
+    [denied] = [p for p in obs.problems if p.denied]
+    assert denied.source == "Lambda" and denied.resource == "function/checkout-api"
+    assert denied.message.startswith("AccessDeniedException on lambda:GetFunction: User: ")
+    assert obs.lambdas == []
+
+
+def test_the_failed_action_names_the_build_whose_log_is_read_and_parsed_for_a_lock():
+    reader = FakeReader(log=BOXED.splitlines())
+    obs = asyncio.run(assess(spec(), reader, NOW))
+    assert ("builds", "checkout-deploy", ("checkout-deploy:b1",)) in reader.calls
+    assert ("stream", "/aws/codebuild/checkout-deploy", "b1") in reader.calls
+    assert obs.terraform_lock.id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"
+
+
+def test_cloudtrail_lookup_failure_is_a_problem_not_a_crash():
+    obs = asyncio.run(assess(spec(), FakeReader(), NOW))
+    [problem] = obs.problems
+    assert problem.source == "CloudTrail" and "LookupEvents" in problem.message
+
+
+def test_drift_check_lock_is_used_when_the_logs_show_none():
+    from opex_operator.api.common import StateLock
+
+    s = spec(targets={"lambda": {"functionNames": ["checkout-api"]}, "driftCheckRef": {"name": "net"},
+                      "cloudTrail": {"logGroupName": "CloudTrail/x"}})
+
+    class Reader(FakeReader):
+        def trail_errors_from_logs(self, group, since):
+            return []
+
+    obs = asyncio.run(assess(s, Reader(), NOW, drift_lock=lambda name: StateLock(id=f"lock-of-{name}")))
+    assert obs.terraform_lock.id == "lock-of-net"

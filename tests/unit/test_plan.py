@@ -1,0 +1,62 @@
+from factories import erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
+from opex_operator.api.common import StateLock
+from opex_operator.api.incident import RootCause, RootCauseCategory as Cat
+from opex_operator.runbooks.plan import remediation_steps, slug
+
+LAMBDA = RootCause(category=Cat.LAMBDA_DEPLOYMENT, summary="s")
+
+
+def test_erroring_release_is_rolled_back_to_its_previous_version():
+    steps = remediation_steps(spec(), LAMBDA, observations(lambdas=[erroring_lambda(), healthy_lambda("other-fn")]))
+    assert [(s.id, s.action, s.params) for s in steps] == [
+        ("rollback-lambda-checkout-api", "lambda:UpdateFunctionCode", {"functionName": "checkout-api", "toVersion": "1"})]
+    assert steps[0].mutating and "with version 1's" in steps[0].inputs
+
+
+def test_alias_and_version_from_spec():
+    s = spec(remediation={"lambdaRollback": {"alias": "live", "toVersion": "7"}})
+    fn = erroring_lambda()
+    fn.aliases = {"live": "2"}
+    [step] = remediation_steps(s, LAMBDA, observations(lambdas=[fn]))
+    assert step.action == "lambda:UpdateAlias"
+    assert step.params == {"functionName": "checkout-api", "toVersion": "7", "alias": "live"}
+    assert "from version 2 to 7" in step.inputs
+
+
+def test_no_previous_version_means_no_rollback_step():
+    fn = erroring_lambda()
+    fn.versions = fn.versions[-1:]
+    assert remediation_steps(spec(), LAMBDA, observations(lambdas=[fn])) == []
+
+
+def test_lock_with_a_drift_check_is_unlocked_then_the_stage_retried():
+    cause = RootCause(category=Cat.TERRAFORM_STATE_LOCK, summary="s", lock=StateLock(id="abc", path="b/k"))
+    s = spec(targets={"pipeline": {"name": "checkout-pipeline"}, "driftCheckRef": {"name": "prod-network"}})
+    steps = remediation_steps(s, cause, observations(pipeline=failed_pipeline("Deploy")))
+    assert [x.id for x in steps] == ["terraform-force-unlock", "retry-stage-deploy"]
+    assert steps[0].params == {"lockId": "abc", "driftCheck": "prod-network", "path": "b/k"}
+    assert steps[1].params == {"pipeline": "checkout-pipeline", "stage": "Deploy", "executionId": "e-123"}
+
+
+def test_old_execution_gets_a_new_one_instead_of_a_retry():
+    cause = RootCause(category=Cat.DEPLOY_NETWORK, summary="s")
+    [step] = remediation_steps(spec(), cause, observations(pipeline=failed_pipeline(latest=False)))
+    assert step.id == "start-pipeline-execution" and step.action == "codepipeline:StartPipelineExecution"
+
+
+def test_causes_a_human_must_fix_get_no_automated_step():
+    for category in (Cat.DEPLOY_PERMISSION_DENIED, Cat.BUILD_TEST_FAILURE, Cat.DEPLOY_NAMING_CONFLICT):
+        cause = RootCause(category=category, summary="s")
+        assert remediation_steps(spec(), cause, observations(pipeline=failed_pipeline())) == []
+
+
+def test_environment_update_from_spec_lists_keys_not_values():
+    s = spec(remediation={"lambdaEnvironment": [{"functionName": "Checkout_API", "variables": {"DB_HOST": "db2",
+                                                                                                "POOL": "5"}}]})
+    [step] = remediation_steps(s, RootCause(category=Cat.UNKNOWN, summary="s"), observations())
+    assert step.id == "update-lambda-env-checkout-api"
+    assert step.params == {"functionName": "Checkout_API", "keys": "DB_HOST,POOL"} and "db2" not in step.inputs
+
+
+def test_slug_is_a_valid_step_id_part():
+    assert slug("Deploy_To-PROD!!") == "deploy-to-prod"
