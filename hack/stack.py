@@ -37,7 +37,7 @@ def kubectl(*args: str, kubeconfig: Path, check: bool = True, input: str | None 
 
 
 def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port: int,
-                 terraform: str, namespaces: str = "") -> dict[str, str]:
+                 terraform: str, workdir: Path, namespaces: str = "") -> dict[str, str]:
     """Environment of an operator process on the local stack (also used by the tests)."""
     import fakeaws
 
@@ -50,6 +50,8 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
         "OPEX_BIND_ADDRESS": "127.0.0.1",
         "OPEX_NAMESPACES": namespaces,
         "OPEX_TERRAFORM": terraform,
+        "OPEX_WORK_DIR": str(workdir / "work"),
+        "OPEX_CACHE_DIR": str(workdir / "cache"),
         "OPEX_POLICY_FILE": str(ROOT / "hack" / "policy-local.yaml"),
         "PYTHONUNBUFFERED": "1",
     })
@@ -82,7 +84,7 @@ def up(timeout: float) -> int:
             time.sleep(0.1)
         metrics_port, health_port = procs.free_port(), procs.free_port()
         print("starting the operator ...", flush=True)
-        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform)
+        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform, LOCAL)
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid
         procs.wait_http(f"http://127.0.0.1:{health_port}/healthz", 60, op, LOCAL / "operator.log")

@@ -70,7 +70,7 @@ class OperatorProcess:
         self.workdir = workdir
         self.log = workdir / "operator.log"
         self.metrics_port, self.health_port = procs.free_port(), procs.free_port()
-        self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform,
+        self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform, workdir,
                                       namespaces=namespaces)
         self.env.update(extra_env or {})
         self.proc: subprocess.Popen | None = None

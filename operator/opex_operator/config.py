@@ -14,13 +14,19 @@ OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls          
 OPEX_RESYNC_SECONDS        longest a reconciled object waits before it is looked at      300
                            again with no change
 AWS_REGION                 default AWS region                                          us-east-1
+OPEX_TERRAFORM             the terraform (or tofu) binary                               terraform
+OPEX_WORK_DIR              DriftCheck run directories (saved plans live here)          $TMPDIR/opex/work
+OPEX_CACHE_DIR             git mirrors and the provider plugin cache                    $TMPDIR/opex/cache
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+
+_TMP = Path(tempfile.gettempdir()) / "opex"
 
 
 def _int(name: str, default: int) -> int:
@@ -45,6 +51,9 @@ class Settings:
     max_workers: int = 8
     resync_seconds: int = 300
     aws_region: str = "us-east-1"
+    terraform: str = "terraform"
+    work_dir: Path = field(default_factory=lambda: _TMP / "work")
+    cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -59,4 +68,7 @@ class Settings:
             max_workers=_int("OPEX_MAX_WORKERS", 8),
             resync_seconds=_int("OPEX_RESYNC_SECONDS", 300),
             aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            terraform=os.environ.get("OPEX_TERRAFORM") or "terraform",
+            work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),
+            cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
         )

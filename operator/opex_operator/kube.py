@@ -6,6 +6,7 @@ methods block: call them through ``asyncio.to_thread``.
 """
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,13 +88,34 @@ class Kube:
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """The decoded value of ``key`` in Secret ``name`` (None when the Secret or key is missing)."""
-        import base64
+        return (self.secret_data(namespace, name) or {}).get(key)
 
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's ``data`` (None when it does not exist)."""
+        try:
+            return self.core.read_namespaced_config_map(name, namespace).data or {}
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's decoded ``data`` (None when it does not exist)."""
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
-        raw = (secret.data or {}).get(key)
-        return base64.b64decode(raw).decode() if raw is not None else None
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def config_map_names(self, namespace: str, selector: str) -> list[str]:
+        return [cm.metadata.name for cm in
+                self.core.list_namespaced_config_map(namespace, label_selector=selector).items]
+
+    def delete_config_map(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_config_map(name, namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise

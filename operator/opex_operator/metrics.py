@@ -84,3 +84,24 @@ class PhaseGauge:
 
 
 INCIDENT_PHASES = PhaseGauge(INCIDENTS)
+
+# Terraform and DriftCheck.
+TERRAFORM_RUNS = Counter("opex_terraform_runs", "Terraform CLI invocations by command and outcome "
+                         "(success, error, timeout).", ["command", "outcome"], registry=REGISTRY)
+DRIFT_RUNS = Counter("opex_driftcheck_runs", "DriftCheck runs by outcome (NoDrift, DriftDetected, PlanFailed, "
+                     "LockHeld).", ["outcome"], registry=REGISTRY)
+DRIFT_RUN_DURATION = Histogram("opex_driftcheck_run_duration_seconds", "Duration of one DriftCheck run "
+                               "(fetch, init, plan, show).", ["outcome"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+DRIFTED = Gauge("opex_driftcheck_drifted", "1 when the DriftCheck's last successful run found drift, else 0.",
+                ["namespace", "driftcheck"], registry=REGISTRY)
+DRIFTED_RESOURCES = Gauge("opex_driftcheck_drifted_resources", "Resources of the last run by planned action "
+                          "(create, update, delete, replace, import, read).", ["namespace", "driftcheck", "action"],
+                          registry=REGISTRY)
+DRIFT_LAST_RUN = Gauge("opex_driftcheck_last_run_timestamp_seconds", "When the last run finished (Unix time).",
+                       ["namespace", "driftcheck"], registry=REGISTRY)
+DRIFT_LAST_SUCCESS = Gauge("opex_driftcheck_last_success_timestamp_seconds", "When a run last succeeded (Unix time).",
+                           ["namespace", "driftcheck"], registry=REGISTRY)
+DRIFT_REMEDIATIONS = Counter("opex_driftcheck_remediations", "Drift resolutions by strategy and result.",
+                             ["strategy", "result"], registry=REGISTRY)
+STATE_LOCK_HELD = Gauge("opex_terraform_state_lock_held", "1 while the DriftCheck's state lock is held by another "
+                        "process.", ["namespace", "driftcheck"], registry=REGISTRY)

@@ -52,13 +52,6 @@ def test_each_kind_is_observed_with_ready_condition_event_and_finalizer(kubectl,
     assert (operator.metric("opex_reconcile_total", kind=manifest["kind"], result="success") or 0) > before
 
 
-def test_placeholder_kind_reports_not_implemented(kubectl, namespace, operator):
-    kubectl.create(json.dumps(DRIFTCHECK), namespace)
-    kubectl("wait", "driftcheck/bad", "-n", namespace, "--for=condition=Ready=Unknown", "--timeout=60s")
-    ready = next(c for c in kubectl.get("driftcheck", "bad", namespace)["status"]["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "NotImplemented"
-
-
 def test_spec_change_is_reconciled_at_once(kubectl, namespace, operator):
     kubectl.create(json.dumps(INCIDENT), namespace)
     wait_for(lambda: kubectl.get("incident", "bad", namespace).get("status", {}).get("observedGeneration") == 1)

@@ -99,15 +99,16 @@ class Resolution(Model):
     model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
         {"rule": "!has(self.strategy) || self.strategy != 'Import' || (has(self.imports) && size(self.imports) > 0)",
          "message": "strategy Import needs at least one entry in resolution.imports"},
-        {"rule": "!has(self.approvedPlanChecksum) || (has(self.strategy) && self.strategy == 'Apply')",
-         "message": "approvedPlanChecksum applies only to strategy Apply"},
+        {"rule": "!has(self.approvedPlanChecksum) || (has(self.strategy) && self.strategy != 'ReportOnly')",
+         "message": "approvedPlanChecksum approves a resolution: it needs strategy Apply, RefreshOnly or Import"},
     ]}}
 
     strategy: ResolutionStrategy = ResolutionStrategy.REPORT_ONLY
     approval: Approval = Approval.MANUAL
     approved_plan_checksum: str | None = Field(
         default=None, max_length=71, pattern=CHECKSUM,
-        description="Apply runs only the saved plan whose checksum (status.lastResult.planChecksum) equals this.")
+        description="With approval Manual, the resolution runs only for the run whose status.lastResult.planChecksum "
+                    "equals this (Apply applies exactly that saved plan).")
     imports: list[ImportEntry] = Field(default_factory=list, max_length=50)
 
 
@@ -177,6 +178,8 @@ class RunResult(Model):
     duration_seconds: float | None = Field(default=None, ge=0)
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    source_revision: str | None = Field(default=None, max_length=256, description="Git commit or ConfigMap checked.")
+    trigger: str | None = Field(default=None, max_length=128, description="Schedule slot or on-demand request.")
     message: str | None = Field(default=None, max_length=2048,
                                 description="First lines of Terraform's diagnostic when the run failed.")
 
@@ -213,6 +216,7 @@ class DriftCheckStatus(Model):
     conditions: list[Condition] = conditions_field("Ready, Drifted (NoDrift, DriftDetected, PlanFailed, LockHeld), Remediating.")
     last_schedule_time: dt.datetime | None = None
     next_schedule_time: dt.datetime | None = None
+    running_since: dt.datetime | None = Field(default=None, description="Set while a run is in progress.")
     last_successful_check_time: dt.datetime | None = None
     last_drift_detected_time: dt.datetime | None = None
     last_result: RunResult | None = None

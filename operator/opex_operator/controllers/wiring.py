@@ -1,14 +1,13 @@
 """Build each kind's controller with its dependencies (one place to see what uses what)."""
 from __future__ import annotations
 
-from ..api import DRIFTCHECK
 from ..aws.clients import AwsClients
 from ..config import Settings
 from ..kube import Kube
 from ..policy import Policy
 from .base import Controller
 from .incident import IncidentController
-from .placeholder import PlaceholderController
+from .driftcheck import DriftCheckController
 from .rollback import RollbackController
 
 
@@ -21,6 +20,6 @@ def build_controllers(settings: Settings, kube: Kube) -> dict[str, Controller]:
     aws = AwsClients(settings.aws_region, policy.assume_roles())
     return {
         "incidents": IncidentController(aws, policy, kube),
-        "driftchecks": PlaceholderController(DRIFTCHECK),
+        "driftchecks": DriftCheckController(kube, settings.terraform, settings.work_dir, settings.cache_dir),
         "rollbacks": RollbackController(aws, policy),
     }

@@ -1,0 +1,235 @@
+"""DriftCheck on the local stack: real terraform, a local bare git repository, the S3 backend on moto."""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import signal
+import subprocess
+import time
+import uuid
+
+import boto3
+import pytest
+
+import tfrepo
+from helpers import wait_for
+
+
+@pytest.fixture
+def infra(tmp_path, aws, terraform_bin):
+    """A git repository with a network configuration whose state (in S3 on moto) matches it."""
+    repo = tfrepo.Repo(tmp_path)
+    commit = repo.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "network: small")
+    bucket = tfrepo.new_bucket()
+    config = tfrepo.backend_config(bucket)
+    tfrepo.terraform(terraform_bin, repo.clone / "network", *tfrepo.init_args(config))
+    tfrepo.terraform(terraform_bin, repo.clone / "network", "apply", "-auto-approve", "-input=false", "-no-color")
+    repo.first_commit, repo.bucket, repo.config = commit, bucket, config
+    return repo
+
+
+def driftcheck(repo, name="network", **spec) -> str:
+    doc = {"apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": name},
+           "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "ref": "main", "path": "network"}},
+                    "backendConfig": repo.config, "timeoutSeconds": 120, **spec}}
+    return json.dumps(doc)
+
+
+def run_now(kubectl, namespace, name="network") -> str:
+    token = uuid.uuid4().hex[:8]
+    kubectl("annotate", "driftcheck", name, "-n", namespace, f"opex.dev/run-requested={token}", "--overwrite")
+    return token
+
+
+def last_result(kubectl, namespace, name="network") -> dict:
+    return (kubectl.get("driftcheck", name, namespace).get("status") or {}).get("lastResult") or {}
+
+
+def wait_run(kubectl, namespace, token, name="network", timeout=90) -> dict:
+    return wait_for(lambda: (r := last_result(kubectl, namespace, name)).get("trigger", "").endswith(f"={token})")
+                    and "finishedAt" in r and r, timeout=timeout, what=f"the run {token}")
+
+
+def conditions(kubectl, namespace, name="network") -> dict:
+    return {c["type"]: c for c in kubectl.get("driftcheck", name, namespace)["status"]["conditions"]}
+
+
+def test_cron_slot_runs_and_reports_no_drift(kubectl, namespace, infra, operator):
+    kubectl.apply(driftcheck(infra, schedule=["* * * * *"]), namespace)
+    status = kubectl.get("driftcheck", "network", namespace).get("status") or {}
+    wait_for(lambda: last_result(kubectl, namespace).get("finishedAt"), timeout=100, what="the first scheduled run")
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert status["lastResult"]["outcome"] == "NoDrift" and status["lastResult"]["exitCode"] == 0
+    assert status["lastResult"]["trigger"].startswith("schedule ")
+    assert status["lastResult"]["sourceRevision"] == infra.first_commit
+    assert status["lastResult"]["terraformVersion"].startswith("1.")
+    assert status["lastScheduleTime"].endswith(":00Z") and status["nextScheduleTime"] > status["lastScheduleTime"]
+    assert status["driftedCount"] == 0 and "lock" not in status
+    cond = conditions(kubectl, namespace)
+    assert (cond["Drifted"]["status"], cond["Drifted"]["reason"]) == ("False", "NoDrift")
+    assert cond["Ready"]["status"] == "True"
+    assert operator.metric("opex_driftcheck_drifted", namespace=namespace, driftcheck="network") == 0
+
+
+def test_committed_change_is_drift_with_a_report_then_approved_apply_converges(kubectl, namespace, infra, operator):
+    kubectl.apply(driftcheck(infra, resolution={"strategy": "Apply", "approval": "Manual"}), namespace)
+    assert wait_run(kubectl, namespace, run_now(kubectl, namespace))["outcome"] == "NoDrift"
+
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "large"}}, "network: large")
+    result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    assert result["outcome"] == "DriftDetected" and result["exitCode"] == 2 and result["change"] == 1
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert status["driftedResources"] == [{"address": "terraform_data.network", "actions": ["update"],
+                                           "reason": "change"}]
+    assert status["driftedCount"] == 1
+    cond = conditions(kubectl, namespace)
+    assert cond["Drifted"]["reason"] == "DriftDetected" and "terraform_data.network" in cond["Drifted"]["message"]
+    assert "~" not in cond["Drifted"]["message"] and "resource \"" not in cond["Drifted"]["message"]  # no plan text
+    assert cond["Remediating"]["reason"] == "AwaitingApproval" and result["planChecksum"] in cond["Remediating"]["message"]
+    report = kubectl.get("configmap", status["reportRef"]["name"], namespace)
+    summary = json.loads(report["data"]["summary.json"])
+    assert summary["summary"]["changes"][0]["address"] == "terraform_data.network"
+    assert summary["planChecksum"] == result["planChecksum"]
+    plan = gzip.decompress(base64.b64decode(report["binaryData"]["plan.json.gz"])).decode()
+    assert json.loads(plan)["resource_changes"] and "not-the-real-one" not in plan  # the sensitive default is masked
+    assert report["metadata"]["ownerReferences"][0]["kind"] == "DriftCheck"
+    assert boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read() \
+        .count(b'"small"') >= 1
+
+    kubectl("patch", "driftcheck", "network", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"resolution": {"approvedPlanChecksum": result["planChecksum"]}}}))
+    wait_for(lambda: (kubectl.get("driftcheck", "network", namespace)["status"].get("lastResolution") or {})
+             .get("outcome") == "Succeeded", timeout=90, what="the approved apply")
+    wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
+             and last_result(kubectl, namespace).get("finishedAt"), timeout=90, what="the verification run")
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert status["lastResult"]["outcome"] == "NoDrift"
+    assert status["lastResolution"]["planChecksum"] == result["planChecksum"]
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b'"large"' in state
+    reasons = [e["reason"] for e in kubectl.events(namespace, "network")]
+    for reason in ("RunStarted", "NoDrift", "DriftDetected", "AwaitingApproval", "ResolutionStarted",
+                   "ResolutionSucceeded"):
+        assert reason in reasons
+    assert operator.metric("opex_driftcheck_remediations_total", strategy="Apply", result="succeeded") >= 1
+
+
+def test_a_plan_that_changes_after_approval_is_not_applied(kubectl, namespace, infra, operator):
+    kubectl.apply(driftcheck(infra, resolution={"strategy": "Apply"}), namespace)
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "large"}}, "large")
+    first = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "huge"}}, "huge")
+    second = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    assert first["planChecksum"] != second["planChecksum"]
+    kubectl("patch", "driftcheck", "network", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"resolution": {"approvedPlanChecksum": first["planChecksum"]}}}))
+    time.sleep(4)
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert "lastResolution" not in status
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b'"small"' in state and b'"large"' not in state
+
+
+def hold_lock(terraform_bin, tmp_path, infra, seconds=60):
+    """Another terraform process applying to the same state: it holds the lock while it sleeps."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "main.tf").write_text(tfrepo.SLOW_TF % {"token": uuid.uuid4().hex, "seconds": seconds})
+    tfrepo.terraform(terraform_bin, other, *tfrepo.init_args(infra.config))
+    import os
+
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull}
+    proc = subprocess.Popen([terraform_bin, "apply", "-auto-approve", "-input=false", "-no-color"], cwd=other, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    s3 = boto3.client("s3")
+    wait_for(lambda: any(o["Key"].endswith(".tflock") for o in s3.list_objects_v2(Bucket=infra.bucket)
+                         .get("Contents", [])), timeout=30, what="the other process's lock")
+    return proc
+
+
+def test_lock_held_by_another_process_is_reported_with_its_info(kubectl, namespace, infra, operator, terraform_bin,
+                                                                 tmp_path):
+    holder = hold_lock(terraform_bin, tmp_path, infra)
+    try:
+        kubectl.apply(driftcheck(infra, lock={"timeout": "1s"}), namespace)
+        result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+        assert result["outcome"] == "LockHeld" and result["exitCode"] == 1
+        status = kubectl.get("driftcheck", "network", namespace)["status"]
+        lock = status["lock"]
+        assert lock["operation"] == "OperationTypeApply" and "@" in lock["who"]
+        assert lock["path"] == f"{infra.bucket}/network/terraform.tfstate" and lock["seenCount"] == 1
+        assert len(lock["id"]) >= 8 and lock["created"]
+        cond = conditions(kubectl, namespace)
+        assert (cond["Drifted"]["status"], cond["Drifted"]["reason"]) == ("Unknown", "LockHeld")
+        assert cond["Ready"]["reason"] == "LockHeld" and lock["id"] in cond["Ready"]["message"]
+        assert operator.metric("opex_terraform_state_lock_held", namespace=namespace, driftcheck="network") == 1
+    finally:
+        import os
+
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+
+def test_orphaned_lock_is_force_unlocked_after_two_runs(kubectl, namespace, infra, operator, terraform_bin, tmp_path):
+    import os
+
+    holder = hold_lock(terraform_bin, tmp_path, infra)
+    os.killpg(holder.pid, signal.SIGKILL)  # a dead apply leaves its lock behind
+    holder.wait()
+    kubectl.apply(driftcheck(infra, lock={"timeout": "1s", "forceUnlock": "IfOrphaned", "orphanedAfter": "1s"}),
+                  namespace)
+    first = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    assert first["outcome"] == "LockHeld"
+    lock_id = kubectl.get("driftcheck", "network", namespace)["status"]["lock"]["id"]
+    time.sleep(1.5)
+    token = run_now(kubectl, namespace)
+    wait_for(lambda: "after force-unlock" in last_result(kubectl, namespace).get("trigger", "")
+             and last_result(kubectl, namespace).get("finishedAt"), timeout=90, what="the run after force-unlock")
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert status["lastResult"]["outcome"] == "NoDrift" and "lock" not in status
+    events = kubectl.events(namespace, "network")
+    unlocked = [e for e in events if e["reason"] == "ForceUnlocked"]
+    assert unlocked and lock_id in unlocked[0]["message"] and "seen on 2 runs" in unlocked[0]["message"]
+    assert token
+
+
+@pytest.mark.parametrize("change,reason,phrase", [
+    ({"source": {"git": {"url": "https://git.invalid/infra.git"}}}, "SourceUnavailable", "git could not fetch"),
+    ({"source": {"git": {"ref": "release-9"}}}, "RefNotFound", "ref 'release-9' does not exist"),
+    ({"source": {"git": {"path": "nowhere"}}}, "InvalidPath", "is not a directory"),
+    ({"backendConfig": {"bucket": "no-such-bucket", "region": "us-east-1", "key": "k", "use_path_style": "true",
+                        "skip_credentials_validation": "true", "skip_requesting_account_id": "true"}},
+     "InitFailed", "terraform init failed"),
+])
+def test_failures_end_the_run_with_a_reason_and_the_diagnostic(kubectl, namespace, infra, operator, change, reason,
+                                                               phrase):
+    doc = json.loads(driftcheck(infra))
+    for key, value in change.items():
+        if key == "source":
+            doc["spec"]["source"]["git"].update(value["git"])
+        else:
+            doc["spec"][key] = value
+    kubectl.apply(json.dumps(doc), namespace)
+    result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    assert result["outcome"] == "PlanFailed"
+    ready = conditions(kubectl, namespace)["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == reason and phrase in ready["message"]
+    assert "the next scheduled run still happens" in ready["message"]
+    assert kubectl.get("driftcheck", "network", namespace)["status"]["nextScheduleTime"]
+
+
+def test_invalid_hcl_is_a_plan_failure_with_terraforms_first_lines(kubectl, namespace, infra, operator):
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"} + '\nresource "terraform_data" {\n'}, "broken")
+    kubectl.apply(driftcheck(infra), namespace)
+    result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    ready = conditions(kubectl, namespace)["Ready"]
+    assert result["outcome"] == "PlanFailed" and ready["reason"] in ("InitFailed", "PlanFailed")
+    assert "Error:" in ready["message"] and "main.tf" in ready["message"]
+
+
+def test_time_zone_the_schema_cannot_check_is_refused_by_the_operator(kubectl, namespace, infra, operator):
+    kubectl.apply(driftcheck(infra, timeZone="Mars/Olympus_Mons"), namespace)
+    wait_for(lambda: conditions(kubectl, namespace).get("Ready", {}).get("reason") == "InvalidSchedule",
+             what="InvalidSchedule")
+    assert "is not an IANA time zone" in conditions(kubectl, namespace)["Ready"]["message"]
