@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import controlplane  # noqa: E402
 import fakeaws  # noqa: E402
 import terraform_cli  # noqa: E402
+import tfrepo  # noqa: E402
 from helpers import Kubectl, OperatorProcess  # noqa: E402
 
 # Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
@@ -142,6 +143,19 @@ def solo_operator(cluster, kubectl, aws_server, terraform_bin, solo_namespace, t
         _dump_on_failure(request, kubectl, solo_namespace)
         kubectl.delete_opex_objects(solo_namespace)
     proc.stop()
+
+
+@pytest.fixture
+def infra(tmp_path, aws, terraform_bin):
+    """A git repository with a network configuration whose state (in S3 on moto) matches it."""
+    repo = tfrepo.Repo(tmp_path)
+    commit = repo.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "network: small")
+    bucket = tfrepo.new_bucket()
+    config = tfrepo.backend_config(bucket)
+    tfrepo.terraform(terraform_bin, repo.clone / "network", *tfrepo.init_args(config))
+    tfrepo.terraform(terraform_bin, repo.clone / "network", "apply", "-auto-approve", "-input=false", "-no-color")
+    repo.first_commit, repo.bucket, repo.config = commit, bucket, config
+    return repo
 
 
 def pytest_collection_modifyitems(items):

@@ -16,19 +16,6 @@ import tfrepo
 from helpers import wait_for
 
 
-@pytest.fixture
-def infra(tmp_path, aws, terraform_bin):
-    """A git repository with a network configuration whose state (in S3 on moto) matches it."""
-    repo = tfrepo.Repo(tmp_path)
-    commit = repo.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "network: small")
-    bucket = tfrepo.new_bucket()
-    config = tfrepo.backend_config(bucket)
-    tfrepo.terraform(terraform_bin, repo.clone / "network", *tfrepo.init_args(config))
-    tfrepo.terraform(terraform_bin, repo.clone / "network", "apply", "-auto-approve", "-input=false", "-no-color")
-    repo.first_commit, repo.bucket, repo.config = commit, bucket, config
-    return repo
-
-
 def driftcheck(repo, name="network", **spec) -> str:
     doc = {"apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": name},
            "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "ref": "main", "path": "network"}},
@@ -233,3 +220,21 @@ def test_time_zone_the_schema_cannot_check_is_refused_by_the_operator(kubectl, n
     wait_for(lambda: conditions(kubectl, namespace).get("Ready", {}).get("reason") == "InvalidSchedule",
              what="InvalidSchedule")
     assert "is not an IANA time zone" in conditions(kubectl, namespace)["Ready"]["message"]
+
+
+def test_a_run_past_its_timeout_is_interrupted_and_reported(kubectl, namespace, infra, operator, terraform_bin,
+                                                            tmp_path):
+    holder = hold_lock(terraform_bin, tmp_path, infra)
+    try:
+        # plan waits up to lock.timeout for the lock; the run's own timeout is shorter
+        kubectl.apply(driftcheck(infra, lock={"timeout": "10m"}, timeoutSeconds=30), namespace)
+        result = wait_run(kubectl, namespace, run_now(kubectl, namespace), timeout=120)
+        ready = conditions(kubectl, namespace)["Ready"]
+        assert result["outcome"] == "PlanFailed" and ready["reason"] == "TimedOut"
+        assert "exceeded timeoutSeconds (30s)" in ready["message"]
+        assert 25 <= result["durationSeconds"] <= 60
+    finally:
+        import os
+
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .. import metrics, schedule
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import READY, set_condition
-from ..api.driftcheck import (Approval, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
+from ..api.driftcheck import (Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
                               Outcome, ReportRef, ResolutionRecord, ResolutionStrategy, RunResult, MAX_DRIFTED)
 from ..kube import Kube, ObjectRef
 from ..terraform.locks import parse_state_lock
@@ -102,11 +102,35 @@ class DriftCheckController:
         await obj.recorder.save(st, events)
         if trigger is not None:
             await self.run(obj, spec, trigger)
+            await self._after_run(obj, spec)
         elif self._approved_pending(spec, st):
             await self.resolve(obj, spec)
         if spec.suspend:
             return None
         return max(1.0, (st.next_schedule_time - self.clock()).total_seconds())
+
+    async def _after_run(self, obj: Observed[DriftCheckStatus], spec: DriftCheckSpec) -> None:
+        """concurrencyPolicy Forbid: a slot that came due while the run was going is skipped, not run late."""
+        st = obj.status
+        d = schedule.due(spec.schedule, spec.time_zone, st.last_schedule_time, obj.created_at or self.clock(),
+                         self.clock(), None)
+        st.next_schedule_time = None if spec.suspend else d.next_time
+        if d.slot is not None and spec.concurrency_policy == ConcurrencyPolicy.FORBID:
+            st.last_schedule_time = d.slot
+            await obj.recorder.save(st, [(EventType.WARNING, "SkippedWhileRunning",
+                                          f"slot {d.slot:%Y-%m-%d %H:%M} UTC came while the previous run was still "
+                                          f"going (concurrencyPolicy: Forbid); it is skipped")])
+        else:
+            await obj.recorder.save(st)
+
+    def _budget(self, spec: DriftCheckSpec, st: DriftCheckStatus) -> tuple[float, bool]:
+        """Seconds a run may take, and whether the limit is the next slot (concurrencyPolicy Replace)."""
+        budget = float(spec.timeout_seconds)
+        if spec.concurrency_policy == ConcurrencyPolicy.REPLACE and st.next_schedule_time is not None:
+            until_next = (st.next_schedule_time - self.clock()).total_seconds()
+            if until_next < budget:
+                return max(1.0, until_next), True
+        return budget, False
 
     async def _invalid(self, obj: Observed[DriftCheckStatus], reason: str, message: str) -> None:
         st = obj.status
@@ -129,16 +153,17 @@ class DriftCheckController:
         doc: dict[str, Any] | None = None
         reason, message = "PlanFailed", ""
         session: Session | None = None
+        budget, replaced_at_next_slot = self._budget(spec, st)
+        timed_out = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
+                     if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
         try:
-            session = await prepare(self.kube, ref.namespace, spec, run_dir, self.terraform, self.cache_dir,
-                                    spec.timeout_seconds)
+            session = await prepare(self.kube, ref.namespace, spec, run_dir, self.terraform, self.cache_dir, budget)
             result.terraform_version, result.source_revision = session.version, session.revision
             plan = await session.tf.plan(str(run_dir.plan), spec.lock.timeout, _s(session.var_file),
                                          timeout=session.remaining())
             result.exit_code = plan.exit_code
             if plan.timed_out:
-                reason, message = "TimedOut", f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s) and was " \
-                                              f"interrupted; {plan.diagnostic(6)}"
+                reason, message = "TimedOut", f"{timed_out}; the plan was interrupted: {plan.diagnostic(6)}"
             elif plan.exit_code == 1:
                 lock = parse_state_lock(plan.stderr + plan.stdout)
                 if lock is not None:
@@ -154,7 +179,7 @@ class DriftCheckController:
         except TerraformError as err:
             reason = "TimedOut" if err.result.timed_out else (
                 "InitFailed" if err.result.command in ("init", "workspace") else "PlanFailed")
-            message = f"{err}: {err.result.diagnostic()}"
+            message = f"{timed_out}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform show -json gave an unreadable plan: {err}"
         finally:

@@ -32,7 +32,7 @@ from ..runbooks.diagnose import classify, findings
 from ..runbooks.engine import Move
 from .base import Event, Observed
 from .common import transition
-from .incident_steps import StepContext, run_step
+from .incident_steps import StepContext, TerraformSettings, run_step
 
 ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS = (
     "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid")
@@ -46,8 +46,9 @@ class IncidentController:
     kind, plural, status_model = "Incident", "incidents", IncidentStatus
     wake_annotations: tuple[str, ...] = ()
 
-    def __init__(self, aws: AwsClients, policy: Policy, kube: Kube, clock: Callable[[], dt.datetime] = utcnow):
-        self.aws, self.policy, self.kube, self.clock = aws, policy, kube, clock
+    def __init__(self, aws: AwsClients, policy: Policy, kube: Kube, terraform: TerraformSettings,
+                 clock: Callable[[], dt.datetime] = utcnow):
+        self.aws, self.policy, self.kube, self.terraform, self.clock = aws, policy, kube, terraform, clock
 
     def forget(self, ref: ObjectRef) -> None:
         metrics.INCIDENT_PHASES.forget(ref.uid)
@@ -253,7 +254,8 @@ class _Pass:
             await self.save()  # intent on record before the call
         elif (self.now - step.started_at).total_seconds() > policy.timeout_seconds:
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
-        outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.ctl.aws, self.ctl.kube, self.now))
+        outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.ctl.aws, self.ctl.kube, self.now,
+                                             self.ctl.terraform))
         if outcome.rollback_ref:
             step.rollback_ref = {"name": outcome.rollback_ref}
         if not outcome.done:

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -36,6 +37,15 @@ class Outcome:
     rollback_ref: str | None = None
 
 
+@dataclass(frozen=True)
+class TerraformSettings:
+    """Where Terraform-backed steps run (the operator's OPEX_TERRAFORM, OPEX_WORK_DIR, OPEX_CACHE_DIR)."""
+
+    binary: str
+    work_dir: Path
+    cache_dir: Path
+
+
 @dataclass
 class StepContext:
     ref: ObjectRef
@@ -44,6 +54,7 @@ class StepContext:
     aws: AwsClients
     kube: Kube
     now: dt.datetime
+    terraform: TerraformSettings
 
 
 def child_name(incident: str, step_id: str) -> str:

@@ -7,6 +7,7 @@ from ..kube import Kube
 from ..policy import Policy
 from .base import Controller
 from .incident import IncidentController
+from .incident_steps import TerraformSettings
 from .driftcheck import DriftCheckController
 from .rollback import RollbackController
 
@@ -19,7 +20,8 @@ def build_controllers(settings: Settings, kube: Kube) -> dict[str, Controller]:
     policy = Policy.load(settings.policy_file)
     aws = AwsClients(settings.aws_region, policy.assume_roles())
     return {
-        "incidents": IncidentController(aws, policy, kube),
+        "incidents": IncidentController(aws, policy, kube, TerraformSettings(settings.terraform, settings.work_dir,
+                                                                             settings.cache_dir)),
         "driftchecks": DriftCheckController(kube, settings.terraform, settings.work_dir, settings.cache_dir),
         "rollbacks": RollbackController(aws, policy),
     }

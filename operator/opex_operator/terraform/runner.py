@@ -94,19 +94,30 @@ class Terraform:
         return result
 
     async def _stop(self, proc: asyncio.subprocess.Process, communicate: asyncio.Future) -> tuple[bytes, bytes]:
+        """SIGINT the group, give Terraform the grace period to release its lock, then SIGKILL what is
+        left of the group: a child that ignores SIGINT (a backgrounded command of a local-exec shell)
+        would otherwise outlive a Terraform that exited gracefully."""
+        output = (b"", b"")
         for sig, wait in ((signal.SIGINT, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                return await asyncio.wait_for(asyncio.shield(communicate), wait)
+                output = await asyncio.wait_for(asyncio.shield(communicate), wait)
+                break
             except TimeoutError:
                 continue
         try:
-            return await asyncio.wait_for(communicate, 5.0)
-        except TimeoutError:
-            return b"", b""
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if not communicate.done():
+            try:
+                output = await asyncio.wait_for(communicate, 5.0)
+            except TimeoutError:
+                pass
+        return output
 
     # -- commands ---------------------------------------------------------------------------------
     async def version(self) -> str:

@@ -1,0 +1,76 @@
+"""An Incident whose deploy died on a Terraform state lock: force-unlock (safely), then retry the stage."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+
+import boto3
+
+import estate
+from helpers import wait_for
+from test_driftcheck import driftcheck, hold_lock
+
+
+def stale_lock(terraform_bin, tmp_path, infra, age: dt.timedelta) -> dict:
+    """A lock left by an apply that was SIGKILLed ``age`` ago (its LockInfo, as Terraform stored it)."""
+    holder = hold_lock(terraform_bin, tmp_path, infra)
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    s3 = boto3.client("s3")
+    key = "network/terraform.tfstate.tflock"
+    info = json.loads(s3.get_object(Bucket=infra.bucket, Key=key)["Body"].read())
+    info["Created"] = (dt.datetime.now(dt.timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    s3.put_object(Bucket=infra.bucket, Key=key, Body=json.dumps(info).encode())
+    return info
+
+
+def go_time(rfc3339: str) -> str:
+    when = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f") + "000 +0000 UTC"
+
+
+INCIDENT = {
+    "apiVersion": "opex.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "network-deploy-locked"},
+    "spec": {"type": "DeploymentFailure", "severity": "high", "environment": "production",
+             "title": "network deploy failed on the state lock",
+             "targets": {"pipeline": {"name": "net-pipeline"}, "driftCheckRef": {"name": "network"},
+                         "cloudTrail": {"logGroupName": "CloudTrail/none"}},
+             "remediation": {"mode": "Auto"}},
+}
+
+
+def test_stale_lock_is_force_unlocked_and_the_stage_retried(kubectl, namespace, infra, operator, terraform_bin,
+                                                             tmp_path):
+    info = stale_lock(terraform_bin, tmp_path, infra, dt.timedelta(hours=2))
+    estate.terraform_lock_failure("net", {**info, "Created": go_time(info["Created"])})
+    kubectl.apply(driftcheck(infra), namespace)
+    kubectl.apply(json.dumps(INCIDENT), namespace)
+    wait_for(lambda: (kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
+             .get("phase") in ("Resolved", "Failed"), timeout=120, what="the end of remediation")
+    status = kubectl.get("incident", "network-deploy-locked", namespace)["status"]
+    assert status["phase"] == "Resolved", status.get("conditions")
+    assert status["rootCause"]["category"] == "TerraformStateLock"
+    assert status["rootCause"]["lock"]["id"] == info["ID"]
+    steps = {s["id"]: s for s in status["steps"]}
+    assert steps["terraform-force-unlock"]["state"] == "Succeeded"
+    assert f"force-unlocked {info['ID']}" in steps["terraform-force-unlock"]["outputs"]
+    assert steps["retry-stage-deploy"]["state"] == "Succeeded"
+    objects = boto3.client("s3").list_objects_v2(Bucket=infra.bucket).get("Contents", [])
+    assert not any(o["Key"].endswith(".tflock") for o in objects)
+
+
+def test_a_lock_younger_than_the_threshold_is_left_alone(kubectl, namespace, infra, operator, terraform_bin, tmp_path):
+    info = stale_lock(terraform_bin, tmp_path, infra, dt.timedelta(seconds=5))
+    estate.terraform_lock_failure("net", {**info, "Created": go_time(info["Created"])})
+    kubectl.apply(driftcheck(infra), namespace)
+    spec = json.loads(json.dumps(INCIDENT))
+    spec["spec"]["remediation"]["forceUnlock"] = {"minLockAgeSeconds": 3600}
+    kubectl.apply(json.dumps(spec), namespace)
+    wait_for(lambda: "unlocking only after 3600s" in (next(
+        (s.get("outputs") or "" for s in (kubectl.get("incident", "network-deploy-locked", namespace).get("status")
+                                          or {}).get("steps", []) if s["id"] == "terraform-force-unlock"), "")),
+             timeout=90, what="the unlock step to wait for the lock's age")
+    objects = boto3.client("s3").list_objects_v2(Bucket=infra.bucket).get("Contents", [])
+    assert any(o["Key"].endswith(".tflock") for o in objects)

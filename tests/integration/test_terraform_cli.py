@@ -1,0 +1,131 @@
+"""The Terraform adapter against the real CLI (no provider downloads: terraform_data, local-exec)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import procs
+import tfrepo
+from opex_operator.terraform.locks import parse_state_lock
+from opex_operator.terraform.plan import parse_show_json
+from opex_operator.terraform.runner import Terraform
+from opex_operator.terraform.workspace import SourceError, fetch_git
+
+LOCAL = """\
+resource "terraform_data" "a" {
+  input = "%s"
+}
+"""
+
+
+def tf(binary: str, workdir: Path) -> Terraform:
+    env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "TF_CLI_CONFIG_FILE": os.devnull}
+    return Terraform(binary, workdir, env)
+
+
+def test_detailed_exit_codes_and_show_json(terraform_bin, tmp_path):
+    (tmp_path / "main.tf").write_text(LOCAL % "one")
+    t = tf(terraform_bin, tmp_path)
+
+    async def scenario():
+        assert (await t.init({}, timeout=60)).ok
+        changes = await t.plan("p.tfplan", "5s", None, timeout=60)
+        assert changes.exit_code == 2
+        summary = parse_show_json(await t.show_json("p.tfplan", timeout=60))
+        assert [c.address for c in summary.changes] == ["terraform_data.a"] and summary.add == 1
+        assert (await t.apply_plan("p.tfplan", "5s", timeout=60)).ok
+        assert (await t.plan("p.tfplan", "5s", None, timeout=60)).exit_code == 0
+        (tmp_path / "main.tf").write_text(LOCAL % "one\" +")
+        broken = await t.plan("p.tfplan", "5s", None, timeout=60)
+        assert broken.exit_code == 1 and "Error" in broken.diagnostic()
+        assert await t.version() == (await t.version())
+
+    asyncio.run(scenario())
+
+
+def test_timeout_interrupts_then_kills_the_whole_process_group(terraform_bin, tmp_path):
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "s" {\n  provisioner "local-exec" {\n'
+                                      '    command = "sleep 300 & echo $! > child.pid; wait"\n  }\n}\n')
+    t = tf(terraform_bin, tmp_path)
+
+    async def scenario():
+        assert (await t.init({}, timeout=60)).ok
+        started = time.monotonic()
+        result = await t.run("apply", "-auto-approve", "-input=false", "-no-color", timeout=3)
+        return result, time.monotonic() - started
+
+    import opex_operator.terraform.runner as runner
+
+    runner.GRACE_SECONDS = 3.0  # Terraform waits for the provisioner on SIGINT; then the group is killed
+    try:
+        result, took = asyncio.run(scenario())
+    finally:
+        runner.GRACE_SECONDS = 15.0
+    assert result.timed_out and result.exit_code is None and took < 20
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while procs.alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not procs.alive(child), "the local-exec child outlived the timeout"
+
+
+def test_lock_error_from_a_held_s3_lock_and_force_unlock(terraform_bin, tmp_path, aws):
+    bucket = tfrepo.new_bucket()
+    config = tfrepo.backend_config(bucket)
+    holder_dir, checker_dir = tmp_path / "holder", tmp_path / "checker"
+    for d in (holder_dir, checker_dir):
+        d.mkdir()
+        (d / "main.tf").write_text(tfrepo.SLOW_TF % {"token": d.name, "seconds": 60})
+        tfrepo.terraform(terraform_bin, d, *tfrepo.init_args(config))
+    import subprocess
+    import signal
+
+    holder = subprocess.Popen([terraform_bin, "apply", "-auto-approve", "-input=false", "-no-color"], cwd=holder_dir,
+                              env={**os.environ, "TF_CLI_CONFIG_FILE": os.devnull}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        import boto3
+
+        s3 = boto3.client("s3")
+        deadline = time.monotonic() + 30
+        while not s3.list_objects_v2(Bucket=bucket).get("Contents") or not any(
+                o["Key"].endswith(".tflock") for o in s3.list_objects_v2(Bucket=bucket)["Contents"]):
+            assert time.monotonic() < deadline, "the holder never took the lock"
+            time.sleep(0.2)
+        t = Terraform(terraform_bin, checker_dir, {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
+
+        async def scenario():
+            blocked = await t.plan("p.tfplan", "1s", None, timeout=60)
+            lock = parse_state_lock(blocked.stderr)
+            assert blocked.exit_code == 1 and lock is not None and lock.operation == "OperationTypeApply"
+            wrong = await t.force_unlock("not-the-lock", timeout=60)
+            assert not wrong.ok
+            assert (await t.force_unlock(lock.id, timeout=60)).ok
+            return lock
+
+        lock = asyncio.run(scenario())
+        assert lock.path == f"{bucket}/network/terraform.tfstate"
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+
+def test_git_source_export_and_its_failures(tmp_path):
+    repo = tfrepo.Repo(tmp_path)
+    first = repo.commit({"network/main.tf": LOCAL % "one"}, "one")
+    repo.commit({"network/main.tf": LOCAL % "two"}, "two")
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    assert asyncio.run(fetch_git(repo.url, first, cache, out)) == first
+    assert '"one"' in (out / "network" / "main.tf").read_text()
+    head = asyncio.run(fetch_git(repo.url, "main", cache, out))  # reuses the cached mirror
+    assert head != first and '"two"' in (out / "network" / "main.tf").read_text()
+    with pytest.raises(SourceError) as err:
+        asyncio.run(fetch_git(repo.url, "v9.9.9", cache, out))
+    assert err.value.reason == "RefNotFound"
+    with pytest.raises(SourceError) as err:
+        asyncio.run(fetch_git(f"file://{tmp_path}/missing.git", "main", cache, out))
+    assert err.value.reason == "SourceUnavailable"
