@@ -29,7 +29,7 @@ test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: tools
-	$(BIN)/python hack/stack.py up
+	$(BIN)/python hack/demo.py
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi

@@ -267,5 +267,6 @@ def oncall_topic(name: str) -> tuple[str, str]:
 
 
 def seed_demo() -> None:
-    """The demo's estate: the checkout deployment failure (more is added as the runbooks grow)."""
+    """The demo's estate: the checkout deployment failure and the Terraform state bucket."""
     deployment_failure("checkout")
+    boto3.client("s3").create_bucket(Bucket="opex-tfstate")

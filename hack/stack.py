@@ -5,9 +5,9 @@
   2. the CRDs from ``crds/``;
   3. the fake AWS (moto's server; fakeaws.py);
   4. the operator (``python -m opex_operator``) against both;
-then applies ``examples/``, waits until the operator has reconciled every object, prints a
-summary table and leaves everything running. ``down`` stops what ``up`` started, by the process
-ids it recorded in ``.local/stack.json``.
+then applies ``examples/`` and waits until the operator has reconciled every object, and leaves
+everything running (``demo.py`` drives the scenario and prints what happened). ``down`` stops
+what ``up`` started, by the process ids it recorded in ``.local/stack.json``.
 """
 from __future__ import annotations
 
@@ -58,10 +58,17 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
     return env
 
 
-def up(timeout: float) -> int:
-    if RECORD.exists() and all(procs.alive(p) for p in json.loads(RECORD.read_text())["pids"].values()):
-        print("the local stack is already running (make down stops it)")
-        return summary(LOCAL / "kubeconfig")
+def running() -> dict | None:
+    """The record of a running stack, or None."""
+    if RECORD.exists():
+        record = json.loads(RECORD.read_text())
+        if all(procs.alive(p) for p in record["pids"].values()):
+            return record
+    return None
+
+
+def up(timeout: float) -> dict:
+    """Start everything and apply examples/; returns the stack record (kubeconfig, metrics, aws)."""
     down(quiet=True)
     LOCAL.mkdir(exist_ok=True)
     terraform = terraform_cli.ensure_terraform()
@@ -88,8 +95,10 @@ def up(timeout: float) -> int:
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid
         procs.wait_http(f"http://127.0.0.1:{health_port}/healthz", 60, op, LOCAL / "operator.log")
-        RECORD.write_text(json.dumps({"pids": pids, "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-                                      "aws": ready.read_text()}, indent=2))
+        record = {"pids": pids, "kubeconfig": str(cp.kubeconfig), "aws": ready.read_text(),
+                  "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+                  "liveness": f"http://127.0.0.1:{health_port}/healthz"}
+        RECORD.write_text(json.dumps(record, indent=2))
         print("applying examples/ ...", flush=True)
         kubectl("apply", "-f", str(ROOT / "examples"), kubeconfig=cp.kubeconfig)
         wait_reconciled(cp.kubeconfig, timeout)
@@ -98,11 +107,7 @@ def up(timeout: float) -> int:
             procs.terminate(pid)
         cp.stop()
         raise
-    summary(cp.kubeconfig)
-    print(f"\nLeft running. Try:  export KUBECONFIG={cp.kubeconfig}; kubectl get opex -A")
-    print(f"Metrics: http://127.0.0.1:{metrics_port}/metrics   Liveness: http://127.0.0.1:{health_port}/healthz")
-    print(f"Logs: {LOCAL}/*.log   Stop: make down")
-    return 0
+    return record
 
 
 def _objects(kubeconfig: Path) -> list[dict]:
@@ -159,7 +164,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for reconciliation")
     args = parser.parse_args()
     if args.command == "up":
-        return up(args.timeout)
+        up(args.timeout)
+        return summary(LOCAL / "kubeconfig")
     if args.command == "down":
         return down()
     return summary(LOCAL / "kubeconfig")

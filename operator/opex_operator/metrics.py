@@ -7,10 +7,11 @@ appends ``_total`` to counters.
 from __future__ import annotations
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
-                               ProcessCollector, start_http_server)
+                               ProcessCollector, disable_created_metrics, start_http_server)
 
 from . import __version__
 
+disable_created_metrics()  # *_created series double every counter and histogram; no dashboard uses them
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -238,3 +239,22 @@ def test_a_run_past_its_timeout_is_interrupted_and_reported(kubectl, namespace, 
 
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+def test_the_example_driftcheck_with_its_configmap_source(kubectl, namespace, aws, operator, terraform_bin, tmp_path):
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "driftcheck.yaml"
+    config_map, dc = yaml.safe_load_all(example.read_text())
+    boto3.client("s3").create_bucket(Bucket=dc["spec"]["backendConfig"]["bucket"])
+    kubectl("apply", "-n", namespace, "-f", str(example))
+    first = wait_run(kubectl, namespace, run_now(kubectl, namespace, "production-network"), "production-network")
+    assert first["outcome"] == "DriftDetected" and first["add"] == 2  # nothing applied yet: two to create
+    assert first["sourceRevision"] == "configmap/production-network-tf"
+    # make the state match, as the team's pipeline would, then the check is clean
+    (tmp_path / "main.tf").write_text(config_map["data"]["main.tf"])
+    tfrepo.terraform(terraform_bin, tmp_path, *tfrepo.init_args(dc["spec"]["backendConfig"]))
+    tfrepo.terraform(terraform_bin, tmp_path, "apply", "-auto-approve", "-input=false", "-no-color")
+    again = wait_run(kubectl, namespace, run_now(kubectl, namespace, "production-network"), "production-network")
+    assert again["outcome"] == "NoDrift"
+    assert conditions(kubectl, namespace, "production-network")["Drifted"]["reason"] == "NoDrift"

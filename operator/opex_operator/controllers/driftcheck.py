@@ -95,9 +95,10 @@ class DriftCheckController:
             if not spec.suspend:
                 trigger = f"schedule {due.slot:%Y-%m-%dT%H:%M}Z"
         if st.observed_generation is None:
-            set_condition(st.conditions, READY, ConditionStatus.UNKNOWN, "Scheduled",
-                          f"first check at {due.next_time:%Y-%m-%d %H:%M} UTC "
-                          f"(or annotate {RUN_ANNOTATION}=<any value> to run now)", gen)
+            text = (f"first check at {due.next_time:%Y-%m-%d %H:%M} UTC (or annotate {RUN_ANNOTATION}=<any value> "
+                    f"to run now)")
+            set_condition(st.conditions, READY, ConditionStatus.UNKNOWN, "Scheduled", text, gen)
+            events.append((EventType.NORMAL, "Scheduled", text))
         st.observed_generation = gen
         await obj.recorder.save(st, events)
         if trigger is not None:

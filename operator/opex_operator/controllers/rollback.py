@@ -131,8 +131,12 @@ class RollbackController:
             current = await asyncio.to_thread(_or_missing, lambda: lam.current(name, alias),
                                               f"function {name}" + (f" or its alias {alias}" if alias else ""))
             to_version, to_sha, s3 = await asyncio.to_thread(self._resolve_lambda_target, lam, spec, current)
+            running = current.version
+            if running == "$LATEST":  # name the published version $LATEST's code is, when there is one
+                same = [v for v, sha in await asyncio.to_thread(lam.versions, name) if sha == current.code_sha256]
+                running = f"v{same[-1]} ($LATEST)" if same else running
             st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
-                                description=_describe(current.version, current.code_sha256))
+                                description=_describe(running, current.code_sha256))
             st.to = Revision(version=to_version, code_sha256=to_sha, s3=s3,
                              description=_describe(to_version or f"s3://{s3.bucket}/{s3.key}", to_sha))
             _done(capture, f"{name}{':' + alias if alias else ''} runs {st.from_.description}; "
@@ -285,7 +289,7 @@ def _done(step: RollbackStep, message: str, at: dt.datetime, state: str = "Succe
 
 
 def _describe(version: str | None, sha: str | None) -> str:
-    label = version if version and not version.isdigit() else f"v{version}"
+    label = f"v{version}" if version and version.isdigit() else version
     return f"{label} ({sha[:10]}…)" if sha else label
 
 

@@ -1,0 +1,115 @@
+"""Benchmark: a DriftCheck run against a bare ``terraform plan`` of the same configuration.
+
+Prints figures, asserts nothing. Everything is real: the local control plane, the operator as a
+process, moto's S3 backend with locking, the terraform CLI. Per round it measures
+
+* bare plan:       ``terraform plan -detailed-exitcode -out`` in an initialised directory;
+* bare init+plan:  ``terraform init`` then the same plan (what a fresh CI job does);
+* DriftCheck run:  the run's own duration (status.lastResult.durationSeconds: git fetch, init,
+                   plan, show -json), and the end-to-end latency from the on-demand annotation
+                   to the result in status (adds the watch, the report ConfigMap and status writes).
+
+Usage: ``.venv/bin/python bench/driftcheck_vs_plan.py [--rounds 10]`` (after ``make tools``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
+
+import controlplane  # noqa: E402
+import fakeaws  # noqa: E402
+import terraform_cli  # noqa: E402
+import tfrepo  # noqa: E402
+from helpers import Kubectl, OperatorProcess, wait_for  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def row(name: str, values: list[float]) -> str:
+    return (f"{name:<34} {statistics.median(values):8.3f} {percentile(values, 0.9):8.3f} "
+            f"{min(values):8.3f} {max(values):8.3f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    terraform = terraform_cli.ensure_terraform()
+    work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
+    server, url = fakeaws.start()
+    os.environ.update(fakeaws.aws_env(url))
+    cp = controlplane.ControlPlane(work / "cp").start()
+    kubectl = Kubectl(cp.kubeconfig)
+    op = OperatorProcess(cp.kubeconfig, url, terraform, work, namespaces="bench")
+    try:
+        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        kubectl("create", "namespace", "bench")
+        op.start()
+        repo = tfrepo.Repo(work)
+        repo.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "small")
+        config = tfrepo.backend_config(tfrepo.new_bucket())
+        clone = repo.clone / "network"
+        tfrepo.terraform(terraform, clone, *tfrepo.init_args(config))
+        tfrepo.terraform(terraform, clone, "apply", "-auto-approve", "-input=false", "-no-color")
+        kubectl("apply", "-n", "bench", "-f", "-", input=json.dumps({
+            "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "network"},
+            "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "path": "network"}},
+                     "backendConfig": config}}))
+        bare, bare_init, run, latency = [], [], [], []
+        for i in range(args.rounds + 1):  # round 0 warms caches and is dropped
+            t0 = time.monotonic()
+            tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
+                             "-out=bench.tfplan", check=False)
+            t1 = time.monotonic()
+            tfrepo.terraform(terraform, clone, *tfrepo.init_args(config), "-reconfigure")
+            tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
+                             "-out=bench.tfplan", check=False)
+            t2 = time.monotonic()
+            token = uuid.uuid4().hex[:8]
+            kubectl("annotate", "driftcheck", "network", "-n", "bench", f"opex.dev/run-requested={token}", "--overwrite")
+            result = wait_for(lambda: (r := (kubectl.json("get", "driftcheck", "network", "-n", "bench")
+                                             .get("status") or {}).get("lastResult") or {})
+                              .get("trigger", "").endswith(f"={token})") and r.get("finishedAt") and r,
+                              timeout=120, interval=0.05, what="the run")
+            t3 = time.monotonic()
+            if result["outcome"] != "NoDrift":
+                print(f"unexpected outcome {result['outcome']}: {result.get('message')}", file=sys.stderr)
+                return 1
+            if i:
+                bare.append(t1 - t0)
+                bare_init.append(t2 - t1)
+                run.append(result["durationSeconds"])
+                latency.append(t3 - t2)
+        print(f"terraform {tfrepo.terraform(terraform, clone, 'version').stdout.splitlines()[0]}; "
+              f"{args.rounds} rounds; seconds")
+        print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
+        for name, values in (("bare terraform plan", bare), ("bare terraform init + plan", bare_init),
+                             ("DriftCheck run (fetch+init+plan+show)", run),
+                             ("annotation -> result in status", latency)):
+            print(row(name, values))
+        print(f"ratio DriftCheck run / bare plan:        {statistics.median(run) / statistics.median(bare):.2f}")
+        print(f"ratio DriftCheck run / bare init + plan: {statistics.median(run) / statistics.median(bare_init):.2f}")
+        print(f"ratio end-to-end latency / bare plan:    {statistics.median(latency) / statistics.median(bare):.2f}")
+        return 0
+    finally:
+        op.stop()
+        cp.stop()
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

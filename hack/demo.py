@@ -1,0 +1,102 @@
+"""``make demo``: the whole product on the local stack, driven through one on-call scenario.
+
+1. The stack starts (control plane, fake AWS seeded with the checkout estate, the operator) and
+   ``examples/`` is applied: an Incident for the failed checkout deployment, a DriftCheck of the
+   production network, and a dry-run Rollback.
+2. The operator assesses the incident, finds the root cause and waits for approval of the
+   Lambda rollback; the demo then approves it exactly as on-call would (the command is printed)
+   and waits until the incident is Resolved and verified.
+3. The DriftCheck is run now instead of at 09:00 and reports its drift and plan checksum.
+4. A summary table of every object is printed; everything is left running (``make down``).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import stack
+
+INCIDENT, DRIFTCHECK = "checkout-deploy-failed", "production-network"
+
+
+def kubectl(kubeconfig: str, *args: str) -> str:
+    return stack.kubectl(*args, kubeconfig=kubeconfig)
+
+
+def get(kubeconfig: str, kind: str, name: str) -> dict:
+    return json.loads(kubectl(kubeconfig, "get", kind, name, "-o", "json"))
+
+
+def wait(what: str, check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise SystemExit(f"demo: timed out waiting for {what} (see .local/operator.log)")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def main() -> int:
+    record = stack.running()
+    if record is not None:
+        say("the local stack is already running; showing it (make down stops it)")
+        return stack.summary(stack.LOCAL / "kubeconfig")
+    record = stack.up(timeout=120)
+    kc = record["kubeconfig"]
+
+    incident = wait("the incident to need approval",
+                    lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "AwaitingApproval"
+                    and s)
+    cause = incident["rootCause"]
+    step = next(s for s in incident["steps"] if s["state"] == "AwaitingApproval")
+    assessed = (incident["assessedAt"], incident["detectedAt"])
+    say(f"\nIncident {INCIDENT}: {len(incident['findings'])} findings, root cause {cause['category']}")
+    say(f"  {cause['summary']}")
+    say(f"  detected {assessed[1]}, assessed {assessed[0]}; level {incident['escalation']['currentLevel']} paged")
+    say(f"  step {step['id']} waits for approval: {step['inputs']}")
+    approve = ["patch", "incident", INCIDENT, "--type", "merge", "-p",
+               json.dumps({"spec": {"remediation": {"approvedSteps": [step["id"]]}}})]
+    say(f"\nApproving as on-call would:\n  kubectl {' '.join(approve[:5])} -p '{approve[-1]}'")
+    kubectl(kc, *approve)
+    resolved = wait("the incident to resolve",
+                    lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "Resolved" and s)
+    done = next(s for s in resolved["steps"] if s["id"] == step["id"])
+    say(f"  {done['outputs']}")
+    say(f"  resolved at {resolved['resolvedAt']}; post-incident report in ConfigMap "
+        f"{resolved['postIncident']['reportRef']['name']}")
+
+    token = uuid.uuid4().hex[:8]
+    kubectl(kc, "annotate", "driftcheck", DRIFTCHECK, f"opex.dev/run-requested={token}", "--overwrite")
+    result = wait("the drift check", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {})
+                                               .get("lastResult") or {}).get("finishedAt")
+                  and r.get("trigger", "").endswith(f"={token})") and r)
+    dc = get(kc, "driftcheck", DRIFTCHECK)["status"]
+    say(f"\nDriftCheck {DRIFTCHECK} (run now instead of at 09:00 UTC): {result['outcome']}, "
+        f"{result['add']} to add, {result['change']} to change, {result['remove']} to destroy "
+        f"in {result['durationSeconds']:.2f}s")
+    if result["outcome"] == "DriftDetected":
+        say(f"  drifted: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
+            f"{dc['reportRef']['name']}")
+        say(f"  approve that exact plan: kubectl patch dc {DRIFTCHECK} --type merge -p "
+            f"'{{\"spec\":{{\"resolution\":{{\"approvedPlanChecksum\":\"{result['planChecksum']}\"}}}}}}'")
+
+    say()
+    stack.summary(stack.LOCAL / "kubeconfig")
+    say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, kubectl describe inc {INCIDENT}")
+    say(f"Metrics: {record['metrics']}   Liveness: {record['liveness']}   Logs: {stack.LOCAL}/*.log   Stop: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"demo: {err}")
