@@ -229,24 +229,13 @@ def pipeline_failure(prefix: str = "orders") -> PipelineFailure:
     return PipelineFailure(f"{prefix}-pipeline", build_id, execution)
 
 
-def terraform_lock_failure(prefix: str, lock: dict) -> PipelineFailure:
-    """The deploy stage's ``terraform apply`` failed on a state lock (``lock``: Terraform's LockInfo
-    as stored in the backend, with ID, Path, Operation, Who, Version, Created)."""
+def terraform_deploy_failure(prefix: str, terraform_output: list[str]) -> PipelineFailure:
+    """The Deploy stage's ``terraform apply`` failed, printing ``terraform_output`` in the build log."""
     service_role = role(f"{prefix}-codebuild-role", "codebuild.amazonaws.com")
     codebuild_project(f"{prefix}-build", service_role)
     codebuild_project(f"{prefix}-deploy", service_role)
     log = ["[Container] 2026/11/29 09:12:03 Running command terraform apply -auto-approve -input=false",
-           "Acquiring state lock. This may take a few moments...",
-           "╷", "│ Error: Error acquiring the state lock", "│ ",
-           "│ Error message: operation error S3: PutObject, https response error StatusCode:",
-           "│ 412, api error PreconditionFailed: At least one of the pre-conditions you",
-           "│ specified did not hold",
-           "│ Lock Info:",
-           f"│   ID:        {lock['ID']}", f"│   Path:      {lock['Path']}", f"│   Operation: {lock['Operation']}",
-           f"│   Who:       {lock['Who']}", f"│   Version:   {lock['Version']}",
-           f"│   Created:   {lock['Created']}", "│   Info:      ", "│ ",
-           "│ Terraform acquires a state lock to protect the state from being written",
-           "│ by multiple users at the same time.", "╵",
+           *terraform_output,
            "[Container] 2026/11/29 09:12:40 Command did not exit successfully terraform apply exit status 1"]
     build_id = failed_build(f"{prefix}-deploy", "BUILD", "Error while executing command: terraform apply "
                             "-auto-approve -input=false. Reason: exit status 1", log)
@@ -254,6 +243,31 @@ def terraform_lock_failure(prefix: str, lock: dict) -> PipelineFailure:
     execution = fail_execution(f"{prefix}-pipeline", "Deploy", "DeployLambda",
                                "Build terminated with state: FAILED. Phase: BUILD", build_id)
     return PipelineFailure(f"{prefix}-pipeline", build_id, execution)
+
+
+def lock_error(lock: dict) -> list[str]:
+    """Terraform 1.x's boxed "Error acquiring the state lock" for ``lock`` (LockInfo fields)."""
+    return ["Acquiring state lock. This may take a few moments...",
+            "╷", "│ Error: Error acquiring the state lock", "│ ",
+            "│ Error message: operation error S3: PutObject, https response error StatusCode:",
+            "│ 412, api error PreconditionFailed: At least one of the pre-conditions you",
+            "│ specified did not hold",
+            "│ Lock Info:",
+            f"│   ID:        {lock['ID']}", f"│   Path:      {lock['Path']}", f"│   Operation: {lock['Operation']}",
+            f"│   Who:       {lock['Who']}", f"│   Version:   {lock['Version']}",
+            f"│   Created:   {lock['Created']}", "│   Info:      ", "│ ",
+            "│ Terraform acquires a state lock to protect the state from being written",
+            "│ by multiple users at the same time.", "╵"]
+
+
+def already_exists_error(address: str, name: str) -> list[str]:
+    """The AWS provider's error when ``address`` would create an IAM role that already exists."""
+    kind, label = address.split(".")[0], address.split(".")[1]
+    return ["╷",
+            f"│ Error: creating IAM Role ({name}): operation error IAM: CreateRole, https response error "
+            f"StatusCode: 409, RequestID: 5c2b, EntityAlreadyExists: Role with name {name} already exists.",
+            "│ ", f"│   with {address},", f'│   on main.tf line 30, in resource "{kind}" "{label}":',
+            f'│   30: resource "{kind}" "{label}" {{', "╵"]
 
 
 def oncall_topic(name: str) -> tuple[str, str]:

@@ -134,3 +134,47 @@ def test_levels_escalate_on_time_and_a_restart_neither_skips_nor_repeats(kubectl
     assert "Engineering manager" in next(m["Message"] for m in pages if m["MessageAttributes"]["level"]["Value"] == "2")
     esc = kubectl.get("incident", "checkout-deploy-failed", solo_namespace)["status"]["escalation"]
     assert "nextEscalationAt" not in esc and [n["level"] for n in esc["notified"]] == [1, 2]
+
+
+def test_environment_update_and_a_webhook_page_whose_url_stays_secret(kubectl, namespace, aws, operator):
+    import http.server
+    import threading
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0KEN-s3cr3t"
+    try:
+        estate.deployment_failure("checkout")
+        kubectl("create", "secret", "generic", "oncall-webhook", "-n", namespace, f"--from-literal=url={url}")
+        kubectl.apply(incident(
+            remediation={"mode": "Auto", "lambdaEnvironment": [
+                {"functionName": "checkout-api", "variables": {"DB_HOST": "db-replica-2.internal"}}]},
+            notify={"webhook": {"urlSecretRef": {"name": "oncall-webhook", "key": "url"}}}), namespace)
+        wait_for(lambda: phase_of(kubectl, namespace) == "Resolved", timeout=90, what="Resolved")
+        status = kubectl.get("incident", "checkout-deploy-failed", namespace)["status"]
+        env_step = next(s for s in status["steps"] if s["id"] == "update-lambda-env-checkout-api")
+        assert env_step["state"] == "Succeeded" and env_step["params"]["keys"] == "DB_HOST"
+        env = boto3.client("lambda").get_function(FunctionName="checkout-api")["Configuration"]["Environment"]
+        assert env["Variables"] == {"STAGE": "prod", "DB_HOST": "db-replica-2.internal"}
+        wait_for(lambda: len(received) >= 2, what="the escalation and resolution webhooks")
+        kinds = [payload["kind"] for _, payload in received]
+        assert kinds[0] == "Escalation" and "Resolved" in kinds
+        assert received[0][1]["level"] == 1 and received[0][1]["rootCause"] == "LambdaDeployment"
+        written = json.dumps(kubectl.get("incident", "checkout-deploy-failed", namespace)["status"]) + json.dumps(
+            kubectl.events(namespace, "checkout-deploy-failed"))  # what the operator wrote (the spec is the user's)
+        assert "T0KEN-s3cr3t" not in written
+        assert "db-replica-2.internal" not in written
+        assert any(n["channel"] == "Webhook" and n["target"] == "webhook" for n in status["escalation"]["notified"])
+    finally:
+        server.shutdown()

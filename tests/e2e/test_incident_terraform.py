@@ -9,6 +9,7 @@ import signal
 import boto3
 
 import estate
+import tfrepo
 from helpers import wait_for
 from test_driftcheck import driftcheck, hold_lock
 
@@ -44,7 +45,7 @@ INCIDENT = {
 def test_stale_lock_is_force_unlocked_and_the_stage_retried(kubectl, namespace, infra, operator, terraform_bin,
                                                              tmp_path):
     info = stale_lock(terraform_bin, tmp_path, infra, dt.timedelta(hours=2))
-    estate.terraform_lock_failure("net", {**info, "Created": go_time(info["Created"])})
+    estate.terraform_deploy_failure("net", estate.lock_error({**info, "Created": go_time(info["Created"])}))
     kubectl.apply(driftcheck(infra), namespace)
     kubectl.apply(json.dumps(INCIDENT), namespace)
     wait_for(lambda: (kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
@@ -63,7 +64,7 @@ def test_stale_lock_is_force_unlocked_and_the_stage_retried(kubectl, namespace, 
 
 def test_a_lock_younger_than_the_threshold_is_left_alone(kubectl, namespace, infra, operator, terraform_bin, tmp_path):
     info = stale_lock(terraform_bin, tmp_path, infra, dt.timedelta(seconds=5))
-    estate.terraform_lock_failure("net", {**info, "Created": go_time(info["Created"])})
+    estate.terraform_deploy_failure("net", estate.lock_error({**info, "Created": go_time(info["Created"])}))
     kubectl.apply(driftcheck(infra), namespace)
     spec = json.loads(json.dumps(INCIDENT))
     spec["spec"]["remediation"]["forceUnlock"] = {"minLockAgeSeconds": 3600}
@@ -74,3 +75,26 @@ def test_a_lock_younger_than_the_threshold_is_left_alone(kubectl, namespace, inf
              timeout=90, what="the unlock step to wait for the lock's age")
     objects = boto3.client("s3").list_objects_v2(Bucket=infra.bucket).get("Contents", [])
     assert any(o["Key"].endswith(".tflock") for o in objects)
+
+
+def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubectl, namespace, infra, operator):
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}
+                  + '\nresource "terraform_data" "lambda_exec" {\n  input = "checkout-lambda-exec"\n}\n'},
+                 "adopt the lambda execution role")
+    estate.terraform_deploy_failure("net", estate.already_exists_error("terraform_data.lambda_exec",
+                                                                       "checkout-lambda-exec"))
+    kubectl.apply(driftcheck(infra), namespace)
+    kubectl.apply(json.dumps(INCIDENT), namespace)
+    wait_for(lambda: (kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
+             .get("phase") in ("Resolved", "Failed"), timeout=120, what="the end of remediation")
+    status = kubectl.get("incident", "network-deploy-locked", namespace)["status"]
+    assert status["phase"] == "Resolved", status.get("conditions")
+    assert status["rootCause"]["category"] == "DeployNamingConflict"
+    steps = {s["id"]: s for s in status["steps"]}
+    imported = steps["terraform-import-terraform-data-lambda-exec"]
+    assert imported["params"] == {"driftCheck": "network", "address": "terraform_data.lambda_exec",
+                                  "id": "checkout-lambda-exec"}
+    assert imported["state"] == "Succeeded" and "imported checkout-lambda-exec" in imported["outputs"]
+    assert steps["retry-stage-deploy"]["state"] == "Succeeded"
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b"terraform_data" in state and b"lambda_exec" in state

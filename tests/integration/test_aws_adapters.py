@@ -181,3 +181,21 @@ def test_assumed_role_session_reaches_aws(aws):
     assert ":assumed-role/opex-deployer/opex-operator" in identity["Arn"]
     with pytest.raises(KeyError, match="not defined in the operator policy"):
         clients.client("lambda", role_key="nobody")
+
+
+def test_throttling_is_retried_by_botocore_then_succeeds(clients, checkout, monkeypatch):
+    from moto.codepipeline.responses import CodePipelineResponse
+    from moto.core.exceptions import JsonRESTError
+
+    original = CodePipelineResponse.get_pipeline_state
+    attempts = []
+
+    def throttled(self):
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        return original(self)
+
+    monkeypatch.setattr(CodePipelineResponse, "get_pipeline_state", throttled)
+    facts = AwsReader(clients, None, None).pipeline("checkout-pipeline", None)
+    assert facts.failed_stage == "Deploy" and len(attempts) == 3

@@ -45,7 +45,8 @@ def test_old_execution_gets_a_new_one_instead_of_a_retry():
 
 
 def test_causes_a_human_must_fix_get_no_automated_step():
-    for category in (Cat.DEPLOY_PERMISSION_DENIED, Cat.BUILD_TEST_FAILURE, Cat.DEPLOY_NAMING_CONFLICT):
+    for category in (Cat.DEPLOY_PERMISSION_DENIED, Cat.BUILD_TEST_FAILURE, Cat.DEPLOY_NAMING_CONFLICT,
+                     Cat.DEPLOY_QUOTA_EXCEEDED):
         cause = RootCause(category=category, summary="s")
         assert remediation_steps(spec(), cause, observations(pipeline=failed_pipeline())) == []
 
@@ -60,3 +61,21 @@ def test_environment_update_from_spec_lists_keys_not_values():
 
 def test_slug_is_a_valid_step_id_part():
     assert slug("Deploy_To-PROD!!") == "deploy-to-prod"
+
+
+def test_terraform_naming_conflict_is_imported_in_the_drift_checks_workspace_then_retried():
+    from factories import lines
+
+    log = lines("│ Error: creating IAM Role (checkout-exec): operation error IAM: CreateRole, StatusCode: 409, "
+                "EntityAlreadyExists: Role with name checkout-exec already exists.", "│ ",
+                "│   with aws_iam_role.lambda_exec,", '│   on main.tf line 12, in resource "aws_iam_role" "lambda_exec":')
+    s = spec(targets={"pipeline": {"name": "checkout-pipeline"}, "driftCheckRef": {"name": "prod-iam"}})
+    steps = remediation_steps(s, RootCause(category=Cat.DEPLOY_NAMING_CONFLICT, summary="s"),
+                              observations(pipeline=failed_pipeline(), build_log_lines=log))
+    assert [(x.id, x.params) for x in steps] == [
+        ("terraform-import-aws-iam-role-lambda-exec",
+         {"driftCheck": "prod-iam", "address": "aws_iam_role.lambda_exec", "id": "checkout-exec"}),
+        ("retry-stage-deploy", {"pipeline": "checkout-pipeline", "stage": "Deploy", "executionId": "e-123"})]
+    no_workspace = remediation_steps(spec(), RootCause(category=Cat.DEPLOY_NAMING_CONFLICT, summary="s"),
+                                     observations(pipeline=failed_pipeline(), build_log_lines=log))
+    assert no_workspace == []

@@ -77,10 +77,10 @@ async def run_step(ctx: StepContext) -> Outcome:
             return await asyncio.to_thread(_retry_stage, ctx)
         if step_id == "start-pipeline-execution":
             return await asyncio.to_thread(_start_execution, ctx)
-        if step_id == "terraform-force-unlock":
-            from .incident_unlock import force_unlock
+        if step_id.startswith("terraform-"):
+            from .incident_terraform import force_unlock, import_existing  # imports this module: import here
 
-            return await force_unlock(ctx)
+            return await (force_unlock(ctx) if step_id == "terraform-force-unlock" else import_existing(ctx))
     except Exception as err:  # noqa: BLE001 - reported on the step, retried when transient
         if isinstance(err, ApiException):
             raise

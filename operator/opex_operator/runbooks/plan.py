@@ -13,9 +13,15 @@ terraform-force-unlock     terraform:ForceUnlock                 root cause Terr
 retry-stage-<stage>        codepipeline:RetryStageExecution      the failed execution is the latest and the
                                                                  cause is transient (lock, network, install)
 start-pipeline-execution   codepipeline:StartPipelineExecution   as above, when the execution is not the latest
+terraform-import-<addr>    terraform:Import                      root cause DeployNamingConflict from a Terraform
+                                                                 error naming the resource address and the
+                                                                 existing object's id, and a DriftCheck names
+                                                                 the workspace
 =========================  ====================================  ==========================================
 
-Every other root cause (permission denied, naming conflict, quota, validation, failing tests,
+Refresh-only and ``state rm`` are not planned: no failure signal reliably calls for them (a
+DriftCheck's ``RefreshOnly`` resolution covers state that drifted). Every other root cause
+(permission denied, a naming conflict outside Terraform, quota, validation, failing tests,
 database connectivity) needs a human: no automated step, the incident waits in Remediating
 until verification sees the fix (a new successful pipeline execution).
 """
@@ -30,6 +36,9 @@ ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resol
 READ_STEPS = {ASSESS: "runbook:Assess", CLASSIFY: "runbook:Classify", VERIFY: "runbook:Verify",
               NOTIFY: "sns:Publish"}
 RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_INSTALL}
+# Terraform's AWS provider: "Error: creating IAM Role (name): ... already exists" then "with ADDRESS,".
+TF_CONFLICT = re.compile(r"Error: creating [^(\n]+\((?P<id>[^)\s]+)\)[^\n]*(?:already exists|AlreadyExists)"
+                         r"(?:.|\n){0,400}?with (?P<address>[\w.\[\]\"-]+),")
 
 
 def slug(name: str) -> str:
@@ -70,8 +79,17 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
             params={"lockId": cause.lock.id, "driftCheck": dc, "path": cause.lock.path or ""},
             inputs=f"terraform force-unlock {cause.lock.id} in DriftCheck {dc}'s workspace "
                    f"(only if still held and older than {spec.remediation.force_unlock.min_lock_age_seconds}s)"))
+    if cause.category == Cat.DEPLOY_NAMING_CONFLICT and spec.targets.drift_check_ref:
+        dc = spec.targets.drift_check_ref.name
+        text = "\n".join(line.message.lstrip("│ ") for line in obs.build_log_lines)
+        for m in TF_CONFLICT.finditer(text):
+            steps.append(Step(
+                id=f"terraform-import-{slug(m.group('address'))}", action="terraform:Import", mutating=True,
+                params={"driftCheck": dc, "address": m.group("address"), "id": m.group("id")},
+                inputs=f"terraform import {m.group('address')} {m.group('id')} in DriftCheck {dc}'s workspace"))
     p = obs.pipeline
-    if cause.category in RETRYABLE and p is not None and p.status == "Failed":
+    imported = any(s.action == "terraform:Import" for s in steps)
+    if (cause.category in RETRYABLE or imported) and p is not None and p.status == "Failed":
         if p.is_latest and p.failed_stage:
             steps.append(Step(
                 id=f"retry-stage-{slug(p.failed_stage)}", action="codepipeline:RetryStageExecution", mutating=True,
