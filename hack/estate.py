@@ -280,7 +280,54 @@ def oncall_topic(name: str) -> tuple[str, str]:
     return topic, queue_url
 
 
+@dataclass
+class StaticSite:
+    bucket: str
+    backup_prefix: str
+    distribution_id: str
+    backup: dict[str, bytes]       # key under backup_prefix -> content
+    changed: list[str]             # live keys that differ from the backup
+    extra: list[str]               # live keys absent from the backup
+
+
+def static_site(bucket: str = "www-checkout", objects: int = 12, changed: int = 4, extra: int = 2,
+                backup_prefix: str = "backups/2026-11-28/", distribution_id: str | None = None) -> StaticSite:
+    """A static site whose last deploy broke it: ``changed`` files differ from the backup of the last
+    good release and ``extra`` files were added; a CloudFront distribution serves the bucket (moto
+    picks its id at random; ``distribution_id`` renames it, so an example can name it)."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    names = ["index.html", "app.js", "styles.css"] + [f"assets/img-{i:04d}.png" for i in range(objects - 3)]
+    backup = {name: f"good release: {name}\n".encode() * 3 for name in names}
+    for name, body in backup.items():
+        s3.put_object(Bucket=bucket, Key=backup_prefix + name, Body=body)
+        s3.put_object(Bucket=bucket, Key=name, Body=body)
+    broken = names[:changed]
+    for name in broken:
+        s3.put_object(Bucket=bucket, Key=name, Body=f"broken release: {name}\n".encode())
+    added = [f"assets/new-{i}.js" for i in range(extra)]
+    for name in added:
+        s3.put_object(Bucket=bucket, Key=name, Body=b"only in the broken release")
+    distribution = boto3.client("cloudfront").create_distribution(DistributionConfig={
+        "CallerReference": f"{bucket}-cdn", "Comment": bucket, "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "site", "DomainName": f"{bucket}.s3.amazonaws.com",
+                                               "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "site", "ViewerProtocolPolicy": "redirect-to-https",
+                                 "MinTTL": 0, "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "TrustedSigners": {"Enabled": False, "Quantity": 0}}})["Distribution"]["Id"]
+    if distribution_id:
+        from moto.cloudfront.models import cloudfront_backends
+
+        backend = cloudfront_backends[ACCOUNT]["aws"]
+        dist = backend.distributions.pop(distribution)
+        dist.distribution_id = dist.id = distribution_id
+        backend.distributions[distribution_id] = dist
+        distribution = distribution_id
+    return StaticSite(bucket, backup_prefix, distribution, backup, broken, added)
+
+
 def seed_demo() -> None:
-    """The demo's estate: the checkout deployment failure and the Terraform state bucket."""
+    """The demo's estate: the checkout deployment failure, its static site and the Terraform state bucket."""
     deployment_failure("checkout")
+    static_site("www-checkout", distribution_id="E2CHECKOUTCDN")
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")

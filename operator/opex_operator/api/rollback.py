@@ -139,9 +139,13 @@ class RollbackStep(Model):
 
 
 class Progress(Model):
+    """Static site restore: objects in the backup (total), copied, already equal (unchanged), and live
+    objects absent from the backup (extraneous) and how many of them were deleted."""
+
     total: int = Field(default=0, ge=0)
     copied: int = Field(default=0, ge=0)
     unchanged: int = Field(default=0, ge=0)
+    extraneous: int = Field(default=0, ge=0)
     deleted: int = Field(default=0, ge=0)
 
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import gzip
 import hashlib
+import json
+import time
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,12 +26,13 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import set_condition
-from ..api.rollback import (Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus, RollbackStep,
-                            RollbackApproval)
+from ..api.rollback import (Invalidation, Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec,
+                            RollbackStatus, RollbackStep)
 from ..aws import errors
 from ..aws.clients import AwsClients
 from ..aws.lambda_ import FunctionState, LambdaActions
-from ..kube import ObjectRef
+from ..aws.site import SiteActions, restore_plan
+from ..kube import Kube, ObjectRef
 from ..policy import Policy
 from .base import Event, Observed
 from .common import transition
@@ -36,6 +40,8 @@ from .common import transition
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
 ROLLED_BACK = "RolledBack"
 POLL_SECONDS = 1.0
+COPY_BATCH, COPY_BATCH_SECONDS = 200, 5.0   # per pass: progress is checkpointed and an abort seen between batches
+MAX_MANIFEST_GZ = 700 * 1024                 # a ConfigMap holds at most 1 MiB
 
 
 class RollbackFailed(Exception):
@@ -50,8 +56,8 @@ class RollbackController:
     kind, plural, status_model = "Rollback", "rollbacks", RollbackStatus
     wake_annotations: tuple[str, ...] = ()
 
-    def __init__(self, aws: AwsClients, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
-        self.aws, self.policy, self.clock = aws, policy, clock
+    def __init__(self, aws: AwsClients, policy: Policy, kube: Kube, clock: Callable[[], dt.datetime] = utcnow):
+        self.aws, self.policy, self.kube, self.clock = aws, policy, kube, clock
 
     def forget(self, ref: ObjectRef) -> None:
         pass
@@ -98,19 +104,19 @@ class RollbackController:
                                      f"while {st.phase.value}; " + self._progress_note(st))
             if spec.lambda_ is not None:
                 return await self._lambda(obj, spec)
-            raise RollbackFailed("NotSupported", "staticSite rollbacks are not implemented yet; nothing was changed")
+            return await self._static_site(obj, spec)
         except RollbackFailed as err:
             await self._finish(obj, spec, Phase.FAILED, err.reason, str(err), [])
             return None
         except (ClientError, BotoCoreError) as err:
-            if errors.is_transient(err):
-                _step(st, "retry").message = errors.describe(err, "lambda")
-                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", errors.describe(err, "lambda"))])
+            service = "lambda" if spec.lambda_ is not None else "s3"
+            if errors.is_transient(err):  # every step checks the target first: retrying is safe
+                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", errors.describe(err, service))])
                 return 5.0
             reason = "AccessDenied" if errors.is_access_denied(err) else (
                 "NotFound" if errors.is_not_found(err) else "AwsError")
             await self._finish(obj, spec, Phase.FAILED, reason,
-                               f"{errors.describe(err, 'lambda')}; {self._progress_note(st)}", [])
+                               f"{errors.describe(err, service)}; {self._progress_note(st)}", [])
             return None
 
     # -- Lambda -----------------------------------------------------------------------------------
@@ -227,6 +233,156 @@ class RollbackController:
                                  f"{'version ' + running if running else 'its current code'}; nothing was changed")
         return older[-1][0], older[-1][1], None
 
+    # -- static site ------------------------------------------------------------------------------
+    async def _static_site(self, obj: Observed[RollbackStatus], spec: RollbackSpec) -> float | None:
+        st, site = obj.status, spec.static_site
+        sa = SiteActions(self.aws, spec.region, spec.role_key)
+        region = spec.region or self.aws.default_region
+        source_bucket = site.backup_bucket or site.bucket
+        # The backups live beside the site: never copy onto them, never delete them.
+        exclude = site.backup_prefix if source_bucket == site.bucket else None
+        if exclude is not None and site.target_prefix.startswith(site.backup_prefix):
+            raise RollbackFailed("InvalidTarget", f"targetPrefix {site.target_prefix!r} is inside backupPrefix "
+                                                  f"{site.backup_prefix!r}; nothing was changed")
+        needed = ["s3:PutObject"] + (["s3:DeleteObject"] if site.delete_extraneous else []) + (
+            ["cloudfront:CreateInvalidation"] if site.cloud_front else [])
+        for action in needed:
+            denied = self.policy.check(obj.ref.namespace, spec.role_key, region, action)
+            if denied:
+                raise RollbackFailed("PolicyDenied", f"{denied}; nothing was changed")
+
+        async def listings():
+            backup = await asyncio.to_thread(sa.listing, source_bucket, site.backup_prefix)
+            live = await asyncio.to_thread(sa.listing, site.bucket, site.target_prefix, exclude)
+            return backup, live
+
+        capture = _step(st, "capture")
+        if capture.state != "Succeeded":
+            for bucket in {site.bucket, source_bucket}:
+                if not await asyncio.to_thread(sa.bucket_exists, bucket):
+                    raise RollbackFailed("NotFound", f"bucket {bucket} does not exist; nothing was changed")
+            if site.cloud_front and not await asyncio.to_thread(sa.distribution_exists,
+                                                                site.cloud_front.distribution_id):
+                raise RollbackFailed("NotFound", f"CloudFront distribution {site.cloud_front.distribution_id} does "
+                                                 f"not exist; nothing was changed")
+            backup, live = await listings()
+            if not backup:
+                raise RollbackFailed("EmptyBackup", f"backup s3://{source_bucket}/{site.backup_prefix} has no objects; "
+                                                    f"nothing was restored and nothing deleted")
+            manifest = await asyncio.to_thread(self._write_manifest, obj.ref, site.bucket, site.target_prefix, live)
+            to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+            st.from_ = Revision(objects=len(live), manifest_ref={"name": manifest},
+                                description=f"s3://{site.bucket}/{site.target_prefix} ({len(live)} objects)")
+            st.to = Revision(objects=len(backup),
+                             description=f"s3://{source_bucket}/{site.backup_prefix} ({len(backup)} objects)")
+            st.progress = Progress(total=len(backup), unchanged=len(unchanged),
+                                   extraneous=len(extra) if site.delete_extraneous else 0)
+            _done(capture, f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live objects not in "
+                           f"the backup; live listing saved in ConfigMap {manifest}", self.clock())
+            await obj.recorder.save(st, [(EventType.NORMAL, "Captured", capture.message)])
+        if spec.dry_run:
+            backup, live = await listings()
+            to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+            plan = f"would copy {len(to_copy)} objects ({len(unchanged)} unchanged)"
+            plan += (f", delete {len(extra)} not in the backup" if site.delete_extraneous else
+                     f", keep {len(extra)} not in the backup")
+            if site.cloud_front:
+                plan += f", invalidate {', '.join(site.cloud_front.paths)} on {site.cloud_front.distribution_id}"
+            _step(st, "apply").state, _step(st, "apply").message = "DryRun", plan
+            await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
+                               rolled_back=False)
+            return None
+
+        apply = _step(st, "apply")
+        if apply.state != "Succeeded":
+            backup, live = await listings()
+            to_copy, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+            self._count(st, len(to_copy))
+            if to_copy:
+                apply.state, apply.started_at = "Running", apply.started_at or self.clock()
+                apply.message = f"copying: {st.progress.copied} of {st.progress.total - st.progress.unchanged} done"
+                await obj.recorder.save(st)  # intent on record; a restart re-lists and copies only what differs
+                deadline = time.monotonic() + COPY_BATCH_SECONDS
+                for target, source in list(to_copy.items())[:COPY_BATCH]:
+                    await asyncio.to_thread(sa.copy, source_bucket, source, site.bucket, target)
+                    if time.monotonic() > deadline:
+                        break
+                backup, live = await listings()
+                to_copy, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+                self._count(st, len(to_copy))
+                apply.message = f"copying: {st.progress.copied} of {st.progress.total - st.progress.unchanged} done"
+                await obj.recorder.save(st)
+                if to_copy:
+                    return 0.0  # next batch on the next pass (it sees an abort in between)
+            _done(apply, f"copied {st.progress.copied} objects, {st.progress.unchanged} were unchanged", self.clock())
+            await obj.recorder.save(st, [(EventType.NORMAL, "Copied", apply.message)])
+
+        if site.delete_extraneous:
+            delete = _step(st, "delete")
+            if delete.state != "Succeeded":
+                backup, live = await listings()
+                _, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+                if extra:
+                    delete.state, delete.started_at = "Running", delete.started_at or self.clock()
+                    await obj.recorder.save(st)
+                    failed = await asyncio.to_thread(sa.delete, site.bucket, extra)
+                    if failed:
+                        raise RollbackFailed("DeleteFailed", f"could not delete {len(failed)} objects (e.g. "
+                                                             f"{failed[0]}); {self._progress_note(st)}")
+                st.progress.deleted = st.progress.extraneous
+                _done(delete, f"deleted {st.progress.deleted} objects not in the backup", self.clock())
+                await obj.recorder.save(st, [(EventType.NORMAL, "Deleted", delete.message)])
+
+        if site.cloud_front:
+            cf = site.cloud_front
+            if st.invalidation is None:
+                created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths, f"opex-rollback-{obj.ref.uid}")
+                st.invalidation = Invalidation(id=created["Id"], status=created["Status"], paths=cf.paths)
+                await obj.recorder.save(st, [(EventType.NORMAL, "InvalidationCreated",
+                                              f"invalidation {created['Id']} of {', '.join(cf.paths)} on "
+                                              f"{cf.distribution_id}")])
+            if cf.wait_for_completion and not _completed(st.invalidation.status):
+                st.invalidation.status = await asyncio.to_thread(sa.invalidation_status, cf.distribution_id,
+                                                                 st.invalidation.id)
+                if not _completed(st.invalidation.status):
+                    events = transition(st, Phase.VERIFYING, ConditionStatus.UNKNOWN, "Verifying",
+                                        f"waiting for invalidation {st.invalidation.id}", obj.generation)
+                    await obj.recorder.save(st, events)
+                    return 5.0
+
+        verify = _step(st, "verify")
+        backup, live = await listings()
+        to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+        if to_copy or (site.delete_extraneous and extra):
+            raise RollbackFailed("VerificationFailed", f"after the restore {len(to_copy)} objects still differ from the "
+                                                       f"backup and {len(extra)} extraneous remain (something else "
+                                                       f"writes to the site?); {self._progress_note(st)}")
+        _done(verify, f"all {len(unchanged)} objects match the backup by ETag and size", self.clock())
+        await self._finish(obj, spec, Phase.SUCCEEDED, "RolledBack",
+                           f"{st.target} restored from {st.to.description}: {st.progress.copied} copied, "
+                           f"{st.progress.unchanged} unchanged, {st.progress.deleted} deleted"
+                           + (f"; invalidation {st.invalidation.id} {st.invalidation.status}" if st.invalidation else ""),
+                           [])
+        return None
+
+    @staticmethod
+    def _count(st: RollbackStatus, left_to_copy: int) -> None:
+        """Copied so far, derived from the listing (so a restart mid-batch counts what it did)."""
+        p = st.progress
+        p.copied = max(0, p.total - left_to_copy - p.unchanged)
+
+    def _write_manifest(self, ref: ObjectRef, bucket: str, prefix: str, live: dict) -> str:
+        """The live objects before the restore (key -> ETag, size), to undo it; gzipped in a ConfigMap."""
+        name = f"{ref.name[:240]}-from"
+        doc = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
+        data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
+        if len(data) > MAX_MANIFEST_GZ:
+            doc = {"bucket": bucket, "prefix": prefix, "truncated": True, "objects": len(live)}
+            data = gzip.compress(json.dumps(doc).encode())
+        self.kube.put_config_map(ref.namespace, name, {}, ref, {"opex.dev/rollback": ref.name[:63]},
+                                 binary={"manifest.json.gz": base64.b64encode(data).decode()})
+        return name
+
     # -- bookkeeping ------------------------------------------------------------------------------
     def _deadline_passed(self, spec: RollbackSpec, st: RollbackStatus) -> bool:
         return st.started_at is not None and (
@@ -234,6 +390,12 @@ class RollbackController:
 
     @staticmethod
     def _progress_note(st: RollbackStatus) -> str:
+        if st.progress is not None and st.progress.total:
+            p = st.progress
+            undo = (f"; the live listing before the restore is in ConfigMap {st.from_.manifest_ref.name}"
+                    if st.from_ and st.from_.manifest_ref else "")
+            return (f"restored {p.copied} of {p.total - p.unchanged} differing objects ({p.unchanged} were already "
+                    f"equal), deleted {p.deleted}{undo}")
         apply = next((s for s in st.steps if s.id == "apply"), None)
         if apply is None or apply.state in ("Pending", "DryRun"):
             return "nothing was changed"
@@ -266,6 +428,11 @@ class RollbackController:
             metrics.ROLLBACK_ABORTS.labels("requested" if reason == "AbortRequested" else reason).inc()
         if st.started_at is not None:
             metrics.ROLLBACK_DURATION.labels(target_type).observe((st.finished_at - st.started_at).total_seconds())
+
+
+def _completed(status: str) -> bool:
+    """AWS documents "Completed"; some implementations (moto) answer "COMPLETED"."""
+    return status.lower() == "completed"
 
 
 def _target(spec: RollbackSpec) -> str:

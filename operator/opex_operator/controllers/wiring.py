@@ -23,5 +23,5 @@ def build_controllers(settings: Settings, kube: Kube) -> dict[str, Controller]:
         "incidents": IncidentController(aws, policy, kube, TerraformSettings(settings.terraform, settings.work_dir,
                                                                              settings.cache_dir)),
         "driftchecks": DriftCheckController(kube, settings.terraform, settings.work_dir, settings.cache_dir),
-        "rollbacks": RollbackController(aws, policy),
+        "rollbacks": RollbackController(aws, policy, kube),
     }

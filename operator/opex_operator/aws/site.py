@@ -1,0 +1,93 @@
+"""S3 and CloudFront actions of the runbook's static-asset rollback.
+
+Seed: "aws s3 sync s3://BUCKET/backups/DATE/ s3://BUCKET/ [--delete]" then
+"aws cloudfront create-invalidation --distribution-id ID --paths '/*'". Here the sync is made
+exact and resumable: objects are compared by ETag and size, so an object already restored is
+never copied again, and the invalidation's CallerReference makes its creation idempotent (AWS
+returns the existing invalidation for a repeated reference).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .clients import AwsClients
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    etag: str
+    size: int
+
+    def same(self, other: "ObjectInfo | None") -> bool:
+        return other is not None and other.etag == self.etag and other.size == self.size
+
+
+class SiteActions:
+    def __init__(self, clients: AwsClients, region: str | None, role_key: str | None):
+        self.s3 = clients.client("s3", region, role_key)
+        self.cloudfront = clients.client("cloudfront", region, role_key)
+
+    def bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+            return True
+        except self.s3.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
+
+    def listing(self, bucket: str, prefix: str, exclude: str | None = None) -> dict[str, ObjectInfo]:
+        """Every object under ``prefix`` (paginated), keyed by full key; keys under ``exclude`` left out."""
+        out: dict[str, ObjectInfo] = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if exclude and obj["Key"].startswith(exclude):
+                    continue
+                out[obj["Key"]] = ObjectInfo(obj["ETag"].strip('"'), obj["Size"])
+        return out
+
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
+        """Copy one object (managed transfer: multipart above 8 MB, so objects over 5 GB work too)."""
+        self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key)
+
+    def delete(self, bucket: str, keys: list[str]) -> list[str]:
+        """DeleteObjects in batches of 1000; returns the keys AWS reported as not deleted."""
+        failed: list[str] = []
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            result = self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch],
+                                                                   "Quiet": True})
+            failed += [e["Key"] for e in result.get("Errors", [])]
+        return failed
+
+    def distribution_exists(self, distribution_id: str) -> bool:
+        try:
+            self.cloudfront.get_distribution(Id=distribution_id)
+            return True
+        except self.cloudfront.exceptions.NoSuchDistribution:
+            return False
+
+    def invalidate(self, distribution_id: str, paths: list[str], reference: str) -> dict[str, Any]:
+        """CreateInvalidation with ``reference`` as CallerReference; returns {Id, Status}."""
+        result = self.cloudfront.create_invalidation(DistributionId=distribution_id, InvalidationBatch={
+            "Paths": {"Quantity": len(paths), "Items": paths}, "CallerReference": reference})
+        return result["Invalidation"]
+
+    def invalidation_status(self, distribution_id: str, invalidation_id: str) -> str:
+        return self.cloudfront.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)["Invalidation"]["Status"]
+
+
+def restore_plan(backup: dict[str, ObjectInfo], backup_prefix: str, live: dict[str, ObjectInfo],
+                 target_prefix: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """(target key -> backup key to copy, target keys already equal, live keys absent from the backup)."""
+    wanted = {target_prefix + key[len(backup_prefix):]: key for key in backup}
+    to_copy = {t: b for t, b in wanted.items() if not backup[b].same(live.get(t))}
+    unchanged = [t for t in wanted if t not in to_copy]
+    extraneous = sorted(k for k in live if k not in wanted)
+    return to_copy, unchanged, extraneous
+
+
+def pages(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
