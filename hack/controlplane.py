@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import ipaddress
 import json
+import shutil
 import ssl
 import subprocess
 import time
@@ -127,6 +128,8 @@ class ControlPlane:
         """
         bins = self.bin_dir or kube_build.ensure_binaries()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Always a new cluster, as envtest does: old objects would describe an AWS that no longer exists.
+        shutil.rmtree(self.state_dir / "etcd-data", ignore_errors=True)
         pki = self.state_dir / "pki"
         write_pki(pki)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -71,6 +72,8 @@ def up(timeout: float) -> dict:
     """Start everything and apply examples/; returns the stack record (kubeconfig, metrics, aws)."""
     down(quiet=True)
     LOCAL.mkdir(exist_ok=True)
+    for stale in ("work", "cache"):  # the operator's run directories belong to the previous cluster
+        shutil.rmtree(LOCAL / stale, ignore_errors=True)
     terraform = terraform_cli.ensure_terraform()
     print("starting the control plane (etcd + kube-apiserver) ...", flush=True)
     cp = controlplane.ControlPlane(LOCAL).start()

@@ -1,0 +1,384 @@
+"""The ``opex`` command line, also installed as ``kubectl-opex`` (so ``kubectl opex ...`` works).
+
+Exit codes: 0 ok; 1 error (a one-line message; ``--debug`` shows the traceback); 2 drift found
+(``opex plan summarize``, like ``terraform plan -detailed-exitcode``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+
+from .cluster import SINGULAR, CliError, Cluster, plural_of
+
+RUN_ANNOTATION = "opex.dev/run-requested"
+APPROVABLE = ("incident", "driftcheck", "rollback")
+
+
+class Opex(click.Group):
+    """Turns any failure into a one-line message (exit 1) unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as err:  # noqa: BLE001 - the CLI's promise: no traceback without --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise CliError(f"{type(err).__name__}: {err}"[:500]) from None
+
+
+def console() -> Console:
+    """Colours only on a terminal; off a terminal (a pipe, a file) lines are not cut to 80 columns."""
+    terminal = sys.stdout.isatty()
+    return Console(highlight=False, width=None if terminal else 220, soft_wrap=not terminal)
+
+
+def cluster(ctx: click.Context) -> Cluster:
+    if "cluster" not in ctx.obj:
+        ctx.obj["cluster"] = Cluster(ctx.obj["kubeconfig"], ctx.obj["context"])
+    return ctx.obj["cluster"]
+
+
+def namespace_of(ctx: click.Context, namespace: str | None) -> str:
+    return namespace or cluster(ctx).default_namespace
+
+
+namespace_option = click.option("-n", "--namespace", help="Namespace (default: the kubeconfig context's).")
+
+
+@click.group(cls=Opex, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig (default $KUBECONFIG).")
+@click.option("--context", help="kubeconfig context to use.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, debug: bool) -> None:
+    """opex: the AWS CI/CD operations runbook as Kubernetes custom resources.
+
+    \b
+    Exit codes: 0 ok, 1 error, 2 drift found (plan summarize).
+    Example:
+      opex get -A
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(kubeconfig=kubeconfig.split(":")[0] if kubeconfig else None, context=context, debug=debug)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("kind", required=False)
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.pass_context
+def get(ctx: click.Context, kind: str | None, namespace: str | None, all_namespaces: bool, output: str) -> None:
+    """List incidents, driftchecks or rollbacks (all three when KIND is omitted; KIND may be a list).
+
+    \b
+    Example:
+      opex get incidents -A
+      opex get dc,rb -n platform -o yaml
+    """
+    from . import render
+
+    plurals = list(dict.fromkeys(plural_of(k) for k in kind.split(","))) if kind else [
+        "incidents", "driftchecks", "rollbacks"]
+    ns = None if all_namespaces else namespace_of(ctx, namespace)
+    found = {p: cluster(ctx).list(p, ns) for p in plurals}
+    if output != "table":
+        items = [o for p in plurals for o in found[p]]
+        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2) if output == "json"
+                   else yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=False))
+        return
+    out, now = console(), dt.datetime.now(dt.timezone.utc)
+    shown = False
+    for p in plurals:
+        if not found[p]:
+            continue
+        if len(plurals) > 1:
+            out.print(f"[bold]{p.upper()}[/bold]")
+        out.print(render.table(p, found[p], now, all_namespaces))
+        shown = True
+    if not shown:
+        click.echo(f"No {' or '.join(plurals)} found" + (f" in namespace {ns}." if ns else "."), err=True)
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@namespace_option
+@click.option("-o", "--output", type=click.Choice(["text", "json", "yaml"]), default="text")
+@click.pass_context
+def describe(ctx: click.Context, kind: str, name: str, namespace: str | None, output: str) -> None:
+    """Show one object: findings, root cause, steps, escalation, timeline (by kind).
+
+    \b
+    Example:
+      opex describe incident checkout-deploy-failed -n payments
+    """
+    from . import render
+
+    plural = plural_of(kind)
+    obj = cluster(ctx).get(plural, namespace_of(ctx, namespace), name)
+    if output == "json":
+        click.echo(json.dumps(obj, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(obj, sort_keys=False))
+    else:
+        console().print(render.describe(SINGULAR[plural], obj))
+
+
+# -- steering --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("kind", type=click.Choice(APPROVABLE))
+@click.argument("name")
+@click.argument("step_ids", nargs=-1)
+@click.option("--checksum", help="driftcheck: the plan checksum to approve (default: the last run's).")
+@namespace_option
+@click.pass_context
+def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...], checksum: str | None,
+            namespace: str | None) -> None:
+    """Approve an incident's steps, a driftcheck's plan, or a rollback.
+
+    \b
+    Examples:
+      opex approve incident checkout-deploy-failed rollback-lambda-checkout-api
+      opex approve driftcheck production-network --checksum sha256:1f2e...
+      opex approve rollback www-checkout-restore
+    """
+    c, ns = cluster(ctx), namespace_of(ctx, namespace)
+    if kind == "incident":
+        if not step_ids:
+            raise CliError("name the step ids to approve, e.g. opex approve incident NAME rollback-lambda-my-fn")
+        for _ in range(5):
+            obj = c.get("incidents", ns, name)
+            steps = {s["id"]: s for s in (obj.get("status") or {}).get("steps", []) if s.get("mutating")}
+            unknown = [s for s in step_ids if s not in steps]
+            if unknown:
+                known = ", ".join(steps) or "none yet (the incident has not been diagnosed)"
+                raise CliError(f"incident {name} has no step {', '.join(unknown)}; its remediation steps: {known}")
+            approved = list(dict.fromkeys(((obj["spec"].get("remediation") or {}).get("approvedSteps") or [])
+                                          + list(step_ids)))
+            if c.patch_unchanged(obj, {"spec": {"remediation": {"approvedSteps": approved}}}):
+                click.echo(f"incident {name}: approved {', '.join(step_ids)}")
+                return
+        raise CliError(f"incident {name} kept changing while approving; try again")
+    if step_ids:
+        raise CliError(f"a {kind} has no step ids to approve; run: opex approve {kind} {name}")
+    if kind == "rollback":
+        c.patch("rollbacks", ns, name, {"spec": {"approved": True}})
+        click.echo(f"rollback {name}: approved")
+        return
+    obj = c.get("driftchecks", ns, name)
+    planned = ((obj.get("status") or {}).get("lastResult") or {}).get("planChecksum")
+    chosen = checksum or planned
+    if not chosen:
+        raise CliError(f"driftcheck {name} has no plan to approve yet (status.lastResult.planChecksum is empty); "
+                       f"run it first: opex run driftcheck {name}")
+    if checksum and planned and checksum != planned:
+        click.echo(f"note: {checksum} is not the last run's plan ({planned}); it applies only when a run produces "
+                   f"exactly that plan", err=True)
+    c.patch("driftchecks", ns, name, {"spec": {"resolution": {"approvedPlanChecksum": chosen}}})
+    click.echo(f"driftcheck {name}: approved plan {chosen}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["rollback"]))
+@click.argument("name")
+@namespace_option
+@click.pass_context
+def abort(ctx: click.Context, kind: str, name: str, namespace: str | None) -> None:
+    """Stop a rollback in flight (it ends Aborted, saying what was restored).
+
+    \b
+    Example:
+      opex abort rollback www-checkout-restore
+    """
+    cluster(ctx).patch("rollbacks", namespace_of(ctx, namespace), name, {"spec": {"abort": True}})
+    click.echo(f"rollback {name}: abort requested")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["driftcheck"]))
+@click.argument("name")
+@namespace_option
+@click.option("--wait/--no-wait", default=True, help="Wait for the run's result (default).")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+@click.pass_context
+def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: bool, timeout: float) -> None:
+    """Run a driftcheck now, once (through the opex.dev/run-requested annotation).
+
+    \b
+    Example:
+      opex run driftcheck production-network
+    """
+    c, ns = cluster(ctx), namespace_of(ctx, namespace)
+    token = uuid.uuid4().hex[:10]
+    c.patch("driftchecks", ns, name, {"metadata": {"annotations": {RUN_ANNOTATION: token}}})
+    if not wait:
+        click.echo(f"driftcheck {name}: run requested ({RUN_ANNOTATION}={token})")
+        return
+    deadline = time.monotonic() + timeout
+    with console().status(f"driftcheck {name}: running terraform plan ..."):
+        while time.monotonic() < deadline:
+            last = ((c.get("driftchecks", ns, name).get("status") or {}).get("lastResult") or {})
+            if last.get("trigger", "").endswith(f"={token})") and last.get("finishedAt"):
+                break
+            time.sleep(0.5)
+        else:
+            raise CliError(f"driftcheck {name}: no result within {timeout:.0f}s (is the operator running?)")
+    click.echo(f"driftcheck {name}: {last['outcome']} ({last.get('add', 0)} to add, {last.get('change', 0)} to "
+               f"change, {last.get('remove', 0)} to destroy) in {last.get('durationSeconds', 0):.2f}s"
+               + (f": {last['message']}" if last.get("message") else ""))
+
+
+# -- offline: the product's own parsers on files -----------------------------------------------------
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text()
+    except OSError as err:
+        raise CliError(f"cannot read {path}: {err.strerror}") from None
+
+
+@cli.group()
+def plan() -> None:
+    """Terraform plans without a cluster."""
+
+
+@plan.command("summarize")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--ignore", multiple=True, help="Resource-address glob to leave out (repeatable).")
+def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
+    """Summarize `terraform show -json PLAN` or a `terraform plan -json` stream (FILE or - for stdin).
+
+    Exit code 2 when there is drift or a change, 0 when not (like terraform plan -detailed-exitcode).
+
+    \b
+    Example:
+      terraform show -json plan.out | opex plan summarize -
+    """
+    from ..terraform.plan import PlanFormatError, parse_any
+    from . import render
+
+    try:
+        summary = parse_any(_read(file), list(ignore))
+    except PlanFormatError as err:
+        raise CliError(f"{file}: {err}") from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        console().print(render.plan_summary(summary))
+    sys.exit(2 if summary.drifted else 0)
+
+
+@cli.group()
+def lock() -> None:
+    """Terraform state locks without a cluster."""
+
+
+@lock.command("parse")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lock_parse(file: str, as_json: bool) -> None:
+    """Parse Terraform's "Error acquiring the state lock" output (FILE or - for stdin).
+
+    \b
+    Example:
+      terraform plan 2>&1 | opex lock parse -
+    """
+    from ..terraform.locks import parse_state_lock
+
+    found = parse_state_lock(_read(file))
+    if found is None:
+        raise CliError(f"{file}: no 'Error acquiring the state lock' with a Lock Info block in it")
+    data = found.model_dump(mode="json", exclude_none=True)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        click.echo(f"{key.capitalize():<10} {value}")
+    click.echo(f"\nIf its holder is dead: terraform force-unlock {found.id}")
+
+
+# -- operator and local stack ------------------------------------------------------------------------
+@cli.command()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def operator(verbose: bool) -> None:
+    """Run the operator against $KUBECONFIG (or in-cluster).
+
+    \b
+    Example:
+      OPEX_NAMESPACES=payments opex operator
+    """
+    from ..runner import run as run_operator
+
+    run_operator(verbose=verbose)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def crds(directory: Path | None) -> None:
+    """Print the CustomResourceDefinitions, or write one file per kind into DIRECTORY.
+
+    \b
+    Example:
+      opex crds | kubectl apply --server-side -f -
+    """
+    from ..api import KINDS
+    from ..api.crdgen import render, write_all
+
+    if directory is None:
+        click.echo("---\n".join(render(k) for k in KINDS), nl=False)
+    else:
+        for path in write_all(directory):
+            click.echo(path)
+
+
+def _hack(script: str) -> Path:
+    hack = Path(__file__).resolve().parents[3] / "hack"
+    if not (hack / script).is_file():
+        raise CliError("opex demo/down run from a clone of the opex-operator repository (they need hack/)")
+    return hack / script
+
+
+@cli.command()
+def demo() -> None:
+    """Start the local stack and run the demo scenario (what `make demo` runs; left running).
+
+    \b
+    Example:
+      opex demo && opex get -A
+    """
+    import subprocess
+
+    sys.exit(subprocess.call([sys.executable, str(_hack("demo.py"))]))
+
+
+@cli.command()
+def down() -> None:
+    """Stop the local stack the demo started (what `make down` runs).
+
+    \b
+    Example:
+      opex down
+    """
+    import subprocess
+
+    sys.exit(subprocess.call([sys.executable, str(_hack("stack.py")), "down"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (``opex`` and ``kubectl-opex``)."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="opex")

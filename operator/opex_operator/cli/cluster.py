@@ -1,0 +1,95 @@
+"""The CLI's view of the cluster: the opex objects, read and patched as a person with kubectl would."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .. import GROUP, VERSION
+
+KINDS = {"incident": "incidents", "incidents": "incidents", "inc": "incidents",
+         "driftcheck": "driftchecks", "driftchecks": "driftchecks", "dc": "driftchecks",
+         "rollback": "rollbacks", "rollbacks": "rollbacks", "rb": "rollbacks"}
+SINGULAR = {"incidents": "incident", "driftchecks": "driftcheck", "rollbacks": "rollback"}
+
+
+class CliError(click.ClickException):
+    """A one-line error: what was wrong and what to do (exit code 1)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"opex: {self.message}", err=True)
+
+
+def plural_of(kind: str) -> str:
+    try:
+        return KINDS[kind.lower()]
+    except KeyError:
+        raise CliError(f"unknown kind {kind!r}; use incident (inc), driftcheck (dc) or rollback (rb)") from None
+
+
+class Cluster:
+    """The API server from ``kubeconfig`` (default $KUBECONFIG or ~/.kube/config) and ``context``."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None):
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=config)
+            _, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+            if context:
+                contexts, _ = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+                active = next(c for c in contexts if c["name"] == context)
+        except (kubernetes.config.ConfigException, OSError, StopIteration) as err:
+            raise CliError(f"no usable kubeconfig ({err}); set KUBECONFIG or pass --kubeconfig/--context") from None
+        self.default_namespace = (active.get("context") or {}).get("namespace") or "default"
+        self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as err:
+            if err.status == 404:
+                raise CliError(f"{what} not found") from None
+            raise CliError(f"{what}: {_api_message(err)}") from None
+        except Exception as err:  # urllib3 connection errors and the like
+            raise CliError(f"{what}: cannot reach the API server ({type(err).__name__}: {err})"[:300]) from None
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(f"{SINGULAR[plural]} {name} in namespace {namespace}",
+                          self.api.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name)
+
+    def list(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace is None:
+            result = self._call(plural, self.api.list_cluster_custom_object, GROUP, VERSION, plural)
+        else:
+            result = self._call(f"{plural} in namespace {namespace}", self.api.list_namespaced_custom_object,
+                                GROUP, VERSION, namespace, plural)
+        return sorted(result["items"], key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+    def patch(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the object."""
+        return self._call(f"{SINGULAR[plural]} {name} in namespace {namespace}",
+                          self.api.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body)
+
+    def patch_unchanged(self, obj: dict[str, Any], body: dict[str, Any]) -> bool:
+        """Merge-patch ``obj`` only if nobody changed it since it was read (its resourceVersion); False
+        on a conflict, so the caller can read again and recompute (a list is replaced whole)."""
+        meta = obj["metadata"]
+        body = {**body, "metadata": {**body.get("metadata", {}), "resourceVersion": meta["resourceVersion"]}}
+        try:
+            self.api.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], KINDS[obj["kind"].lower()],
+                                                    meta["name"], body)
+            return True
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise CliError(f"{obj['kind'].lower()} {meta['name']}: {_api_message(err)}") from None
+
+
+def _api_message(err: ApiException) -> str:
+    try:
+        return json.loads(err.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {err.status} {err.reason}"

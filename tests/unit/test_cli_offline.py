@@ -1,0 +1,131 @@
+"""The CLI's offline commands and renderers (no cluster): exit codes, outputs, one-line errors."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from opex_operator.cli import cli, render
+from test_lock_parse import BOXED, FLAT
+from test_plan_parse import MODERN, STREAM
+
+OLD = {"format_version": "1.0", "resource_changes": [], "resource_drift": [
+    {"module_address": "module.net", "mode": "managed", "type": "aws_subnet", "name": "a", "index": 0,
+     "change": {"actions": ["update"], "before": {"c": 1}, "after": {"c": 2}}}]}
+CLEAN = {"format_version": "1.1", "resource_changes": [
+    {"address": "aws_vpc.main", "change": {"actions": ["no-op"], "before": {}, "after": {}}}]}
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+@pytest.mark.parametrize("doc,code,phrases", [
+    (json.dumps(MODERN), 2, ["drift detected", "~ aws_security_group.web", "-/+ aws_instance.api",
+                             "2 to add, 2 to change, 2 to destroy, 1 to import"]),
+    (json.dumps(OLD), 2, ["module.net.aws_subnet.a[0]"]),
+    (json.dumps(CLEAN), 0, ["no drift", "0 to add"]),
+    (STREAM, 2, ["plan-json-stream", "+ aws_s3_bucket.logs"]),
+])
+def test_plan_summarize_each_format_with_terraform_exit_codes(tmp_path, doc, code, phrases):
+    path = tmp_path / "plan.json"
+    path.write_text(doc)
+    result = invoke("plan", "summarize", str(path))
+    assert result.exit_code == code, result.output
+    for phrase in phrases:
+        assert phrase in result.output
+
+
+def test_plan_summarize_json_from_stdin_with_ignore():
+    result = invoke("plan", "summarize", "-", "--json", "--ignore", "module.legacy.*", input=json.dumps(MODERN))
+    data = json.loads(result.output)
+    assert result.exit_code == 2 and data["ignored"] == ["module.legacy.aws_instance.old"]
+    assert data["add"] == 2 and data["drifted"] is True
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"format_version": "1.2", "resource_changes": [', "truncated or invalid JSON"),
+    ('{"values": {"root_module": {}}}', "not a Terraform plan"),
+    ("Apply complete! Resources: 1 added.", "no line is a Terraform JSON message"),
+])
+def test_what_is_not_a_plan_is_one_line_exit_1(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    result = invoke("plan", "summarize", str(path))
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_missing_file_is_one_line():
+    result = invoke("plan", "summarize", "/nonexistent/plan.json")
+    assert result.exit_code == 1 and result.output.strip() == \
+        "opex: cannot read /nonexistent/plan.json: No such file or directory"
+
+
+@pytest.mark.parametrize("text,lock_id", [(BOXED, "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"), (FLAT, "tflock-2020-06-01-prod")])
+def test_lock_parse_both_layouts(text, lock_id):
+    result = invoke("lock", "parse", "-", input=text)
+    assert result.exit_code == 0 and f"Id         {lock_id}" in result.output
+    assert f"terraform force-unlock {lock_id}" in result.output
+    data = json.loads(invoke("lock", "parse", "-", "--json", input=text).output)
+    assert data["id"] == lock_id
+
+
+def test_lock_parse_without_a_lock_error():
+    result = invoke("lock", "parse", "-", input="Plan: 1 to add")
+    assert result.exit_code == 1 and "no 'Error acquiring the state lock'" in result.output
+
+
+def test_every_command_has_help_with_an_example():
+    for args in (["get"], ["describe"], ["approve"], ["abort"], ["run"], ["plan", "summarize"], ["lock", "parse"],
+                 ["operator"], ["crds"], ["demo"], ["down"]):
+        result = invoke(*args, "--help")
+        assert result.exit_code == 0 and "Example" in result.output, args
+
+
+NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def text_of(renderable) -> str:
+    console = Console(width=200, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def incident(phase="AwaitingApproval"):
+    return {"kind": "Incident", "metadata": {"name": "checkout", "namespace": "payments",
+                                             "creationTimestamp": "2026-11-29T11:15:00Z"},
+            "spec": {"type": "DeploymentFailure", "severity": "high", "title": "t", "environment": "production",
+                     "remediation": {"mode": "Manual"}},
+            "status": {"phase": phase, "rootCause": {"category": "LambdaDeployment", "summary": "v2 fails",
+                                                     "evidence": ["F1"]},
+                       "findings": [{"id": "F1", "source": "Lambda", "severity": "Error", "resource": "function/api",
+                                     "observed": "12 ERROR events"}],
+                       "steps": [{"id": "rollback-lambda-api", "action": "lambda:UpdateFunctionCode",
+                                  "state": "AwaitingApproval", "attempts": 0, "inputs": "to v1", "mutating": True}],
+                       "escalation": {"currentLevel": 1, "nextLevel": 2, "nextEscalationAt": "2026-11-29T11:45:00Z",
+                                      "notified": []},
+                       "conditions": [{"type": "Ready", "status": "False", "reason": "AwaitingApproval",
+                                       "message": "approve", "lastTransitionTime": "2026-11-29T11:15:01Z"}],
+                       "timeline": [{"time": "2026-11-29T11:15:00Z", "reason": "Detected", "message": "x"}]}}
+
+
+def test_table_shows_the_story_of_each_incident():
+    out = text_of(render.table("incidents", [incident()], NOW, all_namespaces=True))
+    assert "payments" in out and "AwaitingApproval" in out and "LambdaDeployment" in out
+    assert "rollback-lambda-api" in out and "False/AwaitingApproval" in out and "45m" in out
+
+
+def test_describe_incident_has_every_section_and_the_next_command():
+    out = text_of(render.describe("incident", incident()))
+    for section in ("Root cause", "Findings", "Steps", "Escalation", "Conditions", "Timeline"):
+        assert section in out
+    assert "Next: opex approve incident checkout -n payments rollback-lambda-api" in out
+
+
+def test_age_like_kubectl():
+    assert [render.age(t, NOW) for t in ("2026-11-29T11:59:30Z", "2026-11-29T11:00:00Z", "2026-11-27T12:00:00Z")] \
+        == ["30s", "1h", "2d"]
