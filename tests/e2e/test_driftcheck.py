@@ -34,6 +34,10 @@ def last_result(kubectl, namespace, name="network") -> dict:
     return (kubectl.get("driftcheck", name, namespace).get("status") or {}).get("lastResult") or {}
 
 
+def resolution(kubectl, namespace, name="network") -> dict:
+    return (kubectl.get("driftcheck", name, namespace).get("status") or {}).get("lastResolution") or {}
+
+
 def wait_run(kubectl, namespace, token, name="network", timeout=90) -> dict:
     return wait_for(lambda: (r := last_result(kubectl, namespace, name)).get("trigger", "").endswith(f"={token})")
                     and "finishedAt" in r and r, timeout=timeout, what=f"the run {token}")
@@ -87,8 +91,8 @@ def test_committed_change_is_drift_with_a_report_then_approved_apply_converges(k
 
     kubectl("patch", "driftcheck", "network", "-n", namespace, "--type=merge", "-p",
             json.dumps({"spec": {"resolution": {"approvedPlanChecksum": result["planChecksum"]}}}))
-    wait_for(lambda: (kubectl.get("driftcheck", "network", namespace)["status"].get("lastResolution") or {})
-             .get("outcome") == "Succeeded", timeout=90, what="the approved apply")
+    wait_for(lambda: resolution(kubectl, namespace).get("outcome") == "Succeeded", timeout=90,
+             what="the approved apply")
     wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
              and last_result(kubectl, namespace).get("finishedAt"), timeout=90, what="the verification run")
     status = kubectl.get("driftcheck", "network", namespace)["status"]
@@ -258,3 +262,64 @@ def test_the_example_driftcheck_with_its_configmap_source(kubectl, namespace, aw
     again = wait_run(kubectl, namespace, run_now(kubectl, namespace, "production-network"), "production-network")
     assert again["outcome"] == "NoDrift"
     assert conditions(kubectl, namespace, "production-network")["Drifted"]["reason"] == "NoDrift"
+
+
+def test_import_resolution_adopts_what_exists_then_verifies(kubectl, namespace, infra, operator):
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}
+                  + '\nresource "terraform_data" "dns" {\n  input = "zone"\n}\n'}, "adopt the dns zone")
+    kubectl.apply(driftcheck(infra, resolution={"strategy": "Import", "approval": "Auto", "imports": [
+        {"address": "terraform_data.dns", "id": "Z0123456789"}]}), namespace)
+    run_now(kubectl, namespace)
+    wait_for(lambda: (resolution(kubectl, namespace)).get("outcome") in ("Succeeded", "Failed"), timeout=90,
+             what="the import")
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert status["lastResolution"]["outcome"] == "Succeeded", status["lastResolution"]
+    assert "imported terraform_data.dns" in status["lastResolution"]["message"]
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b'"dns"' in state and b"Z0123456789" in state
+    wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification"),
+             timeout=60, what="the verification run")
+
+
+def test_refresh_only_runs_once_per_plan_and_reports_are_pruned(kubectl, namespace, infra, operator):
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "large"}}, "large")
+    kubectl.apply(driftcheck(infra, resolution={"strategy": "RefreshOnly", "approval": "Auto"}, report={"keep": 2}),
+                  namespace)
+    run_now(kubectl, namespace)
+    wait_for(lambda: resolution(kubectl, namespace).get("outcome") == "Succeeded", timeout=90, what="the refresh")
+    wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
+             and last_result(kubectl, namespace).get("finishedAt"), timeout=60, what="the verification run")
+    # refresh cannot fix a configuration change: still drift, and the same plan is not refreshed again
+    assert last_result(kubectl, namespace)["outcome"] == "DriftDetected"
+    for _ in range(2):
+        wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    refreshes = [e for e in kubectl.events(namespace, "network") if e["reason"] == "ResolutionStarted"]
+    assert len(refreshes) == 1
+    reports = kubectl.json("get", "configmaps", "-n", namespace, "-l", "opex.dev/driftcheck=network")["items"]
+    assert len(reports) == 2
+    newest = kubectl.get("driftcheck", "network", namespace)["status"]["reportRef"]["name"]
+    assert newest in [r["metadata"]["name"] for r in reports]
+
+
+def test_a_slot_missed_while_the_operator_was_down_runs_once(kubectl, solo_namespace, infra, solo_operator):
+    solo_operator.start()
+    kubectl.apply(driftcheck(infra, schedule=["* * * * *"]), solo_namespace)
+    first = wait_for(lambda: last_result(kubectl, solo_namespace).get("finishedAt") and last_result(
+        kubectl, solo_namespace), timeout=100, what="the first slot")
+    solo_operator.stop()
+    missed = kubectl.get("driftcheck", "network", solo_namespace)["status"]["nextScheduleTime"]
+    import datetime as dt
+
+    wait_until = dt.datetime.fromisoformat(missed.replace("Z", "+00:00")) + dt.timedelta(seconds=5)
+    time.sleep(max(0.0, (wait_until - dt.datetime.now(dt.timezone.utc)).total_seconds()))
+    solo_operator.start()
+    second = wait_for(lambda: (r := last_result(kubectl, solo_namespace)).get("trigger") != first["trigger"]
+                      and r.get("finishedAt") and r, timeout=60, what="the missed slot's run")
+    assert second["trigger"] == f"schedule {missed[:16]}Z"
+    time.sleep(3)  # a restart must not run the same slot again
+    solo_operator.stop()
+    solo_operator.start()
+    time.sleep(5)
+    started = [e for e in kubectl.events(solo_namespace, "network") if e["reason"] == "RunStarted"]
+    triggers = [e["message"] for e in started]
+    assert len(triggers) == len(set(triggers)) == 2, triggers

@@ -64,6 +64,8 @@ def test_deployment_failure_is_diagnosed_then_rolled_back_after_approval(kubectl
     wait_for(lambda: phase_of(kubectl, namespace) == "Resolved", timeout=60, what="Resolved")
 
     assert lam.get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == scenario.shas[0]
+    kubectl("wait", "incident/checkout-deploy-failed", "-n", namespace, "--for=condition=Ready", "--timeout=10s")
+    kubectl("wait", "incident/checkout-deploy-failed", "-n", namespace, "--for=condition=Remediated", "--timeout=10s")
     status = kubectl.get("incident", "checkout-deploy-failed", namespace)["status"]
     step = next(s for s in status["steps"] if s["id"] == "rollback-lambda-checkout-api")
     assert step["state"] == "Succeeded" and step["attempts"] == 1
