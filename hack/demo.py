@@ -6,18 +6,26 @@
 2. The operator assesses the incident, finds the root cause and waits for approval of the
    Lambda rollback; the demo then approves it exactly as on-call would (the command is printed)
    and waits until the incident is Resolved and verified.
-3. The DriftCheck is run now instead of at 09:00 and reports its drift and plan checksum.
-4. A summary table of every object is printed; everything is left running (``make down``).
+3. The production network's state was changed by an apply from an unreviewed branch (one extra
+   address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
+   drift and the plan checksum that would restore the reviewed configuration.
+4. A dry-run Lambda Rollback has reported its plan; the static-site Rollback waits for approval.
+5. A summary table of every object is printed; everything is left running (``make down``).
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 
+import yaml
+
+import fakeaws
 import stack
+import terraform_cli
 
 INCIDENT, DRIFTCHECK = "checkout-deploy-failed", "production-network"
 
@@ -42,6 +50,23 @@ def wait(what: str, check, timeout: float = 120.0):
 
 def say(text: str = "") -> None:
     print(text, flush=True)
+
+
+def hand_applied_change(aws_url: str) -> None:
+    """Apply the example network with one extra WAF address, as an unreviewed branch would."""
+    example = stack.ROOT / "examples" / "driftcheck.yaml"
+    config_map, dc = yaml.safe_load_all(example.read_text())
+    work = stack.LOCAL / "unreviewed-branch"
+    work.mkdir(exist_ok=True)
+    (work / "main.tf").write_text(config_map["data"]["main.tf"].replace(
+        '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]'))
+    env = {**os.environ, **fakeaws.aws_env(aws_url), "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull,
+           "CHECKPOINT_DISABLE": "1"}
+    binary = terraform_cli.ensure_terraform()
+    for args in (["init", "-input=false", "-no-color", *[f"-backend-config={k}={v}"
+                                                         for k, v in dc["spec"]["backendConfig"].items()]],
+                 ["apply", "-auto-approve", "-input=false", "-no-color"]):
+        subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
 
 
 def main() -> int:
@@ -73,6 +98,8 @@ def main() -> int:
     say(f"  resolved at {resolved['resolvedAt']}; post-incident report in ConfigMap "
         f"{resolved['postIncident']['reportRef']['name']}")
 
+    say("\nMeanwhile an apply from an unreviewed branch added 192.0.2.66/32 to the production WAF IP set.")
+    hand_applied_change(record["aws"])
     token = uuid.uuid4().hex[:8]
     kubectl(kc, "annotate", "driftcheck", DRIFTCHECK, f"opex.dev/run-requested={token}", "--overwrite")
     result = wait("the drift check", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {})
@@ -83,10 +110,18 @@ def main() -> int:
         f"{result['add']} to add, {result['change']} to change, {result['remove']} to destroy "
         f"in {result['durationSeconds']:.2f}s")
     if result["outcome"] == "DriftDetected":
-        say(f"  drifted: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
+        say(f"  differs from the configuration: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
             f"{dc['reportRef']['name']}")
-        say(f"  approve that exact plan: kubectl patch dc {DRIFTCHECK} --type merge -p "
-            f"'{{\"spec\":{{\"resolution\":{{\"approvedPlanChecksum\":\"{result['planChecksum']}\"}}}}}}'")
+        say(f"  restore the reviewed configuration by approving that exact plan: opex approve driftcheck {DRIFTCHECK}")
+
+    rollbacks = json.loads(kubectl(kc, "get", "rollbacks", "-o", "json"))["items"]
+    for rb in rollbacks:
+        st = rb.get("status") or {}
+        if rb["spec"].get("dryRun"):
+            say(f"\nRollback {rb['metadata']['name']} (dry run): {st.get('message')}")
+        elif st.get("phase") == "AwaitingApproval":
+            say(f"\nRollback {rb['metadata']['name']} waits for approval to restore {st.get('target')} from its "
+                f"backup: opex approve rollback {rb['metadata']['name']}")
 
     say()
     stack.summary(stack.LOCAL / "kubeconfig")

@@ -80,7 +80,7 @@ def lambda_with_versions(name: str, versions: int = 2, alias: str | None = None,
         for i in range(12):
             request = f"6f1c{i:04d}-aaaa-4bbb-8ccc-0123456789ab"
             lines += [f"START RequestId: {request} Version: {versions}",
-                      f"[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'",
+                      "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'",
                       f"END RequestId: {request}"]
         # spread over the last half hour, all in the past
         put_logs(f"/aws/lambda/{name}", f"2026/11/29/[{versions}]deadbeef", lines,

@@ -73,6 +73,8 @@ def test_approve_and_abort_rollbacks(cluster, kubectl, namespace, aws, operator)
     assert "Next: opex approve rollback www" in opex(cluster, "describe", "rb", "www", "-n", namespace).stdout
     opex(cluster, "approve", "rollback", "www", "-n", namespace)
     assert wait_phase(kubectl, namespace, "www", "Succeeded", "Failed")["phase"] == "Succeeded"
+    late = opex(cluster, "abort", "rollback", "www", "-n", namespace, check=False)
+    assert late.returncode == 1 and "has already ended (Succeeded); there is nothing to abort" in late.stderr
 
     estate.lambda_with_versions("pricing-api", versions=3, broken_latest=False)
     kubectl.apply(rollback("pricing", **{"lambda": {"functionName": "pricing-api", "to": {"previous": True}}}),

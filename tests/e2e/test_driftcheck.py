@@ -277,8 +277,14 @@ def test_import_resolution_adopts_what_exists_then_verifies(kubectl, namespace, 
     assert "imported terraform_data.dns" in status["lastResolution"]["message"]
     state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
     assert b'"dns"' in state and b"Z0123456789" in state
-    wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification"),
-             timeout=60, what="the verification run")
+    wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
+             and last_result(kubectl, namespace).get("finishedAt"), timeout=60, what="the verification run")
+    # the adopted object differs from the configuration: that is a change for a person, not a second import
+    time.sleep(2)
+    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    assert "imported terraform_data.dns" in status["lastResolution"]["message"]
+    assert conditions(kubectl, namespace)["Remediating"]["reason"] in ("NothingToDo", "Succeeded")
+    assert len([e for e in kubectl.events(namespace, "network") if e["reason"] == "ResolutionStarted"]) == 1
 
 
 def test_refresh_only_runs_once_per_plan_and_reports_are_pruned(kubectl, namespace, infra, operator):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import boto3
 
@@ -68,6 +67,14 @@ def test_unknown_targets_are_findings_and_a_condition_not_a_crash(kubectl, names
     findings = kubectl.get("incident", "ghosts", namespace)["status"]["findings"]
     assert any("lambda:GetFunction" in f["observed"] for f in findings)
     assert operator.metric("opex_reconcile_errors_total", kind="Incident", error="ClientError") is None
+    assert cond["RootCauseIdentified"]["message"].startswith("no target could be read")
+    # the example's SNS topic does not exist here: the page failed, and the condition says so
+    assert (cond["Escalated"]["status"], cond["Escalated"]["reason"]) == ("False", "NotificationFailed")
+    kubectl("patch", "incident", "ghosts", "-n", namespace, "--type=merge", "-p", '{"spec":{"closed":true}}')
+    wait_for(lambda: phase_of(kubectl, namespace, "ghosts") == "Closed", what="Closed")
+    steps = kubectl.get("incident", "ghosts", namespace)["status"]["steps"]
+    assert [s["state"] for s in steps if s["id"] == "verify"] == ["Skipped"]
+    assert not [s for s in steps if s["state"] == "Running"]
 
 
 def test_closing_an_incident_skips_what_did_not_run(kubectl, namespace, aws, operator):

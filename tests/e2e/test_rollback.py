@@ -47,7 +47,7 @@ def test_lambda_back_to_the_previous_of_three_versions_after_approval(kubectl, n
     assert done["phase"] == "Succeeded", done.get("message")
     assert lam.get_function(FunctionName="pricing-api")["Configuration"]["CodeSha256"] == shas[1]
     assert (done["from"]["codeSha256"], done["to"]["codeSha256"], done["to"]["version"]) == (shas[2], shas[1], "2")
-    assert done["from"]["description"].startswith("v3 ($LATEST)") and done["to"]["description"].startswith("v2")
+    assert done["from"]["description"].startswith("v3 = $LATEST") and done["to"]["description"].startswith("v2")
     assert {c["type"]: c["status"] for c in done["conditions"]} == {"Ready": "True", "RolledBack": "True"}
     assert done["startedAt"] <= done["finishedAt"]
     reasons = [e["reason"] for e in kubectl.events(namespace, "pricing-previous")]

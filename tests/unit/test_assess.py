@@ -80,3 +80,12 @@ def test_drift_check_lock_is_used_when_the_logs_show_none():
 
     obs = asyncio.run(assess(s, Reader(), NOW, drift_lock=lambda name: StateLock(id=f"lock-of-{name}")))
     assert obs.terraform_lock.id == "lock-of-net"
+
+
+def test_an_html_error_page_is_not_copied_into_a_finding():
+    from opex_operator.aws.errors import describe
+
+    err = client_error("500", "<!DOCTYPE HTML>\n<html><title>500 Internal Server Error</title></html>", "LookupEvents",
+                       500)
+    assert describe(err, "cloudtrail") == ("500 on cloudtrail:LookupEvents: HTTP 500 without an AWS error body (the "
+                                           "service, or an endpoint in front of it, failed)")

@@ -129,3 +129,23 @@ def test_describe_incident_has_every_section_and_the_next_command():
 def test_age_like_kubectl():
     assert [render.age(t, NOW) for t in ("2026-11-29T11:59:30Z", "2026-11-29T11:00:00Z", "2026-11-27T12:00:00Z")] \
         == ["30s", "1h", "2d"]
+
+
+@pytest.mark.parametrize("argv,phrase", [(["describe"], "Missing argument 'KIND'"), (["get", "--bogus"], "No such option"),
+                                         (["approve", "widget", "x"], "Invalid value for '{incident|driftcheck|rollback}'")])
+def test_usage_mistakes_are_one_line_and_exit_1(argv, phrase, capsys):
+    from opex_operator.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.startswith("opex: ") and phrase in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_checksum_that_cannot_be_one_is_refused_before_any_call(capsys):
+    from opex_operator.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--kubeconfig", "/nonexistent", "approve", "driftcheck", "net", "--checksum", "sha256:deadbeef"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "is not a plan checksum" in err

@@ -107,4 +107,4 @@ def test_unreadable_sources_become_warning_findings():
                                              "lambda:GetFunction: Function not found", not_found=True)])
     d = findings(obs)
     assert d.findings[0].severity.value == "Warning" and "function/ghost not found" in d.findings[0].observed
-    assert classify(obs, d, NOW).summary.endswith("1 sources could not be read (see findings)")
+    assert classify(obs, d, NOW).summary == "no target could be read; 1 sources could not be read (see findings)"

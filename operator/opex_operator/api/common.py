@@ -105,7 +105,8 @@ def timeline_field() -> Any:
 class LocalObjectReference(Model):
     """A reference to an object in the same namespace."""
 
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                      description="Name of the object, in the same namespace.")
 
 
 class SecretKeyReference(Model):

@@ -1,6 +1,6 @@
 """The ``DriftCheck`` kind: scheduled ``terraform plan -detailed-exitcode`` with a drift report.
 
-Runbook source: the seed's "Infrastructure Drift Detection" (production daily at 09:00 UTC,
+Runbook source: the runbook's "Infrastructure Drift Detection" (production daily at 09:00 UTC,
 development at 18:00 UTC; exit code 0 no changes, 1 error, 2 changes present) and its
 resolution options (import, configuration update, apply, refresh).
 """
@@ -38,6 +38,8 @@ class ConcurrencyPolicy(StrEnum):
 
 
 class GitSource(Model):
+    """A git repository holding the configuration (cloned with the git CLI; a mirror is cached)."""
+
     url: str = Field(min_length=1, max_length=2048,
                      description="Repository URL the git CLI can clone (https://, ssh://, file://, or a path).")
     ref: str = Field(default="main", min_length=1, max_length=255, description="Branch, tag or commit.")
@@ -55,7 +57,7 @@ class Source(Model):
         {"rule": "has(self.git) != has(self.configMapRef)",
          "message": "set exactly one of source.git or source.configMapRef"}]}}
 
-    git: GitSource | None = None
+    git: GitSource | None = Field(default=None, description="A git repository.")
     config_map_ref: LocalObjectReference | None = Field(
         default=None, description="A ConfigMap whose keys are the files of a small configuration.")
 
@@ -66,12 +68,16 @@ class ValuesFromKind(StrEnum):
 
 
 class ValuesFrom(Model):
-    kind: ValuesFromKind
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    optional: bool = False
+    """A Secret or ConfigMap whose keys become Terraform input variables."""
+
+    kind: ValuesFromKind = Field(description="Secret or ConfigMap.")
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Its name, in this namespace.")
+    optional: bool = Field(default=False, description="Run without it when it does not exist.")
 
 
 class SecretRef(Model):
+    """A Secret whose keys become environment variables of Terraform."""
+
     secret_ref: LocalObjectReference = Field(description="A Secret whose keys become environment variables "
                                                           "of Terraform (provider credentials).")
 
@@ -89,12 +95,14 @@ class Approval(StrEnum):
 
 
 class ImportEntry(Model):
+    """An existing object to bring under Terraform: terraform import ADDRESS ID."""
+
     address: str = Field(min_length=1, max_length=512, pattern=TF_ADDRESS, description="Resource address in the configuration.")
     id: str = Field(min_length=1, max_length=1024, description="The provider's ID of the existing object.")
 
 
 class Resolution(Model):
-    """What to do about drift: the seed's import / config update / apply / refresh options."""
+    """What to do about drift: report it, apply the approved plan, refresh the state, or import objects."""
 
     model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
         {"rule": "!has(self.strategy) || self.strategy != 'Import' || (has(self.imports) && size(self.imports) > 0)",
@@ -103,13 +111,17 @@ class Resolution(Model):
          "message": "approvedPlanChecksum approves a resolution: it needs strategy Apply, RefreshOnly or Import"},
     ]}}
 
-    strategy: ResolutionStrategy = ResolutionStrategy.REPORT_ONLY
-    approval: Approval = Approval.MANUAL
+    strategy: ResolutionStrategy = Field(default=ResolutionStrategy.REPORT_ONLY, description=(
+        "ReportOnly (default) reports; Apply applies the saved plan; RefreshOnly runs apply -refresh-only; "
+        "Import imports the addresses in imports that the state lacks."))
+    approval: Approval = Field(default=Approval.MANUAL, description=(
+        "Manual (default): the resolution runs only for the run whose plan checksum equals approvedPlanChecksum; "
+        "Auto: it runs on every drift."))
     approved_plan_checksum: str | None = Field(
         default=None, max_length=71, pattern=CHECKSUM,
         description="With approval Manual, the resolution runs only for the run whose status.lastResult.planChecksum "
                     "equals this (Apply applies exactly that saved plan).")
-    imports: list[ImportEntry] = Field(default_factory=list, max_length=50)
+    imports: list[ImportEntry] = Field(default_factory=list, max_length=50, description="For strategy Import.")
 
 
 class ForceUnlock(StrEnum):
@@ -138,23 +150,28 @@ class DriftCheckSpec(Model):
     suspend: bool = Field(default=False, description="Stops new scheduled runs; a run in progress finishes.")
     starting_deadline_seconds: int | None = Field(default=None, ge=1, le=604800,
                                                   description="A run missed by more than this is skipped.")
-    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.FORBID
+    concurrency_policy: ConcurrencyPolicy = Field(default=ConcurrencyPolicy.FORBID, description=(
+        "Forbid (default): a slot that comes while a run is going is skipped; Replace: the run is cut at the next slot."))
     source: Source
-    workspace: str = Field(default="default", max_length=90, pattern=r"^[A-Za-z0-9_.-]+$")
+    workspace: str = Field(default="default", max_length=90, pattern=r"^[A-Za-z0-9_.-]+$",
+                           description="Terraform workspace (selected, or created, after init).")
     backend_config: dict[str, str] = Field(default_factory=dict, description="terraform init -backend-config key=value.",
                                            json_schema_extra={"maxProperties": 32})
     vars: dict[str, str] = Field(default_factory=dict, description="Input variables.",
                                  json_schema_extra={"maxProperties": 128})
     vars_from: list[ValuesFrom] = Field(default_factory=list, max_length=16,
                                         description="Secrets/ConfigMaps whose keys become input variables.")
-    env_from: list[SecretRef] = Field(default_factory=list, max_length=16)
+    env_from: list[SecretRef] = Field(default_factory=list, max_length=16,
+                                      description="Secrets whose keys become environment variables of Terraform.")
     ignore: list[AddressGlob] = Field(default_factory=list, max_length=50, description="Resource-address "
                                                 "globs left out of the drift result, e.g. 'module.legacy.*'.")
     timeout_seconds: int = Field(default=1800, ge=30, le=21600, description="Hard limit of one run; the Terraform "
                                  "process tree is interrupted, then killed.")
     resolution: Resolution = Field(default_factory=Resolution, json_schema_extra=obj_default())
-    lock: LockPolicy = Field(default_factory=LockPolicy, json_schema_extra=obj_default())
-    report: ReportPolicy = Field(default_factory=ReportPolicy, json_schema_extra=obj_default())
+    lock: LockPolicy = Field(default_factory=LockPolicy, json_schema_extra=obj_default(),
+                             description="How a held state lock is waited for and, if orphaned, released.")
+    report: ReportPolicy = Field(default_factory=ReportPolicy, json_schema_extra=obj_default(),
+                                 description="Report ConfigMaps kept.")
 
 
 # ---- status ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The ``Incident`` kind: one operational incident, worked through the runbook by the operator.
 
-Runbook source: the seed's "Deployment Failure Runbook", "Pipeline Failure Runbook" and its
+Runbook source: the runbook's "Deployment Failure Runbook", "Pipeline Failure Runbook" and its
 escalation matrix (Level 1 DevOps lead immediately, Level 2 engineering manager after 30
 minutes unresolved, Level 3 CTO for critical production issues).
 """
@@ -36,7 +36,7 @@ class IncidentType(StrEnum):
 
 
 class Severity(StrEnum):
-    """The seed's incident classification."""
+    """How bad it is (the runbook's classification): critical, high, medium or low."""
 
     CRITICAL = "critical"
     HIGH = "high"
@@ -57,6 +57,8 @@ class OnFailure(StrEnum):
 
 
 class PipelineTarget(Model):
+    """A CodePipeline and, optionally, the execution to assess."""
+
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9.@\-_]+$",
                       description="CodePipeline name.")
     execution_id: str | None = Field(default=None, max_length=64, pattern=r"^[0-9a-fA-F-]+$",
@@ -64,26 +66,36 @@ class PipelineTarget(Model):
 
 
 class CodeBuildTarget(Model):
+    """A CodeBuild project whose recent builds are read (newest first)."""
+
     project: str = Field(min_length=2, max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9\-_]*$",
                          description="CodeBuild project name.")
 
 
 class LambdaTarget(Model):
+    """Lambda functions whose state, versions and ERROR logs of the last hour are read."""
+
     function_names: list[LambdaName] = Field(min_length=1, max_length=10,
                                                          description="Lambda function names.")
 
 
 class ApiGatewayTarget(Model):
-    rest_api_id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")
-    stage: str | None = Field(default=None, max_length=128)
+    """An API Gateway REST API whose stages are read."""
+
+    rest_api_id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$", description="REST API id.")
+    stage: str | None = Field(default=None, max_length=128, description="Only this stage (all when omitted).")
 
 
 class RdsTarget(Model):
+    """An RDS instance whose status and security groups are read."""
+
     instance_id: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9-]*$",
                              description="RDS DB instance identifier.")
 
 
 class CloudTrailTarget(Model):
+    """Where CloudTrail records are read; without it, CloudTrail LookupEvents is used."""
+
     log_group_name: str = Field(min_length=1, max_length=512, pattern=r"^[\.\-_/#A-Za-z0-9]+$",
                                 description="CloudWatch Logs group CloudTrail delivers to, as the runbook reads it "
                                             "(aws logs filter-log-events --log-group-name CloudTrail/...).")
@@ -109,17 +121,18 @@ class Targets(Model):
 class StepPolicy(Model):
     """Per-step overrides of how a remediation step is run."""
 
-    id: str = Field(max_length=100, pattern=STEP_ID)
+    id: str = Field(max_length=100, pattern=STEP_ID, description="Step id as status.steps[].id shows it.")
     on_failure: OnFailure = Field(default=OnFailure.STOP, description="Stop the incident (Failed), Continue with "
                                   "the next step, or Escalate to the next level and stop.")
-    max_attempts: int = Field(default=3, ge=1, le=10)
-    timeout_seconds: int = Field(default=300, ge=5, le=3600)
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts of a step that fails transiently.")
+    timeout_seconds: int = Field(default=300, ge=5, le=3600,
+                                 description="Seconds a step may run (for verify: to see the fix hold).")
 
 
 class LambdaEnvironment(Model):
     """Environment variables for one function (the runbook's "update environment variables if needed")."""
 
-    function_name: str = Field(max_length=64, pattern=LAMBDA_NAME)
+    function_name: str = Field(max_length=64, pattern=LAMBDA_NAME, description="Lambda function name.")
     variables: dict[str, str] = Field(description="Variables merged into the function's environment.",
                                       json_schema_extra={"maxProperties": 64})
 
@@ -162,7 +175,9 @@ class Remediation(Model):
 
 
 class EscalationLevel(Model):
-    level: int = Field(ge=1, le=3)
+    """Who is notified, and when, while the incident is unresolved."""
+
+    level: int = Field(ge=1, le=3, description="1 (first responder) to 3 (executive).")
     contact: str = Field(min_length=1, max_length=128, description="Who is paged, e.g. 'DevOps lead'.")
     after_seconds: int = Field(default=0, ge=0, le=604800, description="Seconds after detection while unresolved.")
     severities: list[Severity] = Field(default_factory=list, max_length=4,
@@ -175,16 +190,24 @@ class Escalation(Model):
     """Override of the operator's default escalation matrix."""
 
     levels: list[EscalationLevel] = Field(default_factory=list, max_length=3,
+                                          description="Replaces the operator's default matrix (Level 1 DevOps lead "
+                                                      "at once, Level 2 engineering manager after 30 minutes, Level "
+                                                      "3 CTO for critical production).",
                                           json_schema_extra={"x-kubernetes-list-type": "map",
                                                              "x-kubernetes-list-map-keys": ["level"]})
 
 
 class Webhook(Model):
+    """An HTTP endpoint that receives each notification as JSON."""
+
     url_secret_ref: SecretKeyReference = Field(description="Secret key holding the webhook URL (it may carry a token).")
 
 
 class Notify(Model):
-    sns_topic_arns: list[TopicArn] = Field(default_factory=list, max_length=10)
+    """Where pages go (besides the topics the operator's policy adds to every incident)."""
+
+    sns_topic_arns: list[TopicArn] = Field(default_factory=list, max_length=10,
+                                           description="SNS topics; messages carry severity, level and type attributes.")
     webhook: Webhook | None = None
 
 
@@ -194,15 +217,19 @@ class SourceKind(StrEnum):
 
 
 class AlertSource(Model):
+    """The Alertmanager alert that opened the incident."""
+
     name: str = Field(max_length=253, description="alertname label.")
-    fingerprint: str | None = Field(default=None, max_length=64)
-    group_key: str | None = Field(default=None, max_length=1024)
-    generator_url: str | None = Field(default=None, max_length=2048)
-    starts_at: dt.datetime | None = None
+    fingerprint: str | None = Field(default=None, max_length=64, description="Alertmanager's hash of the label set.")
+    group_key: str | None = Field(default=None, max_length=1024, description="Alertmanager's groupKey.")
+    generator_url: str | None = Field(default=None, max_length=2048, description="Link to the alert's expression.")
+    starts_at: dt.datetime | None = Field(default=None, description="When the alert fired: the detection time.")
 
 
 class Source(Model):
-    kind: SourceKind = SourceKind.MANUAL
+    """Who opened the incident."""
+
+    kind: SourceKind = Field(default=SourceKind.MANUAL, description="Manual (a person or GitOps) or Alertmanager.")
     alert: AlertSource | None = None
 
 
@@ -219,17 +246,20 @@ class IncidentSpec(Model):
          "message": "a closed Incident cannot be reopened; create a new one"},
     ]}}
 
-    type: IncidentType = Field(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self == oldSelf", "message": "type is immutable"}]})
-    severity: Severity
-    title: str = Field(min_length=1, max_length=200)
-    summary: str | None = Field(default=None, max_length=4096)
+    type: IncidentType = Field(description="Which runbook: DeploymentFailure, PipelineFailure, "
+                                           "PerformanceDegradation or SecurityIncident. Immutable.",
+                               json_schema_extra={"x-kubernetes-validations": [
+                                   {"rule": "self == oldSelf", "message": "type is immutable"}]})
+    severity: Severity = Field(description="critical, high, medium or low; decides the escalation levels and "
+                                           "whether a post-mortem is required.")
+    title: str = Field(min_length=1, max_length=200, description="One line for pages and tables.")
+    summary: str | None = Field(default=None, max_length=4096, description="What is known so far, in prose.")
     environment: str = Field(max_length=63, pattern=DNS_LABEL, description="e.g. production, development.")
     targets: Targets = Field(default_factory=Targets, json_schema_extra=obj_default())
     remediation: Remediation = Field(default_factory=Remediation, json_schema_extra=obj_default())
     escalation: Escalation | None = None
     notify: Notify | None = None
-    source: Source | None = None
+    source: Source | None = Field(default=None, description="Who opened it (set by the Alertmanager receiver).")
     closed: bool = Field(default=False, description="Set when the post-incident review is done; the phase becomes Closed.")
 
 

@@ -1,6 +1,6 @@
 """The ``Rollback`` kind: restore a known-good release and verify it.
 
-Runbook source: the seed's "Rollback Deployment" (Lambda code back to a previous version or S3
+Runbook source: the runbook's "Rollback Deployment" (Lambda code back to a previous version or S3
 object; static assets copied back from a backup prefix, then a CloudFront invalidation) and
 "Lambda Function Issues" ("update environment variables if needed").
 """
@@ -22,9 +22,12 @@ InvalidationPath = text(4096, r"^/")
 Path = text(4096)
 
 class S3Object(Model):
-    bucket: str = Field(min_length=3, max_length=63, pattern=S3_BUCKET)
-    key: str = Field(min_length=1, max_length=1024)
-    object_version: str | None = Field(default=None, max_length=1024)
+    """An object in S3 (a deployment package)."""
+
+    bucket: str = Field(min_length=3, max_length=63, pattern=S3_BUCKET, description="Bucket name.")
+    key: str = Field(min_length=1, max_length=1024, description="Object key.")
+    object_version: str | None = Field(default=None, max_length=1024,
+                                       description="Version id, in a versioned bucket.")
 
 
 class LambdaTo(Model):
@@ -47,7 +50,7 @@ class LambdaRollback(Model):
         {"rule": "!has(self.alias) || !has(self.to.s3)",
          "message": "an alias can only point at a published version: use to.version or to.previous with alias"}]}}
 
-    function_name: str = Field(min_length=1, max_length=64, pattern=LAMBDA_NAME)
+    function_name: str = Field(min_length=1, max_length=64, pattern=LAMBDA_NAME, description="Lambda function name.")
     alias: str | None = Field(default=None, max_length=128, pattern=r"^[a-zA-Z0-9-_]+$",
                               description="Point this alias at the target version instead of replacing $LATEST's code.")
     to: LambdaTo
@@ -57,18 +60,25 @@ class LambdaRollback(Model):
 
 
 class CloudFrontInvalidation(Model):
-    distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$")
-    paths: list[InvalidationPath] = Field(default=["/*"], min_length=1, max_length=100)
-    wait_for_completion: bool = True
+    """The CloudFront invalidation after the restore."""
+
+    distribution_id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9]+$",
+                                 description="CloudFront distribution id.")
+    paths: list[InvalidationPath] = Field(default=["/*"], min_length=1, max_length=100,
+                                          description="Paths to invalidate (default /*).")
+    wait_for_completion: bool = Field(default=True, description="Succeed only once the invalidation is Completed.")
 
 
 class StaticSiteRollback(Model):
+    """A static site in S3 back from a backup prefix (aws s3 sync, made exact and resumable)."""
+
     bucket: str = Field(min_length=3, max_length=63, pattern=S3_BUCKET, description="The live site's bucket.")
     backup_bucket: str | None = Field(default=None, min_length=3, max_length=63, pattern=S3_BUCKET,
                                       description="Bucket of the backup; the live bucket when omitted.")
     backup_prefix: str = Field(min_length=1, max_length=1024, pattern=S3_PREFIX,
                                description="Prefix holding the known-good copy, e.g. backups/2026-11-28/.")
-    target_prefix: str = Field(default="", max_length=1024, pattern=S3_PREFIX)
+    target_prefix: str = Field(default="", max_length=1024, pattern=S3_PREFIX,
+                               description="Where the site lives in the bucket (default: the root).")
     delete_extraneous: bool = Field(default=False, description="Delete live objects absent from the backup "
                                     "(aws s3 sync --delete); never when the backup is empty.")
     cloud_front: CloudFrontInvalidation | None = None
@@ -97,13 +107,14 @@ class RollbackSpec(Model):
                                description="AWS region; the operator's default region when omitted.")
     role_key: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
                                  description="Key of an AWS role in the operator's policy.")
-    incident_ref: LocalObjectReference | None = None
+    incident_ref: LocalObjectReference | None = Field(default=None, description="The Incident this rollback serves.")
     approval: RollbackApproval = Field(default=RollbackApproval.MANUAL,
                                        description="Manual waits for approved: true; Auto runs at once.")
-    approved: bool = False
+    approved: bool = Field(default=False, description="With approval Manual: true lets the rollback run.")
     dry_run: bool = Field(default=False, description="Record what would change and change nothing.")
     abort: bool = Field(default=False, description="Stop a rollback in flight; it ends Aborted.")
-    progress_deadline_seconds: int = Field(default=600, ge=30, le=7200)
+    progress_deadline_seconds: int = Field(default=600, ge=30, le=7200,
+                                           description="Seconds from start to verified end before it fails.")
 
 
 # ---- status ----------------------------------------------------------------------------------

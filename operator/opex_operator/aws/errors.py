@@ -49,7 +49,10 @@ def describe(err: BaseException, service: str = "") -> str:
     if isinstance(err, ClientError):
         where = f"{service}:{operation(err)}" if service else operation(err)
         message = err.response.get("Error", {}).get("Message", "") or str(err)
-        return f"{code(err)} on {where}: {message}"[:600]
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if "<html" in message.lower() or "<!doctype" in message.lower():
+            message = f"HTTP {status} without an AWS error body (the service, or an endpoint in front of it, failed)"
+        return f"{code(err) or f'HTTP {status}'} on {where}: {' '.join(message.split())}"[:600]
     return f"{type(err).__name__}: {err}"[:600]
 
 

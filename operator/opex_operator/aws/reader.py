@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
                               PipelineFacts, RdsFacts, ReadProblem, SecurityGroupFacts, TrailEvent)
@@ -209,31 +209,14 @@ class AwsReader:
 
         Records are parsed here: Logs' JSON filter patterns are not relied on.
         """
-        events = []
-        for line in self.filtered_lines(group, since, TRAIL_FILTER, limit=500):
-            try:
-                record = json.loads(line.message)
-            except ValueError:
-                continue
-            event = _trail_event(record)
-            if event.error_code:
-                events.append(event)
-        return events
+        return _error_events(line.message for line in self.filtered_lines(group, since, TRAIL_FILTER, limit=500))
 
     def trail_errors_lookup(self, since: dt.datetime) -> list[TrailEvent]:
         """Error events from CloudTrail LookupEvents (management events of the last 90 days)."""
         ct = self._c("cloudtrail")
-        events = []
-        for page in self._pages(ct, "lookup_events", max_pages=3, StartTime=since):
-            for e in page.get("Events", []):
-                try:
-                    record = json.loads(e.get("CloudTrailEvent") or "{}")
-                except ValueError:
-                    continue
-                event = _trail_event(record)
-                if event.error_code:
-                    events.append(event)
-        return events
+        return _error_events(e.get("CloudTrailEvent") or "{}"
+                             for page in self._pages(ct, "lookup_events", max_pages=3, StartTime=since)
+                             for e in page.get("Events", []))
 
 
 def any_terms(pattern: str) -> list[str]:
@@ -248,6 +231,19 @@ def _permission(p: dict[str, Any]) -> str:
     ports = "all" if p.get("IpProtocol") == "-1" else f"{p.get('FromPort')}-{p.get('ToPort')}/{p.get('IpProtocol')}"
     sources = [r["CidrIp"] for r in p.get("IpRanges", [])] + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
     return f"{ports} from {', '.join(sources) or 'nowhere'}"
+
+
+def _error_events(records: Iterable[str]) -> list[TrailEvent]:
+    """The CloudTrail records (JSON text) that carry an errorCode; other text is skipped."""
+    events = []
+    for text in records:
+        try:
+            event = _trail_event(json.loads(text))
+        except (ValueError, AttributeError):
+            continue
+        if event.error_code:
+            events.append(event)
+    return events
 
 
 def _trail_event(record: dict[str, Any]) -> TrailEvent:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 import time
 import uuid
@@ -155,6 +156,10 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
       opex approve driftcheck production-network --checksum sha256:1f2e...
       opex approve rollback www-checkout-restore
     """
+    if checksum and (kind != "driftcheck" or not re.fullmatch(r"sha256:[a-f0-9]{64}", checksum)):
+        raise CliError(f"{checksum!r} is not a plan checksum (sha256:<64 hex digits>, as in a driftcheck's "
+                       f"status.lastResult.planChecksum)" if kind == "driftcheck" else
+                       f"--checksum is for driftchecks only")
     c, ns = cluster(ctx), namespace_of(ctx, namespace)
     if kind == "incident":
         if not step_ids:
@@ -203,8 +208,12 @@ def abort(ctx: click.Context, kind: str, name: str, namespace: str | None) -> No
     Example:
       opex abort rollback www-checkout-restore
     """
-    cluster(ctx).patch("rollbacks", namespace_of(ctx, namespace), name, {"spec": {"abort": True}})
-    click.echo(f"rollback {name}: abort requested")
+    c, ns = cluster(ctx), namespace_of(ctx, namespace)
+    phase = (c.get("rollbacks", ns, name).get("status") or {}).get("phase")
+    if phase in ("Succeeded", "Failed", "Aborted"):
+        raise CliError(f"rollback {name} has already ended ({phase}); there is nothing to abort")
+    c.patch("rollbacks", ns, name, {"spec": {"abort": True}})
+    click.echo(f"rollback {name}: abort requested (it stops between steps and says what was restored)")
 
 
 @cli.command()
@@ -380,5 +389,22 @@ def down() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point (``opex`` and ``kubectl-opex``)."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="opex")
+    """Console-script entry point (``opex`` and ``kubectl-opex``).
+
+    Usage mistakes are one line and exit 1 like every error (click's default, exit 2, is this
+    tool's "drift found").
+    """
+    try:
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="opex", standalone_mode=False)
+    except click.UsageError as err:
+        command = err.ctx.command_path if err.ctx else "opex"
+        click.echo(f"opex: {err.format_message()} (see {command} --help)", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.Abort:
+        click.echo("opex: aborted", err=True)
+        sys.exit(1)

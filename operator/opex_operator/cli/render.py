@@ -84,8 +84,12 @@ def _kv(rows: list[tuple[str, Any]]) -> Table:
     t.add_column()
     for key, value in rows:
         if value not in (None, "", []):
-            t.add_row(key, value if isinstance(value, Text) else str(value))
+            t.add_row(key, value if isinstance(value, Text) else _plain(value))
     return t
+
+
+def _plain(value: Any) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
 def _section(title: str) -> Text:
@@ -205,7 +209,8 @@ def describe_rollback(obj: dict) -> Group:
     inv = st.get("invalidation")
     parts: list[Any] = [_kv([
         ("Rollback", f"{meta['namespace']}/{meta['name']}"), ("Target", st.get("target")),
-        ("Phase", styled(st.get("phase"))), ("Approval", f"{spec.get('approval')} (approved: {spec.get('approved')})"),
+        ("Phase", styled(st.get("phase"))),
+        ("Approval", f"{spec.get('approval')} (approved: {_plain(spec.get('approved', False))})"),
         ("Dry run", spec.get("dryRun")), ("From", (st.get("from") or {}).get("description")),
         ("To", (st.get("to") or {}).get("description")), ("Started", st.get("startedAt")),
         ("Finished", st.get("finishedAt")), ("Message", st.get("message")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..api.common import ConditionStatus, EventType
 from ..api.conditions import READY, set_condition
 from .base import Event
@@ -18,3 +20,9 @@ def transition(status: Any, phase: StrEnum, ready: ConditionStatus, reason: str,
     if not changed:
         return []
     return [(EventType.WARNING if warning else EventType.NORMAL, reason, message)]
+
+
+def spec_error(err: ValidationError) -> str:
+    """The first validation error as ``spec.<field path>: <problem>`` (for an InvalidSpec condition)."""
+    first = err.errors()[0]
+    return f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}"

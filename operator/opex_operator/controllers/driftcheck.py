@@ -31,6 +31,7 @@ from ..terraform.plan import PlanFormatError, PlanSummary, checksum, parse_show_
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import RunDir, SourceError
 from .base import Event, Observed
+from .common import spec_error
 from .tfsession import Session, prepare
 
 RUN_ANNOTATION = "opex.dev/run-requested"
@@ -71,8 +72,7 @@ class DriftCheckController:
         try:
             spec = DriftCheckSpec.model_validate(obj.spec)
         except ValidationError as err:
-            first = err.errors()[0]
-            return await self._invalid(obj, "InvalidSpec", f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}")
+            return await self._invalid(obj, "InvalidSpec", spec_error(err))
         problem = schedule.invalid(spec.schedule, spec.time_zone)
         if problem:
             return await self._invalid(obj, "InvalidSchedule", problem)
@@ -160,7 +160,7 @@ class DriftCheckController:
         try:
             session = await prepare(self.kube, ref.namespace, spec, run_dir, self.terraform, self.cache_dir, budget)
             result.terraform_version, result.source_revision = session.version, session.revision
-            plan = await session.tf.plan(str(run_dir.plan), spec.lock.timeout, _s(session.var_file),
+            plan = await session.tf.plan(str(run_dir.plan), spec.lock.timeout, session.var_path,
                                          timeout=session.remaining())
             result.exit_code = plan.exit_code
             if plan.timed_out:
@@ -300,16 +300,24 @@ class DriftCheckController:
                 await obj.recorder.save(st, [(EventType.NORMAL, "AwaitingApproval", text)])
             return
         run_dir = RunDir(self.work_dir / obj.ref.namespace / obj.ref.name)
-        st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned, outcome="Running",
-                                              time=self.clock())
-        set_condition(st.conditions, REMEDIATING, ConditionStatus.TRUE, r.strategy.value,
-                      f"{r.strategy.value} of plan {planned} in progress", gen)
-        await obj.recorder.save(st, [(EventType.NORMAL, "ResolutionStarted", f"{r.strategy.value} of plan {planned}")])
         ok, message = False, ""
         try:
             if session is None:
                 session = await prepare(self.kube, obj.ref.namespace, spec, run_dir, self.terraform, self.cache_dir,
                                         spec.timeout_seconds)
+            if r.strategy == ResolutionStrategy.IMPORT and not await self._missing_imports(spec, session):
+                # Everything is imported: what still differs is for a person to change in the configuration.
+                set_condition(st.conditions, REMEDIATING, ConditionStatus.FALSE, "NothingToDo",
+                              "every address to import is already in the state; the remaining difference needs a "
+                              "configuration change", gen)
+                await obj.recorder.save(st)
+                return
+            st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned, outcome="Running",
+                                                  time=self.clock())
+            set_condition(st.conditions, REMEDIATING, ConditionStatus.TRUE, r.strategy.value,
+                          f"{r.strategy.value} of plan {planned} in progress", gen)
+            await obj.recorder.save(st, [(EventType.NORMAL, "ResolutionStarted",
+                                          f"{r.strategy.value} of plan {planned}")])
             ok, message = await self._carry_out(spec, session, run_dir, planned)
         except (SourceError, TerraformError, PlanFormatError) as err:
             message = str(err) + (f": {err.result.diagnostic()}" if isinstance(err, TerraformError) else "")
@@ -324,7 +332,13 @@ class DriftCheckController:
         if ok:  # verify: check again at once
             await self.run(obj, spec, f"verification after {r.strategy.value}")
 
+    @staticmethod
+    async def _missing_imports(spec: DriftCheckSpec, session: Session) -> list[str]:
+        present = set(await session.tf.state_list(timeout=session.remaining()))
+        return [e.address for e in spec.resolution.imports if e.address not in present]
+
     async def _carry_out(self, spec: DriftCheckSpec, session: Session, run_dir: RunDir, planned: str) -> tuple[bool, str]:
+        """(succeeded, what happened)."""
         tf, lock_timeout, strategy = session.tf, spec.lock.timeout, spec.resolution.strategy
         if strategy == ResolutionStrategy.APPLY:
             if not run_dir.plan.exists():
@@ -341,18 +355,18 @@ class DriftCheckController:
             refreshed = await tf.run(*args, timeout=session.remaining())
             return refreshed.ok, "state refreshed from the real infrastructure" if refreshed.ok else refreshed.diagnostic()
         # Import: only what the state does not have yet (so a retry imports nothing twice).
-        present = set(await tf.state_list(timeout=session.remaining()))
+        missing = set(await self._missing_imports(spec, session))
         done = []
         for entry in spec.resolution.imports:
-            if entry.address in present:
+            if entry.address not in missing:
                 continue
-            imported = await tf.import_(entry.address, entry.id, lock_timeout, _s(session.var_file),
+            imported = await tf.import_(entry.address, entry.id, lock_timeout, session.var_path,
                                         timeout=session.remaining())
             if not imported.ok:
                 return False, f"import of {entry.address} failed: {imported.diagnostic()}" + (
                     f" (imported before it: {', '.join(done)})" if done else "")
             done.append(entry.address)
-        return True, f"imported {', '.join(done) or 'nothing (every address was already in the state)'}"
+        return True, f"imported {', '.join(done)}"
 
     # -- report and metrics -----------------------------------------------------------------------
     def _write_report(self, ref: ObjectRef, spec: DriftCheckSpec, result: RunResult, summary: PlanSummary,
@@ -402,8 +416,4 @@ def _action(actions: list[str], importing: bool) -> str:
     if len(actions) == 2:
         return "replace"
     return actions[0] if actions and actions[0] in _ACTIONS else "update"
-
-
-def _s(path: Path | None) -> str | None:
-    return str(path) if path else None
 

@@ -31,7 +31,7 @@ from ..runbooks.assess import assess
 from ..runbooks.diagnose import classify, findings
 from ..runbooks.engine import Move
 from .base import Event, Observed
-from .common import transition
+from .common import spec_error, transition
 from .incident_steps import StepContext, TerraformSettings, run_step
 
 ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS = (
@@ -58,9 +58,8 @@ class IncidentController:
         try:
             spec = IncidentSpec.model_validate(obj.spec)
         except ValidationError as err:
-            first = err.errors()[0]
-            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec",
-                                f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}", gen, warning=True)
+            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec", spec_error(err), gen,
+                                warning=True)
             st.observed_generation = gen
             await obj.recorder.save(st, events)
             return None
@@ -104,13 +103,14 @@ class _Pass:
         if denied and st.phase not in engine.TERMINAL:
             self.phase(Phase.FAILED, ConditionStatus.FALSE, "PolicyDenied", f"{denied}; nothing was read or changed",
                        warning=True)
+        paged = False
         for _ in range(MAX_MOVES):
-            decision = engine.decide(self.spec, st)
-            more = await self.move(decision)
+            more = await self.move(engine.decide(self.spec, st))
             # Page as soon as the root cause is known (the page carries it), before any slow step.
             classified = engine.find(st, plan.CLASSIFY)
-            if st.phase not in engine.TERMINAL and classified and classified.state == StepState.SUCCEEDED:
+            if not paged and st.phase not in engine.TERMINAL and classified and classified.state == StepState.SUCCEEDED:
                 await self.escalate(force_next=False)
+                paged = True
             if not more:
                 break
         self.check_approvals()
@@ -370,9 +370,11 @@ class _Pass:
             step.state, step.outputs = StepState.SKIPPED, "no notification channel configured"
             return
         subject, body, payload = message.resolution(self.obj.ref.namespace, self.obj.ref.name, self.spec, self.st)
+        step.attempts += 1
         sent = await self.send(subject, body, payload, topics, webhook, {"severity": self.spec.severity.value,
                                                                           "level": "resolved",
-                                                                          "type": self.spec.type.value})
+                                                                          "type": self.spec.type.value},
+                               record=False)
         step.state, step.finished_at = StepState.SUCCEEDED, self.ctl.clock()
         step.outputs = "; ".join(f"{n.channel} {n.target}: {n.error or 'sent'}" for n in sent)
 
@@ -397,9 +399,21 @@ class _Pass:
                                     "type": self.spec.type.value}, level.level, level.contact)
             st.escalation.current_level = level.level
             metrics.ESCALATIONS.labels(str(level.level)).inc()
-            where = ", ".join(f"{n.channel} {n.target}" + (f" (failed: {n.error})" if n.error else "") for n in sent)
-            text = f"level {level.level}: {level.contact} notified via {where or 'no channel (none configured)'}"
-            set_condition(st.conditions, ESCALATED, ConditionStatus.TRUE, f"Level{level.level}", text, self.gen)
+            delivered = [n for n in sent if not n.error]
+            if delivered:
+                where = ", ".join(f"{n.channel} {n.target}" for n in delivered)
+                failed = [f"{n.channel} {n.target}: {n.error}" for n in sent if n.error]
+                text = f"level {level.level}: {level.contact} notified via {where}" + (
+                    f"; failed: {'; '.join(failed)}" if failed else "")
+                set_condition(st.conditions, ESCALATED, ConditionStatus.TRUE, f"Level{level.level}", text, self.gen)
+            elif sent:
+                text = (f"level {level.level} ({level.contact}) is due but every page failed: "
+                        + "; ".join(f"{n.channel} {n.target}: {n.error}" for n in sent))
+                set_condition(st.conditions, ESCALATED, ConditionStatus.FALSE, "NotificationFailed", text, self.gen)
+            else:
+                text = (f"level {level.level} ({level.contact}) is due but nobody was paged: no notification channel "
+                        f"is configured (spec.notify, or escalation.snsTopicArns in the operator's policy)")
+                set_condition(st.conditions, ESCALATED, ConditionStatus.FALSE, "NoChannel", text, self.gen)
             self.event("Escalated", text, warning=True)
         pending = [lv for lv in levels if lv.level > st.escalation.current_level]
         st.escalation.next_escalation_at = next_at
@@ -411,7 +425,8 @@ class _Pass:
                           "no escalation level applies to this severity and environment", self.gen)
 
     async def send(self, subject: str, body: str, payload: dict, topics: list[str], webhook, attributes: dict,
-                   level: int = 1, contact: str = "subscribers") -> list[Notification]:
+                   level: int = 1, contact: str = "subscribers", record: bool = True) -> list[Notification]:
+        """Deliver to every channel; each outcome is returned (and, for pages, kept in status.escalation)."""
         sent: list[Notification] = []
         for topic in topics:
             region = topic.split(":")[3]
@@ -440,9 +455,9 @@ class _Pass:
                 note.error = str(err)[:1024]
                 metrics.NOTIFICATIONS.labels("webhook", "failed").inc()
             sent.append(note)
-        st = self.st
-        st.escalation = st.escalation or EscalationStatus()
-        st.escalation.notified = (st.escalation.notified + sent)[-30:]
+        if record:
+            self.st.escalation = self.st.escalation or EscalationStatus()
+            self.st.escalation.notified = (self.st.escalation.notified + sent)[-30:]
         return sent
 
     # -- endings ----------------------------------------------------------------------------------
@@ -474,7 +489,9 @@ class _Pass:
     async def close(self) -> None:
         st = self.st
         for s in st.steps:
-            if s.state in (StepState.PENDING, StepState.AWAITING_APPROVAL, StepState.DRY_RUN):
+            # A mutating step in flight stays as it is (its call may have happened); the rest is over.
+            if s.state in (StepState.PENDING, StepState.AWAITING_APPROVAL, StepState.DRY_RUN) or (
+                    s.state == StepState.RUNNING and not s.mutating):
                 s.state = StepState.SKIPPED
         st.closed_at = self.ctl.clock()
         if st.escalation:

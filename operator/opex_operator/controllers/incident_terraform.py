@@ -51,14 +51,10 @@ async def import_existing(ctx: StepContext) -> Outcome:
                        retryable=True)
     if p["address"] in present:
         return Outcome(done=True, outputs=f"{p['address']} is already in the state; nothing imported")
-    imported = await session.tf.import_(p["address"], p["id"], "60s", _s(session.var_file), timeout=session.remaining())
+    imported = await session.tf.import_(p["address"], p["id"], "60s", session.var_path, timeout=session.remaining())
     if not imported.ok:
         return Outcome(done=True, ok=False, error=f"terraform import failed: {imported.diagnostic()}")
     return Outcome(done=True, outputs=f"imported {p['id']} as {p['address']}")
-
-
-def _s(path) -> str | None:
-    return str(path) if path else None
 
 
 async def force_unlock(ctx: StepContext) -> Outcome:
@@ -66,10 +62,7 @@ async def force_unlock(ctx: StepContext) -> Outcome:
     session, failed = await _session(ctx, "unlock")
     if failed:
         return failed
-    try:
-        probe = await session.tf.plan(str(session.run_dir.plan), "0s", _s(session.var_file), timeout=session.remaining())
-    except TerraformError as err:
-        return Outcome(done=True, ok=False, error=f"the probe plan failed: {err.result.diagnostic()}", retryable=True)
+    probe = await session.tf.plan(str(session.run_dir.plan), "0s", session.var_path, timeout=session.remaining())
     if probe.exit_code in (0, 2):
         return Outcome(done=True, outputs=f"lock {p['lockId']} is already released; nothing unlocked")
     held = parse_state_lock(probe.stderr + probe.stdout)

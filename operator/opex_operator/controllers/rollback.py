@@ -35,7 +35,7 @@ from ..aws.site import SiteActions, restore_plan
 from ..kube import Kube, ObjectRef
 from ..policy import Policy
 from .base import Event, Observed
-from .common import transition
+from .common import spec_error, transition
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
 ROLLED_BACK = "RolledBack"
@@ -67,8 +67,8 @@ class RollbackController:
         try:
             spec = RollbackSpec.model_validate(obj.spec)
         except ValidationError as err:
-            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec",
-                                f"spec is invalid: {err.errors()[0]['msg']}", gen, warning=True)
+            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec", spec_error(err), gen,
+                                warning=True)
             st.observed_generation = gen
             await obj.recorder.save(st, events)
             return None
@@ -94,7 +94,8 @@ class RollbackController:
         if st.started_at is None:
             st.started_at = self.clock()
             events += transition(st, Phase.IN_PROGRESS, ConditionStatus.UNKNOWN, "InProgress",
-                                 f"rolling back {st.target}", gen)
+                                 f"dry run: planning the rollback of {st.target}" if spec.dry_run
+                                 else f"rolling back {st.target}", gen)
         st.observed_generation = gen
         await obj.recorder.save(st, events)
         try:
@@ -140,24 +141,22 @@ class RollbackController:
             running = current.version
             if running == "$LATEST":  # name the published version $LATEST's code is, when there is one
                 same = [v for v, sha in await asyncio.to_thread(lam.versions, name) if sha == current.code_sha256]
-                running = f"v{same[-1]} ($LATEST)" if same else running
+                running = f"v{same[-1]} = $LATEST" if same else running
             st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
                                 description=_describe(running, current.code_sha256))
             st.to = Revision(version=to_version, code_sha256=to_sha, s3=s3,
                              description=_describe(to_version or f"s3://{s3.bucket}/{s3.key}", to_sha))
             _done(capture, f"{name}{':' + alias if alias else ''} runs {st.from_.description}; "
                            f"target {st.to.description}", self.clock())
+            verb = "a rollback would go to" if spec.dry_run else "rolling back to"
             await obj.recorder.save(st, [(EventType.NORMAL, "Captured",
-                                          f"{st.target} runs {st.from_.description}; rolling back to {st.to.description}")])
+                                          f"{st.target} runs {st.from_.description}; {verb} {st.to.description}")])
         if spec.dry_run:
             plan = (f"would point alias {alias} from version {st.from_.version} to {st.to.version}" if alias else
-                    f"would replace the code of {name} ({st.from_.description}) with {st.to.description}")
+                    f"would replace the code of {name}, now {st.from_.description}, with {st.to.description}")
             if target.environment:
                 plan += f", then set environment variables {', '.join(sorted(target.environment))}"
-            _step(st, "apply").state, _step(st, "apply").message = "DryRun", plan
-            await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
-                               rolled_back=False)
-            return None
+            return await self._dry_run_done(obj, spec, plan)
 
         apply = _step(st, "apply")
         if apply.state != "Succeeded":
@@ -288,10 +287,7 @@ class RollbackController:
                      f", keep {len(extra)} not in the backup")
             if site.cloud_front:
                 plan += f", invalidate {', '.join(site.cloud_front.paths)} on {site.cloud_front.distribution_id}"
-            _step(st, "apply").state, _step(st, "apply").message = "DryRun", plan
-            await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
-                               rolled_back=False)
-            return None
+            return await self._dry_run_done(obj, spec, plan)
 
         apply = _step(st, "apply")
         if apply.state != "Succeeded":
@@ -406,6 +402,12 @@ class RollbackController:
 
     def _abort_message(self, st: RollbackStatus) -> str:
         return f"aborted by spec.abort while {st.phase.value if st.phase else 'Pending'}; {self._progress_note(st)}"
+
+    async def _dry_run_done(self, obj: Observed[RollbackStatus], spec: RollbackSpec, plan: str) -> None:
+        """Record what would have been done; the rollback ends Succeeded with RolledBack=False/DryRun."""
+        _step(obj.status, "apply").state, _step(obj.status, "apply").message = "DryRun", plan
+        await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
+                           rolled_back=False)
 
     async def _finish(self, obj: Observed[RollbackStatus], spec: RollbackSpec, phase: Phase, reason: str, message: str,
                       events: list[Event], rolled_back: bool | None = None) -> None:

@@ -29,6 +29,11 @@ class Session:
     version: str
     deadline: float                  # time.monotonic() by which the whole run must end
 
+    @property
+    def var_path(self) -> str | None:
+        """The var file's path for -var-file, or None when there are no variables."""
+        return str(self.var_file) if self.var_file else None
+
     def remaining(self) -> float:
         """Seconds left before the deadline (a command gets at least 1)."""
         return max(1.0, self.deadline - time.monotonic())

@@ -236,7 +236,12 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
     if build is not None and build.failed_phase is not None:
         c.append(_Candidate(40, Cat.BUILD_FAILURE, f"build {build.id} failed in phase {phase}", failure_refs))
     if not c:
-        what = "no failure signal was found in the pipeline, builds, logs, Lambda, RDS or CloudTrail"
+        read = [name for name, seen in (("the pipeline", obs.pipeline), ("the builds", obs.builds),
+                                         ("the build log", obs.build_log_lines), ("Lambda", obs.lambdas),
+                                         ("API Gateway", obs.api_id), ("RDS", obs.rds),
+                                         ("CloudTrail", obs.trail_source and not any(
+                                             p.source == "CloudTrail" for p in obs.problems))) if seen]
+        what = ("no failure signal was found in " + ", ".join(read)) if read else "no target could be read"
         if obs.problems:
             what += f"; {len(obs.problems)} sources could not be read (see findings)"
         return RootCause(category=Cat.UNKNOWN, summary=what, evidence=[], identified_at=now)
