@@ -159,7 +159,7 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
     if checksum and (kind != "driftcheck" or not re.fullmatch(r"sha256:[a-f0-9]{64}", checksum)):
         raise CliError(f"{checksum!r} is not a plan checksum (sha256:<64 hex digits>, as in a driftcheck's "
                        f"status.lastResult.planChecksum)" if kind == "driftcheck" else
-                       f"--checksum is for driftchecks only")
+                       "--checksum is for driftchecks only")
     c, ns = cluster(ctx), namespace_of(ctx, namespace)
     if kind == "incident":
         if not step_ids:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ..api.common import ConditionStatus, EventType
 from ..api.conditions import READY, set_condition
-from .base import Event
+from .base import Event, Observed
 
 
 def transition(status: Any, phase: StrEnum, ready: ConditionStatus, reason: str, message: str,
@@ -26,3 +26,12 @@ def spec_error(err: ValidationError) -> str:
     """The first validation error as ``spec.<field path>: <problem>`` (for an InvalidSpec condition)."""
     first = err.errors()[0]
     return f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}"
+
+
+async def reject_spec(obj: Observed, failed: StrEnum, err: ValidationError) -> None:
+    """End a pass over a spec the models refuse (the CRD schema normally stops it first): the phase
+    ``failed``, Ready=False/InvalidSpec naming the field, and an Event."""
+    events = transition(obj.status, failed, ConditionStatus.FALSE, "InvalidSpec", spec_error(err), obj.generation,
+                        warning=True)
+    obj.status.observed_generation = obj.generation
+    await obj.recorder.save(obj.status, events)

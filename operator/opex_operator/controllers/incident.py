@@ -31,7 +31,7 @@ from ..runbooks.assess import assess
 from ..runbooks.diagnose import classify, findings
 from ..runbooks.engine import Move
 from .base import Event, Observed
-from .common import spec_error, transition
+from .common import reject_spec, transition
 from .incident_steps import StepContext, TerraformSettings, run_step
 
 ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS = (
@@ -54,14 +54,11 @@ class IncidentController:
         metrics.INCIDENT_PHASES.forget(ref.uid)
 
     async def reconcile(self, obj: Observed[IncidentStatus]) -> float | None:
-        st, gen = obj.status, obj.generation
+        st = obj.status
         try:
             spec = IncidentSpec.model_validate(obj.spec)
         except ValidationError as err:
-            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec", spec_error(err), gen,
-                                warning=True)
-            st.observed_generation = gen
-            await obj.recorder.save(st, events)
+            await reject_spec(obj, Phase.FAILED, err)
             return None
         pass_ = _Pass(self, obj, spec)
         requeue = await pass_.run()

@@ -35,7 +35,7 @@ from ..aws.site import SiteActions, restore_plan
 from ..kube import Kube, ObjectRef
 from ..policy import Policy
 from .base import Event, Observed
-from .common import spec_error, transition
+from .common import reject_spec, transition
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
 ROLLED_BACK = "RolledBack"
@@ -67,10 +67,7 @@ class RollbackController:
         try:
             spec = RollbackSpec.model_validate(obj.spec)
         except ValidationError as err:
-            events = transition(st, Phase.FAILED, ConditionStatus.FALSE, "InvalidSpec", spec_error(err), gen,
-                                warning=True)
-            st.observed_generation = gen
-            await obj.recorder.save(st, events)
+            await reject_spec(obj, Phase.FAILED, err)
             return None
         events: list[Event] = []
         if st.phase is None:
