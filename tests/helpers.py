@@ -1,8 +1,11 @@
 """Helpers for tests that drive the local stack as a user would: kubectl, the operator process."""
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import subprocess
+import threading
 import sys
 import time
 import urllib.request
@@ -107,3 +110,26 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def webhook_server(status_for: Callable[[dict[str, Any]], int] = lambda payload: 204):
+    """A local HTTP endpoint recording (path, JSON payload) of every POST; yields (url_base, received)."""
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, payload))
+            self.send_response(status_for(payload))
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()

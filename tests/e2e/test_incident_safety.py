@@ -7,7 +7,7 @@ import time
 import boto3
 
 import estate
-from helpers import wait_for
+from helpers import wait_for, webhook_server
 from test_incident_runbooks import EXAMPLE, phase_of, sqs_messages
 
 
@@ -144,24 +144,8 @@ def test_levels_escalate_on_time_and_a_restart_neither_skips_nor_repeats(kubectl
 
 
 def test_environment_update_and_a_webhook_page_whose_url_stays_secret(kubectl, namespace, aws, operator):
-    import http.server
-    import threading
-
-    received = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T0KEN-s3cr3t"
-    try:
+    with webhook_server() as (base, received):
+        url = f"{base}/hooks/T0KEN-s3cr3t"
         estate.deployment_failure("checkout")
         kubectl("create", "secret", "generic", "oncall-webhook", "-n", namespace, f"--from-literal=url={url}")
         kubectl.apply(incident(
@@ -183,5 +167,3 @@ def test_environment_update_and_a_webhook_page_whose_url_stays_secret(kubectl, n
         assert "T0KEN-s3cr3t" not in written
         assert "db-replica-2.internal" not in written
         assert any(n["channel"] == "Webhook" and n["target"] == "webhook" for n in status["escalation"]["notified"])
-    finally:
-        server.shutdown()

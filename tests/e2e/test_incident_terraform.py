@@ -27,6 +27,12 @@ def stale_lock(terraform_bin, tmp_path, infra, age: dt.timedelta) -> dict:
     return info
 
 
+def remediation_end(kubectl, namespace) -> dict:
+    """The incident's status once it is Resolved or Failed."""
+    return wait_for(lambda: (s := kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
+                    .get("phase") in ("Resolved", "Failed") and s, timeout=120, what="the end of remediation")
+
+
 def go_time(rfc3339: str) -> str:
     when = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     return when.strftime("%Y-%m-%d %H:%M:%S.%f") + "000 +0000 UTC"
@@ -48,9 +54,7 @@ def test_stale_lock_is_force_unlocked_and_the_stage_retried(kubectl, namespace, 
     estate.terraform_deploy_failure("net", estate.lock_error({**info, "Created": go_time(info["Created"])}))
     kubectl.apply(driftcheck(infra), namespace)
     kubectl.apply(json.dumps(INCIDENT), namespace)
-    wait_for(lambda: (kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
-             .get("phase") in ("Resolved", "Failed"), timeout=120, what="the end of remediation")
-    status = kubectl.get("incident", "network-deploy-locked", namespace)["status"]
+    status = remediation_end(kubectl, namespace)
     assert status["phase"] == "Resolved", status.get("conditions")
     assert status["rootCause"]["category"] == "TerraformStateLock"
     assert status["rootCause"]["lock"]["id"] == info["ID"]
@@ -85,9 +89,7 @@ def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubect
                                                                        "checkout-lambda-exec"))
     kubectl.apply(driftcheck(infra), namespace)
     kubectl.apply(json.dumps(INCIDENT), namespace)
-    wait_for(lambda: (kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
-             .get("phase") in ("Resolved", "Failed"), timeout=120, what="the end of remediation")
-    status = kubectl.get("incident", "network-deploy-locked", namespace)["status"]
+    status = remediation_end(kubectl, namespace)
     assert status["phase"] == "Resolved", status.get("conditions")
     assert status["rootCause"]["category"] == "DeployNamingConflict"
     steps = {s["id"]: s for s in status["steps"]}

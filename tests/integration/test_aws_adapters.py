@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
-import threading
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 import estate
+from helpers import webhook_server
 from opex_operator import metrics
 from opex_operator.aws.clients import AssumeRole, AwsClients
 from opex_operator.aws.lambda_ import LambdaActions
@@ -135,30 +134,15 @@ def test_sns_page_carries_message_attributes(clients, aws):
 
 
 def test_webhook_posts_json_and_hides_its_url_on_failure():
-    received = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(500 if received[-1].get("fail") else 204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/hooks/secret-token"
-    try:
+    with webhook_server(lambda payload: 500 if payload.get("fail") else 204) as (base, received):
+        url = f"{base}/hooks/secret-token"
         assert post_webhook(url, {"incident": "x"}) == 204
         with pytest.raises(RuntimeError) as err:
             post_webhook(url, {"fail": True})
         assert "secret-token" not in str(err.value) and "HTTP 500" in str(err.value)
         with pytest.raises(RuntimeError, match="unreachable"):
             post_webhook("http://127.0.0.1:9/hooks/secret-token", {}, timeout=2)
-    finally:
-        server.shutdown()
-    assert received[0] == {"incident": "x"}
+    assert received[0] == ("/hooks/secret-token", {"incident": "x"})
 
 
 def test_every_api_call_is_counted_by_outcome(clients, checkout):

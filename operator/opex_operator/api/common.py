@@ -43,10 +43,6 @@ class Model(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    def wire(self) -> dict[str, Any]:
-        """The object as it is written to the API server (camelCase, no unset optionals)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
 
 def obj_default() -> dict[str, Any]:
     """Schema extra giving an object field ``default: {}`` so the API server fills its defaults.

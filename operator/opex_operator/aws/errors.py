@@ -68,12 +68,3 @@ def outcome_label(status: int, error_code: str) -> str:
     if error_code.endswith(NOT_FOUND_SUFFIXES) or error_code == "ResourceNotFoundException":
         return "not_found"
     return "server_error" if status >= 500 else "client_error"
-
-
-def outcome(err: BaseException | None) -> str:
-    """The metrics label of an exception from a call (None: success; no HTTP answer: network_error)."""
-    if err is None:
-        return "success"
-    if isinstance(err, ClientError):
-        return outcome_label(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0), code(err))
-    return "network_error"

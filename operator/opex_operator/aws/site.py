@@ -9,7 +9,7 @@ returns the existing invalidation for a repeated reference).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from .clients import AwsClients
 
@@ -86,8 +86,3 @@ def restore_plan(backup: dict[str, ObjectInfo], backup_prefix: str, live: dict[s
     unchanged = [t for t in wanted if t not in to_copy]
     extraneous = sorted(k for k in live if k not in wanted)
     return to_copy, unchanged, extraneous
-
-
-def pages(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
