@@ -6,7 +6,6 @@ import json
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 import estate
 from helpers import webhook_server
@@ -15,7 +14,9 @@ from opex_operator.aws.clients import AssumeRole, AwsClients
 from opex_operator.aws.lambda_ import LambdaActions
 from opex_operator.aws.pipeline import PipelineActions
 from opex_operator.aws.reader import AwsReader
+from opex_operator.errors import AwsError
 from opex_operator.notify.senders import post_webhook, publish_sns
+from opex_operator.runbooks.facts import ReadProblem
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -55,9 +56,9 @@ def test_lambda_facts_versions_and_only_error_lines(clients, checkout):
 
 
 def test_missing_function_is_not_found(clients, aws):
-    with pytest.raises(ClientError) as err:
+    with pytest.raises(AwsError) as err:
         AwsReader(clients, None, None).lambda_function("ghost", NOW)
-    problem = AwsReader.problem("Lambda", "function/ghost", err.value)
+    problem = ReadProblem.of("Lambda", "function/ghost", err.value)
     assert problem.not_found and "lambda:GetFunction" in problem.message
 
 
@@ -120,7 +121,7 @@ def test_retry_of_the_failed_stage(clients, checkout):
     actions.retry_stage("checkout-pipeline", "Deploy", checkout.execution_id)
     assert actions.stage_status("checkout-pipeline", "Deploy", checkout.execution_id) == "Succeeded"
     assert actions.execution_status("checkout-pipeline", checkout.execution_id) == "Succeeded"
-    with pytest.raises(ClientError, match="StageNotRetryableException"):
+    with pytest.raises(AwsError, match="StageNotRetryableException on codepipeline:RetryStageExecution"):
         actions.retry_stage("checkout-pipeline", "Deploy", checkout.execution_id)
 
 
@@ -153,8 +154,9 @@ def test_every_api_call_is_counted_by_outcome(clients, checkout):
     ok, missing = count("success"), count("not_found")
     lam = clients.client("lambda")
     lam.get_function(FunctionName="checkout-api")
-    with pytest.raises(ClientError):
+    with pytest.raises(AwsError) as err:
         lam.get_function(FunctionName="ghost")
+    assert err.value.not_found and err.value.action == "lambda:GetFunction"
     assert (count("success"), count("not_found")) == (ok + 1, missing + 1)
 
 
@@ -183,3 +185,16 @@ def test_throttling_is_retried_by_botocore_then_succeeds(clients, checkout, monk
     monkeypatch.setattr(CodePipelineResponse, "get_pipeline_state", throttled)
     facts = AwsReader(clients, None, None).pipeline("checkout-pipeline", None)
     assert facts.failed_stage == "Deploy" and len(attempts) == 3
+
+
+def test_a_paginated_listing_that_fails_raises_the_project_error(clients, aws):
+    with pytest.raises(AwsError) as err:
+        list(clients.client("s3").get_paginator("list_objects_v2").paginate(Bucket="no-such-bucket"))
+    assert err.value.not_found and err.value.action == "s3:ListObjectsV2"
+
+
+def test_no_answer_is_a_transient_network_error(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(AwsError) as err:
+        AwsClients("us-east-1").client("lambda").list_functions()
+    assert err.value.transient and err.value.network and not err.value.code

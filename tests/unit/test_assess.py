@@ -6,7 +6,7 @@ import asyncio
 from botocore.exceptions import ClientError
 
 from factories import NOW, build, erroring_lambda, failed_pipeline, lines, spec
-from opex_operator.aws.reader import AwsReader
+from opex_operator.aws.errors import translate
 from opex_operator.runbooks.assess import assess
 from test_lock_parse import BOXED
 
@@ -16,9 +16,12 @@ def client_error(code: str, message: str, operation: str, status: int = 400) -> 
                        operation)
 
 
-class FakeReader:
-    problem = staticmethod(AwsReader.problem)
+def aws_error(service: str, code: str, message: str, operation: str, status: int = 400):
+    """What an adapter raises for this AWS answer (the client wrapper translates botocore's error)."""
+    return translate(client_error(code, message, operation, status), service)
 
+
+class FakeReader:
     def __init__(self, denied_lambda=False, log=()):
         self.calls = []
         self.denied_lambda, self.log = denied_lambda, list(log)
@@ -38,12 +41,13 @@ class FakeReader:
     def lambda_function(self, name, since):
         self.calls.append(("lambda", name))
         if self.denied_lambda:
-            raise client_error("AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/opex/op is not "
+            raise aws_error("lambda", "AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/opex/op is not "
                                "authorized to perform: lambda:GetFunction on resource: checkout-api", "GetFunction", 403)
         return erroring_lambda(name)
 
     def trail_errors_lookup(self, since):
-        raise client_error("InternalFailure", "The lookup_events action has not been implemented", "LookupEvents", 500)
+        raise aws_error("cloudtrail", "InternalFailure", "The lookup_events action has not been implemented",
+                        "LookupEvents", 500)
 
 
 def test_access_denied_becomes_a_finding_naming_the_denied_action():
@@ -83,9 +87,7 @@ def test_drift_check_lock_is_used_when_the_logs_show_none():
 
 
 def test_an_html_error_page_is_not_copied_into_a_finding():
-    from opex_operator.aws.errors import describe
-
-    err = client_error("500", "<!DOCTYPE HTML>\n<html><title>500 Internal Server Error</title></html>", "LookupEvents",
-                       500)
-    assert describe(err, "cloudtrail") == ("500 on cloudtrail:LookupEvents: HTTP 500 without an AWS error body (the "
+    err = aws_error("cloudtrail", "500", "<!DOCTYPE HTML>\n<html><title>500 Internal Server Error</title></html>",
+                    "LookupEvents", 500)
+    assert err.describe() == ("500 on cloudtrail:LookupEvents: HTTP 500 without an AWS error body (the "
                                            "service, or an endpoint in front of it, failed)")

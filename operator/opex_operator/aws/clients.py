@@ -1,14 +1,19 @@
-"""boto3 clients per (role, region): adaptive retries, assumed roles, and a metric per API call.
+"""boto3 clients per (role, region): adaptive retries, assumed roles, a metric per API call, and
+errors translated to :class:`~.errors.AwsError`.
 
 The endpoint comes from boto3's own configuration (``AWS_ENDPOINT_URL`` reaches moto's server
 locally); credentials from the standard chain, or from ``sts:AssumeRole`` on a role the
-operator's policy names (never an ARN taken from a custom resource).
+operator's policy names (never an ARN taken from a custom resource). Adapters get a
+:class:`Client`: the boto3 client whose every call (pages of a paginator and managed S3
+transfers included) raises ``AwsError`` instead of a botocore exception, so no module outside
+``aws/`` ever sees a botocore type.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from functools import wraps
+from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.session
@@ -17,7 +22,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials, create_assume_role_refresher
 
 from .. import metrics
-from .errors import outcome_label
+from .errors import BOTO_ERRORS, outcome_label, translate
 
 # botocore's adaptive mode: exponential backoff with jitter plus client-side rate limiting on
 # throttling (botocore docs, "Retries"); 6 attempts covers ~30 s of 5xx/throttling.
@@ -41,10 +46,10 @@ class AwsClients:
         self.roles = roles or {}
         self._lock = threading.Lock()
         self._sessions: dict[str, boto3.Session] = {}
-        self._clients: dict[tuple[str, str, str], BaseClient] = {}
+        self._clients: dict[tuple[str, str, str], Client] = {}
 
     def client(self, service: str, region: str | None = None, role_key: str | None = None) -> Any:
-        """A client for ``service`` in ``region`` (default region when None) as ``role_key``.
+        """A :class:`Client` for ``service`` in ``region`` (default region when None) as ``role_key``.
 
         Raises KeyError naming the role when ``role_key`` is not in the policy's roles.
         """
@@ -56,7 +61,7 @@ class AwsClients:
                 client = session.client(service, region_name=region, config=Config(
                     retries=RETRIES, connect_timeout=5, read_timeout=30, user_agent_appid="opex-operator"))
                 _count_calls(client)
-                self._clients[key] = client
+                self._clients[key] = Client(client, service)
             return self._clients[key]
 
     def _session(self, role_key: str) -> boto3.Session:
@@ -93,3 +98,42 @@ def _count_calls(client: BaseClient) -> None:
 
     client.meta.events.register("after-call", after_call)
     client.meta.events.register("after-call-error", after_error)
+
+
+class Client:
+    """A boto3 client whose calls raise :class:`~.errors.AwsError` (attributes pass through)."""
+
+    def __init__(self, raw: BaseClient, service: str):
+        self._raw, self._service = raw, service
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._raw, name)
+        if name == "get_paginator":
+            return lambda operation: _Paginator(attr(operation), self._service, self._operation(operation))
+        if callable(attr):
+            return _translating(attr, self._service, self._operation(name))
+        return attr
+
+    def _operation(self, method: str) -> str:
+        return self._raw.meta.method_to_api_mapping.get(method, method)
+
+
+def _translating(call: Callable[..., Any], service: str, operation: str) -> Callable[..., Any]:
+    @wraps(call)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except BOTO_ERRORS as err:
+            raise translate(err, service, operation) from err
+    return wrapper
+
+
+class _Paginator:
+    def __init__(self, raw: Any, service: str, operation: str):
+        self._raw, self._service, self._operation = raw, service, operation
+
+    def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        try:
+            yield from self._raw.paginate(**kwargs)
+        except BOTO_ERRORS as err:
+            raise translate(err, self._service, self._operation) from err

@@ -1,59 +1,33 @@
-"""Classify botocore errors into what the runbook reports: denied, missing, transient, other."""
+"""botocore's exceptions turned into the project's :class:`~opex_operator.errors.AwsError`.
+
+Every boto3 client the operator uses is wrapped (``aws.clients``) so that botocore's
+``ClientError`` and ``BotoCoreError`` leave an adapter only as ``AwsError``.
+"""
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, HTTPClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
-ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException",
-                 "AuthorizationError", "NotAuthorized"}
-NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchKey",
-                      "DBInstanceNotFound", "NoSuchDistribution")
-THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-             "SlowDown", "ProvisionedThroughputExceededException"}
+from ..errors import ACCESS_DENIED, NOT_FOUND_SUFFIXES, THROTTLED, AwsError
+
+BOTO_ERRORS = (ClientError, BotoCoreError)
 
 
-def code(err: BaseException) -> str:
-    """The AWS error code of a ClientError ('' for other errors)."""
+def translate(err: BaseException, service: str, operation: str = "") -> AwsError:
+    """The :class:`AwsError` for a botocore exception (one of :data:`BOTO_ERRORS`) raised by ``service``'s client."""
     if isinstance(err, ClientError):
-        return err.response.get("Error", {}).get("Code", "") or ""
-    return ""
-
-
-def is_access_denied(err: BaseException) -> bool:
-    return code(err) in ACCESS_DENIED
-
-
-def is_not_found(err: BaseException) -> bool:
-    c = code(err)
-    return c.endswith(NOT_FOUND_SUFFIXES) or c in {"404", "ResourceNotFoundException"}
-
-
-def is_transient(err: BaseException) -> bool:
-    """Throttling, 5xx and connection failures: safe to retry a read, or an idempotent action."""
-    if isinstance(err, (EndpointConnectionError, ReadTimeoutError)):
-        return True
-    if isinstance(err, ClientError):
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code(err) in THROTTLED or status >= 500
-    return isinstance(err, BotoCoreError)
-
-
-def operation(err: BaseException) -> str:
-    return getattr(err, "operation_name", "") or ""
-
-
-def describe(err: BaseException, service: str = "") -> str:
-    """One line for a condition or finding, e.g. ``AccessDenied on lambda:GetFunction: User ... is not authorized``.
-
-    Never includes request parameters or credentials; AWS messages name ARNs, not secrets.
-    """
-    if isinstance(err, ClientError):
-        where = f"{service}:{operation(err)}" if service else operation(err)
-        message = err.response.get("Error", {}).get("Message", "") or str(err)
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        body = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+        message = body.get("Message", "") or str(err)
         if "<html" in message.lower() or "<!doctype" in message.lower():
             message = f"HTTP {status} without an AWS error body (the service, or an endpoint in front of it, failed)"
-        return f"{code(err) or f'HTTP {status}'} on {where}: {' '.join(message.split())}"[:600]
-    return f"{type(err).__name__}: {err}"[:600]
+        return AwsError(service, getattr(err, "operation_name", "") or operation, body.get("Code", "") or "", message,
+                        status)
+    timed_out = isinstance(err, (ReadTimeoutError, ConnectTimeoutError))
+    # No answer (connection refused, reset, timed out) is worth retrying; a client-side error
+    # such as ParamValidationError or NoCredentialsError is not.
+    network = isinstance(err, (BotoConnectionError, HTTPClientError))
+    return AwsError(service, operation, "", f"{type(err).__name__}: {err}", network=network, timed_out=timed_out)
 
 
 def outcome_label(status: int, error_code: str) -> str:

@@ -1,7 +1,7 @@
 """The initial assessment's AWS reads (the runbook's "Initial Assessment" commands), as facts.
 
-Every method is read-only and bounded (pages, lines, characters). Errors propagate as botocore
-exceptions; ``runbooks.assess`` turns them into findings.
+Every method is read-only and bounded (pages, lines, characters). Errors propagate as
+:class:`~.errors.AwsError`; the assessment turns them into findings.
 """
 from __future__ import annotations
 
@@ -11,16 +11,13 @@ from typing import Any, Iterable, Iterator
 
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
                               PipelineFacts, RdsFacts, ReadProblem, SecurityGroupFacts, TrailEvent)
-from . import errors
 from .clients import AwsClients
+from ..errors import AwsError
 
 # CloudWatch Logs filter syntax: "?a ?b" matches events containing any term (case-sensitive).
 ERROR_FILTER = "?ERROR ?Error ?error ?Exception ?FATAL ?Fatal ?FAILED ?Failed ?failed ?Traceback ?denied ?Denied"
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
-# IAM service prefixes of the assessment's sources, so a denial names the action as IAM does.
-SERVICES = {"CodePipeline": "codepipeline", "CodeBuild": "codebuild", "CloudWatchLogs": "logs", "Lambda": "lambda",
-            "APIGateway": "apigateway", "RDS": "rds", "CloudTrail": "cloudtrail"}
 MAX_BUILDS = 5
 LINE_CHARS = 500
 
@@ -51,12 +48,6 @@ class AwsReader:
     def _c(self, service: str) -> Any:
         return self.clients.client(service, self.region, self.role_key)
 
-    @staticmethod
-    def problem(source: str, resource: str, err: BaseException) -> ReadProblem:
-        """A failed read as a ReadProblem naming the denied action (``lambda:GetFunction``) or the
-        missing resource."""
-        return ReadProblem(source=source, resource=resource, message=errors.describe(err, SERVICES.get(source, "")),
-                           denied=errors.is_access_denied(err), not_found=errors.is_not_found(err))
 
     # -- CodePipeline: get-pipeline-execution, get-pipeline-state ---------------------------
     def pipeline(self, name: str, execution_id: str | None) -> PipelineFacts:
@@ -176,10 +167,8 @@ class AwsReader:
             facts.aliases.update({a["Name"]: a["FunctionVersion"] for a in page["Aliases"]})
         try:
             facts.error_lines = self.filtered_lines(f"/aws/lambda/{name}", since)
-        except lam.exceptions.ResourceNotFoundException:
-            pass
-        except Exception as err:  # noqa: BLE001 - no log group yet is normal for a new function
-            if "ResourceNotFound" not in str(err):
+        except AwsError as err:
+            if not err.not_found:  # no log group yet is normal for a function never invoked
                 raise
         return facts
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .clients import AwsClients
+from ..errors import AwsError
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ class SiteActions:
         self.cloudfront = clients.client("cloudfront", region, role_key)
 
     def bucket_exists(self, bucket: str) -> bool:
+        """HeadBucket; False on 404. Raises AwsError otherwise (403: the bucket may exist elsewhere)."""
         try:
             self.s3.head_bucket(Bucket=bucket)
             return True
-        except self.s3.exceptions.ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+        except AwsError as err:
+            if err.not_found:
                 return False
             raise
 
@@ -62,11 +64,14 @@ class SiteActions:
         return failed
 
     def distribution_exists(self, distribution_id: str) -> bool:
+        """GetDistribution; False when there is no such distribution. Raises AwsError otherwise."""
         try:
             self.cloudfront.get_distribution(Id=distribution_id)
             return True
-        except self.cloudfront.exceptions.NoSuchDistribution:
-            return False
+        except AwsError as err:
+            if err.not_found:
+                return False
+            raise
 
     def invalidate(self, distribution_id: str, paths: list[str], reference: str) -> dict[str, Any]:
         """CreateInvalidation with ``reference`` as CallerReference; returns {Id, Status}."""

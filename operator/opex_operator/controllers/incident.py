@@ -18,7 +18,7 @@ from ..api.common import ConditionStatus, EventType, StateLock, now as utcnow
 from ..api.conditions import set_condition
 from ..api.incident import (EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus, Notification,
                             RootCauseCategory, Step, StepState)
-from ..aws import errors
+from ..errors import AwsError
 from ..aws.clients import AwsClients
 from ..aws.lambda_ import LambdaActions
 from ..aws.pipeline import PipelineActions
@@ -291,8 +291,8 @@ class _Pass:
             await self.save()
         try:
             result, text = await asyncio.to_thread(self._check, done)
-        except Exception as err:  # noqa: BLE001 - cannot observe yet: say why and look again later
-            result, text = "pending", f"cannot observe the targets: {errors.describe(err)}"
+        except AwsError as err:  # cannot observe yet: say why and look again later
+            result, text = "pending", f"cannot observe the targets: {err}"
         step.outputs = text[:2048]
         if result == "ok":
             step.state, step.finished_at = StepState.SUCCEEDED, self.ctl.clock()
@@ -435,8 +435,8 @@ class _Pass:
                 sns = self.ctl.aws.client("sns", region, self.spec.targets.role_key)
                 note.message_id = await asyncio.to_thread(senders.publish_sns, sns, topic, subject, body, attributes)
                 metrics.NOTIFICATIONS.labels("sns", "sent").inc()
-            except Exception as err:  # noqa: BLE001 - a failed page is recorded, the others still go out
-                note.error = errors.describe(err, "sns") if not isinstance(err, PermissionError) else str(err)
+            except (AwsError, PermissionError) as err:  # a failed page is recorded, the others still go out
+                note.error = str(err)
                 metrics.NOTIFICATIONS.labels("sns", "failed").inc()
             sent.append(note)
         if webhook is not None:
@@ -530,8 +530,8 @@ def _aware(value) -> dt.datetime | None:
 def _errors_since(reader: AwsReader, fn: str, since: dt.datetime) -> list[str]:
     try:
         return [line.message for line in reader.filtered_lines(f"/aws/lambda/{fn}", since) if line.time > since]
-    except Exception as err:  # noqa: BLE001 - no log group: nothing logged
-        if errors.is_not_found(err):
+    except AwsError as err:
+        if err.not_found:  # no log group: nothing logged
             return []
         raise
 

@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import API_VERSION
 from ..api.incident import IncidentSpec, Step
-from ..aws import errors
+from ..errors import AwsError
 from ..aws.clients import AwsClients
 from ..aws.lambda_ import LambdaActions
 from ..aws.pipeline import PipelineActions
@@ -81,10 +81,8 @@ async def run_step(ctx: StepContext) -> Outcome:
             from .incident_terraform import force_unlock, import_existing  # imports this module: import here
 
             return await (force_unlock(ctx) if step_id == "terraform-force-unlock" else import_existing(ctx))
-    except Exception as err:  # noqa: BLE001 - reported on the step, retried when transient
-        if isinstance(err, ApiException):
-            raise
-        return Outcome(done=True, ok=False, error=errors.describe(err), retryable=errors.is_transient(err))
+    except AwsError as err:  # reported on the step, retried when transient
+        return Outcome(done=True, ok=False, error=str(err), retryable=err.transient)
     return Outcome(done=True, ok=False, error=f"no executor for step {step_id}")
 
 

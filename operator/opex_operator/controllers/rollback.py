@@ -20,7 +20,6 @@ import json
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from .. import metrics
@@ -28,7 +27,7 @@ from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import set_condition
 from ..api.rollback import (Invalidation, Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec,
                             RollbackStatus, RollbackStep)
-from ..aws import errors
+from ..errors import AwsError
 from ..aws.clients import AwsClients
 from ..aws.lambda_ import FunctionState, LambdaActions
 from ..aws.site import SiteActions, restore_plan
@@ -106,15 +105,12 @@ class RollbackController:
         except RollbackFailed as err:
             await self._finish(obj, spec, Phase.FAILED, err.reason, str(err), [])
             return None
-        except (ClientError, BotoCoreError) as err:
-            service = "lambda" if spec.lambda_ is not None else "s3"
-            if errors.is_transient(err):  # every step checks the target first: retrying is safe
-                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", errors.describe(err, service))])
+        except AwsError as err:
+            if err.transient:  # every step checks the target first: retrying is safe
+                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", str(err))])
                 return 5.0
-            reason = "AccessDenied" if errors.is_access_denied(err) else (
-                "NotFound" if errors.is_not_found(err) else "AwsError")
-            await self._finish(obj, spec, Phase.FAILED, reason,
-                               f"{errors.describe(err, service)}; {self._progress_note(st)}", [])
+            reason = "AccessDenied" if err.denied else ("NotFound" if err.not_found else "AwsError")
+            await self._finish(obj, spec, Phase.FAILED, reason, f"{err}; {self._progress_note(st)}", [])
             return None
 
     # -- Lambda -----------------------------------------------------------------------------------
@@ -468,8 +464,8 @@ def _matches(current: FunctionState, to: Revision, alias: str | None) -> bool:
 def _or_missing(call: Callable[[], Any], what: str) -> Any:
     try:
         return call()
-    except ClientError as err:
-        if errors.is_not_found(err):
+    except AwsError as err:
+        if err.not_found:
             raise RollbackFailed("NotFound", f"{what} does not exist; nothing was changed") from None
         raise
 

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from ..api.incident import IncidentSpec
 from ..terraform.locks import parse_state_lock
-from .facts import Observations
+from ..errors import AwsError
+from .facts import Observations, ReadProblem
 from .ports import LockSource, Reader
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
@@ -26,8 +27,8 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     async def read(source: str, resource: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.to_thread(fn, *args)
-        except Exception as err:  # noqa: BLE001 - every failure is a finding
-            obs.problems.append(reader.problem(source, resource, err))
+        except (AwsError, LookupError) as err:  # every failed read is a finding
+            obs.problems.append(ReadProblem.of(source, resource, err))
             return None
 
     # The pipeline first: its failed action names the build to read.

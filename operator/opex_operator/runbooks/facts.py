@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from ..api.common import StateLock
+from ..errors import AwsError
 
 
 @dataclass
@@ -19,9 +20,16 @@ class ReadProblem:
 
     source: str          # e.g. CodePipeline
     resource: str        # e.g. pipeline/checkout-pipeline
-    message: str         # errors.describe() text
+    message: str         # AwsError.describe() text
     denied: bool = False
     not_found: bool = False
+
+    @classmethod
+    def of(cls, source: str, resource: str, err: AwsError | LookupError) -> "ReadProblem":
+        """A failed read naming the denied action (``lambda:GetFunction``) or the missing resource."""
+        if isinstance(err, AwsError):
+            return cls(source, resource, err.describe(), denied=err.denied, not_found=err.not_found)
+        return cls(source, resource, str(err), not_found=True)
 
 
 @dataclass

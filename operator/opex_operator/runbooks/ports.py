@@ -5,12 +5,12 @@ import datetime as dt
 from typing import Protocol
 
 from ..api.common import StateLock
-from .facts import (ApiStage, BuildFacts, LambdaFacts, LogLine, PipelineFacts, RdsFacts, ReadProblem,
-                    TrailEvent)
+from .facts import ApiStage, BuildFacts, LambdaFacts, LogLine, PipelineFacts, RdsFacts, TrailEvent
 
 
 class Reader(Protocol):
-    """Read-only AWS access for one incident (``aws.reader.AwsReader``). Methods block and raise."""
+    """Read-only AWS access for one incident (``aws.reader.AwsReader``). Methods block and raise
+    :class:`~opex_operator.errors.AwsError` (or LookupError when a pipeline has no executions)."""
 
     def pipeline(self, name: str, execution_id: str | None) -> PipelineFacts: ...
     def builds(self, project: str | None, ids: list[str] = ()) -> list[BuildFacts]: ...
@@ -20,7 +20,6 @@ class Reader(Protocol):
     def rds(self, instance_id: str) -> RdsFacts: ...
     def trail_errors_from_logs(self, group: str, since: dt.datetime) -> list[TrailEvent]: ...
     def trail_errors_lookup(self, since: dt.datetime) -> list[TrailEvent]: ...
-    def problem(self, source: str, resource: str, err: BaseException) -> ReadProblem: ...
 
 
 class LockSource(Protocol):

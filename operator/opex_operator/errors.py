@@ -1,0 +1,61 @@
+"""The project's error types: what adapters raise and callers catch (no third-party types).
+
+Adapters translate their libraries' exceptions at the edge (``aws.clients`` for botocore,
+``kube`` for the kubernetes client, ``terraform.runner`` for the CLI), so controllers and the
+runtime catch these types only. Source of the AWS codes: the AWS API references' "Common
+Errors" and each service's error list; botocore's retry handler treats the same codes as
+throttling.
+"""
+from __future__ import annotations
+
+ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException",
+                 "AuthorizationError", "NotAuthorized"}
+NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchKey",
+                      "DBInstanceNotFound", "NoSuchDistribution")
+THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+             "SlowDown", "ProvisionedThroughputExceededException"}
+MAX_MESSAGE = 600
+
+
+class AwsError(Exception):
+    """An AWS call failed.
+
+    ``service`` is the IAM service prefix (``lambda``), ``operation`` the API operation
+    (``GetFunction``), ``code`` the AWS error code ('' for a network or client-side failure),
+    ``status`` the HTTP status (0 when there was no answer), ``message`` AWS's own message
+    (never request parameters or credentials).
+    """
+
+    def __init__(self, service: str, operation: str, code: str, message: str, status: int = 0,
+                 network: bool = False, timed_out: bool = False):
+        self.service, self.operation, self.code, self.status = service, operation, code, status
+        self.message, self.network, self.timed_out = " ".join(message.split()), network, timed_out
+        super().__init__(self.describe())
+
+    @property
+    def action(self) -> str:
+        """``service:Operation`` as IAM names it, e.g. ``lambda:GetFunction``."""
+        return f"{self.service}:{self.operation}" if self.service else self.operation
+
+    @property
+    def denied(self) -> bool:
+        return self.code in ACCESS_DENIED
+
+    @property
+    def not_found(self) -> bool:
+        return self.code.endswith(NOT_FOUND_SUFFIXES) or self.code in {"404", "ResourceNotFoundException"}
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLED or self.status == 429
+
+    @property
+    def transient(self) -> bool:
+        """Throttling, 5xx, timeouts and connection failures: safe to retry a read or an idempotent action."""
+        return self.network or self.throttled or self.status >= 500
+
+    def describe(self) -> str:
+        """One line for a condition or finding, e.g. ``AccessDenied on lambda:GetFunction: User ... is not
+        authorized ...``."""
+        what = self.code or (f"HTTP {self.status}" if self.status else "no answer")
+        return f"{what} on {self.action}: {self.message}"[:MAX_MESSAGE]
