@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools test demo down crds clean
+.PHONY: all venv tools test unit demo down crds clean
 
 all: test
 
@@ -27,6 +27,10 @@ tools: $(STAMP)
 
 test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 demo: tools
 	$(BIN)/python hack/demo.py

@@ -65,6 +65,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}")
 
 
+def reconciled(kubectl: Kubectl, kind: str, name: str, namespace: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until the operator has reconciled the object's current generation; returns its status.
+
+    The way to assert that something did NOT happen: a pass over the latest spec has run."""
+    def done():
+        obj = kubectl.get(kind, name, namespace)
+        status = obj.get("status") or {}
+        return status if status.get("observedGeneration") == obj["metadata"]["generation"] else None
+    return wait_for(done, timeout=timeout, what=f"{kind} {name} reconciled")
+
+
+def bump(kubectl: Kubectl, kind: str, name: str, namespace: str, patch: str) -> dict[str, Any]:
+    """Apply a spec merge ``patch`` and wait until the operator reconciled it; returns the status."""
+    kubectl("patch", kind, name, "-n", namespace, "--type=merge", "-p", patch)
+    return reconciled(kubectl, kind, name, namespace)
+
+
 class OperatorProcess:
     """``python -m opex_operator`` on the local stack, started and stopped by its own pid."""
 

@@ -59,3 +59,37 @@ class AwsError(Exception):
         authorized ...``."""
         what = self.code or (f"HTTP {self.status}" if self.status else "no answer")
         return f"{what} on {self.action}: {self.message}"[:MAX_MESSAGE]
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed: ``status`` (HTTP; 0 when the API server did not answer),
+    ``reason`` (the Status object's reason, e.g. NotFound, Conflict, Invalid) and the API server's
+    own one-line message (never response headers or bodies)."""
+
+    def __init__(self, status: int, reason: str, message: str, what: str = ""):
+        self.status, self.reason, self.what = status, reason, what
+        self.message = " ".join(message.split())
+        super().__init__(self.describe())
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        """409: the object exists already, or changed since it was read."""
+        return self.status == 409
+
+    @property
+    def too_large(self) -> bool:
+        """413/422 for an object over the API server's size limits."""
+        return self.status == 413 or (self.status == 422 and "too long" in self.message.lower())
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (0, 429) or self.status >= 500
+
+    def describe(self) -> str:
+        code = f"HTTP {self.status} {self.reason}".strip() if self.status else "no answer from the API server"
+        where = f"{self.what}: " if self.what else ""
+        return f"{where}{code}: {self.message}"[:MAX_MESSAGE]

@@ -1,19 +1,29 @@
 """Kubernetes API access for the operator's own writes: status, owned objects, Secrets.
 
-Kopf watches and delivers the objects; what the operator writes outside Kopf's handler
-patches goes through :class:`Kube`, a thin layer over the official ``kubernetes`` client. Its
-methods block: call them through ``asyncio.to_thread``.
+Kopf watches and delivers the objects; what the operator writes outside Kopf goes through
+:class:`Kube`, a thin layer over the official ``kubernetes`` client. Its methods block (call
+them through ``asyncio.to_thread``) and raise :class:`~opex_operator.errors.KubeError` only:
+the client's ``ApiException`` (with its HTTP headers) never leaves this module.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from dataclasses import dataclass
-from typing import Any
+from functools import wraps
+from typing import Any, Callable, TypeVar
 
 import kubernetes
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
+from .errors import KubeError
+
+MAX_NAME = 253          # DNS-1123 subdomain: names of ConfigMaps and custom resources
+MAX_LABEL_VALUE = 63    # label values
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,25 @@ class ObjectRef:
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": self.kind, "name": self.name, "uid": self.uid,
                 "controller": controller, "blockOwnerDeletion": True}
 
+    @property
+    def key(self) -> str:
+        """``namespace/name``, as logs and work queues name an object."""
+        return f"{self.namespace}/{self.name}"
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """A deterministic object name ``<parent>-<suffix>`` within 253 characters (a restart finds the
+    same child again); a long one keeps its start and ends in a hash of the whole."""
+    name = f"{parent}-{suffix}"
+    if len(name) <= MAX_NAME:
+        return name
+    return f"{name[:MAX_NAME - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def label_value(value: str) -> str:
+    """``value`` as a label value (at most 63 characters, ending in an alphanumeric)."""
+    return value[:MAX_LABEL_VALUE].rstrip("-_.")
+
 
 def load_client_config() -> None:
     """Configure the ``kubernetes`` client: in-cluster when run in a Pod, else ``$KUBECONFIG``."""
@@ -38,6 +67,27 @@ def load_client_config() -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
+
+
+def translate(err: BaseException, what: str = "") -> KubeError:
+    """The :class:`KubeError` for an ``ApiException`` or a connection failure of the client."""
+    if isinstance(err, ApiException):
+        try:
+            message = json.loads(err.body)["message"]
+        except (ValueError, KeyError, TypeError):
+            message = err.reason or ""
+        return KubeError(err.status or 0, err.reason or "", message, what)
+    return KubeError(0, "", f"{type(err).__name__}: {err}", what)
+
+
+def _translated(method: F) -> F:
+    @wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
+            raise translate(err, method.__name__) from err
+    return wrapper  # type: ignore[return-value]
 
 
 class Kube:
@@ -48,30 +98,37 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
 
+    @_translated
     def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch ``status`` into the object's status subresource; returns the object.
 
-        Raises ``ApiException`` (404 when the object is gone).
+        Raises KubeError (``not_found`` when the object is gone).
         """
         return self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, ref.namespace, ref.plural, ref.name, {"status": status})
 
-    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
-        """The object, or None when it does not exist."""
+    @_translated
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The custom resource, or None when it does not exist."""
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
 
-    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create a custom resource of ``plural``; returns it. 409 (exists) raises ApiException."""
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    @_translated
+    def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a custom resource of ``plural``; returns it, or None when one of that name exists
+        already (a restart re-creating what it created before)."""
+        try:
+            return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
 
-    def get_named(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(ObjectRef(plural, namespace, name))
-
+    @_translated
     def put_config_map(self, namespace: str, name: str, data: dict[str, str], owner: ObjectRef,
                        labels: dict[str, str] | None = None, binary: dict[str, str] | None = None) -> None:
         """Create or replace a ConfigMap that ``owner`` owns (garbage-collected with it)."""
@@ -86,10 +143,7 @@ class Kube:
                 raise
             self.core.replace_namespaced_config_map(name, namespace, body)
 
-    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
-        """The decoded value of ``key`` in Secret ``name`` (None when the Secret or key is missing)."""
-        return (self.secret_data(namespace, name) or {}).get(key)
-
+    @_translated
     def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """A ConfigMap's ``data`` (None when it does not exist)."""
         try:
@@ -99,8 +153,9 @@ class Kube:
                 return None
             raise
 
+    @_translated
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """A Secret's decoded ``data`` (None when it does not exist)."""
+        """A Secret's decoded ``data`` (None when it does not exist). Values never leave the caller."""
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as err:
@@ -109,11 +164,19 @@ class Kube:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """The decoded value of ``key`` in Secret ``name`` (None when the Secret or key is missing)."""
+        return (self.secret_data(namespace, name) or {}).get(key)
+
+    @_translated
     def config_map_names(self, namespace: str, selector: str) -> list[str]:
+        """Names of the ConfigMaps matching the label ``selector``."""
         return [cm.metadata.name for cm in
                 self.core.list_namespaced_config_map(namespace, label_selector=selector).items]
 
+    @_translated
     def delete_config_map(self, namespace: str, name: str) -> None:
+        """Delete a ConfigMap; one already gone is fine."""
         try:
             self.core.delete_namespaced_config_map(name, namespace)
         except ApiException as err:

@@ -62,26 +62,41 @@ ROLLBACK_DURATION = Histogram("opex_rollback_duration_seconds", "Start to verifi
 ROLLBACK_ABORTS = Counter("opex_rollback_aborts", "Aborted rollbacks by reason.", ["reason"], registry=REGISTRY)
 
 
-class PhaseGauge:
-    """Keeps a labelled gauge equal to the count of objects per label set (objects keyed by uid)."""
+class ObjectGauge:
+    """A labelled gauge that is the sum of what each object contributes (objects keyed by uid).
+
+    Per-object state lives in each object's status; the series here stay bounded by their
+    labels, whatever the number of objects. ``contribute`` replaces an object's contribution,
+    given as {label values: value}; ``forget`` removes it (the object is gone).
+    """
 
     def __init__(self, gauge: Gauge):
         self.gauge = gauge
-        self._labels: dict[str, tuple[str, ...]] = {}
+        self._parts: dict[str, dict[tuple[str, ...], float]] = {}
 
-    def set(self, uid: str, *labels: str) -> None:
-        old = self._labels.get(uid)
-        if old == labels:
+    def contribute(self, uid: str, part: dict[tuple[str, ...], float]) -> None:
+        old = self._parts.get(uid, {})
+        if old == part:
             return
-        if old is not None:
-            self.gauge.labels(*old).dec()
-        self.gauge.labels(*labels).inc()
-        self._labels[uid] = labels
+        for labels, value in old.items():
+            self._child(labels).dec(value)
+        for labels, value in part.items():
+            self._child(labels).inc(value)
+        self._parts[uid] = part
+
+    def _child(self, labels: tuple[str, ...]) -> Gauge:
+        return self.gauge.labels(*labels) if labels else self.gauge
 
     def forget(self, uid: str) -> None:
-        old = self._labels.pop(uid, None)
-        if old is not None:
-            self.gauge.labels(*old).dec()
+        self.contribute(uid, {})
+        self._parts.pop(uid, None)
+
+
+class PhaseGauge(ObjectGauge):
+    """Counts objects per label set (each object counts once, under its current labels)."""
+
+    def set(self, uid: str, *labels: str) -> None:
+        self.contribute(uid, {labels: 1})
 
 
 INCIDENT_PHASES = PhaseGauge(INCIDENTS)
@@ -93,16 +108,13 @@ DRIFT_RUNS = Counter("opex_driftcheck_runs", "DriftCheck runs by outcome (NoDrif
                      "LockHeld).", ["outcome"], registry=REGISTRY)
 DRIFT_RUN_DURATION = Histogram("opex_driftcheck_run_duration_seconds", "Duration of one DriftCheck run "
                                "(fetch, init, plan, show).", ["outcome"], buckets=DURATION_BUCKETS, registry=REGISTRY)
-DRIFTED = Gauge("opex_driftcheck_drifted", "1 when the DriftCheck's last successful run found drift, else 0.",
-                ["namespace", "driftcheck"], registry=REGISTRY)
-DRIFTED_RESOURCES = Gauge("opex_driftcheck_drifted_resources", "Resources of the last run by planned action "
-                          "(create, update, delete, replace, import, read).", ["namespace", "driftcheck", "action"],
-                          registry=REGISTRY)
-DRIFT_LAST_RUN = Gauge("opex_driftcheck_last_run_timestamp_seconds", "When the last run finished (Unix time).",
-                       ["namespace", "driftcheck"], registry=REGISTRY)
-DRIFT_LAST_SUCCESS = Gauge("opex_driftcheck_last_success_timestamp_seconds", "When a run last succeeded (Unix time).",
-                           ["namespace", "driftcheck"], registry=REGISTRY)
+DRIFT_ACTIONS = ("create", "update", "delete", "replace", "import", "read", "forget")
+DRIFTCHECKS = PhaseGauge(Gauge("opex_driftchecks", "DriftChecks by the outcome of their last run (NoDrift, "
+                               "DriftDetected, PlanFailed, LockHeld).", ["result"], registry=REGISTRY))
+DRIFTED_RESOURCES = ObjectGauge(Gauge("opex_driftcheck_drifted_resources", "Resources that differ in the last run of "
+                                      "every DriftCheck, by planned action (create, update, delete, replace, import, "
+                                      "read, forget).", ["action"], registry=REGISTRY))
 DRIFT_REMEDIATIONS = Counter("opex_driftcheck_remediations", "Drift resolutions by strategy and result.",
                              ["strategy", "result"], registry=REGISTRY)
-STATE_LOCK_HELD = Gauge("opex_terraform_state_lock_held", "1 while the DriftCheck's state lock is held by another "
-                        "process.", ["namespace", "driftcheck"], registry=REGISTRY)
+STATE_LOCKS_HELD = ObjectGauge(Gauge("opex_terraform_state_locks_held", "DriftChecks whose last run found the "
+                                     "state lock held by another process.", registry=REGISTRY))

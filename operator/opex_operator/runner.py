@@ -14,12 +14,14 @@ def run(verbose: bool = False) -> None:
     """Block running the operator until SIGINT/SIGTERM.
 
     Watches ``OPEX_NAMESPACES`` (globs) or, when unset, the whole cluster. Reads the cluster
-    from the Pod's service account, else ``$KUBECONFIG``. Raises ValueError on bad settings.
+    from the Pod's service account, else ``$KUBECONFIG``. Settings and the policy are read once,
+    here, and handed to the handlers through Kopf's memo. Exits with a one-line message on bad
+    settings, a bad policy file or no cluster credentials.
     """
-    settings = Settings.from_env()
     try:
-        Policy.load(settings.policy_file)
-    except PolicyError as err:
+        settings = Settings.from_env()
+        policy = Policy.load(settings.policy_file)
+    except (ValueError, PolicyError) as err:
         raise SystemExit(f"opex operator: {err}") from None
     try:
         load_client_config()
@@ -38,4 +40,5 @@ def run(verbose: bool = False) -> None:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+        memo=kopf.Memo(settings=settings, policy=policy),
     )

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 import tfrepo
-from helpers import wait_for
+from helpers import bump, wait_for
 
 
 def driftcheck(repo, name="network", **spec) -> str:
@@ -61,7 +61,7 @@ def test_cron_slot_runs_and_reports_no_drift(kubectl, namespace, infra, operator
     cond = conditions(kubectl, namespace)
     assert (cond["Drifted"]["status"], cond["Drifted"]["reason"]) == ("False", "NoDrift")
     assert cond["Ready"]["status"] == "True"
-    assert operator.metric("opex_driftcheck_drifted", namespace=namespace, driftcheck="network") == 0
+    assert operator.metric("opex_driftchecks", result="NoDrift") >= 1  # per-object state is in status, not series
 
 
 def test_committed_change_is_drift_with_a_report_then_approved_apply_converges(kubectl, namespace, infra, operator):
@@ -114,10 +114,8 @@ def test_a_plan_that_changes_after_approval_is_not_applied(kubectl, namespace, i
     infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "huge"}}, "huge")
     second = wait_run(kubectl, namespace, run_now(kubectl, namespace))
     assert first["planChecksum"] != second["planChecksum"]
-    kubectl("patch", "driftcheck", "network", "-n", namespace, "--type=merge", "-p",
-            json.dumps({"spec": {"resolution": {"approvedPlanChecksum": first["planChecksum"]}}}))
-    time.sleep(4)
-    status = kubectl.get("driftcheck", "network", namespace)["status"]
+    status = bump(kubectl, "driftcheck", "network", namespace,
+                  json.dumps({"spec": {"resolution": {"approvedPlanChecksum": first["planChecksum"]}}}))
     assert "lastResolution" not in status
     state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
     assert b'"small"' in state and b'"large"' not in state
@@ -155,7 +153,7 @@ def test_lock_held_by_another_process_is_reported_with_its_info(kubectl, namespa
         cond = conditions(kubectl, namespace)
         assert (cond["Drifted"]["status"], cond["Drifted"]["reason"]) == ("Unknown", "LockHeld")
         assert cond["Ready"]["reason"] == "LockHeld" and lock["id"] in cond["Ready"]["message"]
-        assert operator.metric("opex_terraform_state_lock_held", namespace=namespace, driftcheck="network") == 1
+        assert operator.metric("opex_terraform_state_locks_held") >= 1
     finally:
         import os
 
@@ -280,10 +278,11 @@ def test_import_resolution_adopts_what_exists_then_verifies(kubectl, namespace, 
     wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
              and last_result(kubectl, namespace).get("finishedAt"), timeout=60, what="the verification run")
     # the adopted object differs from the configuration: that is a change for a person, not a second import
-    time.sleep(2)
+    wait_for(lambda: conditions(kubectl, namespace)["Remediating"]["reason"] == "NothingToDo", what="NothingToDo")
     status = kubectl.get("driftcheck", "network", namespace)["status"]
-    assert "imported terraform_data.dns" in status["lastResolution"]["message"]
-    assert conditions(kubectl, namespace)["Remediating"]["reason"] in ("NothingToDo", "Succeeded")
+    assert status["lastResolution"]["outcome"] == "Skipped" and "already in the state" in status["lastResolution"]["message"]
+    succeeded = [e["message"] for e in kubectl.events(namespace, "network") if e["reason"] == "ResolutionSucceeded"]
+    assert len(succeeded) == 1 and "imported terraform_data.dns" in succeeded[0]
     assert len([e for e in kubectl.events(namespace, "network") if e["reason"] == "ResolutionStarted"]) == 1
 
 
@@ -305,27 +304,3 @@ def test_refresh_only_runs_once_per_plan_and_reports_are_pruned(kubectl, namespa
     assert len(reports) == 2
     newest = kubectl.get("driftcheck", "network", namespace)["status"]["reportRef"]["name"]
     assert newest in [r["metadata"]["name"] for r in reports]
-
-
-def test_a_slot_missed_while_the_operator_was_down_runs_once(kubectl, solo_namespace, infra, solo_operator):
-    solo_operator.start()
-    kubectl.apply(driftcheck(infra, schedule=["* * * * *"]), solo_namespace)
-    first = wait_for(lambda: last_result(kubectl, solo_namespace).get("finishedAt") and last_result(
-        kubectl, solo_namespace), timeout=100, what="the first slot")
-    solo_operator.stop()
-    missed = kubectl.get("driftcheck", "network", solo_namespace)["status"]["nextScheduleTime"]
-    import datetime as dt
-
-    wait_until = dt.datetime.fromisoformat(missed.replace("Z", "+00:00")) + dt.timedelta(seconds=5)
-    time.sleep(max(0.0, (wait_until - dt.datetime.now(dt.timezone.utc)).total_seconds()))
-    solo_operator.start()
-    second = wait_for(lambda: (r := last_result(kubectl, solo_namespace)).get("trigger") != first["trigger"]
-                      and r.get("finishedAt") and r, timeout=60, what="the missed slot's run")
-    assert second["trigger"] == f"schedule {missed[:16]}Z"
-    time.sleep(3)  # a restart must not run the same slot again
-    solo_operator.stop()
-    solo_operator.start()
-    time.sleep(5)
-    started = [e for e in kubectl.events(solo_namespace, "network") if e["reason"] == "RunStarted"]
-    triggers = [e["message"] for e in started]
-    assert len(triggers) == len(set(triggers)) == 2, triggers

@@ -27,7 +27,7 @@ class CallCounter(collections.Counter):
     def __init__(self, monkeypatch):
         super().__init__()
         self.monkeypatch = monkeypatch
-        self.in_flight = threading.Event()
+        self.in_flight, self.completed = threading.Event(), threading.Event()
 
     def arm(self) -> None:
         for method in MUTATING:
@@ -38,6 +38,10 @@ class CallCounter(collections.Counter):
                 if __name == "update_function_code" and self[__name] == 1:
                     self.in_flight.set()
                     time.sleep(3)
+                    try:
+                        return __original(backend, *args, **kwargs)
+                    finally:
+                        self.completed.set()
                 return __original(backend, *args, **kwargs)
 
             self.monkeypatch.setattr(LambdaBackend, method, counted)
@@ -65,7 +69,7 @@ def test_restart_mid_remediation_runs_each_mutating_call_once(kubectl, solo_name
     rollback = kubectl.get("rollback", "checkout-deploy-failed-rollback-lambda-checkout-api", ns)
     apply_step = next(s for s in rollback["status"]["steps"] if s["id"] == "apply")
     assert apply_step["state"] == "Running", "intent must be on record before the call"
-    time.sleep(3.5)  # the call completes on the AWS side
+    assert lambda_calls.completed.wait(10), "the call never completed on the AWS side"
     assert lambda_calls["update_function_code"] == 1
 
     solo_operator.start()

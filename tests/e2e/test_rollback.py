@@ -10,7 +10,7 @@ import pytest
 from moto.s3.models import S3Backend
 
 import estate
-from helpers import wait_for
+from helpers import bump, wait_for
 
 
 def rollback(name: str, **spec) -> str:
@@ -56,9 +56,8 @@ def test_lambda_back_to_the_previous_of_three_versions_after_approval(kubectl, n
     assert operator.metric("opex_rollbacks_total", target_type="lambda", outcome="succeeded") >= 1
     assert operator.metric("opex_rollback_duration_seconds_count", target_type="lambda") >= 1
     # a finished rollback applied again does nothing
-    kubectl("patch", "rollback", "pricing-previous", "-n", namespace, "--type=merge", "-p", '{"spec":{"approved":false}}')
-    time.sleep(2)
-    assert status_of(kubectl, namespace, "pricing-previous")["finishedAt"] == done["finishedAt"]
+    again = bump(kubectl, "rollback", "pricing-previous", namespace, '{"spec":{"approved":false}}')
+    assert again["finishedAt"] == done["finishedAt"] and again["phase"] == "Succeeded"
 
 
 def test_alias_is_pointed_back_and_environment_set(kubectl, namespace, aws, operator):
@@ -150,8 +149,8 @@ def test_abort_in_flight_stops_copying_and_says_what_was_restored(kubectl, names
     kubectl("patch", "rollback", "www-abort", "-n", namespace, "--type=merge", "-p", '{"spec":{"abort":true}}')
     done = wait_phase(kubectl, namespace, "www-abort", "Aborted")
     stopped_at = len(slow_copies)
-    time.sleep(1.5)
-    assert len(slow_copies) == stopped_at, "copies went on after the abort"
+    bump(kubectl, "rollback", "www-abort", namespace, '{"spec":{"progressDeadlineSeconds":601}}')  # one pass more
+    assert len(slow_copies) == stopped_at == done["progress"]["copied"], "copies went on after the abort"
     assert stopped_at < 600
     assert "aborted by spec.abort" in done["message"] and "of 600 differing objects" in done["message"]
     assert "ConfigMap www-abort-from" in done["message"]

@@ -15,7 +15,7 @@ from opex_operator.aws.lambda_ import LambdaActions
 from opex_operator.aws.pipeline import PipelineActions
 from opex_operator.aws.reader import AwsReader
 from opex_operator.errors import AwsError
-from opex_operator.notify.senders import post_webhook, publish_sns
+from opex_operator.notify.senders import SnsSender, post_webhook
 from opex_operator.runbooks.facts import ReadProblem
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -127,7 +127,7 @@ def test_retry_of_the_failed_stage(clients, checkout):
 
 def test_sns_page_carries_message_attributes(clients, aws):
     topic, queue = estate.oncall_topic("payments-oncall")
-    message_id = publish_sns(clients.client("sns"), topic, "[HIGH] L1 x", "body", {"severity": "high", "level": "1"})
+    message_id = SnsSender(clients.client("sns")).publish(topic, "[HIGH] L1 x", "body", {"severity": "high", "level": "1"})
     [msg] = boto3.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     body = json.loads(msg["Body"])
     assert body["MessageId"] == message_id and body["Subject"] == "[HIGH] L1 x"

@@ -13,7 +13,8 @@ import tfrepo
 from opex_operator.terraform.locks import parse_state_lock
 from opex_operator.terraform.plan import parse_show_json
 from opex_operator.terraform.runner import Terraform
-from opex_operator.terraform.workspace import SourceError, fetch_git
+from opex_operator.terraform.session import Session
+from opex_operator.terraform.workspace import RunDir, SourceError, fetch_git
 
 LOCAL = """\
 resource "terraform_data" "a" {
@@ -22,25 +23,32 @@ resource "terraform_data" "a" {
 """
 
 
-def tf(binary: str, workdir: Path) -> Terraform:
-    env = {"PATH": os.environ["PATH"], "HOME": str(workdir), "TF_CLI_CONFIG_FILE": os.devnull}
+def tf(binary: str, workdir: Path, env: dict[str, str] | None = None) -> Terraform:
+    env = env or {"PATH": os.environ["PATH"], "HOME": str(workdir), "TF_CLI_CONFIG_FILE": os.devnull}
     return Terraform(binary, workdir, env)
+
+
+def session(t: Terraform, run_dir: Path) -> Session:
+    """The workspace session over an initialised directory, as Workspaces.open gives it."""
+    return Session(t, RunDir(run_dir), None, "test", "test", time.monotonic() + 120)
 
 
 def test_detailed_exit_codes_and_show_json(terraform_bin, tmp_path):
     (tmp_path / "main.tf").write_text(LOCAL % "one")
     t = tf(terraform_bin, tmp_path)
+    s = session(t, tmp_path / "run")
 
     async def scenario():
         assert (await t.init({}, timeout=60)).ok
-        changes = await t.plan("p.tfplan", "5s", None, timeout=60)
-        assert changes.exit_code == 2
-        summary = parse_show_json(await t.show_json("p.tfplan", timeout=60))
+        s.run_dir.root.mkdir()
+        changes = await s.plan("5s")
+        assert changes.exit_code == 2 and s.has_saved_plan()
+        summary = parse_show_json(await s.show_plan())
         assert [c.address for c in summary.changes] == ["terraform_data.a"] and summary.add == 1
-        assert (await t.apply_plan("p.tfplan", "5s", timeout=60)).ok
-        assert (await t.plan("p.tfplan", "5s", None, timeout=60)).exit_code == 0
+        assert (await s.apply_saved_plan("5s")).ok
+        assert (await s.plan("5s")).exit_code == 0
         (tmp_path / "main.tf").write_text(LOCAL % "one\" +")
-        broken = await t.plan("p.tfplan", "5s", None, timeout=60)
+        broken = await s.plan("5s")
         assert broken.exit_code == 1 and "Error" in broken.diagnostic()
         assert await t.version() == (await t.version())
 
@@ -96,15 +104,17 @@ def test_lock_error_from_a_held_s3_lock_and_force_unlock(terraform_bin, tmp_path
                 o["Key"].endswith(".tflock") for o in s3.list_objects_v2(Bucket=bucket)["Contents"]):
             assert time.monotonic() < deadline, "the holder never took the lock"
             time.sleep(0.2)
-        t = Terraform(terraform_bin, checker_dir, {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
+        t = tf(terraform_bin, checker_dir, {**os.environ, "TF_CLI_CONFIG_FILE": os.devnull})
+        s = session(t, tmp_path / "run")
+        s.run_dir.root.mkdir()
 
         async def scenario():
-            blocked = await t.plan("p.tfplan", "1s", None, timeout=60)
+            blocked = await s.plan("1s")
             lock = parse_state_lock(blocked.stderr)
             assert blocked.exit_code == 1 and lock is not None and lock.operation == "OperationTypeApply"
-            wrong = await t.force_unlock("not-the-lock", timeout=60)
+            wrong = await s.force_unlock("not-the-lock")
             assert not wrong.ok
-            assert (await t.force_unlock(lock.id, timeout=60)).ok
+            assert (await s.force_unlock(lock.id)).ok
             return lock
 
         lock = asyncio.run(scenario())

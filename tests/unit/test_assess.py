@@ -5,9 +5,9 @@ import asyncio
 
 from botocore.exceptions import ClientError
 
-from factories import NOW, build, erroring_lambda, failed_pipeline, lines, spec
+from support.builders import NOW, build, erroring_lambda, failed_pipeline, lines, spec
 from opex_operator.aws.errors import translate
-from opex_operator.runbooks.assess import assess
+from opex_operator.controllers.incident_assess import assess
 from test_lock_parse import BOXED
 
 

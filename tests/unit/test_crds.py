@@ -74,10 +74,11 @@ def test_committed_yaml_parses_as_one_document_per_kind():
         assert yaml.safe_load(f.read_text())["kind"] == "CustomResourceDefinition"
 
 
+@pytest.mark.parametrize("part", ["spec", "status"])
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
-def test_every_spec_field_is_described_for_kubectl_explain(kind):
-    spec = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    undocumented = [path for path, node in _walk(spec, "spec") if path != "spec" and not node.get("description")
+def test_every_field_is_described_for_kubectl_explain(kind, part):
+    schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][part]
+    undocumented = [path for path, node in _walk(schema, part) if path != part and not node.get("description")
                     and not (path.endswith(("[]", "{}")) and node["type"] != "object")]  # scalars: the field says
     assert undocumented == []
     assert "seed" not in render(kind)  # the operator's own wording, not our internal notes

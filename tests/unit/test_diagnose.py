@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from factories import (NOW, build, denied_event, erroring_lambda, failed_pipeline, healthy_lambda, lines,
+from support.builders import (NOW, build, denied_event, erroring_lambda, failed_pipeline, healthy_lambda, lines,
                        observations, rds)
 from opex_operator.api.incident import RootCauseCategory as Cat
 from opex_operator.runbooks.diagnose import MAX_EVIDENCE, classify, error_lines, findings

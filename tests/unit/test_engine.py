@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from factories import spec
-from opex_operator.api.incident import IncidentPhase, IncidentStatus, Step, StepState
-from opex_operator.runbooks.engine import Move, decide, unknown_approvals
+import datetime as dt
+
+from support.builders import NOW, spec
+from opex_operator.api.incident import EscalationLevel, EscalationStatus, IncidentPhase, IncidentStatus, Step, StepState
+from opex_operator.runbooks import engine
+from opex_operator.runbooks.engine import Move, Situation, VerifyFacts, VerifyOutcome, unknown_approvals
+from opex_operator.runbooks.facts import FunctionState
 from opex_operator.runbooks.plan import read_step
 
 ROLLBACK = "rollback-lambda-checkout-api"
@@ -20,7 +24,11 @@ def status(*steps: tuple[str, StepState], phase=IncidentPhase.DIAGNOSING, mutati
             s = Step(id=step_id, action="lambda:UpdateFunctionCode", mutating=step_id in mutating)
         s.state = state
         out.append(s)
-    return IncidentStatus(phase=phase, steps=out)
+    return IncidentStatus(phase=phase, steps=out, detected_at=NOW, escalation=EscalationStatus(current_level=1))
+
+
+def decide(spec, status, now=NOW, **situation):
+    return engine.decide(spec, status, Situation(now=now, **situation))
 
 
 DONE = StepState.SUCCEEDED
@@ -28,14 +36,45 @@ PLANNED = [("assess", DONE), ("classify", DONE), (ROLLBACK, StepState.PENDING), 
            ("notify-resolved", StepState.PENDING)]
 
 
-def test_a_new_incident_is_assessed_first():
-    d = decide(spec(), IncidentStatus())
-    assert d.move == Move.RUN and d.step.id == "assess"
+LEVELS = [EscalationLevel(level=1, contact="DevOps lead"), EscalationLevel(level=2, contact="EM", after_seconds=1800)]
 
 
-def test_classification_follows_assessment():
-    d = decide(spec(), status(("assess", DONE)))
-    assert d.move == Move.RUN and d.step.id == "classify"
+def test_a_new_incident_is_detected_then_assessed():
+    assert decide(spec(), IncidentStatus()).move == Move.DETECT
+    assert decide(spec(), IncidentStatus(phase=IncidentPhase.DETECTED, detected_at=NOW)).move == Move.ASSESS
+
+
+def test_a_half_done_assessment_is_done_again():
+    assert decide(spec(), status(("assess", DONE))).move == Move.ASSESS
+
+
+def test_a_namespace_outside_policy_is_refused_before_anything_is_read():
+    d = decide(spec(), IncidentStatus(phase=IncidentPhase.DETECTED, detected_at=NOW), denied="no rule matches")
+    assert d.move == Move.DENY
+
+
+def test_the_first_page_waits_for_the_diagnosis_but_not_longer_than_a_minute():
+    fresh = IncidentStatus(phase=IncidentPhase.ASSESSING, detected_at=NOW)
+    assert decide(spec(), fresh, levels=LEVELS).move == Move.ASSESS
+    late = decide(spec(), fresh, now=NOW + dt.timedelta(seconds=61), levels=LEVELS)
+    assert late.move == Move.ESCALATE and [lv.level for lv in late.levels] == [1]
+    diagnosed = status(*PLANNED)
+    diagnosed.escalation = None
+    d = decide(spec(), diagnosed, levels=LEVELS)
+    assert d.move == Move.ESCALATE and [lv.level for lv in d.levels] == [1]
+
+
+def test_the_next_level_is_paged_when_its_time_comes_before_any_other_move():
+    d = decide(spec(remediation={"mode": "Auto"}), status(*PLANNED), now=NOW + dt.timedelta(minutes=31),
+               levels=LEVELS)
+    assert d.move == Move.ESCALATE and [lv.level for lv in d.levels] == [2]
+
+
+def test_no_applicable_level_is_recorded_once():
+    diagnosed = status(*PLANNED)
+    diagnosed.escalation = None
+    assert decide(spec(), diagnosed).move == Move.ESCALATE
+    assert decide(spec(), status(*PLANNED)).move == Move.AWAIT_APPROVAL
 
 
 def test_manual_mode_waits_for_the_step_id_in_approved_steps():
@@ -81,7 +120,7 @@ def test_failed_step_with_continue_moves_on():
 
 def test_verify_then_notify_then_resolve():
     base = [("assess", DONE), ("classify", DONE), (ROLLBACK, DONE)]
-    assert decide(spec(), status(*base, ("verify", StepState.PENDING))).step.id == "verify"
+    assert decide(spec(), status(*base, ("verify", StepState.PENDING))).move == Move.VERIFY
     assert decide(spec(), status(*base, ("verify", DONE), ("notify-resolved", StepState.PENDING))).step.id == \
         "notify-resolved"
     assert decide(spec(), status(*base, ("verify", DONE), ("notify-resolved", StepState.SKIPPED))).move == Move.RESOLVE
@@ -102,3 +141,31 @@ def test_unknown_approvals_are_reported_only_once_the_plan_exists():
     s = spec(remediation={"approvedSteps": ["rollback-lambda-typo", ROLLBACK]})
     assert unknown_approvals(s, status(("assess", DONE))) == []
     assert unknown_approvals(s, status(*PLANNED)) == ["rollback-lambda-typo"]
+
+
+def running(sha="v1sha", update="Successful") -> FunctionState:
+    return FunctionState("checkout-api", "$LATEST", sha, "Active", update)
+
+
+def test_verified_when_the_function_settled_and_logged_no_error_since_its_step():
+    st = status(("assess", DONE), ("classify", DONE), (ROLLBACK, DONE))
+    outcome, text = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(), [])}), None)
+    assert outcome == VerifyOutcome.VERIFIED and "no ERROR events" in text
+
+
+def test_errors_after_the_step_fail_verification_and_an_update_in_flight_waits():
+    st = status(("assess", DONE), ("classify", DONE), (ROLLBACK, DONE))
+    failed, text = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(), ["[ERROR] boom"])}), None)
+    assert failed == VerifyOutcome.FAILED and "[ERROR] boom" in text
+    pending, _ = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(update="InProgress"), [])}), None)
+    assert pending == VerifyOutcome.PENDING
+
+
+def test_without_a_step_only_a_new_successful_pipeline_execution_verifies_a_manual_fix():
+    st = status(("assess", DONE), ("classify", DONE))
+    old = VerifyFacts(newest_execution=("e-1", "Succeeded", NOW - dt.timedelta(minutes=5)))
+    new = VerifyFacts(newest_execution=("e-2", "Succeeded", NOW + dt.timedelta(minutes=5)))
+    assert engine.verify(st, old, "checkout-pipeline")[0] == VerifyOutcome.PENDING
+    assert engine.verify(st, new, "checkout-pipeline") == (VerifyOutcome.VERIFIED,
+                                                             "a new execution e-2 of checkout-pipeline succeeded")
+    assert engine.verify(st, VerifyFacts(), None) == (VerifyOutcome.PENDING, "nothing to observe automatically")

@@ -5,24 +5,29 @@ import asyncio
 
 import pytest
 
+from opex_operator.api.driftcheck import DriftCheckStatus
 from opex_operator.api.incident import IncidentStatus
 from opex_operator.api.rollback import RollbackStatus
-from opex_operator.controllers.base import Observed
+from opex_operator.controllers.driftcheck import DriftCheckController
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.controllers.rollback import RollbackController
-from opex_operator.kube import ObjectRef
 from opex_operator.policy import Policy
-from test_driftcheck_concurrency import Recorder
+from support.fakes import FakeAws, FakeObjects, FakeWorkspaces, condition, observed, sink_of
 
 
-@pytest.mark.parametrize("controller,status,spec,field", [
-    (IncidentController(None, Policy(), None, None), IncidentStatus(), {"severity": "high"}, "spec.type"),
-    (RollbackController(None, Policy(), None), RollbackStatus(), {"lambda": {"to": {"previous": True}}},
-     "spec.lambda.functionName"),
+@pytest.mark.parametrize("controller,status,spec,field,phase", [
+    (IncidentController(FakeAws(), FakeObjects(), FakeWorkspaces(), Policy(), None), IncidentStatus(),
+     {"severity": "high"}, "spec.type", "Failed"),
+    (RollbackController(FakeAws(), FakeObjects(), Policy()), RollbackStatus(), {"lambda": {"to": {"previous": True}}},
+     "spec.lambda.functionName", "Failed"),
+    (DriftCheckController(FakeObjects(), FakeWorkspaces()), DriftCheckStatus(), {"schedule": []}, "spec.schedule",
+     None),
 ])
-def test_invalid_spec_fails_naming_the_field(controller, status, spec, field):
-    obj = Observed(ObjectRef("x", "ns", "bad", "uid"), 3, {}, {}, spec, status, Recorder())
+def test_invalid_spec_stalls_naming_the_field(controller, status, spec, field, phase):
+    obj = observed(status, spec, controller.resource.plural, generation=3)
     assert asyncio.run(controller.reconcile(obj)) is None
-    ready = next(c for c in status.conditions if c.type == "Ready")
-    assert status.phase.value == "Failed" and ready.reason == "InvalidSpec" and ready.message.startswith(field)
-    assert status.observed_generation == 3 and obj.recorder.events[0][1] == "InvalidSpec"
+    ready, stalled = condition(status, "Ready"), condition(status, "Stalled")
+    assert (ready.status, ready.reason) == ("False", "InvalidSpec") and ready.message.startswith(field)
+    assert stalled.status == "True" and ready.observed_generation == 3
+    assert getattr(status, "phase", None) == phase
+    assert status.observed_generation == 3 and sink_of(obj).reasons() == ["InvalidSpec"]

@@ -1,4 +1,4 @@
-from opex_operator.handlers.runtime import merge_patch
+from opex_operator.controllers.status import merge_patch
 
 
 def test_nested_removed_key_becomes_null_and_unchanged_keys_are_left_out():

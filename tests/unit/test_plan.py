@@ -1,4 +1,4 @@
-from factories import erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
+from support.builders import erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
 from opex_operator.api.common import StateLock
 from opex_operator.api.incident import RootCause, RootCauseCategory as Cat
 from opex_operator.runbooks.plan import remediation_steps, slug
@@ -64,7 +64,7 @@ def test_slug_is_a_valid_step_id_part():
 
 
 def test_terraform_naming_conflict_is_imported_in_the_drift_checks_workspace_then_retried():
-    from factories import lines
+    from support.builders import lines
 
     log = lines("│ Error: creating IAM Role (checkout-exec): operation error IAM: CreateRole, StatusCode: 409, "
                 "EntityAlreadyExists: Role with name checkout-exec already exists.", "│ ",

@@ -1,6 +1,6 @@
 import datetime as dt
 
-from factories import NOW, spec
+from support.builders import NOW, spec
 from opex_operator.api.incident import (IncidentPhase, IncidentStatus, RootCause, RootCauseCategory as Cat, Step,
                                         StepState)
 from opex_operator.runbooks.postincident import markdown, record

@@ -9,7 +9,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # DNS-1123 label: names of Kubernetes objects, step ids, environments.
@@ -29,9 +29,30 @@ MAX_CONDITIONS = 16
 MAX_TIMELINE = 50
 
 
+TRUNCATED = " …[truncated]"
+
+
 def text(max_length: int, pattern: str | None = None) -> Any:
-    """A bounded string type for list items and map values (``list[text(63)]``)."""
+    """A bounded string type for spec list items and map values (``list[text(63)]``): longer input is refused."""
     return Annotated[str, Field(max_length=max_length, pattern=pattern)]
+
+
+def truncate(value: str, max_length: int) -> str:
+    """``value`` cut to ``max_length`` characters, ending in :data:`TRUNCATED` when it was longer."""
+    if len(value) <= max_length:
+        return value
+    return value[: max_length - len(TRUNCATED)] + TRUNCATED
+
+
+def bounded(max_length: int, description: str | None = None) -> Any:
+    """A status string type of at most ``max_length`` characters (the CRD's ``maxLength``).
+
+    Longer values are cut with :data:`TRUNCATED` when assigned, so text the operator writes
+    (AWS messages, Terraform diagnostics, log lines) can never make a status write fail with
+    422. Spec strings use :func:`text` instead: a person's input is refused, not cut.
+    """
+    return Annotated[str, BeforeValidator(lambda v: truncate(v, max_length) if isinstance(v, str) else v),
+                     Field(max_length=max_length, description=description)]
 
 
 class Model(BaseModel):
@@ -42,6 +63,13 @@ class Model(BaseModel):
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Status(Model):
+    """Base of the status models: every assignment is validated, so bounded strings are cut and
+    nested models are built from their own types (never a dict stored in a typed field)."""
+
+    model_config = Model.model_config | ConfigDict(validate_assignment=True)
 
 
 def obj_default() -> dict[str, Any]:
@@ -59,7 +87,7 @@ class ConditionStatus(StrEnum):
     UNKNOWN = "Unknown"
 
 
-class Condition(Model):
+class Condition(Status):
     """One aspect of the observed state, in the shape of ``metav1.Condition``."""
 
     type: str = Field(max_length=316, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
@@ -67,7 +95,7 @@ class Condition(Model):
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(min_length=1, max_length=1024, pattern=REASON,
                         description="A programmatic identifier for the last transition, in CamelCase.")
-    message: str = Field(max_length=32768, description="A human-readable message: what happened and what to do.")
+    message: bounded(32768, "A human-readable message: what happened and what to do.")
     last_transition_time: dt.datetime = Field(description="When the status last changed.")
     observed_generation: int | None = Field(default=None, ge=0,
                                             description="The .metadata.generation the condition was set from.")
@@ -84,13 +112,13 @@ class EventType(StrEnum):
     WARNING = "Warning"
 
 
-class TimelineEntry(Model):
+class TimelineEntry(Status):
     """One entry of a resource's audit trail; the same text is posted as a Kubernetes Event."""
 
-    time: dt.datetime
-    type: EventType = EventType.NORMAL
-    reason: str = Field(max_length=128, pattern=REASON)
-    message: str = Field(max_length=1024)
+    time: dt.datetime = Field(description="When it happened.")
+    type: EventType = Field(default=EventType.NORMAL, description="Normal or Warning, as the Event's type.")
+    reason: str = Field(max_length=128, pattern=REASON, description="What happened, in CamelCase (the Event's reason).")
+    message: bounded(1024, "What happened and what to do, as the Event's message.")
 
 
 def timeline_field() -> Any:
@@ -112,16 +140,31 @@ class SecretKeyReference(Model):
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret.")
 
 
-class StateLock(Model):
+class StateLock(Status):
     """A Terraform state lock, as ``Error acquiring the state lock`` reports it (its Lock Info block)."""
 
     id: str = Field(max_length=256, description="Lock ID; a UUID for most backends, but not always.")
-    path: str | None = Field(default=None, max_length=1024)
-    operation: str | None = Field(default=None, max_length=128, description="e.g. OperationTypeApply.")
-    who: str | None = Field(default=None, max_length=256, description="user@host that holds the lock.")
-    version: str | None = Field(default=None, max_length=64, description="Terraform version of the holder.")
+    path: bounded(1024, "State path the lock guards.") | None = None
+    operation: bounded(128, "What the holder runs, e.g. OperationTypeApply.") | None = None
+    who: bounded(256, "user@host that holds the lock.") | None = None
+    version: bounded(64, "Terraform version of the holder.") | None = None
     created: dt.datetime | None = Field(default=None, description="When the lock was taken.")
-    info: str | None = Field(default=None, max_length=1024)
+    info: bounded(1024, "Free text the holder attached.") | None = None
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """An aware UTC-or-offset datetime from what APIs give: a datetime (naive means UTC), Unix
+    seconds, or an RFC 3339 / ISO 8601 string (``Z`` accepted); None when absent or unreadable."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    try:
+        return parse_time(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 def now() -> dt.datetime:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from .common import (DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock,
-                     TimelineEntry, conditions_field, obj_default, text, timeline_field)
+from .conditions import RECONCILING, STALLED
+from .common import (DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
+                     TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro; croniter checks the
 # values, the API server the shape (CEL has no cron parser).
@@ -22,6 +23,8 @@ CRON = (r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
         r"[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4})$")
 TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 CHECKSUM = r"^sha256:[a-f0-9]{64}$"
+# Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
+RUN_ANNOTATION = "opex.dev/run-requested"
 TF_ADDRESS = r"^[A-Za-z0-9_.\[\]\"\-*?/:]+$"
 MAX_DRIFTED = 100
 
@@ -183,68 +186,100 @@ class Outcome(StrEnum):
     LOCK_HELD = "LockHeld"
 
 
-class RunResult(Model):
-    exit_code: int | None = None
-    outcome: Outcome
-    terraform_version: str | None = Field(default=None, max_length=64)
-    plan_checksum: str | None = Field(default=None, max_length=71, pattern=CHECKSUM)
-    add: int = Field(default=0, ge=0)
-    change: int = Field(default=0, ge=0)
-    import_: int = Field(default=0, ge=0, alias="import")
-    remove: int = Field(default=0, ge=0)
-    duration_seconds: float | None = Field(default=None, ge=0)
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    source_revision: str | None = Field(default=None, max_length=256, description="Git commit or ConfigMap checked.")
-    trigger: str | None = Field(default=None, max_length=128, description="Schedule slot or on-demand request.")
-    message: str | None = Field(default=None, max_length=2048,
-                                description="First lines of Terraform's diagnostic when the run failed.")
+class RunResult(Status):
+    """One run of the check: terraform plan -detailed-exitcode and what it found."""
+
+    exit_code: int | None = Field(default=None, description="terraform plan -detailed-exitcode: 0 no changes, 1 error, "
+                                                            "2 changes present.")
+    outcome: Outcome = Field(description="NoDrift, DriftDetected, PlanFailed or LockHeld.")
+    terraform_version: str | None = Field(default=None, max_length=64, description="Version of the CLI that ran.")
+    plan_checksum: str | None = Field(default=None, max_length=71, pattern=CHECKSUM,
+                                      description="sha256 of what the saved plan would do; approve it in "
+                                                  "spec.resolution.approvedPlanChecksum.")
+    add: int = Field(default=0, ge=0, description="Resources to add.")
+    change: int = Field(default=0, ge=0, description="Resources to change in place.")
+    import_: int = Field(default=0, ge=0, alias="import", description="Resources to import.")
+    remove: int = Field(default=0, ge=0, description="Resources to destroy.")
+    duration_seconds: float | None = Field(default=None, ge=0, description="Wall time of the run, in seconds.")
+    started_at: dt.datetime | None = Field(default=None, description="When the run started.")
+    finished_at: dt.datetime | None = Field(default=None, description="When the run ended.")
+    source_revision: bounded(256, "Git commit or ConfigMap checked.") | None = None
+    trigger: bounded(128, "Schedule slot or on-demand request.") | None = None
+    message: bounded(2048, "First lines of Terraform's diagnostic when the run failed.") | None = None
 
 
-class DriftedResource(Model):
-    address: str = Field(max_length=512)
-    actions: list[Action] = Field(max_length=4)
+class DriftedResource(Status):
+    """One resource that differs, as the plan JSON names it."""
+
+    address: bounded(512, "Resource address, e.g. module.vpc.aws_subnet.private[0].")
+    actions: list[Action] = Field(max_length=4, description="Planned actions, e.g. [update] or [delete, create].")
     reason: str = Field(max_length=32, description="drift (changed outside Terraform) or change (config differs).")
-    action_reason: str | None = Field(default=None, max_length=128)
+    action_reason: bounded(128, "Terraform's action_reason, e.g. replace_because_cannot_update.") | None = None
 
 
-class ReportRef(Model):
-    name: str = Field(max_length=253)
+class ReportRef(Status):
+    """The report ConfigMap of the last successful run."""
+
+    name: str = Field(max_length=253, description="ConfigMap name, in this namespace.")
     truncated: bool = Field(default=False, description="The full plan JSON did not fit and was left out.")
 
 
 class ObservedLock(StateLock):
-    first_seen_at: dt.datetime | None = None
+    """A held state lock as the last runs saw it."""
+
+    first_seen_at: dt.datetime | None = Field(default=None, description="When a run first found this lock.")
     seen_count: int = Field(default=1, ge=1, description="Consecutive runs that found this lock.")
+    unlock_attempted_at: dt.datetime | None = Field(default=None, description="When the operator ran force-unlock "
+                                                    "on it (lock.forceUnlock IfOrphaned); never twice for one lock.")
 
 
-class ResolutionRecord(Model):
-    strategy: ResolutionStrategy
-    plan_checksum: str | None = Field(default=None, max_length=71)
-    outcome: str = Field(max_length=32, description="Succeeded, Failed or Skipped.")
-    time: dt.datetime
-    message: str | None = Field(default=None, max_length=1024)
+class ResolutionOutcome(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
 
 
-class DriftCheckStatus(Model):
+class ResolutionRecord(Status):
+    """The last resolution of drift (apply, refresh-only or import) and how it ended."""
+
+    strategy: ResolutionStrategy = Field(description="Apply, RefreshOnly or Import.")
+    plan_checksum: str | None = Field(default=None, max_length=71, description="The plan it resolved.")
+    outcome: ResolutionOutcome = Field(description="Running (recorded before Terraform starts), Succeeded, Failed, or "
+                                                   "Skipped (nothing to do, e.g. every address already imported).")
+    time: dt.datetime = Field(description="When it was recorded.")
+    message: bounded(1024, "What Terraform did, or its diagnostic.") | None = None
+
+
+class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
-    observed_generation: int | None = Field(default=None, ge=0)
-    conditions: list[Condition] = conditions_field("Ready, Drifted (NoDrift, DriftDetected, PlanFailed, LockHeld), Remediating.")
-    last_schedule_time: dt.datetime | None = None
-    next_schedule_time: dt.datetime | None = None
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Checked")
+
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
+    conditions: list[Condition] = conditions_field(
+        "Ready (the summary of Stalled, Reconciling and Checked), Checked (the last run worked), Drifted "
+        "(NoDrift, DriftDetected, PlanFailed, LockHeld), Remediating.")
+    last_schedule_time: dt.datetime | None = Field(default=None, description="The last schedule slot taken (run or "
+                                                   "skipped); recorded before the run, so a restart never repeats it.")
+    next_schedule_time: dt.datetime | None = Field(default=None, description="The next slot; absent while suspended.")
     running_since: dt.datetime | None = Field(default=None, description="Set while a run is in progress.")
-    last_successful_check_time: dt.datetime | None = None
-    last_drift_detected_time: dt.datetime | None = None
-    last_result: RunResult | None = None
-    drifted_count: int | None = Field(default=None, ge=0)
-    drifted_resources: list[DriftedResource] = Field(default_factory=list, max_length=MAX_DRIFTED)
-    report_ref: ReportRef | None = None
-    lock: ObservedLock | None = None
-    consecutive_failures: int = Field(default=0, ge=0)
+    pending_run: bounded(128, "A run the operator owes right away, and why: to verify a resolution, or after "
+                         "force-unlocking an orphaned lock.") | None = None
+    last_successful_check_time: dt.datetime | None = Field(default=None, description="When a run last succeeded.")
+    last_drift_detected_time: dt.datetime | None = Field(default=None, description="When a run last found drift.")
+    last_result: RunResult | None = Field(default=None, description="The last run.")
+    drifted_count: int | None = Field(default=None, ge=0, description="Resources that differ in the last run.")
+    drifted_resources: list[DriftedResource] = Field(default_factory=list, max_length=MAX_DRIFTED,
+                                                     description=f"The first {MAX_DRIFTED} resources that differ.")
+    report_ref: ReportRef | None = Field(default=None, description="Report ConfigMap of the last successful run.")
+    lock: ObservedLock | None = Field(default=None, description="The state lock the last run found held.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Runs in a row that did not succeed.")
     last_run_request: str | None = Field(default=None, max_length=64,
                                          description="The opex.dev/run-requested annotation value last honoured.")
-    last_resolution: ResolutionRecord | None = None
+    last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
+    resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "
+                                     "approval Auto backs off as it grows and stops at 3.")
     timeline: list[TimelineEntry] = timeline_field()
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import Field
 
-from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model,
-                     SecretKeyReference, StateLock, TimelineEntry, conditions_field, obj_default,
-                     text, timeline_field)
+from .conditions import RECONCILING, STALLED
+from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
+                     Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 
 STEP_ID = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 LAMBDA_NAME = r"^[a-zA-Z0-9-_]+$"
@@ -271,6 +272,7 @@ class IncidentPhase(StrEnum):
     DIAGNOSING = "Diagnosing"
     AWAITING_APPROVAL = "AwaitingApproval"
     REMEDIATING = "Remediating"
+    MANUAL_ACTION_REQUIRED = "ManualActionRequired"
     RESOLVED = "Resolved"
     FAILED = "Failed"
     CLOSED = "Closed"
@@ -282,17 +284,17 @@ class FindingSeverity(StrEnum):
     ERROR = "Error"
 
 
-class Finding(Model):
+class Finding(Status):
     """Something the assessment saw, with the evidence excerpt that shows it."""
 
     id: str = Field(max_length=16, description="F1, F2, ... (root causes cite them).")
     source: str = Field(max_length=64, description="CodePipeline, CodeBuild, CloudWatchLogs, Lambda, APIGateway, "
                                                    "RDS, EC2, CloudTrail, Terraform or Operator.")
-    resource: str = Field(max_length=512)
-    severity: FindingSeverity = FindingSeverity.INFO
-    observed: str = Field(max_length=1024, description="What was seen.")
-    evidence: str | None = Field(default=None, max_length=2048, description="Excerpt (log lines, API fields).")
-    time: dt.datetime | None = None
+    resource: bounded(512, "The resource it is about, e.g. function/checkout-api or pipeline/checkout.")
+    severity: FindingSeverity = Field(default=FindingSeverity.INFO, description="Info, Warning or Error.")
+    observed: bounded(1024, "What was seen.")
+    evidence: bounded(2048, "Excerpt that shows it (log lines, API fields); never a secret value.") | None = None
+    time: dt.datetime | None = Field(default=None, description="When it happened, when the source says.")
 
 
 class RootCauseCategory(StrEnum):
@@ -311,12 +313,14 @@ class RootCauseCategory(StrEnum):
     UNKNOWN = "Unknown"
 
 
-class RootCause(Model):
-    category: RootCauseCategory
-    summary: str = Field(max_length=1024)
+class RootCause(Status):
+    """The diagnosis: the failure category the findings support best, and which findings carried it."""
+
+    category: RootCauseCategory = Field(description="The runbook's failure category; Unknown when no rule matched.")
+    summary: bounded(1024, "One line naming what failed and why, e.g. the denied IAM action and its principal.")
     evidence: list[FindingId] = Field(default_factory=list, max_length=10,
                                      description="Ids of the findings that decided it.")
-    identified_at: dt.datetime | None = None
+    identified_at: dt.datetime | None = Field(default=None, description="When the diagnosis was made.")
     lock: StateLock | None = Field(default=None, description="The state lock, for TerraformStateLock.")
 
 
@@ -330,70 +334,90 @@ class StepState(StrEnum):
     DRY_RUN = "DryRun"
 
 
-class Step(Model):
+class Step(Status):
     """A runbook step and its checkpoint: intent is recorded before a call, the outcome after."""
 
-    id: str = Field(max_length=100, pattern=STEP_ID)
-    action: str = Field(max_length=128, description="e.g. lambda:UpdateAlias, codepipeline:RetryStageExecution.")
-    mutating: bool = False
-    state: StepState = StepState.PENDING
-    attempts: int = Field(default=0, ge=0)
-    inputs: str | None = Field(default=None, max_length=1024, description="Summary of the inputs (no secret values).")
-    params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with.",
-                                   json_schema_extra={"maxProperties": 12})
-    outputs: str | None = Field(default=None, max_length=2048)
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    error: str | None = Field(default=None, max_length=2048)
+    id: str = Field(max_length=100, pattern=STEP_ID, description="Stable id; approve it in spec.remediation.approvedSteps.")
+    action: str = Field(max_length=128, description="The IAM-style action the operator policy checks, e.g. "
+                                                    "lambda:UpdateAlias, codepipeline:RetryStageExecution.")
+    mutating: bool = Field(default=False, description="True when the step changes AWS or Terraform state (gated).")
+    state: StepState = Field(default=StepState.PENDING, description="Pending, AwaitingApproval, Running, Succeeded, "
+                                                                    "Failed, Skipped or DryRun.")
+    attempts: int = Field(default=0, ge=0, description="How many times the step was started.")
+    inputs: bounded(1024, "What the step does, in words (no secret values).") | None = None
+    params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with (its "
+                                   "action's parameters; never a secret value).", json_schema_extra={"maxProperties": 12})
+    outputs: bounded(2048, "What the step did or saw.") | None = None
+    started_at: dt.datetime | None = Field(default=None, description="When the step (its last attempt) started.")
+    finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
+    error: bounded(2048, "Why the last attempt failed.") | None = None
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
 
 
-class Notification(Model):
-    level: int = Field(ge=1, le=3)
-    contact: str = Field(max_length=128)
+class Notification(Status):
+    """One page sent (or attempted) to one channel."""
+
+    level: int = Field(ge=1, le=3, description="Escalation level paged.")
+    contact: bounded(128, "Who the level pages, e.g. DevOps lead.")
     channel: str = Field(max_length=16, description="SNS or Webhook.")
     target: str = Field(max_length=256, description="Topic ARN, or 'webhook' (its URL is a secret).")
-    time: dt.datetime
-    message_id: str | None = Field(default=None, max_length=128)
-    error: str | None = Field(default=None, max_length=1024)
+    time: dt.datetime = Field(description="When it was sent.")
+    message_id: str | None = Field(default=None, max_length=128, description="SNS MessageId of a delivered page.")
+    error: bounded(1024, "Why delivery failed.") | None = None
 
 
-class EscalationStatus(Model):
-    current_level: int = Field(default=0, ge=0, le=3)
-    next_level: int | None = Field(default=None, ge=1, le=3)
-    next_escalation_at: dt.datetime | None = None
-    notified: list[Notification] = Field(default_factory=list, max_length=30)
+class EscalationStatus(Status):
+    """Where the incident stands in the escalation matrix."""
+
+    current_level: int = Field(default=0, ge=0, le=3, description="Highest level paged so far (0: none yet).")
+    next_level: int | None = Field(default=None, ge=1, le=3, description="The level paged next if still unresolved.")
+    next_escalation_at: dt.datetime | None = Field(default=None, description="When the next level is due.")
+    notified: list[Notification] = Field(default_factory=list, max_length=30,
+                                         description="Pages sent, newest last (the last 30).")
 
 
-class PostIncident(Model):
+class PostIncident(Status):
     """The post-incident record; the same in Markdown in the ConfigMap named by report_ref."""
 
-    written_at: dt.datetime
-    duration_seconds: int | None = Field(default=None, ge=0, description="Detection to resolution.")
-    time_to_assess_seconds: int | None = Field(default=None, ge=0)
-    root_cause: str | None = Field(default=None, max_length=1024)
-    action_items: list[ActionItem] = Field(default_factory=list, max_length=20)
-    post_mortem_required: bool = False
-    report_ref: LocalObjectReference | None = None
+    written_at: dt.datetime = Field(description="When the record was written.")
+    duration_seconds: int | None = Field(default=None, ge=0, description="Detection to resolution, in seconds.")
+    time_to_assess_seconds: int | None = Field(default=None, ge=0, description="Detection to assessment, in seconds.")
+    root_cause: bounded(1024, "Category and summary of the root cause.") | None = None
+    action_items: list[ActionItem] = Field(default_factory=list, max_length=20,
+                                           description="Follow-ups (post-mortem, runbook updates, monitoring gaps).")
+    post_mortem_required: bool = Field(default=False, description="True for critical and high severity.")
+    report_ref: LocalObjectReference | None = Field(default=None, description="ConfigMap with the Markdown report.")
 
 
-class IncidentStatus(Model):
+class IncidentStatus(Status):
     """Observed state of an Incident, written only by the operator."""
 
-    phase: IncidentPhase | None = None
-    observed_generation: int | None = Field(default=None, ge=0)
+    PHASE_MARKERS: ClassVar[dict[IncidentPhase, str | None]] = {
+        IncidentPhase.DETECTED: RECONCILING, IncidentPhase.ASSESSING: RECONCILING,
+        IncidentPhase.DIAGNOSING: RECONCILING, IncidentPhase.REMEDIATING: RECONCILING,
+        IncidentPhase.FAILED: STALLED, IncidentPhase.AWAITING_APPROVAL: None,
+        IncidentPhase.MANUAL_ACTION_REQUIRED: None, IncidentPhase.RESOLVED: None, IncidentPhase.CLOSED: None}
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Closed", "Remediated")
+
+    phase: IncidentPhase | None = Field(default=None, description="Detected, Assessing, Diagnosing, AwaitingApproval, "
+                                        "Remediating, ManualActionRequired, Resolved, Failed or Closed.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field(
-        "Ready, Assessed, RootCauseIdentified, Remediated, Escalated.")
-    findings: list[Finding] = Field(default_factory=list, max_length=MAX_FINDINGS)
-    root_cause: RootCause | None = None
-    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
-    escalation: EscalationStatus | None = None
+        "Ready (the summary of Stalled, Reconciling, Closed and Remediated), Assessed, RootCauseIdentified, "
+        "Remediated, Escalated, ApprovalsValid, Closed.")
+    findings: list[Finding] = Field(default_factory=list, max_length=MAX_FINDINGS,
+                                    description="What the assessment saw (F1, F2, ...).")
+    root_cause: RootCause | None = Field(default=None, description="The diagnosis and the findings it cites.")
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS,
+                              description="The runbook's steps in order, each with its checkpoint.")
+    escalation: EscalationStatus | None = Field(default=None, description="Escalation level and pages sent.")
     timeline: list[TimelineEntry] = timeline_field()
-    detected_at: dt.datetime | None = None
-    assessed_at: dt.datetime | None = None
-    resolved_at: dt.datetime | None = None
-    closed_at: dt.datetime | None = None
-    post_incident: PostIncident | None = None
+    detected_at: dt.datetime | None = Field(default=None, description="When the incident started (the alert's "
+                                            "startsAt, else the object's creation).")
+    assessed_at: dt.datetime | None = Field(default=None, description="When the initial assessment finished (MTTA).")
+    resolved_at: dt.datetime | None = Field(default=None, description="When the fix was verified (MTTR).")
+    closed_at: dt.datetime | None = Field(default=None, description="When spec.closed was honoured.")
+    post_incident: PostIncident | None = Field(default=None, description="The post-incident record.")
 
 
 PRINTER_COLUMNS = [

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import Field
 
-from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, TimelineEntry, conditions_field, text,
-                     timeline_field)
+from .conditions import RECONCILING, STALLED
+from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, Status, TimelineEntry, bounded,
+                     conditions_field, text, timeline_field)
 from .incident import LAMBDA_NAME
 
 S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -129,58 +131,88 @@ class RollbackPhase(StrEnum):
     ABORTED = "Aborted"
 
 
-class Revision(Model):
+class Revision(Status):
     """A release of the target: enough to roll back to it (or to undo the rollback)."""
 
-    description: str | None = Field(default=None, max_length=256, description="Short form for printer columns.")
-    version: str | None = Field(default=None, max_length=16)
-    code_sha256: str | None = Field(default=None, max_length=64)
-    s3: S3Object | None = None
+    description: bounded(256, "Short form for printer columns, e.g. v2 (wErUWPWtkx…).") | None = None
+    version: str | None = Field(default=None, max_length=16, description="Lambda: the published version.")
+    code_sha256: str | None = Field(default=None, max_length=64, description="Lambda: CodeSha256 of the code.")
+    s3: S3Object | None = Field(default=None, description="Lambda: the package in S3.")
     objects: int | None = Field(default=None, ge=0, description="Static site: object count.")
     manifest_ref: LocalObjectReference | None = Field(
-        default=None, description="Static site: ConfigMap listing each key's ETag and version id.")
+        default=None, description="Static site: ConfigMap listing each key's ETag and size.")
 
 
-class RollbackStep(Model):
-    id: str = Field(max_length=64)
-    state: str = Field(max_length=32, description="Pending, Running, Succeeded, Failed, Skipped or DryRun.")
-    message: str | None = Field(default=None, max_length=1024)
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
+class RollbackStepState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    DRY_RUN = "DryRun"
 
 
-class Progress(Model):
+class RollbackStepId(StrEnum):
+    CAPTURE = "capture"
+    APPLY = "apply"
+    DELETE = "delete"
+    INVALIDATE = "invalidate"
+    VERIFY = "verify"
+    ENVIRONMENT = "environment"
+
+
+class RollbackStep(Status):
+    """One step of the rollback and its checkpoint."""
+
+    id: RollbackStepId = Field(description="capture, apply, delete, invalidate, verify or environment.")
+    state: RollbackStepState = Field(description="Pending, Running, Succeeded, Failed, Skipped or DryRun.")
+    message: bounded(1024, "What the step did or saw.") | None = None
+    started_at: dt.datetime | None = Field(default=None, description="When the step started.")
+    finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
+
+
+class Progress(Status):
     """Static site restore: objects in the backup (total), copied, already equal (unchanged), and live
     objects absent from the backup (extraneous) and how many of them were deleted."""
 
-    total: int = Field(default=0, ge=0)
-    copied: int = Field(default=0, ge=0)
-    unchanged: int = Field(default=0, ge=0)
-    extraneous: int = Field(default=0, ge=0)
-    deleted: int = Field(default=0, ge=0)
+    total: int = Field(default=0, ge=0, description="Objects in the backup.")
+    copied: int = Field(default=0, ge=0, description="Objects copied back so far.")
+    unchanged: int = Field(default=0, ge=0, description="Objects that already matched the backup.")
+    extraneous: int = Field(default=0, ge=0, description="Live objects absent from the backup (deleteExtraneous).")
+    deleted: int = Field(default=0, ge=0, description="Extraneous objects deleted.")
 
 
-class Invalidation(Model):
-    id: str = Field(max_length=64)
-    status: str = Field(max_length=32)
-    paths: list[Path] = Field(default_factory=list, max_length=100)
+class Invalidation(Status):
+    """The CloudFront invalidation the rollback created."""
+
+    id: str = Field(max_length=64, description="Invalidation id.")
+    status: str = Field(max_length=32, description="InProgress or Completed, as CloudFront reports it.")
+    paths: list[Path] = Field(default_factory=list, max_length=100, description="Paths invalidated.")
 
 
-class RollbackStatus(Model):
+class RollbackStatus(Status):
     """Observed state of a Rollback, written only by the operator."""
 
-    phase: RollbackPhase | None = None
-    observed_generation: int | None = Field(default=None, ge=0)
-    conditions: list[Condition] = conditions_field("Ready, RolledBack.")
-    target: str | None = Field(default=None, max_length=256, description="lambda:NAME or s3://BUCKET/PREFIX.")
-    from_: Revision | None = Field(default=None, alias="from")
-    to: Revision | None = None
-    steps: list[RollbackStep] = Field(default_factory=list, max_length=20)
-    progress: Progress | None = None
-    invalidation: Invalidation | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    message: str | None = Field(default=None, max_length=2048)
+    PHASE_MARKERS: ClassVar[dict[RollbackPhase, str | None]] = {
+        RollbackPhase.PENDING: RECONCILING, RollbackPhase.IN_PROGRESS: RECONCILING,
+        RollbackPhase.VERIFYING: RECONCILING, RollbackPhase.FAILED: STALLED, RollbackPhase.AWAITING_APPROVAL: None,
+        RollbackPhase.SUCCEEDED: None, RollbackPhase.ABORTED: None}
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Planned", "RolledBack")
+
+    phase: RollbackPhase | None = Field(default=None, description="Pending, AwaitingApproval, InProgress, Verifying, "
+                                        "Succeeded, Failed or Aborted.")
+    observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
+    conditions: list[Condition] = conditions_field("Ready (the summary of Stalled, Reconciling, Planned and "
+                                                   "RolledBack), RolledBack, Planned (a dry run's plan).")
+    target: bounded(256, "lambda:NAME[:ALIAS] or s3://BUCKET/PREFIX.") | None = None
+    from_: Revision | None = Field(default=None, alias="from", description="What ran before the rollback (to undo it).")
+    to: Revision | None = Field(default=None, description="The known-good release restored.")
+    steps: list[RollbackStep] = Field(default_factory=list, max_length=20, description="Steps and their checkpoints.")
+    progress: Progress | None = Field(default=None, description="Static site: objects restored so far.")
+    invalidation: Invalidation | None = Field(default=None, description="Static site: the CloudFront invalidation.")
+    started_at: dt.datetime | None = Field(default=None, description="When the rollback started.")
+    finished_at: dt.datetime | None = Field(default=None, description="When it ended (any terminal phase).")
+    message: bounded(2048, "How it ended: what was and was not changed.") | None = None
     timeline: list[TimelineEntry] = timeline_field()
 
 

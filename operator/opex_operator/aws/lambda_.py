@@ -5,41 +5,24 @@ when it differs, which makes every step idempotent across operator restarts.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..runbooks.facts import FunctionState, LambdaVersion
 from .clients import AwsClients
 
 # UpdateFunctionCode takes a ZipFile of at most 50 MB (Lambda quotas, "Deployment package size").
 MAX_ZIP_BYTES = 50 * 1024 * 1024
 
 
-@dataclass
-class FunctionState:
-    """What a function (or an alias) runs now."""
-
-    name: str
-    version: str                    # the alias's version, or "$LATEST"
-    code_sha256: str
-    state: str | None
-    last_update_status: str | None
-    last_update_reason: str | None = None
-    environment: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def settled(self) -> bool:
-        """Active and its last update Successful: safe to verify or to update again."""
-        return self.state == "Active" and self.last_update_status in ("Successful", None)
-
-    @property
-    def update_failed(self) -> bool:
-        return self.state == "Failed" or self.last_update_status == "Failed"
-
-
 class LambdaActions:
+    """The Lambda port (``ports.LambdaPort``) over boto3, for one region and role."""
+
     def __init__(self, clients: AwsClients, region: str | None, role_key: str | None):
         self.lam = clients.client("lambda", region, role_key)
+        self.s3 = clients.client("s3", region, role_key)
 
     def current(self, name: str, alias: str | None = None) -> FunctionState:
         """What ``name`` (or its ``alias``) runs now. Raises ResourceNotFoundException."""
@@ -50,12 +33,13 @@ class LambdaActions:
                              last_update_reason=config.get("LastUpdateStatusReason"),
                              environment=(config.get("Environment") or {}).get("Variables", {}))
 
-    def versions(self, name: str) -> list[tuple[str, str]]:
-        """Published versions as (version, CodeSha256), ascending."""
-        out: list[tuple[str, str]] = []
+    def versions(self, name: str) -> list[LambdaVersion]:
+        """Published versions, ascending."""
+        out: list[LambdaVersion] = []
         for page in self.lam.get_paginator("list_versions_by_function").paginate(FunctionName=name):
-            out += [(v["Version"], v["CodeSha256"]) for v in page["Versions"] if v["Version"] != "$LATEST"]
-        return sorted(out, key=lambda v: int(v[0]))
+            out += [LambdaVersion(v["Version"], v["CodeSha256"], v.get("LastModified"))
+                    for v in page["Versions"] if v["Version"] != "$LATEST"]
+        return sorted(out, key=lambda v: int(v.version))
 
     def version_sha(self, name: str, version: str) -> str:
         """CodeSha256 of published ``version``. Raises ResourceNotFoundException when it does not exist."""
@@ -90,3 +74,15 @@ class LambdaActions:
     def set_environment(self, name: str, variables: dict[str, str], current: dict[str, str]) -> None:
         """UpdateFunctionConfiguration with ``variables`` merged over ``current`` (others kept)."""
         self.lam.update_function_configuration(FunctionName=name, Environment={"Variables": {**current, **variables}})
+
+    def package_sha(self, bucket: str, key: str, object_version: str | None = None) -> str:
+        """Lambda's CodeSha256 of a deployment package in S3: base64 of the SHA-256 of its bytes
+        (Lambda API reference, FunctionConfiguration.CodeSha256). Streams the object in 1 MiB chunks."""
+        args = {"Bucket": bucket, "Key": key}
+        if object_version:
+            args["VersionId"] = object_version
+        body = self.s3.get_object(**args)["Body"]
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            digest.update(chunk)
+        return base64.b64encode(digest.digest()).decode()

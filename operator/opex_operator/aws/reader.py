@@ -9,8 +9,9 @@ import datetime as dt
 import json
 from typing import Any, Iterable, Iterator
 
+from ..api.common import parse_time
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
-                              PipelineFacts, RdsFacts, ReadProblem, SecurityGroupFacts, TrailEvent)
+                              PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent)
 from .clients import AwsClients
 from ..errors import AwsError
 
@@ -20,19 +21,6 @@ TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
 MAX_BUILDS = 5
 LINE_CHARS = 500
-
-
-def _ts(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _millis(when: dt.datetime) -> int:
@@ -63,7 +51,7 @@ class AwsReader:
         summary = next((s for s in recent if s["pipelineExecutionId"] == execution_id), {})
         facts = PipelineFacts(name=name, execution_id=execution_id, status=execution["status"],
                               status_summary=execution.get("statusSummary"), is_latest=execution_id == latest_id,
-                              started_at=_ts(summary.get("startTime")))
+                              started_at=parse_time(summary.get("startTime")))
         state = cp.get_pipeline_state(name=name)
         for stage in state.get("stageStates", []):
             latest = stage.get("latestExecution") or {}
@@ -103,7 +91,7 @@ class AwsReader:
         logs = raw.get("logs") or {}
         return BuildFacts(id=raw["id"], project=raw.get("projectName", ""), status=raw.get("buildStatus", ""),
                           phases=phases, log_group=logs.get("groupName"), log_stream=logs.get("streamName"),
-                          started_at=_ts(raw.get("startTime")))
+                          started_at=parse_time(raw.get("startTime")))
 
     # -- CloudWatch Logs ---------------------------------------------------------------------
     def stream_lines(self, group: str, stream: str) -> list[LogLine]:
@@ -117,7 +105,7 @@ class AwsReader:
             if token:
                 kwargs["nextToken"] = token
             page = logs.get_log_events(**kwargs)
-            lines += [LogLine(time=_ts(e["timestamp"] / 1000), message=e["message"].rstrip("\n")[:LINE_CHARS],
+            lines += [LogLine(time=parse_time(e["timestamp"] / 1000), message=e["message"].rstrip("\n")[:LINE_CHARS],
                               group=group, stream=stream) for e in page["events"]]
             if not page["events"] or page.get("nextForwardToken") == token:
                 break
@@ -136,7 +124,7 @@ class AwsReader:
         lines: list[LogLine] = []
         for page in self._pages(logs, "filter_log_events", logGroupName=group, startTime=_millis(since),
                                 filterPattern=pattern):
-            lines += [LogLine(time=_ts(e["timestamp"] / 1000), message=e["message"].rstrip("\n"),
+            lines += [LogLine(time=parse_time(e["timestamp"] / 1000), message=e["message"].rstrip("\n"),
                               group=group, stream=e.get("logStreamName", "")) for e in page["events"]
                       if not terms or any(t in e["message"] for t in terms)]
             if len(lines) >= limit:
@@ -176,7 +164,7 @@ class AwsReader:
     def api_stages(self, rest_api_id: str) -> list[ApiStage]:
         items = self._c("apigateway").get_stages(restApiId=rest_api_id).get("item", [])
         return [ApiStage(name=s["stageName"], deployment_id=s.get("deploymentId"),
-                         last_updated=_ts(s.get("lastUpdatedDate"))) for s in items]
+                         last_updated=parse_time(s.get("lastUpdatedDate"))) for s in items]
 
     # -- RDS: describe-db-instances, EC2 describe-security-groups ------------------------------
     def rds(self, instance_id: str) -> RdsFacts:
@@ -237,7 +225,7 @@ def _error_events(records: Iterable[str]) -> list[TrailEvent]:
 
 def _trail_event(record: dict[str, Any]) -> TrailEvent:
     identity = record.get("userIdentity") or {}
-    return TrailEvent(time=_ts(record.get("eventTime")), event_name=record.get("eventName", ""),
+    return TrailEvent(time=parse_time(record.get("eventTime")), event_name=record.get("eventName", ""),
                       event_source=record.get("eventSource", ""), error_code=record.get("errorCode"),
                       error_message=(record.get("errorMessage") or "")[:LINE_CHARS] or None,
                       principal=identity.get("arn") or identity.get("principalId"))

@@ -8,20 +8,11 @@ returns the existing invalidation for a repeated reference).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ..runbooks.facts import ObjectInfo
 from .clients import AwsClients
 from ..errors import AwsError
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    etag: str
-    size: int
-
-    def same(self, other: "ObjectInfo | None") -> bool:
-        return other is not None and other.etag == self.etag and other.size == self.size
 
 
 class SiteActions:
@@ -81,13 +72,3 @@ class SiteActions:
 
     def invalidation_status(self, distribution_id: str, invalidation_id: str) -> str:
         return self.cloudfront.get_invalidation(DistributionId=distribution_id, Id=invalidation_id)["Invalidation"]["Status"]
-
-
-def restore_plan(backup: dict[str, ObjectInfo], backup_prefix: str, live: dict[str, ObjectInfo],
-                 target_prefix: str) -> tuple[dict[str, str], list[str], list[str]]:
-    """(target key -> backup key to copy, target keys already equal, live keys absent from the backup)."""
-    wanted = {target_prefix + key[len(backup_prefix):]: key for key in backup}
-    to_copy = {t: b for t, b in wanted.items() if not backup[b].same(live.get(t))}
-    unchanged = [t for t in wanted if t not in to_copy]
-    extraneous = sorted(k for k in live if k not in wanted)
-    return to_copy, unchanged, extraneous

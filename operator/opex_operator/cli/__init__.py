@@ -18,9 +18,9 @@ import click
 import yaml
 from rich.console import Console
 
+from ..api.driftcheck import RUN_ANNOTATION
 from .cluster import SINGULAR, CliError, Cluster, plural_of
 
-RUN_ANNOTATION = "opex.dev/run-requested"
 APPROVABLE = ("incident", "driftcheck", "rollback")
 
 

@@ -9,11 +9,11 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
+from ..api import KINDS as API_KINDS
 
-KINDS = {"incident": "incidents", "incidents": "incidents", "inc": "incidents",
-         "driftcheck": "driftchecks", "driftchecks": "driftchecks", "dc": "driftchecks",
-         "rollback": "rollbacks", "rollbacks": "rollbacks", "rb": "rollbacks"}
-SINGULAR = {"incidents": "incident", "driftchecks": "driftcheck", "rollbacks": "rollback"}
+# Every name kubectl accepts for a kind (singular, plural, short name) -> its plural.
+KINDS = {name: k.plural for k in API_KINDS for name in (k.singular, k.plural, k.short_name)}
+SINGULAR = {k.plural: k.singular for k in API_KINDS}
 
 
 class CliError(click.ClickException):

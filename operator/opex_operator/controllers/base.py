@@ -7,6 +7,7 @@ from typing import Any, Generic, Protocol, Sequence, TypeVar
 
 from pydantic import BaseModel
 
+from ..api import Kind
 from ..api.common import EventType
 from ..kube import ObjectRef
 
@@ -37,14 +38,18 @@ class Observed(Generic[S]):
 
 
 class Controller(Protocol[S]):
-    """A kind's reconciler. ``reconcile`` returns seconds until the next pass, or None to wait for a change."""
+    """A kind's reconciler (``resource`` is its entry of ``api.KINDS``).
 
-    kind: str
-    plural: str
-    status_model: type[S]
+    ``reconcile`` does one move and returns seconds until the next pass (0: at once), or None
+    to wait for a change of the object. It raises only what nobody can handle here (a KubeError
+    writing status, a bug); the runtime logs, counts and retries those with backoff.
+    """
+
+    resource: Kind
     wake_annotations: tuple[str, ...]
 
-    async def reconcile(self, obj: Observed[S]) -> float | None: ...
+    async def reconcile(self, obj: Observed[S]) -> float | None:
+        """One reconcile pass over ``obj``; see the class docstring."""
 
     def forget(self, ref: ObjectRef) -> None:
         """The object's loop ended (deleted, or the operator stops): drop what is kept about it."""

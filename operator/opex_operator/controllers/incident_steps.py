@@ -1,5 +1,6 @@
-"""How each remediation step of an Incident is carried out: check the current state, act only if
-needed, and report whether the step is done. Safe to call again for a step already Running.
+"""How each remediation step of an Incident is carried out: one executor per action, each checking
+the current state first, acting only if needed, and saying whether the step is done. Safe to call
+again for a step already Running.
 
 A Lambda rollback is delegated to a ``Rollback`` resource the Incident owns (ownerReference),
 so it gets the Rollback's capture/verify/undo record; its outcome is reported back here.
@@ -8,92 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-from dataclasses import dataclass
-from pathlib import Path
+import logging
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from .. import API_VERSION
-from ..api.incident import IncidentSpec, Step
+from ..api import ROLLBACK
+from ..api.rollback import RollbackPhase
 from ..errors import AwsError
-from ..aws.clients import AwsClients
-from ..aws.lambda_ import LambdaActions
-from ..aws.pipeline import PipelineActions
-from ..kube import Kube, ObjectRef
+from ..kube import child_name, label_value
+from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams, StartPipelineParams,
+                              StepAction, params_of)
+from .incident_terraform import force_unlock, import_existing
+from .steps import Executor, Outcome, StepContext
+
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class Outcome:
-    """``done`` False: still in progress (ask again after ``requeue`` seconds)."""
-
-    done: bool
-    ok: bool = True
-    outputs: str | None = None
-    error: str | None = None
-    retryable: bool = False
-    requeue: float = 2.0
-    rollback_ref: str | None = None
-
-
-@dataclass(frozen=True)
-class TerraformSettings:
-    """Where Terraform-backed steps run (the operator's OPEX_TERRAFORM, OPEX_WORK_DIR, OPEX_CACHE_DIR)."""
-
-    binary: str
-    work_dir: Path
-    cache_dir: Path
-
-
-@dataclass
-class StepContext:
-    ref: ObjectRef
-    spec: IncidentSpec
-    step: Step
-    aws: AwsClients
-    kube: Kube
-    now: dt.datetime
-    terraform: TerraformSettings
-
-
-def child_name(incident: str, step_id: str) -> str:
-    """The Rollback an incident's step creates: deterministic, so a restart finds it again."""
-    name = f"{incident}-{step_id}"
-    if len(name) <= 253:
-        return name
-    return f"{name[:240]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-async def run_step(ctx: StepContext) -> Outcome:
-    """Carry out ``ctx.step`` (dispatch on its id); AWS errors become a failed Outcome."""
-    step_id = ctx.step.id
-    try:
-        if step_id.startswith("rollback-lambda-"):
-            return await _rollback_lambda(ctx)
-        if step_id.startswith("update-lambda-env-"):
-            return await asyncio.to_thread(_update_env, ctx)
-        if step_id.startswith("retry-stage-"):
-            return await asyncio.to_thread(_retry_stage, ctx)
-        if step_id == "start-pipeline-execution":
-            return await asyncio.to_thread(_start_execution, ctx)
-        if step_id.startswith("terraform-"):
-            from .incident_terraform import force_unlock, import_existing  # imports this module: import here
-
-            return await (force_unlock(ctx) if step_id == "terraform-force-unlock" else import_existing(ctx))
-    except AwsError as err:  # reported on the step, retried when transient
-        return Outcome(done=True, ok=False, error=str(err), retryable=err.transient)
-    return Outcome(done=True, ok=False, error=f"no executor for step {step_id}")
-
-
-async def _rollback_lambda(ctx: StepContext) -> Outcome:
-    p = ctx.step.params
+async def rollback_lambda(ctx: StepContext, p: LambdaRollbackParams) -> Outcome:
+    """A child Rollback (created once, found again by its deterministic name) and its outcome."""
     name = child_name(ctx.ref.name, ctx.step.id)
-    child = await asyncio.to_thread(ctx.kube.get_named, "rollbacks", ctx.ref.namespace, name)
+    child = await asyncio.to_thread(ctx.objects.get, ROLLBACK.plural, ctx.ref.namespace, name)
     if child is None:
         spec: dict[str, Any] = {
-            "lambda": {"functionName": p["functionName"], "to": {"version": p["toVersion"]},
-                       **({"alias": p["alias"]} if p.get("alias") else {})},
+            "lambda": {"functionName": p.function_name, "to": {"version": p.to_version},
+                       **({"alias": p.alias} if p.alias else {})},
             "incidentRef": {"name": ctx.ref.name},
             "approval": "Auto",  # approved on the Incident (or the Incident runs in Auto)
         }
@@ -101,63 +40,85 @@ async def _rollback_lambda(ctx: StepContext) -> Outcome:
             spec["region"] = ctx.spec.targets.region
         if ctx.spec.targets.role_key:
             spec["roleKey"] = ctx.spec.targets.role_key
-        body = {"apiVersion": API_VERSION, "kind": "Rollback",
+        body = {"apiVersion": API_VERSION, "kind": ROLLBACK.kind,
                 "metadata": {"name": name, "namespace": ctx.ref.namespace,
-                             "labels": {"opex.dev/incident": ctx.ref.name[:63]},
+                             "labels": {"opex.dev/incident": label_value(ctx.ref.name)},
                              "ownerReferences": [ctx.ref.owner_reference()]},
                 "spec": spec}
-        try:
-            await asyncio.to_thread(ctx.kube.create, "rollbacks", ctx.ref.namespace, body)
-        except ApiException as err:
-            if err.status != 409:  # 409: created by an earlier attempt we did not see finish
-                raise
+        await asyncio.to_thread(ctx.objects.create, ROLLBACK.plural, ctx.ref.namespace, body)
         return Outcome(done=False, outputs=f"created Rollback {name}", rollback_ref=name)
     status = child.get("status") or {}
     phase = status.get("phase")
-    if phase == "Succeeded":
+    if phase == RollbackPhase.SUCCEEDED:
         return Outcome(done=True, ok=True, outputs=status.get("message"), rollback_ref=name)
-    if phase in ("Failed", "Aborted"):
+    if phase in (RollbackPhase.FAILED, RollbackPhase.ABORTED):
         return Outcome(done=True, ok=False, error=f"Rollback {name} {phase}: {status.get('message')}",
                        rollback_ref=name)
     return Outcome(done=False, outputs=f"Rollback {name} is {phase or 'Pending'}", rollback_ref=name)
 
 
-def _update_env(ctx: StepContext) -> Outcome:
-    fn = ctx.step.params["functionName"]
-    wanted_all = next(e.variables for e in ctx.spec.remediation.lambda_environment if e.function_name == fn)
-    lam = LambdaActions(ctx.aws, ctx.spec.targets.region, ctx.spec.targets.role_key)
-    current = lam.current(fn)
+async def update_environment(ctx: StepContext, p: LambdaEnvironmentParams) -> Outcome:
+    """Merge the spec's variables into the function's environment once it has settled."""
+    wanted_all = next(e.variables for e in ctx.spec.remediation.lambda_environment
+                      if e.function_name == p.function_name)
+    lam = ctx.aws.lambda_(*ctx.region_role())
+    current = await asyncio.to_thread(lam.current, p.function_name)
     wanted = {k: v for k, v in wanted_all.items() if current.environment.get(k) != v}
     if current.update_failed:
-        return Outcome(done=True, ok=False, error=f"{fn}: last update failed: {current.last_update_reason}")
+        return Outcome(done=True, ok=False, error=f"{p.function_name}: last update failed: {current.last_update_reason}")
     if not current.settled:
-        return Outcome(done=False, outputs=f"waiting for {fn} to settle ({current.last_update_status})")
+        return Outcome(done=False, outputs=f"waiting for {p.function_name} to settle ({current.last_update_status})")
     if wanted:
-        lam.set_environment(fn, wanted, current.environment)
+        await asyncio.to_thread(lam.set_environment, p.function_name, wanted, current.environment)
         return Outcome(done=False, outputs=f"UpdateFunctionConfiguration issued for {', '.join(sorted(wanted))}")
-    return Outcome(done=True, outputs=f"{fn} has {', '.join(sorted(wanted_all))} set")
+    return Outcome(done=True, outputs=f"{p.function_name} has {', '.join(sorted(wanted_all))} set")
 
 
-def _retry_stage(ctx: StepContext) -> Outcome:
-    p = ctx.step.params
-    actions = PipelineActions(ctx.aws, ctx.spec.targets.region, ctx.spec.targets.role_key)
-    status = actions.stage_status(p["pipeline"], p["stage"], p["executionId"])
+async def retry_stage(ctx: StepContext, p: RetryStageParams) -> Outcome:
+    """RetryStageExecution, only while the stage is still Failed in that execution."""
+    actions = ctx.aws.pipeline(*ctx.region_role())
+    status = await asyncio.to_thread(actions.stage_status, p.pipeline, p.stage, p.execution_id)
     if status == "Failed":
-        actions.retry_stage(p["pipeline"], p["stage"], p["executionId"])
-        return Outcome(done=True, outputs=f"RetryStageExecution of {p['stage']} in {p['executionId']} issued")
+        await asyncio.to_thread(actions.retry_stage, p.pipeline, p.stage, p.execution_id)
+        return Outcome(done=True, outputs=f"RetryStageExecution of {p.stage} in {p.execution_id} issued")
     # Not failed any more: retried already (by us before a restart, or by a person).
-    return Outcome(done=True, outputs=f"stage {p['stage']} of {p['executionId']} is {status or 'superseded'}; "
+    return Outcome(done=True, outputs=f"stage {p.stage} of {p.execution_id} is {status or 'superseded'}; "
                                       f"no retry needed")
 
 
-def _start_execution(ctx: StepContext) -> Outcome:
-    pipeline = ctx.step.params["pipeline"]
-    actions = PipelineActions(ctx.aws, ctx.spec.targets.region, ctx.spec.targets.role_key)
-    newest = actions.newest_execution(pipeline)
+async def start_execution(ctx: StepContext, p: StartPipelineParams) -> Outcome:
+    """StartPipelineExecution, unless an execution started since the step did (a restart)."""
+    actions = ctx.aws.pipeline(*ctx.region_role())
+    newest = await asyncio.to_thread(actions.newest_execution, p.pipeline)
     started = ctx.step.started_at
     if newest and started and newest[2] and newest[2] >= started - dt.timedelta(seconds=1):
-        ctx.step.params["executionId"] = newest[0]
-        return Outcome(done=True, outputs=f"execution {newest[0]} already started")
-    execution = actions.start(pipeline)
-    ctx.step.params["executionId"] = execution
-    return Outcome(done=True, outputs=f"started execution {execution} of {pipeline}")
+        return Outcome(done=True, outputs=f"execution {newest[0]} already started",
+                       params=p.model_copy(update={"execution_id": newest[0]}))
+    execution = await asyncio.to_thread(actions.start, p.pipeline)
+    return Outcome(done=True, outputs=f"started execution {execution} of {p.pipeline}",
+                   params=p.model_copy(update={"execution_id": execution}))
+
+
+EXECUTORS: dict[StepAction, Executor] = {
+    StepAction.UPDATE_FUNCTION_CODE: rollback_lambda,
+    StepAction.UPDATE_ALIAS: rollback_lambda,
+    StepAction.UPDATE_FUNCTION_CONFIGURATION: update_environment,
+    StepAction.RETRY_STAGE_EXECUTION: retry_stage,
+    StepAction.START_PIPELINE_EXECUTION: start_execution,
+    StepAction.TERRAFORM_FORCE_UNLOCK: force_unlock,
+    StepAction.TERRAFORM_IMPORT: import_existing,
+}
+
+
+async def run_step(ctx: StepContext) -> Outcome:
+    """Carry out ``ctx.step`` with the executor of its action. An AwsError becomes a failed Outcome
+    (retryable when transient); other errors reach the runtime."""
+    params = params_of(ctx.step)
+    executor = EXECUTORS.get(StepAction(ctx.step.action))
+    if executor is None:
+        return Outcome(done=True, ok=False, error=f"no executor for action {ctx.step.action}")
+    try:
+        return await executor(ctx, params)
+    except AwsError as err:
+        log.info("step %s of %s: %s", ctx.step.id, ctx.ref.key, err)
+        return Outcome(done=True, ok=False, error=str(err), retryable=err.transient)

@@ -1,13 +1,10 @@
-"""Reconcile a Rollback: capture what runs now, restore the known-good release, verify it.
+"""Reconcile a Rollback: one move of ``runbooks.rollback.decide`` per pass, through the AWS ports.
 
-Source: the seed's "Rollback Deployment" (Lambda back to the previous version or an S3 package)
-and "Lambda Function Issues" (update environment variables if needed). Phases: Pending →
-AwaitingApproval (approval Manual until spec.approved) → InProgress → Verifying → Succeeded, or
-Failed / Aborted with a message that says what was and was not changed. ``status.from`` holds
-what ran before, so the rollback itself can be undone.
-
-Every change is checked first (nothing is called when the target already holds), recorded
-in ``status.steps`` before the call, and verified after: a restart resumes without repeating it.
+Phases: Pending → AwaitingApproval (approval Manual until spec.approved) → InProgress →
+Verifying → Succeeded, or Failed / Aborted with a message that says what was and was not
+changed. ``status.from`` holds what ran before, so the rollback itself can be undone. Every
+change is checked first (the decider sees the target before it moves), recorded in
+``status.steps`` before the call, and verified after: a restart resumes without repeating it.
 """
 from __future__ import annotations
 
@@ -15,54 +12,50 @@ import asyncio
 import base64
 import datetime as dt
 import gzip
-import hashlib
 import json
+import logging
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from pydantic import ValidationError
 
 from .. import metrics
-from ..api.common import ConditionStatus, EventType, now as utcnow
-from ..api.conditions import set_condition
-from ..api.rollback import (Invalidation, Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec,
-                            RollbackStatus, RollbackStep)
+from ..api import ROLLBACK
+from ..api.common import ConditionStatus, LocalObjectReference, now as utcnow
+from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+                            RollbackStep, RollbackStepId as Id, RollbackStepState as State)
 from ..errors import AwsError
-from ..aws.clients import AwsClients
-from ..aws.lambda_ import FunctionState, LambdaActions
-from ..aws.site import SiteActions, restore_plan
-from ..kube import Kube, ObjectRef
+from ..kube import ObjectRef, child_name, label_value
 from ..policy import Policy
+from ..ports import AwsPorts, Objects
+from ..runbooks import rollback as rb
+from ..runbooks.rollback import Decision, Facts, Move, RollbackFailed
 from .base import Event, Observed
-from .common import reject_spec, transition
+from .common import Pass, reject_spec, transition
 
-TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
-ROLLED_BACK = "RolledBack"
-POLL_SECONDS = 1.0
-COPY_BATCH, COPY_BATCH_SECONDS = 200, 5.0   # per pass: progress is checkpointed and an abort seen between batches
-MAX_MANIFEST_GZ = 700 * 1024                 # a ConfigMap holds at most 1 MiB
+log = logging.getLogger(__name__)
 
-
-class RollbackFailed(Exception):
-    """Stop the rollback: ``reason`` (CamelCase) and a message saying what was and was not changed."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+ROLLED_BACK, PLANNED = "RolledBack", "Planned"
+COPY_BATCH_SECONDS = 5.0            # a copy batch stops early after this: an abort is seen between batches
+MAX_MANIFEST_GZ = 700 * 1024        # a ConfigMap holds at most 1 MiB
+TRANSIENT_RETRY_SECONDS = 5.0
 
 
 class RollbackController:
-    kind, plural, status_model = "Rollback", "rollbacks", RollbackStatus
+    """The Rollback reconciler (``controllers.base.Controller``)."""
+
+    resource = ROLLBACK
     wake_annotations: tuple[str, ...] = ()
 
-    def __init__(self, aws: AwsClients, policy: Policy, kube: Kube, clock: Callable[[], dt.datetime] = utcnow):
-        self.aws, self.policy, self.kube, self.clock = aws, policy, kube, clock
+    def __init__(self, aws: AwsPorts, objects: Objects, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
+        self.aws, self.objects, self.policy, self.clock = aws, objects, policy, clock
 
     def forget(self, ref: ObjectRef) -> None:
-        pass
+        """Nothing is kept per Rollback."""
 
     async def reconcile(self, obj: Observed[RollbackStatus]) -> float | None:
-        st, gen = obj.status, obj.generation
+        """One move (see the module docstring); seconds until the next pass, or None."""
+        st = obj.status
         try:
             spec = RollbackSpec.model_validate(obj.spec)
         except ValidationError as err:
@@ -70,354 +63,322 @@ class RollbackController:
             return None
         events: list[Event] = []
         if st.phase is None:
-            st.target = _target(spec)
-            events += transition(st, Phase.PENDING, ConditionStatus.UNKNOWN, "Pending",
-                                 f"rollback of {st.target} accepted", gen)
-        if st.phase in TERMINAL:
-            if st.observed_generation != gen:
-                st.observed_generation = gen
-                await obj.recorder.save(st, events)
-            return None
-        if spec.abort:
-            await self._finish(obj, spec, Phase.ABORTED, "AbortRequested", self._abort_message(st), events)
-            return None
-        if spec.approval == RollbackApproval.MANUAL and not spec.approved and not spec.dry_run:
-            events += transition(st, Phase.AWAITING_APPROVAL, ConditionStatus.FALSE, "AwaitingApproval",
-                                 f"waiting for approval: set spec.approved: true to roll back {st.target}", gen)
-            st.observed_generation = gen
-            await obj.recorder.save(st, events)
-            return None
-        if st.started_at is None:
-            st.started_at = self.clock()
-            events += transition(st, Phase.IN_PROGRESS, ConditionStatus.UNKNOWN, "InProgress",
-                                 f"dry run: planning the rollback of {st.target}" if spec.dry_run
-                                 else f"rolling back {st.target}", gen)
-        st.observed_generation = gen
-        await obj.recorder.save(st, events)
+            st.target = rb.target(spec)
+            events += transition(st, Phase.PENDING, "Pending", f"rollback of {st.target} accepted", obj.generation)
+        st.observed_generation = obj.generation
+        pass_ = _Pass(self, obj, spec, events)
         try:
-            if self._deadline_passed(spec, st):
-                raise RollbackFailed("ProgressDeadlineExceeded",
-                                     f"not finished within progressDeadlineSeconds ({spec.progress_deadline_seconds}s) "
-                                     f"while {st.phase.value}; " + self._progress_note(st))
-            if spec.lambda_ is not None:
-                return await self._lambda(obj, spec)
-            return await self._static_site(obj, spec)
+            decision = rb.decide(spec, st, self.clock())
+            if decision.move not in (Move.IDLE, Move.ABORT, Move.AWAIT_APPROVAL, Move.START, Move.FAIL):
+                pass_.check_policy()
+            if decision.move == Move.OBSERVE:
+                decision = rb.decide(spec, st, self.clock(), await pass_.observe(decision.step))
+            log.debug("Rollback %s: %s %s", obj.ref.key, decision.move, decision.step or "")
+            requeue = await pass_.carry_out(decision)
         except RollbackFailed as err:
-            await self._finish(obj, spec, Phase.FAILED, err.reason, str(err), [])
-            return None
+            await pass_.finish(Phase.FAILED, err.reason, str(err))
+            requeue = None
         except AwsError as err:
-            if err.transient:  # every step checks the target first: retrying is safe
-                await obj.recorder.save(st, [(EventType.WARNING, "Retrying", str(err))])
-                return 5.0
-            reason = "AccessDenied" if err.denied else ("NotFound" if err.not_found else "AwsError")
-            await self._finish(obj, spec, Phase.FAILED, reason, f"{err}; {self._progress_note(st)}", [])
-            return None
+            requeue = await pass_.aws_failed(err)
+        await pass_.save()
+        return requeue
 
-    # -- Lambda -----------------------------------------------------------------------------------
-    async def _lambda(self, obj: Observed[RollbackStatus], spec: RollbackSpec) -> float | None:
-        st, target = obj.status, spec.lambda_
-        lam = LambdaActions(self.aws, spec.region, spec.role_key)
-        region = spec.region or self.aws.default_region
-        name, alias = target.function_name, target.alias
-        change_action = "lambda:UpdateAlias" if alias else "lambda:UpdateFunctionCode"
-        needed = [change_action] + (["lambda:UpdateFunctionConfiguration"] if target.environment else [])
-        for action in needed:
-            denied = self.policy.check(obj.ref.namespace, spec.role_key, region, action)
+
+class _Pass(Pass):
+    """One reconcile pass over one Rollback: carries out one decision and records it."""
+
+    def __init__(self, ctl: RollbackController, obj: Observed[RollbackStatus], spec: RollbackSpec,
+                 events: list[Event]):
+        super().__init__(obj)
+        self.ctl, self.spec, self.events = ctl, spec, events
+        self.region, self.role = spec.region, spec.role_key
+
+    def step(self, step_id: Id) -> RollbackStep:
+        step = next((s for s in self.st.steps if s.id == step_id), None)
+        if step is None:
+            step = RollbackStep(id=step_id, state=State.PENDING)
+            self.st.steps.append(step)
+        return step
+
+    def start_step(self, step_id: Id, message: str) -> RollbackStep:
+        step = self.step(step_id)
+        step.state, step.message = State.RUNNING, message
+        step.started_at = step.started_at or self.ctl.clock()
+        return step
+
+    def end_step(self, step_id: Id, message: str, state: State = State.SUCCEEDED) -> RollbackStep:
+        step = self.step(step_id)
+        now = self.ctl.clock()
+        step.state, step.message, step.finished_at = state, message, now
+        step.started_at = step.started_at or now
+        return step
+
+    def check_policy(self) -> None:
+        """Raises RollbackFailed (PolicyDenied) when the operator policy refuses an action this rollback needs."""
+        region = self.region or self.ctl.aws.default_region
+        for action in needed_actions(self.spec):
+            denied = self.ctl.policy.check(self.obj.ref.namespace, self.role, region, action)
             if denied:
                 raise RollbackFailed("PolicyDenied", f"{denied}; nothing was changed")
 
-        capture = _step(st, "capture")
-        if capture.state != "Succeeded":
-            current = await asyncio.to_thread(_or_missing, lambda: lam.current(name, alias),
-                                              f"function {name}" + (f" or its alias {alias}" if alias else ""))
-            to_version, to_sha, s3 = await asyncio.to_thread(self._resolve_lambda_target, lam, spec, current)
-            running = current.version
-            if running == "$LATEST":  # name the published version $LATEST's code is, when there is one
-                same = [v for v, sha in await asyncio.to_thread(lam.versions, name) if sha == current.code_sha256]
-                running = f"v{same[-1]} = $LATEST" if same else running
-            st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
-                                description=_describe(running, current.code_sha256))
-            st.to = Revision(version=to_version, code_sha256=to_sha, s3=s3,
-                             description=_describe(to_version or f"s3://{s3.bucket}/{s3.key}", to_sha))
-            _done(capture, f"{name}{':' + alias if alias else ''} runs {st.from_.description}; "
-                           f"target {st.to.description}", self.clock())
-            verb = "a rollback would go to" if spec.dry_run else "rolling back to"
-            await obj.recorder.save(st, [(EventType.NORMAL, "Captured",
-                                          f"{st.target} runs {st.from_.description}; {verb} {st.to.description}")])
-        if spec.dry_run:
-            plan = (f"would point alias {alias} from version {st.from_.version} to {st.to.version}" if alias else
-                    f"would replace the code of {name}, now {st.from_.description}, with {st.to.description}")
-            if target.environment:
-                plan += f", then set environment variables {', '.join(sorted(target.environment))}"
-            return await self._dry_run_done(obj, spec, plan)
-
-        apply = _step(st, "apply")
-        if apply.state != "Succeeded":
-            current = await asyncio.to_thread(lam.current, name, alias)
-            if _matches(current, st.to, alias):
-                _done(apply, "already at the target; nothing called", self.clock(), "Skipped")
-            else:
-                apply.state, apply.started_at = "Running", apply.started_at or self.clock()
-                apply.message = f"{change_action} issued"
-                await obj.recorder.save(st)  # intent on record before the call
-                if alias:
-                    await asyncio.to_thread(lam.point_alias, name, alias, st.to.version)
-                elif st.to.s3 is not None:
-                    await asyncio.to_thread(lam.restore_code_from_s3, name, st.to.s3.bucket, st.to.s3.key,
-                                            st.to.s3.object_version)
-                else:
-                    await asyncio.to_thread(lam.restore_code_from_version, name, st.to.version)
-                _done(apply, f"{change_action} to {st.to.description}", self.clock())
-            events = transition(st, Phase.VERIFYING, ConditionStatus.UNKNOWN, "Verifying",
-                                f"waiting until {st.target} is Active with LastUpdateStatus Successful and runs "
-                                f"{st.to.description}", obj.generation)
-            await obj.recorder.save(st, events)
-
-        verify = _step(st, "verify")
-        if verify.state != "Succeeded":
-            current = await asyncio.to_thread(lam.current, name, alias)
-            if current.update_failed:
-                raise RollbackFailed("UpdateFailed", f"Lambda reports the update failed: {current.last_update_reason}; "
-                                                     + self._progress_note(st))
-            if not (current.settled and _matches(current, st.to, alias)):
-                verify.state, verify.message = "Running", (f"State {current.state}, LastUpdateStatus "
-                                                           f"{current.last_update_status}, CodeSha256 {current.code_sha256}")
-                await obj.recorder.save(st)
-                return POLL_SECONDS
-            _done(verify, f"Active, Successful, CodeSha256 {current.code_sha256}", self.clock())
-            await obj.recorder.save(st, [(EventType.NORMAL, "Verified", f"{st.target} runs {st.to.description}")])
-
-        if target.environment:
-            env = _step(st, "environment")
-            if env.state != "Succeeded":
-                current = await asyncio.to_thread(lam.current, name)
-                wanted = {k: v for k, v in target.environment.items() if current.environment.get(k) != v}
-                if not current.settled:
-                    return POLL_SECONDS  # never change configuration while an update is in progress
-                if wanted:  # a merge of the same values: safe to issue again after a restart
-                    env.state, env.started_at = "Running", env.started_at or self.clock()
-                    env.message = f"setting {', '.join(sorted(wanted))}"
-                    await obj.recorder.save(st)
-                    await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
-                    return POLL_SECONDS
-                _done(env, f"environment variables {', '.join(sorted(target.environment))} set", self.clock())
-        await self._finish(obj, spec, Phase.SUCCEEDED, "RolledBack",
-                           f"{st.target} rolled back from {st.from_.description} to {st.to.description} and verified", [])
+    async def carry_out(self, d: Decision) -> float | None:
+        """Carry out one decision; seconds until the next pass (0: at once), or None to wait for a change."""
+        target = self.st.target
+        match d.move:
+            case Move.ABORT:
+                await self.finish(Phase.ABORTED, d.reason, d.message)
+            case Move.AWAIT_APPROVAL:
+                text = f"waiting for approval: set spec.approved: true to roll back {target}"
+                self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", text)
+                self.condition(ROLLED_BACK, ConditionStatus.FALSE, "AwaitingApproval", text)
+            case Move.START:
+                self.st.started_at = self.ctl.clock()
+                self.phase(Phase.IN_PROGRESS, "InProgress", f"dry run: planning the rollback of {target}"
+                           if self.spec.dry_run else f"rolling back {target}")
+                return 0.0
+            case Move.FAIL:
+                await self.finish(Phase.FAILED, d.reason, d.message)
+            case Move.CAPTURE:
+                await (self.capture_lambda() if self.spec.lambda_ is not None else self.capture_site())
+                return 0.0
+            case Move.DRY_RUN_DONE:
+                self.end_step(Id.APPLY, d.message, State.DRY_RUN)
+                await self.finish(Phase.SUCCEEDED, "DryRun", f"dry run: {d.message}; nothing was changed")
+            case Move.APPLY:
+                await self.apply_lambda()
+                return 0.0
+            case Move.SET_ENVIRONMENT:
+                await self.set_environment(dict(d.variables))
+                return rb.POLL_SECONDS
+            case Move.COPY:
+                await self.copy(d.copies)
+                return 0.0
+            case Move.DELETE:
+                await self.delete(list(d.keys))
+                return 0.0
+            case Move.INVALIDATE:
+                await self.invalidate()
+                return 0.0
+            case Move.WAIT:
+                self.start_step(d.step, d.message)
+                if d.step == Id.INVALIDATE:
+                    self.phase(Phase.VERIFYING, "Verifying", d.message)
+                return d.wait
+            case Move.STEP_DONE:
+                self.step_done(d)
+                return 0.0
+            case Move.FINISH:
+                await self.finish(Phase.SUCCEEDED, "RolledBack", self.success_message())
         return None
 
-    def _resolve_lambda_target(self, lam: LambdaActions, spec: RollbackSpec,
-                               current: FunctionState) -> tuple[str | None, str | None, Any]:
-        to, name = spec.lambda_.to, spec.lambda_.function_name
+    async def observe(self, step: Id) -> Facts:
+        """What the target shows now, as far as ``step`` needs (static site: progress is recounted)."""
+        if self.spec.lambda_ is not None:
+            lam = self.ctl.aws.lambda_(self.region, self.role)
+            alias = None if step == Id.ENVIRONMENT else self.spec.lambda_.alias
+            return Facts(function=await asyncio.to_thread(lam.current, self.spec.lambda_.function_name, alias))
+        site = self.spec.static_site
+        facts = Facts()
+        facts.backup, facts.live = await self.listings()
+        if step == Id.INVALIDATE and self.st.invalidation is not None and site.cloud_front.wait_for_completion:
+            facts.invalidation_status = await asyncio.to_thread(
+                self.ctl.aws.site(self.region, self.role).invalidation_status, site.cloud_front.distribution_id,
+                self.st.invalidation.id)
+            self.st.invalidation.status = facts.invalidation_status
+        if step == Id.APPLY and self.st.progress is not None:
+            to_copy, _, _ = rb.restore_plan(facts.backup, site.backup_prefix, facts.live, site.target_prefix)
+            self.st.progress.copied = rb.copied_so_far(self.st, len(to_copy))
+        return facts
+
+    async def listings(self) -> tuple[dict, dict]:
+        site = self.spec.static_site
+        sa = self.ctl.aws.site(self.region, self.role)
+        source, exclude = rb.site_source(self.spec)
+        backup = await asyncio.to_thread(sa.listing, source, site.backup_prefix)
+        live = await asyncio.to_thread(sa.listing, site.bucket, site.target_prefix, exclude)
+        return backup, live
+
+    # -- Lambda -----------------------------------------------------------------------------------
+    async def capture_lambda(self) -> None:
+        target = self.spec.lambda_
+        name, alias = target.function_name, target.alias
+        lam = self.ctl.aws.lambda_(self.region, self.role)
+        current = await _or_missing(lam.current, f"function {name}" + (f" or its alias {alias}" if alias else ""),
+                                    name, alias)
+        versions = await asyncio.to_thread(lam.versions, name)
+        to = target.to
+        named_sha = None
         if to.version:
-            sha = _or_missing(lambda: lam.version_sha(name, to.version), f"version {to.version} of function {name}")
-            return to.version, sha, None
-        if to.s3 is not None:
-            sha = _s3_sha(self.aws, spec, to.s3)
-            return None, sha, to.s3
-        versions = lam.versions(name)
-        running = current.version if current.version != "$LATEST" else next(
-            (v for v, sha in reversed(versions) if sha == current.code_sha256), None)
-        older = [(v, sha) for v, sha in versions if sha != current.code_sha256
-                 and (running is None or int(v) < int(running))]
-        if not older:
-            raise RollbackFailed("NoPreviousVersion",
-                                 f"function {name} has no published version before "
-                                 f"{'version ' + running if running else 'its current code'}; nothing was changed")
-        return older[-1][0], older[-1][1], None
+            named_sha = await _or_missing(lam.version_sha, f"version {to.version} of function {name}", name, to.version)
+        elif to.s3 is not None:
+            named_sha = await _or_missing(lam.package_sha, f"package s3://{to.s3.bucket}/{to.s3.key}", to.s3.bucket,
+                                          to.s3.key, to.s3.object_version)
+        to_version, to_sha = rb.lambda_target(self.spec, current, versions, named_sha)
+        running = current.version
+        if running == "$LATEST":  # name the published version $LATEST's code is, when there is one
+            same = [v.version for v in versions if v.code_sha256 == current.code_sha256]
+            running = f"v{same[-1]} = $LATEST" if same else running
+        self.st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
+                                 description=rb.describe_revision(running, current.code_sha256))
+        self.st.to = Revision(version=to_version, code_sha256=to_sha, s3=to.s3,
+                              description=rb.describe_revision(to_version or f"s3://{to.s3.bucket}/{to.s3.key}", to_sha))
+        self.end_step(Id.CAPTURE, f"{name}{':' + alias if alias else ''} runs {self.st.from_.description}; "
+                                  f"target {self.st.to.description}")
+        verb = "a rollback would go to" if self.spec.dry_run else "rolling back to"
+        self.event("Captured", f"{self.st.target} runs {self.st.from_.description}; {verb} {self.st.to.description}")
+
+    async def apply_lambda(self) -> None:
+        target, to = self.spec.lambda_, self.st.to
+        lam = self.ctl.aws.lambda_(self.region, self.role)
+        action = "lambda:UpdateAlias" if target.alias else "lambda:UpdateFunctionCode"
+        self.start_step(Id.APPLY, f"{action} issued")
+        await self.save()  # intent on record before the call
+        if target.alias:
+            await asyncio.to_thread(lam.point_alias, target.function_name, target.alias, to.version)
+        elif to.s3 is not None:
+            await asyncio.to_thread(lam.restore_code_from_s3, target.function_name, to.s3.bucket, to.s3.key,
+                                    to.s3.object_version)
+        else:
+            await asyncio.to_thread(lam.restore_code_from_version, target.function_name, to.version)
+        self.end_step(Id.APPLY, f"{action} to {to.description}")
+        self.verifying()
+
+    def verifying(self) -> None:
+        self.phase(Phase.VERIFYING, "Verifying", f"waiting until {self.st.target} is Active with LastUpdateStatus "
+                                                 f"Successful and runs {self.st.to.description}")
+
+    async def set_environment(self, wanted: dict[str, str]) -> None:
+        lam = self.ctl.aws.lambda_(self.region, self.role)
+        name = self.spec.lambda_.function_name
+        self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}")
+        await self.save()
+        current = await asyncio.to_thread(lam.current, name)
+        await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
+
+    def step_done(self, d: Decision) -> None:
+        step = self.end_step(d.step, d.message, d.state)
+        if d.step == Id.APPLY and self.spec.lambda_ is not None:
+            self.verifying()
+        elif d.step == Id.VERIFY and self.spec.lambda_ is not None:
+            self.event("Verified", f"{self.st.target} runs {self.st.to.description}")
+        elif d.step == Id.APPLY:
+            self.event("Copied", step.message)
+        elif d.step == Id.DELETE:
+            self.event("Deleted", step.message)
 
     # -- static site ------------------------------------------------------------------------------
-    async def _static_site(self, obj: Observed[RollbackStatus], spec: RollbackSpec) -> float | None:
-        st, site = obj.status, spec.static_site
-        sa = SiteActions(self.aws, spec.region, spec.role_key)
-        region = spec.region or self.aws.default_region
-        source_bucket = site.backup_bucket or site.bucket
-        # The backups live beside the site: never copy onto them, never delete them.
-        exclude = site.backup_prefix if source_bucket == site.bucket else None
+    async def capture_site(self) -> None:
+        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        source, exclude = rb.site_source(self.spec)
         if exclude is not None and site.target_prefix.startswith(site.backup_prefix):
             raise RollbackFailed("InvalidTarget", f"targetPrefix {site.target_prefix!r} is inside backupPrefix "
                                                   f"{site.backup_prefix!r}; nothing was changed")
-        needed = ["s3:PutObject"] + (["s3:DeleteObject"] if site.delete_extraneous else []) + (
-            ["cloudfront:CreateInvalidation"] if site.cloud_front else [])
-        for action in needed:
-            denied = self.policy.check(obj.ref.namespace, spec.role_key, region, action)
-            if denied:
-                raise RollbackFailed("PolicyDenied", f"{denied}; nothing was changed")
+        for bucket in dict.fromkeys((site.bucket, source)):
+            if not await asyncio.to_thread(sa.bucket_exists, bucket):
+                raise RollbackFailed("NotFound", f"bucket {bucket} does not exist; nothing was changed")
+        if site.cloud_front and not await asyncio.to_thread(sa.distribution_exists, site.cloud_front.distribution_id):
+            raise RollbackFailed("NotFound", f"CloudFront distribution {site.cloud_front.distribution_id} does "
+                                             f"not exist; nothing was changed")
+        backup, live = await self.listings()
+        if not backup:
+            raise RollbackFailed("EmptyBackup", f"backup s3://{source}/{site.backup_prefix} has no objects; "
+                                                f"nothing was restored and nothing deleted")
+        manifest = await asyncio.to_thread(self.write_manifest, site.bucket, site.target_prefix, live)
+        to_copy, unchanged, extra = rb.restore_plan(backup, site.backup_prefix, live, site.target_prefix)
+        self.st.from_ = Revision(objects=len(live), manifest_ref=LocalObjectReference(name=manifest),
+                                 description=f"s3://{site.bucket}/{site.target_prefix} ({len(live)} objects)")
+        self.st.to = Revision(objects=len(backup), description=f"s3://{source}/{site.backup_prefix} "
+                                                               f"({len(backup)} objects)")
+        self.st.progress = Progress(total=len(backup), unchanged=len(unchanged),
+                                    extraneous=len(extra) if site.delete_extraneous else 0)
+        step = self.end_step(Id.CAPTURE, f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live "
+                                         f"objects not in the backup; live listing saved in ConfigMap {manifest}")
+        self.event("Captured", step.message)
 
-        async def listings():
-            backup = await asyncio.to_thread(sa.listing, source_bucket, site.backup_prefix)
-            live = await asyncio.to_thread(sa.listing, site.bucket, site.target_prefix, exclude)
-            return backup, live
+    async def copy(self, copies: tuple[tuple[str, str], ...]) -> None:
+        """One batch of copies, stopped early after COPY_BATCH_SECONDS; the next pass re-lists."""
+        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        source, _ = rb.site_source(self.spec)
+        p = self.st.progress
+        self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done")
+        await self.save()  # intent on record; a restart re-lists and copies only what differs
+        deadline = time.monotonic() + COPY_BATCH_SECONDS
+        for target_key, source_key in copies:
+            await asyncio.to_thread(sa.copy, source, source_key, site.bucket, target_key)
+            p.copied += 1
+            if time.monotonic() > deadline:
+                break
+        self.step(Id.APPLY).message = f"copying: {p.copied} of {p.total - p.unchanged} done"
 
-        capture = _step(st, "capture")
-        if capture.state != "Succeeded":
-            for bucket in {site.bucket, source_bucket}:
-                if not await asyncio.to_thread(sa.bucket_exists, bucket):
-                    raise RollbackFailed("NotFound", f"bucket {bucket} does not exist; nothing was changed")
-            if site.cloud_front and not await asyncio.to_thread(sa.distribution_exists,
-                                                                site.cloud_front.distribution_id):
-                raise RollbackFailed("NotFound", f"CloudFront distribution {site.cloud_front.distribution_id} does "
-                                                 f"not exist; nothing was changed")
-            backup, live = await listings()
-            if not backup:
-                raise RollbackFailed("EmptyBackup", f"backup s3://{source_bucket}/{site.backup_prefix} has no objects; "
-                                                    f"nothing was restored and nothing deleted")
-            manifest = await asyncio.to_thread(self._write_manifest, obj.ref, site.bucket, site.target_prefix, live)
-            to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-            st.from_ = Revision(objects=len(live), manifest_ref={"name": manifest},
-                                description=f"s3://{site.bucket}/{site.target_prefix} ({len(live)} objects)")
-            st.to = Revision(objects=len(backup),
-                             description=f"s3://{source_bucket}/{site.backup_prefix} ({len(backup)} objects)")
-            st.progress = Progress(total=len(backup), unchanged=len(unchanged),
-                                   extraneous=len(extra) if site.delete_extraneous else 0)
-            _done(capture, f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live objects not in "
-                           f"the backup; live listing saved in ConfigMap {manifest}", self.clock())
-            await obj.recorder.save(st, [(EventType.NORMAL, "Captured", capture.message)])
-        if spec.dry_run:
-            backup, live = await listings()
-            to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-            plan = f"would copy {len(to_copy)} objects ({len(unchanged)} unchanged)"
-            plan += (f", delete {len(extra)} not in the backup" if site.delete_extraneous else
-                     f", keep {len(extra)} not in the backup")
-            if site.cloud_front:
-                plan += f", invalidate {', '.join(site.cloud_front.paths)} on {site.cloud_front.distribution_id}"
-            return await self._dry_run_done(obj, spec, plan)
+    async def delete(self, keys: list[str]) -> None:
+        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup")
+        await self.save()
+        failed = await asyncio.to_thread(sa.delete, site.bucket, keys)
+        if failed:
+            raise RollbackFailed("DeleteFailed", f"could not delete {len(failed)} objects (e.g. {failed[0]}); "
+                                                 f"{rb.progress_note(self.st)}")
+        self.st.progress.deleted += len(keys)
 
-        apply = _step(st, "apply")
-        if apply.state != "Succeeded":
-            backup, live = await listings()
-            to_copy, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-            self._count(st, len(to_copy))
-            if to_copy:
-                apply.state, apply.started_at = "Running", apply.started_at or self.clock()
-                apply.message = f"copying: {st.progress.copied} of {st.progress.total - st.progress.unchanged} done"
-                await obj.recorder.save(st)  # intent on record; a restart re-lists and copies only what differs
-                deadline = time.monotonic() + COPY_BATCH_SECONDS
-                for target, source in list(to_copy.items())[:COPY_BATCH]:
-                    await asyncio.to_thread(sa.copy, source_bucket, source, site.bucket, target)
-                    if time.monotonic() > deadline:
-                        break
-                backup, live = await listings()
-                to_copy, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-                self._count(st, len(to_copy))
-                apply.message = f"copying: {st.progress.copied} of {st.progress.total - st.progress.unchanged} done"
-                await obj.recorder.save(st)
-                if to_copy:
-                    return 0.0  # next batch on the next pass (it sees an abort in between)
-            _done(apply, f"copied {st.progress.copied} objects, {st.progress.unchanged} were unchanged", self.clock())
-            await obj.recorder.save(st, [(EventType.NORMAL, "Copied", apply.message)])
+    async def invalidate(self) -> None:
+        """CreateInvalidation with the Rollback's uid as CallerReference: AWS returns the same
+        invalidation for a repeated reference, so a restart never creates two."""
+        cf = self.spec.static_site.cloud_front
+        sa = self.ctl.aws.site(self.region, self.role)
+        self.start_step(Id.INVALIDATE, f"invalidating {', '.join(cf.paths)} on {cf.distribution_id}")
+        created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths,
+                                          f"opex-rollback-{self.obj.ref.uid}")
+        self.st.invalidation = Invalidation(id=created["Id"], status=created["Status"], paths=cf.paths)
+        self.event("InvalidationCreated", f"invalidation {created['Id']} of {', '.join(cf.paths)} on "
+                                          f"{cf.distribution_id}")
 
-        if site.delete_extraneous:
-            delete = _step(st, "delete")
-            if delete.state != "Succeeded":
-                backup, live = await listings()
-                _, _, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-                if extra:
-                    delete.state, delete.started_at = "Running", delete.started_at or self.clock()
-                    await obj.recorder.save(st)
-                    failed = await asyncio.to_thread(sa.delete, site.bucket, extra)
-                    if failed:
-                        raise RollbackFailed("DeleteFailed", f"could not delete {len(failed)} objects (e.g. "
-                                                             f"{failed[0]}); {self._progress_note(st)}")
-                st.progress.deleted = st.progress.extraneous
-                _done(delete, f"deleted {st.progress.deleted} objects not in the backup", self.clock())
-                await obj.recorder.save(st, [(EventType.NORMAL, "Deleted", delete.message)])
-
-        if site.cloud_front:
-            cf = site.cloud_front
-            if st.invalidation is None:
-                created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths, f"opex-rollback-{obj.ref.uid}")
-                st.invalidation = Invalidation(id=created["Id"], status=created["Status"], paths=cf.paths)
-                await obj.recorder.save(st, [(EventType.NORMAL, "InvalidationCreated",
-                                              f"invalidation {created['Id']} of {', '.join(cf.paths)} on "
-                                              f"{cf.distribution_id}")])
-            if cf.wait_for_completion and not _completed(st.invalidation.status):
-                st.invalidation.status = await asyncio.to_thread(sa.invalidation_status, cf.distribution_id,
-                                                                 st.invalidation.id)
-                if not _completed(st.invalidation.status):
-                    events = transition(st, Phase.VERIFYING, ConditionStatus.UNKNOWN, "Verifying",
-                                        f"waiting for invalidation {st.invalidation.id}", obj.generation)
-                    await obj.recorder.save(st, events)
-                    return 5.0
-
-        verify = _step(st, "verify")
-        backup, live = await listings()
-        to_copy, unchanged, extra = restore_plan(backup, site.backup_prefix, live, site.target_prefix)
-        if to_copy or (site.delete_extraneous and extra):
-            raise RollbackFailed("VerificationFailed", f"after the restore {len(to_copy)} objects still differ from the "
-                                                       f"backup and {len(extra)} extraneous remain (something else "
-                                                       f"writes to the site?); {self._progress_note(st)}")
-        _done(verify, f"all {len(unchanged)} objects match the backup by ETag and size", self.clock())
-        await self._finish(obj, spec, Phase.SUCCEEDED, "RolledBack",
-                           f"{st.target} restored from {st.to.description}: {st.progress.copied} copied, "
-                           f"{st.progress.unchanged} unchanged, {st.progress.deleted} deleted"
-                           + (f"; invalidation {st.invalidation.id} {st.invalidation.status}" if st.invalidation else ""),
-                           [])
-        return None
-
-    @staticmethod
-    def _count(st: RollbackStatus, left_to_copy: int) -> None:
-        """Copied so far, derived from the listing (so a restart mid-batch counts what it did)."""
-        p = st.progress
-        p.copied = max(0, p.total - left_to_copy - p.unchanged)
-
-    def _write_manifest(self, ref: ObjectRef, bucket: str, prefix: str, live: dict) -> str:
+    def write_manifest(self, bucket: str, prefix: str, live: dict) -> str:
         """The live objects before the restore (key -> ETag, size), to undo it; gzipped in a ConfigMap."""
-        name = f"{ref.name[:240]}-from"
+        ref = self.obj.ref
+        name = child_name(ref.name, "from")
         doc = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
         data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
         if len(data) > MAX_MANIFEST_GZ:
             doc = {"bucket": bucket, "prefix": prefix, "truncated": True, "objects": len(live)}
             data = gzip.compress(json.dumps(doc).encode())
-        self.kube.put_config_map(ref.namespace, name, {}, ref, {"opex.dev/rollback": ref.name[:63]},
-                                 binary={"manifest.json.gz": base64.b64encode(data).decode()})
+        self.ctl.objects.put_config_map(ref.namespace, name, {}, ref, {"opex.dev/rollback": label_value(ref.name)},
+                                        binary={"manifest.json.gz": base64.b64encode(data).decode()})
         return name
 
-    # -- bookkeeping ------------------------------------------------------------------------------
-    def _deadline_passed(self, spec: RollbackSpec, st: RollbackStatus) -> bool:
-        return st.started_at is not None and (
-            self.clock() - st.started_at).total_seconds() > spec.progress_deadline_seconds
+    # -- endings ----------------------------------------------------------------------------------
+    def success_message(self) -> str:
+        st = self.st
+        if self.spec.lambda_ is not None:
+            return f"{st.target} rolled back from {st.from_.description} to {st.to.description} and verified"
+        return (f"{st.target} restored from {st.to.description}: {st.progress.copied} copied, "
+                f"{st.progress.unchanged} unchanged, {st.progress.deleted} deleted"
+                + (f"; invalidation {st.invalidation.id} {st.invalidation.status}" if st.invalidation else ""))
 
-    @staticmethod
-    def _progress_note(st: RollbackStatus) -> str:
-        if st.progress is not None and st.progress.total:
-            p = st.progress
-            undo = (f"; the live listing before the restore is in ConfigMap {st.from_.manifest_ref.name}"
-                    if st.from_ and st.from_.manifest_ref else "")
-            return (f"restored {p.copied} of {p.total - p.unchanged} differing objects ({p.unchanged} were already "
-                    f"equal), deleted {p.deleted}{undo}")
-        apply = next((s for s in st.steps if s.id == "apply"), None)
-        if apply is None or apply.state in ("Pending", "DryRun"):
-            return "nothing was changed"
-        if apply.state == "Skipped":
-            return "the target already held; nothing was changed"
-        undo = f" (it ran {st.from_.description} before; a Rollback to that undoes it)" if st.from_ else ""
-        return f"the change to {st.to.description if st.to else 'the target'} was issued{undo}"
+    async def aws_failed(self, err: AwsError) -> float | None:
+        """A transient AWS error is retried (every step checks the target first); others end the rollback."""
+        if err.transient:
+            self.event("Retrying", str(err), warning=True)
+            return TRANSIENT_RETRY_SECONDS
+        reason = "AccessDenied" if err.denied else ("NotFound" if err.not_found else "AwsError")
+        await self.finish(Phase.FAILED, reason, f"{err}; {rb.progress_note(self.st)}")
+        return None
 
-    def _abort_message(self, st: RollbackStatus) -> str:
-        return f"aborted by spec.abort while {st.phase.value if st.phase else 'Pending'}; {self._progress_note(st)}"
-
-    async def _dry_run_done(self, obj: Observed[RollbackStatus], spec: RollbackSpec, plan: str) -> None:
-        """Record what would have been done; the rollback ends Succeeded with RolledBack=False/DryRun."""
-        _step(obj.status, "apply").state, _step(obj.status, "apply").message = "DryRun", plan
-        await self._finish(obj, spec, Phase.SUCCEEDED, "DryRun", f"dry run: {plan}; nothing was changed", [],
-                           rolled_back=False)
-
-    async def _finish(self, obj: Observed[RollbackStatus], spec: RollbackSpec, phase: Phase, reason: str, message: str,
-                      events: list[Event], rolled_back: bool | None = None) -> None:
-        st, gen = obj.status, obj.generation
-        st.finished_at = self.clock()
+    async def finish(self, phase: Phase, reason: str, message: str) -> None:
+        st = self.st
+        st.finished_at = self.ctl.clock()
         st.message = message
         ok = phase == Phase.SUCCEEDED
-        events += transition(st, phase, ConditionStatus.TRUE if ok else ConditionStatus.FALSE, reason, message, gen,
-                             warning=not ok)
-        done = ok if rolled_back is None else rolled_back
-        set_condition(st.conditions, ROLLED_BACK, ConditionStatus.TRUE if done else ConditionStatus.FALSE,
-                      reason, message, gen)
-        st.observed_generation = gen
-        await obj.recorder.save(st, events)
-        target_type = "lambda" if spec.lambda_ is not None else "static_site"
-        outcome = {Phase.SUCCEEDED: "dry_run" if reason == "DryRun" else "succeeded",
-                   Phase.ABORTED: "aborted"}.get(phase, "failed")
+        dry_run = reason == "DryRun"
+        for step in st.steps:  # a step cut short says so; it is never left Running
+            if step.state == State.RUNNING:
+                step.state = State.FAILED if phase == Phase.FAILED else State.SKIPPED
+                step.message, step.finished_at = f"{step.message}; stopped ({reason})", st.finished_at
+        self.phase(phase, reason, message, warning=not ok)
+        self.condition(ROLLED_BACK, ConditionStatus.TRUE if ok and not dry_run else ConditionStatus.FALSE, reason, message)
+        if dry_run:
+            self.condition(PLANNED, ConditionStatus.TRUE, reason, message)
+        target_type = "lambda" if self.spec.lambda_ is not None else "static_site"
+        outcome = {Phase.SUCCEEDED: "dry_run" if dry_run else "succeeded", Phase.ABORTED: "aborted"}.get(phase, "failed")
         metrics.ROLLBACKS.labels(target_type, outcome).inc()
         if phase == Phase.ABORTED:
             metrics.ROLLBACK_ABORTS.labels("requested" if reason == "AbortRequested" else reason).inc()
@@ -425,61 +386,21 @@ class RollbackController:
             metrics.ROLLBACK_DURATION.labels(target_type).observe((st.finished_at - st.started_at).total_seconds())
 
 
-def _completed(status: str) -> bool:
-    """AWS documents "Completed"; some implementations (moto) answer "COMPLETED"."""
-    return status.lower() == "completed"
-
-
-def _target(spec: RollbackSpec) -> str:
+def needed_actions(spec: RollbackSpec) -> list[str]:
+    """The mutating actions (as the operator policy names them) this rollback may call."""
     if spec.lambda_ is not None:
-        return f"lambda:{spec.lambda_.function_name}" + (f":{spec.lambda_.alias}" if spec.lambda_.alias else "")
+        return (["lambda:UpdateAlias" if spec.lambda_.alias else "lambda:UpdateFunctionCode"]
+                + (["lambda:UpdateFunctionConfiguration"] if spec.lambda_.environment else []))
     site = spec.static_site
-    return f"s3://{site.bucket}/{site.target_prefix}"
+    return (["s3:PutObject"] + (["s3:DeleteObject"] if site.delete_extraneous else [])
+            + (["cloudfront:CreateInvalidation"] if site.cloud_front else []))
 
 
-def _step(st: RollbackStatus, step_id: str) -> RollbackStep:
-    step = next((s for s in st.steps if s.id == step_id), None)
-    if step is None:
-        step = RollbackStep(id=step_id, state="Pending")
-        st.steps.append(step)
-    return step
-
-
-def _done(step: RollbackStep, message: str, at: dt.datetime, state: str = "Succeeded") -> None:
-    step.state, step.message, step.finished_at = state, message[:1024], at
-    step.started_at = step.started_at or at
-
-
-def _describe(version: str | None, sha: str | None) -> str:
-    label = f"v{version}" if version and version.isdigit() else version
-    return f"{label} ({sha[:10]}…)" if sha else label
-
-
-def _matches(current: FunctionState, to: Revision, alias: str | None) -> bool:
-    if alias:
-        return current.version == to.version
-    return current.code_sha256 == to.code_sha256
-
-
-def _or_missing(call: Callable[[], Any], what: str) -> Any:
+async def _or_missing(call: Callable, what: str, *args):
+    """``call(*args)`` in a thread; a not-found AwsError ends the rollback naming ``what``."""
     try:
-        return call()
+        return await asyncio.to_thread(call, *args)
     except AwsError as err:
         if err.not_found:
             raise RollbackFailed("NotFound", f"{what} does not exist; nothing was changed") from None
         raise
-
-
-def _s3_sha(aws: AwsClients, spec: RollbackSpec, s3: Any) -> str:
-    """Lambda's CodeSha256 of an S3 package: base64 of the SHA-256 of its bytes."""
-    args = {"Bucket": s3.bucket, "Key": s3.key}
-    if s3.object_version:
-        args["VersionId"] = s3.object_version
-    client = aws.client("s3", spec.region, spec.role_key)
-    body = _or_missing(lambda: client.get_object(**args)["Body"], f"package s3://{s3.bucket}/{s3.key}")
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: body.read(1 << 20), b""):
-        digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-

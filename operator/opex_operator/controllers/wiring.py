@@ -1,27 +1,52 @@
-"""Build each kind's controller with its dependencies (one place to see what uses what)."""
+"""Build each kind's controller with its adapters: the one place that connects ports to adapters."""
 from __future__ import annotations
 
 from ..aws.clients import AwsClients
+from ..aws.lambda_ import LambdaActions
+from ..aws.pipeline import PipelineActions
+from ..aws.reader import AwsReader
+from ..aws.site import SiteActions
 from ..config import Settings
 from ..kube import Kube
+from ..notify.senders import SnsSender, post_webhook
 from ..policy import Policy
+from ..terraform.session import Workspaces
 from .base import Controller
-from .incident import IncidentController
-from .incident_steps import TerraformSettings
 from .driftcheck import DriftCheckController
+from .incident import IncidentController
 from .rollback import RollbackController
 
 
-def build_controllers(settings: Settings, kube: Kube) -> dict[str, Controller]:
-    """Controllers keyed by plural (``incidents``, ``driftchecks``, ``rollbacks``).
+class AwsAdapters:
+    """``ports.AwsPorts`` over boto3: adapters for a region and a role key of the operator policy."""
 
-    Raises ``policy.PolicyError`` when ``OPEX_POLICY_FILE`` cannot be read or is malformed.
-    """
-    policy = Policy.load(settings.policy_file)
-    aws = AwsClients(settings.aws_region, policy.assume_roles())
-    return {
-        "incidents": IncidentController(aws, policy, kube, TerraformSettings(settings.terraform, settings.work_dir,
-                                                                             settings.cache_dir)),
-        "driftchecks": DriftCheckController(kube, settings.terraform, settings.work_dir, settings.cache_dir),
-        "rollbacks": RollbackController(aws, policy, kube),
-    }
+    def __init__(self, clients: AwsClients):
+        self.clients = clients
+        self.default_region = clients.default_region
+
+    def reader(self, region: str | None, role_key: str | None) -> AwsReader:
+        return AwsReader(self.clients, region, role_key)
+
+    def lambda_(self, region: str | None, role_key: str | None) -> LambdaActions:
+        return LambdaActions(self.clients, region, role_key)
+
+    def pipeline(self, region: str | None, role_key: str | None) -> PipelineActions:
+        return PipelineActions(self.clients, region, role_key)
+
+    def site(self, region: str | None, role_key: str | None) -> SiteActions:
+        return SiteActions(self.clients, region, role_key)
+
+    def sns(self, region: str | None, role_key: str | None) -> SnsSender:
+        return SnsSender(self.clients.client("sns", region, role_key))
+
+
+def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[str, Controller]:
+    """Controllers keyed by plural (``incidents``, ``driftchecks``, ``rollbacks``)."""
+    aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles()))
+    workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir)
+    controllers: list[Controller] = [
+        IncidentController(aws, kube, workspaces, policy, post_webhook),
+        DriftCheckController(kube, workspaces),
+        RollbackController(aws, kube, policy),
+    ]
+    return {c.resource.plural: c for c in controllers}

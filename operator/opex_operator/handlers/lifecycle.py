@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 
 from .. import GROUP, metrics
-from ..config import Settings
 from ..controllers.wiring import build_controllers
 from ..kube import Kube, load_client_config
 
@@ -17,8 +16,11 @@ FINALIZER = f"{GROUP}/finalizer"
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    """Own finalizer and annotation prefixes (``opex.dev``), Event reporter, workers, clients."""
-    config = Settings.from_env()
+    """Own finalizer and annotation prefixes (``opex.dev``), Event reporter, workers, clients.
+
+    ``memo.settings`` and ``memo.policy`` were read once by ``runner.run``.
+    """
+    config = memo.settings
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -29,8 +31,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="opex-io"))
     load_client_config()
-    memo.settings = config
     memo.kube = Kube()
-    memo.controllers = build_controllers(config, memo.kube)
+    memo.controllers = build_controllers(config, memo.policy, memo.kube)
     metrics.serve(config.metrics_port, config.bind_address)
     logger.info("opex-operator ready: metrics on :%d, liveness on :%d", config.metrics_port, config.health_port)

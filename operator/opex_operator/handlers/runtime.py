@@ -1,7 +1,7 @@
 """The reconcile loop each custom resource gets: one Kopf daemon per object.
 
 Why a daemon and not on.create/on.update handlers: runbook work is a sequence of checkpointed
-steps with waits (approvals, schedules, escalation deadlines). One coroutine per object runs
+moves with waits (approvals, schedules, escalation deadlines). One coroutine per object runs
 them in order, never two passes at once for the same object, and it wakes early when the
 object's generation (a spec change such as an approval) or one of the kind's request
 annotations changes. Kopf keeps ``body`` live (replaced from the watch stream before any
@@ -10,25 +10,24 @@ daemon looks at a body that is already new) and stops the daemon when the object
 or the operator exits.
 
 Status is the checkpoint: it is read from the object when the daemon starts (so a restarted
-operator resumes where it was) and afterwards kept in memory and written through
-:class:`KopfRecorder`, the one place that patches status, appends the timeline and posts Events.
+operator resumes where it was) and afterwards kept in memory and written through the
+controllers' :class:`~opex_operator.controllers.status.StatusWriter`.
 """
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
-from pydantic import BaseModel
 
 from .. import metrics
-from ..api.common import MAX_TIMELINE, ConditionStatus, EventType, TimelineEntry, now
-from ..api.conditions import READY, set_condition
-from ..controllers.base import Controller, Event, Observed
+from ..api.common import EventType, parse_time
+from ..api.conditions import RECONCILING, get, mark, remove
+from ..controllers.base import Controller, Observed
+from ..controllers.status import StatusWriter
+from ..errors import KubeError
 from ..kube import Kube, ObjectRef
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,7 @@ log = logging.getLogger(__name__)
 # How often a waiting daemon checks whether it was asked to stop.
 STOP_CHECK_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 300.0
+RECONCILE_ERROR = "ReconcileError"
 
 _wakers: dict[str, asyncio.Event] = {}
 
@@ -47,47 +47,17 @@ def wake(uid: str) -> None:
         event.set()
 
 
-class KopfRecorder:
-    """Writes one object's status, appends its timeline and posts its Events.
+class KopfSink:
+    """Where one object's status and Events go: its status subresource, and Kopf's Event poster."""
 
-    ``save`` is a checkpoint: it returns only after the API server has the new status, so a
-    step recorded as started is on record before the call it guards is made.
-    """
-
-    def __init__(self, kube: Kube, ref: ObjectRef, body: kopf.Body, saved: dict[str, Any]):
+    def __init__(self, kube: Kube, ref: ObjectRef, body: kopf.Body):
         self.kube, self.ref, self.body = kube, ref, body
-        self._saved = saved
 
-    async def save(self, status: BaseModel, events: Sequence[Event] = ()) -> None:
-        """Persist ``status`` (skipped when unchanged) after recording ``events`` (type, reason, message)."""
-        timeline = getattr(status, "timeline", None)
-        for type_, reason, message in events:
-            if timeline is not None:
-                timeline.append(TimelineEntry(time=now(), type=type_, reason=reason, message=message[:1024]))
-                del timeline[:-MAX_TIMELINE]
-        wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if wire != self._saved:
-            await asyncio.to_thread(self.kube.patch_status, self.ref, merge_patch(self._saved, wire))
-            self._saved = wire
-        for type_, reason, message in events:
-            kopf.event(self.body, type=str(type_), reason=reason, message=message)
+    async def patch(self, patch: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.kube.patch_status, self.ref, patch)
 
-
-def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: changed keys, nested
-    objects diffed, removed keys as null, lists replaced whole."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            inner = merge_patch(before, value)
-            if inner:
-                patch[key] = inner
-        elif value != before or key not in old:
-            patch[key] = value
-    return patch
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        kopf.event(self.body, type=str(type_), reason=reason, message=message)
 
 
 def _trigger(body: kopf.Body, annotations: tuple[str, ...]) -> tuple:
@@ -100,69 +70,83 @@ async def run(controller: Controller, body: kopf.Body, stopped: kopf.DaemonStopp
               resync_seconds: float) -> None:
     """Reconcile one object until it is deleted or the operator stops.
 
-    Exceptions from a pass are counted (``opex_reconcile_errors_total``), reported on the
-    ``Ready`` condition (reason ``ReconcileError``) and retried with exponential backoff
-    (1 s doubling to 5 minutes). A 404 from the API server means the object is gone: the loop ends.
+    Exceptions from a pass are logged with the object, counted (``opex_reconcile_errors_total``),
+    reported as ``Reconciling=True/ReconcileError`` (so Ready is Unknown with the reason) and
+    retried with exponential backoff (1 s doubling to 5 minutes). A 404 from the API server
+    means the object is gone: the loop ends.
     """
     meta = body["metadata"]
-    ref = ObjectRef(controller.plural, meta["namespace"], meta["name"], meta.get("uid", ""), body.get("kind", ""))
-    status = controller.status_model.model_validate(body.get("status") or {})
-    recorder = KopfRecorder(kube, ref, body, status.model_dump(mode="json", by_alias=True, exclude_none=True))
+    kind = controller.resource
+    ref = ObjectRef(kind.plural, meta["namespace"], meta["name"], meta.get("uid", ""), kind.kind)
+    status = kind.status.model_validate(body.get("status") or {})
+    writer = StatusWriter(KopfSink(kube, ref, body), status.model_dump(mode="json", by_alias=True, exclude_none=True))
     failures = 0
     waker = _wakers.setdefault(ref.uid, asyncio.Event())
     try:
         while not stopped:
             trigger = _trigger(body, controller.wake_annotations)
-            delay, failures = await _pass(controller, body, ref, status, recorder, failures)
+            delay, failures = await _pass(controller, body, ref, status, writer, failures)
             wait = resync_seconds if delay is None else min(delay, resync_seconds)
             await _wait(body, controller.wake_annotations, trigger, waker, wait, stopped)
     except _Gone:
-        log.info("%s %s/%s is gone; its reconcile loop ends", controller.kind, ref.namespace, ref.name)
+        log.info("%s %s is gone; its reconcile loop ends", kind.kind, ref.key)
     finally:
         _wakers.pop(ref.uid, None)
         controller.forget(ref)
 
 
-async def _pass(controller: Controller, body: kopf.Body, ref: ObjectRef, status: BaseModel,
-                recorder: KopfRecorder, failures: int) -> tuple[float | None, int]:
+async def _pass(controller: Controller, body: kopf.Body, ref: ObjectRef, status: Any, writer: StatusWriter,
+                failures: int) -> tuple[float | None, int]:
     meta = body.get("metadata", {})
-    created = meta.get("creationTimestamp")
-    obj = Observed(ref=ref, generation=meta.get("generation", 0), annotations=dict(meta.get("annotations") or {}),
+    writer.generation = meta.get("generation", 0)
+    obj = Observed(ref=ref, generation=writer.generation, annotations=dict(meta.get("annotations") or {}),
                    labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
-                   recorder=recorder, owner_references=list(meta.get("ownerReferences") or []),
-                   created_at=dt.datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None)
+                   recorder=writer, owner_references=list(meta.get("ownerReferences") or []),
+                   created_at=parse_time(meta.get("creationTimestamp")))
+    kind = controller.resource.kind
     started = time.monotonic()
     try:
         delay = await controller.reconcile(obj)
-        metrics.RECONCILES.labels(controller.kind, "success").inc()
+        metrics.RECONCILES.labels(kind, "success").inc()
+        if failures:
+            await _recovered(obj)
         return delay, 0
-    except ApiException as err:
-        if err.status == 404:
+    except KubeError as err:
+        if err.not_found:
             raise _Gone() from err
-        return await _failed(controller, obj, err, failures)
-    except Exception as err:  # noqa: BLE001 - every failure is reported and retried
-        return await _failed(controller, obj, err, failures)
+        return await _failed(kind, obj, err, failures)
+    except Exception as err:  # noqa: BLE001 - every other failure is logged, reported and retried
+        return await _failed(kind, obj, err, failures)
     finally:
-        metrics.RECONCILE_DURATION.labels(controller.kind).observe(time.monotonic() - started)
+        metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
 
 
 class _Gone(Exception):
     """The object was deleted while it was being reconciled."""
 
 
-async def _failed(controller: Controller, obj: Observed, err: Exception, failures: int) -> tuple[float, int]:
+async def _failed(kind: str, obj: Observed, err: Exception, failures: int) -> tuple[float, int]:
     failures += 1
-    metrics.RECONCILES.labels(controller.kind, "error").inc()
-    metrics.RECONCILE_ERRORS.labels(controller.kind, type(err).__name__).inc()
-    log.exception("reconcile of %s %s/%s failed (attempt %d)", controller.kind, obj.ref.namespace, obj.ref.name, failures)
+    metrics.RECONCILES.labels(kind, "error").inc()
+    metrics.RECONCILE_ERRORS.labels(kind, type(err).__name__).inc()
+    log.error("reconcile of %s %s failed (attempt %d): %s", kind, obj.ref.key, failures, err,
+              exc_info=not isinstance(err, KubeError))
     delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
-    message = f"{type(err).__name__}: {str(err)[:300]}; retrying in {delay:.0f}s"
+    message = f"{type(err).__name__}: {err}; retrying in {delay:.0f}s"
     try:
-        if set_condition(obj.status.conditions, READY, ConditionStatus.FALSE, "ReconcileError", message, obj.generation):
-            await obj.recorder.save(obj.status, [(EventType.WARNING, "ReconcileError", message)])
-    except Exception:  # noqa: BLE001 - the report itself may fail when the API server is down
-        log.warning("could not report the reconcile error of %s/%s", obj.ref.namespace, obj.ref.name)
+        mark(obj.status.conditions, RECONCILING, RECONCILE_ERROR, message, obj.generation)
+        await obj.recorder.save(obj.status, [(EventType.WARNING, RECONCILE_ERROR, message)])
+    except KubeError:  # the report itself fails when the API server is down
+        log.warning("could not report the reconcile error of %s", obj.ref.key)
     return delay, failures
+
+
+async def _recovered(obj: Observed) -> None:
+    """A pass succeeded after errors: drop the error report unless the controller replaced it."""
+    cond = get(obj.status.conditions, RECONCILING)
+    if cond is not None and cond.reason == RECONCILE_ERROR:
+        remove(obj.status.conditions, RECONCILING)
+        await obj.recorder.save(obj.status)
 
 
 async def _wait(body: kopf.Body, annotations: tuple[str, ...], trigger: tuple, waker: asyncio.Event,

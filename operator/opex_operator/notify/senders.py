@@ -7,13 +7,19 @@ import urllib.request
 from typing import Any
 
 
-def publish_sns(sns: Any, topic_arn: str, subject: str, body: str, attributes: dict[str, str]) -> str:
-    """Publish to ``topic_arn``; returns the MessageId. ``attributes`` become String message attributes
-    (severity, level, type) so subscribers can filter. Raises botocore errors."""
-    response = sns.publish(TopicArn=topic_arn, Subject=subject, Message=body,
-                           MessageAttributes={k: {"DataType": "String", "StringValue": str(v)}
-                                              for k, v in attributes.items()})
-    return response["MessageId"]
+class SnsSender:
+    """SNS Publish of pages (``ports.SnsPort``) with one region's client."""
+
+    def __init__(self, sns: Any):
+        self.sns = sns
+
+    def publish(self, topic_arn: str, subject: str, body: str, attributes: dict[str, str]) -> str:
+        """Publish to ``topic_arn``; returns the MessageId. ``attributes`` become String message attributes
+        (severity, level, type) so subscribers can filter. Raises AwsError."""
+        response = self.sns.publish(TopicArn=topic_arn, Subject=subject, Message=body,
+                                    MessageAttributes={k: {"DataType": "String", "StringValue": str(v)}
+                                                       for k, v in attributes.items()})
+        return response["MessageId"]
 
 
 def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:

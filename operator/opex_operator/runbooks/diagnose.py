@@ -13,12 +13,15 @@ beats a bare failed phase.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass, field
 
 from ..api.common import StateLock
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
 from .facts import LambdaFacts, LogLine, Observations
+
+log = logging.getLogger(__name__)
 
 MAX_EVIDENCE = 2000
 MAX_LINES = 12
@@ -246,6 +249,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
             what += f"; {len(obs.problems)} sources could not be read (see findings)"
         return RootCause(category=Cat.UNKNOWN, summary=what, evidence=[], identified_at=now)
     best = max(c, key=lambda x: x.score)  # max keeps the first of equal scores: rule order breaks ties
+    log.debug("root-cause candidates: %s; chosen %s", [(x.category.value, x.score) for x in c], best.category.value)
     evidence = list(dict.fromkeys(e for e in best.evidence if e))[:10]
     return RootCause(category=best.category, summary=best.summary[:1024], evidence=evidence, identified_at=now,
                      lock=best.lock)

@@ -1,9 +1,12 @@
-"""Decide an incident's next move from its spec and checkpointed status (pure; no I/O).
+"""Decide an incident's next move from its spec, checkpointed status and the time (pure; no I/O).
 
 The runbook is an ordered list of steps: ``assess`` → ``classify`` → remediation steps (gated)
-→ ``verify`` → ``notify-resolved``. Given the spec and the status, :func:`decide` returns the
-one thing to do now; the controller does it through an adapter and records the result, then
-asks again. Status is the checkpoint, so after a restart the same question gets the same answer.
+→ ``verify`` → ``notify-resolved``, with escalation pages due along the way. Given the spec,
+the status and a :class:`Situation` (the time, the operator policy's answer for this
+namespace, the escalation levels that apply), :func:`decide` returns the one thing to do now;
+the controller does it through an adapter, records the result and returns; the next reconcile
+pass asks again. Status is the checkpoint, so after a restart the same question gets the same
+answer.
 
 Approval rules (DESIGN.md §3): in ``DryRun`` a mutating step is recorded, never run; in
 ``Manual`` (default) it waits until its id is listed in ``spec.remediation.approvedSteps``;
@@ -12,21 +15,32 @@ its executor, which checks the current state first, so it never acts twice.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..api.incident import (IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode, Step,
-                            StepPolicy, StepState)
+from ..api.incident import (EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode,
+                            Step, StepPolicy, StepState)
+from ..notify import escalation as matrix
+from .facts import FunctionState
 from .plan import ASSESS, CLASSIFY, NOTIFY, VERIFY, read_step
 
 TERMINAL = {IncidentPhase.RESOLVED, IncidentPhase.FAILED, IncidentPhase.CLOSED}
+# A page carries the root cause, so it waits for the diagnosis, but never longer than this.
+PAGE_WAITS_FOR_DIAGNOSIS = dt.timedelta(seconds=60)
 
 
 class Move(StrEnum):
-    RUN = "Run"                       # run (or resume) ``step``
+    DETECT = "Detect"                 # a new incident: record its detection
+    DENY = "Deny"                     # the operator policy refuses this namespace, role or region
+    ESCALATE = "Escalate"             # page the levels in ``levels`` (may be none: record why)
+    ASSESS = "Assess"                 # initial assessment and classification (reads only)
+    RUN = "Run"                       # run (or resume) the remediation ``step``
     DRY_RUN = "DryRun"                # record ``step`` as what would run
     AWAIT_APPROVAL = "AwaitApproval"  # wait for ``step``'s id in approvedSteps
     DRY_RUN_DONE = "DryRunDone"       # every mutating step recorded; wait for a mode change
+    VERIFY = "Verify"                 # observe whether the fix holds
+    NOTIFY = "Notify"                 # announce the resolution
     FAIL = "Fail"                     # ``step`` failed and its onFailure stops the incident
     RESOLVE = "Resolve"               # every step done: resolved and verified
     CLOSE = "Close"                   # spec.closed: record and close
@@ -34,10 +48,28 @@ class Move(StrEnum):
 
 
 @dataclass(frozen=True)
+class Situation:
+    """What the decision needs besides spec and status: ``now`` (UTC), ``denied`` (the operator
+    policy's refusal for the namespace, role and region, or None) and ``levels`` (the escalation
+    levels that apply to this severity and environment, lowest first)."""
+
+    now: dt.datetime
+    denied: str | None = None
+    levels: list[EscalationLevel] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Decision:
     move: Move
-    step: Step | None = None          # for RUN, DRY_RUN, AWAIT_APPROVAL and FAIL (RUN: maybe not yet in status)
-    escalate: bool = False            # for FAIL with onFailure Escalate
+    step: Step | None = None                       # RUN, DRY_RUN, AWAIT_APPROVAL, FAIL (RUN: maybe not in status yet)
+    escalate: bool = False                         # FAIL with onFailure Escalate
+    levels: tuple[EscalationLevel, ...] = ()       # ESCALATE: the levels due now
+
+
+class VerifyOutcome(StrEnum):
+    VERIFIED = "Verified"
+    PENDING = "Pending"
+    FAILED = "Failed"
 
 
 def step_policy(spec: IncidentSpec, step_id: str) -> StepPolicy:
@@ -49,32 +81,51 @@ def find(status: IncidentStatus, step_id: str) -> Step | None:
     return next((s for s in status.steps if s.id == step_id), None)
 
 
+def classified(status: IncidentStatus) -> bool:
+    step = find(status, CLASSIFY)
+    return step is not None and step.state == StepState.SUCCEEDED
+
+
 def unknown_approvals(spec: IncidentSpec, status: IncidentStatus) -> list[str]:
     """Approved ids that name no step of this incident (reported once the plan exists)."""
-    if find(status, CLASSIFY) is None or find(status, CLASSIFY).state != StepState.SUCCEEDED:
+    if not classified(status):
         return []
     known = {s.id for s in status.steps}
     return [i for i in spec.remediation.approved_steps if i not in known]
 
 
-def decide(spec: IncidentSpec, status: IncidentStatus) -> Decision:
+def levels_due(status: IncidentStatus, situation: Situation,
+               force_next: bool = False) -> tuple[list[EscalationLevel], dt.datetime | None]:
+    """Levels to page now and when the next one is due (escalation matrix, from ``detectedAt``);
+    ``force_next`` pages the next level at once (a step whose onFailure is Escalate failed)."""
+    current = status.escalation.current_level if status.escalation else 0
+    return matrix.due(situation.levels, status.detected_at or situation.now, situation.now, current, force_next)
+
+
+def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> Decision:
     """The next move (see the module docstring)."""
     if spec.closed:
         return Decision(Move.IDLE) if status.phase == IncidentPhase.CLOSED else Decision(Move.CLOSE)
     if status.phase in TERMINAL:
         return Decision(Move.IDLE)
+    if status.phase is None:
+        return Decision(Move.DETECT)
+    if situation.denied:
+        return Decision(Move.DENY)
+    due, _ = levels_due(status, situation)
+    waited = situation.now - (status.detected_at or situation.now) >= PAGE_WAITS_FOR_DIAGNOSIS
+    if (classified(status) or waited) and (due or status.escalation is None):
+        return Decision(Move.ESCALATE, levels=tuple(due))
     for fixed in (ASSESS, CLASSIFY):
         step = find(status, fixed)
         if step is None or step.state != StepState.SUCCEEDED:
-            return Decision(Move.RUN, step or read_step(fixed))
+            return Decision(Move.ASSESS)
     mode = spec.remediation.mode
     recorded_dry_run = False
     for step in status.steps:
-        if step.id in (ASSESS, CLASSIFY, VERIFY, NOTIFY):
+        if step.id in (ASSESS, CLASSIFY, VERIFY, NOTIFY) or step.state in (StepState.SUCCEEDED, StepState.SKIPPED):
             continue
         policy = step_policy(spec, step.id)
-        if step.state in (StepState.SUCCEEDED, StepState.SKIPPED):
-            continue
         if step.state == StepState.FAILED:
             if policy.on_failure == OnFailure.CONTINUE:
                 continue
@@ -92,10 +143,57 @@ def decide(spec: IncidentSpec, status: IncidentStatus) -> Decision:
         return Decision(Move.RUN, step)
     if recorded_dry_run:
         return Decision(Move.DRY_RUN_DONE)
-    for fixed in (VERIFY, NOTIFY):
-        step = find(status, fixed)
-        if step is not None and step.state not in (StepState.SUCCEEDED, StepState.SKIPPED):
-            if step.state == StepState.FAILED:
-                return Decision(Move.FAIL, step)
-            return Decision(Move.RUN, step)
+    for fixed, move in ((VERIFY, Move.VERIFY), (NOTIFY, Move.NOTIFY)):
+        step = find(status, fixed) or read_step(fixed)
+        if step.state == StepState.FAILED:
+            return Decision(Move.FAIL, step)
+        if step.state not in (StepState.SUCCEEDED, StepState.SKIPPED):
+            return Decision(move, step)
     return Decision(Move.RESOLVE)
+
+
+# -- verification: does the fix hold? --------------------------------------------------------------
+
+@dataclass
+class VerifyFacts:
+    """What verification observed: per function its state and the ERROR lines logged since its
+    step finished; per pipeline the execution a step started or retried and its status; and,
+    when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``."""
+
+    functions: dict[str, tuple[FunctionState, list[str]]] = field(default_factory=dict)
+    executions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    newest_execution: tuple[str, str, dt.datetime | None] | None = None
+
+
+def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> tuple[VerifyOutcome, str]:
+    """Whether the remediation that ran holds, and what was seen (the runbook's "verify").
+
+    A function must be Active with its last update Successful and have logged no ERROR since its
+    step; a pipeline execution must have Succeeded. With no automated step, only a new
+    successful execution of the target ``pipeline`` after detection verifies a manual fix.
+    """
+    seen: list[str] = []
+    pending = False
+    for fn, (state, errors) in facts.functions.items():
+        if state.update_failed:
+            return VerifyOutcome.FAILED, f"{fn}: last update failed: {state.last_update_reason}"
+        if not state.settled:
+            pending = True
+            seen.append(f"{fn} is {state.state}/{state.last_update_status}")
+            continue
+        if errors:
+            return VerifyOutcome.FAILED, f"{fn} logged {len(errors)} ERROR events after its step: {errors[-1]}"
+        seen.append(f"{fn} Active/Successful, no ERROR events since its step")
+    for name, (execution, state) in facts.executions.items():
+        if state in ("Failed", "Stopped", "Cancelled", "missing"):
+            return VerifyOutcome.FAILED, f"execution {execution} of {name} is {state}"
+        pending = pending or state != "Succeeded"
+        seen.append(f"execution {execution} of {name} is {state}")
+    if not any(s.mutating and s.state == StepState.SUCCEEDED for s in status.steps):
+        newest = facts.newest_execution
+        if pipeline is None:
+            return VerifyOutcome.PENDING, "nothing to observe automatically"
+        if newest and newest[1] == "Succeeded" and newest[2] and status.detected_at and newest[2] > status.detected_at:
+            return VerifyOutcome.VERIFIED, f"a new execution {newest[0]} of {pipeline} succeeded"
+        return VerifyOutcome.PENDING, f"waiting for a new successful execution of {pipeline}"
+    return (VerifyOutcome.PENDING if pending else VerifyOutcome.VERIFIED), "; ".join(seen)

@@ -92,6 +92,22 @@ class LambdaVersion:
     last_modified: str | None = None
 
 
+def running_version(versions: list[LambdaVersion], code_sha256: str | None) -> str | None:
+    """The newest published version whose code is ``code_sha256`` (what $LATEST runs), or None."""
+    same = [v.version for v in versions if v.code_sha256 == code_sha256]
+    return same[-1] if same else None
+
+
+def previous_version(versions: list[LambdaVersion], code_sha256: str | None,
+                     running: str | None = None) -> LambdaVersion | None:
+    """The version before the running one: the newest published version older than ``running``
+    (default: :func:`running_version`) whose code differs from ``code_sha256``. The runbook's
+    "Rollback Deployment" target when no version is named; ``versions`` ascending."""
+    running = running or running_version(versions, code_sha256)
+    older = [v for v in versions if v.code_sha256 != code_sha256 and (running is None or int(v.version) < int(running))]
+    return older[-1] if older else None
+
+
 @dataclass
 class LambdaFacts:
     name: str
@@ -109,17 +125,12 @@ class LambdaFacts:
     @property
     def current_version(self) -> str | None:
         """The newest published version whose code is what $LATEST runs now."""
-        same = [v.version for v in self.versions if v.code_sha256 == self.code_sha256]
-        return same[-1] if same else None
+        return running_version(self.versions, self.code_sha256)
 
     @property
     def previous_version(self) -> LambdaVersion | None:
-        """The newest published version with code different from $LATEST's."""
-        older = [v for v in self.versions if v.code_sha256 != self.code_sha256]
-        current = self.current_version
-        if current is not None:
-            older = [v for v in older if int(v.version) < int(current)]
-        return older[-1] if older else None
+        """The known-good version a rollback goes to (see :func:`previous_version`)."""
+        return previous_version(self.versions, self.code_sha256)
 
 
 @dataclass
@@ -182,3 +193,34 @@ class Observations:
                 if b.id == ext:
                     return b
         return next((b for b in self.builds if b.status in ("FAILED", "FAULT", "TIMED_OUT")), None)
+
+
+@dataclass
+class FunctionState:
+    """What a function (or an alias) runs now."""
+
+    name: str
+    version: str                    # the alias's version, or "$LATEST"
+    code_sha256: str
+    state: str | None
+    last_update_status: str | None
+    last_update_reason: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settled(self) -> bool:
+        """Active and its last update Successful: safe to verify or to update again."""
+        return self.state == "Active" and self.last_update_status in ("Successful", None)
+
+    @property
+    def update_failed(self) -> bool:
+        return self.state == "Failed" or self.last_update_status == "Failed"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    etag: str
+    size: int
+
+    def same(self, other: "ObjectInfo | None") -> bool:
+        return other is not None and other.etag == self.etag and other.size == self.size

@@ -31,10 +31,13 @@ import re
 
 from ..api.incident import IncidentSpec, RootCause, RootCauseCategory as Cat, Step
 from .facts import Observations
+from .steps import (ForceUnlockParams, ImportParams, LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams,
+                    StartPipelineParams, StepAction as A, step)
 
 ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resolved"
-READ_STEPS = {ASSESS: "runbook:Assess", CLASSIFY: "runbook:Classify", VERIFY: "runbook:Verify",
-              NOTIFY: "sns:Publish"}
+READ_STEPS = {ASSESS: A.ASSESS, CLASSIFY: A.CLASSIFY, VERIFY: A.VERIFY, NOTIFY: A.NOTIFY}
+# Where each fixed step stands among the others (remediation steps sit between classify and verify).
+ORDER = {ASSESS: 0, CLASSIFY: 1, VERIFY: 3, NOTIFY: 4}
 RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_INSTALL}
 # Terraform's AWS provider: "Error: creating IAM Role (name): ... already exists" then "with ADDRESS,".
 TF_CONFLICT = re.compile(r"Error: creating [^(\n]+\((?P<id>[^)\s]+)\)[^\n]*(?:already exists|AlreadyExists)"
@@ -47,7 +50,8 @@ def slug(name: str) -> str:
 
 
 def read_step(step_id: str) -> Step:
-    return Step(id=step_id, action=READ_STEPS[step_id], mutating=False)
+    """A new Pending read step (assess, classify, verify or notify-resolved)."""
+    return step(step_id, READ_STEPS[step_id])
 
 
 def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -> list[Step]:
@@ -63,46 +67,41 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
             if target is None:
                 continue
             alias = wanted.alias if wanted and wanted.alias else None
-            params = {"functionName": fn.name, "toVersion": target}
-            if alias:
-                params["alias"] = alias
             current = fn.aliases.get(alias) if alias else (fn.current_version or "$LATEST")
-            steps.append(Step(
-                id=f"rollback-lambda-{slug(fn.name)}", mutating=True, params=params,
-                action="lambda:UpdateAlias" if alias else "lambda:UpdateFunctionCode",
-                inputs=(f"point alias {alias} of {fn.name} from version {current} to {target}" if alias else
-                        f"replace the code of {fn.name} ($LATEST, now {current}) with version {target}'s")))
+            steps.append(step(
+                f"rollback-lambda-{slug(fn.name)}", A.UPDATE_ALIAS if alias else A.UPDATE_FUNCTION_CODE,
+                LambdaRollbackParams(function_name=fn.name, to_version=target, alias=alias),
+                f"point alias {alias} of {fn.name} from version {current} to {target}" if alias else
+                f"replace the code of {fn.name} ($LATEST, now {current}) with version {target}'s"))
     if cause.category == Cat.TERRAFORM_STATE_LOCK and cause.lock is not None and spec.targets.drift_check_ref:
         dc = spec.targets.drift_check_ref.name
-        steps.append(Step(
-            id="terraform-force-unlock", action="terraform:ForceUnlock", mutating=True,
-            params={"lockId": cause.lock.id, "driftCheck": dc, "path": cause.lock.path or ""},
-            inputs=f"terraform force-unlock {cause.lock.id} in DriftCheck {dc}'s workspace "
-                   f"(only if still held and older than {spec.remediation.force_unlock.min_lock_age_seconds}s)"))
+        steps.append(step(
+            "terraform-force-unlock", A.TERRAFORM_FORCE_UNLOCK,
+            ForceUnlockParams(lock_id=cause.lock.id, drift_check=dc, path=cause.lock.path or ""),
+            f"terraform force-unlock {cause.lock.id} in DriftCheck {dc}'s workspace "
+            f"(only if still held and older than {spec.remediation.force_unlock.min_lock_age_seconds}s)"))
     if cause.category == Cat.DEPLOY_NAMING_CONFLICT and spec.targets.drift_check_ref:
         dc = spec.targets.drift_check_ref.name
         text = "\n".join(line.message.lstrip("│ ") for line in obs.build_log_lines)
         for m in TF_CONFLICT.finditer(text):
-            steps.append(Step(
-                id=f"terraform-import-{slug(m.group('address'))}", action="terraform:Import", mutating=True,
-                params={"driftCheck": dc, "address": m.group("address"), "id": m.group("id")},
-                inputs=f"terraform import {m.group('address')} {m.group('id')} in DriftCheck {dc}'s workspace"))
+            steps.append(step(
+                f"terraform-import-{slug(m.group('address'))}", A.TERRAFORM_IMPORT,
+                ImportParams(drift_check=dc, address=m.group("address"), id=m.group("id")),
+                f"terraform import {m.group('address')} {m.group('id')} in DriftCheck {dc}'s workspace"))
     p = obs.pipeline
-    imported = any(s.action == "terraform:Import" for s in steps)
+    imported = any(s.action == A.TERRAFORM_IMPORT for s in steps)
     if (cause.category in RETRYABLE or imported) and p is not None and p.status == "Failed":
         if p.is_latest and p.failed_stage:
-            steps.append(Step(
-                id=f"retry-stage-{slug(p.failed_stage)}", action="codepipeline:RetryStageExecution", mutating=True,
-                params={"pipeline": p.name, "stage": p.failed_stage, "executionId": p.execution_id},
-                inputs=f"retry the failed actions of stage {p.failed_stage} in execution {p.execution_id} of {p.name}"))
+            steps.append(step(
+                f"retry-stage-{slug(p.failed_stage)}", A.RETRY_STAGE_EXECUTION,
+                RetryStageParams(pipeline=p.name, stage=p.failed_stage, execution_id=p.execution_id),
+                f"retry the failed actions of stage {p.failed_stage} in execution {p.execution_id} of {p.name}"))
         else:
-            steps.append(Step(id="start-pipeline-execution", action="codepipeline:StartPipelineExecution",
-                              mutating=True, params={"pipeline": p.name},
-                              inputs=f"start a new execution of {p.name}"))
+            steps.append(step("start-pipeline-execution", A.START_PIPELINE_EXECUTION,
+                              StartPipelineParams(pipeline=p.name), f"start a new execution of {p.name}"))
     for env in spec.remediation.lambda_environment:
         keys = ",".join(sorted(env.variables))
-        steps.append(Step(id=f"update-lambda-env-{slug(env.function_name)}", mutating=True,
-                          action="lambda:UpdateFunctionConfiguration",
-                          params={"functionName": env.function_name, "keys": keys},
-                          inputs=f"set environment variables {keys} of {env.function_name}"))
+        steps.append(step(f"update-lambda-env-{slug(env.function_name)}", A.UPDATE_FUNCTION_CONFIGURATION,
+                          LambdaEnvironmentParams(function_name=env.function_name, keys=keys),
+                          f"set environment variables {keys} of {env.function_name}"))
     return steps

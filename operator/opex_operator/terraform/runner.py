@@ -135,16 +135,6 @@ class Terraform:
     async def select_workspace(self, name: str, timeout: float) -> Result:
         return await self.run("workspace", "select", "-or-create=true", "-no-color", name, timeout=timeout)
 
-    async def plan(self, out: str, lock_timeout: str, var_file: str | None, timeout: float,
-                   refresh_only: bool = False) -> Result:
-        args = ["plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={out}",
-                f"-lock-timeout={lock_timeout}"]
-        if refresh_only:
-            args.append("-refresh-only")
-        if var_file:
-            args.append(f"-var-file={var_file}")
-        return await self.run(*args, timeout=timeout)
-
     async def show_json(self, plan_file: str, timeout: float) -> dict[str, Any]:
         """``terraform show -json PLAN`` parsed; TerraformError when it fails or is not JSON."""
         result = await self.run("show", "-json", "-no-color", plan_file, timeout=timeout)
@@ -154,17 +144,6 @@ class Terraform:
             return json.loads(result.stdout)
         except ValueError:
             raise TerraformError("terraform show -json did not print JSON", result) from None
-
-    async def apply_plan(self, plan_file: str, lock_timeout: str, timeout: float) -> Result:
-        return await self.run("apply", "-input=false", "-no-color", f"-lock-timeout={lock_timeout}", plan_file,
-                              timeout=timeout)
-
-    async def import_(self, address: str, resource_id: str, lock_timeout: str, var_file: str | None,
-                      timeout: float) -> Result:
-        args = ["import", "-input=false", "-no-color", f"-lock-timeout={lock_timeout}"]
-        if var_file:
-            args.append(f"-var-file={var_file}")
-        return await self.run(*args, address, resource_id, timeout=timeout)
 
     async def state_list(self, timeout: float) -> list[str]:
         result = await self.run("state", "list", timeout=timeout)

@@ -1,4 +1,5 @@
-"""The seed's "Initial Assessment (5 minutes)", done in seconds: every targeted source, concurrently.
+"""The runbook's "Initial Assessment (5 minutes)", done in seconds: the Incident controller gathers
+the facts of every targeted source, concurrently, through the Reader port.
 
 Reads run in threads (boto3 blocks); a source that cannot be read becomes a ReadProblem (and
 so a finding naming the denied action or the missing resource), never an exception.
@@ -10,10 +11,10 @@ import datetime as dt
 from typing import Any, Callable
 
 from ..api.incident import IncidentSpec
-from ..terraform.locks import parse_state_lock
 from ..errors import AwsError
-from .facts import Observations, ReadProblem
-from .ports import LockSource, Reader
+from ..ports import LockSource, Reader
+from ..runbooks.facts import Observations, ReadProblem
+from ..terraform.locks import parse_state_lock
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
 

@@ -1,0 +1,152 @@
+"""Decide a DriftCheck's next move from its spec, checkpointed status and the time (pure; no I/O).
+
+Runbook: "Infrastructure Drift Detection" (production daily at 09:00 UTC, development at 18:00
+UTC; ``terraform plan -detailed-exitcode``: 0 no changes, 1 error, 2 changes) and its
+resolutions (import, configuration update, apply, refresh). The moves, in priority order:
+
+* the schedule is invalid → stop and say why (Stalled);
+* a run was asked for (``opex.dev/run-requested``) or a cron slot is due → run a plan;
+* a run is owed (``status.pendingRun``: to verify a resolution that succeeded, or after a
+  force-unlock) → run it;
+* a lock seen orphaned on two runs, with ``forceUnlock: IfOrphaned`` → force-unlock it (once per lock);
+* drift with a resolution strategy → resolve it when the approval allows (``Manual``: only the
+  plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`), or say
+  that it waits for approval;
+* otherwise wait for the next slot.
+
+Each reconcile pass carries out one move and the next pass decides again; nothing recurses.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .. import schedule
+from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
+                              ForceUnlock, Outcome, ResolutionStrategy)
+# Auto resolution: a plan that still differs after an apply is resolved again only after
+# BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
+# every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
+AUTO_BACKOFF = dt.timedelta(minutes=5)
+MAX_AUTO_ATTEMPTS = 3
+
+
+class Move(StrEnum):
+    INVALID = "Invalid"                # the schedule cannot be used: ``message`` says why
+    RUN = "Run"                        # terraform plan (``trigger`` says why)
+    FORCE_UNLOCK = "ForceUnlock"       # release the orphaned lock in status.lock
+    RESOLVE = "Resolve"                # apply / refresh-only / import the last plan
+    AWAIT_APPROVAL = "AwaitApproval"   # the resolution waits for approvedPlanChecksum
+    BACK_OFF = "BackOff"               # Auto resolution paused (``message``), until ``until`` or for good
+    WAIT = "Wait"                      # nothing to do before the next slot
+
+
+@dataclass(frozen=True)
+class Decision:
+    move: Move
+    trigger: str | None = None         # RUN: the slot or request, for status and Events
+    request: str | None = None         # RUN on demand: the annotation value it answers
+    slot: dt.datetime | None = None    # RUN on schedule (or a skipped slot): recorded before the run
+    skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
+    message: str = ""
+    until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration such as ``90s``, ``5m`` or ``1h30m`` (the CRD validates the form)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", text))
+
+
+def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
+           requested: str | None) -> Decision:
+    """The next move (see the module docstring). ``requested`` is the run annotation's value."""
+    problem = schedule.invalid(spec.schedule, spec.time_zone)
+    if problem:
+        return Decision(Move.INVALID, message=problem)
+    if requested and requested != status.last_run_request:
+        return Decision(Move.RUN, trigger=f"on demand ({RUN_ANNOTATION}={requested})", request=requested)
+    due = schedule.due(spec.schedule, spec.time_zone, status.last_schedule_time, created, now,
+                       spec.starting_deadline_seconds)
+    if due.skipped is not None:
+        return Decision(Move.WAIT, skipped=due.skipped)
+    if due.slot is not None and not spec.suspend:
+        return Decision(Move.RUN, trigger=f"schedule {due.slot:%Y-%m-%dT%H:%M}Z", slot=due.slot)
+    if status.pending_run:
+        return Decision(Move.RUN, trigger=status.pending_run)
+    last, lock = status.last_result, status.lock
+    if (last is not None and last.outcome == Outcome.LOCK_HELD and lock is not None and lock.unlock_attempted_at is None
+            and spec.lock.force_unlock == ForceUnlock.IF_ORPHANED and orphaned(spec, status, now)):
+        return Decision(Move.FORCE_UNLOCK)
+    if not drift_to_resolve(spec, status):
+        return Decision(Move.WAIT, slot=due.slot if spec.suspend else None)
+    r, planned = spec.resolution, last.plan_checksum
+    if r.approval == Approval.MANUAL:
+        if r.approved_plan_checksum != planned:
+            return Decision(Move.AWAIT_APPROVAL, message=(
+                f"{r.strategy.value} waits for approval: set spec.resolution.approvedPlanChecksum to {planned} "
+                f"(status.lastResult.planChecksum) after reading report "
+                f"{status.report_ref.name if status.report_ref else '(none)'}"))
+        return Decision(Move.RESOLVE)
+    # Import only adds what the state lacks, so repeating it cannot loop; the others back off.
+    paused, until = auto_backoff(status, now) if r.strategy != ResolutionStrategy.IMPORT else (None, None)
+    if paused:
+        return Decision(Move.BACK_OFF, message=paused, until=until)
+    return Decision(Move.RESOLVE)
+
+
+def drift_to_resolve(spec: DriftCheckSpec, status: DriftCheckStatus) -> bool:
+    """The last run found drift, a strategy resolves it, and this plan was not resolved (or tried) yet."""
+    last, done = status.last_result, status.last_resolution
+    if spec.resolution.strategy == ResolutionStrategy.REPORT_ONLY or last is None:
+        return False
+    if last.outcome != Outcome.DRIFT_DETECTED:
+        return False
+    return done is None or done.plan_checksum != last.plan_checksum
+
+
+def auto_backoff(status: DriftCheckStatus, now: dt.datetime) -> tuple[str | None, dt.datetime | None]:
+    """Why an Auto resolution must wait, and until when (None: until a person approves a checksum).
+
+    ``status.resolutionAttempts`` counts the resolutions since the last clean run; after the
+    first, each further one waits AUTO_BACKOFF doubling, and after MAX_AUTO_ATTEMPTS none runs.
+    """
+    attempts, last = status.resolution_attempts, status.last_resolution
+    if attempts == 0 or last is None:
+        return None, None
+    if attempts >= MAX_AUTO_ATTEMPTS:
+        return (f"the plan still differs after {attempts} automatic resolutions (it changes on every run, e.g. a "
+                f"timestamp() in the configuration); approval Auto is paused: fix the configuration, or set "
+                f"approval Manual and approve a checksum"), None
+    until = last.time + AUTO_BACKOFF * 2 ** (attempts - 1)
+    if now >= until:
+        return None, None
+    return (f"the plan still differs after {attempts} automatic resolution(s); the next one waits until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC (backoff)"), until
+
+
+def orphaned(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -> bool:
+    """The held lock counts as orphaned: seen on two runs, and older than ``lock.orphanedAfter``."""
+    lock = status.lock
+    age = (now - lock.created).total_seconds() if lock.created else 0.0
+    return lock.seen_count >= 2 and age > parse_duration(spec.lock.orphaned_after)
+
+
+def run_budget(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -> tuple[float, bool]:
+    """Seconds a run may take, and whether the limit is the next slot (concurrencyPolicy Replace)."""
+    budget = float(spec.timeout_seconds)
+    if spec.concurrency_policy == ConcurrencyPolicy.REPLACE and status.next_schedule_time is not None:
+        until_next = (status.next_schedule_time - now).total_seconds()
+        if until_next < budget:
+            return max(1.0, until_next), True
+    return budget, False
+
+
+def slot_missed_by_run(spec: DriftCheckSpec, started: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """The latest slot that came due while a run (``started`` .. ``now``) was going, which
+    concurrencyPolicy Forbid skips (None: no slot came, or Replace runs it next)."""
+    if spec.concurrency_policy != ConcurrencyPolicy.FORBID:
+        return None
+    return schedule.latest_slot(spec.schedule, spec.time_zone, started, now)

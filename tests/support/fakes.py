@@ -1,0 +1,429 @@
+"""Plain fakes of the ports (``opex_operator.ports``) for controller unit tests: no cluster, no AWS.
+
+Each fake keeps the state a real service would (functions, objects, locks) and records the
+calls that change it, so a test asserts what was changed, and that nothing ran twice. Status
+goes through the real :class:`StatusWriter` into a :class:`ListSink`, so Ready is derived as in
+production.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from opex_operator.controllers.base import Observed
+from opex_operator.controllers.status import StatusWriter
+from opex_operator.errors import AwsError
+from opex_operator.kube import ObjectRef
+from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
+from opex_operator.terraform.runner import Result, TerraformError
+
+T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)
+
+
+class Clock:
+    """An injected clock: ``clock()`` is now; ``advance(seconds)`` moves it."""
+
+    def __init__(self, now: dt.datetime = T0):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.now += dt.timedelta(seconds=seconds)
+        return self.now
+
+
+# -- status and the object ------------------------------------------------------------------------
+
+class ListSink:
+    """Keeps the status patches and Events a StatusWriter sends."""
+
+    def __init__(self):
+        self.patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    async def patch(self, patch: dict[str, Any]) -> None:
+        self.patches.append(patch)
+
+    def event(self, type_, reason: str, message: str) -> None:
+        self.events.append((str(type_), reason, message))
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
+
+
+def observed(status: Any, spec: dict[str, Any], plural: str, generation: int = 1, name: str = "x",
+             annotations: dict[str, str] | None = None, created_at: dt.datetime | None = None) -> Observed:
+    """One reconcile pass's view of an object whose status goes through a real StatusWriter."""
+    sink = ListSink()
+    writer = StatusWriter(sink, {}, generation)
+    ref = ObjectRef(plural, "ns", name, f"uid-{name}", plural[:-1].capitalize())
+    return Observed(ref=ref, generation=generation, annotations=dict(annotations or {}), labels={}, spec=spec,
+                    status=status, recorder=writer, created_at=created_at or T0)
+
+
+def drive(controller: Any, obj: Observed, passes: int = 60) -> float | None:
+    """Reconcile until the controller waits (returns anything but 0, "at once"); returns that wait."""
+    import asyncio
+
+    for _ in range(passes):
+        delay = asyncio.run(controller.reconcile(obj))
+        if delay != 0.0:
+            return delay
+    raise AssertionError(f"the controller never waited in {passes} passes")
+
+
+def sink_of(obj: Observed) -> ListSink:
+    return obj.recorder.sink
+
+
+def condition(status: Any, type_: str):
+    return next((c for c in status.conditions if c.type == type_), None)
+
+
+def aws_error(service: str, code: str, operation: str, status: int = 400, message: str = "") -> AwsError:
+    return AwsError(service, operation, code, message or code, status)
+
+
+# -- AWS ------------------------------------------------------------------------------------------
+
+class FakeLambda:
+    """Functions with published versions; code changes settle after ``settle_after`` reads."""
+
+    def __init__(self):
+        self.functions: dict[str, FunctionState] = {}
+        self.published: dict[str, list[LambdaVersion]] = {}
+        self.aliases: dict[tuple[str, str], str] = {}
+        self.calls: list[tuple] = []
+        self.settle_after = 0
+        self._unsettled = 0
+
+    def add(self, name: str, shas: list[str], latest: str | None = None, environment: dict | None = None) -> None:
+        """A function with versions 1..n of ``shas``; $LATEST runs ``latest`` (default: the last)."""
+        self.published[name] = [LambdaVersion(str(i + 1), sha) for i, sha in enumerate(shas)]
+        self.functions[name] = FunctionState(name, "$LATEST", latest or shas[-1], "Active", "Successful",
+                                             environment=dict(environment or {}))
+
+    def _missing(self, name: str) -> None:
+        if name not in self.functions:
+            raise aws_error("lambda", "ResourceNotFoundException", "GetFunction", 404, f"Function not found: {name}")
+
+    def current(self, name: str, alias: str | None = None) -> FunctionState:
+        self._missing(name)
+        state = copy.deepcopy(self.functions[name])
+        if self._unsettled:
+            self._unsettled -= 1
+            state.state, state.last_update_status = "Active", "InProgress"
+        if alias:
+            version = self.aliases[(name, alias)]
+            state.version, state.code_sha256 = version, self.version_sha(name, version)
+        return state
+
+    def versions(self, name: str) -> list[LambdaVersion]:
+        self._missing(name)
+        return list(self.published[name])
+
+    def version_sha(self, name: str, version: str) -> str:
+        self._missing(name)
+        for v in self.published[name]:
+            if v.version == version:
+                return v.code_sha256
+        raise aws_error("lambda", "ResourceNotFoundException", "GetFunction", 404, f"no version {version}")
+
+    def package_sha(self, bucket: str, key: str, object_version: str | None = None) -> str:
+        raise aws_error("s3", "NoSuchKey", "GetObject", 404)
+
+    def point_alias(self, name: str, alias: str, version: str) -> None:
+        self.calls.append(("UpdateAlias", name, alias, version))
+        self.aliases[(name, alias)] = version
+
+    def restore_code_from_version(self, name: str, version: str) -> None:
+        self.calls.append(("UpdateFunctionCode", name, version))
+        self.functions[name].code_sha256 = self.version_sha(name, version)
+        self._unsettled = self.settle_after
+
+    def restore_code_from_s3(self, name: str, bucket: str, key: str, object_version: str | None = None) -> None:
+        self.calls.append(("UpdateFunctionCode", name, f"s3://{bucket}/{key}"))
+
+    def set_environment(self, name: str, variables: dict[str, str], current: dict[str, str]) -> None:
+        self.calls.append(("UpdateFunctionConfiguration", name, tuple(sorted(variables))))
+        self.functions[name].environment = {**current, **variables}
+
+    def mutations(self) -> list[tuple]:
+        return list(self.calls)
+
+
+class FakeSite:
+    """S3 buckets (key -> ObjectInfo) and CloudFront distributions."""
+
+    def __init__(self):
+        self.buckets: dict[str, dict[str, ObjectInfo]] = {}
+        self.distributions: set[str] = set()
+        self.invalidations: dict[str, str] = {}   # caller reference -> id
+        self.copies: list[str] = []
+        self.deletes: list[str] = []
+        self.fail_copy: AwsError | None = None
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return bucket in self.buckets
+
+    def listing(self, bucket: str, prefix: str, exclude: str | None = None) -> dict[str, ObjectInfo]:
+        return {k: v for k, v in self.buckets[bucket].items()
+                if k.startswith(prefix) and not (exclude and k.startswith(exclude))}
+
+    def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
+        if self.fail_copy is not None:
+            raise self.fail_copy
+        self.copies.append(key)
+        self.buckets[bucket][key] = self.buckets[source_bucket][source_key]
+
+    def delete(self, bucket: str, keys: list[str]) -> list[str]:
+        for key in keys:
+            self.deletes.append(key)
+            self.buckets[bucket].pop(key, None)
+        return []
+
+    def distribution_exists(self, distribution_id: str) -> bool:
+        return distribution_id in self.distributions
+
+    def invalidate(self, distribution_id: str, paths: list[str], reference: str) -> dict[str, Any]:
+        self.invalidations.setdefault(reference, f"I{len(self.invalidations) + 1}")
+        return {"Id": self.invalidations[reference], "Status": "InProgress"}
+
+    def invalidation_status(self, distribution_id: str, invalidation_id: str) -> str:
+        return "Completed"
+
+
+class FakePipeline:
+    """One pipeline's executions, newest first: [id, status, startTime]; stage states per execution."""
+
+    def __init__(self):
+        self.executions: list[list] = []
+        self.stages: dict[tuple[str, str], str] = {}
+        self.calls: list[tuple] = []
+
+    def stage_status(self, pipeline: str, stage: str, execution_id: str) -> str | None:
+        return self.stages.get((stage, execution_id))
+
+    def retry_stage(self, pipeline: str, stage: str, execution_id: str) -> str:
+        self.calls.append(("RetryStageExecution", stage, execution_id))
+        self.stages[(stage, execution_id)] = "InProgress"
+        return execution_id
+
+    def start(self, pipeline: str) -> str:
+        execution = f"e-{len(self.executions) + 1}"
+        self.calls.append(("StartPipelineExecution", pipeline))
+        self.executions.insert(0, [execution, "InProgress", T0])
+        return execution
+
+    def execution_status(self, pipeline: str, execution_id: str) -> str:
+        return next(e[1] for e in self.executions if e[0] == execution_id)
+
+    def newest_execution(self, pipeline: str):
+        return tuple(self.executions[0]) if self.executions else None
+
+
+class FakeSns:
+    def __init__(self):
+        self.published: list[tuple[str, str, dict]] = []
+
+    def publish(self, topic_arn: str, subject: str, body: str, attributes: dict[str, str]) -> str:
+        self.published.append((topic_arn, subject, attributes))
+        return f"m-{len(self.published)}"
+
+
+class FakeReader:
+    """``ports.Reader``: the facts a test sets; unset sources raise not-found like AWS does."""
+
+    def __init__(self, pipeline=None, builds=(), log=(), lambdas=(), errors_after=()):
+        self.the_pipeline, self.the_builds, self.log = pipeline, list(builds), list(log)
+        self.lambdas = {fn.name: fn for fn in lambdas}
+        self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification)
+        self.reads = 0
+
+    def pipeline(self, name, execution_id):
+        self.reads += 1
+        if self.the_pipeline is None:
+            raise aws_error("codepipeline", "PipelineNotFoundException", "GetPipelineState", 400)
+        return self.the_pipeline
+
+    def builds(self, project, ids=()):
+        self.reads += 1
+        return self.the_builds
+
+    def stream_lines(self, group, stream):
+        self.reads += 1
+        return self.log
+
+    def filtered_lines(self, group, since):
+        self.reads += 1
+        return [line for line in self.errors_after if line.group == group]
+
+    def lambda_function(self, name, since):
+        self.reads += 1
+        if name not in self.lambdas:
+            raise aws_error("lambda", "ResourceNotFoundException", "GetFunction", 404)
+        return self.lambdas[name]
+
+    def api_stages(self, rest_api_id):
+        return []
+
+    def rds(self, instance_id):
+        raise aws_error("rds", "DBInstanceNotFound", "DescribeDBInstances", 404)
+
+    def trail_errors_from_logs(self, group, since):
+        return []
+
+    def trail_errors_lookup(self, since):
+        return []
+
+
+class FakeAws:
+    """``ports.AwsPorts``: the same fake per service whatever the region and role."""
+
+    default_region = "us-east-1"
+
+    def __init__(self, reader: Any = None):
+        self.the_reader, self.the_lambda, self.the_site = reader, FakeLambda(), FakeSite()
+        self.the_pipeline, self.the_sns = FakePipeline(), FakeSns()
+
+    def reader(self, region, role_key):
+        return self.the_reader
+
+    def lambda_(self, region, role_key):
+        return self.the_lambda
+
+    def pipeline(self, region, role_key):
+        return self.the_pipeline
+
+    def site(self, region, role_key):
+        return self.the_site
+
+    def sns(self, region, role_key):
+        return self.the_sns
+
+
+# -- Kubernetes -----------------------------------------------------------------------------------
+
+class FakeObjects:
+    """``ports.Objects``: custom resources by (plural, namespace, name), ConfigMaps and Secrets."""
+
+    def __init__(self):
+        self.custom: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.created: list[str] = []
+
+    def get(self, plural, namespace, name):
+        return copy.deepcopy(self.custom.get((plural, namespace, name)))
+
+    def create(self, plural, namespace, body):
+        key = (plural, namespace, body["metadata"]["name"])
+        if key in self.custom:
+            return None
+        self.created.append(body["metadata"]["name"])
+        self.custom[key] = copy.deepcopy(body)
+        return body
+
+    def put_config_map(self, namespace, name, data, owner, labels=None, binary=None):
+        self.config_maps[(namespace, name)] = {"data": data, "labels": labels or {}, "binary": binary or {}}
+
+    def config_map_data(self, namespace, name):
+        cm = self.config_maps.get((namespace, name))
+        return None if cm is None else cm["data"]
+
+    def secret_data(self, namespace, name):
+        return self.secrets.get((namespace, name))
+
+    def secret_value(self, namespace, name, key):
+        return (self.secrets.get((namespace, name)) or {}).get(key)
+
+    def config_map_names(self, namespace, selector):
+        key, value = selector.split("=")
+        return [n for (ns, n), cm in self.config_maps.items() if ns == namespace and cm["labels"].get(key) == value]
+
+    def delete_config_map(self, namespace, name):
+        self.config_maps.pop((namespace, name), None)
+
+
+# -- Terraform ------------------------------------------------------------------------------------
+
+def result(command: str, exit_code: int | None, stdout: str = "", stderr: str = "") -> Result:
+    return Result(command, exit_code, stdout, stderr, 0.1, timed_out=exit_code is None)
+
+
+def plan_doc(*changes: tuple[str, list[str]], marker: str = "") -> dict[str, Any]:
+    """A ``terraform show -json`` plan with ``changes`` as (address, actions); ``marker`` makes it unique."""
+    return {"format_version": "1.2", "terraform_version": "1.11.4",
+            "resource_changes": [{"address": a, "mode": "managed", "type": a.split(".")[0], "name": a.split(".")[1],
+                                  "change": {"actions": acts, "before": {"v": "old"}, "after": {"v": marker or "new"}}}
+                                 for a, acts in changes]}
+
+
+@dataclass
+class FakeSession:
+    """``ports.TerraformSession`` scripted by a FakeWorkspaces: plans answer from its queue."""
+
+    workspaces: "FakeWorkspaces"
+    version: str = "1.11.4"
+    revision: str = "abc123"
+
+    def has_saved_plan(self) -> bool:
+        return self.workspaces.saved is not None
+
+    async def plan(self, lock_timeout: str) -> Result:
+        ws = self.workspaces
+        ws.calls.append("plan")
+        outcome = ws.plans.pop(0) if len(ws.plans) > 1 else ws.plans[0]
+        if isinstance(outcome, Result):
+            return outcome
+        ws.saved = outcome
+        return result("plan", 2 if outcome.get("resource_changes") else 0)
+
+    async def show_plan(self) -> dict[str, Any]:
+        return self.workspaces.saved
+
+    async def apply_saved_plan(self, lock_timeout: str) -> Result:
+        self.workspaces.calls.append("apply")
+        return self.workspaces.apply_result
+
+    async def apply_refresh_only(self, lock_timeout: str) -> Result:
+        self.workspaces.calls.append("refresh")
+        return result("apply", 0)
+
+    async def import_(self, address: str, resource_id: str, lock_timeout: str) -> Result:
+        self.workspaces.calls.append(f"import {address}")
+        self.workspaces.state.append(address)
+        return result("import", 0)
+
+    async def state_list(self) -> list[str]:
+        return list(self.workspaces.state)
+
+    async def force_unlock(self, lock_id: str) -> Result:
+        self.workspaces.calls.append(f"force-unlock {lock_id}")
+        return result("force-unlock", 0, "Terraform state has been successfully unlocked!")
+
+
+@dataclass
+class FakeWorkspaces:
+    """``ports.Workspaces``: ``plans`` is the queue of what each plan finds (a plan document, or a
+    Result such as a lock error); the last one repeats. ``calls`` records every command."""
+
+    plans: list[Any] = field(default_factory=lambda: [plan_doc()])
+    apply_result: Result = field(default_factory=lambda: result("apply", 0))
+    state: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    saved: dict[str, Any] | None = None
+    open_error: Exception | None = None
+
+    async def open(self, namespace, name, spec, timeout, purpose=""):
+        if self.open_error is not None:
+            raise self.open_error
+        return FakeSession(self)
+
+
+def init_failed() -> TerraformError:
+    return TerraformError("terraform init failed", result("init", 1, stderr="Error: Failed to get existing workspaces"))

@@ -1,0 +1,165 @@
+"""The DriftCheck controller on fakes of Terraform and Kubernetes: runs, reports, resolutions,
+locks and schedules, with an injected clock (no real minutes waited)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from opex_operator import metrics
+from opex_operator.api.driftcheck import DriftCheckStatus
+from opex_operator.controllers.driftcheck import DriftCheckController
+from support.fakes import (drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed, observed, plan_doc, result,
+                           sink_of)
+
+LOCKED = """\
+│ Error: Error acquiring the state lock
+│ Lock Info:
+│   ID:        0c3f-dead-apply
+│   Path:      tfstate/network/terraform.tfstate
+│   Operation: OperationTypeApply
+│   Who:       ci@runner-7
+│   Version:   1.11.4
+│   Created:   2026-11-29 07:00:00.000 +0000 UTC
+"""
+
+
+class World:
+    def __init__(self, workspaces: FakeWorkspaces, schedule=("0 9 * * *",), clock: Clock | None = None,
+                 created: dt.datetime | None = None, name: str = "network", **spec):
+        self.ws, self.objects, self.clock = workspaces, FakeObjects(), clock or Clock(T0 + dt.timedelta(minutes=1))
+        self.spec = {"schedule": list(schedule), "source": {"configMapRef": {"name": "tf"}}, **spec}
+        self.status = DriftCheckStatus()
+        self.ctl = DriftCheckController(self.objects, workspaces, clock=self.clock)
+        self.obj = observed(self.status, self.spec, "driftchecks", name=name,
+                            created_at=created or self.clock.now - dt.timedelta(seconds=10))
+        self.requests = 0
+
+    def drive(self) -> float | None:
+        return drive(self.ctl, self.obj)
+
+    def run_now(self) -> float | None:
+        self.requests += 1
+        self.obj.annotations["opex.dev/run-requested"] = f"r{self.requests}"
+        return self.drive()
+
+    def approve(self, checksum: str) -> None:
+        self.spec["resolution"]["approvedPlanChecksum"] = checksum
+        self.obj.generation += 1
+
+    def reasons(self) -> list[str]:
+        return sink_of(self.obj).reasons()
+
+
+def test_a_clean_run_reports_no_drift_and_ready_until_the_next_slot():
+    w = World(FakeWorkspaces())
+    wait = w.run_now()
+    st = w.status
+    assert st.last_result.outcome == "NoDrift" and st.last_result.exit_code == 0
+    assert condition(st, "Ready").status == "True" and condition(st, "Drifted").reason == "NoDrift"
+    assert condition(st, "Reconciling") is None and st.running_since is None
+    assert st.report_ref.name.startswith("network-drift-") and ("ns", st.report_ref.name) in w.objects.config_maps
+    assert st.next_schedule_time == dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.timezone.utc)
+    assert wait == (st.next_schedule_time - w.clock.now).total_seconds()
+    assert w.reasons() == ["Scheduled", "RunStarted", "NoDrift"]
+
+
+def test_drift_waits_for_approval_of_its_checksum_then_the_plan_is_applied_once_and_verified():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply"})
+    w.run_now()
+    planned = w.status.last_result.plan_checksum
+    remediating = condition(w.status, "Remediating")
+    assert w.status.last_result.outcome == "DriftDetected" and remediating.reason == "AwaitingApproval"
+    assert planned in remediating.message and w.ws.calls == ["plan"]
+    w.approve(planned)
+    w.drive()
+    assert w.ws.calls == ["plan", "apply", "plan"]
+    assert w.status.last_resolution.outcome == "Succeeded" and w.status.last_result.outcome == "NoDrift"
+    assert w.status.last_result.trigger == "verification after Apply"
+    w.drive()
+    assert w.ws.calls == ["plan", "apply", "plan"]  # nothing runs twice
+
+
+def test_auto_apply_of_a_plan_that_changes_on_every_run_backs_off_and_stops():
+    plans = [plan_doc(("terraform_data.tag", ["update"]), marker=f"t{i}") for i in range(10)]
+    w = World(FakeWorkspaces(plans=plans), resolution={"strategy": "Apply", "approval": "Auto"})
+    wait = w.run_now()
+    assert w.ws.calls.count("apply") == 1 and condition(w.status, "Remediating").reason == "ResolutionBackoff"
+    assert 290 <= wait <= 300 and "ResolutionBackoff" in w.reasons()
+    for expected_applies, minutes in ((2, 5), (3, 10)):
+        w.clock.advance(minutes * 60 + 1)
+        w.drive()
+        assert w.ws.calls.count("apply") == expected_applies
+    w.clock.advance(3600)
+    w.drive()
+    assert w.ws.calls.count("apply") == 3
+    assert "paused" in condition(w.status, "Remediating").message
+
+
+def test_an_orphaned_lock_is_force_unlocked_once_on_the_second_run_then_checked_again():
+    w = World(FakeWorkspaces(plans=[result("plan", 1, stderr=LOCKED), result("plan", 1, stderr=LOCKED), plan_doc()]),
+              lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "30m"})
+    w.run_now()
+    assert w.status.last_result.outcome == "LockHeld" and w.status.lock.seen_count == 1
+    ready = condition(w.status, "Ready")
+    assert (ready.status, ready.reason) == ("False", "LockHeld") and "0c3f-dead-apply" in ready.message
+    w.run_now()
+    assert w.ws.calls == ["plan", "plan", "force-unlock 0c3f-dead-apply", "plan"]
+    assert w.status.last_result.outcome == "NoDrift" and w.status.lock is None
+    assert w.status.last_result.trigger.endswith(", after force-unlock")
+
+
+def test_a_lock_still_held_after_force_unlock_is_not_unlocked_again():
+    w = World(FakeWorkspaces(plans=[result("plan", 1, stderr=LOCKED)]),
+              lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "30m"})
+    w.run_now()
+    w.run_now()
+    w.run_now()
+    assert [c for c in w.ws.calls if c.startswith("force-unlock")] == ["force-unlock 0c3f-dead-apply"]
+
+
+def test_a_failed_init_is_plan_failed_with_the_diagnostic_and_the_schedule_goes_on():
+    w = World(FakeWorkspaces())
+    w.ws.open_error = init_failed()
+    w.run_now()
+    ready = condition(w.status, "Ready")
+    assert w.status.last_result.outcome == "PlanFailed" and (ready.status, ready.reason) == ("False", "InitFailed")
+    assert "Failed to get existing workspaces" in ready.message and "next scheduled run still happens" in ready.message
+    assert condition(w.status, "Drifted").status == "Unknown" and w.status.consecutive_failures == 1
+
+
+def test_a_slot_missed_while_the_operator_was_down_runs_once_even_across_a_restart():
+    clock = Clock(T0 + dt.timedelta(seconds=30))
+    w = World(FakeWorkspaces(), schedule=("*/5 * * * *",), clock=clock, created=T0 - dt.timedelta(days=1))
+    w.drive()
+    assert w.status.last_result.trigger == "schedule 2026-11-29T09:00Z"
+    clock.advance(11 * 60)  # down through 09:05 and 09:10
+    w.drive()
+    assert w.status.last_result.trigger == "schedule 2026-11-29T09:10Z" and w.ws.calls == ["plan", "plan"]
+    restarted = DriftCheckController(w.objects, w.ws, clock=clock)
+    asyncio.run(restarted.reconcile(w.obj))
+    assert w.ws.calls == ["plan", "plan"]
+    assert [r for r in w.reasons() if r == "RunStarted"] == ["RunStarted", "RunStarted"]
+
+
+def test_import_of_addresses_already_in_the_state_is_skipped_and_not_retried():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.dns", ["update"]))], state=["terraform_data.dns"]),
+              resolution={"strategy": "Import", "approval": "Auto",
+                          "imports": [{"address": "terraform_data.dns", "id": "Z1"}]})
+    w.run_now()
+    w.drive()
+    assert w.status.last_resolution.outcome == "Skipped" and condition(w.status, "Remediating").reason == "NothingToDo"
+    assert not [c for c in w.ws.calls if c.startswith("import")]
+
+
+def test_metrics_count_driftchecks_by_result_without_a_series_per_object():
+    before = metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) or 0
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.a", ["create"]), ("terraform_data.b", ["delete"]))]),
+              name="metered")
+    w.run_now()
+    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) == before + 1
+    labels = {tuple(sorted(s.labels)) for f in metrics.REGISTRY.collect() if f.name.startswith("opex_driftcheck")
+              for s in f.samples}
+    assert not any("driftcheck" in names or "namespace" in names for names in labels)
+    w.ctl.forget(w.obj.ref)
+    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) == before
