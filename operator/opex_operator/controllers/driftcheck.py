@@ -26,7 +26,7 @@ from ..api.conditions import READY, set_condition
 from ..api.driftcheck import (Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
                               Outcome, ReportRef, ResolutionRecord, ResolutionStrategy, RunResult, MAX_DRIFTED)
 from ..kube import Kube, ObjectRef
-from ..terraform.locks import parse_state_lock
+from ..terraform.locks import parse_lock_error
 from ..terraform.plan import PlanFormatError, PlanSummary, checksum, parse_show_json, redact
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import RunDir, SourceError
@@ -166,15 +166,17 @@ class DriftCheckController:
             if plan.timed_out:
                 reason, message = "TimedOut", f"{timed_out}; the plan was interrupted: {plan.diagnostic(6)}"
             elif plan.exit_code == 1:
-                lock = parse_state_lock(plan.stderr + plan.stdout)
-                if lock is not None:
-                    await self._lock_held(obj, spec, result, lock, run_dir, session, trigger, allow_unlock, t0)
+                locked = parse_lock_error(plan.stderr + plan.stdout)
+                if locked is not None and locked.lock is not None:
+                    await self._lock_held(obj, spec, result, locked.lock, run_dir, session, trigger, allow_unlock, t0)
                     return
-                message = plan.diagnostic()
+                reason, message = ("LockHeld", locked.describe()) if locked else (reason, plan.diagnostic())
             else:
                 doc = await session.tf.show_json(str(run_dir.plan), timeout=session.remaining())
                 summary = parse_show_json(doc, spec.ignore)
                 reason = ""
+                if summary.outcome == Outcome.PLAN_FAILED:
+                    reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
         except SourceError as err:
             reason, message = err.reason, str(err)
         except TerraformError as err:
@@ -188,7 +190,8 @@ class DriftCheckController:
         result.finished_at = self.clock()
         result.duration_seconds = round(time.monotonic() - t0, 3)
         if summary is None:
-            await self._failed(obj, result, reason, message)
+            await self._failed(obj, result, reason, message,
+                               Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED)
             return
         await self._succeeded(obj, spec, result, summary, doc)
         if summary.drifted and spec.resolution.strategy != ResolutionStrategy.REPORT_ONLY:
@@ -197,7 +200,7 @@ class DriftCheckController:
     async def _succeeded(self, obj: Observed[DriftCheckStatus], spec: DriftCheckSpec, result: RunResult,
                          summary: PlanSummary, doc: dict[str, Any]) -> None:
         st, ref, gen = obj.status, obj.ref, obj.generation
-        result.outcome = Outcome.DRIFT_DETECTED if summary.drifted else Outcome.NO_DRIFT
+        result.outcome = summary.outcome
         result.plan_checksum = checksum(doc)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
@@ -213,12 +216,14 @@ class DriftCheckController:
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
         if summary.drifted:
             what = f"{st.drifted_count} resources differ ({counts}): " + ", ".join(
-                sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "")
+                sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "") + (
+                f"; outputs change: {', '.join(summary.output_changes)}" if summary.output_changes else "")
             set_condition(st.conditions, DRIFTED, ConditionStatus.TRUE, "DriftDetected",
                           f"{what}; report in ConfigMap {st.report_ref.name}; plan checksum {result.plan_checksum}", gen)
             event = (EventType.WARNING, "DriftDetected", f"{what} (plan {result.plan_checksum})")
         else:
-            extra = f"; outputs only: {', '.join(summary.output_changes)}" if summary.output_changes else ""
+            noise = [e.address for e in summary.irrelevant_drift]
+            extra = f"; changed outside Terraform, nothing depends on it: {', '.join(noise[:5])}" if noise else ""
             set_condition(st.conditions, DRIFTED, ConditionStatus.FALSE, "NoDrift",
                           f"infrastructure matches the configuration{extra}", gen)
             event = (EventType.NORMAL, "NoDrift", f"no drift (revision {result.source_revision}){extra}")
@@ -228,9 +233,10 @@ class DriftCheckController:
         self._observe(ref, result, summary)
         await obj.recorder.save(st, [event])
 
-    async def _failed(self, obj: Observed[DriftCheckStatus], result: RunResult, reason: str, message: str) -> None:
+    async def _failed(self, obj: Observed[DriftCheckStatus], result: RunResult, reason: str, message: str,
+                      outcome: Outcome = Outcome.PLAN_FAILED) -> None:
         st, gen = obj.status, obj.generation
-        result.outcome = Outcome.PLAN_FAILED
+        result.outcome = outcome
         result.message = message[:2048]
         st.last_result = result
         st.consecutive_failures += 1
@@ -238,7 +244,7 @@ class DriftCheckController:
         text = f"{reason}: {message}"[:2000] + (f" (failed {st.consecutive_failures} runs in a row; the next "
                                                  f"scheduled run still happens)" if st.next_schedule_time else "")
         set_condition(st.conditions, READY, ConditionStatus.FALSE, reason, text, gen)
-        set_condition(st.conditions, DRIFTED, ConditionStatus.UNKNOWN, "PlanFailed", f"the check failed: {reason}", gen)
+        set_condition(st.conditions, DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}", gen)
         self._observe(obj.ref, result, None)
         await obj.recorder.save(st, [(EventType.WARNING, reason, message[:1000])])
 
