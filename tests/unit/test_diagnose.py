@@ -266,11 +266,13 @@ DATABASE = [
     ("psycopg2 (the issue)", "[ERROR] OperationalError: could not connect to server: Connection timed out\n\tIs the "
                              "server running on host \"db.internal\" (10.0.1.5) and accepting\n\tTCP/IP connections on "
                              "port 5432?"),
-    ("Prisma (the issue)", "PrismaClientInitializationError: Can't reach database server at `db.internal`:`5432`\n"
-                           "Please make sure your database server is running at `db.internal`:`5432`."),
+    ("Prisma (the issue)", "ERROR\tInvoke Error\tCan't reach database server at db.internal:5432"),
+    ("Prisma's full message", "PrismaClientInitializationError: Can't reach database server at `db.internal`:`5432`\n"
+                              "Please make sure your database server is running at `db.internal`:`5432`."),
     ("mysqljs (the issue)", "ERROR\tError: ER_ACCESS_DENIED_ERROR: Access denied for user 'app'@'10.0.3.7' (using "
                             "password: YES)"),
     ("psycopg timeout expired (the issue)", "[ERROR] OperationalError: timeout expired"),
+    ("a bare timeout expired line", "timeout expired"),
     ("libpq 14", '[ERROR] OperationalError: connection to server at "db.internal" (10.0.1.5), port 5432 failed: '
                  "Connection refused"),
     ("node-postgres", "ERROR\tInvoke Error \t{\"errorType\":\"Error\",\"errorMessage\":\"connect ECONNREFUSED "

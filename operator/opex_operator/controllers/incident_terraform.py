@@ -69,7 +69,8 @@ async def force_unlock(ctx: StepContext) -> Outcome:
     if held is None:
         return Outcome(done=True, ok=False, error=f"the probe plan failed for another reason: {probe.diagnostic()}")
     if held.id != p["lockId"]:
-        return Outcome(done=True, ok=False, error=f"the state is now locked by {held.id} ({held.who}, "
+        holder = held.who or "holder unknown"
+        return Outcome(done=True, ok=False, error=f"the state is now locked by {held.id} ({holder}, "
                                                   f"{held.operation}), not the diagnosed {p['lockId']}; not unlocking")
     minimum = ctx.spec.remediation.force_unlock.min_lock_age_seconds
     if held.created is None:  # HCP Terraform / TFE name the workspace, not when or by whom it was locked

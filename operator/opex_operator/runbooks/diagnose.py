@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from ..api.common import StateLock
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
+from ..terraform.locks import LockError
 from .facts import BuildFacts, BuildPhase, LambdaFacts, LogLine, Observations, stream_version
 
 MAX_EVIDENCE = 2000
@@ -105,7 +106,8 @@ INSTALL_COMMAND = re.compile(r"\b(?:npm (?:ci|install|i)|yarn install|pnpm insta
                              r"poetry install|pipenv install|bundle install|go mod download|composer install|"
                              r"gem install|apt-get install|yum install|dnf install|apk add)\b|^yarn$")
 LAMBDA_CONFLICT = re.compile(r"An update is in progress|ResourceConflictException|CodeVerificationFailed|"
-                             r"InvalidParameterValueException.*(Runtime|Handler)|UpdateFunctionCode")
+                             r"InvalidParameterValueException.*(Runtime|Handler)|when calling the UpdateFunctionCode "
+                             r"operation|operation error Lambda: UpdateFunctionCode")
 BUILD_PHASES_BEFORE_DEPLOY = {"SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD", "BUILD"}
 FAILED_PHASE = ("FAILED", "FAULT", "TIMED_OUT", "CLIENT_ERROR")
 
@@ -294,9 +296,7 @@ def findings(obs: Observations) -> Diagnosis:
               f"on {denied[0].event_source}", evidence=_excerpt(lines))
     if obs.lock_error is not None or obs.terraform_lock is not None:
         lock = obs.terraform_lock
-        text = obs.lock_error.describe() if obs.lock_error and obs.lock_error.lock else (
-            _lock_text(lock) if lock else obs.lock_error.describe())
-        d.add("lock", "Terraform", (lock.path if lock else None) or "state", FindingSeverity.ERROR, text,
+        d.add("lock", "Terraform", (lock.path if lock else None) or "state", FindingSeverity.ERROR, _held(obs),
               evidence=obs.lock_error.message if obs.lock_error else None)
     for i, problem in enumerate(obs.problems):
         severity = FindingSeverity.WARNING
@@ -305,9 +305,12 @@ def findings(obs: Observations) -> Diagnosis:
     return d
 
 
-def _lock_text(lock: StateLock) -> str:
-    since = f" since {lock.created:%Y-%m-%d %H:%M:%S} UTC" if lock.created else ""
-    return f"state lock {lock.id} is held by {lock.who or 'unknown'} ({lock.operation or 'operation unknown'}){since}"
+def _held(obs: Observations) -> str:
+    """The held lock in one line: the failed command's lock error, or the lock its DriftCheck saw when the error
+    names none."""
+    if obs.lock_error is not None and (obs.lock_error.lock is not None or obs.terraform_lock is None):
+        return obs.lock_error.describe()
+    return LockError(message="seen by the DriftCheck", lock=obs.terraform_lock).describe()
 
 
 def _trail_denied(obs: Observations) -> list:
@@ -318,17 +321,15 @@ def _trail_denied(obs: Observations) -> list:
 class LambdaFailures:
     """What a function's logs say went wrong (counts of distinct invocations where request ids show)."""
 
-    errors: list[LogLine]
     timeouts: int = 0
     out_of_memory: int = 0
-    database: re.Match | None = None
-    database_line: str = ""
+    database: str | None = None                                 # the first database error line
     invocations: dict[str, int] = field(default_factory=dict)   # version -> REPORT lines seen
 
 
 def lambda_failures(fn: LambdaFacts) -> LambdaFailures:
     """Timeouts, out-of-memory kills and database errors among ``fn``'s error lines and REPORT lines."""
-    out = LambdaFailures(errors=fn.error_lines)
+    out = LambdaFailures()
     timeouts: set[str] = set()
     oom: set[str] = set()
     for i, line in enumerate(fn.error_lines + fn.reports):
@@ -341,7 +342,7 @@ def lambda_failures(fn: LambdaFacts) -> LambdaFailures:
         if OUT_OF_MEMORY.search(line.message) or full:
             oom.add(key)
         if out.database is None and i < len(fn.error_lines) and (m := DB_CONNECT.search(line.message)):
-            out.database, out.database_line = m, _line(line.message, m)
+            out.database = _line(line.message, m)
     for report in fn.reports:
         version = stream_version(report.stream) or "?"
         out.invocations[version] = out.invocations.get(version, 0) + 1
@@ -438,9 +439,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
         c.append(_Candidate(score, category, summary, [e for e in (evidence or failure_refs) if e], lock))
 
     if obs.lock_error is not None or obs.terraform_lock is not None:
-        lock = obs.terraform_lock
-        what = obs.lock_error.describe() if obs.lock_error and (obs.lock_error.lock or lock is None) else _lock_text(lock)
-        add(100, Cat.TERRAFORM_STATE_LOCK, f"Terraform {what}", [ref("lock")] + failure_refs, lock)
+        add(100, Cat.TERRAFORM_STATE_LOCK, f"Terraform {_held(obs)}", [ref("lock")] + failure_refs, obs.terraform_lock)
     if ctx.timed_out:
         where = f" in phase {phase}" if phase else ""
         running = f" while `{command[:200]}` ran" if command else ""
@@ -513,7 +512,7 @@ def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str]) -> No
     refs = [ref(f"lambda-errors:{fn.name}"), ref(f"lambda:{fn.name}"), ref("rds")] + failure_refs
     if failures.database is not None:
         add(70, Cat.DATABASE_CONNECTIVITY, f"database connectivity: Lambda {fn.name} cannot reach its database: "
-                                           f"{failures.database_line}", refs)
+                                           f"{failures.database}", refs)
     if failures.out_of_memory:
         add(69, Cat.LAMBDA_OUT_OF_MEMORY, f"Lambda {fn.name} ran out of memory in {failures.out_of_memory} "
                                           f"invocations (its memory size is too small for the work)", refs)
