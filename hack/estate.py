@@ -54,12 +54,25 @@ def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = N
                         logEvents=[{"timestamp": start + i * step_ms, "message": m} for i, m in enumerate(lines)])
 
 
+IMPORT_ERROR = "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'"
+
+
+def invocation(version: int, i: int, error: str | None = None) -> list[str]:
+    """One invocation's lines as Lambda logs them: START, the function's own (an error), END and REPORT."""
+    request = f"6f1c{version:02d}{i:02d}-aaaa-4bbb-8ccc-0123456789ab"
+    return [f"START RequestId: {request} Version: {version}", *([error] if error else []),
+            f"END RequestId: {request}",
+            f"REPORT RequestId: {request}\tDuration: 41.27 ms\tBilled Duration: 42 ms\tMemory Size: 128 MB\t"
+            f"Max Memory Used: 61 MB"]
+
+
 def lambda_with_versions(name: str, versions: int = 2, alias: str | None = None,
-                         broken_latest: bool = True) -> list[str]:
+                         broken_latest: bool = True, error: str = IMPORT_ERROR) -> list[str]:
     """A function with ``versions`` published versions (each its own code); returns their CodeSha256.
 
-    With ``broken_latest`` the last version raises ImportModuleError and the function's log
-    group holds a dozen ERROR events from the last half hour. ``alias`` points at the last version.
+    With ``broken_latest`` the previous version ran clean (six invocations, 55 to 35 minutes ago,
+    in its own log stream) and the last version logs ``error`` on each of twelve invocations over
+    the last half hour. ``alias`` points at the last version.
     """
     lam = boto3.client("lambda")
     shas = []
@@ -76,15 +89,15 @@ def lambda_with_versions(name: str, versions: int = 2, alias: str | None = None,
     if alias:
         lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=str(versions))
     if broken_latest:
-        lines = []
-        for i in range(12):
-            request = f"6f1c{i:04d}-aaaa-4bbb-8ccc-0123456789ab"
-            lines += [f"START RequestId: {request} Version: {versions}",
-                      "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'",
-                      f"END RequestId: {request}"]
+        now = int(time.time() * 1000)
+        if versions > 1:
+            put_logs(f"/aws/lambda/{name}", f"2026/11/29/[{versions - 1}]c0ffee01",
+                     [line for i in range(6) for line in invocation(versions - 1, i)],
+                     start_ms=now - 55 * 60_000, step_ms=50_000)
         # spread over the last half hour, all in the past
-        put_logs(f"/aws/lambda/{name}", f"2026/11/29/[{versions}]deadbeef", lines,
-                 start_ms=int(time.time() * 1000) - 30 * 60_000, step_ms=45_000)
+        put_logs(f"/aws/lambda/{name}", f"2026/11/29/[{versions}]deadbeef",
+                 [line for i in range(12) for line in invocation(versions, i, error)],
+                 start_ms=now - 30 * 60_000, step_ms=35_000)
     return shas
 
 
@@ -193,6 +206,19 @@ def deployment_failure(prefix: str = "checkout") -> DeploymentFailure:
         "eventName": "UpdateFunctionCode20150331v2", "awsRegion": REGION,
         "userIdentity": {"type": "AssumedRole", "arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{prefix}-codebuild-role/b"}})])
     return DeploymentFailure(fn, f"{prefix}-pipeline", f"{prefix}-deploy", build_id, execution, shas, topic, queue)
+
+
+# What Prisma (Node.js) logs when the database does not answer (its error P1001).
+DATABASE_UNREACHABLE = ("ERROR\tInvoke Error\tPrismaClientInitializationError: Can't reach database server at "
+                        "`orders-db.internal`:`5432`\n\nPlease make sure your database server is running at "
+                        "`orders-db.internal`:`5432`.")
+
+
+def database_unreachable(function: str = "orders-api") -> list[str]:
+    """A release of ``function`` went live and every invocation since fails to reach its PostgreSQL
+    database through Prisma (the previous version ran clean before it): evidence that ties the errors to the release,
+    yet a code rollback cannot fix an unreachable database."""
+    return lambda_with_versions(function, versions=2, error=DATABASE_UNREACHABLE)
 
 
 NPM_TIMEOUT_LOG = [

@@ -93,6 +93,11 @@ CASES = [
     ("dc-path-escapes", mutate(DRIFTCHECK, source__git__path="../secrets"),
      ["spec.source.git.path", "path must be relative and stay inside the repository"]),
     ("dc-schedule-wrong-type", mutate(DRIFTCHECK, schedule="0 9 * * *"), ["spec.schedule", "must be of type array"]),
+    ("dc-bad-import-address", mutate(DRIFTCHECK, resolution={"strategy": "Import", "imports": [
+        {"address": "aws_route53_record this", "id": "Z1"}]}), ["spec.resolution.imports[0].address", "should match"]),
+    ("dc-unquoted-import-key", mutate(DRIFTCHECK, resolution={"strategy": "Import", "imports": [
+        {"address": "aws_route53_record.this[www A]", "id": "Z1"}]}), ["spec.resolution.imports[0].address",
+                                                                        "should match"]),
     # --- Rollback -----------------------------------------------------------------------------
     ("rb-no-target", mutate(ROLLBACK, **{"lambda": DELETE}), ["spec", "set exactly one target: lambda or staticSite"]),
     ("rb-two-targets", mutate(ROLLBACK, staticSite={"bucket": "www-site", "backupPrefix": "backups/1/"}),
@@ -138,6 +143,17 @@ def test_examples_are_accepted_by_the_api_server(kubectl, namespace):
     for path in sorted(EXAMPLES.glob("*.yaml")):
         result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False)
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def test_every_valid_terraform_address_and_ignore_pattern_is_accepted(kubectl, namespace):
+    imports = [{"address": a, "id": "x"} for a in (
+        'aws_route53_record.this["www A"]', 'module.dns["eu west"].aws_route53_record.this["api AAAA"]',
+        'aws_iam_user.u["ops@example.com"]', 'aws_s3_object.site["assets/img/logo.png"]', "aws_instance.web[0]",
+        'aws_ssm_parameter.p["say \\"hi\\""]', "module.net.aws_subnet.private[2]")]
+    manifest = mutate(DRIFTCHECK, ignore=["aws_instance.web[0]", "module.legacy.*", 'aws_route53_record.this["* A"]'],
+                      resolution={"strategy": "Import", "imports": imports})
+    result = kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_api_server_applies_schema_defaults(kubectl, namespace):

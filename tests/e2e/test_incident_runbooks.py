@@ -137,3 +137,48 @@ def test_pipeline_failure_transient_install_error_is_retried_automatically(kubec
     # level 1 was paged at once; resolution cancels the level 2 escalation that was scheduled
     assert status["escalation"]["currentLevel"] == 1
     assert "nextEscalationAt" not in status["escalation"] and "nextLevel" not in status["escalation"]
+
+
+DATABASE_INCIDENT = """
+apiVersion: opex.dev/v1alpha1
+kind: Incident
+metadata:
+  name: orders-api-errors
+spec:
+  type: DeploymentFailure
+  severity: high
+  environment: production
+  title: orders-api fails since release 2
+  targets:
+    lambda:
+      functionNames: [orders-api]
+  remediation:
+    mode: Auto
+"""
+
+
+def test_lambda_errors_from_an_unreachable_database_get_no_code_rollback(kubectl, namespace, aws, operator):
+    shas = estate.database_unreachable("orders-api")
+    kubectl.apply(DATABASE_INCIDENT, namespace)
+
+    def settled():
+        status = kubectl.get("incident", "orders-api-errors", namespace).get("status") or {}
+        reasons = {c["type"]: c["reason"] for c in status.get("conditions", [])}
+        return status if reasons.get("Remediated") == "ManualActionRequired" else None
+
+    status = wait_for(settled, timeout=60, what="the incident waiting for a human")
+    cause = status["rootCause"]
+    assert cause["category"] == "DatabaseConnectivity", cause
+    assert "orders-api cannot reach its database" in cause["summary"]
+    assert "Can't reach database server at `orders-db.internal`:`5432`" in cause["summary"]
+    # Auto mode, and the errors began with release 2 while release 1 ran clean: still no rollback.
+    assert [s["id"] for s in status["steps"]] == ["assess", "classify", "verify", "notify-resolved"]
+    assert status["phase"] == "Remediating"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert "no automated remediation for DatabaseConnectivity" in conditions["Remediated"]["message"]
+    logs = next(f for f in status["findings"] if f["resource"] == "/aws/lambda/orders-api")
+    assert "12 ERROR events" in logs["observed"] and "version 1: 6, version 2: 12" in logs["observed"]
+    assert not any(e["reason"] == "StepStarted" and "rollback" in e["message"]
+                   for e in kubectl.events(namespace, "orders-api-errors"))
+    code = boto3.client("lambda").get_function(FunctionName="orders-api")["Configuration"]["CodeSha256"]
+    assert code == shas[1]  # the release is still the one running

@@ -43,16 +43,38 @@ def test_builds_newest_first_with_phases_and_log(clients, checkout):
     reader = AwsReader(clients, None, None)
     [b] = reader.builds("checkout-deploy")
     assert b.status == "FAILED" and b.failed_phase.phase_type == "POST_BUILD"
-    assert "smoke-test.sh" in b.failed_phase.contexts[0]
+    context = b.failed_phase.contexts[0]
+    assert context.status_code == "COMMAND_EXECUTION_ERROR" and "smoke-test.sh" in context.message
     lines = reader.stream_lines(b.log_group, b.log_stream)
     assert any("ERROR smoke test failed" in line.message for line in lines)
 
 
-def test_lambda_facts_versions_and_only_error_lines(clients, checkout):
+def test_lambda_facts_versions_error_lines_and_invocations(clients, checkout):
     fn = AwsReader(clients, None, None).lambda_function("checkout-api", NOW - dt.timedelta(hours=1))
     assert [v.version for v in fn.versions] == ["1", "2"]
     assert fn.current_version == "2" and fn.previous_version.version == "1"
     assert len(fn.error_lines) == 12 and all("[ERROR]" in line.message for line in fn.error_lines)
+    assert all(line.stream == "2026/11/29/[2]deadbeef" for line in fn.error_lines)
+    assert sorted({r.stream for r in fn.reports}) == ["2026/11/29/[1]c0ffee01", "2026/11/29/[2]deadbeef"]
+    assert len(fn.reports) == 18 and all(r.message.startswith("REPORT RequestId: ") for r in fn.reports)
+
+
+def test_the_lambda_log_filter_keeps_timeouts_and_out_of_memory_lines(clients, aws):
+    estate.lambda_with_versions("slow-api", versions=1, broken_latest=False)
+    estate.put_logs("/aws/lambda/slow-api", "2026/11/29/[1]0b0e", [
+        "START RequestId: 0b0e0001-aaaa-4bbb-8ccc-0123456789ab Version: 1",
+        "2026-11-29T08:50:06.123Z 0b0e0001-aaaa-4bbb-8ccc-0123456789ab Task timed out after 6.00 seconds",
+        "END RequestId: 0b0e0001-aaaa-4bbb-8ccc-0123456789ab",
+        "REPORT RequestId: 0b0e0001-aaaa-4bbb-8ccc-0123456789ab\tDuration: 6000.00 ms\tBilled Duration: 6000 ms\t"
+        "Memory Size: 128 MB\tMax Memory Used: 70 MB\tStatus: timeout",
+        "RequestId: 0b0e0002-aaaa-4bbb-8ccc-0123456789ab Error: Runtime exited with error: signal: killed",
+        "INFO handled order 41"])
+    fn = AwsReader(clients, None, None).lambda_function("slow-api", NOW - dt.timedelta(hours=1))
+    kept = [line.message for line in fn.error_lines]
+    assert any("Task timed out after 6.00 seconds" in m for m in kept)
+    assert any("Status: timeout" in m for m in kept) and any("signal: killed" in m for m in kept)
+    assert not any("handled order" in m for m in kept)
+    assert [r.message.split("\t")[-1] for r in fn.reports] == ["Status: timeout"]
 
 
 def test_missing_function_is_not_found(clients, aws):
@@ -198,3 +220,52 @@ def test_no_answer_is_a_transient_network_error(monkeypatch):
     with pytest.raises(AwsError) as err:
         AwsClients("us-east-1").client("lambda").list_functions()
     assert err.value.transient and err.value.network and not err.value.code
+
+
+def test_a_restored_multipart_object_is_not_copied_again(clients, aws):
+    """boto3's managed copy goes multipart from 8 MB, so the restored object's ETag ("...-2") differs from
+    the backup's; the comparison still sees it restored (metadata the copy wrote) and keeps its headers."""
+    from opex_operator.aws.site import RESTORED_FROM, SiteActions
+    from opex_operator.runbooks.rollback import restore_plan
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="www-big")
+    nine_mb = 9 * 1024 * 1024
+    s3.put_object(Bucket="www-big", Key="backups/1/video.mp4", Body=b"g" * nine_mb, ContentType="video/mp4",
+                  CacheControl="max-age=600", Metadata={"release": "41"})
+    s3.put_object(Bucket="www-big", Key="backups/1/index.html", Body=b"<p>good</p>", ContentType="text/html")
+    s3.put_object(Bucket="www-big", Key="video.mp4", Body=b"b" * nine_mb, ContentType="video/mp4")
+    s3.put_object(Bucket="www-big", Key="index.html", Body=b"<p>broken</p>", ContentType="text/html")
+    site = SiteActions(clients, None, None)
+
+    def plan():
+        backup, live = site.listing("www-big", "backups/1/"), site.listing("www-big", "", "backups/")
+        return restore_plan(backup, "backups/1/", live, "")
+
+    to_copy, unchanged, _ = plan()
+    assert sorted(to_copy) == ["index.html", "video.mp4"] and unchanged == []
+    for target, source in to_copy.items():
+        site.copy("www-big", source, "www-big", target)
+    restored = s3.head_object(Bucket="www-big", Key="video.mp4")
+    backup = s3.head_object(Bucket="www-big", Key="backups/1/video.mp4")
+    assert "-" in restored["ETag"] and restored["ETag"] != backup["ETag"]  # the copy went multipart
+    assert restored["Metadata"] == {"release": "41", RESTORED_FROM: backup["ETag"].strip('"')}
+    assert (restored["ContentType"], restored["CacheControl"]) == ("video/mp4", "max-age=600")
+    to_copy, unchanged, _ = plan()
+    assert to_copy == {} and sorted(unchanged) == ["index.html", "video.mp4"]
+
+
+def test_a_live_object_changed_after_its_restore_is_copied_again(clients, aws):
+    from opex_operator.aws.site import SiteActions
+    from opex_operator.runbooks.rollback import restore_plan
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="www-again")
+    s3.put_object(Bucket="www-again", Key="backups/1/app.js", Body=b"a" * (9 * 1024 * 1024))
+    s3.put_object(Bucket="www-again", Key="app.js", Body=b"b")
+    site = SiteActions(clients, None, None)
+    site.copy("www-again", "backups/1/app.js", "www-again", "app.js")
+    s3.put_object(Bucket="www-again", Key="app.js", Body=b"c" * (9 * 1024 * 1024))  # a new deploy, same size
+    to_copy, _, _ = restore_plan(site.listing("www-again", "backups/1/"), "backups/1/",
+                                 site.listing("www-again", "", "backups/"), "")
+    assert to_copy == {"app.js": "backups/1/app.js"}

@@ -139,3 +139,52 @@ def test_git_source_export_and_its_failures(tmp_path):
     with pytest.raises(SourceError) as err:
         asyncio.run(fetch_git(f"file://{tmp_path}/missing.git", "main", cache, out))
     assert err.value.reason == "SourceUnavailable"
+
+
+AGREEMENT = [  # configuration after "a" and "b" were applied -> what terraform plan -detailed-exitcode says
+    ("nothing changed", 'resource "terraform_data" "a" { input = "one" }\nresource "terraform_data" "b" {}\n'),
+    ("a change", 'resource "terraform_data" "a" { input = "two" }\nresource "terraform_data" "b" {}\n'),
+    ("a move only", 'resource "terraform_data" "a2" { input = "one" }\nresource "terraform_data" "b" {}\n'
+                    'moved {\n  from = terraform_data.a\n  to   = terraform_data.a2\n}\n'),
+    ("a forget only", 'resource "terraform_data" "a" { input = "one" }\n'
+                      'removed {\n  from = terraform_data.b\n  lifecycle { destroy = false }\n}\n'),
+    ("an output only", 'resource "terraform_data" "a" { input = "one" }\nresource "terraform_data" "b" {}\n'
+                       'output "region" { value = "us-east-1" }\n'),
+]
+
+
+@pytest.mark.parametrize("config", [c[1] for c in AGREEMENT], ids=[c[0] for c in AGREEMENT])
+def test_the_summary_exit_code_agrees_with_terraform_plan_detailed_exitcode(terraform_bin, tmp_path, config):
+    from opex_operator.terraform.plan import parse_stream
+
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "a" { input = "one" }\nresource "terraform_data" "b" {}\n')
+    t = tf(terraform_bin, tmp_path)
+
+    async def scenario():
+        assert (await t.init({}, timeout=60)).ok
+        assert (await t.run("apply", "-auto-approve", "-input=false", "-no-color", timeout=60)).ok
+        (tmp_path / "main.tf").write_text(config)
+        planned = await t.plan("p.tfplan", "5s", None, timeout=60)
+        summary = parse_show_json(await t.show_json("p.tfplan", timeout=60))
+        stream = await t.run("plan", "-json", "-input=false", "-detailed-exitcode", timeout=60)
+        return planned.exit_code, summary, stream
+
+    exit_code, summary, stream = asyncio.run(scenario())
+    assert summary.exit_code == exit_code
+    assert parse_stream(stream.stdout).exit_code == stream.exit_code == exit_code
+
+
+def test_an_errored_plan_stream_is_exit_1_like_terraform(terraform_bin, tmp_path):
+    from opex_operator.terraform.plan import parse_stream
+
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "e" { input = var.nope }\n')
+    t = tf(terraform_bin, tmp_path)
+
+    async def scenario():
+        assert (await t.init({}, timeout=60)).ok
+        return await t.run("plan", "-json", "-input=false", "-detailed-exitcode", timeout=60)
+
+    result = asyncio.run(scenario())
+    summary = parse_stream(result.stdout)
+    assert result.exit_code == summary.exit_code == 1
+    assert summary.errors[0].startswith("Reference to undeclared input variable")

@@ -238,8 +238,8 @@ class FakeSns:
 class FakeReader:
     """``ports.Reader``: the facts a test sets; unset sources raise not-found like AWS does."""
 
-    def __init__(self, pipeline=None, builds=(), log=(), lambdas=(), errors_after=()):
-        self.the_pipeline, self.the_builds, self.log = pipeline, list(builds), list(log)
+    def __init__(self, pipeline=None, builds=(), log=(), lambdas=(), errors_after=(), rds=None):
+        self.the_pipeline, self.the_builds, self.log, self.the_rds = pipeline, list(builds), list(log), rds
         self.lambdas = {fn.name: fn for fn in lambdas}
         self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification)
         self.reads = 0
@@ -272,7 +272,9 @@ class FakeReader:
         return []
 
     def rds(self, instance_id):
-        raise aws_error("rds", "DBInstanceNotFound", "DescribeDBInstances", 404)
+        if self.the_rds is None:
+            raise aws_error("rds", "DBInstanceNotFound", "DescribeDBInstances", 404)
+        return self.the_rds
 
     def trail_errors_from_logs(self, group, since):
         return []

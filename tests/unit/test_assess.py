@@ -91,3 +91,22 @@ def test_an_html_error_page_is_not_copied_into_a_finding():
                     "LookupEvents", 500)
     assert err.describe() == ("500 on cloudtrail:LookupEvents: HTTP 500 without an AWS error body (the "
                                            "service, or an endpoint in front of it, failed)")
+
+
+def test_logs_are_made_plain_once_at_the_assessment():
+    esc = "\x1b"
+    log = [f"{esc}[31m╷{esc}[0m", f"{esc}[31m│{esc}[0m {esc}[1m{esc}[31mError: {esc}[0m{esc}[1mError acquiring the "
+           f"state lock{esc}[0m", f"{esc}[31m│{esc}[0m ", f"{esc}[31m│{esc}[0m Error message: 2 errors occurred:",
+           f"{esc}[31m│{esc}[0m       * ConditionalCheckFailedException: The conditional request failed",
+           f"{esc}[31m│{esc}[0m       * unexpected end of JSON input", f"{esc}[31m╵{esc}[0m"]
+    obs = asyncio.run(assess(spec(), FakeReader(log=log), NOW))
+    assert not any(esc in line.message or "│" in line.message for line in obs.build_log_lines)
+    assert obs.lock_error is not None and obs.lock_error.lock is None and obs.terraform_lock is None
+
+
+def test_cloudwatch_any_term_patterns_keep_quoted_phrases():
+    from opex_operator.aws.reader import LAMBDA_ERROR_FILTER, REPORT_FILTER, any_terms
+
+    assert {"Task timed out", "Status: timeout", "signal: killed", "ERROR"} <= set(any_terms(LAMBDA_ERROR_FILTER))
+    assert any_terms(REPORT_FILTER) == ["REPORT", "platform.report"]
+    assert any_terms('{ $.level = "ERROR" }') == []

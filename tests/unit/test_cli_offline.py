@@ -9,14 +9,15 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from opex_operator.cli import cli, render
-from test_lock_parse import BOXED, FLAT
-from test_plan_parse import MODERN, STREAM
+from test_lock_parse import BOXED, DYNAMODB_NO_INFO, FLAT, HCP, coloured
+from test_plan_parse import MODERN, MOVE_A, REMOVE_B, STREAM, SUMMARY_0, TF_1_0_0, VERSION, rds_plan
 
-OLD = {"format_version": "1.0", "resource_changes": [], "resource_drift": [
-    {"module_address": "module.net", "mode": "managed", "type": "aws_subnet", "name": "a", "index": 0,
-     "change": {"actions": ["update"], "before": {"c": 1}, "after": {"c": 2}}}]}
 CLEAN = {"format_version": "1.1", "resource_changes": [
     {"address": "aws_vpc.main", "change": {"actions": ["no-op"], "before": {}, "after": {}}}]}
+ERRORED = {"format_version": "1.2", "errored": True, "applyable": False, "resource_changes": [
+    {"address": "aws_s3_bucket.logs", "change": {"actions": ["create"], "before": None, "after": {}}}]}
+TOFU = "\n".join([json.dumps({"@level": "info", "@message": "OpenTofu 1.10.7", "@module": "tofu.ui", "tofu": "1.10.7",
+                              "type": "version", "ui": "1.2"}), *STREAM.splitlines()[3:]])
 
 
 def invoke(*args, input=None):
@@ -24,11 +25,19 @@ def invoke(*args, input=None):
 
 
 @pytest.mark.parametrize("doc,code,phrases", [
-    (json.dumps(MODERN), 2, ["drift detected", "~ aws_security_group.web", "-/+ aws_instance.api",
-                             "2 to add, 2 to change, 2 to destroy, 1 to import"]),
-    (json.dumps(OLD), 2, ["module.net.aws_subnet.a[0]"]),
-    (json.dumps(CLEAN), 0, ["no drift", "0 to add"]),
-    (STREAM, 2, ["plan-json-stream", "+ aws_s3_bucket.logs"]),
+    (json.dumps(MODERN), 2, ["changes (exit code 2, DriftDetected)", "~ aws_security_group.web",
+                             "-/+ aws_instance.api", "2 to add, 2 to change, 2 to destroy, 1 to import, 1 to read"]),
+    (json.dumps(CLEAN), 0, ["no changes (exit code 0, NoDrift)", "0 to add"]),
+    (STREAM, 2, ["plan-json-stream", "+ aws_s3_bucket.logs", "Terraform 1.11.4"]),
+    # the kinds: refresh noise, an errored plan, moves and forgets, Terraform 1.0.0, OpenTofu
+    (json.dumps(rds_plan("2026-11-29T09:00:00Z")), 0,
+     ["no changes", "Changed outside Terraform, nothing depends on it", "aws_db_instance.orders"]),
+    (json.dumps(ERRORED), 1, ["the plan failed (exit code 1, PlanFailed)", "errored"]),
+    ("\n".join([VERSION, MOVE_A, REMOVE_B, SUMMARY_0]), 2,
+     ["configuration-only changes", "= terraform_data.a2 (moved from terraform_data.a)", "x terraform_data.b",
+      "1 to move, 1 to forget"]),
+    (json.dumps(TF_1_0_0), 0, ["Terraform 1.0.0", "module.net.aws_subnet.a (index unknown)"]),
+    (TOFU, 2, ["OpenTofu 1.10.7"]),
 ])
 def test_plan_summarize_each_format_with_terraform_exit_codes(tmp_path, doc, code, phrases):
     path = tmp_path / "plan.json"
@@ -44,6 +53,12 @@ def test_plan_summarize_json_from_stdin_with_ignore():
     data = json.loads(result.output)
     assert result.exit_code == 2 and data["ignored"] == ["module.legacy.aws_instance.old"]
     assert data["add"] == 2 and data["drifted"] is True
+    assert (data["exit_code"], data["outcome"], data["program"]) == (2, "DriftDetected", "Terraform")
+
+
+def test_plan_summarize_exit_code_follows_the_plan_not_the_drift_list():
+    data = json.loads(invoke("plan", "summarize", "-", "--json", input=json.dumps(rds_plan("x"))).output)
+    assert data["exit_code"] == 0 and data["drift"] == [] and data["irrelevant_drift"][0]["relevant"] is False
 
 
 @pytest.mark.parametrize("text,message", [
@@ -76,7 +91,26 @@ def test_lock_parse_both_layouts(text, lock_id):
 
 def test_lock_parse_without_a_lock_error():
     result = invoke("lock", "parse", "-", input="Plan: 1 to add")
-    assert result.exit_code == 1 and "no 'Error acquiring the state lock'" in result.output
+    assert result.exit_code == 1 and "no state-lock error" in result.output
+
+
+def test_lock_parse_of_a_coloured_paste():
+    result = invoke("lock", "parse", "-", "--json", input=coloured(BOXED))
+    assert json.loads(result.output)["id"] == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"
+
+
+def test_lock_parse_of_hcp_terraform_offers_the_workspace_id_and_an_unknown_holder():
+    result = invoke("lock", "parse", "-", input=HCP)
+    assert result.exit_code == 0 and "Id         acme/checkout-production" in result.output
+    assert "Who        unknown" in result.output and "ae0b51a1" not in result.output
+    assert "terraform force-unlock acme/checkout-production" in result.output
+
+
+def test_lock_parse_without_lock_info_says_nothing_can_be_force_unlocked():
+    result = invoke("lock", "parse", "-", input=DYNAMODB_NO_INFO)
+    assert result.exit_code == 0 and "force-unlock " not in result.output.replace("force-unlocked", "")
+    data = json.loads(invoke("lock", "parse", "-", "--json", input=DYNAMODB_NO_INFO).output)
+    assert "id" not in data and data["who"] == "unknown" and data["backend"] == "s3/dynamodb"
 
 
 def test_every_command_has_help_with_an_example():

@@ -1,7 +1,14 @@
-"""State-lock errors as Terraform has printed them over the years."""
+"""State-lock errors as Terraform, OpenTofu and their backends have printed them over the years.
+
+Layouts from Terraform's ``internal/command/clistate`` and ``statemgr.LockInfo``; backend messages from
+the S3 (DynamoDB table or lockfile), HCP Terraform/TFE (``cloud``/``remote``), Kubernetes and azurerm
+backends, as users reported them (e.g. hashicorp/terraform#32690, #34732, #37233).
+"""
 import datetime as dt
 
-from opex_operator.terraform.locks import has_lock_error, parse_created, parse_state_lock
+import pytest
+
+from opex_operator.terraform.locks import parse_created, parse_lock_error, parse_state_lock
 
 BOXED = """\
 Acquiring state lock. This may take a few moments...
@@ -27,6 +34,7 @@ Acquiring state lock. This may take a few moments...
 │ flag, but this is not recommended.
 ╵
 """
+ADVICE = BOXED[BOXED.index("│ Terraform acquires"):]  # Terraform's closing paragraph of every lock error
 
 FLAT = """\
 Error: Error locking state: Error acquiring the state lock: ConditionalCheckFailedException: The conditional request failed
@@ -87,16 +95,173 @@ def test_value_wrapped_onto_the_next_boxed_line_is_joined():
 def test_text_inside_build_log_lines_is_found():
     log = "[Container] 2026/11/29 08:57:01 Running command terraform apply -auto-approve\n" + BOXED
     assert parse_state_lock(log).id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"
-    assert has_lock_error(log)
+    assert parse_lock_error(log) is not None
 
 
-def test_no_lock_error_gives_none():
-    assert parse_state_lock("Error: Invalid reference\n  on main.tf line 3") is None
-    assert not has_lock_error("Plan: 1 to add, 0 to change, 0 to destroy.")
+@pytest.mark.parametrize("text", ["Error: Invalid reference\n  on main.tf line 3",
+                                  "Plan: 1 to add, 0 to change, 0 to destroy.",
+                                  "Releasing state lock. This may take a few moments...",
+                                  "[ERROR] ConditionalCheckFailedException: The conditional request failed"])
+def test_output_without_a_lock_error_gives_none(text):
+    assert parse_lock_error(text) is None and parse_state_lock(text) is None
 
 
-def test_lock_error_without_lock_info_gives_none():
-    assert parse_state_lock("Error: Error acquiring the state lock\n\nError message: timeout") is None
+# ---- colour codes: Terraform colours diagnostics unless -no-color, also when piped ----------------------
+ESC = "\x1b"
+RULE = f"{ESC}[31m│{ESC}[0m "
+
+
+def coloured(text: str) -> str:
+    """``text`` as Terraform prints it without -no-color: red rules, bold red "Error: " and bold summary."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("│ Error: "):
+            out.append(f"{RULE}{ESC}[1m{ESC}[31mError: {ESC}[0m{ESC}[0m{ESC}[1m{line[9:]}{ESC}[0m")
+        elif line.startswith("│"):
+            out.append(RULE + line[2:])
+        elif line in ("╷", "╵"):
+            out.append(f"{ESC}[31m{line}{ESC}[0m")
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def test_the_issues_coloured_heading_with_its_lock_info_is_parsed():
+    text = coloured(BOXED)
+    assert f"{ESC}[31m│{ESC}[0m {ESC}[1m{ESC}[31mError: {ESC}[0m{ESC}[0m{ESC}[1mError acquiring the state lock{ESC}[0m" \
+        in text
+    found = parse_lock_error(text)
+    assert found.lock.id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a" and found.holder == "runner@ip-10-0-1-23"
+    assert found.lock.created == dt.datetime(2026, 11, 29, 8, 55, 12, 123456, tzinfo=dt.timezone.utc)
+
+
+def test_a_coloured_codebuild_log_with_a_wrapped_path_is_parsed():
+    log = "\n".join(["[Container] 2026/11/29 08:57:01.531 Running command terraform apply -auto-approve",
+                     f"{ESC}[0m{ESC}[1mAcquiring state lock. This may take a few moments...{ESC}[0m", coloured(WRAPPED)])
+    lock = parse_state_lock(log)
+    assert lock.id == "7e0f1c52-33aa-4b5c-9d0e-1f2a3b4c5d6e" and lock.who == "codebuild@ip-172-31-0-9"
+    assert lock.path.endswith("environments/production/eu-west-1/network/terraform.tfstate")
+
+
+def test_a_coloured_lock_error_without_lock_info_is_still_a_lock_error():
+    text = coloured(DYNAMODB_NO_INFO)
+    found = parse_lock_error(text)
+    assert found is not None and found.lock is None and "unexpected end of JSON input" in found.message
+
+
+def test_the_flat_layout_in_colour_keeps_its_fields():
+    text = "\n".join(f"{ESC}[31m{line}{ESC}[0m" if line.startswith("Error") else line for line in FLAT.splitlines())
+    assert parse_state_lock(text).id == "tflock-2020-06-01-prod"
+
+
+# ---- remote backends: HCP Terraform / Terraform Enterprise -------------------------------------------
+HCP = """\
+╷
+│ Error: Error acquiring the state lock
+│ 
+│ Error message: workspace already locked (lock ID: "acme/checkout-production")
+│ Lock Info:
+│   ID:        ae0b51a1-5a4a-4d64-8595-177742dc0e86
+│   Path:      
+│   Operation: OperationTypeApply
+│   Who:       ci@runner-7
+│   Version:   1.7.4
+│   Created:   2026-11-29 08:59:58.123456789 +0000 UTC
+│   Info:      
+│ 
+│ 
+""" + ADVICE
+
+
+def test_hcp_terraform_lock_is_the_quoted_workspace_id_and_the_holder_is_unknown():
+    found = parse_lock_error(HCP)
+    assert found.backend == "remote"
+    assert found.lock.id == "acme/checkout-production"  # what terraform force-unlock takes for this backend
+    assert found.holder == "unknown"
+    # The Lock Info block is the caller's: none of it is reported as the holder's lock.
+    assert found.lock.who is None and found.lock.created is None and found.lock.operation is None
+    assert "ae0b51a1" not in found.describe() and "ci@runner-7" not in found.describe()
+
+
+def test_a_workspace_lock_id_wrapped_onto_the_next_boxed_line_is_found():
+    text = ('│ Error message: workspace already locked (lock ID:\n│ "org/workspace")\n│ Lock Info:\n'
+            "│   ID:        56f4d44b-d0f6-7196-7245-8157202e95aa\n│   Who:       user@host\n")
+    found = parse_lock_error("│ Error: Error acquiring the state lock\n│ \n" + text)
+    assert (found.lock.id, found.holder) == ("org/workspace", "unknown")
+
+
+def test_a_terraform_enterprise_workspace_with_dots_and_dashes_in_a_coloured_plain_layout():
+    text = (f"{ESC}[31mError: {ESC}[0mError acquiring the state lock\n\n"
+            'Error message: workspace already locked (lock ID: "platform-team/net.prod-eu-west-1")\n'
+            "Lock Info:\n  ID:        3c8c6b1e-0b7e-4f7e-9d6e-5a2c1f0e9d8c\n  Who:       alice@laptop\n")
+    found = parse_lock_error(text)
+    assert found.lock.id == "platform-team/net.prod-eu-west-1" and found.holder == "unknown"
+
+
+# ---- lock errors without a Lock Info block -------------------------------------------------------------
+DYNAMODB_NO_INFO = """\
+╷
+│ Error: Error acquiring the state lock
+│ 
+│ Error message: 2 errors occurred:
+│       * ConditionalCheckFailedException: The conditional request failed
+│       * unexpected end of JSON input
+│ 
+│ 
+│ 
+""" + ADVICE
+
+OLD_DYNAMODB_NO_INFO = """\
+Error: Error locking state: Error acquiring the state lock: 2 error(s) occurred:
+
+* ConditionalCheckFailedException: The conditional request failed
+\tstatus code: 400, request id: 1GC9H7U16EQSUEAN9VOF0QNMPRVV4KQNSO5AEMVJF66Q9ASUAAJG
+* unexpected end of JSON input
+
+Terraform acquires a state lock to protect the state from being written
+by multiple users at the same time. Please resolve the issue above and try
+again. For most commands, you can disable locking with the "-lock=false"
+flag, but this is not recommended.
+"""
+
+
+def test_dynamodb_lock_item_without_info_is_a_lock_error_without_an_id():
+    found = parse_lock_error(DYNAMODB_NO_INFO)
+    assert found.lock is None and found.backend == "s3/dynamodb" and found.holder == "unknown"
+    assert found.message == ("2 errors occurred; ConditionalCheckFailedException: The conditional request failed; "
+                             "unexpected end of JSON input")
+    assert "names no lock id" in found.describe()
+    assert parse_state_lock(DYNAMODB_NO_INFO) is None
+
+
+def test_terraform_0_12_flat_multi_error_without_info_is_a_lock_error():
+    found = parse_lock_error(OLD_DYNAMODB_NO_INFO)
+    assert found.lock is None and found.backend == "s3/dynamodb"
+    assert found.message.startswith("2 error(s) occurred; ConditionalCheckFailedException")
+    assert found.message.endswith("unexpected end of JSON input")
+
+
+def test_a_lock_error_cut_short_in_a_log_is_a_lock_error():
+    log = ("[Container] 2026/11/29 09:12:03 Running command terraform apply -auto-approve -input=false\n"
+           "Acquiring state lock. This may take a few moments...\n╷\n│ Error: Error acquiring the state lock\n│ \n")
+    found = parse_lock_error(log)
+    assert found is not None and found.lock is None and found.message == "no detail"
+
+
+@pytest.mark.parametrize("text,backend,lock_id", [
+    ("Error: Error acquiring the state lock\n\nError message: the state is already locked by another terraform "
+     "client\nLock Info:\n  ID:        3d20d141-88c4-bb14-d677-88c5c9ec329a\n  Who:       rpuser@rp-6f49\n",
+     "kubernetes", "3d20d141-88c4-bb14-d677-88c5c9ec329a"),
+    ("failed to lock s3 state: operation error DynamoDB: PutItem, https response error StatusCode: 400, RequestID: "
+     "GK00L3, ConditionalCheckFailedException: The conditional request failed\nLock Info:\n  ID:        "
+     "8ac7bbfc-c1b4-615d-38d7-f7ba634aa4bb\n  Path:      tf-state/wms/terraform.tfstate\n",
+     "s3/dynamodb", "8ac7bbfc-c1b4-615d-38d7-f7ba634aa4bb"),
+    ("Error: Error acquiring the state lock\n\nError message: state blob is already locked\nLock Info:\n"
+     "  ID:        0b5f2a8c-2d3e-4f5a-9b6c-7d8e9f0a1b2c\n", "azurerm", "0b5f2a8c-2d3e-4f5a-9b6c-7d8e9f0a1b2c"),
+])
+def test_backend_specific_messages_name_their_backend(text, backend, lock_id):
+    found = parse_lock_error(text)
+    assert (found.backend, found.lock.id) == (backend, lock_id)
 
 
 def test_go_time_without_fraction_and_garbage():

@@ -79,3 +79,31 @@ def test_terraform_naming_conflict_is_imported_in_the_drift_checks_workspace_the
     no_workspace = remediation_steps(spec(), RootCause(category=Cat.DEPLOY_NAMING_CONFLICT, summary="s"),
                                      observations(pipeline=failed_pipeline(), build_log_lines=log))
     assert no_workspace == []
+
+
+def test_no_rollback_for_errors_the_evidence_does_not_tie_to_the_release():
+    fn = erroring_lambda(tied=False)  # version 1 was never seen running: a rollback target not known to be good
+    assert remediation_steps(spec(), LAMBDA, observations(lambdas=[fn])) == []
+
+
+def test_a_lock_without_an_id_is_retried_but_never_force_unlocked():
+    cause = RootCause(category=Cat.TERRAFORM_STATE_LOCK, summary="the state is locked but the error names no lock id")
+    s = spec(targets={"pipeline": {"name": "checkout-pipeline"}, "driftCheckRef": {"name": "prod-network"}})
+    steps = remediation_steps(s, cause, observations(pipeline=failed_pipeline("Deploy")))
+    assert [x.id for x in steps] == ["retry-stage-deploy"]
+
+
+def test_an_hcp_workspace_lock_is_force_unlocked_by_its_workspace_id():
+    cause = RootCause(category=Cat.TERRAFORM_STATE_LOCK, summary="s", lock=StateLock(id="acme/checkout-production"))
+    s = spec(targets={"pipeline": {"name": "checkout-pipeline"}, "driftCheckRef": {"name": "prod-network"}})
+    [unlock, _] = remediation_steps(s, cause, observations(pipeline=failed_pipeline("Deploy")))
+    assert unlock.params == {"lockId": "acme/checkout-production", "driftCheck": "prod-network", "path": ""}
+    assert "terraform force-unlock acme/checkout-production" in unlock.inputs
+
+
+def test_new_categories_get_no_automated_step():
+    for category in (Cat.BUILD_TIMED_OUT, Cat.LAMBDA_TIMEOUT, Cat.LAMBDA_OUT_OF_MEMORY, Cat.LAMBDA_FUNCTION_ERROR,
+                     Cat.DATABASE_CONNECTIVITY):
+        cause = RootCause(category=category, summary="s")
+        assert remediation_steps(spec(), cause, observations(pipeline=failed_pipeline(),
+                                                             lambdas=[erroring_lambda()])) == [], category

@@ -36,3 +36,10 @@ def test_markdown_report_has_every_section():
     for heading in ("# Post-incident report", "## Root cause", "## Steps", "## Timeline", "## Action items"):
         assert heading in text
     assert "| rollback-lambda-checkout-api | lambda:UpdateFunctionCode | Succeeded | 1 | rolled back |" in text
+
+
+def test_every_root_cause_category_has_a_follow_up_action():
+    from opex_operator.api.incident import RootCauseCategory
+    from opex_operator.runbooks.postincident import FOLLOW_UP
+
+    assert set(FOLLOW_UP) == set(RootCauseCategory)

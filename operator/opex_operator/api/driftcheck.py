@@ -25,14 +25,21 @@ TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 # Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
 RUN_ANNOTATION = "opex.dev/run-requested"
-TF_ADDRESS = r"^[A-Za-z0-9_.\[\]\"\-*?/:]+$"
+# A resource instance address (Terraform docs, "Resource Addressing"): module calls and a resource, each
+# with an optional instance key, a number or a quoted string holding any characters (\" and \\ escaped),
+# e.g. module.dns["eu west"].aws_route53_record.this["www A"].
+_IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
+_KEY = r'\[(?:[0-9]+|"(?:[^"\\]|\\.)*")\]'
+TF_ADDRESS = rf"^(?:module\.{_IDENT}(?:{_KEY})?\.)*(?:data\.)?{_IDENT}\.{_IDENT}(?:{_KEY})?$"
+# An ignore pattern: an address where * stands for any characters (terraform.plan.address_matches).
+IGNORE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_DRIFTED = 100
 
 CronSchedule = Annotated[str, Field(max_length=128, json_schema_extra={"x-kubernetes-validations": [
     {"rule": f"self.matches(r'{CRON}')",
      "message": "must be a cron expression of five fields (minute hour day-of-month month day-of-week), "
                 "e.g. '0 9 * * *', or a macro such as @daily"}]})]
-AddressGlob = text(512, TF_ADDRESS)
+AddressPattern = text(512, IGNORE_PATTERN)
 Action = text(16)
 
 class ConcurrencyPolicy(StrEnum):
@@ -100,7 +107,9 @@ class Approval(StrEnum):
 class ImportEntry(Model):
     """An existing object to bring under Terraform: terraform import ADDRESS ID."""
 
-    address: str = Field(min_length=1, max_length=512, pattern=TF_ADDRESS, description="Resource address in the configuration.")
+    address: str = Field(min_length=1, max_length=512, pattern=TF_ADDRESS,
+                         description='Resource instance address in the configuration, e.g. aws_instance.web[0] or '
+                                     'module.dns.aws_route53_record.this["www A"].')
     id: str = Field(min_length=1, max_length=1024, description="The provider's ID of the existing object.")
 
 
@@ -166,8 +175,10 @@ class DriftCheckSpec(Model):
                                         description="Secrets/ConfigMaps whose keys become input variables.")
     env_from: list[SecretRef] = Field(default_factory=list, max_length=16,
                                       description="Secrets whose keys become environment variables of Terraform.")
-    ignore: list[AddressGlob] = Field(default_factory=list, max_length=50, description="Resource-address "
-                                                "globs left out of the drift result, e.g. 'module.legacy.*'.")
+    ignore: list[AddressPattern] = Field(default_factory=list, max_length=50, description=(
+        "Resource addresses left out of the drift result. * matches any characters (dots and brackets "
+        "included); every other character is itself, so aws_instance.web[0] is that instance and "
+        "module.legacy.* everything in that module."))
     timeout_seconds: int = Field(default=1800, ge=30, le=21600, description="Hard limit of one run; the Terraform "
                                  "process tree is interrupted, then killed.")
     resolution: Resolution = Field(default_factory=Resolution, json_schema_extra=obj_default())

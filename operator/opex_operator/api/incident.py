@@ -301,6 +301,7 @@ class RootCauseCategory(StrEnum):
     BUILD_DEPENDENCY_INSTALL = "BuildDependencyInstall"
     BUILD_TEST_FAILURE = "BuildTestFailure"
     BUILD_LINT = "BuildLint"
+    BUILD_TIMED_OUT = "BuildTimedOut"
     BUILD_FAILURE = "BuildFailure"
     DEPLOY_PERMISSION_DENIED = "DeployPermissionDenied"
     DEPLOY_NAMING_CONFLICT = "DeployNamingConflict"
@@ -309,6 +310,9 @@ class RootCauseCategory(StrEnum):
     TERRAFORM_STATE_LOCK = "TerraformStateLock"
     TERRAFORM_VALIDATION = "TerraformValidation"
     LAMBDA_DEPLOYMENT = "LambdaDeployment"
+    LAMBDA_TIMEOUT = "LambdaTimeout"
+    LAMBDA_OUT_OF_MEMORY = "LambdaOutOfMemory"
+    LAMBDA_FUNCTION_ERROR = "LambdaFunctionError"
     DATABASE_CONNECTIVITY = "DatabaseConnectivity"
     UNKNOWN = "Unknown"
 

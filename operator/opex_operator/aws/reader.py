@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from typing import Any, Iterable, Iterator
 
 from ..api.common import parse_time
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
-                              PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent)
+                              PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent)
 from .clients import AwsClients
 from ..errors import AwsError
 
 # CloudWatch Logs filter syntax: "?a ?b" matches events containing any term (case-sensitive).
 ERROR_FILTER = "?ERROR ?Error ?error ?Exception ?FATAL ?Fatal ?FAILED ?Failed ?failed ?Traceback ?denied ?Denied"
+# A Lambda function also fails without the word: "Task timed out after 6.00 seconds", a REPORT line
+# with "Status: timeout" or "Status: error", a runtime killed for memory (Lambda docs, "Lambda
+# function logging" and "Troubleshoot invocation issues").
+LAMBDA_ERROR_FILTER = ERROR_FILTER + ' ?"Task timed out" ?"Status: timeout" ?"Status: error" ?"signal: killed"'
+# One REPORT line (or JSON platform.report record) per invocation: which versions ran, and their memory.
+REPORT_FILTER = '?REPORT ?"platform.report"'
+MAX_REPORTS = 500
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
 MAX_BUILDS = 5
@@ -86,7 +94,8 @@ class AwsReader:
     @staticmethod
     def _build(raw: dict[str, Any]) -> BuildFacts:
         phases = [BuildPhase(phase_type=p["phaseType"], status=p.get("phaseStatus"),
-                             contexts=[c.get("message", "")[:LINE_CHARS] for c in p.get("contexts", []) if c.get("message")])
+                             contexts=[PhaseContext(c.get("statusCode") or None, (c.get("message") or "")[:LINE_CHARS])
+                                       for c in p.get("contexts", []) if c.get("message") or c.get("statusCode")])
                   for p in raw.get("phases", [])]
         logs = raw.get("logs") or {}
         return BuildFacts(id=raw["id"], project=raw.get("projectName", ""), status=raw.get("buildStatus", ""),
@@ -154,7 +163,8 @@ class AwsReader:
         for page in self._pages(lam, "list_aliases", FunctionName=name):
             facts.aliases.update({a["Name"]: a["FunctionVersion"] for a in page["Aliases"]})
         try:
-            facts.error_lines = self.filtered_lines(f"/aws/lambda/{name}", since)
+            facts.error_lines = self.filtered_lines(f"/aws/lambda/{name}", since, LAMBDA_ERROR_FILTER)
+            facts.reports = self.filtered_lines(f"/aws/lambda/{name}", since, REPORT_FILTER, MAX_REPORTS)
         except AwsError as err:
             if not err.not_found:  # no log group yet is normal for a function never invoked
                 raise
@@ -197,11 +207,14 @@ class AwsReader:
 
 
 def any_terms(pattern: str) -> list[str]:
-    """The terms of a CloudWatch Logs "?term ?term" pattern ([] for any other pattern)."""
-    tokens = pattern.split()
+    """The terms of a CloudWatch Logs ``?term ?"quoted term"`` pattern ([] for any other pattern)."""
+    try:
+        tokens = shlex.split(pattern)
+    except ValueError:
+        return []
     if not tokens or not all(t.startswith("?") and len(t) > 1 for t in tokens):
         return []
-    return [t[1:].strip('"') for t in tokens]
+    return [t[1:] for t in tokens]
 
 
 def _permission(p: dict[str, Any]) -> str:

@@ -2,9 +2,18 @@
 
 Seed: "aws s3 sync s3://BUCKET/backups/DATE/ s3://BUCKET/ [--delete]" then
 "aws cloudfront create-invalidation --distribution-id ID --paths '/*'". Here the sync is made
-exact and resumable: objects are compared by ETag and size, so an object already restored is
-never copied again, and the invalidation's CallerReference makes its creation idempotent (AWS
-returns the existing invalidation for a repeated reference).
+exact and resumable: an object already restored is never copied again, and the invalidation's
+CallerReference makes its creation idempotent (AWS returns the existing invalidation for a
+repeated reference).
+
+Comparing objects: an ETag is the MD5 of the content only for objects uploaded in one part; a
+multipart upload or copy (boto3's managed copy goes multipart from 8 MB) gets ``<md5 of the part
+MD5s>-<parts>`` (S3 docs, "Checking object integrity"), so a restored large object never has its
+backup's ETag. Two objects of the same size are therefore the same when their ETags match, or
+their full-object additional checksums match (``ChecksumType`` FULL_OBJECT, e.g. CRC64NVME, which
+does not depend on the parts), or the live one was copied from that very backup object: every copy
+records the backup's ETag in the user metadata ``opex-restored-from``. Only multipart objects
+need a HeadObject to read those.
 """
 from __future__ import annotations
 
@@ -13,6 +22,12 @@ from typing import Any
 from ..runbooks.facts import ObjectInfo
 from .clients import AwsClients
 from ..errors import AwsError
+
+RESTORED_FROM = "opex-restored-from"
+CHECKSUMS = ("ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32", "ChecksumSHA256", "ChecksumSHA1")
+# Headers a copy with MetadataDirective REPLACE must carry over, or S3 drops them.
+CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
+                   "Expires", "WebsiteRedirectLocation")
 
 
 class SiteActions:
@@ -31,18 +46,37 @@ class SiteActions:
             raise
 
     def listing(self, bucket: str, prefix: str, exclude: str | None = None) -> dict[str, ObjectInfo]:
-        """Every object under ``prefix`` (paginated), keyed by full key; keys under ``exclude`` left out."""
+        """Every object under ``prefix`` (paginated), keyed by full key; keys under ``exclude`` left out.
+
+        Multipart objects (ETag ``...-N``) are read with HeadObject for their full-object checksum
+        and ``opex-restored-from`` metadata (see the module docstring).
+        """
         out: dict[str, ObjectInfo] = {}
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 if exclude and obj["Key"].startswith(exclude):
                     continue
-                out[obj["Key"]] = ObjectInfo(obj["ETag"].strip('"'), obj["Size"])
+                etag = obj["ETag"].strip('"')
+                out[obj["Key"]] = self._multipart(bucket, obj["Key"], etag, obj["Size"]) if "-" in etag else \
+                    ObjectInfo(etag, obj["Size"])
         return out
 
+    def _multipart(self, bucket: str, key: str, etag: str, size: int) -> ObjectInfo:
+        head = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        checksum = None
+        if head.get("ChecksumType") == "FULL_OBJECT":
+            name = next((c for c in CHECKSUMS if head.get(c)), None)
+            checksum = f"{name}:{head[name]}" if name else None
+        return ObjectInfo(etag, size, checksum, (head.get("Metadata") or {}).get(RESTORED_FROM))
+
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
-        """Copy one object (managed transfer: multipart above 8 MB, so objects over 5 GB work too)."""
-        self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key)
+        """Copy one object (managed transfer: multipart above 8 MB, so objects over 5 GB work too),
+        keeping its content headers and metadata and recording the source's ETag in ``opex-restored-from``."""
+        head = self.s3.head_object(Bucket=source_bucket, Key=source_key)
+        extra: dict[str, Any] = {name: head[name] for name in CONTENT_HEADERS if head.get(name)}
+        extra["Metadata"] = {**(head.get("Metadata") or {}), RESTORED_FROM: head["ETag"].strip('"')}
+        extra["MetadataDirective"] = "REPLACE"
+        self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key, ExtraArgs=extra)
 
     def delete(self, bucket: str, keys: list[str]) -> list[str]:
         """DeleteObjects in batches of 1000; returns the keys AWS reported as not deleted."""

@@ -1,6 +1,6 @@
 """The ``opex`` command line, also installed as ``kubectl-opex`` (so ``kubectl opex ...`` works).
 
-Exit codes: 0 ok; 1 error (a one-line message; ``--debug`` shows the traceback); 2 drift found
+Exit codes: 0 ok; 1 error (a one-line message; ``--debug`` shows the traceback); 2 changes found
 (``opex plan summarize``, like ``terraform plan -detailed-exitcode``).
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, debug: 
     """opex: the AWS CI/CD operations runbook as Kubernetes custom resources.
 
     \b
-    Exit codes: 0 ok, 1 error, 2 drift found (plan summarize).
+    Exit codes: 0 ok, 1 error, 2 changes found (plan summarize, like terraform plan -detailed-exitcode).
     Example:
       opex get -A
     """
@@ -268,11 +268,14 @@ def plan() -> None:
 @plan.command("summarize")
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--ignore", multiple=True, help="Resource-address glob to leave out (repeatable).")
+@click.option("--ignore", multiple=True, help="Resource-address pattern to leave out (repeatable): * matches any "
+              "characters, everything else itself, e.g. 'module.legacy.*' or 'aws_instance.web[0]'.")
 def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
     """Summarize `terraform show -json PLAN` or a `terraform plan -json` stream (FILE or - for stdin).
 
-    Exit code 2 when there is drift or a change, 0 when not (like terraform plan -detailed-exitcode).
+    Exits like terraform plan -detailed-exitcode: 2 when applying would change something (moves,
+    imports and forgets included), 0 when not (drift nothing depends on is listed, not counted),
+    1 when the plan errored or is not a plan.
 
     \b
     Example:
@@ -289,7 +292,7 @@ def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         console().print(render.plan_summary(summary))
-    sys.exit(2 if summary.drifted else 0)
+    sys.exit(summary.exit_code)
 
 
 @cli.group()
@@ -301,24 +304,29 @@ def lock() -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def lock_parse(file: str, as_json: bool) -> None:
-    """Parse Terraform's "Error acquiring the state lock" output (FILE or - for stdin).
+    """Parse Terraform's state-lock error (FILE or - for stdin; colours and boxes are fine).
 
     \b
     Example:
       terraform plan 2>&1 | opex lock parse -
     """
-    from ..terraform.locks import parse_state_lock
+    from ..terraform.locks import parse_lock_error
 
-    found = parse_state_lock(_read(file))
+    found = parse_lock_error(_read(file))
     if found is None:
-        raise CliError(f"{file}: no 'Error acquiring the state lock' with a Lock Info block in it")
-    data = found.model_dump(mode="json", exclude_none=True)
+        raise CliError(f"{file}: no state-lock error ('Error acquiring the state lock') in it")
+    lock = found.lock.model_dump(mode="json", exclude_none=True) if found.lock else {}
+    data = {**lock, "who": found.holder, "backend": found.backend or "unknown", "message": found.message}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
         click.echo(f"{key.capitalize():<10} {value}")
-    click.echo(f"\nIf its holder is dead: terraform force-unlock {found.id}")
+    if found.lock is None:
+        click.echo("\nThe error names no lock id, so nothing can be force-unlocked from it: wait for the holder "
+                   "(-lock-timeout) and retry, or find the lock in the backend.")
+    else:
+        click.echo(f"\nIf its holder is dead: terraform force-unlock {found.lock.id}")
 
 
 # -- operator and local stack ------------------------------------------------------------------------

@@ -228,32 +228,47 @@ def describe_rollback(obj: dict) -> Group:
 
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-", "read": "<=", "forget": "x"}
+HEADLINE = {0: ("no changes", "bold green"), 1: ("the plan failed", "bold red"), 2: ("changes", "bold red")}
 
 
 def plan_summary(summary: PlanSummary) -> Group:
     """The same drift/changes summary a DriftCheck report holds, for a terminal."""
-    head = "drift detected" if summary.drifted else "no drift"
-    parts: list[Any] = [Text(f"Plan ({summary.source}, terraform {summary.terraform_version or '?'}): {head}",
-                             style="bold red" if summary.drifted else "bold green")]
+    head, style = HEADLINE[summary.exit_code]
+    if summary.exit_code == 2 and len(summary.config_only) == len(summary.changes) and not summary.output_changes:
+        head = "configuration-only changes (moves, imports, forgets)"
+    parts: list[Any] = [Text(f"Plan ({summary.source}, {summary.program_version}): {head} "
+                             f"(exit code {summary.exit_code}, {summary.outcome.value})", style=style)]
 
     def entries(items):
         out = []
         for e in items:
             symbol = "-/+" if len(e.actions) == 2 else SYMBOL.get(e.actions[0], "~") if e.actions else "~"
-            why = f" ({e.action_reason})" if e.action_reason else ""
-            out.append(f"  {symbol} {e.address}{' (import)' if e.importing else ''}{why}")
+            if e.actions == ["no-op"]:
+                symbol = "="
+            notes = [note for flag, note in ((e.importing, "import"), (e.moved, f"moved from {e.previous_address}"),
+                                             (e.index_unknown, "index unknown"), (e.action_reason, e.action_reason))
+                     if flag]
+            out.append(f"  {symbol} {e.address}" + (f" ({'; '.join(notes)})" if notes else ""))
         return Text("\n".join(out))
 
+    if summary.errors:
+        parts += [Text("Errors:", style="bold red"), Text("\n".join(f"  {e}" for e in summary.errors))]
     if summary.drift:
-        parts += [Text("Drift (changed outside Terraform):", style="bold"), entries(summary.drift)]
+        known = all(e.relevant for e in summary.drift)
+        parts += [Text("Changed outside Terraform" + (", and planned changes depend on it:" if known else ":"),
+                       style="bold"), entries(summary.drift)]
     if summary.changes:
         parts += [Text("Changes:", style="bold"), entries(summary.changes)]
     if summary.output_changes:
-        parts.append(Text(f"Outputs changed (not drift): {', '.join(summary.output_changes)}"))
+        parts.append(Text(f"Outputs changed: {', '.join(summary.output_changes)}"))
+    if summary.irrelevant_drift:
+        parts += [Text("Changed outside Terraform, nothing depends on it (information only):", style="dim"),
+                  Text("\n".join(f"  ~ {e.address}" for e in summary.irrelevant_drift), style="dim")]
     if summary.ignored:
         parts.append(Text(f"Ignored: {', '.join(summary.ignored)}", style="dim"))
-    if summary.errors:
-        parts += [Text("Errors:", style="bold red"), Text("\n".join(f"  {e}" for e in summary.errors))]
-    parts.append(Text(f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy, "
-                      f"{summary.import_} to import"))
+    counts = (f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy, "
+              f"{summary.import_} to import")
+    extra = [f"{n} to {what}" for n, what in ((summary.move, "move"), (summary.forget, "forget"),
+                                              (summary.read, "read")) if n]
+    parts.append(Text(", ".join([counts, *extra])))
     return Group(*parts)

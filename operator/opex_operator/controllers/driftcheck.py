@@ -31,7 +31,7 @@ from ..kube import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
-from ..terraform.locks import parse_state_lock
+from ..terraform.locks import parse_lock_error
 from ..terraform.plan import PlanFormatError, PlanSummary, checksum, parse_show_json, redact
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
@@ -170,11 +170,14 @@ class _Pass(Pass):
             if plan.timed_out:
                 reason, message = "TimedOut", f"{cut}; the plan was interrupted: {plan.diagnostic(6)}"
             elif plan.exit_code == 1:
-                lock = parse_state_lock(plan.stderr + plan.stdout)
-                message = plan.diagnostic()
+                locked = parse_lock_error(plan.stderr + plan.stdout)
+                lock = locked.lock if locked else None
+                reason, message = ("LockHeld", locked.describe()) if locked else (reason, plan.diagnostic())
             else:
                 doc = await session.show_plan()
                 summary = parse_show_json(doc, spec.ignore)
+                if summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable: Terraform's exit 1
+                    reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
         except SourceError as err:
             reason, message = err.reason, str(err)
         except TerraformError as err:
@@ -190,7 +193,8 @@ class _Pass(Pass):
         if lock is not None:
             self.lock_held(result, lock)
         elif summary is None:
-            self.failed(result, reason, message)
+            # A lock error that names no lock (DynamoDB, a log cut short) is still LockHeld: retry, never unlock.
+            self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED)
         else:
             await self.succeeded(result, summary, doc)
         self.skip_slot_missed_by_the_run(started)
@@ -205,7 +209,7 @@ class _Pass(Pass):
 
     async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any]) -> None:
         st = self.st
-        result.outcome = Outcome.DRIFT_DETECTED if summary.drifted else Outcome.NO_DRIFT
+        result.outcome = summary.outcome
         result.plan_checksum = checksum(doc)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
@@ -223,12 +227,14 @@ class _Pass(Pass):
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
         if summary.drifted:
             what = f"{st.drifted_count} resources differ ({counts}): " + ", ".join(
-                sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "")
+                sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "") + (
+                f"; outputs change: {', '.join(summary.output_changes)}" if summary.output_changes else "")
             self.condition(DRIFTED, ConditionStatus.TRUE, "DriftDetected",
                            f"{what}; report in ConfigMap {st.report_ref.name}; plan checksum {result.plan_checksum}")
             self.event("DriftDetected", f"{what} (plan {result.plan_checksum})", warning=True)
         else:
-            extra = f"; outputs only: {', '.join(summary.output_changes)}" if summary.output_changes else ""
+            noise = [e.address for e in summary.irrelevant_drift]
+            extra = f"; changed outside Terraform, nothing depends on it: {', '.join(noise[:5])}" if noise else ""
             self.condition(DRIFTED, ConditionStatus.FALSE, "NoDrift", f"infrastructure matches the configuration{extra}")
             self.event("NoDrift", f"no drift (revision {result.source_revision}){extra}")
         self.condition(CHECKED, ConditionStatus.TRUE, "Checked",
@@ -236,15 +242,15 @@ class _Pass(Pass):
                        f"{st.next_schedule_time:%Y-%m-%d %H:%M} UTC" if st.next_schedule_time else "last check done")
         self.observe(result, summary)
 
-    def failed(self, result: RunResult, reason: str, message: str) -> None:
+    def failed(self, result: RunResult, reason: str, message: str, outcome: Outcome = Outcome.PLAN_FAILED) -> None:
         st = self.st
-        result.outcome, result.message = Outcome.PLAN_FAILED, message
+        result.outcome, result.message = outcome, message
         st.last_result, st.lock = result, None
         st.consecutive_failures += 1
         text = f"{reason}: {message}" + (f" (failed {st.consecutive_failures} runs in a row; the next scheduled run "
                                          f"still happens)" if st.next_schedule_time else "")
         self.condition(CHECKED, ConditionStatus.FALSE, reason, text)
-        self.condition(DRIFTED, ConditionStatus.UNKNOWN, "PlanFailed", f"the check failed: {reason}")
+        self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
         self.observe(result, None)
         self.event(reason, message, warning=True)
 

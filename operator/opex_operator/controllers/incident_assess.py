@@ -7,14 +7,17 @@ so a finding naming the denied action or the missing resource), never an excepti
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from typing import Any, Callable
 
 from ..api.incident import IncidentSpec
 from ..errors import AwsError
 from ..ports import LockSource, Reader
-from ..runbooks.facts import Observations, ReadProblem
-from ..terraform.locks import parse_state_lock
+from ..runbooks.diagnose import failure_context
+from ..runbooks.facts import LogLine, Observations, ReadProblem
+from ..termtext import plain, plain_lines
+from ..terraform.locks import parse_lock_error
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
 
@@ -75,7 +78,19 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
             obs.trail_events = await read("CloudTrail", obs.trail_source, reader.trail_errors_lookup, since) or []
 
     await asyncio.gather(builds(), lambdas(), api(), rds(), trail())
-    obs.terraform_lock = parse_state_lock("\n".join(line.message for line in obs.build_log_lines))
+    # Logs become plain text here, once, before anything parses them.
+    obs.build_log_lines = plain_log(obs.build_log_lines)
+    for fn in obs.lambdas:
+        fn.error_lines = [dataclasses.replace(line, message=plain(line.message)) for line in fn.error_lines]
+    obs.lock_error = parse_lock_error("\n".join(failure_context(obs).lines))
+    obs.terraform_lock = obs.lock_error.lock if obs.lock_error else None
     if obs.terraform_lock is None and t.drift_check_ref is not None and drift_lock is not None:
         obs.terraform_lock = await asyncio.to_thread(drift_lock, t.drift_check_ref.name)
     return obs
+
+
+def plain_log(lines: list[LogLine]) -> list[LogLine]:
+    """``lines`` as plain text (``termtext``): a wrapped diagnostic is one line again, stamped like the
+    event it starts at."""
+    return [dataclasses.replace(lines[index], message=text)
+            for index, text in plain_lines([line.message for line in lines])]

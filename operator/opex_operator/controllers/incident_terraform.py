@@ -68,10 +68,15 @@ async def force_unlock(ctx: StepContext, p: ForceUnlockParams) -> Outcome:
     if held is None:
         return Outcome(done=True, ok=False, error=f"the probe plan failed for another reason: {probe.diagnostic()}")
     if held.id != p.lock_id:
-        return Outcome(done=True, ok=False, error=f"the state is now locked by {held.id} ({held.who}, "
+        holder = held.who or "holder unknown"
+        return Outcome(done=True, ok=False, error=f"the state is now locked by {held.id} ({holder}, "
                                                   f"{held.operation}), not the diagnosed {p.lock_id}; not unlocking")
     minimum = ctx.spec.remediation.force_unlock.min_lock_age_seconds
-    age = (ctx.now - held.created).total_seconds() if held.created else 0.0
+    if held.created is None:  # HCP Terraform / TFE name the workspace, not when or by whom it was locked
+        return Outcome(done=True, ok=False, error=f"lock {held.id} does not say when it was taken, so its age "
+                                                  f"cannot be checked against {minimum}s; check its holder, then "
+                                                  f"run terraform force-unlock {held.id} by hand")
+    age = (ctx.now - held.created).total_seconds()
     if age < minimum:
         return Outcome(done=False, outputs=f"lock {held.id} is {age:.0f}s old; unlocking only after {minimum}s "
                                            f"(its holder may still finish)", requeue=min(60.0, minimum - age + 1))

@@ -8,10 +8,12 @@ DescribeSecurityGroups, CloudTrail records), reduced to the fields the runbook u
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from ..api.common import StateLock
 from ..errors import AwsError
+from ..terraform.locks import LockError
 
 
 @dataclass
@@ -56,10 +58,18 @@ class PipelineFacts:
 
 
 @dataclass
+class PhaseContext:
+    """CodeBuild's PhaseContext: why a phase ended as it did."""
+
+    status_code: str | None                     # COMMAND_EXECUTION_ERROR, BUILD_TIMED_OUT, YAML_FILE_ERROR, ...
+    message: str                                # "Error while executing command: npm test. Reason: exit status 1"
+
+
+@dataclass
 class BuildPhase:
     phase_type: str                             # INSTALL, PRE_BUILD, BUILD, POST_BUILD, ...
     status: str | None                          # SUCCEEDED | FAILED | FAULT | TIMED_OUT | ...
-    contexts: list[str] = field(default_factory=list)
+    contexts: list[PhaseContext] = field(default_factory=list)
 
 
 @dataclass
@@ -119,7 +129,8 @@ class LambdaFacts:
     last_modified: str | None = None
     versions: list[LambdaVersion] = field(default_factory=list)   # published, ascending
     aliases: dict[str, str] = field(default_factory=dict)         # alias -> version
-    error_lines: list[LogLine] = field(default_factory=list)      # ERROR events of the last hour
+    error_lines: list[LogLine] = field(default_factory=list)      # ERROR, timeout and crash events of the last hour
+    reports: list[LogLine] = field(default_factory=list)          # REPORT lines: one per invocation
     error_count: int = 0
 
     @property
@@ -131,6 +142,27 @@ class LambdaFacts:
     def previous_version(self) -> LambdaVersion | None:
         """The known-good version a rollback goes to (see :func:`previous_version`)."""
         return previous_version(self.versions, self.code_sha256)
+
+    def went_live(self, version: str | None) -> dt.datetime | None:
+        """When ``version`` (a published version, or None/"$LATEST" for $LATEST) got its code: its
+        LastModified (Lambda's ``2026-11-29T08:20:00.000+0000``), None when unknown."""
+        stamp = self.last_modified if version in (None, "$LATEST") else next(
+            (v.last_modified for v in self.versions if v.version == version), None)
+        try:
+            when = dt.datetime.fromisoformat(stamp) if stamp else None
+        except ValueError:
+            return None
+        return when.replace(tzinfo=when.tzinfo or dt.timezone.utc) if when else None
+
+
+# Lambda names log streams "YYYY/MM/DD/[VERSION]<instance id>" ($LATEST or a published version number).
+_STREAM_VERSION = re.compile(r"^\d{4}/\d{2}/\d{2}/\[(?P<version>\$LATEST|\d+)\]")
+
+
+def stream_version(stream: str) -> str | None:
+    """The function version a Lambda log stream belongs to (``2026/11/29/[3]abcdef`` -> "3"), or None."""
+    m = _STREAM_VERSION.match(stream)
+    return m.group("version") if m else None
 
 
 @dataclass
@@ -182,7 +214,8 @@ class Observations:
     rds: RdsFacts | None = None
     trail_events: list[TrailEvent] = field(default_factory=list)  # error events only
     trail_source: str | None = None
-    terraform_lock: StateLock | None = None
+    terraform_lock: StateLock | None = None                     # the lock to force-unlock, when its id is known
+    lock_error: LockError | None = None                         # the failed command's state-lock error
     problems: list[ReadProblem] = field(default_factory=list)
 
     @property
@@ -219,8 +252,17 @@ class FunctionState:
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """An S3 object as the static-site comparison needs it (``checksum``/``restored_from`` only for
+    multipart objects, whose ETag changes with every copy)."""
+
     etag: str
     size: int
+    checksum: str | None = None         # "ChecksumCRC64NVME:<base64>", a full-object checksum
+    restored_from: str | None = None    # ETag of the backup object this one was copied from
 
     def same(self, other: "ObjectInfo | None") -> bool:
-        return other is not None and other.etag == self.etag and other.size == self.size
+        """True when ``other`` (a live object) holds this (backup) object's content."""
+        if other is None or other.size != self.size:
+            return False
+        return (other.etag == self.etag or (self.checksum is not None and other.checksum == self.checksum)
+                or other.restored_from == self.etag)

@@ -5,8 +5,10 @@ Resolution steps from the seed's deployment and pipeline runbooks, each with a s
 =========================  ====================================  ==========================================
 step id                    action (policy name)                  planned when
 =========================  ====================================  ==========================================
-rollback-lambda-<fn>       lambda:UpdateFunctionCode or          root cause LambdaDeployment and a known-good
-                           lambda:UpdateAlias                    version exists (previous, or the one in spec)
+rollback-lambda-<fn>       lambda:UpdateFunctionCode or          root cause LambdaDeployment, the function's update
+                           lambda:UpdateAlias                    failed or its errors are tied to the release
+                                                                 (diagnose.release_evidence), and a known-good
+                                                                 version exists (previous, or the one in spec)
 update-lambda-env-<fn>     lambda:UpdateFunctionConfiguration    spec.remediation.lambdaEnvironment lists <fn>
 terraform-force-unlock     terraform:ForceUnlock                 root cause TerraformStateLock and a DriftCheck
                                                                  names the workspace
@@ -30,6 +32,7 @@ from __future__ import annotations
 import re
 
 from ..api.incident import IncidentSpec, RootCause, RootCauseCategory as Cat, Step
+from .diagnose import release_broke
 from .facts import Observations
 from .steps import (ForceUnlockParams, ImportParams, LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams,
                     StartPipelineParams, StepAction as A, step)
@@ -60,7 +63,7 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
     if cause.category == Cat.LAMBDA_DEPLOYMENT:
         wanted = spec.remediation.lambda_rollback
         for fn in obs.lambdas:
-            if not (fn.error_lines or fn.state == "Failed" or fn.last_update_status == "Failed"):
+            if not (release_broke(fn) or fn.state == "Failed" or fn.last_update_status == "Failed"):
                 continue
             target = wanted.to_version if wanted and wanted.to_version else (
                 fn.previous_version.version if fn.previous_version else None)

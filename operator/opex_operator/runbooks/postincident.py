@@ -23,7 +23,15 @@ FOLLOW_UP = {
     Cat.BUILD_DEPENDENCY_INSTALL: "Pin dependencies and cache them (CodeBuild local cache or a package mirror).",
     Cat.BUILD_TEST_FAILURE: "Fix the failing tests; run them before merge.",
     Cat.BUILD_LINT: "Fix the lint errors; run the linter before merge.",
+    Cat.BUILD_TIMED_OUT: "Find the step that hung (the last lines before the timeout) and give it its own timeout; "
+                         "raise the project's timeoutInMinutes only if the work really grew.",
     Cat.BUILD_FAILURE: "Fix the build; reproduce it locally with the CodeBuild agent.",
+    Cat.LAMBDA_TIMEOUT: "Find what the function waits on (X-Ray, its downstream calls) and give those calls "
+                        "timeouts shorter than the function's; alarm on Duration near the timeout.",
+    Cat.LAMBDA_OUT_OF_MEMORY: "Raise the function's memory size (the runbook's High Lambda Duration) or cut its "
+                              "memory use; alarm on Max Memory Used near Memory Size.",
+    Cat.LAMBDA_FUNCTION_ERROR: "Fix the errors the function logs; they were not tied to a release, so a rollback "
+                               "would not help. Alarm on the function's Errors metric.",
     Cat.DATABASE_CONNECTIVITY: "Check the database status and its security groups; alarm on connection errors.",
     Cat.UNKNOWN: "Extend the runbook: no known failure signal matched this incident.",
 }

@@ -1,32 +1,59 @@
-"""Read a Terraform plan: what drifted, what would change, and how much (from JSON, never the text).
+"""Read a Terraform (or OpenTofu) plan: what would change, what drifted, and the plan's outcome.
 
 Two inputs (Terraform docs, "JSON Output Format" and "Machine-Readable UI"):
 
-* ``terraform show -json PLAN``: ``format_version`` (major 1 accepted), ``resource_drift`` (real
-  drift: objects changed outside Terraform), ``resource_changes`` (what applying would do),
-  ``output_changes``. Variants across versions: older plans omit ``address``/``index`` in drift
-  entries and list unchanged resources as drift (before == after); many have no
-  ``resource_drift`` key at all.
-* ``terraform plan -json``: one JSON object per line (``resource_drift``, ``planned_change``,
-  ``change_summary``, ``diagnostic``); some front ends print plain-text lines before the JSON.
+* ``terraform show -json PLAN``: ``format_version`` 0.x (Terraform 0.12–1.0) or 1.x (minor
+  versions only add fields; an unknown major version is refused, as the docs ask),
+  ``resource_changes`` (what applying would do), ``resource_drift`` (objects changed outside
+  Terraform), ``relevant_attributes`` (the attributes planned changes depend on),
+  ``output_changes``, ``errored``, ``applyable``. Terraform 1.0.0 wrote drift entries without
+  ``address``/``index`` and listed unchanged objects as drift (``before`` == ``after``).
+* ``terraform plan -json``: one UI message per line (``version``, ``resource_drift``,
+  ``planned_change``, ``change_summary``, ``outputs``, ``diagnostic``); plain-text lines may come
+  before or between them, colours and Terraform's diagnostic box included. OpenTofu names its
+  version under ``tofu``.
 
-Output-only changes are reported but are not drift. Addresses matching an ``ignore`` glob are
-left out of the result and the counts. :func:`redact` masks every value the plan marks
-sensitive, so a stored plan never holds one.
+The rules are Terraform's own, so a plan summarised here agrees with the CLI:
+
+* :attr:`PlanSummary.exit_code` is what ``terraform plan -detailed-exitcode`` exits with: 1 when
+  the plan errored, 2 when applying it would change anything (a resource action other than no-op,
+  including reads, a move, an import or a forget, or a root output change; Terraform's
+  ``plans.Changes.Empty``), else 0. Drift never decides it: drift a planned change depends on
+  shows up as that change, and drift nothing depends on is information only. ``applyable: false``
+  means nothing can be applied (0 unless errored).
+* Drift is relevant when an attribute listed in ``relevant_attributes`` for it differs between
+  ``before`` and ``after`` (Terraform's ``jsonformat.precomputeDiffs``); irrelevant drift (say an
+  RDS ``latest_restorable_time`` that moves on every refresh) is kept apart and reported as
+  "changed outside Terraform, nothing depends on it". Plans without ``relevant_attributes``
+  (before Terraform 1.2) and ``plan -json`` streams do not say; their drift is listed as is.
+* Moves (``previous_address``), imports (``importing``) and forgets (action ``forget``) are
+  configuration-only changes: counted, listed, and exit code 2, like Terraform.
+
+``ignore`` patterns leave matching addresses out of the result and the counts. Pattern syntax
+(:func:`address_matches`): ``*`` matches any run of characters, dots and brackets included, and
+every other character matches itself, so ``aws_instance.web[0]`` is that exact instance and
+``module.legacy.*`` everything in that module. :func:`checksum` identifies what applying would do;
+:func:`redact` masks every value the plan marks sensitive, so a stored plan never holds one.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
+
+from ..api.driftcheck import Outcome
+from ..termtext import plain
 
 SENSITIVE = "(sensitive value)"
 STREAM_ACTIONS = {"create": ["create"], "update": ["update"], "delete": ["delete"], "replace": ["delete", "create"],
                   "read": ["read"], "noop": ["no-op"], "import": ["no-op"], "move": ["no-op"], "remove": ["forget"],
                   "forget": ["forget"]}
+SUPPORTED_MAJORS = ("0", "1")
+OPENTOFU_REGISTRY = "registry.opentofu.org/"
+_MISSING = object()
 
 
 class PlanFormatError(ValueError):
@@ -35,62 +62,163 @@ class PlanFormatError(ValueError):
 
 @dataclass
 class ResourceChange:
+    """One resource instance in a plan.
+
+    ``reason`` is "drift" (changed outside Terraform) or "change" (applying would act on it).
+    ``relevant`` (drift only): True when a planned change depends on it, False when nothing does,
+    None when the plan does not say. ``index_unknown``: the plan (Terraform 1.0.0) left the
+    instance key out and the resource has several instances.
+    """
+
     address: str
     actions: list[str]
-    reason: str                      # "drift": changed outside Terraform; "change": applying would change it
+    reason: str
     action_reason: str | None = None
     importing: bool = False
+    previous_address: str | None = None
+    relevant: bool | None = None
+    index_unknown: bool = False
+
+    @property
+    def moved(self) -> bool:
+        return bool(self.previous_address) and self.previous_address != self.address
+
+    @property
+    def config_only(self) -> bool:
+        """Only Terraform's state changes: a move, an import or a forget with no other action."""
+        return self.actions in (["no-op"], ["forget"], []) and (self.moved or self.importing or
+                                                                 self.actions == ["forget"])
 
 
 @dataclass
 class PlanSummary:
+    """A plan's changes, drift and outcome (see the module docstring for the rules)."""
+
     source: str                      # "show-json" or "plan-json-stream"
     format_version: str | None = None
+    program: str = "Terraform"       # or "OpenTofu"
     terraform_version: str | None = None
-    drift: list[ResourceChange] = field(default_factory=list)
+    drift: list[ResourceChange] = field(default_factory=list)             # relevant, or relevance unknown
+    irrelevant_drift: list[ResourceChange] = field(default_factory=list)  # changed outside, nothing depends on it
     changes: list[ResourceChange] = field(default_factory=list)
     output_changes: list[str] = field(default_factory=list)
     add: int = 0
     change: int = 0
     import_: int = 0
     remove: int = 0
+    move: int = 0
+    forget: int = 0
+    read: int = 0
     errored: bool = False
+    applyable: bool | None = None
     errors: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 
     @property
+    def exit_code(self) -> int:
+        """What ``terraform plan -detailed-exitcode`` exits with for this plan: 1, 2 or 0."""
+        if self.errored:
+            return 1
+        if self.applyable is False:
+            return 0
+        if self.changes or self.output_changes:
+            return 2
+        # Terraform found something to apply that is neither listed nor ignored (a refresh-only plan).
+        return 2 if self.applyable and not self.ignored else 0
+
+    @property
+    def outcome(self) -> Outcome:
+        """The DriftCheck outcome of this plan: PlanFailed, DriftDetected (exit 2) or NoDrift (exit 0)."""
+        return {1: Outcome.PLAN_FAILED, 2: Outcome.DRIFT_DETECTED}.get(self.exit_code, Outcome.NO_DRIFT)
+
+    @property
     def drifted(self) -> bool:
-        """Drift or planned changes to resources (output-only changes are not drift)."""
-        return bool(self.drift or self.changes)
+        """Applying the plan would change something (exit code 2)."""
+        return self.exit_code == 2
+
+    @property
+    def config_only(self) -> list[ResourceChange]:
+        """Moves, imports and forgets that change nothing but Terraform's state."""
+        return [c for c in self.changes if c.config_only]
+
+    @property
+    def program_version(self) -> str:
+        """``Terraform 1.11.4`` or ``OpenTofu 1.10.10`` (version "?" when the input does not say)."""
+        return f"{self.program} {self.terraform_version or '?'}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["import"] = data.pop("import_")
-        data["drifted"] = self.drifted
+        data.update(drifted=self.drifted, exit_code=self.exit_code, outcome=self.outcome.value)
         return data
 
 
-def _address(rc: dict[str, Any]) -> str:
-    if rc.get("address"):
-        return rc["address"]
-    # Terraform 1.0 drift entries: rebuild module.x.type.name[index] from the parts.
-    parts = [rc["module_address"]] if rc.get("module_address") else []
-    prefix = "data." if rc.get("mode") == "data" else ""
-    address = f"{prefix}{rc.get('type', '?')}.{rc.get('name', '?')}"
-    if "index" in rc and rc["index"] is not None:
-        index = rc["index"]
-        address += f"[{json.dumps(index)}]" if isinstance(index, str) else f"[{index}]"
-    return ".".join(parts + [address])
+def address_matches(pattern: str, address: str) -> bool:
+    """True when ``pattern`` matches the whole of ``address``: ``*`` is any run of characters
+    (dots and brackets included), every other character is itself (``[0]`` is an index, not a
+    character class). Case-sensitive, like Terraform addresses."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, address, re.DOTALL) is not None
 
 
 def _ignored(address: str, ignore: list[str]) -> bool:
-    return any(fnmatchcase(address, pattern) for pattern in ignore)
+    return any(address_matches(pattern, address) for pattern in ignore)
+
+
+def _index(key: Any) -> str:
+    return f"[{json.dumps(key)}]" if isinstance(key, str) else f"[{key}]"
+
+
+def _address(rc: dict[str, Any], doc: dict[str, Any]) -> tuple[str, bool]:
+    """(address, index unknown); Terraform 1.0.0 drift entries are rebuilt from their parts."""
+    if rc.get("address"):
+        return rc["address"], False
+    prefix = "data." if rc.get("mode") == "data" else ""
+    address = f"{prefix}{rc.get('type', '?')}.{rc.get('name', '?')}"
+    module = rc.get("module_address")
+    if module:
+        address = f"{module}.{address}"
+    if rc.get("index") is not None:
+        return address + _index(rc["index"]), False
+    return address, any(r.get("index") is not None for r in _state_resources(doc, module, rc))
+
+
+def _state_resources(doc: dict[str, Any], module: str | None, rc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prior-state instances of ``rc``'s resource (to tell whether it has instance keys)."""
+    def walk(mod: dict[str, Any]) -> list[dict[str, Any]]:
+        if (mod.get("address") or None) == (module or None):
+            return [r for r in mod.get("resources") or [] if (r.get("mode"), r.get("type"), r.get("name")) ==
+                    (rc.get("mode", "managed"), rc.get("type"), rc.get("name"))]
+        return [r for child in mod.get("child_modules") or [] for r in walk(child)]
+    root = ((doc.get("prior_state") or {}).get("values") or {}).get("root_module") or {}
+    return walk(root)
+
+
+def _at(value: Any, path: list[Any]) -> Any:
+    for step in path:
+        if isinstance(value, dict) and isinstance(step, str):
+            value = value.get(step, _MISSING)
+        elif isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value):
+            value = value[step]
+        else:
+            return _MISSING
+    return value
+
+
+def _relevant(address: str, change: dict[str, Any], relevant: dict[str, list[list[Any]]] | None) -> bool | None:
+    """Whether a planned change depends on this drift (None when the plan has no relevant_attributes)."""
+    if relevant is None:
+        return None
+    paths = relevant.get(address, []) + relevant.get("", [])
+    before, after = change.get("before"), change.get("after")
+    return any(_at(before, path) != _at(after, path) for path in paths)
 
 
 def _count(summary: PlanSummary, rc: ResourceChange) -> None:
+    """Terraform's "Plan: N to import, N to add, N to change, N to destroy" counts, and ours."""
     actions = rc.actions
-    if rc.importing:
-        summary.import_ += 1
+    summary.import_ += rc.importing
+    summary.move += rc.moved
     if actions in (["delete", "create"], ["create", "delete"]):
         summary.add += 1
         summary.remove += 1
@@ -100,6 +228,24 @@ def _count(summary: PlanSummary, rc: ResourceChange) -> None:
         summary.change += 1
     elif actions == ["delete"]:
         summary.remove += 1
+    elif actions == ["forget"]:
+        summary.forget += 1
+    elif actions == ["read"]:
+        summary.read += 1
+
+
+def _check_version(kind: str, version: str) -> None:
+    if version.split(".")[0] not in SUPPORTED_MAJORS:
+        raise PlanFormatError(f"unsupported {kind} {version} (this reader understands 0.x and 1.x; "
+                              f"a new major version changed the format)")
+
+
+def _program(doc: dict[str, Any]) -> str:
+    """OpenTofu when a provider comes from its registry (its plans keep the key terraform_version)."""
+    names = [rc.get("provider_name") or "" for key in ("resource_changes", "resource_drift")
+             for rc in doc.get(key) or []]
+    names += [p.get("full_name") or "" for p in ((doc.get("configuration") or {}).get("provider_config") or {}).values()]
+    return "OpenTofu" if any(n.startswith(OPENTOFU_REGISTRY) for n in names) else "Terraform"
 
 
 def parse_show_json(doc: Any, ignore: list[str] = ()) -> PlanSummary:
@@ -107,29 +253,44 @@ def parse_show_json(doc: Any, ignore: list[str] = ()) -> PlanSummary:
     if not isinstance(doc, dict) or "format_version" not in doc:
         raise PlanFormatError("not a Terraform plan: no format_version (expected `terraform show -json PLANFILE`)")
     version = str(doc["format_version"])
-    if version.split(".")[0] != "1":
-        raise PlanFormatError(f"unsupported plan format_version {version} (this reader understands 1.x)")
+    _check_version("plan format_version", version)
     if "resource_changes" not in doc and "planned_values" not in doc and "resource_drift" not in doc:
         raise PlanFormatError("not a plan: it has no resource_changes (is it `terraform show -json` of a state?)")
-    summary = PlanSummary(source="show-json", format_version=version, terraform_version=doc.get("terraform_version"),
-                          errored=bool(doc.get("errored")))
+    applyable = doc.get("applyable")
+    summary = PlanSummary(source="show-json", format_version=version, program=_program(doc),
+                          terraform_version=doc.get("terraform_version"), errored=bool(doc.get("errored")),
+                          applyable=applyable if isinstance(applyable, bool) else None)
+    if summary.errored:
+        summary.errors.append("the plan errored (errored: true); Terraform's diagnostics are in its output")
+    relevant: dict[str, list[list[Any]]] | None = None
+    if "relevant_attributes" in doc:
+        relevant = {}
+        for attr in doc.get("relevant_attributes") or []:
+            relevant.setdefault(attr.get("resource") or "", []).append(attr.get("attribute") or [])
     for rc in doc.get("resource_drift") or []:
         change = rc.get("change") or {}
         actions = change.get("actions") or []
         if actions in ([], ["no-op"]) or change.get("before") == change.get("after"):
-            continue  # Terraform 1.0 listed unchanged resources as drift
-        entry = ResourceChange(_address(rc), actions, "drift", rc.get("action_reason"))
-        if _ignored(entry.address, ignore):
-            summary.ignored.append(entry.address)
-            continue
-        summary.drift.append(entry)
+            continue  # Terraform 1.0 listed unchanged objects as drift
+        address, index_unknown = _address(rc, doc)
+        entry = ResourceChange(address, actions, "drift", rc.get("action_reason"),
+                               relevant=_relevant(address, change, relevant), index_unknown=index_unknown)
+        if _ignored(address, ignore):
+            summary.ignored.append(address)
+        elif entry.relevant is False:
+            summary.irrelevant_drift.append(entry)
+        else:
+            summary.drift.append(entry)
     for rc in doc.get("resource_changes") or []:
         change = rc.get("change") or {}
         actions = change.get("actions") or []
-        importing = bool(change.get("importing"))
-        if (actions in ([], ["no-op"]) and not importing) or actions == ["read"]:
+        entry = ResourceChange(_address(rc, doc)[0], actions, "change", rc.get("action_reason"),
+                               importing=change.get("importing") is not None,
+                               previous_address=rc.get("previous_address"))
+        if actions in ([], ["no-op"]) and not (entry.importing or entry.moved):
             continue
-        entry = ResourceChange(_address(rc), actions, "change", rc.get("action_reason"), importing)
+        if actions == ["delete"] and rc.get("mode") == "data":
+            continue  # Terraform neither shows nor applies the removal of a data source
         if _ignored(entry.address, ignore):
             summary.ignored.append(entry.address)
             continue
@@ -141,14 +302,14 @@ def parse_show_json(doc: Any, ignore: list[str] = ()) -> PlanSummary:
 
 
 def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
-    """Summarise a ``terraform plan -json`` stream; plain-text lines before or between are skipped.
+    """Summarise a ``terraform plan -json`` (or ``tofu plan -json``) stream; other lines are skipped.
 
-    Raises PlanFormatError when no line is a Terraform UI message.
+    Raises PlanFormatError when no line is a Terraform UI message or the UI version is unknown.
     """
     summary = PlanSummary(source="plan-json-stream")
     seen = False
     reported: dict[str, int] | None = None
-    for line in text.splitlines():
+    for line in plain(text).split("\n"):
         line = line.strip()
         if not line.startswith("{"):
             continue
@@ -156,31 +317,18 @@ def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
             msg = json.loads(line)
         except ValueError:
             continue
-        kind = msg.get("type")
+        kind = msg.get("type") if isinstance(msg, dict) else None
         if not kind or "@message" not in msg:
             continue
         seen = True
         if kind == "version":
-            summary.terraform_version = msg.get("terraform")
+            if msg.get("ui"):
+                _check_version("UI message version", str(msg["ui"]))
             summary.format_version = msg.get("ui")
+            summary.program = "OpenTofu" if "tofu" in msg else "Terraform"
+            summary.terraform_version = msg.get("tofu") or msg.get("terraform")
         elif kind in ("resource_drift", "planned_change"):
-            change = msg.get("change") or {}
-            address = (change.get("resource") or {}).get("addr", "?")
-            action = change.get("action", "")
-            actions = STREAM_ACTIONS.get(action, [action])
-            importing = action == "import" or bool(change.get("importing"))
-            if actions == ["no-op"] and not importing:
-                continue
-            if _ignored(address, ignore):
-                summary.ignored.append(address)
-                continue
-            entry = ResourceChange(address, actions, "drift" if kind == "resource_drift" else "change",
-                                   change.get("reason"), importing)
-            if kind == "resource_drift":
-                summary.drift.append(entry)
-            else:
-                summary.changes.append(entry)
-                _count(summary, entry)
+            _stream_change(summary, kind, msg.get("change") or {}, ignore)
         elif kind == "change_summary":
             reported = msg.get("changes") or {}
         elif kind == "diagnostic":
@@ -200,6 +348,25 @@ def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
     return summary
 
 
+def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], ignore: list[str]) -> None:
+    address = (change.get("resource") or {}).get("addr", "?")
+    action = change.get("action", "")
+    previous = (change.get("previous_resource") or {}).get("addr")
+    entry = ResourceChange(address, STREAM_ACTIONS.get(action, [action]),
+                           "drift" if kind == "resource_drift" else "change", change.get("reason"),
+                           importing=action == "import" or change.get("importing") is not None,
+                           previous_address=previous)
+    if entry.actions == ["no-op"] and not (entry.importing or entry.moved):
+        return
+    if _ignored(address, ignore):
+        summary.ignored.append(address)
+    elif kind == "resource_drift":
+        summary.drift.append(entry)
+    else:
+        summary.changes.append(entry)
+        _count(summary, entry)
+
+
 def parse_any(text: str, ignore: list[str] = ()) -> PlanSummary:
     """A ``show -json`` document or a ``plan -json`` stream, whichever ``text`` is."""
     stripped = text.lstrip()
@@ -216,26 +383,51 @@ def parse_any(text: str, ignore: list[str] = ()) -> PlanSummary:
         raise PlanFormatError("empty input")
     try:
         return parse_stream(text, ignore)
-    except PlanFormatError:
-        if stripped.startswith("{"):
+    except PlanFormatError as err:
+        if stripped.startswith("{") and "no line is" in str(err):
             raise PlanFormatError("truncated or invalid JSON: not a complete `terraform show -json` document "
                                   "nor a `terraform plan -json` stream") from None
         raise
 
 
-def checksum(doc: dict[str, Any]) -> str:
-    """``sha256:<hex>`` of what the plan would do (drift, changes, outputs), not of its timestamp.
+def _delta(before: Any, after: Any) -> Any:
+    """The parts of ``after`` that differ from ``before`` (recursively), as ``[before, after]`` pairs."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(set(before) | set(after))
+        return {k: _delta(before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)}
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return {str(i): _delta(b, a) for i, (b, a) in enumerate(zip(before, after)) if b != a}
+    return [before, after]
 
-    The same changes on a later run give the same checksum, so an approval stays valid until what
-    it approved changes.
+
+def checksum(doc: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of what applying the plan would do; the same changes give the same checksum.
+
+    Covered: each resource change that is not a plain no-op (address, actions, previous address,
+    importing, and only the attribute values that differ between ``before`` and ``after``, with
+    what is unknown until apply), and each output change. Left out: drift (what a planned change
+    depends on is in that change), values that are equal before and after (a computed attribute that
+    moves on every refresh), timestamps. So an approval stays valid until what it approved changes.
     """
-    keep = {
-        "resource_drift": [{k: rc.get(k) for k in ("address", "change")} for rc in doc.get("resource_drift") or []],
-        "resource_changes": [{k: rc.get(k) for k in ("address", "change")} for rc in doc.get("resource_changes") or []
-                             if (rc.get("change") or {}).get("actions") not in (["no-op"], ["read"])],
-        "output_changes": doc.get("output_changes") or {},
-    }
-    canonical = json.dumps(keep, sort_keys=True, separators=(",", ":"))
+    changes = []
+    for rc in doc.get("resource_changes") or []:
+        change = rc.get("change") or {}
+        actions = change.get("actions") or []
+        moved = rc.get("previous_address") not in (None, rc.get("address"))
+        if actions in ([], ["no-op"]) and not moved and change.get("importing") is None:
+            continue
+        entry: dict[str, Any] = {"address": rc.get("address"), "actions": actions,
+                                 "previous_address": rc.get("previous_address"), "importing": change.get("importing")}
+        if "create" in actions or "update" in actions:
+            entry["delta"] = _delta(None if actions == ["create"] else change.get("before"), change.get("after"))
+            entry["unknown"] = change.get("after_unknown")
+        changes.append(entry)
+    outputs = {name: {"actions": oc.get("actions"), "delta": _delta(oc.get("before"), oc.get("after")),
+                      "unknown": oc.get("after_unknown")}
+               for name, oc in (doc.get("output_changes") or {}).items()
+               if (oc.get("actions") or ["no-op"]) != ["no-op"]}
+    canonical = json.dumps({"resource_changes": changes, "output_changes": outputs}, sort_keys=True,
+                           separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
