@@ -57,6 +57,11 @@ def parse_cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"{value!r} is not a CIDR block without host bits: {err}") from None
 
 
+def parse_cidr_loose(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A block as AWS returns it: host bits allowed, a bare address is /32 or /128."""
+    return ipaddress.ip_network(value, strict=False)
+
+
 def is_world(value: str) -> bool:
     """True for a block of prefix length 0 (``0.0.0.0/0``, ``::/0``): the whole internet."""
     return parse_cidr(value).prefixlen == 0
