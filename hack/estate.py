@@ -42,7 +42,9 @@ def role(name: str, service: str) -> str:
         return iam.get_role(RoleName=name)["Role"]["Arn"]
 
 
-def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = None, step_ms: int = 1000) -> None:
+def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = None, step_ms: int = 1000,
+             times_ms: list[int] | None = None) -> None:
+    """``lines`` as the events of a new stream, ``step_ms`` apart from ``start_ms``, or at ``times_ms`` (ascending)."""
     logs = boto3.client("logs")
     try:
         logs.create_log_group(logGroupName=group)
@@ -50,8 +52,9 @@ def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = N
         pass
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     start = start_ms if start_ms is not None else int(time.time() * 1000) - len(lines) * step_ms - 60_000
+    stamps = times_ms or [start + i * step_ms for i in range(len(lines))]
     logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": start + i * step_ms, "message": m} for i, m in enumerate(lines)])
+                        logEvents=[{"timestamp": t, "message": m} for t, m in zip(stamps, lines)])
 
 
 IMPORT_ERROR = "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'"

@@ -37,6 +37,7 @@ def start(port: int = 0):
     import logging
 
     import moto_ext
+    import moto_security  # noqa: F401 - RotateSecret modelled (moto breaks a secret without a rotation Lambda)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per AWS call otherwise
     server = moto_ext.Server(ip_address="127.0.0.1", port=port, verbose=False)

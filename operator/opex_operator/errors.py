@@ -11,7 +11,7 @@ from __future__ import annotations
 ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException",
                  "AuthorizationError", "NotAuthorized"}
 NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchKey",
-                      "DBInstanceNotFound", "NoSuchDistribution")
+                      "DBInstanceNotFound", "NoSuchDistribution", "NonexistentItemException")
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
              "SlowDown", "ProvisionedThroughputExceededException"}
 MAX_MESSAGE = 600

@@ -19,6 +19,17 @@ INCIDENT = {
     "spec": {"type": "PipelineFailure", "severity": "high", "title": "pipeline failed",
              "environment": "production", "targets": {"pipeline": {"name": "checkout-pipeline"}}},
 }
+SECURITY = {
+    "apiVersion": "opex.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "bad"},
+    "spec": {"type": "SecurityIncident", "severity": "high", "title": "leaked access key", "environment": "production",
+             "targets": {"security": {
+                 "iamUsers": [{"userName": "ci-deployer", "accessKeyIds": ["AKIAIOSFODNN7EXAMPLE"]}],
+                 "sourceIps": ["203.0.113.66/32", "2001:db8:bad::/48"],
+                 "wafIpSets": [{"name": "blocked-ips", "id": "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9",
+                                "scope": "CLOUDFRONT"}],
+                 "securityGroups": [{"groupId": "sg-0123456789abcdef0", "protocol": "tcp", "fromPort": 22,
+                                     "toPort": 22}]}}},
+}
 DRIFTCHECK = {
     "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "bad"},
     "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": "file:///srv/infra.git"}}},
@@ -68,6 +79,54 @@ CASES = [
      ["spec.remediation.approvedSteps[1]", "Duplicate value"]),
     ("inc-escalation-level-4", mutate(INCIDENT, escalation={"levels": [{"level": 4, "contact": "CEO"}]}),
      ["spec.escalation.levels[0].level", "less than or equal to 3"]),
+    # --- Incident: spec.targets.security and spec.remediation.security -------------------------
+    ("sec-bare-ip", mutate(SECURITY, targets__security__sourceIps=["203.0.113.66"]),
+     ["spec.targets.security.sourceIps[0]", "must be a CIDR block without host bits"]),
+    ("sec-host-bits", mutate(SECURITY, targets__security__knownCidrs=["198.51.100.7/24"]),
+     ["spec.targets.security.knownCidrs[0]", "must be a CIDR block without host bits"]),
+    ("sec-block-world", mutate(SECURITY, targets__security__sourceIps=["203.0.113.66/32", "0.0.0.0/0"]),
+     ["spec", "sourceIps would block 0.0.0.0/0 or ::/0 in WAF", "allowWorldRanges"]),
+    ("sec-block-world-v6", mutate(SECURITY, targets__security__sourceIps=["::/0"]),
+     ["spec", "sourceIps would block 0.0.0.0/0 or ::/0 in WAF"]),
+    ("sec-block-private", mutate(SECURITY, targets__security__sourceIps=["10.20.0.0/16"]),
+     ["spec", "sourceIps would block a private range in WAF", "allowPrivateRanges"]),
+    ("sec-block-private-v6", mutate(SECURITY, targets__security__sourceIps=["fd12:3456::/32"]),
+     ["spec", "sourceIps would block a private range in WAF"]),
+    ("sec-block-range-holding-private", mutate(SECURITY, targets__security__sourceIps=["8.0.0.0/5"]),
+     ["spec", "sourceIps would block a private range in WAF"]),
+    ("sec-cloudfront-elsewhere", mutate(SECURITY, targets__security__wafIpSets=[
+        {"name": "blocked-ips", "id": "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9", "scope": "CLOUDFRONT",
+         "region": "eu-west-1"}]),
+     ["spec.targets.security.wafIpSets[0]", "an IP set of scope CLOUDFRONT is managed in us-east-1"]),
+    ("sec-bad-waf-scope", mutate(SECURITY, targets__security__wafIpSets=[
+        {"name": "blocked-ips", "id": "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9", "scope": "GLOBAL"}]),
+     ["spec.targets.security.wafIpSets[0].scope", "Unsupported value"]),
+    ("sec-key-without-user", mutate(SECURITY, targets__security__iamUsers=[{"accessKeyIds": ["AKIAIOSFODNN7EXAMPLE"]}]),
+     ["spec.targets.security.iamUsers[0].userName", "Required value"]),
+    ("sec-session-key", mutate(SECURITY, targets__security__iamUsers=[
+        {"userName": "ci-deployer", "accessKeyIds": ["ASIAIOSFODNN7EXAMPLE"]}]),
+     ["spec.targets.security.iamUsers[0].accessKeyIds[0]", "should match"]),
+    ("sec-three-keys", mutate(SECURITY, targets__security__iamUsers=[
+        {"userName": "ci-deployer", "accessKeyIds": ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2", "AKIAAAAAAAAAAAAAAAA3"]}]),
+     ["spec.targets.security.iamUsers[0].accessKeyIds", "must have at most 2 items"]),
+    ("sec-tcp-without-ports", mutate(SECURITY, targets__security__securityGroups=[
+        {"groupId": "sg-0123456789abcdef0", "protocol": "tcp"}]),
+     ["spec.targets.security.securityGroups[0]", "tcp and udp rules need fromPort and toPort"]),
+    ("sec-ports-reversed", mutate(SECURITY, targets__security__securityGroups=[
+        {"groupId": "sg-0123456789abcdef0", "fromPort": 23, "toPort": 22}]),
+     ["spec.targets.security.securityGroups[0]", "with fromPort <= toPort"]),
+    ("sec-all-traffic-with-ports", mutate(SECURITY, targets__security__securityGroups=[
+        {"groupId": "sg-0123456789abcdef0", "protocol": "-1", "fromPort": 22, "toPort": 22}]),
+     ["spec.targets.security.securityGroups[0]", "protocol -1 (all traffic) takes no fromPort/toPort"]),
+    ("sec-bad-group-id", mutate(SECURITY, targets__security__securityGroups=[
+        {"groupId": "bastion", "fromPort": 22, "toPort": 22}]),
+     ["spec.targets.security.securityGroups[0].groupId", "should match"]),
+    ("sec-bad-secret-id", mutate(SECURITY, targets__security__secrets=["prod db password"]),
+     ["spec.targets.security.secrets[0]", "should match"]),
+    ("sec-lookback-too-long", mutate(SECURITY, targets__security__lookbackHours=5000),
+     ["spec.targets.security.lookbackHours", "less than or equal to 2160"]),
+    ("sec-bad-key-action", mutate(SECURITY, remediation={"security": {"accessKeyAction": "Disable"}}),
+     ["spec.remediation.security.accessKeyAction", "Unsupported value"]),
     # --- DriftCheck ---------------------------------------------------------------------------
     ("dc-missing-schedule", mutate(DRIFTCHECK, schedule=DELETE), ["spec.schedule", "Required value"]),
     ("dc-bad-cron", mutate(DRIFTCHECK, schedule=["every day at nine"]),
@@ -162,6 +221,21 @@ def test_api_server_applies_schema_defaults(kubectl, namespace):
     assert spec["remediation"]["mode"] == "Manual"
     assert spec["remediation"]["forceUnlock"]["minLockAgeSeconds"] == 900
     assert spec["closed"] is False
+
+
+def test_security_ranges_are_accepted_when_allowed_or_not_blocked(kubectl, namespace):
+    """Private and world ranges pass with the matching allowance, or when no WAF IP set would block them."""
+    allowed = mutate(SECURITY, targets__security__sourceIps=["10.20.0.0/16", "::/0"],
+                     remediation={"security": {"allowPrivateRanges": True, "allowWorldRanges": True}})
+    kubectl.create(json.dumps(allowed), namespace)
+    searched_only = mutate(SECURITY, targets__security__sourceIps=["10.20.0.0/16"], targets__security__wafIpSets=DELETE)
+    searched_only["metadata"]["name"] = "searched-only"
+    kubectl.create(json.dumps(searched_only), namespace)
+    spec = kubectl.get("incident", "searched-only", namespace)["spec"]
+    assert spec["remediation"]["security"] == {"accessKeyAction": "Deactivate", "allowPrivateRanges": False,
+                                               "allowWorldRanges": False}
+    assert spec["targets"]["security"]["securityGroups"][0]["cidrs"] == ["0.0.0.0/0", "::/0"]
+    assert spec["targets"]["security"]["lookbackHours"] == 24
 
 
 def test_incident_type_is_immutable_and_closed_cannot_be_reopened(kubectl, namespace):

@@ -15,6 +15,7 @@ from pydantic import Field
 from .conditions import RECONCILING, STALLED
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
                      Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
+from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
 
 STEP_ID = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 LAMBDA_NAME = r"^[a-zA-Z0-9-_]+$"
@@ -117,6 +118,8 @@ class Targets(Model):
     cloud_trail: CloudTrailTarget | None = None
     drift_check_ref: LocalObjectReference | None = Field(
         default=None, description="The DriftCheck that owns the Terraform workspace involved.")
+    security: SecurityTargets | None = Field(
+        default=None, description="Users, keys, addresses, groups and secrets of a SecurityIncident.")
 
 
 class StepPolicy(Model):
@@ -173,6 +176,7 @@ class Remediation(Model):
         description="Environment variables the update-lambda-env step sets, per function.")
     force_unlock: ForceUnlock = Field(default_factory=ForceUnlock, json_schema_extra=obj_default(),
                                       description="Limits of the terraform-force-unlock step.")
+    security: SecurityRemediation = security_remediation_field()
 
 
 class EscalationLevel(Model):
@@ -245,6 +249,7 @@ class IncidentSpec(Model):
          "message": "a DeploymentFailure incident needs one of spec.targets.pipeline, codeBuild, lambda or driftCheckRef"},
         {"rule": "!has(oldSelf.closed) || !oldSelf.closed || (has(self.closed) && self.closed)",
          "message": "a closed Incident cannot be reopened; create a new one"},
+        *SECURITY_RULES,
     ]}}
 
     type: IncidentType = Field(description="Which runbook: DeploymentFailure, PipelineFailure, "

@@ -1,7 +1,37 @@
 """CodePipeline actions of the runbook's "retry the failed stage or start a new execution"."""
 from __future__ import annotations
 
+from typing import ClassVar
+
+from pydantic import Field
+
+from ..api.security import PIPELINE_NAME
+from .actions import Change, Params
 from .clients import AwsClients
+
+# PipelineExecution.status values after which nothing more happens (CodePipeline API reference).
+FINISHED = {"Succeeded", "Failed", "Stopped", "Superseded", "Cancelled"}
+
+
+class StartPipelineParams(Params):
+    """A new execution of a pipeline (the security runbook's "force re-deployment of affected services")."""
+
+    action: ClassVar[str] = "codepipeline:StartPipelineExecution"
+    name: str = Field(min_length=1, max_length=100, pattern=PIPELINE_NAME)
+    client_request_token: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9-]+$",
+                                             description="Idempotency token: the same for every attempt of one step.")
+
+
+class PipelineStart(Change):
+    pipeline: str
+    execution_id: str
+
+    def describe(self) -> str:
+        return f"started execution {self.execution_id} of pipeline {self.pipeline}"
+
+    def undo(self) -> str | None:
+        return (f"a deployment cannot be unstarted; to stop it: aws codepipeline stop-pipeline-execution "
+                f"--pipeline-name {self.pipeline} --pipeline-execution-id {self.execution_id}")
 
 
 class PipelineActions:
@@ -25,7 +55,14 @@ class PipelineActions:
 
     def start(self, pipeline: str) -> str:
         """StartPipelineExecution; returns the new execution id."""
-        return self.cp.start_pipeline_execution(name=pipeline)["pipelineExecutionId"]
+        return self.start_execution(StartPipelineParams(name=pipeline)).execution_id
+
+    def start_execution(self, p: StartPipelineParams) -> PipelineStart:
+        """StartPipelineExecution with the step's idempotency token; follow it with
+        :meth:`execution_status` until the status is in :data:`FINISHED`."""
+        token = {"clientRequestToken": p.client_request_token} if p.client_request_token else {}
+        execution_id = self.cp.start_pipeline_execution(name=p.name, **token)["pipelineExecutionId"]
+        return PipelineStart(changed=True, pipeline=p.name, execution_id=execution_id)
 
     def execution_status(self, pipeline: str, execution_id: str) -> str:
         return self.cp.get_pipeline_execution(pipelineName=pipeline,

@@ -6,13 +6,12 @@ Every method is read-only and bounded (pages, lines, characters). Errors propaga
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shlex
 from typing import Any, Iterable, Iterator
 
 from ..api.common import parse_time
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
-                              PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent)
+                              PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent, trail_events)
 from .clients import AwsClients
 from ..errors import AwsError
 
@@ -27,6 +26,7 @@ REPORT_FILTER = '?REPORT ?"platform.report"'
 MAX_REPORTS = 500
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
+MAX_TRAIL_RECORDS = 2000
 MAX_BUILDS = 5
 LINE_CHARS = 500
 
@@ -205,6 +205,30 @@ class AwsReader:
                              for page in self._pages(ct, "lookup_events", max_pages=3, StartTime=since)
                              for e in page.get("Events", []))
 
+    def trail_records_from_logs(self, group: str, since: dt.datetime, terms: list[str],
+                                limit: int = MAX_TRAIL_RECORDS) -> list[TrailEvent]:
+        """Every CloudTrail record of the log group since ``since`` that mentions one of ``terms``
+        (access key ids, user names), oldest first, at most ``limit``: the runbook's
+        "Investigation" ``aws logs filter-log-events --log-group-name CloudTrail/...``.
+
+        Raw records and EventBridge-wrapped ones are both read; callers match the parsed
+        records to their principals (a term may occur elsewhere in a record).
+        """
+        pattern = " ".join(f'?"{t}"' for t in terms)
+        return trail_events(line.message for line in self.filtered_lines(group, since, pattern, limit=limit))
+
+    def trail_records_lookup(self, since: dt.datetime, attributes: list[tuple[str, str]],
+                             max_pages: int = 3) -> list[TrailEvent]:
+        """CloudTrail LookupEvents since ``since`` for each (AttributeKey, value) pair, e.g.
+        ("AccessKeyId", "AKIA...") or ("Username", "ci-deployer"); LookupEvents takes one
+        attribute per call (CloudTrail API reference). At most ``max_pages`` pages of 50 each.
+        Raises AwsError where LookupEvents is unavailable (moto has none)."""
+        ct = self._c("cloudtrail")
+        return trail_events(e.get("CloudTrailEvent") or "{}" for key, value in attributes
+                            for page in self._pages(ct, "lookup_events", max_pages=max_pages, StartTime=since,
+                                                    LookupAttributes=[{"AttributeKey": key, "AttributeValue": value}])
+                            for e in page.get("Events", []))
+
 
 def any_terms(pattern: str) -> list[str]:
     """The terms of a CloudWatch Logs ``?term ?"quoted term"`` pattern ([] for any other pattern)."""
@@ -225,20 +249,4 @@ def _permission(p: dict[str, Any]) -> str:
 
 def _error_events(records: Iterable[str]) -> list[TrailEvent]:
     """The CloudTrail records (JSON text) that carry an errorCode; other text is skipped."""
-    events = []
-    for text in records:
-        try:
-            event = _trail_event(json.loads(text))
-        except (ValueError, AttributeError):
-            continue
-        if event.error_code:
-            events.append(event)
-    return events
-
-
-def _trail_event(record: dict[str, Any]) -> TrailEvent:
-    identity = record.get("userIdentity") or {}
-    return TrailEvent(time=parse_time(record.get("eventTime")), event_name=record.get("eventName", ""),
-                      event_source=record.get("eventSource", ""), error_code=record.get("errorCode"),
-                      error_message=(record.get("errorMessage") or "")[:LINE_CHARS] or None,
-                      principal=identity.get("arn") or identity.get("principalId"))
+    return [e for e in trail_events(records) if e.error_code]
