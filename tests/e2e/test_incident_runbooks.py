@@ -173,7 +173,7 @@ def test_lambda_errors_from_an_unreachable_database_get_no_code_rollback(kubectl
     assert "Can't reach database server at `orders-db.internal`:`5432`" in cause["summary"]
     # Auto mode, and the errors began with release 2 while release 1 ran clean: still no rollback.
     assert [s["id"] for s in status["steps"]] == ["assess", "classify", "verify", "notify-resolved"]
-    assert status["phase"] == "Remediating"
+    assert status["phase"] == "ManualActionRequired"
     conditions = {c["type"]: c for c in status["conditions"]}
     assert "no automated remediation for DatabaseConnectivity" in conditions["Remediated"]["message"]
     logs = next(f for f in status["findings"] if f["resource"] == "/aws/lambda/orders-api")

@@ -164,8 +164,10 @@ def test_the_summary_exit_code_agrees_with_terraform_plan_detailed_exitcode(terr
         assert (await t.init({}, timeout=60)).ok
         assert (await t.run("apply", "-auto-approve", "-input=false", "-no-color", timeout=60)).ok
         (tmp_path / "main.tf").write_text(config)
-        planned = await t.plan("p.tfplan", "5s", None, timeout=60)
-        summary = parse_show_json(await t.show_json("p.tfplan", timeout=60))
+        s = session(t, tmp_path / "run")
+        s.run_dir.root.mkdir()
+        planned = await s.plan("5s")
+        summary = parse_show_json(await s.show_plan())
         stream = await t.run("plan", "-json", "-input=false", "-detailed-exitcode", timeout=60)
         return planned.exit_code, summary, stream
 
