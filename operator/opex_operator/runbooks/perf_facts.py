@@ -88,6 +88,18 @@ class RdsConfig:
     port: int | None = None
 
 
+class Credentials:
+    """A database user name and password; the password never appears in repr or str."""
+
+    def __init__(self, username: str, password: str):
+        self.username, self.password = username, password
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=<hidden>)"
+
+    __str__ = __repr__
+
+
 class DbFailure(StrEnum):
     """Why the database probe failed, in the order a connection gets there."""
 
