@@ -11,6 +11,7 @@ under root the server runs as the unprivileged ``nobody`` and owns its data dire
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import pgserver
-
 import procs
 
-BIN = Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"
+# The wheel's binaries, found without importing pgserver (its import sets up its own server machinery).
+BIN = Path(importlib.util.find_spec("pgserver").submodule_search_locations[0]) / "pginstall" / "bin"
 RUN_AS_ROOT_USER = "nobody"
 
 
