@@ -19,7 +19,7 @@ from opex_operator.aws.perf_reader import PerformanceReader
 from opex_operator.probes import secrets
 from opex_operator.probes.database import probe_database
 from opex_operator.probes.http import probe_http
-from opex_operator.runbooks.perf_facts import Credentials, DbFailure
+from opex_operator.runbooks.perf_facts import Credentials, ProbeFailure
 from opex_operator.runbooks.probes import database_cause
 from opex_operator.api.incident import RootCauseCategory as Cat
 
@@ -39,29 +39,29 @@ def test_select_1_on_the_running_server_reports_latency_and_max_connections(post
 
 def test_wrong_password_is_an_authentication_failure_without_the_password(postgres):
     r = db_probe(postgres, credentials=Credentials(postgres.user, "Wrong-Horse-Battery"))
-    assert (r.ok, r.failure, r.sqlstate) == (False, DbFailure.AUTH, "28P01")
+    assert (r.ok, r.failure, r.sqlstate) == (False, ProbeFailure.AUTH, "28P01")
     assert "password authentication failed" in r.detail and "Wrong-Horse-Battery" not in repr(r)
 
 
 def test_missing_database_is_named(postgres):
     r = db_probe(postgres, database="ghost")
-    assert (r.failure, r.sqlstate) == (DbFailure.DATABASE_MISSING, "3D000") and '"ghost" does not exist' in r.detail
+    assert (r.failure, r.sqlstate) == (ProbeFailure.DATABASE_MISSING, "3D000") and '"ghost" does not exist' in r.detail
 
 
 def test_tls_required_by_the_probe_but_not_offered_is_a_tls_failure(postgres):
     r = db_probe(postgres, tls=TlsMode.REQUIRE)
-    assert r.failure == DbFailure.TLS and "refuses SSL" in r.detail
+    assert r.failure == ProbeFailure.TLS and "refuses SSL" in r.detail
 
 
 def test_nothing_listening_is_refused():
     r = asyncio.run(probe_database("127.0.0.1", procs.free_port(), "orders", Credentials("opex", "x"),
                                    TlsMode.DISABLE, 3))
-    assert r.failure == DbFailure.REFUSED and "refused" in r.detail
+    assert r.failure == ProbeFailure.REFUSED and "refused" in r.detail
 
 
 def test_unknown_host_is_a_dns_failure():
     r = asyncio.run(probe_database("no-such-db.invalid", 5432, "orders", Credentials("opex", "x"), TlsMode.DISABLE, 3))
-    assert r.failure == DbFailure.DNS and "does not resolve" in r.detail
+    assert r.failure == ProbeFailure.DNS and "does not resolve" in r.detail
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_server_that_never_answers_times_out_within_the_probe_timeout(silent_lis
     started = time.monotonic()
     r = asyncio.run(probe_database("127.0.0.1", silent_listener, "orders", Credentials("opex", "x"),
                                    TlsMode.DISABLE, 1))
-    assert r.failure == DbFailure.TIMEOUT and time.monotonic() - started < 3
+    assert r.failure == ProbeFailure.TIMEOUT and time.monotonic() - started < 3
 
 
 def test_stopped_server_is_refused_then_passes_once_started_again():
@@ -103,7 +103,7 @@ def test_stopped_server_is_refused_then_passes_once_started_again():
     try:
         pg.start()
         pg.stop()
-        assert db_probe(pg).failure == DbFailure.REFUSED
+        assert db_probe(pg).failure == ProbeFailure.REFUSED
         pg.start()
         assert db_probe(pg).ok
     finally:

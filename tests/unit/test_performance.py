@@ -11,7 +11,7 @@ from opex_operator.api.performance import (MetricsQuery, PerformanceRemediation,
                                            retention_seconds)
 from opex_operator.runbooks import performance as perf
 from opex_operator.runbooks.diagnose import Diagnosis
-from opex_operator.runbooks.perf_facts import (DbFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
+from opex_operator.runbooks.perf_facts import (ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                PerformanceFacts, RdsConfig, Series, StageConfig)
 from opex_operator.runbooks.probes import add_database_finding, add_http_finding, database_cause
 from opex_operator.runbooks.postincident import FOLLOW_UP
@@ -293,7 +293,7 @@ DB_SG = GroupIngress("sg-0db", "orders-db-sg", [(5432, 5432, ["10.0.0.0/16"])])
 
 
 def refused(**kw) -> DbProbeResult:
-    return DbProbeResult("db.internal", 5432, "orders", "opex", ok=False, failure=DbFailure.REFUSED,
+    return DbProbeResult("db.internal", 5432, "orders", "opex", ok=False, failure=ProbeFailure.REFUSED,
                          detail="connection to db.internal:5432 refused", **kw)
 
 
@@ -308,8 +308,8 @@ def test_refused_connection_with_a_group_that_admits_the_operator_does_not_blame
     assert cause.score == 92 and "security group" not in cause.summary
 
 
-@pytest.mark.parametrize("failure,advice", [(DbFailure.AUTH, "check the user name and password"),
-                                            (DbFailure.DATABASE_MISSING, "database orders does not exist")])
+@pytest.mark.parametrize("failure,advice", [(ProbeFailure.AUTH, "check the user name and password"),
+                                            (ProbeFailure.DATABASE_MISSING, "database orders does not exist")])
 def test_auth_and_missing_database_say_what_to_fix(failure, advice):
     r = DbProbeResult("db.internal", 5432, "orders", "opex", ok=False, failure=failure, detail="28P01: ...")
     assert advice in database_cause(r, [], []).summary

@@ -12,7 +12,7 @@ import time
 import pg8000.native
 
 from ..api.performance import TlsMode
-from ..runbooks.perf_facts import Credentials, DbFailure, DbProbeResult
+from ..runbooks.perf_facts import Credentials, ProbeFailure, DbProbeResult
 
 # SQLSTATEs a connection attempt ends with (PostgreSQL docs, Appendix A "Error Codes").
 AUTH_STATES = {"28P01": "invalid password", "28000": "invalid authorization specification (no pg_hba.conf entry)"}
@@ -80,7 +80,7 @@ async def probe_database(host: str, port: int, database: str, credentials: Crede
             timeout_seconds + 1)
     except asyncio.TimeoutError:
         return DbProbeResult(host=host, port=port, database=database, user=credentials.username, ok=False,
-                             failure=DbFailure.TIMEOUT, detail=f"no answer within {timeout_seconds:g} s")
+                             failure=ProbeFailure.TIMEOUT, detail=f"no answer within {timeout_seconds:g} s")
 
 
 def _server_error(result: DbProbeResult, err: pg8000.native.DatabaseError, connected: bool) -> None:
@@ -88,26 +88,26 @@ def _server_error(result: DbProbeResult, err: pg8000.native.DatabaseError, conne
     code, message = fields.get("C"), fields.get("M") or str(err)
     result.sqlstate, result.detail = code, f"{code}: {message}"[:DETAIL_CHARS] if code else message[:DETAIL_CHARS]
     if code in AUTH_STATES:
-        result.failure = DbFailure.AUTH
+        result.failure = ProbeFailure.AUTH
     elif code == DATABASE_MISSING:
-        result.failure = DbFailure.DATABASE_MISSING
+        result.failure = ProbeFailure.DATABASE_MISSING
     else:
-        result.failure = DbFailure.QUERY if connected else DbFailure.OTHER
+        result.failure = ProbeFailure.QUERY if connected else ProbeFailure.OTHER
 
 
 def _client_error(result: DbProbeResult, err: BaseException) -> None:
     cause = err.__cause__ or err.__context__ or err
     text = str(err)
     if isinstance(cause, socket.gaierror):
-        result.failure, result.detail = DbFailure.DNS, f"{result.host} does not resolve: {cause.strerror or cause}"
+        result.failure, result.detail = ProbeFailure.DNS, f"{result.host} does not resolve: {cause.strerror or cause}"
     elif isinstance(cause, ConnectionRefusedError):
-        result.failure, result.detail = DbFailure.REFUSED, f"connection to {result.host}:{result.port} refused"
+        result.failure, result.detail = ProbeFailure.REFUSED, f"connection to {result.host}:{result.port} refused"
     elif isinstance(cause, (socket.timeout, TimeoutError)):
-        result.failure, result.detail = DbFailure.TIMEOUT, f"no answer from {result.host}:{result.port} in time"
+        result.failure, result.detail = ProbeFailure.TIMEOUT, f"no answer from {result.host}:{result.port} in time"
     elif isinstance(cause, ssl.SSLError) or "SSL" in text:
-        result.failure, result.detail = DbFailure.TLS, f"TLS failed: {cause}"
+        result.failure, result.detail = ProbeFailure.TLS, f"TLS failed: {cause}"
     else:
-        result.failure, result.detail = DbFailure.NETWORK, f"{type(cause).__name__}: {cause}"
+        result.failure, result.detail = ProbeFailure.NETWORK, f"{type(cause).__name__}: {cause}"
     result.detail = result.detail[:DETAIL_CHARS]
 
 

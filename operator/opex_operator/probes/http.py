@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..runbooks.perf_facts import HttpProbeResult
+from ..runbooks.perf_facts import HttpProbeResult, ProbeFailure
 
 BODY_HEAD_BYTES = 256
 
@@ -51,15 +51,16 @@ async def probe_http(method: str, url: str, expected_status: int = 200, headers:
             result.status = resp.status
             result.body_head = head.decode(resp.get_encoding() if resp.charset else "utf-8", errors="replace")
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        result.failure = "Timeout"
+        result.failure = ProbeFailure.TIMEOUT
     except aiohttp.ClientConnectorDNSError:
-        result.failure = "DNS"
+        result.failure = ProbeFailure.DNS
     except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError):
-        result.failure = "TLS"
+        result.failure = ProbeFailure.TLS
     except aiohttp.ClientConnectorError as err:
-        result.failure = "ConnectionRefused" if isinstance(err.os_error, ConnectionRefusedError) else "Network"
+        refused = isinstance(err.os_error, ConnectionRefusedError)
+        result.failure = ProbeFailure.REFUSED if refused else ProbeFailure.NETWORK
     except aiohttp.ClientError:
-        result.failure = "Network"
+        result.failure = ProbeFailure.NETWORK
     finally:
         if own:
             await session.close()

@@ -100,8 +100,8 @@ class Credentials:
     __str__ = __repr__
 
 
-class DbFailure(StrEnum):
-    """Why the database probe failed, in the order a connection gets there."""
+class ProbeFailure(StrEnum):
+    """Why a probe failed, in the order a connection gets there (the HTTP probe uses the first five)."""
 
     DNS = "DNS"                          # the host name does not resolve
     REFUSED = "ConnectionRefused"        # nothing listens (or a firewall rejects) on host:port
@@ -125,7 +125,7 @@ class DbProbeResult:
     user: str | None
     ok: bool
     latency_seconds: float | None = None        # connect + SELECT 1, when ok
-    failure: DbFailure | None = None
+    failure: ProbeFailure | None = None
     detail: str = ""                            # the driver's or the server's message (no password)
     sqlstate: str | None = None                 # the server's error code, e.g. 28P01
     max_connections: int | None = None          # SHOW max_connections, when connected
@@ -145,7 +145,7 @@ class HttpProbeResult:
     status: int | None = None
     latency_seconds: float | None = None        # until the response headers and the first body bytes
     body_head: str = ""                         # the first bytes of the body, decoded leniently
-    failure: str | None = None                  # Timeout | ConnectionRefused | DNS | TLS | Network | Credentials
+    failure: ProbeFailure | None = None
 
     @property
     def ok(self) -> bool:

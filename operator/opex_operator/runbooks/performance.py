@@ -22,6 +22,7 @@ from ..api.incident import FindingSeverity, RootCause, RootCauseCategory as Cat
 from ..api.performance import DEFAULT_MEMORY_CAP_MB, LAMBDA_MAX_MB, PerformanceRemediation, Thresholds
 from .diagnose import Diagnosis
 from .perf_facts import LambdaConfig, PerformanceFacts, Series, SeriesSpec
+from .plan import slug
 from .tuning import (MODIFY_DB_INSTANCE, UPDATE_FUNCTION_CONFIGURATION, UPDATE_STAGE, LambdaMemoryParams,
                      PerformanceInsightsParams, StageSettingsParams)
 
@@ -433,10 +434,6 @@ def memory_target(current_mb: int, wanted: PerformanceRemediation | None, policy
     return min(target, cap), cap
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:60] or "x"
-
-
 def plan(causes: list[Cause], facts: PerformanceFacts, wanted: PerformanceRemediation | None,
          policy_cap_mb: int | None = None) -> Plan:
     """The gated changes the causes call for, in runbook order: raise a memory-bound or near-timeout
@@ -454,7 +451,7 @@ def plan(causes: list[Cause], facts: PerformanceFacts, wanted: PerformanceRemedi
                              f"(remediation.performance.lambdaMemory.maxMb, and the operator policy's cap)")
             continue
         out.changes.append(PlannedChange(
-            f"raise-lambda-memory-{_slug(fn.name)}", UPDATE_FUNCTION_CONFIGURATION,
+            f"raise-lambda-memory-{slug(fn.name)}", UPDATE_FUNCTION_CONFIGURATION,
             LambdaMemoryParams(function_name=fn.name, memory_size_mb=target, from_mb=fn.memory_mb),
             f"raise the memory of {fn.name} from {fn.memory_mb} MB to {target} MB (cap {cap} MB)"))
     db = facts.rds
@@ -463,7 +460,7 @@ def plan(causes: list[Cause], facts: PerformanceFacts, wanted: PerformanceRemedi
             for cat, r in categories):
         params = PerformanceInsightsParams(db_instance_identifier=db.instance_id)
         out.changes.append(PlannedChange(
-            f"enable-performance-insights-{_slug(db.instance_id)}", MODIFY_DB_INSTANCE, params,
+            f"enable-performance-insights-{slug(db.instance_id)}", MODIFY_DB_INSTANCE, params,
             f"enable Performance Insights on {db.instance_id} with {params.retention_days} days' retention"))
     settings = wanted.api_stage if wanted else None
     st = facts.stage
@@ -478,7 +475,7 @@ def plan(causes: list[Cause], facts: PerformanceFacts, wanted: PerformanceRemedi
                 if on]
         if what:
             out.changes.append(PlannedChange(
-                f"update-api-stage-{_slug(st.stage)}", UPDATE_STAGE, params,
+                f"update-api-stage-{slug(st.stage)}", UPDATE_STAGE, params,
                 f"enable {' and '.join(what)} on stage {st.stage} of {st.api_name}"
                 + (f" ({params.cache_size_gb} GB cache)" if params.cache_size_gb else "")))
     return out

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from ..api.incident import FindingSeverity, RootCauseCategory as Cat
 from .diagnose import Diagnosis
-from .perf_facts import DbFailure, DbProbeResult, GroupIngress, HttpProbeResult
+from .perf_facts import ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult
 from .performance import Cause
 
-UNREACHABLE = {DbFailure.REFUSED, DbFailure.TIMEOUT, DbFailure.NETWORK}
+UNREACHABLE = {ProbeFailure.REFUSED, ProbeFailure.TIMEOUT, ProbeFailure.NETWORK}
 
 
 def add_http_finding(d: Diagnosis, r: HttpProbeResult) -> str:
@@ -34,7 +34,7 @@ def add_database_finding(d: Diagnosis, r: DbProbeResult) -> str:
         extra = f"; max_connections {r.max_connections}" if r.max_connections is not None else ""
         observed = f"SELECT 1 on {r.target}{who} answered in {r.latency_seconds:.3f} s{extra}"
     else:
-        observed = f"SELECT 1 on {r.target}{who} failed: {r.failure.value if r.failure else 'unknown'}: {r.detail}"
+        observed = f"SELECT 1 on {r.target}{who} failed: {r.failure or 'unknown'}: {r.detail}"
     return d.add("probe:database", "Database", r.target, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR,
                  observed)
 
@@ -57,10 +57,10 @@ def database_cause(r: DbProbeResult, groups: list[GroupIngress], operator_source
                      f"database {r.target} is unreachable ({what}); security group {names} does not admit the "
                      f"operator's source {', '.join(operator_sources)} on port {r.port}",
                      evidence, f"db/{r.host}", 95)
-    advice = {DbFailure.AUTH: "check the user name and password in the credentials secret",
-              DbFailure.DATABASE_MISSING: f"database {r.database} does not exist on the server",
-              DbFailure.DNS: "check the endpoint name",
-              DbFailure.TLS: "check the server's TLS support and the probe's tls setting",
-              DbFailure.CREDENTIALS: "fix the credentials secret"}.get(r.failure, "")
+    advice = {ProbeFailure.AUTH: "check the user name and password in the credentials secret",
+              ProbeFailure.DATABASE_MISSING: f"database {r.database} does not exist on the server",
+              ProbeFailure.DNS: "check the endpoint name",
+              ProbeFailure.TLS: "check the server's TLS support and the probe's tls setting",
+              ProbeFailure.CREDENTIALS: "fix the credentials secret"}.get(r.failure, "")
     return Cause(Cat.DATABASE_CONNECTIVITY, f"database {r.target} cannot be used: {what}"
                  + (f" ({advice})" if advice else ""), evidence, f"db/{r.host}", 92)
