@@ -85,7 +85,8 @@ class LocalPostgres:
 
     def start(self, timeout: float = 30.0) -> None:
         """Serve on 127.0.0.1:``port`` (no Unix socket); returns once it accepts connections."""
-        self.init() if not (self.data / "PG_VERSION").exists() else None
+        if not (self.data / "PG_VERSION").exists():
+            self.init()  # initdb, then a first start to create the database
         argv = [str(BIN / "postgres"), "-D", str(self.data), "-h", self.host, "-p", str(self.port),
                 "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "max_connections=20"]
         with open(self.log, "ab") as out:

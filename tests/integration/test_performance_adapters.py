@@ -13,7 +13,7 @@ from opex_operator.aws.clients import AwsClients
 from opex_operator.aws.cloudwatch import CloudWatchMetrics
 from opex_operator.aws.perf_actions import PerformanceActions
 from opex_operator.aws.perf_reader import PerformanceReader
-from opex_operator.runbooks import performance as perf
+from opex_operator.runbooks import perf_plan, performance as perf
 from opex_operator.runbooks.tuning import LambdaMemoryParams, PerformanceInsightsParams, StageSettingsParams
 
 FN = "checkout-api"
@@ -33,9 +33,11 @@ def now() -> dt.datetime:
 
 
 def test_one_get_metric_data_call_reads_every_series_with_p99(clients):
-    perf_estate.slow_lambda(FN, durations_ms=[100.0 * i for i in range(1, 101)], minutes_ago=20)
+    # All datapoints at one instant, so they share one 300-second period wherever its edges fall.
+    perf_estate.put_metric("AWS/Lambda", "Duration", {"FunctionName": FN}, [100.0 * i for i in range(1, 101)],
+                           "Milliseconds", minutes_ago=20, spread_seconds=0)
     perf_estate.put_metric("AWS/RDS", "CPUUtilization", {"DBInstanceIdentifier": "orders-db"}, [35.0, 97.5],
-                           "Percent", minutes_ago=12)
+                           "Percent", minutes_ago=12, spread_seconds=0)
     specs = perf.series_specs([FN], ("orders-api", "prod"), None, "orders-db")
     before = calls("GetMetricData")
     found = CloudWatchMetrics(clients, None, None).read(specs, now(), 3600, 300)
@@ -99,8 +101,8 @@ def test_memory_raise_is_verified_by_the_next_periods_duration(clients):
                            minutes_ago=20)
     [p99] = CloudWatchMetrics(clients, None, None).read(
         [s for s in perf.series_specs([FN]) if s.stat == "p99"], now(), 1800, 300)
-    verdict, text = perf.duration_dropped(2900.0, p99, changed_at, 300, now())
-    assert verdict == perf.Verdict.DROPPED and "76% lower" in text
+    verdict, text = perf_plan.duration_dropped(2900.0, p99, changed_at, 300, now())
+    assert verdict == perf_plan.Verdict.DROPPED and "76% lower" in text
 
 
 def test_performance_insights_enabled_with_seven_days_once(clients, postgres):

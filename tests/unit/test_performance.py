@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from opex_operator.api.incident import FindingSeverity, IncidentSpec, RootCauseCategory as Cat
 from opex_operator.api.performance import (MetricsQuery, PerformanceRemediation, Thresholds, check_window,
                                            retention_seconds)
-from opex_operator.runbooks import performance as perf
+from opex_operator.runbooks import perf_plan, performance as perf
 from opex_operator.runbooks.diagnose import Diagnosis
 from opex_operator.runbooks.perf_facts import (ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                PerformanceFacts, RdsConfig, Series, StageConfig)
@@ -209,7 +209,7 @@ def test_every_new_category_has_a_follow_up():
 
 def plan_for(f, wanted=None, cap=None):
     _, _, causes, _ = run(f)
-    return perf.plan(causes, f, wanted, cap)
+    return perf_plan.plan(causes, f, wanted, cap)
 
 
 def test_memory_raise_goes_to_the_next_step_by_default():
@@ -224,7 +224,7 @@ def test_memory_raise_uses_the_spec_size_capped_by_spec_and_policy():
     wanted = PerformanceRemediation.model_validate({"lambdaMemory": {"sizeMb": 2048, "maxMb": 3008}})
     assert plan_for(facts(SLOW, [lam(used=124)]), wanted).changes[0].params.memory_size_mb == 2048
     assert plan_for(facts(SLOW, [lam(used=124)]), wanted, cap=1024).changes[0].params.memory_size_mb == 1024
-    assert perf.next_memory_step(3008) == 4096 and perf.next_memory_step(10240) == 10240
+    assert perf_plan.next_memory_step(3008) == 4096 and perf_plan.next_memory_step(10240) == 10240
 
 
 def test_memory_already_at_the_cap_plans_nothing_and_says_why():
@@ -264,20 +264,20 @@ def after(values, start):
 
 def test_duration_drop_in_the_next_whole_period_is_verified():
     changed = NOW - dt.timedelta(minutes=12)
-    verdict, text = perf.duration_dropped(2950, after([1100.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
-    assert verdict == perf.Verdict.DROPPED and "63% lower" in text
+    verdict, text = perf_plan.duration_dropped(2950, after([1100.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
+    assert verdict == perf_plan.Verdict.DROPPED and "63% lower" in text
 
 
 def test_duration_that_did_not_drop_is_not_verified():
     changed = NOW - dt.timedelta(minutes=12)
-    verdict, _ = perf.duration_dropped(2950, after([2900.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
-    assert verdict == perf.Verdict.NOT_DROPPED
+    verdict, _ = perf_plan.duration_dropped(2950, after([2900.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
+    assert verdict == perf_plan.Verdict.NOT_DROPPED
 
 
 def test_period_not_yet_over_is_pending():
     changed = NOW - dt.timedelta(minutes=3)
-    verdict, _ = perf.duration_dropped(2950, after([900.0], NOW - dt.timedelta(minutes=2)), changed, 300, NOW)
-    assert verdict == perf.Verdict.PENDING
+    verdict, _ = perf_plan.duration_dropped(2950, after([900.0], NOW - dt.timedelta(minutes=2)), changed, 300, NOW)
+    assert verdict == perf_plan.Verdict.PENDING
 
 
 def test_max_memory_used_comes_from_report_lines():
