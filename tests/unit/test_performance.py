@@ -15,7 +15,7 @@ from opex_operator.runbooks.perf_facts import (ProbeFailure, DbProbeResult, Grou
                                                PerformanceFacts, RdsConfig, Series, StageConfig)
 from opex_operator.runbooks.probes import add_database_finding, add_http_finding, database_cause
 from opex_operator.runbooks.postincident import FOLLOW_UP
-from opex_operator.runbooks.tuning import LambdaMemoryParams, StageSettingsParams
+from opex_operator.runbooks.tuning import LambdaMemoryParams, PerformanceInsightsParams, StageSettingsParams
 
 NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.timezone.utc)
 FN = "checkout-api"
@@ -217,7 +217,7 @@ def test_memory_raise_goes_to_the_next_step_by_default():
     [change] = p.changes
     assert (change.id, change.action) == (f"raise-lambda-memory-{FN}", "lambda:UpdateFunctionConfiguration")
     assert change.params == LambdaMemoryParams(function_name=FN, memory_size_mb=256, from_mb=128)
-    assert change.params.model_dump(by_alias=True) == {"functionName": FN, "memorySizeMb": 256, "fromMb": 128}
+    assert change.params.wire() == {"functionName": FN, "memorySizeMb": "256", "fromMb": "128"}
 
 
 def test_memory_raise_uses_the_spec_size_capped_by_spec_and_policy():
@@ -240,6 +240,16 @@ def test_performance_insights_planned_with_seven_days_for_an_implicated_database
     assert change.action == "rds:ModifyDBInstance" and change.params.retention_days == 7
     insights_on = RdsConfig("orders-db", performance_insights=True)
     assert plan_for(facts({k("db/orders-db", "CPUUtilization", "Maximum"): [97]}, rds=insights_on)).changes == []
+
+
+@pytest.mark.parametrize("params", [
+    LambdaMemoryParams(function_name=FN, memory_size_mb=512, from_mb=256),
+    PerformanceInsightsParams(db_instance_identifier="orders-db"),
+    StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod", caching_enabled=True, cache_size_gb="1.6"),
+    StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod", metrics_enabled=False),
+])
+def test_params_survive_the_string_map_of_status_steps(params):
+    assert type(params).model_validate(params.wire()) == params
 
 
 def test_stage_settings_planned_only_where_the_spec_asks_and_the_stage_differs():

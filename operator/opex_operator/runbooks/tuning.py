@@ -15,16 +15,17 @@ apigateway:UpdateStage              :class:`StageSettingsParams`  the "Enable de
                                                                   ``update-stage`` patch operations
 ==================================  ============================  =========================================
 
-Params use camelCase aliases like every API model, so a step's recorded params validate back
-into the same model (``Model.model_validate(step.params)``).
+The models are ``runbooks.steps.Params``: camelCase, stored as the string map of
+``status.steps[].params`` (``wire()``) and read back into the same typed model. Phase 2 of
+issue 14 registers them in ``steps.PARAMS`` and their executors (``aws.perf_actions``).
 """
 from __future__ import annotations
 
 from pydantic import Field
 
-from ..api.common import Model
 from ..api.incident import LAMBDA_NAME
 from ..api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB, CacheSize
+from .steps import Params
 
 UPDATE_FUNCTION_CONFIGURATION = "lambda:UpdateFunctionConfiguration"
 MODIFY_DB_INSTANCE = "rds:ModifyDBInstance"
@@ -33,7 +34,7 @@ UPDATE_STAGE = "apigateway:UpdateStage"
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
 
 
-class LambdaMemoryParams(Model):
+class LambdaMemoryParams(Params):
     """Set a function's memory (MB); Lambda gives CPU in proportion to it."""
 
     function_name: str = Field(max_length=64, pattern=LAMBDA_NAME)
@@ -41,14 +42,14 @@ class LambdaMemoryParams(Model):
     from_mb: int | None = Field(default=None, description="The size when the step was planned (for the record).")
 
 
-class PerformanceInsightsParams(Model):
+class PerformanceInsightsParams(Params):
     """Turn on Performance Insights of an RDS instance with a retention in days."""
 
     db_instance_identifier: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
     retention_days: int = Field(default=PERFORMANCE_INSIGHTS_RETENTION_DAYS, ge=7, le=731)
 
 
-class StageSettingsParams(Model):
+class StageSettingsParams(Params):
     """Stage settings to reach; None leaves a setting as it is."""
 
     rest_api_id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")
