@@ -37,6 +37,7 @@ def start(port: int = 0):
     import logging
 
     import moto_ext
+    import moto_perf  # noqa: F401  - percentiles, Performance Insights, RDS endpoints
     import moto_security  # noqa: F401 - RotateSecret modelled (moto breaks a secret without a rotation Lambda)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per AWS call otherwise

@@ -6,6 +6,8 @@
 * ``aws``: moto's server in this process (so tests can set failure states on its backends);
   reset before each test that uses it.
 * ``operator``: ``python -m opex_operator`` as a subprocess watching ``e2e-*`` namespaces.
+* ``postgres``: a real PostgreSQL on loopback (hack/pglocal.py); ``api_app``: the local HTTP app
+  standing in for an API (hack/apiapp.py).
 
 Unit tests use none of these and run without the stack.
 """
@@ -23,8 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import apiapp  # noqa: E402
 import controlplane  # noqa: E402
 import fakeaws  # noqa: E402
+import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
 from helpers import Kubectl, OperatorProcess  # noqa: E402
@@ -117,6 +121,23 @@ def aws(aws_server, monkeypatch):
     for key, value in fakeaws.aws_env(aws_server).items():
         monkeypatch.setenv(key, value)
     yield aws_server
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL serving on 127.0.0.1 for the session (started and stopped by its pid)."""
+    pg = pglocal.LocalPostgres()
+    pg.start()
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture
+def api_app():
+    """The local HTTP app (``POST /prod/orders``); set ``.status`` or ``.hang`` to break it."""
+    app = apiapp.ApiApp().start()
+    yield app
+    app.stop()
 
 
 @pytest.fixture(scope="session")

@@ -127,6 +127,44 @@ CASES = [
      ["spec.targets.security.lookbackHours", "less than or equal to 2160"]),
     ("sec-bad-key-action", mutate(SECURITY, remediation={"security": {"accessKeyAction": "Disable"}}),
      ["spec.remediation.security.accessKeyAction", "Unsupported value"]),
+    # --- Incident: the performance runbook's fields ---------------------------------------------
+    ("inc-window-beyond-retention", mutate(INCIDENT, targets__metrics={"periodSeconds": 60, "windowSeconds": 1296001}),
+     ["spec.targets.metrics", "longer than CloudWatch keeps datapoints at this period"]),
+    ("inc-window-beyond-high-resolution", mutate(INCIDENT, targets__metrics={"periodSeconds": 10, "windowSeconds": 10801}),
+     ["spec.targets.metrics", "longer than CloudWatch keeps datapoints at this period"]),
+    ("inc-period-not-cloudwatch", mutate(INCIDENT, targets__metrics={"periodSeconds": 90}),
+     ["spec.targets.metrics", "periodSeconds must be 1, 5, 10, 30 or a multiple of 60"]),
+    ("inc-window-under-one-period", mutate(INCIDENT, targets__metrics={"windowSeconds": 60}),
+     ["spec.targets.metrics", "windowSeconds must be at least one period"]),
+    ("inc-threshold-over-100-percent", mutate(INCIDENT, targets__metrics={"thresholds": {"lambdaNearTimeoutPercent": 150}}),
+     ["spec.targets.metrics.thresholds.lambdaNearTimeoutPercent", "less than or equal to 100"]),
+    ("inc-cloudfront-bad-id", mutate(INCIDENT, targets__cloudFront={"distributionId": "e2-cdn"}),
+     ["spec.targets.cloudFront.distributionId", "should match"]),
+    ("inc-http-probe-not-http", mutate(INCIDENT, targets__probes={"http": {"url": "ftp://api.example.com/x"}}),
+     ["spec.targets.probes.http.url", "should match"]),
+    ("inc-http-probe-two-bodies", mutate(INCIDENT, targets__probes={"http": {
+        "url": "https://api.example.com/prod/orders", "body": {"test": "data"},
+        "bodySecretRef": {"name": "probe", "key": "body"}}}),
+     ["spec.targets.probes.http", "set body or bodySecretRef, not both"]),
+    ("inc-http-probe-bad-status", mutate(INCIDENT, targets__probes={"http": {
+        "url": "https://api.example.com/prod/orders", "expectedStatus": 42}}),
+     ["spec.targets.probes.http.expectedStatus", "greater than or equal to 100"]),
+    ("inc-db-probe-two-credentials", mutate(INCIDENT, targets__probes={"database": {
+        "host": "db.internal", "secretRef": {"name": "db"}, "secretsManager": {"secretId": "prod/db"}}}),
+     ["spec.targets.probes.database", "set exactly one of secretRef or secretsManager"]),
+    ("inc-db-probe-no-credentials", mutate(INCIDENT, targets__probes={"database": {"host": "db.internal"}}),
+     ["spec.targets.probes.database", "set exactly one of secretRef or secretsManager"]),
+    ("inc-db-probe-nowhere-to-connect", mutate(INCIDENT, targets__probes={"database": {"secretRef": {"name": "db"}}}),
+     ["spec.targets", "probes.database needs a host, or an rds target whose endpoint it connects to"]),
+    ("inc-db-probe-timeout-zero", mutate(INCIDENT, targets__probes={"database": {
+        "host": "db.internal", "secretRef": {"name": "db"}, "timeoutSeconds": 0}}),
+     ["spec.targets.probes.database.timeoutSeconds", "greater than or equal to 1"]),
+    ("inc-memory-over-its-cap", mutate(INCIDENT, remediation__performance={"lambdaMemory": {"sizeMb": 4096, "maxMb": 1024}}),
+     ["spec.remediation.performance.lambdaMemory", "sizeMb must not exceed maxMb"]),
+    ("inc-memory-beyond-lambda", mutate(INCIDENT, remediation__performance={"lambdaMemory": {"sizeMb": 20480, "maxMb": 10240}}),
+     ["spec.remediation.performance.lambdaMemory.sizeMb", "less than or equal to 10240"]),
+    ("inc-cache-size-unknown", mutate(INCIDENT, remediation__performance={"apiStage": {"cacheSizeGb": "2"}}),
+     ["spec.remediation.performance.apiStage.cacheSizeGb", "Unsupported value"]),
     # --- DriftCheck ---------------------------------------------------------------------------
     ("dc-missing-schedule", mutate(DRIFTCHECK, schedule=DELETE), ["spec.schedule", "Required value"]),
     ("dc-bad-cron", mutate(DRIFTCHECK, schedule=["every day at nine"]),
@@ -236,6 +274,21 @@ def test_security_ranges_are_accepted_when_allowed_or_not_blocked(kubectl, names
                                                "allowWorldRanges": False}
     assert spec["targets"]["security"]["securityGroups"][0]["cidrs"] == ["0.0.0.0/0", "::/0"]
     assert spec["targets"]["security"]["lookbackHours"] == 24
+
+
+def test_performance_spec_keeps_the_probe_body_and_fills_defaults(kubectl, namespace):
+    manifest = mutate(INCIDENT, type="PerformanceDegradation",
+                      targets__probes={"http": {"url": "http://127.0.0.1:8080/prod/orders",
+                                                "body": {"test": "data", "items": [{"sku": "A1", "qty": 2}]}}},
+                      remediation__performance={"apiStage": {"metricsEnabled": True}},
+                      targets__metrics={})
+    kubectl.create(json.dumps(manifest), namespace)
+    spec = kubectl.get("incident", "bad", namespace)["spec"]
+    assert spec["targets"]["probes"]["http"]["body"] == {"test": "data", "items": [{"sku": "A1", "qty": 2}]}
+    assert spec["targets"]["probes"]["http"]["method"] == "POST"
+    assert (spec["targets"]["metrics"]["windowSeconds"], spec["targets"]["metrics"]["periodSeconds"]) == (3600, 300)
+    assert spec["targets"]["metrics"]["thresholds"]["lambdaDurationMs"] == 3000
+    assert spec["remediation"]["performance"]["lambdaMemory"]["maxMb"] == 3008
 
 
 def test_incident_type_is_immutable_and_closed_cannot_be_reopened(kubectl, namespace):

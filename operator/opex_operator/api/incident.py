@@ -16,6 +16,7 @@ from .conditions import RECONCILING, STALLED
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
                      Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
+from .performance import TARGET_RULES, CloudFrontTarget, MetricsQuery, PerformanceRemediation, Probes
 
 STEP_ID = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 LAMBDA_NAME = r"^[a-zA-Z0-9-_]+$"
@@ -106,6 +107,8 @@ class CloudTrailTarget(Model):
 class Targets(Model):
     """What the incident is about: the AWS resources the runbook inspects and may act on."""
 
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": TARGET_RULES}}
+
     region: str | None = Field(default=None, max_length=32, pattern=AWS_REGION,
                                description="AWS region; the operator's default region when omitted.")
     role_key: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL,
@@ -120,6 +123,9 @@ class Targets(Model):
         default=None, description="The DriftCheck that owns the Terraform workspace involved.")
     security: SecurityTargets | None = Field(
         default=None, description="Users, keys, addresses, groups and secrets of a SecurityIncident.")
+    cloud_front: CloudFrontTarget | None = None
+    metrics: MetricsQuery | None = Field(default=None, description="CloudWatch window and thresholds.")
+    probes: Probes | None = None
 
 
 class StepPolicy(Model):
@@ -177,6 +183,7 @@ class Remediation(Model):
     force_unlock: ForceUnlock = Field(default_factory=ForceUnlock, json_schema_extra=obj_default(),
                                       description="Limits of the terraform-force-unlock step.")
     security: SecurityRemediation = security_remediation_field()
+    performance: PerformanceRemediation | None = None
 
 
 class EscalationLevel(Model):
@@ -319,6 +326,17 @@ class RootCauseCategory(StrEnum):
     LAMBDA_OUT_OF_MEMORY = "LambdaOutOfMemory"
     LAMBDA_FUNCTION_ERROR = "LambdaFunctionError"
     DATABASE_CONNECTIVITY = "DatabaseConnectivity"
+    # The runbook's "Performance Degradation" section.
+    LAMBDA_NEAR_TIMEOUT = "LambdaNearTimeout"
+    LAMBDA_MEMORY_BOUND = "LambdaMemoryBound"
+    LAMBDA_THROTTLED = "LambdaThrottled"
+    API_INTEGRATION_LATENCY = "ApiIntegrationLatency"
+    API_GATEWAY_LATENCY = "ApiGatewayLatency"
+    API_CACHING_OFF = "ApiCachingOff"
+    CLOUD_FRONT_LOW_HIT_RATIO = "CloudFrontLowHitRatio"
+    DATABASE_CPU = "DatabaseCpu"
+    DATABASE_CONNECTIONS = "DatabaseConnections"
+    PERFORMANCE_INSIGHTS_OFF = "PerformanceInsightsOff"
     UNKNOWN = "Unknown"
 
 

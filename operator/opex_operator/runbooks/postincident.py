@@ -33,6 +33,19 @@ FOLLOW_UP = {
     Cat.LAMBDA_FUNCTION_ERROR: "Fix the errors the function logs; they were not tied to a release, so a rollback "
                                "would not help. Alarm on the function's Errors metric.",
     Cat.DATABASE_CONNECTIVITY: "Check the database status and its security groups; alarm on connection errors.",
+    Cat.LAMBDA_NEAR_TIMEOUT: "Find what made the function slow (a dependency, a cold path) and alarm on Duration "
+                             "Maximum at 80% of its timeout.",
+    Cat.LAMBDA_MEMORY_BOUND: "Right-size the function's memory from its REPORT lines (Lambda Power Tuning) and keep "
+                             "it in the Terraform configuration, not only in the console.",
+    Cat.LAMBDA_THROTTLED: "Review reserved concurrency and the account's concurrency quota; alarm on Throttles.",
+    Cat.API_INTEGRATION_LATENCY: "Profile the API's backend integration; alarm on IntegrationLatency p99.",
+    Cat.API_GATEWAY_LATENCY: "Review the stage's authorizers, mapping templates and throttling; alarm on Latency p99.",
+    Cat.API_CACHING_OFF: "Decide which methods may be cached and enable stage caching for them as code.",
+    Cat.CLOUD_FRONT_LOW_HIT_RATIO: "Review the cache policy (TTLs, forwarded headers, cookies, query strings); keep "
+                                   "additional metrics on and alarm on CacheHitRate.",
+    Cat.DATABASE_CPU: "Find the expensive queries in Performance Insights; consider a larger instance class.",
+    Cat.DATABASE_CONNECTIONS: "Pool connections (RDS Proxy) and alarm on DatabaseConnections near max_connections.",
+    Cat.PERFORMANCE_INSIGHTS_OFF: "Keep Performance Insights enabled on every production database (as code).",
     Cat.UNKNOWN: "Extend the runbook: no known failure signal matched this incident.",
 }
 
