@@ -10,9 +10,18 @@ OPEX_METRICS_PORT          port of the Prometheus ``/metrics`` endpoint         
 OPEX_HEALTH_PORT           port of the liveness endpoint ``/healthz``                    8081
 OPEX_BIND_ADDRESS          address both endpoints listen on                             0.0.0.0
 OPEX_POLICY_FILE           YAML policy (roles, regions, actions per namespace)          (none)
-OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls                    8
-OPEX_RESYNC_SECONDS        longest a reconciled object waits before it is looked at      300
-                           again with no change
+OPEX_WORKERS               reconcile passes run at once (the work queue's workers)      4
+OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls                   32
+OPEX_RESYNC_SECONDS        longest an object waiting for a change waits before it is    3600
+                           looked at again anyway (0: never)
+OPEX_SHUTDOWN_GRACE        seconds passes in flight get to finish on SIGTERM              25
+OPEX_AWS_RATES             AWS call budget overrides, ``service[:Operation]=per second``  (see aws/budget.py)
+OPEX_AWS_BACKGROUND_SHARE  share of each AWS budget that background re-checks may use   0.2
+OPEX_LEADER_ELECTION       ``true``: only the holder of a coordination Lease reconciles false
+                           (run two replicas for high availability)
+OPEX_LEASE_NAME            the Lease's name                                            opex-operator
+OPEX_LEASE_NAMESPACE       the Lease's namespace                                       $POD_NAMESPACE or default
+OPEX_LEASE_SECONDS         a leader that stops renewing is replaced after this           15
 AWS_REGION                 default AWS region                                          us-east-1
 OPEX_TERRAFORM             the terraform (or tofu) binary                               terraform
 OPEX_WORK_DIR              DriftCheck run directories (saved plans live here)          $TMPDIR/opex/work
@@ -25,18 +34,37 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from .aws.budget import DEFAULT_RATES, parse_rates
 
 _TMP = Path(tempfile.gettempdir()) / "opex"
 
 
-def _int(name: str, default: int) -> int:
+def _number(name: str, default: float, kind: type = int) -> Any:
     raw = os.environ.get(name, "")
     if not raw:
         return default
     try:
-        return int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    return _number(name, default, int)
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
 
 
 @dataclass(frozen=True)
@@ -48,8 +76,16 @@ class Settings:
     health_port: int = 8081
     bind_address: str = "0.0.0.0"
     policy_file: Path | None = None
-    max_workers: int = 8
-    resync_seconds: int = 300
+    workers: int = 4
+    max_workers: int = 32
+    resync_seconds: int = 3600
+    shutdown_grace: int = 25
+    aws_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
+    aws_background_share: float = 0.2
+    leader_election: bool = False
+    lease_name: str = "opex-operator"
+    lease_namespace: str = "default"
+    lease_seconds: int = 15
     aws_region: str = "us-east-1"
     terraform: str = "terraform"
     work_dir: Path = field(default_factory=lambda: _TMP / "work")
@@ -65,8 +101,16 @@ class Settings:
             health_port=_int("OPEX_HEALTH_PORT", 8081),
             bind_address=os.environ.get("OPEX_BIND_ADDRESS", "0.0.0.0"),
             policy_file=Path(policy) if policy else None,
-            max_workers=_int("OPEX_MAX_WORKERS", 8),
-            resync_seconds=_int("OPEX_RESYNC_SECONDS", 300),
+            workers=max(1, _int("OPEX_WORKERS", 4)),
+            max_workers=max(1, _int("OPEX_MAX_WORKERS", 32)),
+            resync_seconds=_int("OPEX_RESYNC_SECONDS", 3600),
+            shutdown_grace=_int("OPEX_SHUTDOWN_GRACE", 25),
+            aws_rates=parse_rates(os.environ.get("OPEX_AWS_RATES", "")),
+            aws_background_share=min(1.0, _number("OPEX_AWS_BACKGROUND_SHARE", 0.2, float)),
+            leader_election=_flag("OPEX_LEADER_ELECTION", False),
+            lease_name=os.environ.get("OPEX_LEASE_NAME") or "opex-operator",
+            lease_namespace=os.environ.get("OPEX_LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+            lease_seconds=max(5, _int("OPEX_LEASE_SECONDS", 15)),
             aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             terraform=os.environ.get("OPEX_TERRAFORM") or "terraform",
             work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),

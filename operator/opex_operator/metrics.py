@@ -31,6 +31,12 @@ RECONCILE_ERRORS = Counter("opex_reconcile_errors", "Reconcile passes that raise
                            ["kind", "error"], registry=REGISTRY)
 RECONCILE_DURATION = Histogram("opex_reconcile_duration_seconds", "Duration of one reconcile pass.",
                                ["kind"], buckets=DURATION_BUCKETS, registry=REGISTRY)
+WORKQUEUE_ADDS = Counter("opex_workqueue_adds", "Keys added to the work queue by watch events, by kind.", ["kind"],
+                         registry=REGISTRY)
+WORKQUEUE_DEPTH = Gauge("opex_workqueue_depth", "Keys ready in the work queue, waiting for a worker.",
+                        registry=REGISTRY)
+WORKQUEUE_WAIT = Histogram("opex_workqueue_queue_duration_seconds", "Time a key waited in the work queue before a "
+                           "worker took it.", ["kind"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -136,6 +136,9 @@ class Workspaces(Protocol):
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float,
                    purpose: str = "") -> TerraformSession: ...
 
+    def discard(self, namespace: str, name: str) -> None:
+        """Remove every run directory of the DriftCheck (blocking)."""
+
 
 class LockSource(Protocol):
     """The state lock a DriftCheck last saw for its workspace, if any."""

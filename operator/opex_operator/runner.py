@@ -33,6 +33,7 @@ def run(verbose: bool = False) -> None:
         # One line per watch event ("Handler 'wake_incident' succeeded") and per probe drowns the log.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+        logging.getLogger("leaderelection").setLevel(logging.WARNING)  # one line per renewal otherwise
     from . import handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(

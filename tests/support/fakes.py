@@ -426,6 +426,9 @@ class FakeWorkspaces:
             raise self.open_error
         return FakeSession(self)
 
+    def discard(self, namespace, name):
+        self.calls.append(f"discard {namespace}/{name}")
+
 
 def init_failed() -> TerraformError:
     return TerraformError("terraform init failed", result("init", 1, stderr="Error: Failed to get existing workspaces"))

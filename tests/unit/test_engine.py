@@ -39,8 +39,7 @@ PLANNED = [("assess", DONE), ("classify", DONE), (ROLLBACK, StepState.PENDING), 
 LEVELS = [EscalationLevel(level=1, contact="DevOps lead"), EscalationLevel(level=2, contact="EM", after_seconds=1800)]
 
 
-def test_a_new_incident_is_detected_then_assessed():
-    assert decide(spec(), IncidentStatus()).move == Move.DETECT
+def test_a_detected_incident_is_assessed_first():
     assert decide(spec(), IncidentStatus(phase=IncidentPhase.DETECTED, detected_at=NOW)).move == Move.ASSESS
 
 

@@ -126,8 +126,10 @@ def test_without_an_automated_step_the_phase_says_a_person_must_act_and_escalati
     assert w.status.phase == "ManualActionRequired" and condition(w.status, "Reconciling") is None
     ready = condition(w.status, "Ready")
     assert (ready.status, ready.reason) == ("False", "ManualActionRequired") and "spec.closed" in ready.message
-    assert wait == 60.0  # the manual fix is looked for every minute; level 2 is further away
-    w.clock.advance(1801)
+    assert 48 <= wait <= 72  # the manual fix is looked for after a minute (jittered); level 2 is further away
+    w.clock.advance(480)
+    assert 384 <= w.drive() <= 576  # then as long as it has waited: re-checks back off, a restart keeps that
+    w.clock.advance(1321)
     w.drive()
     assert w.status.escalation.current_level == 2 and len(w.aws.the_sns.published) == 2
 

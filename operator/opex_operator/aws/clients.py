@@ -22,11 +22,15 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials, create_assume_role_refresher
 
 from .. import metrics
+from .budget import Budget
 from .errors import BOTO_ERRORS, outcome_label, translate
 
 # botocore's adaptive mode: exponential backoff with jitter plus client-side rate limiting on
-# throttling (botocore docs, "Retries"); 6 attempts covers ~30 s of 5xx/throttling.
-RETRIES = {"mode": "adaptive", "max_attempts": 6}
+# throttling (botocore docs, "Retries"); 5 attempts cover ~15 s of 5xx/throttling.
+RETRIES = {"mode": "adaptive", "max_attempts": 5}
+# Seconds, not botocore's 60 s default: a hung endpoint must not hold a worker (and an
+# assessment) for minutes; a timed-out read is retried, then reported as unreadable.
+CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,10 @@ class AssumeRole:
 class AwsClients:
     """Thread-safe cache of boto3 clients keyed by (service, region, role key)."""
 
-    def __init__(self, default_region: str, roles: dict[str, AssumeRole] | None = None):
+    def __init__(self, default_region: str, roles: dict[str, AssumeRole] | None = None, budget: Budget | None = None):
         self.default_region = default_region
         self.roles = roles or {}
+        self.budget = budget or Budget()
         self._lock = threading.Lock()
         self._sessions: dict[str, boto3.Session] = {}
         self._clients: dict[tuple[str, str, str], Client] = {}
@@ -59,9 +64,10 @@ class AwsClients:
             if key not in self._clients:
                 session = self._session(role_key or "")
                 client = session.client(service, region_name=region, config=Config(
-                    retries=RETRIES, connect_timeout=5, read_timeout=30, user_agent_appid="opex-operator"))
+                    retries=RETRIES, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                    user_agent_appid="opex-operator"))
                 _count_calls(client)
-                self._clients[key] = Client(client, service)
+                self._clients[key] = Client(client, service, region, self.budget)
             return self._clients[key]
 
     def _session(self, role_key: str) -> boto3.Session:
@@ -101,39 +107,50 @@ def _count_calls(client: BaseClient) -> None:
 
 
 class Client:
-    """A boto3 client whose calls raise :class:`~.errors.AwsError` (attributes pass through)."""
+    """A boto3 client whose calls wait for the AWS call budget and raise :class:`~.errors.AwsError`
+    (attributes pass through). Managed S3 transfers (``copy``) are budgeted once per call."""
 
-    def __init__(self, raw: BaseClient, service: str):
-        self._raw, self._service = raw, service
+    def __init__(self, raw: BaseClient, service: str, region: str, budget: Budget):
+        self._raw, self._service, self._region, self._budget = raw, service, region, budget
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._raw, name)
         if name == "get_paginator":
-            return lambda operation: _Paginator(attr(operation), self._service, self._operation(operation))
+            return lambda operation: _Paginator(attr(operation), self, self._operation(operation))
         if callable(attr):
-            return _translating(attr, self._service, self._operation(name))
+            return _translating(attr, self, self._operation(name))
         return attr
 
     def _operation(self, method: str) -> str:
         return self._raw.meta.method_to_api_mapping.get(method, method)
 
+    def _acquire(self, operation: str) -> None:
+        self._budget.acquire(self._service, operation, self._region)
 
-def _translating(call: Callable[..., Any], service: str, operation: str) -> Callable[..., Any]:
+
+def _translating(call: Callable[..., Any], client: Client, operation: str) -> Callable[..., Any]:
     @wraps(call)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        client._acquire(operation)
         try:
             return call(*args, **kwargs)
         except BOTO_ERRORS as err:
-            raise translate(err, service, operation) from err
+            raise translate(err, client._service, operation) from err
     return wrapper
 
 
 class _Paginator:
-    def __init__(self, raw: Any, service: str, operation: str):
-        self._raw, self._service, self._operation = raw, service, operation
+    def __init__(self, raw: Any, client: Client, operation: str):
+        self._raw, self._client, self._operation = raw, client, operation
 
     def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        try:
-            yield from self._raw.paginate(**kwargs)
-        except BOTO_ERRORS as err:
-            raise translate(err, self._service, self._operation) from err
+        pages = iter(self._raw.paginate(**kwargs))
+        while True:
+            self._client._acquire(self._operation)  # each page is one call
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except BOTO_ERRORS as err:
+                raise translate(err, self._client._service, self._operation) from err
+            yield page

@@ -51,5 +51,11 @@ class Controller(Protocol[S]):
     async def reconcile(self, obj: Observed[S]) -> float | None:
         """One reconcile pass over ``obj``; see the class docstring."""
 
+    def priority(self, body: dict[str, Any]) -> int:
+        """The object's place in the work queue: lower first (0..99; see ``workqueue``)."""
+
     def forget(self, ref: ObjectRef) -> None:
-        """The object's loop ended (deleted, or the operator stops): drop what is kept about it."""
+        """The object is gone: drop what is kept about it in memory (metrics contributions)."""
+
+    async def finalize(self, ref: ObjectRef) -> None:
+        """The object is being deleted: release what it holds outside Kubernetes (its finalizer)."""

@@ -54,6 +54,14 @@ class DriftCheckController:
     def __init__(self, objects: Objects, workspaces: Workspaces, clock: Callable[[], dt.datetime] = utcnow):
         self.objects, self.workspaces, self.clock = objects, workspaces, clock
 
+    def priority(self, body: dict) -> int:
+        """Drift checks are scheduled background work: after every Incident and Rollback."""
+        return 9
+
+    async def finalize(self, ref: ObjectRef) -> None:
+        """Remove the DriftCheck's run directories (its saved plans and Terraform data)."""
+        await asyncio.to_thread(self.workspaces.discard, ref.namespace, ref.name)
+
     def forget(self, ref: ObjectRef) -> None:
         for gauge in (metrics.DRIFTCHECKS, metrics.DRIFTED_RESOURCES, metrics.STATE_LOCKS_HELD):
             gauge.forget(ref.uid)

@@ -32,6 +32,7 @@ from ..runbooks.diagnose import classify, findings
 from ..runbooks.engine import Decision, Move, Situation, VerifyFacts, VerifyOutcome
 from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams, StartPipelineParams,
                               params_of)
+from ..workqueue import jittered
 from .base import Observed
 from .common import Pass, reject_spec
 from .incident_assess import assess
@@ -43,7 +44,10 @@ log = logging.getLogger(__name__)
 ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS, CLOSED = (
     "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid", "Closed")
 VERIFY_POLL = 10.0
-MANUAL_POLL = 60.0
+# A person's fix is looked for after 1 minute, then as long as it has been waiting, up to 15
+# minutes: doubling, and restart-safe (counted from the verify step's start in status).
+MANUAL_POLL, MANUAL_POLL_MAX = 60.0, 900.0
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # Errors logged this soon after a step finished may predate it (log delivery lags).
 ERROR_GRACE = dt.timedelta(seconds=10)
 MAX_NOTIFIED = 30
@@ -60,8 +64,17 @@ class IncidentController:
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.webhook, self.clock = webhook, clock
 
+    async def finalize(self, ref) -> None:
+        """Nothing outside Kubernetes: its reports and Rollbacks are owned objects."""
+
     def forget(self, ref) -> None:
         metrics.INCIDENT_PHASES.forget(ref.uid)
+
+    def priority(self, body: dict) -> int:
+        """Severity first (critical 0 ... low 3), production before other environments."""
+        spec = body.get("spec") or {}
+        rank = SEVERITY_RANK.get(spec.get("severity"), 3)
+        return 2 * rank + (0 if spec.get("environment") == "production" else 1)
 
     async def reconcile(self, obj: Observed[IncidentStatus]) -> float | None:
         """One move of the runbook (see the module docstring); seconds until the next pass, or None."""
@@ -76,6 +89,8 @@ class IncidentController:
         situation = Situation(now=self.clock(), levels=levels,
                               denied=self.policy.check(obj.ref.namespace, spec.targets.role_key, region))
         pass_ = _Pass(self, obj, spec, situation)
+        if obj.status.phase is None:
+            pass_.detect()
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
@@ -104,8 +119,6 @@ class _Pass(Pass):
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None to wait for a change."""
         match d.move:
-            case Move.DETECT:
-                return self.detect()
             case Move.DENY:
                 self.phase(Phase.FAILED, "PolicyDenied", f"{self.situation.denied}; nothing was read or changed",
                            warning=True)
@@ -143,12 +156,12 @@ class _Pass(Pass):
         return None
 
     # -- detection and assessment (read-only) -----------------------------------------------------
-    def detect(self) -> float:
+    def detect(self) -> None:
+        """A new incident: when it started (the alert's startsAt, else the object's creation)."""
         alert = self.spec.source.alert if self.spec.source and self.spec.source.alert else None
         self.st.detected_at = (alert.starts_at if alert and alert.starts_at else None) or self.obj.created_at or self.now
         self.phase(Phase.DETECTED, "Detected", f"{self.spec.type.value} incident ({self.spec.severity.value}) in "
                                                f"{self.spec.environment}: {self.spec.title}")
-        return 0.0
 
     async def assess_and_classify(self) -> None:
         st = self.st
@@ -316,7 +329,8 @@ class _Pass(Pass):
                 f"findings), or set spec.closed: true")
         self.phase(Phase.MANUAL_ACTION_REQUIRED, "ManualActionRequired", text)
         self.remediated(ConditionStatus.FALSE, "ManualActionRequired", text)
-        return MANUAL_POLL
+        waiting = (self.now - step.started_at).total_seconds()
+        return jittered(min(MANUAL_POLL_MAX, max(MANUAL_POLL, waiting)))
 
     def _observe(self, done: list[Step], pipeline: str | None) -> VerifyFacts:
         """What verification needs of AWS for the steps that ran (blocking). Raises AwsError."""

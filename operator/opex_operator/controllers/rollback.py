@@ -50,8 +50,15 @@ class RollbackController:
     def __init__(self, aws: AwsPorts, objects: Objects, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
         self.aws, self.objects, self.policy, self.clock = aws, objects, policy, clock
 
+    async def finalize(self, ref) -> None:
+        """Nothing outside Kubernetes: its manifest ConfigMap is an owned object."""
+
     def forget(self, ref: ObjectRef) -> None:
         """Nothing is kept per Rollback."""
+
+    def priority(self, body: dict) -> int:
+        """A rollback restores production: right after critical Incidents."""
+        return 1
 
     async def reconcile(self, obj: Observed[RollbackStatus]) -> float | None:
         """One move (see the module docstring); seconds until the next pass, or None."""

@@ -1,6 +1,7 @@
 """Build each kind's controller with its adapters: the one place that connects ports to adapters."""
 from __future__ import annotations
 
+from ..aws.budget import Budget
 from ..aws.clients import AwsClients
 from ..aws.lambda_ import LambdaActions
 from ..aws.pipeline import PipelineActions
@@ -42,7 +43,8 @@ class AwsAdapters:
 
 def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[str, Controller]:
     """Controllers keyed by plural (``incidents``, ``driftchecks``, ``rollbacks``)."""
-    aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles()))
+    budget = Budget(rates=settings.aws_rates, background_share=settings.aws_background_share)
+    aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles(), budget))
     workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook),

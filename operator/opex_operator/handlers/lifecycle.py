@@ -1,4 +1,5 @@
-"""Operator start-up: Kopf settings under our own names, clients, controllers, /metrics."""
+"""Operator start-up and shutdown: Kopf settings under our own names, clients, controllers, the
+runtime and its workers (after leader election when it is on), /metrics; a graceful stop."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +11,8 @@ import kopf
 from .. import GROUP, metrics
 from ..controllers.wiring import build_controllers
 from ..kube import Kube, load_client_config
+from .leader import elect
+from .runtime import Runtime
 
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -32,6 +35,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="opex-io"))
     load_client_config()
     memo.kube = Kube()
-    memo.controllers = build_controllers(config, memo.policy, memo.kube)
+    memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
+                           config.resync_seconds)
+    if config.leader_election:
+        elect(config, memo.runtime.leading)
+    else:
+        memo.runtime.leading.set()
     metrics.serve(config.metrics_port, config.bind_address)
-    logger.info("opex-operator ready: metrics on :%d, liveness on :%d", config.metrics_port, config.health_port)
+    logger.info("opex-operator ready: %d workers, metrics on :%d, liveness on :%d", config.workers,
+                config.metrics_port, config.health_port)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_) -> None:
+    """SIGTERM/SIGINT: no new passes; passes in flight get ``OPEX_SHUTDOWN_GRACE`` seconds to finish."""
+    await memo.runtime.stop(memo.settings.shutdown_grace)

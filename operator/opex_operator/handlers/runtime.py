@@ -1,17 +1,21 @@
-"""The reconcile loop each custom resource gets: one Kopf daemon per object.
+"""The reconcile runtime: watch events in, a bounded pool of workers out (controller-runtime's shape).
 
-Why a daemon and not on.create/on.update handlers: runbook work is a sequence of checkpointed
-moves with waits (approvals, schedules, escalation deadlines). One coroutine per object runs
-them in order, never two passes at once for the same object, and it wakes early when the
-object's generation (a spec change such as an approval) or one of the kind's request
-annotations changes. Kopf keeps ``body`` live (replaced from the watch stream before any
-``on.event`` handler runs, so the kind's ``on.event`` handler calls :func:`wake` and the
-daemon looks at a body that is already new) and stops the daemon when the object is deleted
-or the operator exits.
+Kopf watches the three kinds and hands every event to :meth:`Runtime.observe`, which adds the
+object's key to the work queue when something the controller reacts to changed (a new
+object, its generation, a request annotation), never for the operator's own status writes.
+``OPEX_WORKERS`` workers take keys; a pass reads the object fresh from the API server (so it
+always sees its own last checkpoint), runs the kind's controller for one move and schedules
+the next pass from its answer: at once, after N seconds (one timer heap for all objects), or
+not until a watch event. A pass that raises is logged with the object, counted, reported as
+``Reconciling=True/ReconcileError`` and retried with backoff per key. Work a person or a
+schedule is waiting for costs nothing until its deadline or an event.
 
-Status is the checkpoint: it is read from the object when the daemon starts (so a restarted
-operator resumes where it was) and afterwards kept in memory and written through the
-controllers' :class:`~opex_operator.controllers.status.StatusWriter`.
+Timed passes run at background priority (``workqueue.BACKGROUND``), and their AWS calls draw on
+the background share of the AWS call budget (``aws.budget``), so a restart's re-checks or a
+thousand waiting Incidents never delay the first assessment of a new one.
+
+With leader election on, only the holder of the coordination Lease runs passes; a standby keeps
+its queue filled from the watch and takes over when the leader is gone (``handlers.leader``).
 """
 from __future__ import annotations
 
@@ -25,32 +29,23 @@ import kopf
 from .. import metrics
 from ..api.common import EventType, parse_time
 from ..api.conditions import RECONCILING, get, mark, remove
+from ..aws.budget import background
 from ..controllers.base import Controller, Observed
 from ..controllers.status import StatusWriter
 from ..errors import KubeError
 from ..kube import Kube, ObjectRef
+from ..workqueue import BACKGROUND, WorkQueue, jittered
 
 log = logging.getLogger(__name__)
 
-# How often a waiting daemon checks whether it was asked to stop.
-STOP_CHECK_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 300.0
 RECONCILE_ERROR = "ReconcileError"
-
-_wakers: dict[str, asyncio.Event] = {}
-
-
-def wake(uid: str) -> None:
-    """Wake the reconcile loop of the object with ``uid`` (called for every watch event)."""
-    event = _wakers.get(uid)
-    if event is not None:
-        event.set()
+Key = tuple[str, str, str]   # (plural, namespace, name)
 
 
 class KopfSink:
     """Where one object's status and Events go: its status subresource, and Kopf's Event poster."""
 
-    def __init__(self, kube: Kube, ref: ObjectRef, body: kopf.Body):
+    def __init__(self, kube: Kube, ref: ObjectRef, body: dict[str, Any]):
         self.kube, self.ref, self.body = kube, ref, body
 
     async def patch(self, patch: dict[str, Any]) -> None:
@@ -60,85 +55,162 @@ class KopfSink:
         kopf.event(self.body, type=str(type_), reason=reason, message=message)
 
 
-def _trigger(body: kopf.Body, annotations: tuple[str, ...]) -> tuple:
-    meta = body.get("metadata", {})
+class Runtime:
+    """The queue, its workers and what they know about each object (only what wakes it)."""
+
+    def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float):
+        self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
+        self.queue = WorkQueue(namespace_of=lambda key: key[1])
+        self.workers = workers
+        self.leading = asyncio.Event()
+        self._triggers: dict[Key, tuple] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._in_flight: set[Key] = set()
+
+    # -- watch events ---------------------------------------------------------------------------
+    def observe(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
+        """A watch event (Kopf's ``on.event``): queue the object when something it reacts to changed."""
+        if not self._tasks:
+            self.start()  # here, inside Kopf's context: the workers post Events through Kopf
+        meta = body.get("metadata") or {}
+        key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+        controller = self.controllers[plural]
+        if event_type == "DELETED":
+            self.queue.remove(key)
+            self._triggers.pop(key, None)
+            controller.forget(_ref(controller, body))
+            return
+        trigger = _trigger(body, controller.wake_annotations)
+        if self._triggers.get(key) == trigger:
+            return  # our own status write, or a change the controller does not react to
+        self._triggers[key] = trigger
+        self.queue.add(key, controller.priority(body))
+        metrics.WORKQUEUE_ADDS.labels(controller.resource.kind).inc()
+
+    async def finalize(self, plural: str, body: dict[str, Any]) -> None:
+        """The object is being deleted: no more passes; its controller releases what it holds."""
+        meta = body.get("metadata") or {}
+        self.queue.remove((plural, meta.get("namespace", ""), meta.get("name", "")))
+        controller = self.controllers[plural]
+        await controller.finalize(_ref(controller, body))
+
+    def wake(self, plural: str, namespace: str, name: str, priority: int = 0) -> None:
+        """Queue an object now (e.g. an Incident whose child Rollback changed)."""
+        self.queue.add((plural, namespace, name), priority)
+
+    # -- workers --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the workers (on the first watch event; they wait for ``leading``)."""
+        self._tasks = [asyncio.create_task(self._work(), name=f"opex-worker-{i}") for i in range(self.workers)]
+
+    async def _work(self) -> None:
+        await self.leading.wait()
+        while True:
+            key, waited, priority = await self.queue.get()
+            kind = self.controllers[key[0]].resource.kind
+            metrics.WORKQUEUE_WAIT.labels(kind).observe(waited)
+            self._in_flight.add(key)
+            try:
+                await self._process(key, priority)
+            finally:
+                self._in_flight.discard(key)
+                self.queue.done(key)
+                metrics.WORKQUEUE_DEPTH.set(len(self.queue))
+
+    async def _process(self, key: Key, priority: int) -> None:
+        plural, namespace, name = key
+        controller = self.controllers[plural]
+        kind = controller.resource.kind
+        try:
+            body = await asyncio.to_thread(self.kube.get, plural, namespace, name)
+        except KubeError as err:
+            log.warning("cannot read %s %s/%s: %s", kind, namespace, name, err)
+            self.queue.add_rate_limited(key, priority)
+            return
+        if body is None:
+            self.queue.remove(key)
+            return
+        obj = _observed(controller, self.kube, body)
+        started = time.monotonic()
+        try:
+            with background(priority >= BACKGROUND):
+                delay = await controller.reconcile(obj)
+            metrics.RECONCILES.labels(kind, "success").inc()
+            if self.queue.failures(key):
+                await _recovered(obj)
+            self.queue.forget(key)
+        except KubeError as err:
+            if err.not_found:
+                self.queue.remove(key)
+                return
+            await self._failed(controller, obj, key, err, priority)
+            return
+        except Exception as err:  # noqa: BLE001 - every other failure is logged, reported and retried
+            await self._failed(controller, obj, key, err, priority)
+            return
+        finally:
+            metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
+        foreground = priority % BACKGROUND
+        if delay == 0:
+            self.queue.add(key, foreground)
+        elif delay is not None:
+            self.queue.add_after(key, delay, foreground + BACKGROUND)
+        elif self.resync:
+            self.queue.add_after(key, jittered(self.resync), foreground + BACKGROUND)
+
+    async def _failed(self, controller: Controller, obj: Observed, key: Key, err: Exception, priority: int) -> None:
+        kind = controller.resource.kind
+        delay = self.queue.add_rate_limited(key, priority % BACKGROUND + BACKGROUND)
+        failures = self.queue.failures(key)
+        metrics.RECONCILES.labels(kind, "error").inc()
+        metrics.RECONCILE_ERRORS.labels(kind, type(err).__name__).inc()
+        log.error("reconcile of %s %s failed (attempt %d): %s", kind, obj.ref.key, failures, err,
+                  exc_info=not isinstance(err, KubeError))
+        message = f"{type(err).__name__}: {err}; retrying in {delay:.0f}s"
+        try:
+            mark(obj.status.conditions, RECONCILING, RECONCILE_ERROR, message, obj.generation)
+            await obj.recorder.save(obj.status, [(EventType.WARNING, RECONCILE_ERROR, message)])
+        except KubeError:  # the report itself fails when the API server is down
+            log.warning("could not report the reconcile error of %s", obj.ref.key)
+
+    # -- stopping -------------------------------------------------------------------------------
+    async def stop(self, grace: float) -> None:
+        """Hand out no more keys, let passes in flight finish within ``grace`` seconds, then cancel
+        them (a Terraform child gets SIGINT, then the kill, see ``terraform.runner``)."""
+        self.queue.shutdown()
+        pending = [t for t in self._tasks if not t.done()]
+        if self._in_flight:
+            log.info("waiting up to %.0fs for %d reconcile passes in flight", grace, len(self._in_flight))
+        _, late = await asyncio.wait(pending, timeout=grace) if pending else (set(), set())
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+def _trigger(body: dict[str, Any], annotations: tuple[str, ...]) -> tuple:
+    meta = body.get("metadata") or {}
     notes = meta.get("annotations") or {}
-    return (meta.get("generation"), tuple(notes.get(a) for a in annotations))
+    return (meta.get("uid"), meta.get("generation"), tuple(notes.get(a) for a in annotations))
 
 
-async def run(controller: Controller, body: kopf.Body, stopped: kopf.DaemonStopped, kube: Kube,
-              resync_seconds: float) -> None:
-    """Reconcile one object until it is deleted or the operator stops.
-
-    Exceptions from a pass are logged with the object, counted (``opex_reconcile_errors_total``),
-    reported as ``Reconciling=True/ReconcileError`` (so Ready is Unknown with the reason) and
-    retried with exponential backoff (1 s doubling to 5 minutes). A 404 from the API server
-    means the object is gone: the loop ends.
-    """
-    meta = body["metadata"]
+def _ref(controller: Controller, body: dict[str, Any]) -> ObjectRef:
+    meta = body.get("metadata") or {}
     kind = controller.resource
-    ref = ObjectRef(kind.plural, meta["namespace"], meta["name"], meta.get("uid", ""), kind.kind)
-    status = kind.status.model_validate(body.get("status") or {})
-    writer = StatusWriter(KopfSink(kube, ref, body), status.model_dump(mode="json", by_alias=True, exclude_none=True))
-    failures = 0
-    waker = _wakers.setdefault(ref.uid, asyncio.Event())
-    try:
-        while not stopped:
-            trigger = _trigger(body, controller.wake_annotations)
-            delay, failures = await _pass(controller, body, ref, status, writer, failures)
-            wait = resync_seconds if delay is None else min(delay, resync_seconds)
-            await _wait(body, controller.wake_annotations, trigger, waker, wait, stopped)
-    except _Gone:
-        log.info("%s %s is gone; its reconcile loop ends", kind.kind, ref.key)
-    finally:
-        _wakers.pop(ref.uid, None)
-        controller.forget(ref)
+    return ObjectRef(kind.plural, meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), kind.kind)
 
 
-async def _pass(controller: Controller, body: kopf.Body, ref: ObjectRef, status: Any, writer: StatusWriter,
-                failures: int) -> tuple[float | None, int]:
-    meta = body.get("metadata", {})
-    writer.generation = meta.get("generation", 0)
-    obj = Observed(ref=ref, generation=writer.generation, annotations=dict(meta.get("annotations") or {}),
-                   labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
-                   recorder=writer, owner_references=list(meta.get("ownerReferences") or []),
-                   created_at=parse_time(meta.get("creationTimestamp")))
-    kind = controller.resource.kind
-    started = time.monotonic()
-    try:
-        delay = await controller.reconcile(obj)
-        metrics.RECONCILES.labels(kind, "success").inc()
-        if failures:
-            await _recovered(obj)
-        return delay, 0
-    except KubeError as err:
-        if err.not_found:
-            raise _Gone() from err
-        return await _failed(kind, obj, err, failures)
-    except Exception as err:  # noqa: BLE001 - every other failure is logged, reported and retried
-        return await _failed(kind, obj, err, failures)
-    finally:
-        metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
-
-
-class _Gone(Exception):
-    """The object was deleted while it was being reconciled."""
-
-
-async def _failed(kind: str, obj: Observed, err: Exception, failures: int) -> tuple[float, int]:
-    failures += 1
-    metrics.RECONCILES.labels(kind, "error").inc()
-    metrics.RECONCILE_ERRORS.labels(kind, type(err).__name__).inc()
-    log.error("reconcile of %s %s failed (attempt %d): %s", kind, obj.ref.key, failures, err,
-              exc_info=not isinstance(err, KubeError))
-    delay = min(MAX_BACKOFF_SECONDS, 2.0 ** (failures - 1))
-    message = f"{type(err).__name__}: {err}; retrying in {delay:.0f}s"
-    try:
-        mark(obj.status.conditions, RECONCILING, RECONCILE_ERROR, message, obj.generation)
-        await obj.recorder.save(obj.status, [(EventType.WARNING, RECONCILE_ERROR, message)])
-    except KubeError:  # the report itself fails when the API server is down
-        log.warning("could not report the reconcile error of %s", obj.ref.key)
-    return delay, failures
+def _observed(controller: Controller, kube: Kube, body: dict[str, Any]) -> Observed:
+    """A pass's view of ``body`` (as just read): its status validated, written through a StatusWriter."""
+    meta = body["metadata"]
+    ref = _ref(controller, body)
+    status = controller.resource.status.model_validate(body.get("status") or {})
+    generation = meta.get("generation", 0)
+    writer = StatusWriter(KopfSink(kube, ref, body), status.model_dump(mode="json", by_alias=True, exclude_none=True),
+                          generation)
+    return Observed(ref=ref, generation=generation, annotations=dict(meta.get("annotations") or {}),
+                    labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
+                    recorder=writer, owner_references=list(meta.get("ownerReferences") or []),
+                    created_at=parse_time(meta.get("creationTimestamp")))
 
 
 async def _recovered(obj: Observed) -> None:
@@ -147,18 +219,3 @@ async def _recovered(obj: Observed) -> None:
     if cond is not None and cond.reason == RECONCILE_ERROR:
         remove(obj.status.conditions, RECONCILING)
         await obj.recorder.save(obj.status)
-
-
-async def _wait(body: kopf.Body, annotations: tuple[str, ...], trigger: tuple, waker: asyncio.Event,
-                seconds: float, stopped: kopf.DaemonStopped) -> None:
-    """Sleep ``seconds``, or less when the trigger changes or the daemon is stopped."""
-    deadline = time.monotonic() + seconds
-    while not stopped and _trigger(body, annotations) == trigger:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        waker.clear()
-        try:
-            await asyncio.wait_for(waker.wait(), timeout=min(STOP_CHECK_SECONDS, left))
-        except TimeoutError:
-            pass

@@ -31,7 +31,6 @@ PAGE_WAITS_FOR_DIAGNOSIS = dt.timedelta(seconds=60)
 
 
 class Move(StrEnum):
-    DETECT = "Detect"                 # a new incident: record its detection
     DENY = "Deny"                     # the operator policy refuses this namespace, role or region
     ESCALATE = "Escalate"             # page the levels in ``levels`` (may be none: record why)
     ASSESS = "Assess"                 # initial assessment and classification (reads only)
@@ -108,8 +107,6 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
         return Decision(Move.IDLE) if status.phase == IncidentPhase.CLOSED else Decision(Move.CLOSE)
     if status.phase in TERMINAL:
         return Decision(Move.IDLE)
-    if status.phase is None:
-        return Decision(Move.DETECT)
     if situation.denied:
         return Decision(Move.DENY)
     due, _ = levels_due(status, situation)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ class Session:
 
 
 class Workspaces:
-    """Opens DriftChecks' workspaces under ``work_dir/<namespace>/<name>[-<purpose>]`` (``ports.Workspaces``)."""
+    """Opens DriftChecks' workspaces under ``work_dir/<namespace>/<name>/<purpose>`` (``check`` for the
+    DriftCheck's own runs, ``unlock``/``import`` for an Incident's steps) (``ports.Workspaces``)."""
 
     def __init__(self, source: ConfigSource, binary: str, work_dir: Path, cache_dir: Path):
         self.source, self.binary, self.work_dir, self.cache_dir = source, binary, work_dir, cache_dir
@@ -92,8 +94,12 @@ class Workspaces:
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float,
                    purpose: str = "") -> Session:
         """Prepare the workspace; raises SourceError or TerraformError (see :func:`prepare`)."""
-        run_dir = RunDir(self.work_dir / namespace / (f"{name}-{purpose}" if purpose else name))
+        run_dir = RunDir(self.work_dir / namespace / name / (purpose or "check"))
         return await prepare(self.source, namespace, spec, run_dir, self.binary, self.cache_dir, timeout)
+
+    def discard(self, namespace: str, name: str) -> None:
+        """Remove the DriftCheck's run directories."""
+        shutil.rmtree(self.work_dir / namespace / name, ignore_errors=True)
 
 
 async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_dir: RunDir, binary: str, cache: Path,

@@ -92,7 +92,7 @@ def write_var_file(path: Path, values: dict[str, str]) -> Path | None:
 
 @dataclass
 class RunDir:
-    """Where one DriftCheck's runs happen: ``<work>/<namespace>/<name>/``."""
+    """Where one DriftCheck's runs happen: ``<work>/<namespace>/<name>/<purpose>/``."""
 
     root: Path
 

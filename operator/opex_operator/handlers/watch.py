@@ -1,0 +1,41 @@
+"""Kopf registration of the three kinds: every watch event goes to the runtime's work queue.
+
+No logic here: ``handlers.runtime.Runtime.observe`` decides whether the event matters. The
+handlers are coroutines so that they run on the event loop inside Kopf's context, which the
+runtime's workers inherit (Kopf's Event poster needs it).
+"""
+from __future__ import annotations
+
+import kopf
+
+from .. import GROUP, VERSION
+from ..api import DRIFTCHECK, INCIDENT, ROLLBACK
+
+
+@kopf.on.event(GROUP, VERSION, INCIDENT.plural)
+async def watch_incident(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.runtime.observe(INCIDENT.plural, type, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, DRIFTCHECK.plural)
+async def watch_driftcheck(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.runtime.observe(DRIFTCHECK.plural, type, dict(body))
+
+
+@kopf.on.event(GROUP, VERSION, ROLLBACK.plural)
+async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    memo.runtime.observe(ROLLBACK.plural, type, dict(body))
+    meta = body.get("metadata") or {}
+    for owner in meta.get("ownerReferences") or []:  # an Incident waits on the Rollbacks it created
+        if owner.get("kind") == INCIDENT.kind:
+            memo.runtime.wake(INCIDENT.plural, meta.get("namespace", ""), owner["name"])
+
+
+
+@kopf.on.delete(GROUP, VERSION, INCIDENT.plural)
+@kopf.on.delete(GROUP, VERSION, DRIFTCHECK.plural)
+@kopf.on.delete(GROUP, VERSION, ROLLBACK.plural)
+async def finalize(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """The finalizer's work (Kopf removes ``opex.dev/finalizer`` afterwards): release what the
+    object holds outside Kubernetes, even when it was deleted while the operator was down."""
+    await memo.runtime.finalize(resource.plural, dict(body))
