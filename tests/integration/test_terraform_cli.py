@@ -190,3 +190,39 @@ def test_an_errored_plan_stream_is_exit_1_like_terraform(terraform_bin, tmp_path
     summary = parse_stream(result.stdout)
     assert result.exit_code == summary.exit_code == 1
     assert summary.errors[0].startswith("Reference to undeclared input variable")
+
+
+def test_a_workspace_is_initialised_once_until_its_configuration_changes(terraform_bin, tmp_path):
+    from opex_operator import metrics
+    from opex_operator.api.driftcheck import DriftCheckSpec
+    from opex_operator.terraform.session import Workspaces
+
+    files = {"main.tf": LOCAL % "one"}
+
+    class Source:
+        def config_map_data(self, namespace, name):
+            return dict(files)
+
+        def secret_data(self, namespace, name):
+            return None
+
+    def inits() -> float:
+        return metrics.REGISTRY.get_sample_value("opex_terraform_runs_total",
+                                                 {"command": "init", "outcome": "success"}) or 0
+
+    spec = DriftCheckSpec.model_validate({"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}}})
+    workspaces = Workspaces(Source(), terraform_bin, tmp_path / "work", tmp_path / "cache")
+
+    async def plan_once() -> int:
+        session = await workspaces.open("ns", "net", spec, 120)
+        return (await session.plan("5s", json_stream=True)).exit_code
+
+    before = inits()
+    assert asyncio.run(plan_once()) == 2
+    assert asyncio.run(plan_once()) == 2
+    assert inits() == before + 1, "the second run initialised the unchanged workspace again"
+    files["main.tf"] = LOCAL % "two"
+    assert asyncio.run(plan_once()) == 2
+    assert inits() == before + 2, "a changed configuration was not initialised"
+    workspaces.discard("ns", "net")
+    assert not (tmp_path / "work" / "ns" / "net").exists()

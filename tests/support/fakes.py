@@ -357,6 +357,13 @@ def result(command: str, exit_code: int | None, stdout: str = "", stderr: str = 
     return Result(command, exit_code, stdout, stderr, 0.1, timed_out=exit_code is None)
 
 
+def stream_line(kind: str, **fields: Any) -> str:
+    """One line of ``terraform plan -json`` (Terraform's machine-readable UI)."""
+    import json
+
+    return json.dumps({"@level": "info", "@message": kind, "type": kind, **fields})
+
+
 def plan_doc(*changes: tuple[str, list[str]], marker: str = "") -> dict[str, Any]:
     """A ``terraform show -json`` plan with ``changes`` as (address, actions); ``marker`` makes it unique."""
     return {"format_version": "1.2", "terraform_version": "1.11.4",
@@ -376,14 +383,25 @@ class FakeSession:
     def has_saved_plan(self) -> bool:
         return self.workspaces.saved is not None
 
-    async def plan(self, lock_timeout: str) -> Result:
+    async def plan(self, lock_timeout: str, json_stream: bool = False) -> Result:
+        """As Terraform answers: with ``json_stream`` a failure's text is an error diagnostic message
+        and a plan without changes a change_summary of zeros."""
         ws = self.workspaces
         ws.calls.append("plan")
         outcome = ws.plans.pop(0) if len(ws.plans) > 1 else ws.plans[0]
         if isinstance(outcome, Result):
+            if json_stream and outcome.exit_code == 1:
+                summary, _, detail = outcome.stderr.partition("\n")
+                return result("plan", 1, stream_line("diagnostic", diagnostic={
+                    "severity": "error", "summary": summary.strip("│ ").removeprefix("Error: "),
+                    "detail": "\n".join(line.lstrip("│ ") for line in detail.splitlines())}))
             return outcome
         ws.saved = outcome
-        return result("plan", 2 if outcome.get("resource_changes") else 0)
+        changed = bool(outcome.get("resource_changes"))
+        stream = "\n".join([stream_line("version", terraform="1.11.4", ui="1.2"),
+                            stream_line("change_summary", changes={"add": 0, "change": 0, "import": 0, "remove": 0,
+                                                                   "operation": "plan"})])
+        return result("plan", 2 if changed else 0, stream if json_stream and not changed else "")
 
     async def show_plan(self) -> dict[str, Any]:
         return self.workspaces.saved

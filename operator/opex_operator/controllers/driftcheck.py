@@ -32,7 +32,8 @@ from ..ports import Objects, TerraformSession, Workspaces
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import parse_lock_error
-from ..terraform.plan import PlanFormatError, PlanSummary, checksum, parse_show_json, redact
+from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, diagnostics_text, parse_show_json, parse_stream,
+                               redact)
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
 from .base import Observed
@@ -160,11 +161,12 @@ class _Pass(Pass):
             st.last_run_request = d.request
         if d.slot is not None:
             st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
-        started, t0 = self.ctl.clock(), time.monotonic()
+        started = self.ctl.clock()
         st.running_since, st.pending_run = started, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
         await self.save()
+        t0 = time.monotonic()  # the run's own duration: source, init, plan (status writes are not in it)
         result = RunResult(outcome=Outcome.PLAN_FAILED, started_at=started, trigger=d.trigger)
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
@@ -173,17 +175,24 @@ class _Pass(Pass):
         try:
             session = await self.open(budget)
             result.terraform_version, result.source_revision = session.version, session.revision
-            plan = await session.plan(spec.lock.timeout)
+            # One invocation: its -json stream has the drift, the changes and the diagnostics; the
+            # saved plan's JSON (values, for the report and the approvable checksum) is read only
+            # when there are changes.
+            plan = await session.plan(spec.lock.timeout, json_stream=True)
             result.exit_code = plan.exit_code
+            errors = diagnostics_text(plan.stdout) or plan.stderr.strip()
             if plan.timed_out:
-                reason, message = "TimedOut", f"{cut}; the plan was interrupted: {plan.diagnostic(6)}"
+                reason, message = "TimedOut", f"{cut}; the plan was interrupted: {_first_lines(errors, 6)}"
             elif plan.exit_code == 1:
-                locked = parse_lock_error(plan.stderr + plan.stdout)
+                locked = parse_lock_error(errors)
                 lock = locked.lock if locked else None
-                reason, message = ("LockHeld", locked.describe()) if locked else (reason, plan.diagnostic())
+                reason, message = ("LockHeld", locked.describe()) if locked else (reason, _first_lines(errors))
             else:
-                doc = await session.show_plan()
-                summary = parse_show_json(doc, spec.ignore)
+                if plan.exit_code == 2:
+                    doc = await session.show_plan()
+                    summary = parse_show_json(doc, spec.ignore)
+                else:
+                    summary = parse_stream(plan.stdout, spec.ignore)
                 if summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable: Terraform's exit 1
                     reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
         except SourceError as err:
@@ -193,7 +202,7 @@ class _Pass(Pass):
                 "InitFailed" if err.result.command in ("init", "workspace") else "PlanFailed")
             message = f"{cut}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
         except PlanFormatError as err:
-            reason, message = "InvalidPlan", f"terraform show -json gave an unreadable plan: {err}"
+            reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
         st.running_since = None
         mark(st.conditions, None, "", "", self.gen)
         result.finished_at = self.ctl.clock()
@@ -215,10 +224,11 @@ class _Pass(Pass):
             self.event("SkippedWhileRunning", f"slot {slot:%Y-%m-%d %H:%M} UTC came while the previous run was "
                                               f"still going (concurrencyPolicy: Forbid); it is skipped", warning=True)
 
-    async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any]) -> None:
+    async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None) -> None:
+        """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes."""
         st = self.st
         result.outcome = summary.outcome
-        result.plan_checksum = checksum(doc)
+        result.plan_checksum = checksum(doc or {})
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
         entries = summary.drift + summary.changes
@@ -374,19 +384,23 @@ class _Pass(Pass):
         return True, f"imported {', '.join(done)}"
 
     # -- report and metrics -----------------------------------------------------------------------
-    def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any]) -> ReportRef:
+    def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None) -> ReportRef:
         """The report ConfigMap of a run (summary and the redacted plan), then the old ones pruned."""
         ref = self.obj.ref
         stamp = result.finished_at.strftime("%Y%m%d%H%M%S")
         name = f"{ref.name[:230]}-drift-{stamp}"
-        plan_gz = gzip.compress(json.dumps(redact(doc), separators=(",", ":")).encode())
+        plan_gz = gzip.compress(json.dumps(redact(doc), separators=(",", ":")).encode()) if doc else b""
         truncated = len(plan_gz) > MAX_PLAN_GZ
+        if doc is None:
+            note = "no changes: the plan itself is not kept"
+        elif truncated:
+            note = f"the gzipped plan ({len(plan_gz)} bytes) exceeds {MAX_PLAN_GZ} bytes and was left out"
+        else:
+            note = "plan.json.gz is the redacted `terraform show -json` of the saved plan"
         report = {"driftCheck": ref.name, "namespace": ref.namespace,
                   **result.model_dump(mode="json", by_alias=True, exclude_none=True),
-                  "summary": summary.to_dict(), "planIncluded": not truncated,
-                  "note": "plan.json.gz is the redacted `terraform show -json` of the saved plan" if not truncated else
-                  f"the gzipped plan ({len(plan_gz)} bytes) exceeds {MAX_PLAN_GZ} bytes and was left out"}
-        binary = {} if truncated else {"plan.json.gz": base64.b64encode(plan_gz).decode()}
+                  "summary": summary.to_dict(), "planIncluded": bool(doc) and not truncated, "note": note}
+        binary = {"plan.json.gz": base64.b64encode(plan_gz).decode()} if doc and not truncated else {}
         label = label_value(ref.name)
         objects = self.ctl.objects
         objects.put_config_map(ref.namespace, name, {"summary.json": json.dumps(report, indent=2)}, ref,
@@ -417,3 +431,8 @@ def _action(actions: list[str], importing: bool) -> str:
     if len(actions) == 2:
         return "replace"
     return actions[0] if actions and actions[0] in metrics.DRIFT_ACTIONS else "update"
+
+
+def _first_lines(text: str, lines: int = 12) -> str:
+    """The first non-empty lines of Terraform's diagnostics, for a condition message."""
+    return "\n".join([line.rstrip() for line in text.splitlines() if line.strip()][:lines])

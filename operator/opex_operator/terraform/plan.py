@@ -348,6 +348,21 @@ def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
     return summary
 
 
+def diagnostics_text(text: str) -> str:
+    """The error diagnostics of a ``plan -json`` stream as Terraform prints them (``Error: summary``
+    then the detail), for the lock parser and a condition message; '' when there are none."""
+    out = []
+    for line in plain(text).split("\n"):
+        try:
+            msg = json.loads(line) if line.strip().startswith("{") else None
+        except ValueError:
+            continue
+        diag = (msg or {}).get("diagnostic") if isinstance(msg, dict) and msg.get("type") == "diagnostic" else None
+        if diag and diag.get("severity") == "error":
+            out.append(f"Error: {diag.get('summary', '')}\n\n{diag.get('detail', '')}".rstrip())
+    return "\n\n".join(out)
+
+
 def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], ignore: list[str]) -> None:
     address = (change.get("resource") or {}).get("addr", "?")
     action = change.get("action", "")

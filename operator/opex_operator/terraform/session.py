@@ -7,6 +7,8 @@ is a method here: controllers never build Terraform argument lists.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 
 from ..api.driftcheck import DriftCheckSpec, ValuesFromKind
 from .runner import Result, Terraform, TerraformError
-from .workspace import RunDir, SourceError, fetch_git, write_files, write_var_file
+from .workspace import RunDir, SourceError, fetch_git, remote_revision, write_files, write_var_file
 
 # The operator's own settings never reach Terraform; AWS credentials and endpoints do.
 HIDDEN_ENV_PREFIXES = ("OPEX_", "KUBECONFIG", "KOPF_")
@@ -51,10 +53,13 @@ class Session:
     def has_saved_plan(self) -> bool:
         return self.run_dir.plan.exists()
 
-    async def plan(self, lock_timeout: str) -> Result:
-        """``plan -detailed-exitcode -out=<run dir>/drift.tfplan``: exit 0 no changes, 1 error, 2 changes."""
+    async def plan(self, lock_timeout: str, json_stream: bool = False) -> Result:
+        """``plan -detailed-exitcode -out=<run dir>/drift.tfplan``: exit 0 no changes, 1 error, 2 changes.
+        With ``json_stream`` stdout is Terraform's machine-readable UI (``-json``): drift, planned
+        changes and diagnostics in one invocation."""
         return await self.tf.run("plan", "-input=false", "-no-color", "-detailed-exitcode", f"-out={self.run_dir.plan}",
-                                 f"-lock-timeout={lock_timeout}", *self._vars(), timeout=self.remaining())
+                                 f"-lock-timeout={lock_timeout}", *(["-json"] if json_stream else []), *self._vars(),
+                                 timeout=self.remaining())
 
     async def show_plan(self) -> dict[str, Any]:
         """``show -json`` of the saved plan, parsed. Raises TerraformError."""
@@ -112,14 +117,17 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
     run_dir.root.mkdir(parents=True, exist_ok=True)
     src = spec.source
     if src.git is not None:
-        revision = await fetch_git(src.git.url, src.git.ref, cache, run_dir.source)
+        revision = await _git_source(src.git.url, src.git.ref, cache, run_dir)
         config_dir = run_dir.config_dir(src.git.path)
     else:
         files = await asyncio.to_thread(kube.config_map_data, namespace, src.config_map_ref.name)
         if files is None:
             raise SourceError("SourceUnavailable", f"ConfigMap {src.config_map_ref.name} (spec.source.configMapRef) "
                                                    f"does not exist in namespace {namespace}")
-        write_files(files, run_dir.source)
+        digest = _digest(files)
+        if _marker(run_dir, "source") != digest or not run_dir.source.is_dir():
+            write_files(files, run_dir.source)
+            _mark(run_dir, "source", digest)
         revision = f"configmap/{src.config_map_ref.name}"
         config_dir = run_dir.source
     values = dict(spec.vars)
@@ -144,8 +152,17 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
     env.update(TF_DATA_DIR=str(run_dir.data), TF_PLUGIN_CACHE_DIR=str(plugins))
     var_file = write_var_file(run_dir.var_file, values)
     tf = Terraform(binary, config_dir, env)
-    version = await tf.version()
+    version = await _version(tf, binary)
     session = Session(tf, run_dir, var_file, revision, version, deadline)
+    lock_file = config_dir / ".terraform.lock.hcl"
+
+    def init_key() -> str:  # what init depends on; the lock file as init itself leaves it
+        return _digest({"revision": revision if src.git is not None else _marker(run_dir, "source") or "",
+                        "backend": json.dumps(spec.backend_config, sort_keys=True), "workspace": spec.workspace,
+                        "version": version, "lock": lock_file.read_text() if lock_file.exists() else ""})
+
+    if _marker(run_dir, "init") == init_key():  # the marker lives beside TF_DATA_DIR: lost together
+        return session  # same configuration, backend, lock file and CLI: init would change nothing
     init = await tf.init(spec.backend_config, timeout=session.remaining())
     if not init.ok:
         raise TerraformError("terraform init failed", init)
@@ -153,4 +170,44 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
         selected = await tf.select_workspace(spec.workspace, timeout=session.remaining())
         if not selected.ok:
             raise TerraformError(f"terraform workspace select {spec.workspace} failed", selected)
+    _mark(run_dir, "init", init_key())
     return session
+
+
+# The CLI's version, by binary and its modification time: asked once per binary, not per run.
+_VERSIONS: dict[tuple[str, float], str] = {}
+
+
+async def _version(tf: Terraform, binary: str) -> str:
+    resolved = shutil.which(binary) or binary
+    try:
+        key = (resolved, os.stat(resolved).st_mtime)
+    except OSError:
+        return await tf.version()
+    if key not in _VERSIONS:
+        _VERSIONS[key] = await tf.version()
+    return _VERSIONS[key]
+
+
+async def _git_source(url: str, ref: str, cache: Path, run_dir: RunDir) -> str:
+    """The configuration at ``ref`` in the run directory: fetched and exported only when the
+    revision changed since the last run (``git ls-remote`` tells without a fetch)."""
+    exported = _marker(run_dir, "source")
+    if exported and run_dir.source.is_dir() and (ref == exported or await remote_revision(url, ref) == exported):
+        return exported
+    commit = await fetch_git(url, ref, cache, run_dir.source)
+    _mark(run_dir, "source", commit)
+    return commit
+
+
+def _digest(values: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _marker(run_dir: RunDir, name: str) -> str | None:
+    path = run_dir.root / f".{name}"
+    return path.read_text() if path.exists() else None
+
+
+def _mark(run_dir: RunDir, name: str, value: str) -> None:
+    (run_dir.root / f".{name}").write_text(value)

@@ -71,6 +71,20 @@ async def fetch_git(url: str, ref: str, cache: Path, into: Path) -> str:
     return commit
 
 
+async def remote_revision(url: str, ref: str) -> str | None:
+    """The commit ``ref`` (a branch or tag) names in ``url`` now, by ``git ls-remote`` (no fetch);
+    None when it names none there (e.g. ``ref`` is a commit id) or git cannot tell."""
+    try:
+        code, out, _ = await _git("ls-remote", "--exit-code", url, ref, f"refs/tags/{ref}^{{}}", timeout=30)
+    except TimeoutError:
+        return None
+    if code != 0:
+        return None
+    commits = {line.split()[1]: line.split()[0] for line in out.decode().splitlines() if len(line.split()) == 2}
+    # A peeled tag (^{}) names the commit; else the branch or lightweight tag itself.
+    return commits.get(f"refs/tags/{ref}^{{}}") or commits.get(f"refs/heads/{ref}") or commits.get(f"refs/tags/{ref}")
+
+
 def write_files(files: dict[str, str], into: Path) -> None:
     """Write a ConfigMap's keys as files (keys are file names; ConfigMap keys cannot hold a '/')."""
     shutil.rmtree(into, ignore_errors=True)
