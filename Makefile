@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools test unit demo down crds clean
+.PHONY: all venv tools test unit bench demo down crds clean
 
 all: test
 
@@ -31,6 +31,10 @@ test: tools
 # The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+# Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~15 minutes).
+bench: tools
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 demo: tools
 	$(BIN)/python hack/demo.py

@@ -44,10 +44,8 @@ def row(name: str, values: list[float]) -> str:
             f"{min(values):8.3f} {max(values):8.3f}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
+def measure(rounds: int) -> dict:
+    """The figures (seconds, medians and ratios) of ``rounds`` rounds side by side."""
     terraform = terraform_cli.ensure_terraform()
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     server, url = fakeaws.start()
@@ -71,7 +69,7 @@ def main() -> int:
             "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "path": "network"}},
                      "backendConfig": config}}))
         bare, bare_json, bare_init, run, latency = [], [], [], [], []
-        for i in range(args.rounds + 1):  # round 0 warms caches and is dropped
+        for i in range(rounds + 1):  # round 0 warms caches and is dropped
             t0 = time.monotonic()
             tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
                              "-out=bench.tfplan", check=False)
@@ -91,26 +89,29 @@ def main() -> int:
                               timeout=120, interval=0.05, what="the run")
             t3 = time.monotonic()
             if result["outcome"] != "NoDrift":
-                print(f"unexpected outcome {result['outcome']}: {result.get('message')}", file=sys.stderr)
-                return 1
+                raise RuntimeError(f"unexpected outcome {result['outcome']}: {result.get('message')}")
             if i:
                 bare.append(t1 - t0)
                 bare_json.append(t1j - t1)
                 bare_init.append(t2 - t1j)
                 run.append(result["durationSeconds"])
                 latency.append(t3 - t2)
-        print(f"terraform {tfrepo.terraform(terraform, clone, 'version').stdout.splitlines()[0]}; "
-              f"{args.rounds} rounds; seconds")
+        version = tfrepo.terraform(terraform, clone, "version").stdout.splitlines()[0]
+        print(f"{version}; {rounds} rounds; seconds")
         print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
-        for name, values in (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
-                             ("bare terraform init + plan", bare_init),
-                             ("DriftCheck run (source, init, plan)", run),
-                             ("annotation -> result in status", latency)):
+        rows = (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
+                ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
+                ("annotation -> result in status", latency))
+        for name, values in rows:
             print(row(name, values))
-        print(f"ratio DriftCheck run / bare plan:        {statistics.median(run) / statistics.median(bare):.2f}")
-        print(f"ratio DriftCheck run / bare init + plan: {statistics.median(run) / statistics.median(bare_init):.2f}")
-        print(f"ratio end-to-end latency / bare plan:    {statistics.median(latency) / statistics.median(bare):.2f}")
-        return 0
+        figures = {"terraform": version, "rounds": rounds, **{name: statistics.median(values) for name, values in rows},
+                   "ratio_run_to_plan": statistics.median(run) / statistics.median(bare),
+                   "ratio_run_to_init_plan": statistics.median(run) / statistics.median(bare_init),
+                   "ratio_latency_to_plan": statistics.median(latency) / statistics.median(bare)}
+        print(f"ratio DriftCheck run / bare plan:        {figures['ratio_run_to_plan']:.2f}")
+        print(f"ratio DriftCheck run / bare init + plan: {figures['ratio_run_to_init_plan']:.2f}")
+        print(f"ratio end-to-end latency / bare plan:    {figures['ratio_latency_to_plan']:.2f}")
+        return figures
     finally:
         op.stop()
         cp.stop()
@@ -119,4 +120,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    measure(parser.parse_args().rounds)

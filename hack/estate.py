@@ -44,13 +44,15 @@ def role(name: str, service: str) -> str:
 
 def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = None, step_ms: int = 1000,
              times_ms: list[int] | None = None) -> None:
-    """``lines`` as the events of a new stream, ``step_ms`` apart from ``start_ms``, or at ``times_ms`` (ascending)."""
+    """``lines`` as the events of a stream (created when new), ``step_ms`` apart from ``start_ms``, or at
+    ``times_ms`` (ascending)."""
     logs = boto3.client("logs")
-    try:
-        logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    for create in (lambda: logs.create_log_group(logGroupName=group),
+                   lambda: logs.create_log_stream(logGroupName=group, logStreamName=stream)):
+        try:
+            create()
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
     start = start_ms if start_ms is not None else int(time.time() * 1000) - len(lines) * step_ms - 60_000
     stamps = times_ms or [start + i * step_ms for i in range(len(lines))]
     logs.put_log_events(logGroupName=group, logStreamName=stream,

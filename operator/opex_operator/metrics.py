@@ -54,6 +54,9 @@ TIME_TO_ASSESS = Histogram("opex_incident_time_to_assess_seconds", "Detection to
                            ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
 TIME_TO_RESOLVE = Histogram("opex_incident_time_to_resolve_seconds", "Detection to verified resolution (MTTR).",
                             ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
+ASSESSMENT_AWS_CALLS = Histogram("opex_incident_assessment_aws_calls", "AWS calls one initial assessment made "
+                                 "(reads shared with other Incidents not counted).", ["type"],
+                                 buckets=(0, 5, 10, 15, 20, 30, 50, 100), registry=REGISTRY)
 RUNBOOK_ACTIONS = Counter("opex_runbook_actions", "Runbook steps by action and outcome "
                           "(succeeded, failed, denied, dry_run, skipped).", ["action", "outcome"], registry=REGISTRY)
 ESCALATIONS = Counter("opex_escalations", "Escalations by level.", ["level"], registry=REGISTRY)

@@ -116,6 +116,10 @@ class WorkQueue:
         """The key succeeded: its next failure starts the backoff afresh."""
         self._failures.pop(key, None)
 
+    def dirty(self, key: Key) -> bool:
+        """An add came for ``key`` while a worker held it (the object changed meanwhile)."""
+        return key in self._dirty
+
     def failures(self, key: Key) -> int:
         return self._failures.get(key, 0)
 

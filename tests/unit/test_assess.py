@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from botocore.exceptions import ClientError
 
@@ -61,7 +62,7 @@ def test_access_denied_becomes_a_finding_naming_the_denied_action():
 def test_the_failed_action_names_the_build_whose_log_is_read_and_parsed_for_a_lock():
     reader = FakeReader(log=BOXED.splitlines())
     obs = asyncio.run(assess(spec(), reader, NOW))
-    assert ("builds", "checkout-deploy", ("checkout-deploy:b1",)) in reader.calls
+    assert ("builds", None, ("checkout-deploy:b1",)) in reader.calls  # the build the failed action names
     assert ("stream", "/aws/codebuild/checkout-deploy", "b1") in reader.calls
     assert obs.terraform_lock.id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"
 
@@ -110,3 +111,51 @@ def test_cloudwatch_any_term_patterns_keep_quoted_phrases():
     assert {"Task timed out", "Status: timeout", "signal: killed", "ERROR"} <= set(any_terms(LAMBDA_ERROR_FILTER))
     assert any_terms(REPORT_FILTER) == ["REPORT", "platform.report"]
     assert any_terms('{ $.level = "ERROR" }') == []
+
+
+def test_identical_reads_of_a_storm_are_made_once_and_each_incident_gets_its_own_copy():
+    from opex_operator.controllers.incident_assess import SharedReads
+
+    clock = [100.0]
+    shared = SharedReads(clock=lambda: clock[0])
+    reader = FakeReader()
+    wrapped = shared.reader(reader, ("us-east-1", None))
+    first = wrapped.lambda_function("checkout-api", NOW)
+    second = wrapped.lambda_function("checkout-api", NOW + dt.timedelta(seconds=5))  # same 15 s quantum
+    assert reader.calls.count(("lambda", "checkout-api")) == 1
+    first.error_lines.clear()
+    assert second.error_lines, "the copies share state"
+    clock[0] += 11  # older than the sharing window: read again
+    wrapped.lambda_function("checkout-api", NOW)
+    assert reader.calls.count(("lambda", "checkout-api")) == 2
+
+
+def test_a_shared_failure_reaches_every_caller_and_concurrent_reads_wait_for_the_first():
+    import threading
+    import time as _time
+
+    from opex_operator.controllers.incident_assess import SharedReads
+    from opex_operator.errors import AwsError
+
+    class Slow(FakeReader):
+        def pipeline(self, name, execution_id):
+            self.calls.append(("pipeline", name))
+            _time.sleep(0.05)
+            raise aws_error("codepipeline", "AccessDeniedException", "denied", "GetPipelineState", 403)
+
+    reader = Slow()
+    wrapped = SharedReads().reader(reader, ("us-east-1", None))
+    errors = []
+
+    def call():
+        try:
+            wrapped.pipeline("checkout-pipeline", None)
+        except AwsError as err:
+            errors.append(err.denied)
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [True] * 5 and reader.calls.count(("pipeline", "checkout-pipeline")) == 1

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api import INCIDENT
+from ..aws.budget import counting
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import set_condition
 from ..api.incident import (EscalationLevel, EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus,
@@ -35,7 +36,7 @@ from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, Ret
 from ..workqueue import jittered
 from .base import Observed
 from .common import Pass, reject_spec
-from .incident_assess import assess
+from .incident_assess import SharedReads, assess
 from .incident_steps import run_step
 from .steps import StepContext
 
@@ -63,6 +64,7 @@ class IncidentController:
                  clock: Callable[[], dt.datetime] = utcnow):
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.webhook, self.clock = webhook, clock
+        self.shared_reads = SharedReads()
 
     async def finalize(self, ref) -> None:
         """Nothing outside Kubernetes: its reports and Rollbacks are owned objects."""
@@ -169,9 +171,11 @@ class _Pass(Pass):
         if st.phase in (Phase.DETECTED, None):
             self.phase(Phase.ASSESSING, "Assessing", "initial assessment of every target")
         a.state, a.started_at, a.attempts = StepState.RUNNING, a.started_at or self.now, a.attempts + 1
-        await self.save()
-        reader = self.ctl.aws.reader(self.spec.targets.region, self.spec.targets.role_key)
-        obs = await assess(self.spec, reader, self.ctl.clock(), self.drift_lock)
+        scope = (self.spec.targets.region, self.spec.targets.role_key)
+        reader = self.ctl.shared_reads.reader(self.ctl.aws.reader(*scope), scope)
+        with counting() as calls:
+            obs = await assess(self.spec, reader, self.ctl.clock(), self.drift_lock)
+        metrics.ASSESSMENT_AWS_CALLS.labels(self.spec.type.value).observe(calls.calls)
         d = findings(obs)
         now = self.ctl.clock()
         st.findings = d.findings

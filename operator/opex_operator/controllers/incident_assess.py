@@ -7,8 +7,12 @@ so a finding naming the denied action or the missing resource), never an excepti
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import datetime as dt
+import threading
+import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 from ..api.incident import IncidentSpec
@@ -20,6 +24,67 @@ from ..termtext import plain, plain_lines
 from ..terraform.locks import parse_lock_error
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
+SHARED_SECONDS = 10.0               # identical reads of different Incidents this close are made once
+QUANTUM = 15                        # ``since`` arguments within this many seconds count as identical
+
+
+class SharedReads:
+    """Identical assessment reads made once: an alert storm of 1,000 Incidents about one pipeline
+    reads it once, not 1,000 times (AWS quotas and cost; see aws/budget.py).
+
+    Reads of the same method, arguments and (region, role) within SHARED_SECONDS share one AWS
+    call: a read in flight is awaited, a recent answer (or error) reused. Every caller gets its own
+    copy (the assessment changes what it reads). ``since`` arguments are compared rounded down to
+    QUANTUM seconds. Thread-safe: reads run in threads.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[float, Future]] = {}
+
+    def reader(self, inner: Reader, scope: tuple) -> Reader:
+        """``inner`` (a Reader for one region and role, named by ``scope``) with its reads shared."""
+        return _SharedReader(self, inner, scope)  # type: ignore[return-value]
+
+    def call(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        now = self.clock()
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if now - v[0] < SHARED_SECONDS}
+            entry = self._entries.get(key)
+            owner = entry is None
+            if owner:
+                entry = (now, Future())
+                self._entries[key] = entry
+        future = entry[1]
+        if owner:
+            try:
+                future.set_result(fn())
+            except Exception as err:  # noqa: BLE001 - handed to every waiter; only a read's answer is kept
+                future.set_exception(err)
+                if not isinstance(err, (AwsError, LookupError)):
+                    with self._lock:
+                        self._entries.pop(key, None)
+        return copy.deepcopy(future.result())
+
+
+class _SharedReader:
+    def __init__(self, shared: SharedReads, inner: Reader, scope: tuple):
+        self._shared, self._inner, self._scope = shared, inner, scope
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._inner, name)
+
+        def shared(*args: Any) -> Any:
+            key = (self._scope, name, *(_quantized(a) for a in args))
+            return self._shared.call(key, lambda: method(*args))
+        return shared
+
+
+def _quantized(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp()) // QUANTUM
+    return tuple(value) if isinstance(value, list) else value
 
 
 async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_lock: LockSource | None = None) -> Observations:
@@ -35,19 +100,20 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
             obs.problems.append(ReadProblem.of(source, resource, err))
             return None
 
-    # The pipeline first: its failed action names the build to read.
-    if t.pipeline is not None:
-        obs.pipeline = await read("CodePipeline", f"pipeline/{t.pipeline.name}", reader.pipeline,
-                                  t.pipeline.name, t.pipeline.execution_id)
-    build_ids: list[str] = []
-    action = obs.pipeline.failed_action if obs.pipeline else None
-    if action and action.external_execution_id and ":" in action.external_execution_id:
-        build_ids.append(action.external_execution_id)  # CodeBuild ids are "<project>:<uuid>"
-    project = t.code_build.project if t.code_build else (build_ids[0].split(":")[0] if build_ids else None)
-
-    async def builds() -> None:
-        if project or build_ids:
-            obs.builds = await read("CodeBuild", f"project/{project}", reader.builds, project, build_ids) or []
+    async def pipeline_and_builds() -> None:
+        # The pipeline and the project's recent builds at once; the build the failed action names
+        # is read too when it is not among them, then the failed build's log.
+        project = t.code_build.project if t.code_build else None
+        pipeline, builds = await asyncio.gather(
+            read("CodePipeline", f"pipeline/{t.pipeline.name}", reader.pipeline, t.pipeline.name,
+                 t.pipeline.execution_id) if t.pipeline else _none(),
+            read("CodeBuild", f"project/{project}", reader.builds, project, []) if project else _none())
+        obs.pipeline, obs.builds = pipeline, builds or []
+        action = pipeline.failed_action if pipeline else None
+        named = action.external_execution_id if action and action.external_execution_id else None
+        if named and ":" in named and named not in {b.id for b in obs.builds}:  # CodeBuild ids are "<project>:<uuid>"
+            obs.builds = (await read("CodeBuild", f"project/{named.split(':')[0]}", reader.builds, None, [named])
+                          or []) + obs.builds
         failed = obs.failed_build
         if failed and failed.log_group and failed.log_stream:
             obs.build_log_lines = await read("CloudWatchLogs", f"{failed.log_group}/{failed.log_stream}",
@@ -77,7 +143,7 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
             obs.trail_source = "cloudtrail:LookupEvents"
             obs.trail_events = await read("CloudTrail", obs.trail_source, reader.trail_errors_lookup, since) or []
 
-    await asyncio.gather(builds(), lambdas(), api(), rds(), trail())
+    await asyncio.gather(pipeline_and_builds(), lambdas(), api(), rds(), trail())
     # Logs become plain text here, once, before anything parses them.
     obs.build_log_lines = plain_log(obs.build_log_lines)
     for fn in obs.lambdas:
@@ -87,6 +153,10 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     if obs.terraform_lock is None and t.drift_check_ref is not None and drift_lock is not None:
         obs.terraform_lock = await asyncio.to_thread(drift_lock, t.drift_check_ref.name)
     return obs
+
+
+async def _none() -> None:
+    return None
 
 
 def plain_log(lines: list[LogLine]) -> list[LogLine]:

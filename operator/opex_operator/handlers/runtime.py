@@ -39,6 +39,8 @@ from ..workqueue import BACKGROUND, WorkQueue, jittered
 log = logging.getLogger(__name__)
 
 RECONCILE_ERROR = "ReconcileError"
+CHAINED_PASSES = 8       # passes in a row on one read of the object, while each asks for the next at once
+_FAILED = object()
 Key = tuple[str, str, str]   # (plural, namespace, name)
 
 
@@ -120,17 +122,36 @@ class Runtime:
     async def _process(self, key: Key, priority: int) -> None:
         plural, namespace, name = key
         controller = self.controllers[plural]
-        kind = controller.resource.kind
         try:
             body = await asyncio.to_thread(self.kube.get, plural, namespace, name)
         except KubeError as err:
-            log.warning("cannot read %s %s/%s: %s", kind, namespace, name, err)
+            log.warning("cannot read %s %s/%s: %s", controller.resource.kind, namespace, name, err)
             self.queue.add_rate_limited(key, priority)
             return
         if body is None:
             self.queue.remove(key)
             return
         obj = _observed(controller, self.kube, body)
+        # A pass that asks for the next one at once continues with the object as it just wrote it
+        # (its status in memory is the API server's): no read in between, unless the object
+        # changed meanwhile (an event came), then the next pass reads it fresh.
+        for _ in range(CHAINED_PASSES):
+            delay = await self._pass(controller, obj, key, priority)
+            if delay != 0 or self.queue.dirty(key):
+                break
+        foreground = priority % BACKGROUND
+        if delay is _FAILED:
+            return
+        if delay == 0:
+            self.queue.add(key, foreground)
+        elif delay is not None:
+            self.queue.add_after(key, delay, foreground + BACKGROUND)
+        elif self.resync:
+            self.queue.add_after(key, jittered(self.resync), foreground + BACKGROUND)
+
+    async def _pass(self, controller: Controller, obj: Observed, key: Key, priority: int) -> Any:
+        """One reconcile pass: its requeue delay, or _FAILED (reported and rescheduled already)."""
+        kind = controller.resource.kind
         started = time.monotonic()
         try:
             with background(priority >= BACKGROUND):
@@ -139,24 +160,18 @@ class Runtime:
             if self.queue.failures(key):
                 await _recovered(obj)
             self.queue.forget(key)
+            return delay
         except KubeError as err:
             if err.not_found:
                 self.queue.remove(key)
-                return
+                return _FAILED
             await self._failed(controller, obj, key, err, priority)
-            return
+            return _FAILED
         except Exception as err:  # noqa: BLE001 - every other failure is logged, reported and retried
             await self._failed(controller, obj, key, err, priority)
-            return
+            return _FAILED
         finally:
             metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
-        foreground = priority % BACKGROUND
-        if delay == 0:
-            self.queue.add(key, foreground)
-        elif delay is not None:
-            self.queue.add_after(key, delay, foreground + BACKGROUND)
-        elif self.resync:
-            self.queue.add_after(key, jittered(self.resync), foreground + BACKGROUND)
 
     async def _failed(self, controller: Controller, obj: Observed, key: Key, err: Exception, priority: int) -> None:
         kind = controller.resource.kind
