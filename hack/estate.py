@@ -50,7 +50,10 @@ def put_logs(group: str, stream: str, lines: list[str], start_ms: int | None = N
         logs.create_log_group(logGroupName=group)
     except logs.exceptions.ResourceAlreadyExistsException:
         pass
-    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    try:  # two scenarios may deliver to one stream (CloudTrail's, in the demo)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
     start = start_ms if start_ms is not None else int(time.time() * 1000) - len(lines) * step_ms - 60_000
     stamps = times_ms or [start + i * step_ms for i in range(len(lines))]
     logs.put_log_events(logGroupName=group, logStreamName=stream,
@@ -356,7 +359,11 @@ def static_site(bucket: str = "www-checkout", objects: int = 12, changed: int = 
 
 
 def seed_demo() -> None:
-    """The demo's estate: the checkout deployment failure, its static site and the Terraform state bucket."""
+    """The demo's estate: the checkout deployment failure, its static site, the Terraform state bucket,
+    and the leaked CI key of the security incident (with the ids examples/incident-security.yaml names)."""
+    import estate_security
+
     deployment_failure("checkout")
+    estate_security.security_incident(pinned=True, pipeline=None)
     static_site("www-checkout", distribution_id="E2CHECKOUTCDN")
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")
