@@ -480,6 +480,7 @@ def effective_severity(spec: IncidentSpec, status: IncidentStatus) -> Severity:
 PRINTER_COLUMNS = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Severity", "type": "string", "jsonPath": ".spec.severity"},
+    {"name": "Classified", "type": "string", "jsonPath": ".status.classification.severity", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Root Cause", "type": "string", "jsonPath": ".status.rootCause.category"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1},
