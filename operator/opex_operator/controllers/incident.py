@@ -20,10 +20,10 @@ from .. import metrics
 from ..api import INCIDENT
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import set_condition
-from ..api.security import WafScope
 from ..api.incident import (Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase, IncidentSpec,
-                            IncidentStatus, IncidentType, Notification, RootCauseCategory, Step, StepState,
-                            effective_severity)
+                            IncidentStatus, IncidentType, Notification, RemediationMode, RootCauseCategory, Step,
+                            StepState, effective_severity)
+from ..api.security import WafScope
 from ..errors import AwsError, KubeError
 from ..kube import child_name, label_value
 from ..notify import escalation as matrix, message
@@ -254,7 +254,7 @@ class _Pass(Pass):
         if step.state != StepState.AWAITING_APPROVAL:
             step.state = StepState.AWAITING_APPROVAL
             why = (" (a recovery step: a person approves it even in Auto mode)"
-                   if step.requires_approval and self.spec.remediation.mode != "Manual" else "")
+                   if step.requires_approval and self.spec.remediation.mode != RemediationMode.MANUAL else "")
             self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval{why}")
         patch = '{"spec":{"remediation":{"approvedSteps":["%s"]}}}' % step.id
         how = (f"approve step {step.id} ({step.inputs}): kubectl patch incident {self.obj.ref.name} "
