@@ -10,7 +10,12 @@
    address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
    drift and the plan checksum that would restore the reviewed configuration.
 4. A dry-run Lambda Rollback has reported its plan; the static-site Rollback waits for approval.
-5. A summary table of every object is printed; everything is left running (``make down``).
+5. A leaked CI access key (``examples/incident-security.yaml``, Auto mode): the operator has
+   contained it (key Inactive, console password removed, the hostile address blocked in WAF, the
+   world-open SSH rule revoked), investigated CloudTrail and the API's access log, raised the
+   severity on that evidence and paged every level; recovery (rotate the database secret,
+   redeploy) waits for a person's approval. The demo shows what was contained, found and awaits.
+6. A summary table of every object is printed; everything is left running (``make down``).
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import fakeaws
 import stack
 import terraform_cli
 
-INCIDENT, DRIFTCHECK = "checkout-deploy-failed", "production-network"
+INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
 
 
 def kubectl(kubeconfig: str, *args: str) -> str:
@@ -67,6 +72,29 @@ def hand_applied_change(aws_url: str) -> None:
                                                          for k, v in dc["spec"]["backendConfig"].items()]],
                  ["apply", "-auto-approve", "-input=false", "-no-color"]):
         subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
+
+
+def security_incident(kc: str) -> None:
+    """What the security incident contained and found, and the recovery that awaits approval."""
+    inc = wait("the security incident's containment",
+               lambda: (s := get(kc, "incident", SECURITY).get("status") or {}).get("phase") == "AwaitingApproval" and s)
+    c, cause = inc["classification"], inc["rootCause"]
+    say(f"\nSecurityIncident {SECURITY}: declared {c['declaredSeverity']}, {c['severity']} on evidence; root cause "
+        f"{cause['category']}; level {inc['escalation']['currentLevel']} paged")
+    say(f"  {c['reason']}")
+    say("  contained at once (spec.remediation.mode: Auto), each with its undo recorded:")
+    for step in inc["steps"]:
+        if step["mutating"] and step["state"] == "Succeeded":
+            say(f"    {step['id']}: {step['outputs']}")
+    say("  found:")
+    for f in inc["findings"]:
+        if f["source"] in ("CloudTrail", "APIGateway", "EC2"):
+            say(f"    {f['id']} {f['source']}: {f['observed']}")
+    waiting = [s["id"] for s in inc["steps"] if s.get("requiresApproval") and s["state"] in ("Pending",
+                                                                                          "AwaitingApproval")]
+    patch = json.dumps({"spec": {"remediation": {"approvedSteps": waiting}}})
+    say(f"  recovery waits for a person: {', '.join(waiting)}")
+    say(f"    kubectl patch incident {SECURITY} --type merge -p '{patch}'")
 
 
 def main() -> int:
@@ -123,6 +151,7 @@ def main() -> int:
             say(f"\nRollback {rb['metadata']['name']} waits for approval to restore {st.get('target')} from its "
                 f"backup: opex approve rollback {rb['metadata']['name']}")
 
+    security_incident(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
     say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, kubectl describe inc {INCIDENT}")

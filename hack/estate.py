@@ -358,7 +358,11 @@ def static_site(bucket: str = "www-checkout", objects: int = 12, changed: int = 
 
 
 def seed_demo() -> None:
-    """The demo's estate: the checkout deployment failure, its static site and the Terraform state bucket."""
+    """The demo's estate: the checkout deployment failure, its static site, the Terraform state bucket,
+    and the leaked CI key of the security incident (with the ids examples/incident-security.yaml names)."""
+    import estate_security
+
     deployment_failure("checkout")
+    estate_security.security_incident(pinned=True, pipeline=None)
     static_site("www-checkout", distribution_id="E2CHECKOUTCDN")
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")

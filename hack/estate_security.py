@@ -21,14 +21,18 @@ from dataclasses import dataclass
 
 import boto3
 
-import moto_security  # noqa: F401 - RotateSecret modelled on moto's backend
-from estate import ACCOUNT, GOOD, REGION, put_logs, role
+import moto_security  # RotateSecret modelled on moto's backend
+from estate import ACCOUNT, GOOD, REGION, pipeline as create_pipeline, put_logs, role
 
 HOSTILE_IP = "203.0.113.66"           # RFC 5737 TEST-NET-3: the attacker
 HOSTILE_IPV6 = "2001:db8:bad:1::7"     # RFC 3849 documentation range
 CI_NAT_IP = "198.51.100.10"            # RFC 5737 TEST-NET-2: the CI system's NAT gateway (known)
 CI_AGENT = "aws-cli/2.15.30 Python/3.11.8 Linux/5.10 exec-env/AWS_ECS_EC2 command/lambda.update-function-code"
 HOSTILE_AGENT = "python-requests/2.31.0"
+# The ids examples/incident-security.yaml names (moto draws its own; ``pinned`` uses these).
+EXAMPLE_KEY_ID = "AKIAIOSFODNN7LEAKED1"
+EXAMPLE_IP_SET_ID = "5f3c1a9e-7b2d-4e8f-9a6b-0c1d2e3f4a5b"
+EXAMPLE_GROUP_ID = "sg-0b7a5e1d2c3f4a5b6"
 
 
 def _put_records(group: str, stream: str, records: list[tuple[dt.datetime, dict]]) -> None:
@@ -73,13 +77,14 @@ class LeakedKey:
 
 
 def leaked_key(user: str = "ci-deployer", log_group: str = "CloudTrail/management-events",
-               now: dt.datetime | None = None) -> LeakedKey:
-    """An IAM user with a console password and two access keys, one of which leaked, and the
-    CloudTrail records of the last day in ``log_group``."""
+               now: dt.datetime | None = None, key_id: str | None = None) -> LeakedKey:
+    """An IAM user with a console password and two access keys, one of which leaked (``key_id``
+    when given), and the CloudTrail records of the last day in ``log_group``."""
     iam = boto3.client("iam")
     iam.create_user(UserName=user)
     iam.create_login_profile(UserName=user, Password="Initial-Passw0rd!", PasswordResetRequired=False)
-    key = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+    with moto_security.next_ids(access_key=key_id):
+        key = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
     other = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
     iam.create_user(UserName="release-bot")  # a bystander: nothing may touch it
     bystander = iam.create_access_key(UserName="release-bot")["AccessKey"]["AccessKeyId"]
@@ -113,13 +118,14 @@ class IpSet:
 
 
 def waf_ip_set(name: str = "blocked-ips", scope: str = "REGIONAL", version: str = "IPV4",
-               addresses: list[str] | None = None) -> IpSet:
+               addresses: list[str] | None = None, ip_set_id: str | None = None) -> IpSet:
     """A WAFv2 IP set that already blocks some addresses (CLOUDFRONT sets live in us-east-1)."""
     addresses = addresses if addresses is not None else (
         ["192.0.2.0/24", "203.0.113.200/32"] if version == "IPV4" else ["2001:db8:dead::/48"])
     waf = boto3.client("wafv2", region_name="us-east-1" if scope == "CLOUDFRONT" else REGION)
-    summary = waf.create_ip_set(Name=name, Scope=scope, IPAddressVersion=version, Addresses=addresses,
-                                Description="addresses blocked by the web ACL")["Summary"]
+    with moto_security.next_ids(ip_set=ip_set_id):
+        summary = waf.create_ip_set(Name=name, Scope=scope, IPAddressVersion=version, Addresses=addresses,
+                                    Description="addresses blocked by the web ACL")["Summary"]
     return IpSet(name, summary["Id"], scope, list(addresses))
 
 
@@ -129,12 +135,13 @@ class OpenGroup:
     vpn_cidr: str = "10.0.0.0/8"
 
 
-def world_open_ssh_group(name: str = "bastion") -> OpenGroup:
+def world_open_ssh_group(name: str = "bastion", group_id: str | None = None) -> OpenGroup:
     """A security group with tcp/22 open to 0.0.0.0/0 and ::/0, tcp/22 from the VPN (10.0.0.0/8)
     and tcp/443 from the world (not an admin port)."""
     ec2 = boto3.client("ec2")
     vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    group = ec2.create_security_group(GroupName=name, Description=f"{name} hosts", VpcId=vpc)["GroupId"]
+    with moto_security.next_ids(security_group=group_id):
+        group = ec2.create_security_group(GroupName=name, Description=f"{name} hosts", VpcId=vpc)["GroupId"]
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
          "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "temporary debugging"},
@@ -202,11 +209,19 @@ class SecurityIncident:
     secrets: Secrets
     access_log_group: str
     hostile_requests: int
+    pipeline: str
 
 
-def security_incident(access_log_group: str = "/aws/apigateway/checkout-prod") -> SecurityIncident:
+def security_incident(access_log_group: str = "/aws/apigateway/checkout-prod", pinned: bool = False,
+                      pipeline: str | None = "checkout-pipeline") -> SecurityIncident:
     """The whole scenario: leaked key with its CloudTrail records, a WAF IP set, a world-open SSH
-    rule, secrets (one rotatable) and the production API's access log."""
-    key = leaked_key()
-    return SecurityIncident(key, waf_ip_set(), world_open_ssh_group(), secrets(), access_log_group,
-                            access_log(access_log_group))
+    rule, secrets (one rotatable), the production API's access log, and the pipeline that
+    redeploys it (created unless None: the demo's checkout estate has it already). With
+    ``pinned`` the key, IP set and group get the ids examples/incident-security.yaml names."""
+    key = leaked_key(key_id=EXAMPLE_KEY_ID if pinned else None)
+    ip_set = waf_ip_set(ip_set_id=EXAMPLE_IP_SET_ID if pinned else None)
+    group = world_open_ssh_group(group_id=EXAMPLE_GROUP_ID if pinned else None)
+    if pipeline is not None:
+        create_pipeline(pipeline, "checkout-build", "checkout-deploy", "checkout-artifacts")
+    return SecurityIncident(key, ip_set, group, secrets(), access_log_group, access_log(access_log_group),
+                            pipeline or "checkout-pipeline")

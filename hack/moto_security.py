@@ -16,21 +16,29 @@ instead of being broken. :func:`hold_rotations` stops rotations of a secret afte
 (a rotation still running, or a rotation function that failed: AWSPENDING stays and AWSCURRENT
 keeps the old value); :func:`finish_rotation` then completes one.
 
+:func:`next_ids` gives the next access key, security group and WAF IP set created the ids an
+example manifest names (moto draws them at random), as ``estate.static_site`` renames its
+CloudFront distribution.
+
 Not exercised: a real rotation function (its code, its calls to the database, its timeouts),
 managed rotation, rotation schedules, and the asynchrony of AWS (here a rotation has finished
 when RotateSecret returns unless it is held).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
+import moto.ec2.models.security_groups as ec2_groups
+import moto.iam.models as iam_models
 from moto.awslambda.models import lambda_backends
 from moto.secretsmanager.exceptions import InvalidRequestException, ResourceNotFoundException, SecretNotFoundException
 from moto.secretsmanager.models import SecretsManagerBackend, secretsmanager_backends
+from moto.wafv2.models import WAFV2Backend
 
 _lock = threading.Lock()
 _held: set[tuple[str, str, str]] = set()   # (account, region, secret name) whose rotations stop at AWSPENDING
@@ -104,6 +112,30 @@ def finish_rotation(account: str, region: str, name: str) -> str:
         _held.discard((account, region, name))
     _finish(secret, pending)
     return pending
+
+
+@contextlib.contextmanager
+def next_ids(access_key: str | None = None, security_group: str | None = None,
+             ip_set: str | None = None) -> Iterator[None]:
+    """Inside the block, a new IAM user access key (AKIA...), security group or WAF IP set gets the
+    id given for its kind (call it around one creation of each). Only the seeding process may
+    create resources meanwhile: the ids are patched in for the whole process."""
+    make_key, make_group, make_set = (iam_models.generate_access_key_id_from_account_id,
+                                      ec2_groups.random_security_group_id, WAFV2Backend._generate_id)
+
+    def key_id(account_id: str, prefix: str, total_length: int = 20) -> str:
+        return access_key if access_key and prefix == "AKIA" else make_key(account_id, prefix=prefix,
+                                                                          total_length=total_length)
+
+    iam_models.generate_access_key_id_from_account_id = key_id
+    ec2_groups.random_security_group_id = (lambda: security_group) if security_group else make_group
+    WAFV2Backend._generate_id = (lambda self: ip_set) if ip_set else make_set
+    try:
+        yield
+    finally:
+        iam_models.generate_access_key_id_from_account_id = make_key
+        ec2_groups.random_security_group_id = make_group
+        WAFV2Backend._generate_id = make_set
 
 
 def reset() -> None:

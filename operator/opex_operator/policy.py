@@ -29,6 +29,7 @@ from pydantic import Field, ValidationError
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .aws.clients import AssumeRole
+from .notify.escalation import PRODUCTION
 
 
 class RoleSpec(Model):
@@ -49,7 +50,7 @@ DEFAULT_LEVELS = [
     EscalationLevel(level=1, contact="DevOps lead", after_seconds=0),
     EscalationLevel(level=2, contact="Engineering manager", after_seconds=1800),
     EscalationLevel(level=3, contact="CTO", after_seconds=1800, severities=[Severity.CRITICAL],
-                    environments=["production"]),
+                    environments=[PRODUCTION]),
 ]
 
 

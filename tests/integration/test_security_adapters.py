@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -27,6 +28,7 @@ from opex_operator.runbooks.facts import ReadProblem
 from opex_operator.runbooks.security import (SecurityFacts, access_log_pattern, investigate, lookup_attributes,
                                              trail_terms, window_start)
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-security.yaml"
 # moto warns when a test makes it answer with an error code its service model does not list.
 pytestmark = pytest.mark.filterwarnings("ignore:Exception.*does not match an error shape")
 
@@ -377,3 +379,29 @@ def test_access_log_requests_of_the_hostile_address_without_health_checks(client
     assert inv.access.by_ip == {es.HOSTILE_IP: hostile} and inv.access.by_status == {"200": 3, "403": 1}
     [finding] = inv.findings.findings
     assert finding.observed.startswith(f"{hostile} requests from suspicious addresses")
+
+
+def test_the_example_manifest_names_the_pinned_estate_and_its_reads_work(clients, aws):
+    import yaml
+
+    from opex_operator.api.incident import IncidentSpec
+    from opex_operator.api.security import WafScope
+
+    spec = IncidentSpec.model_validate(yaml.safe_load(EXAMPLE.read_text())["spec"])
+    scenario = es.security_incident(pinned=True)
+    s = spec.targets.security
+    [user] = s.iam_users
+    assert (user.user_name, user.access_key_ids) == (scenario.key.user, [scenario.key.key_id])
+    assert IamActions(clients, None, None).access_key(user.user_name, user.access_key_ids[0])["Status"] == "Active"
+    [ip_set] = s.waf_ip_sets
+    assert (ip_set.name, ip_set.id) == (scenario.ip_set.name, scenario.ip_set.id)
+    assert WafActions(clients, None, None).addresses(ip_set.name, ip_set.id, WafScope(ip_set.scope)) == (
+        "IPV4", scenario.ip_set.addresses)
+    [group] = Ec2Actions(clients, None, None).security_groups([s.security_groups[0].group_id])
+    assert group.group_id == scenario.group.group_id and len(group.ingress) == 4
+    assert s.secrets == [scenario.secrets.rotating] and s.redeploy_pipeline == scenario.pipeline
+    assert spec.targets.cloud_trail.log_group_name == scenario.key.log_group
+    assert s.api_access_log_group == scenario.access_log_group
+    assert boto3.client("codepipeline").get_pipeline(name=scenario.pipeline)["pipeline"]["name"] == scenario.pipeline
+    # the next ones are moto's own again
+    assert es.waf_ip_set(name="other").id != ip_set.id

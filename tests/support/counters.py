@@ -11,26 +11,30 @@ MUTATING = ["update_function_code", "update_alias", "update_function_configurati
 
 
 class CallCounter(collections.Counter):
-    """Counts Lambda's mutating backend calls once armed; the first UpdateFunctionCode holds for 3 s."""
+    """Counts calls of moto's backend (or request handler) methods once armed: ``methods`` maps a
+    class to the names of its methods to count (default: Lambda's mutating calls). The first call
+    of ``hold`` takes 3 s, so a test can kill the operator while it is in flight (``in_flight`` is
+    set when it starts, ``completed`` when it returns)."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, methods: dict[type, list[str]] | None = None, hold: str = "update_function_code"):
         super().__init__()
-        self.monkeypatch = monkeypatch
+        self.monkeypatch, self.methods, self.hold = monkeypatch, methods or {LambdaBackend: MUTATING}, hold
         self.in_flight, self.completed = threading.Event(), threading.Event()
 
     def arm(self) -> None:
-        for method in MUTATING:
-            original = getattr(LambdaBackend, method)
+        for cls, names in self.methods.items():
+            for name in names:
+                original = getattr(cls, name)
 
-            def counted(backend, *args, __original=original, __name=method, **kwargs):
-                self[__name] += 1
-                if __name == "update_function_code" and self[__name] == 1:
-                    self.in_flight.set()
-                    time.sleep(3)
-                    try:
-                        return __original(backend, *args, **kwargs)
-                    finally:
-                        self.completed.set()
-                return __original(backend, *args, **kwargs)
+                def counted(this, *args, __original=original, __name=name, **kwargs):
+                    self[__name] += 1
+                    if __name == self.hold and self[__name] == 1:
+                        self.in_flight.set()
+                        time.sleep(3)
+                        try:
+                            return __original(this, *args, **kwargs)
+                        finally:
+                            self.completed.set()
+                    return __original(this, *args, **kwargs)
 
-            self.monkeypatch.setattr(LambdaBackend, method, counted)
+                self.monkeypatch.setattr(cls, name, counted)

@@ -12,11 +12,17 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from opex_operator.api.security import parse_cidr, parse_cidr_loose
+from opex_operator.aws.ec2 import IngressChange
+from opex_operator.aws.iam import AccessKeyChange, LoginProfileChange
+from opex_operator.aws.secrets import RotationNotConfigured, RotationState, SecretRotation
+from opex_operator.aws.waf import IpSetChange
 from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError
 from opex_operator.kube import ObjectRef
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
+from opex_operator.runbooks.security import IngressRule, SecurityGroupRules
 from opex_operator.terraform.runner import Result, TerraformError
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)
@@ -74,6 +80,29 @@ def drive(controller: Any, obj: Observed, passes: int = 60) -> float | None:
         if delay != 0.0:
             return delay
     raise AssertionError(f"the controller never waited in {passes} passes")
+
+
+class IncidentWorld:
+    """An Incident on fakes: subclasses set ``ctl`` (its controller), ``obj`` (observed) and ``status``."""
+
+    ctl: Any
+    obj: Observed
+    status: Any
+
+    def drive(self) -> float | None:
+        return drive(self.ctl, self.obj)
+
+    def change_spec(self, **remediation) -> None:
+        """Merge ``remediation`` into spec.remediation: a new generation, as ``kubectl patch`` makes."""
+        self.obj.spec["remediation"].update(remediation)
+        self.obj.generation += 1
+        self.obj.recorder.generation = self.obj.generation
+
+    def step(self, step_id: str):
+        return next(s for s in self.status.steps if s.id == step_id)
+
+    def reasons(self) -> list[str]:
+        return sink_of(self.obj).reasons()
 
 
 def sink_of(obj: Observed) -> ListSink:
@@ -213,9 +242,9 @@ class FakePipeline:
         self.stages[(stage, execution_id)] = "InProgress"
         return execution_id
 
-    def start(self, pipeline: str) -> str:
+    def start(self, pipeline: str, client_request_token: str | None = None) -> str:
         execution = f"e-{len(self.executions) + 1}"
-        self.calls.append(("StartPipelineExecution", pipeline))
+        self.calls.append(("StartPipelineExecution", pipeline, client_request_token))
         self.executions.insert(0, [execution, "InProgress", T0])
         return execution
 
@@ -224,6 +253,204 @@ class FakePipeline:
 
     def newest_execution(self, pipeline: str):
         return tuple(self.executions[0]) if self.executions else None
+
+
+class Calls:
+    """Mutating calls a fake received, and AWS errors to answer them with first (per operation)."""
+
+    def __init__(self, service: str):
+        self.service = service
+        self.calls: list[tuple] = []
+        self.errors: dict[str, list[AwsError]] = {}
+
+    def fail(self, operation: str, *errors: AwsError) -> None:
+        """The next calls of ``operation`` raise ``errors``, one each, before it works again."""
+        self.errors.setdefault(operation, []).extend(errors)
+
+    def call(self, operation: str, *args) -> None:
+        if self.errors.get(operation):
+            raise self.errors[operation].pop(0)
+        self.calls.append((operation, *args))
+
+    def count(self, operation: str) -> int:
+        return sum(1 for c in self.calls if c[0] == operation)
+
+
+class FakeIam(Calls):
+    """IAM users with access keys (id -> Active/Inactive) and console passwords."""
+
+    def __init__(self):
+        super().__init__("iam")
+        self.keys: dict[str, dict[str, str]] = {}
+        self.login_profiles: set[str] = set()
+
+    def add_user(self, user: str, *keys: str, console: bool = True) -> None:
+        self.keys[user] = {k: "Active" for k in keys}
+        if console:
+            self.login_profiles.add(user)
+
+    def _user(self, user: str, operation: str) -> dict[str, str]:
+        if user not in self.keys:
+            raise aws_error("iam", "NoSuchEntity", operation, 404, f"The user with name {user} cannot be found.")
+        return self.keys[user]
+
+    def access_key(self, user_name, access_key_id):
+        status = self._user(user_name, "ListAccessKeys").get(access_key_id)
+        return {"AccessKeyId": access_key_id, "Status": status} if status else None
+
+    def has_login_profile(self, user_name):
+        self._user(user_name, "GetLoginProfile")
+        return user_name in self.login_profiles
+
+    def _existing(self, p) -> str:
+        key = self.access_key(p.user_name, p.access_key_id)
+        if key is None:
+            raise LookupError(f"access key {p.access_key_id} is not a key of IAM user {p.user_name}")
+        return key["Status"]
+
+    def deactivate_access_key(self, p):
+        previous = self._existing(p)
+        if previous != "Inactive":
+            self.call("UpdateAccessKey", p.user_name, p.access_key_id)
+            self.keys[p.user_name][p.access_key_id] = "Inactive"
+        return AccessKeyChange(changed=previous != "Inactive", user_name=p.user_name, access_key_id=p.access_key_id,
+                               previous_status=previous, status="Inactive")
+
+    def delete_access_key(self, p):
+        if self.access_key(p.user_name, p.access_key_id) is None and p.missing_ok:
+            return AccessKeyChange(changed=False, user_name=p.user_name, access_key_id=p.access_key_id,
+                                   previous_status=None, status="Deleted")
+        previous = self._existing(p)
+        self.call("DeleteAccessKey", p.user_name, p.access_key_id)
+        del self.keys[p.user_name][p.access_key_id]
+        return AccessKeyChange(changed=True, user_name=p.user_name, access_key_id=p.access_key_id,
+                               previous_status=previous, status="Deleted")
+
+    def remove_login_profile(self, p):
+        if not self.has_login_profile(p.user_name):
+            return LoginProfileChange(changed=False, user_name=p.user_name)
+        self.call("DeleteLoginProfile", p.user_name)
+        self.login_profiles.discard(p.user_name)
+        return LoginProfileChange(changed=True, user_name=p.user_name)
+
+
+class FakeWaf(Calls):
+    """WAFv2 IP sets by id: (name, scope, IPV4/IPV6, addresses)."""
+
+    def __init__(self):
+        super().__init__("wafv2")
+        self.sets: dict[str, dict[str, Any]] = {}
+
+    def add(self, name: str, set_id: str, scope: str = "REGIONAL", version: str = "IPV4", addresses=()) -> None:
+        self.sets[set_id] = {"name": name, "scope": scope, "version": version, "addresses": list(addresses)}
+
+    def _get(self, name, set_id, scope) -> dict[str, Any]:
+        found = self.sets.get(set_id)
+        if found is None or found["name"] != name or found["scope"] != str(scope.value if hasattr(scope, "value")
+                                                                             else scope):
+            raise aws_error("wafv2", "WAFNonexistentItemException", "GetIPSet", 400)
+        return found
+
+    def addresses(self, name, id, scope, region=None):
+        found = self._get(name, id, scope)
+        return found["version"], list(found["addresses"])
+
+    def block_addresses(self, p):
+        try:
+            found = self._get(p.name, p.id, p.scope)
+        except AwsError:
+            raise LookupError(f"WAF IP set {p.name} with id {p.id} does not exist") from None
+        fits = [a for a in p.addresses if f"IPV{parse_cidr(a).version}" == found["version"]]
+        present = [a for a in fits if any(parse_cidr_loose(a) == parse_cidr_loose(c) for c in found["addresses"])]
+        new = [a for a in fits if a not in present]
+        if new:
+            self.call("UpdateIPSet", p.id, tuple(new))
+            found["addresses"] += new
+        return IpSetChange(changed=bool(new), name=p.name, id=p.id, scope=p.scope, region=p.region or "us-east-1",
+                           ip_address_version=found["version"], added=new, already_present=present,
+                           other_version=[a for a in p.addresses if a not in fits], writes=1 if new else 0)
+
+
+class FakeEc2(Calls):
+    """Security groups by id with their inbound rules."""
+
+    def __init__(self):
+        super().__init__("ec2")
+        self.groups: dict[str, list[IngressRule]] = {}
+
+    def add(self, group_id: str, *rules: IngressRule) -> None:
+        self.groups[group_id] = list(rules)
+
+    def security_groups(self, group_ids):
+        missing = [g for g in group_ids if g not in self.groups]
+        if missing:
+            raise aws_error("ec2", "InvalidGroup.NotFound", "DescribeSecurityGroups", 400,
+                            f"The security group '{missing[0]}' does not exist")
+        return [SecurityGroupRules(group_id=g, name=g, ingress=list(self.groups[g])) for g in group_ids]
+
+    def revoke_ingress(self, p):
+        [group] = self.security_groups([p.group_id])
+        revoked = [r for r in group.ingress if any(r.matches(p.protocol.value, p.from_port, p.to_port, c)
+                                                   for c in p.cidrs)]
+        if revoked:
+            self.call("RevokeSecurityGroupIngress", p.group_id, tuple(r.cidr for r in revoked))
+            self.groups[p.group_id] = [r for r in group.ingress if r not in revoked]
+        return IngressChange(changed=bool(revoked), group_id=p.group_id, revoked=revoked,
+                             absent=[c for c in p.cidrs if not any(parse_cidr_loose(r.cidr) == parse_cidr_loose(c)
+                                                                   for r in revoked)])
+
+
+class FakeSecrets(Calls):
+    """Secrets with their versions (version id -> labels) and whether rotation is configured; a
+    rotation finishes at once unless ``hold`` is set (then AWSPENDING until ``finish``)."""
+
+    def __init__(self):
+        super().__init__("secretsmanager")
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.hold = False
+
+    def add(self, name: str, rotation: bool = True) -> None:
+        self.secrets[name] = {"rotation": rotation, "versions": {"v1": ["AWSCURRENT"]}}
+
+    def _secret(self, secret_id: str) -> dict[str, Any]:
+        if secret_id not in self.secrets:
+            raise aws_error("secretsmanager", "ResourceNotFoundException", "DescribeSecret", 400,
+                            "Secrets Manager can't find the specified secret.")
+        return self.secrets[secret_id]
+
+    def rotate(self, p):
+        secret = self._secret(p.secret_id)
+        token = p.client_request_token
+        if token in secret["versions"]:
+            return self.rotation(p.secret_id, token)
+        if not secret["rotation"]:
+            raise RotationNotConfigured(f"secret {p.secret_id} has no rotation configured, so it was not rotated "
+                                        f"(nothing changed). Configure a rotation function")
+        self.call("RotateSecret", p.secret_id, token)
+        previous = next(v for v, labels in secret["versions"].items() if "AWSCURRENT" in labels)
+        secret["versions"][token] = ["AWSPENDING"]
+        if not self.hold:
+            self.finish(p.secret_id)
+        return self.rotation(p.secret_id, token).model_copy(update={"changed": True,
+                                                                    "previous_version_id": previous})
+
+    def finish(self, secret_id: str) -> None:
+        versions = self.secrets[secret_id]["versions"]
+        pending = next(v for v, labels in versions.items() if "AWSPENDING" in labels)
+        for labels in versions.values():
+            labels[:] = ["AWSPREVIOUS"] if "AWSCURRENT" in labels else [x for x in labels if x != "AWSPREVIOUS"]
+        versions[pending] = ["AWSCURRENT"]
+
+    def rotation(self, secret_id, version_id):
+        versions = self._secret(secret_id)["versions"]
+        if version_id not in versions:
+            raise LookupError(f"secret {secret_id} has no version {version_id}")
+        state = RotationState.IN_PROGRESS if versions[version_id] == ["AWSPENDING"] else RotationState.ROTATED
+        previous = next((v for v, labels in versions.items()
+                         if ("AWSPREVIOUS" if state == RotationState.ROTATED else "AWSCURRENT") in labels), None)
+        return SecretRotation(changed=False, secret_arn=f"arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+                                                        f"{secret_id}", name=secret_id, previous_version_id=previous,
+                              version_id=version_id, state=state)
 
 
 class FakeSns:
@@ -238,10 +465,11 @@ class FakeSns:
 class FakeReader:
     """``ports.Reader``: the facts a test sets; unset sources raise not-found like AWS does."""
 
-    def __init__(self, pipeline=None, builds=(), log=(), lambdas=(), errors_after=(), rds=None):
+    def __init__(self, pipeline=None, builds=(), log=(), lambdas=(), errors_after=(), rds=None, trail=None):
         self.the_pipeline, self.the_builds, self.log, self.the_rds = pipeline, list(builds), list(log), rds
         self.lambdas = {fn.name: fn for fn in lambdas}
-        self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification)
+        self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification, access logs)
+        self.trail = trail                       # CloudTrail records in the log group (None: no such group)
         self.reads = 0
 
     def pipeline(self, name, execution_id):
@@ -258,7 +486,7 @@ class FakeReader:
         self.reads += 1
         return self.log
 
-    def filtered_lines(self, group, since):
+    def filtered_lines(self, group, since, pattern=None, limit=None):
         self.reads += 1
         return [line for line in self.errors_after if line.group == group]
 
@@ -282,6 +510,16 @@ class FakeReader:
     def trail_errors_lookup(self, since):
         return []
 
+    def trail_records_from_logs(self, group, since, terms, limit=2000):
+        self.reads += 1
+        if self.trail is None:
+            raise aws_error("logs", "ResourceNotFoundException", "FilterLogEvents", 400,
+                            "The specified log group does not exist.")
+        return [e for e in self.trail if any(t in (e.user_name, e.access_key_id) for t in terms)]
+
+    def trail_records_lookup(self, since, attributes, max_pages=3):
+        raise aws_error("cloudtrail", "", "LookupEvents", 500, "HTTP 500 without an AWS error body")
+
 
 class FakeAws:
     """``ports.AwsPorts``: the same fake per service whatever the region and role."""
@@ -291,6 +529,7 @@ class FakeAws:
     def __init__(self, reader: Any = None):
         self.the_reader, self.the_lambda, self.the_site = reader, FakeLambda(), FakeSite()
         self.the_pipeline, self.the_sns = FakePipeline(), FakeSns()
+        self.the_iam, self.the_waf, self.the_ec2, self.the_secrets = FakeIam(), FakeWaf(), FakeEc2(), FakeSecrets()
 
     def reader(self, region, role_key):
         return self.the_reader
@@ -306,6 +545,22 @@ class FakeAws:
 
     def sns(self, region, role_key):
         return self.the_sns
+
+    def iam(self, region, role_key):
+        return self.the_iam
+
+    def waf(self, region, role_key):
+        return self.the_waf
+
+    def ec2(self, region, role_key):
+        return self.the_ec2
+
+    def secrets(self, region, role_key):
+        return self.the_secrets
+
+    def security_calls(self) -> list[tuple]:
+        """Every mutating call of the security runbook's services, in order of service."""
+        return self.the_iam.calls + self.the_waf.calls + self.the_ec2.calls + self.the_secrets.calls
 
 
 # -- Kubernetes -----------------------------------------------------------------------------------

@@ -160,6 +160,16 @@ def test_describe_incident_has_every_section_and_the_next_command():
     assert "Next: opex approve incident checkout -n payments rollback-lambda-api" in out
 
 
+def test_a_severity_raised_on_evidence_is_shown_with_what_was_declared():
+    raised = incident()
+    raised["status"]["classification"] = {"declaredSeverity": "high", "severity": "critical", "raised": True,
+                                          "reason": "x", "classifiedAt": "2026-11-29T11:15:01Z"}
+    assert "critical (declared high; raised on evidence)" in text_of(render.describe("incident", raised))
+    row = text_of(render.table("incidents", [raised], NOW, all_namespaces=True))
+    assert "critical" in row and "high" not in row
+    assert "Severity     high" in text_of(render.describe("incident", incident()))
+
+
 def test_age_like_kubectl():
     assert [render.age(t, NOW) for t in ("2026-11-29T11:59:30Z", "2026-11-29T11:00:00Z", "2026-11-27T12:00:00Z")] \
         == ["30s", "1h", "2d"]

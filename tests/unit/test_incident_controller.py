@@ -8,7 +8,7 @@ from opex_operator.api.incident import IncidentStatus, StepState
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
 from support.builders import SHA1, SHA2, build, erroring_lambda, failed_pipeline, lines
-from support.fakes import drive, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, condition, observed, sink_of
+from support.fakes import Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, condition, observed
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:checkout-oncall"
 STEP = "rollback-lambda-checkout-api"
@@ -25,7 +25,7 @@ def incident(mode: str = "Manual", **extra) -> dict:
             "notify": {"snsTopicArns": [TOPIC]}, **extra}
 
 
-class World:
+class World(IncidentWorld):
     """An Incident, its controller and the fakes it acts on."""
 
     def __init__(self, spec: dict, reader: FakeReader | None = None, allowed=("lambda:*", "codepipeline:*")):
@@ -38,19 +38,6 @@ class World:
         self.status = IncidentStatus()
         self.obj = observed(self.status, spec, "incidents", name="checkout")
 
-    def drive(self) -> float | None:
-        return drive(self.ctl, self.obj)
-
-    def change_spec(self, **remediation) -> None:
-        self.obj.spec["remediation"].update(remediation)
-        self.obj.generation += 1
-        self.obj.recorder.generation = self.obj.generation
-
-    def step(self, step_id: str):
-        return next(s for s in self.status.steps if s.id == step_id)
-
-    def reasons(self) -> list[str]:
-        return sink_of(self.obj).reasons()
 
 
 def test_manual_incident_pages_level_one_with_the_root_cause_then_waits_for_approval():

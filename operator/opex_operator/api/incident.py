@@ -337,6 +337,9 @@ class RootCauseCategory(StrEnum):
     DATABASE_CPU = "DatabaseCpu"
     DATABASE_CONNECTIONS = "DatabaseConnections"
     PERFORMANCE_INSIGHTS_OFF = "PerformanceInsightsOff"
+    # The runbook's "Security Incident Response" section.
+    COMPROMISED_CREDENTIALS = "CompromisedCredentials"
+    EXPOSED_ADMIN_PORT = "ExposedAdminPort"
     UNKNOWN = "Unknown"
 
 
@@ -368,6 +371,9 @@ class Step(Status):
     action: str = Field(max_length=128, description="The IAM-style action the operator policy checks, e.g. "
                                                     "lambda:UpdateAlias, codepipeline:RetryStageExecution.")
     mutating: bool = Field(default=False, description="True when the step changes AWS or Terraform state (gated).")
+    requires_approval: bool = Field(default=False, description="True when the step waits for its id in "
+                                    "spec.remediation.approvedSteps even in Auto mode (a SecurityIncident's "
+                                    "recovery: rotating secrets and redeploying are a person's decision).")
     state: StepState = Field(default=StepState.PENDING, description="Pending, AwaitingApproval, Running, Succeeded, "
                                                                     "Failed, Skipped or DryRun.")
     attempts: int = Field(default=0, ge=0, description="How many times the step was started.")
@@ -378,6 +384,8 @@ class Step(Status):
     started_at: dt.datetime | None = Field(default=None, description="When the step (its last attempt) started.")
     finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
     error: bounded(2048, "Why the last attempt failed.") | None = None
+    undo: bounded(1024, "How to reverse what the step changed (an AWS CLI command or an instruction); "
+                        "absent when it changed nothing.") | None = None
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
 
 
@@ -416,6 +424,20 @@ class PostIncident(Status):
     report_ref: LocalObjectReference | None = Field(default=None, description="ConfigMap with the Markdown report.")
 
 
+class Classification(Status):
+    """The severity the evidence supports (the runbook's security "Incident Classification"): the
+    declared severity, raised by evidence, never lowered."""
+
+    declared_severity: Severity = Field(description="spec.severity: what the reporter declared.")
+    severity: Severity = Field(description="The effective severity; escalation, pages and metrics use it.")
+    raised: bool = Field(default=False, description="True when the evidence raised the declared severity.")
+    reason: bounded(1024, "Why the severity is what it is: the evidence that raised it, or that it was kept.")
+    evidence: list[bounded(512)] = Field(default_factory=list, max_length=10,
+                                         description="Each piece of evidence and the severity it supports, most "
+                                                     "severe first.")
+    classified_at: dt.datetime = Field(description="When the investigation classified it.")
+
+
 class IncidentStatus(Status):
     """Observed state of an Incident, written only by the operator."""
 
@@ -435,6 +457,8 @@ class IncidentStatus(Status):
     findings: list[Finding] = Field(default_factory=list, max_length=MAX_FINDINGS,
                                     description="What the assessment saw (F1, F2, ...).")
     root_cause: RootCause | None = Field(default=None, description="The diagnosis and the findings it cites.")
+    classification: Classification | None = Field(
+        default=None, description="Severity raised by evidence (SecurityIncident); spec.severity applies when absent.")
     steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS,
                               description="The runbook's steps in order, each with its checkpoint.")
     escalation: EscalationStatus | None = Field(default=None, description="Escalation level and pages sent.")
@@ -447,9 +471,16 @@ class IncidentStatus(Status):
     post_incident: PostIncident | None = Field(default=None, description="The post-incident record.")
 
 
+def effective_severity(spec: IncidentSpec, status: IncidentStatus) -> Severity:
+    """The severity escalation, pages and metrics use: the classification's when the investigation
+    raised it (``status.classification``), else what ``spec.severity`` declares."""
+    return status.classification.severity if status.classification else spec.severity
+
+
 PRINTER_COLUMNS = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Severity", "type": "string", "jsonPath": ".spec.severity"},
+    {"name": "Classified", "type": "string", "jsonPath": ".status.classification.severity", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Root Cause", "type": "string", "jsonPath": ".status.rootCause.category"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1},

@@ -94,6 +94,16 @@ class IamActions:
                     return key
         return None
 
+    def has_login_profile(self, user_name: str) -> bool:
+        """True when ``user_name`` has a console password (GetLoginProfile). Raises AwsError."""
+        try:
+            self.iam.get_login_profile(UserName=user_name)
+        except AwsError as err:
+            if err.not_found:
+                return False
+            raise
+        return True
+
     def _existing_key(self, p: AccessKeyParams) -> dict[str, Any]:
         key = self.access_key(p.user_name, p.access_key_id)
         if key is None:

@@ -53,9 +53,11 @@ class PipelineActions:
                                              pipelineExecutionId=execution_id,
                                              retryMode="FAILED_ACTIONS")["pipelineExecutionId"]
 
-    def start(self, pipeline: str) -> str:
-        """StartPipelineExecution; returns the new execution id."""
-        return self.start_execution(StartPipelineParams(name=pipeline)).execution_id
+    def start(self, pipeline: str, client_request_token: str | None = None) -> str:
+        """StartPipelineExecution; returns the new execution id. The same ``client_request_token``
+        on a repeated call starts no second execution (CodePipeline API reference)."""
+        return self.start_execution(StartPipelineParams(name=pipeline,
+                                                        client_request_token=client_request_token)).execution_id
 
     def start_execution(self, p: StartPipelineParams) -> PipelineStart:
         """StartPipelineExecution with the step's idempotency token; follow it with

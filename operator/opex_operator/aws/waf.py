@@ -81,6 +81,14 @@ class WafActions:
     def _region(self, p: BlockAddressesParams) -> str:
         return CLOUDFRONT_REGION if p.scope == WafScope.CLOUDFRONT else (p.region or self.region)
 
+    def addresses(self, name: str, id: str, scope: WafScope, region: str | None = None) -> tuple[str, list[str]]:
+        """(IPAddressVersion, Addresses) of the IP set (GetIPSet). Raises AwsError
+        (WAFNonexistentItemException when no set has this name, id and scope)."""
+        where = CLOUDFRONT_REGION if scope == WafScope.CLOUDFRONT else (region or self.region)
+        ip_set = self.clients.client("wafv2", where, self.role_key).get_ip_set(Name=name, Scope=scope.value,
+                                                                               Id=id)["IPSet"]
+        return ip_set["IPAddressVersion"], list(ip_set.get("Addresses", []))
+
     def block_addresses(self, p: BlockAddressesParams) -> IpSetChange:
         """Add ``p.addresses`` of the set's IP version to the IP set: read, merge, write with the
         LockToken; on WAFOptimisticLockException read and merge again (at most 5 writes).

@@ -41,7 +41,8 @@ def _ready(obj: dict) -> str:
 COLUMNS: dict[str, list[tuple[str, Any]]] = {
     "incidents": [
         ("TYPE", lambda o: o["spec"].get("type")),
-        ("SEVERITY", lambda o: o["spec"].get("severity")),
+        ("SEVERITY", lambda o: ((o.get("status") or {}).get("classification") or {}).get("severity")
+         or o["spec"].get("severity")),
         ("PHASE", lambda o: styled((o.get("status") or {}).get("phase"))),
         ("ROOT CAUSE", lambda o: ((o.get("status") or {}).get("rootCause") or {}).get("category", "-")),
         ("WAITING FOR", lambda o: ", ".join(s["id"] for s in (o.get("status") or {}).get("steps", [])
@@ -121,11 +122,19 @@ def describe(kind: str, obj: dict) -> Group:
     return {"incident": describe_incident, "driftcheck": describe_driftcheck, "rollback": describe_rollback}[kind](obj)
 
 
+def _severity(spec: dict, status: dict) -> str | None:
+    """spec.severity, or the classification's with what was declared when evidence raised it."""
+    c = status.get("classification") or {}
+    if c.get("raised"):
+        return f"{c['severity']} (declared {c['declaredSeverity']}; raised on evidence)"
+    return spec.get("severity")
+
+
 def describe_incident(obj: dict) -> Group:
     spec, st, meta = obj["spec"], obj.get("status") or {}, obj["metadata"]
     esc = st.get("escalation") or {}
     parts: list[Any] = [_kv([("Incident", f"{meta['namespace']}/{meta['name']}"), ("Title", spec.get("title")),
-                             ("Type", spec.get("type")), ("Severity", spec.get("severity")),
+                             ("Type", spec.get("type")), ("Severity", _severity(spec, st)),
                              ("Environment", spec.get("environment")), ("Phase", styled(st.get("phase"))),
                              ("Mode", (spec.get("remediation") or {}).get("mode")),
                              ("Detected", st.get("detectedAt")), ("Assessed", st.get("assessedAt")),

@@ -21,22 +21,25 @@ from ..api import INCIDENT
 from ..aws.budget import counting
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import set_condition
-from ..api.incident import (EscalationLevel, EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus,
-                            Notification, RootCauseCategory, Step, StepState)
+from ..api.incident import (Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase, IncidentSpec,
+                            IncidentStatus, IncidentType, Notification, RemediationMode, RootCauseCategory, Step,
+                            StepState, effective_severity)
+from ..api.security import WafScope
 from ..errors import AwsError, KubeError
 from ..kube import child_name, label_value
 from ..notify import escalation as matrix, message
 from ..policy import Policy
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
-from ..runbooks import engine, plan, postincident
+from ..runbooks import engine, plan, postincident, security
 from ..runbooks.diagnose import classify, findings
 from ..runbooks.engine import Decision, Move, Situation, VerifyFacts, VerifyOutcome
-from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams, StartPipelineParams,
-                              params_of)
+from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LambdaEnvironmentParams, LambdaRollbackParams,
+                              LoginProfileParams, RetryStageParams, RevokeIngressParams, RotateSecretParams,
+                              StartPipelineParams, params_of)
 from ..workqueue import jittered
 from .base import Observed
 from .common import Pass, reject_spec
-from .incident_assess import SharedReads, assess
+from .incident_assess import SharedReads, assess, investigate
 from .incident_steps import run_step
 from .steps import StepContext
 
@@ -87,7 +90,8 @@ class IncidentController:
             return None
         region = spec.targets.region or self.aws.default_region
         levels = matrix.applicable(spec.escalation.levels if spec.escalation and spec.escalation.levels
-                                   else self.policy.escalation.levels, spec.severity, spec.environment)
+                                   else self.policy.escalation.levels, effective_severity(spec, obj.status),
+                                   spec.environment, spec.type)
         situation = Situation(now=self.clock(), levels=levels,
                               denied=self.policy.check(obj.ref.namespace, spec.targets.role_key, region))
         pass_ = _Pass(self, obj, spec, situation)
@@ -100,7 +104,7 @@ class IncidentController:
         obj.status.observed_generation = obj.generation
         await pass_.save()
         st = obj.status
-        metrics.INCIDENT_PHASES.set(obj.ref.uid, st.phase.value, spec.severity.value, spec.type.value)
+        metrics.INCIDENT_PHASES.set(obj.ref.uid, st.phase.value, effective_severity(spec, st).value, spec.type.value)
         if st.phase not in engine.TERMINAL and st.escalation and st.escalation.next_escalation_at:
             until = max(1.0, (st.escalation.next_escalation_at - self.clock()).total_seconds())
             requeue = until if requeue is None else min(requeue, until)
@@ -171,19 +175,26 @@ class _Pass(Pass):
         if st.phase in (Phase.DETECTED, None):
             self.phase(Phase.ASSESSING, "Assessing", "initial assessment of every target")
         a.state, a.started_at, a.attempts = StepState.RUNNING, a.started_at or self.now, a.attempts + 1
-        scope = (self.spec.targets.region, self.spec.targets.role_key)
-        reader = self.ctl.shared_reads.reader(self.ctl.aws.reader(*scope), scope)
+        region, role = self.spec.targets.region, self.spec.targets.role_key
+        reader = self.ctl.shared_reads.reader(self.ctl.aws.reader(region, role), (region, role))
         with counting() as calls:
             obs = await assess(self.spec, reader, self.ctl.clock(), self.drift_lock)
+            security_incident = self.spec.type == IncidentType.SECURITY_INCIDENT and self.spec.targets.security
+            facts = (await investigate(self.spec, reader, self.ctl.aws.ec2(region, role), self.ctl.clock(), obs)
+                     if security_incident else None)
         metrics.ASSESSMENT_AWS_CALLS.labels(self.spec.type.value).observe(calls.calls)
         d = findings(obs)
         now = self.ctl.clock()
+        inv = (security.investigate(self.spec.targets.security, self.spec.environment, self.spec.severity, facts,
+                                    now, d) if facts is not None else None)
+        if inv is not None:
+            self.record_classification(inv.classification, now)
         st.findings = d.findings
         a.state, a.finished_at = StepState.SUCCEEDED, now
         a.outputs = f"{len(d.findings)} findings; {len(obs.problems)} sources unreadable"
         if st.assessed_at is None:
             st.assessed_at = now
-            metrics.TIME_TO_ASSESS.labels(self.spec.type.value, self.spec.severity.value).observe(
+            metrics.TIME_TO_ASSESS.labels(self.spec.type.value, effective_severity(self.spec, st).value).observe(
                 max(0.0, (now - st.detected_at).total_seconds()))
         denied = [p for p in obs.problems if p.denied]
         missing = [p for p in obs.problems if p.not_found]
@@ -202,7 +213,7 @@ class _Pass(Pass):
         await self.save()
 
         c = self.step(plan.CLASSIFY)
-        cause = classify(obs, d, now)
+        cause = security.root_cause(inv, self.spec.targets.security, now) if inv is not None else classify(obs, d, now)
         st.root_cause = cause
         known = cause.category != RootCauseCategory.UNKNOWN
         set_condition(st.conditions, ROOT_CAUSE, ConditionStatus.TRUE if known else ConditionStatus.FALSE,
@@ -218,6 +229,15 @@ class _Pass(Pass):
         c.state, c.started_at, c.finished_at, c.attempts = StepState.SUCCEEDED, now, now, c.attempts + 1
         c.outputs = f"{cause.category.value}; {len(steps)} remediation steps: {', '.join(s.id for s in steps) or 'none'}"
         self.event("RootCauseIdentified", f"{cause.category.value}: {cause.summary}", warning=not known)
+
+    def record_classification(self, found: security.Classification, now: dt.datetime) -> None:
+        """The investigation's severity in status; a raise (never a lowering) also in the timeline."""
+        before = self.st.classification
+        self.st.classification = Classification(
+            declared_severity=found.declared, severity=found.severity, raised=found.raised, reason=found.reason,
+            evidence=[f"{e.severity.value}: {e.reason}" for e in found.evidence][:10], classified_at=now)
+        if found.raised and (before is None or before.severity != found.severity):
+            self.event("SeverityRaised", found.reason, warning=True)
 
     def drift_lock(self, drift_check: str) -> StateLock | None:
         """The lock the named DriftCheck last saw (blocking; the assessment calls it in a thread)."""
@@ -236,7 +256,9 @@ class _Pass(Pass):
     def await_approval(self, step: Step) -> None:
         if step.state != StepState.AWAITING_APPROVAL:
             step.state = StepState.AWAITING_APPROVAL
-            self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval")
+            why = (" (a recovery step: a person approves it even in Auto mode)"
+                   if step.requires_approval and self.spec.remediation.mode != RemediationMode.MANUAL else "")
+            self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval{why}")
         patch = '{"spec":{"remediation":{"approvedSteps":["%s"]}}}' % step.id
         how = (f"approve step {step.id} ({step.inputs}): kubectl patch incident {self.obj.ref.name} "
                f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (a merge patch replaces the list: "
@@ -253,14 +275,15 @@ class _Pass(Pass):
 
     async def remediate(self, step: Step) -> float | None:
         policy = engine.step_policy(self.spec, step.id)
-        region = self.spec.targets.region or self.ctl.aws.default_region
+        region = params_of(step).target_region() or self.spec.targets.region or self.ctl.aws.default_region
         denied = self.ctl.policy.check(self.obj.ref.namespace, self.spec.targets.role_key, region, step.action)
         if denied:
             step.state, step.error, step.finished_at = StepState.FAILED, denied, self.now
             metrics.RUNBOOK_ACTIONS.labels(step.action, "denied").inc()
             self.event("PolicyDenied", f"step {step.id} refused: {denied}", warning=True)
             return 0.0
-        if step.state != StepState.RUNNING:  # a Running step is resumed, not counted again
+        resumed = step.state == StepState.RUNNING
+        if not resumed:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error = None
             self.phase(Phase.REMEDIATING, "Remediating", f"running step {step.id}")
@@ -270,11 +293,13 @@ class _Pass(Pass):
         elif (self.now - step.started_at).total_seconds() > policy.timeout_seconds:
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
         outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.now, self.ctl.aws, self.ctl.objects,
-                                             self.ctl.workspaces))
+                                             self.ctl.workspaces, resumed))
         if outcome.rollback_ref:
             step.rollback_ref = LocalObjectReference(name=outcome.rollback_ref)
         if outcome.params is not None:
             step.params = outcome.params.wire()
+        if outcome.undo is not None:
+            step.undo = outcome.undo
         if not outcome.done:
             step.outputs = outcome.outputs or step.outputs
             return outcome.requeue
@@ -352,9 +377,33 @@ class _Pass(Pass):
                 execution = p.execution_id or (actions.newest_execution(p.pipeline) or (None,))[0]
                 facts.executions[p.pipeline] = (execution, actions.execution_status(p.pipeline, execution)
                                                 if execution else "missing")
+            else:
+                self._observe_contained(p, facts)
         if not done and pipeline is not None:
             facts.newest_execution = self.ctl.aws.pipeline(region, role).newest_execution(pipeline)
         return facts
+
+    def _observe_contained(self, p: object, facts: VerifyFacts) -> None:
+        """The current state of what a security step contained (blocking). Raises AwsError."""
+        region, role = self.spec.targets.region, self.spec.targets.role_key
+        seen = facts.security
+        if isinstance(p, AccessKeyParams):
+            key = self.ctl.aws.iam(region, role).access_key(p.user_name, p.access_key_id)
+            seen.access_keys[p.access_key_id] = key["Status"] if key else None
+        elif isinstance(p, LoginProfileParams):
+            seen.login_profiles[p.user_name] = self.ctl.aws.iam(region, role).has_login_profile(p.user_name)
+        elif isinstance(p, BlockIpsParams):
+            seen.ip_sets[p.id] = self.ctl.aws.waf(p.region or region, role).addresses(p.name, p.id, WafScope(p.scope),
+                                                                                     p.region)
+        elif isinstance(p, RevokeIngressParams):
+            seen.ingress[p.group_id] = [r for g in self.ctl.aws.ec2(region, role).security_groups([p.group_id])
+                                        for r in g.ingress]
+        elif isinstance(p, RotateSecretParams) and p.version_id:
+            try:
+                seen.rotations[p.secret_id] = self.ctl.aws.secrets(region, role).rotation(p.secret_id,
+                                                                                          p.version_id).state.value
+            except LookupError:  # the rotation's version was removed: it failed
+                seen.rotations[p.secret_id] = "missing"
 
     def _errors_since(self, fn: str, since: dt.datetime) -> list[str]:
         reader = self.ctl.aws.reader(self.spec.targets.region, self.spec.targets.role_key)
@@ -372,7 +421,8 @@ class _Pass(Pass):
             return
         subject, body, payload = message.resolution(self.obj.ref.namespace, self.obj.ref.name, self.spec, self.st)
         step.attempts += 1
-        sent = await self.send(subject, body, payload, {"severity": self.spec.severity.value, "level": "resolved",
+        sent = await self.send(subject, body, payload, {"severity": effective_severity(self.spec, self.st).value,
+                                                        "level": "resolved",
                                                         "type": self.spec.type.value}, level=1, contact="subscribers")
         step.state, step.finished_at = StepState.SUCCEEDED, self.ctl.clock()
         step.outputs = "; ".join(f"{n.channel} {n.target}: {n.error or 'sent'}" for n in sent)
@@ -390,7 +440,7 @@ class _Pass(Pass):
         st.escalation = st.escalation or EscalationStatus()
         for level in due:
             subject, body, payload = message.escalation(self.obj.ref.namespace, self.obj.ref.name, self.spec, st, level)
-            sent = await self.send(subject, body, payload, {"severity": self.spec.severity.value,
+            sent = await self.send(subject, body, payload, {"severity": effective_severity(self.spec, st).value,
                                                             "level": str(level.level), "type": self.spec.type.value},
                                    level.level, level.contact)
             st.escalation.notified = (st.escalation.notified + sent)[-MAX_NOTIFIED:]
@@ -463,7 +513,7 @@ class _Pass(Pass):
         st = self.st
         st.resolved_at = self.ctl.clock()
         self.stop_escalating()
-        metrics.TIME_TO_RESOLVE.labels(self.spec.type.value, self.spec.severity.value).observe(
+        metrics.TIME_TO_RESOLVE.labels(self.spec.type.value, effective_severity(self.spec, st).value).observe(
             max(0.0, (st.resolved_at - st.detected_at).total_seconds()))
         ran = [s.id for s in st.steps if s.mutating and s.state == StepState.SUCCEEDED]
         self.phase(Phase.RESOLVED, "Resolved", f"resolved and verified after {', '.join(ran) or 'a manual fix'}; set "

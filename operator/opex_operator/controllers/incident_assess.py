@@ -2,7 +2,10 @@
 the facts of every targeted source, concurrently, through the Reader port.
 
 Reads run in threads (boto3 blocks); a source that cannot be read becomes a ReadProblem (and
-so a finding naming the denied action or the missing resource), never an exception.
+so a finding naming the denied action or the missing resource), never an exception. A
+SecurityIncident's investigation (the runbook's "Investigation (15-60 minutes)") reads CloudTrail
+for its users and keys itself (:func:`investigate`), so the assessment's error scan of CloudTrail
+is left out for it.
 """
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from ..api.incident import IncidentSpec
+from ..api.incident import IncidentSpec, IncidentType
+from ..aws.reader import MAX_TRAIL_RECORDS
 from ..errors import AwsError
-from ..ports import LockSource, Reader
+from ..ports import Ec2Port, LockSource, Reader
+from ..runbooks import security
 from ..runbooks.diagnose import failure_context
 from ..runbooks.facts import LogLine, Observations, ReadProblem
 from ..termtext import plain, plain_lines
@@ -84,7 +89,11 @@ class _SharedReader:
 def _quantized(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return int(value.timestamp()) // QUANTUM
-    return tuple(value) if isinstance(value, list) else value
+    try:
+        hash(value)
+        return value
+    except TypeError:  # lists and dicts of arguments: compared by their text
+        return repr(value)
 
 
 async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_lock: LockSource | None = None) -> Observations:
@@ -92,13 +101,7 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     obs = Observations()
     t = spec.targets
     since = now - LOOKBACK
-
-    async def read(source: str, resource: str, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await asyncio.to_thread(fn, *args)
-        except (AwsError, LookupError) as err:  # every failed read is a finding
-            obs.problems.append(ReadProblem.of(source, resource, err))
-            return None
+    read = _reading(obs)
 
     async def pipeline_and_builds() -> None:
         # The pipeline and the project's recent builds at once; the build the failed action names
@@ -135,6 +138,8 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
             obs.rds = await read("RDS", f"db/{t.rds.instance_id}", reader.rds, t.rds.instance_id)
 
     async def trail() -> None:
+        if spec.type == IncidentType.SECURITY_INCIDENT:
+            return
         if t.cloud_trail:
             obs.trail_source = f"logs:{t.cloud_trail.log_group_name}"
             obs.trail_events = await read("CloudTrail", obs.trail_source, reader.trail_errors_from_logs,
@@ -157,6 +162,67 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
 
 async def _none() -> None:
     return None
+
+
+def _reading(obs: Observations) -> Callable[..., Any]:
+    """``await read(source, resource, fn, *args)``: ``fn(*args)`` in a thread; a failure becomes a
+    ReadProblem in ``obs`` and the read returns None."""
+    async def read(source: str, resource: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except (AwsError, LookupError) as err:  # every failed read is a finding
+            obs.problems.append(ReadProblem.of(source, resource, err))
+            return None
+    return read
+
+
+async def investigate(spec: IncidentSpec, reader: Reader, ec2: Ec2Port, now: dt.datetime,
+                      obs: Observations) -> security.SecurityFacts:
+    """The security investigation's reads over ``spec.targets.security.lookbackHours`` (default 24 h):
+    CloudTrail records of the users and keys (from spec.targets.cloudTrail's log group, as the
+    runbook reads it, else LookupEvents), the API access log's lines from sourceIps, and the
+    inbound rules of the named security groups and of the targeted RDS instance's groups.
+    Unreadable sources are added to ``obs.problems`` (findings naming them)."""
+    s = spec.targets.security
+    facts = security.SecurityFacts()
+    if s is None:
+        return facts
+    since = security.window_start(s, now)
+    read = _reading(obs)
+
+    async def trail() -> None:
+        terms = security.trail_terms(s)
+        if not terms:
+            return
+        if spec.targets.cloud_trail:
+            group = spec.targets.cloud_trail.log_group_name
+            source = f"logs:{group}"
+            events = await read("CloudTrail", source, reader.trail_records_from_logs, group, since, terms)
+        else:
+            source = "cloudtrail:LookupEvents"
+            events = await read("CloudTrail", source, reader.trail_records_lookup, since,
+                                security.lookup_attributes(s))
+        if events is not None:
+            facts.trail_events, facts.trail_sources = events, [source]
+            facts.trail_limit_reached = len(events) >= MAX_TRAIL_RECORDS
+
+    async def access() -> None:
+        group = s.api_access_log_group
+        if group and s.source_ips:
+            lines = await read("APIGateway", group, reader.filtered_lines, group, since,
+                               security.access_log_pattern(s.source_ips))
+            if lines is not None:
+                facts.access_lines, facts.access_group = lines, group
+
+    async def groups() -> None:
+        ids = list(dict.fromkeys([g.group_id for g in s.security_groups] +
+                                 [g.id for g in (obs.rds.security_groups if obs.rds else [])]))
+        # One call per group: a group that does not exist must not hide the others.
+        found = await asyncio.gather(*(read("EC2", f"security-group/{i}", ec2.security_groups, [i]) for i in ids))
+        facts.security_groups = [g for groups_ in found for g in groups_ or []]
+
+    await asyncio.gather(trail(), access(), groups())
+    return facts
 
 
 def plain_log(lines: list[LogLine]) -> list[LogLine]:

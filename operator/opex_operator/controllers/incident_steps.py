@@ -15,14 +15,17 @@ from typing import Any
 from .. import API_VERSION
 from ..api import ROLLBACK
 from ..api.rollback import RollbackPhase
+from ..aws.pipeline import FINISHED, PipelineStart
 from ..errors import AwsError
 from ..kube import child_name, label_value
 from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams, StartPipelineParams,
-                              StepAction, params_of)
+                              StepAction, params_of, request_token)
+from . import incident_security as security
 from .incident_terraform import force_unlock, import_existing
 from .steps import Executor, Outcome, StepContext
 
 log = logging.getLogger(__name__)
+PIPELINE_POLL = 10.0
 
 
 async def rollback_lambda(ctx: StepContext, p: LambdaRollbackParams) -> Outcome:
@@ -87,16 +90,28 @@ async def retry_stage(ctx: StepContext, p: RetryStageParams) -> Outcome:
 
 
 async def start_execution(ctx: StepContext, p: StartPipelineParams) -> Outcome:
-    """StartPipelineExecution, unless an execution started since the step did (a restart)."""
+    """StartPipelineExecution (with this step's token), unless an execution started since the step
+    did (a restart); then follow the execution to its end: done when it Succeeded, failed when it
+    ended otherwise."""
     actions = ctx.aws.pipeline(*ctx.region_role())
-    newest = await asyncio.to_thread(actions.newest_execution, p.pipeline)
-    started = ctx.step.started_at
-    if newest and started and newest[2] and newest[2] >= started - dt.timedelta(seconds=1):
-        return Outcome(done=True, outputs=f"execution {newest[0]} already started",
-                       params=p.model_copy(update={"execution_id": newest[0]}))
-    execution = await asyncio.to_thread(actions.start, p.pipeline)
-    return Outcome(done=True, outputs=f"started execution {execution} of {p.pipeline}",
-                   params=p.model_copy(update={"execution_id": execution}))
+    if p.execution_id is None:
+        newest = await asyncio.to_thread(actions.newest_execution, p.pipeline)
+        started = ctx.step.started_at
+        if newest and started and newest[2] and newest[2] >= started - dt.timedelta(seconds=1):
+            execution, text = newest[0], f"execution {newest[0]} of {p.pipeline} already started"
+        else:
+            execution = await asyncio.to_thread(actions.start, p.pipeline, request_token(ctx.ref.uid, ctx.step.id))
+            text = f"started execution {execution} of {p.pipeline}"
+        # The execution id is checkpointed before it is followed: a restart follows it, never starts another.
+        return Outcome(done=False, outputs=text, params=p.model_copy(update={"execution_id": execution}), requeue=0.0,
+                       undo=PipelineStart(changed=True, pipeline=p.pipeline, execution_id=execution).undo())
+    status = await asyncio.to_thread(actions.execution_status, p.pipeline, p.execution_id)
+    text = f"execution {p.execution_id} of {p.pipeline} is {status}"
+    if status == "Succeeded":
+        return Outcome(done=True, outputs=text)
+    if status in FINISHED:
+        return Outcome(done=True, ok=False, error=text)
+    return Outcome(done=False, outputs=text, requeue=PIPELINE_POLL)
 
 
 EXECUTORS: dict[StepAction, Executor] = {
@@ -107,12 +122,19 @@ EXECUTORS: dict[StepAction, Executor] = {
     StepAction.START_PIPELINE_EXECUTION: start_execution,
     StepAction.TERRAFORM_FORCE_UNLOCK: force_unlock,
     StepAction.TERRAFORM_IMPORT: import_existing,
+    StepAction.DEACTIVATE_ACCESS_KEY: security.deactivate_access_key,
+    StepAction.DELETE_ACCESS_KEY: security.delete_access_key,
+    StepAction.DELETE_LOGIN_PROFILE: security.remove_login_profile,
+    StepAction.UPDATE_IP_SET: security.block_ips,
+    StepAction.REVOKE_SECURITY_GROUP_INGRESS: security.revoke_ingress,
+    StepAction.ROTATE_SECRET: security.rotate_secret,
 }
 
 
 async def run_step(ctx: StepContext) -> Outcome:
     """Carry out ``ctx.step`` with the executor of its action. An AwsError becomes a failed Outcome
-    (retryable when transient); other errors reach the runtime."""
+    (retryable when transient: throttling, 5xx, no answer), as does a LookupError (an adapter naming
+    a target that does not exist); other errors reach the runtime."""
     params = params_of(ctx.step)
     executor = EXECUTORS.get(StepAction(ctx.step.action))
     if executor is None:
@@ -122,3 +144,8 @@ async def run_step(ctx: StepContext) -> Outcome:
     except AwsError as err:
         log.info("step %s of %s: %s", ctx.step.id, ctx.ref.key, err)
         return Outcome(done=True, ok=False, error=str(err), retryable=err.transient)
+    except LookupError as err:
+        if type(err) is not LookupError:  # KeyError, IndexError: a bug, not a missing target
+            raise
+        log.info("step %s of %s: %s", ctx.step.id, ctx.ref.key, err)
+        return Outcome(done=True, ok=False, error=str(err))

@@ -14,7 +14,8 @@ from ..runbooks.steps import Params
 @dataclass
 class Outcome:
     """What one call of an executor achieved. ``done`` False: still in progress (ask again after
-    ``requeue`` seconds). ``params``: parameters to record on the step (e.g. the execution it started)."""
+    ``requeue`` seconds). ``params``: parameters to record on the step (e.g. the execution it started).
+    ``undo``: how to reverse what it changed, recorded on the step for the post-incident report."""
 
     done: bool
     ok: bool = True
@@ -24,11 +25,13 @@ class Outcome:
     requeue: float = 2.0
     rollback_ref: str | None = None
     params: Params | None = None
+    undo: str | None = None
 
 
 @dataclass
 class StepContext:
-    """The step being run, its incident, and the ports an executor may use."""
+    """The step being run, its incident, and the ports an executor may use. ``resumed``: the step was
+    already Running when this pass began (an earlier attempt's call may have gone through)."""
 
     ref: ObjectRef
     spec: IncidentSpec
@@ -37,12 +40,10 @@ class StepContext:
     aws: AwsPorts
     objects: Objects
     workspaces: Workspaces
+    resumed: bool = False
 
     def region_role(self) -> tuple[str | None, str | None]:
         return self.spec.targets.region, self.spec.targets.role_key
-
-
-Executor = Callable[[StepContext, Any], Awaitable[Outcome]]
 
 
 Executor = Callable[[StepContext, Any], Awaitable[Outcome]]

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from ..aws.budget import Budget
 from ..aws.clients import AwsClients
+from ..aws.ec2 import Ec2Actions
+from ..aws.iam import IamActions
 from ..aws.lambda_ import LambdaActions
 from ..aws.pipeline import PipelineActions
 from ..aws.reader import AwsReader
+from ..aws.secrets import SecretsActions
 from ..aws.site import SiteActions
+from ..aws.waf import WafActions
 from ..config import Settings
 from ..kube import Kube
 from ..notify.senders import SnsSender, post_webhook
@@ -39,6 +43,18 @@ class AwsAdapters:
 
     def sns(self, region: str | None, role_key: str | None) -> SnsSender:
         return SnsSender(self.clients.client("sns", region, role_key))
+
+    def iam(self, region: str | None, role_key: str | None) -> IamActions:
+        return IamActions(self.clients, region, role_key)
+
+    def waf(self, region: str | None, role_key: str | None) -> WafActions:
+        return WafActions(self.clients, region, role_key)
+
+    def ec2(self, region: str | None, role_key: str | None) -> Ec2Actions:
+        return Ec2Actions(self.clients, region, role_key)
+
+    def secrets(self, region: str | None, role_key: str | None) -> SecretsActions:
+        return SecretsActions(self.clients, region, role_key)
 
 
 def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[str, Controller]:

@@ -5,19 +5,36 @@ manager if not resolved in 30 minutes, Level 3 CTO for critical production issue
 matrix is operator policy (``policy.DEFAULT_LEVELS``); an Incident's ``spec.escalation.levels``
 replaces it. Times count from ``status.detectedAt``; ``status.escalation.nextEscalationAt`` is
 persisted so a restart neither skips nor repeats a level.
+
+A critical security incident in production pages every level at once: the matrix's Level 3 is
+for critical production issues, and the runbook's "Security Incident Response" contains one
+within 15 minutes, long before the Level 2 window of 30 minutes has passed.
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from ..api.incident import EscalationLevel, Severity
+from ..api.incident import EscalationLevel, IncidentType, Severity
+
+PRODUCTION = "production"  # the environment the matrix calls production (policy.DEFAULT_LEVELS)
 
 
-def applicable(levels: list[EscalationLevel], severity: Severity, environment: str) -> list[EscalationLevel]:
-    """The levels that apply to this severity and environment, lowest first."""
-    return sorted((lv for lv in levels
-                   if (not lv.severities or severity in lv.severities)
-                   and (not lv.environments or environment in lv.environments)), key=lambda lv: lv.level)
+def immediate(incident_type: IncidentType | None, severity: Severity, environment: str) -> bool:
+    """True when every level is paged at detection: a critical SecurityIncident in production."""
+    return (incident_type == IncidentType.SECURITY_INCIDENT and severity == Severity.CRITICAL
+            and environment == PRODUCTION)
+
+
+def applicable(levels: list[EscalationLevel], severity: Severity, environment: str,
+               incident_type: IncidentType | None = None) -> list[EscalationLevel]:
+    """The levels that apply to this severity, environment and type, lowest first; with their
+    ``afterSeconds`` set to 0 when :func:`immediate` (each level is paged at once)."""
+    chosen = sorted((lv for lv in levels
+                     if (not lv.severities or severity in lv.severities)
+                     and (not lv.environments or environment in lv.environments)), key=lambda lv: lv.level)
+    if immediate(incident_type, severity, environment):
+        return [lv.model_copy(update={"after_seconds": 0}) for lv in chosen]
+    return chosen
 
 
 def due(levels: list[EscalationLevel], detected_at: dt.datetime, now: dt.datetime, current_level: int,

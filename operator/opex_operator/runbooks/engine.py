@@ -10,7 +10,7 @@ answer.
 
 Approval rules (DESIGN.md §3): in ``DryRun`` a mutating step is recorded, never run; in
 ``Manual`` (default) it waits until its id is listed in ``spec.remediation.approvedSteps``;
-in ``Auto`` it runs. A step already ``Running`` (intent recorded, outcome not) is resumed by
+in ``Auto`` it runs, unless the step ``requires_approval`` (a security incident's recovery). A step already ``Running`` (intent recorded, outcome not) is resumed by
 its executor, which checks the current state first, so it never acts twice.
 """
 from __future__ import annotations
@@ -22,8 +22,10 @@ from enum import StrEnum
 from ..api.incident import (EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode,
                             Step, StepPolicy, StepState)
 from ..notify import escalation as matrix
+from . import security_response
 from .facts import FunctionState
 from .plan import ASSESS, CLASSIFY, NOTIFY, VERIFY, read_step
+from .steps import params_of
 
 TERMINAL = {IncidentPhase.RESOLVED, IncidentPhase.FAILED, IncidentPhase.CLOSED}
 # A page carries the root cause, so it waits for the diagnosis, but never longer than this.
@@ -135,7 +137,8 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
         if step.mutating:
             if mode == RemediationMode.DRY_RUN:
                 return Decision(Move.DRY_RUN, step)
-            if mode == RemediationMode.MANUAL and step.id not in spec.remediation.approved_steps:
+            if ((mode == RemediationMode.MANUAL or step.requires_approval)
+                    and step.id not in spec.remediation.approved_steps):
                 return Decision(Move.AWAIT_APPROVAL, step)
         return Decision(Move.RUN, step)
     if recorded_dry_run:
@@ -155,19 +158,22 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
 class VerifyFacts:
     """What verification observed: per function its state and the ERROR lines logged since its
     step finished; per pipeline the execution a step started or retried and its status; and,
-    when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``."""
+    when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``;
+    the state of what the security steps contained."""
 
     functions: dict[str, tuple[FunctionState, list[str]]] = field(default_factory=dict)
     executions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     newest_execution: tuple[str, str, dt.datetime | None] | None = None
+    security: security_response.ContainmentFacts = field(default_factory=security_response.ContainmentFacts)
 
 
 def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> tuple[VerifyOutcome, str]:
     """Whether the remediation that ran holds, and what was seen (the runbook's "verify").
 
     A function must be Active with its last update Successful and have logged no ERROR since its
-    step; a pipeline execution must have Succeeded. With no automated step, only a new
-    successful execution of the target ``pipeline`` after detection verifies a manual fix.
+    step; a pipeline execution must have Succeeded; what a security step contained must still be
+    contained (``security_response.holds``). With no automated step, only a new successful
+    execution of the target ``pipeline`` after detection verifies a manual fix.
     """
     seen: list[str] = []
     pending = False
@@ -186,6 +192,14 @@ def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> 
             return VerifyOutcome.FAILED, f"execution {execution} of {name} is {state}"
         pending = pending or state != "Succeeded"
         seen.append(f"execution {execution} of {name} is {state}")
+    for s in status.steps:
+        if s.state != StepState.SUCCEEDED or s.action not in security_response.CHECKED:
+            continue
+        ok, text = security_response.holds(params_of(s), facts.security)
+        if ok is False:
+            return VerifyOutcome.FAILED, text
+        pending = pending or ok is None
+        seen.append(text)
     if not any(s.mutating and s.state == StepState.SUCCEEDED for s in status.steps):
         newest = facts.newest_execution
         if pipeline is None:

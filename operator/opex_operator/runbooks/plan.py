@@ -21,6 +21,9 @@ terraform-import-<addr>    terraform:Import                      root cause Depl
                                                                  the workspace
 =========================  ====================================  ==========================================
 
+A SecurityIncident's containment and recovery steps come from its spec's security targets
+(``runbooks.security_response``), whatever the root cause.
+
 Refresh-only and ``state rm`` are not planned: no failure signal reliably calls for them (a
 DriftCheck's ``RefreshOnly`` resolution covers state that drifted). Every other root cause
 (permission denied, a naming conflict outside Terraform, quota, validation, failing tests,
@@ -31,11 +34,12 @@ from __future__ import annotations
 
 import re
 
-from ..api.incident import IncidentSpec, RootCause, RootCauseCategory as Cat, Step
+from ..api.incident import IncidentSpec, IncidentType, RootCause, RootCauseCategory as Cat, Step
 from .diagnose import release_broke
 from .facts import Observations
+from . import security_response
 from .steps import (ForceUnlockParams, ImportParams, LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams,
-                    StartPipelineParams, StepAction as A, step)
+                    StartPipelineParams, StepAction as A, slug, step)
 
 ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resolved"
 READ_STEPS = {ASSESS: A.ASSESS, CLASSIFY: A.CLASSIFY, VERIFY: A.VERIFY, NOTIFY: A.NOTIFY}
@@ -45,11 +49,6 @@ RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_
 # Terraform's AWS provider: "Error: creating IAM Role (name): ... already exists" then "with ADDRESS,".
 TF_CONFLICT = re.compile(r"Error: creating [^(\n]+\((?P<id>[^)\s]+)\)[^\n]*(?:already exists|AlreadyExists)"
                          r"(?:.|\n){0,400}?with (?P<address>[\w.\[\]\"-]+),")
-
-
-def slug(name: str) -> str:
-    """A step-id-safe form of an AWS name: lowercase, [a-z0-9-], at most 60 characters."""
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:60] or "x"
 
 
 def read_step(step_id: str) -> Step:
@@ -107,4 +106,6 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
         steps.append(step(f"update-lambda-env-{slug(env.function_name)}", A.UPDATE_FUNCTION_CONFIGURATION,
                           LambdaEnvironmentParams(function_name=env.function_name, keys=keys),
                           f"set environment variables {keys} of {env.function_name}"))
+    if spec.type == IncidentType.SECURITY_INCIDENT:
+        steps += security_response.steps(spec)
     return steps

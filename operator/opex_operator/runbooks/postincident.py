@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..api.incident import (IncidentSpec, IncidentStatus, PostIncident, RootCauseCategory as Cat, Severity,
-                            SourceKind, StepState)
+                            SourceKind, StepState, effective_severity)
 
 FOLLOW_UP = {
     Cat.LAMBDA_DEPLOYMENT: "Fix the release that was rolled back and redeploy it through the pipeline; add a "
@@ -46,6 +46,11 @@ FOLLOW_UP = {
     Cat.DATABASE_CPU: "Find the expensive queries in Performance Insights; consider a larger instance class.",
     Cat.DATABASE_CONNECTIONS: "Pool connections (RDS Proxy) and alarm on DatabaseConnections near max_connections.",
     Cat.PERFORMANCE_INSIGHTS_OFF: "Keep Performance Insights enabled on every production database (as code).",
+    Cat.COMPROMISED_CREDENTIALS: "Find how the credentials leaked (repositories, CI logs, laptops) and replace "
+                                 "long-lived access keys with roles and short-lived credentials; review every call "
+                                 "the findings list and what it touched (data read, resources created).",
+    Cat.EXPOSED_ADMIN_PORT: "Reach admin ports through a VPN, bastion or SSM Session Manager only; enable the AWS "
+                            "Config rule restricted-ssh (or Security Hub EC2.19) to catch a world-open rule.",
     Cat.UNKNOWN: "Extend the runbook: no known failure signal matched this incident.",
 }
 
@@ -53,9 +58,11 @@ FOLLOW_UP = {
 def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_name: str) -> PostIncident:
     """The post-incident record for a Resolved or Failed incident."""
     cause = status.root_cause
+    severity = effective_severity(spec, status)
+    serious = severity in (Severity.CRITICAL, Severity.HIGH)
     items = []
-    if spec.severity in (Severity.CRITICAL, Severity.HIGH):
-        items.append(f"Hold a blameless post-mortem (severity {spec.severity.value}).")
+    if serious:
+        items.append(f"Hold a blameless post-mortem (severity {severity.value}).")
     if cause is not None:
         items.append(FOLLOW_UP[cause.category])
     if spec.source is None or spec.source.kind == SourceKind.MANUAL:
@@ -71,19 +78,23 @@ def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_
         time_to_assess_seconds=int((status.assessed_at - status.detected_at).total_seconds())
         if status.assessed_at and status.detected_at else None,
         root_cause=f"{cause.category.value}: {cause.summary}"[:1024] if cause else None,
-        action_items=items, post_mortem_required=spec.severity in (Severity.CRITICAL, Severity.HIGH),
+        action_items=items, post_mortem_required=serious,
         report_ref={"name": report_name})
 
 
 def markdown(namespace: str, name: str, spec: IncidentSpec, status: IncidentStatus, rec: PostIncident) -> str:
     """The post-incident report as Markdown (for the ConfigMap the Incident owns)."""
+    severity = effective_severity(spec, status)
     out = [f"# Post-incident report: {spec.title}", "",
-           f"- Incident: `{namespace}/{name}` ({spec.type.value}, severity **{spec.severity.value}**, "
+           f"- Incident: `{namespace}/{name}` ({spec.type.value}, severity **{severity.value}**, "
            f"environment {spec.environment})",
            f"- Outcome: **{status.phase.value if status.phase else '-'}**",
            f"- Detected: {status.detected_at}; assessed: {status.assessed_at}; resolved: {status.resolved_at}",
            f"- Time to assess: {rec.time_to_assess_seconds} s; duration: {rec.duration_seconds} s",
-           f"- Post-mortem required: {'yes' if rec.post_mortem_required else 'no'}", ""]
+           f"- Post-mortem required: {'yes' if rec.post_mortem_required else 'no'}"]
+    if status.classification is not None and status.classification.raised:
+        out.append(f"- Classification: {status.classification.reason}")
+    out.append("")
     if spec.summary:
         out += ["## Summary", "", spec.summary, ""]
     out += ["## Root cause", "", rec.root_cause or "not identified", ""]
@@ -94,6 +105,10 @@ def markdown(namespace: str, name: str, spec: IncidentSpec, status: IncidentStat
     out += ["## Steps", "", "| step | action | state | attempts | outputs / error |", "|---|---|---|---|---|"]
     out += [f"| {s.id} | {s.action} | {s.state.value} | {s.attempts} | {(s.error or s.outputs or '').replace('|', '/')} |"
             for s in status.steps]
+    undo = [s for s in status.steps if s.undo]
+    if undo:
+        out += ["", "## Undo", "", "What the steps changed, and how to reverse it once it is safe:", ""]
+        out += [f"- `{s.id}`: {s.undo}" for s in undo]
     out += ["", "## Timeline", "", "| time | event | message |", "|---|---|---|"]
     out += [f"| {t.time} | {t.reason} | {t.message.replace('|', '/')} |" for t in status.timeline]
     out += ["", "## Action items", ""] + [f"- [ ] {item}" for item in rec.action_items]

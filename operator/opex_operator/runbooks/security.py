@@ -24,15 +24,15 @@ from typing import Iterable
 from pydantic import Field
 
 from ..api.common import Model
-from ..api.incident import FindingSeverity, Severity
+from ..api.incident import FindingSeverity, RootCause, RootCauseCategory as Cat, Severity
 from ..api.security import SecurityTargets, parse_cidr, parse_cidr_loose
 from ..errors import ACCESS_DENIED
+from ..notify.escalation import PRODUCTION
 from .diagnose import Diagnosis
 from .facts import LogLine, TrailEvent
 
 TOP = 5                 # entries of each "top" list in a finding's evidence
 SAMPLE_LINES = 10       # access-log lines quoted in a finding
-PRODUCTION = "production"  # the environment the escalation matrix calls production (policy.DEFAULT_LEVELS)
 LOOPBACK = "127.0.0.1"     # the runbook's access-log filter: ip != "127.0.0.1"
 
 # Remote administration and data-store ports that must not be open to the world: CIS AWS
@@ -505,3 +505,40 @@ def investigate(targets: SecurityTargets, environment: str, declared: Severity, 
     open_rules = world_open_admin_rules(facts.security_groups)
     _group_findings(d, open_rules, {g.group_id for g in targets.security_groups})
     return Investigation(d, usages, access, open_rules, classify(declared, evidence(environment, usages, open_rules)))
+
+
+def root_cause(inv: Investigation, targets: SecurityTargets, now: dt.datetime) -> RootCause:
+    """The security incident's root cause, citing its findings.
+
+    * CompromisedCredentials: a compromised user's credentials were used from an unknown address
+      (suspicious, or outside knownCidrs), whether the calls succeeded or were denied: someone
+      else holds them;
+    * ExposedAdminPort: otherwise, a group is open to the world on an admin port;
+    * Unknown: no such evidence in the window (containment still applies to what the spec names).
+    """
+    addresses = Addresses(targets.source_ips, targets.known_cidrs)
+    ref = inv.findings.refs.get
+    used = [(u, [ip for ip in u.source_ips if addresses.unknown(ip)]) for u in inv.usages]
+    used = [(u, ips) for u, ips in used if ips]
+    if used:
+        parts = []
+        for u, ips in used:
+            calls = sum(u.source_ips[ip] for ip in ips)
+            succeeded = sum(u.unknown_success.values())
+            parts.append(f"IAM user {u.user_name}'s credentials were used from unknown addresses {', '.join(ips)}: "
+                         f"{calls} calls, {succeeded} succeeded (e.g. {top(u.unknown_apis or u.denied_apis, 2)})")
+        evidence = [ref(f"trail:{u.user_name}") for u, _ in used] + [ref("access-log")]
+        return RootCause(category=Cat.COMPROMISED_CREDENTIALS, summary="; ".join(parts),
+                         evidence=[e for e in evidence if e][:10], identified_at=now)
+    if inv.open_rules:
+        first = inv.open_rules[0]
+        more = f" (+{len(inv.open_rules) - 1} more rules)" if len(inv.open_rules) > 1 else ""
+        return RootCause(category=Cat.EXPOSED_ADMIN_PORT,
+                         summary=f"{first.group.group_id} is open to the world: {first.label()}{more}",
+                         evidence=[e for e in dict.fromkeys(ref(f"sg:{o.group.group_id}") for o in inv.open_rules)
+                                   if e][:10], identified_at=now)
+    what = ", ".join(u.user_name for u in inv.usages) or "the named users"
+    return RootCause(category=Cat.UNKNOWN, identified_at=now,
+                     summary=f"no use of {what}'s credentials from unknown addresses and no world-open admin port in "
+                             f"the last {targets.lookback_hours} h; the containment steps still apply to what the "
+                             f"spec names")

@@ -7,9 +7,12 @@ code reads parameters. Executors are registered per action in ``controllers.inci
 """
 from __future__ import annotations
 
+import re
+import uuid
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from ..api.incident import Step
@@ -29,6 +32,12 @@ class StepAction(StrEnum):
     START_PIPELINE_EXECUTION = "codepipeline:StartPipelineExecution"
     TERRAFORM_FORCE_UNLOCK = "terraform:ForceUnlock"
     TERRAFORM_IMPORT = "terraform:Import"
+    DEACTIVATE_ACCESS_KEY = "iam:UpdateAccessKey"
+    DELETE_ACCESS_KEY = "iam:DeleteAccessKey"
+    DELETE_LOGIN_PROFILE = "iam:DeleteLoginProfile"
+    UPDATE_IP_SET = "wafv2:UpdateIPSet"
+    REVOKE_SECURITY_GROUP_INGRESS = "ec2:RevokeSecurityGroupIngress"
+    ROTATE_SECRET = "secretsmanager:RotateSecret"
 
 
 class Params(BaseModel):
@@ -39,6 +48,18 @@ class Params(BaseModel):
     def wire(self) -> dict[str, str]:
         """The string map stored in ``status.steps[].params`` (unset values left out)."""
         return {k: str(v) for k, v in self.model_dump(by_alias=True, exclude_none=True).items()}
+
+    def target_region(self) -> str | None:
+        """The region the step acts in when it is not the incident's (``spec.targets.region``), else None."""
+        return None
+
+
+def _split(value: object) -> object:
+    return [v for v in value.split(",") if v] if isinstance(value, str) else value
+
+
+# A list carried as one comma-separated string in the step's params (a string map on the wire).
+CommaList = Annotated[list[str], BeforeValidator(_split), PlainSerializer(lambda v: ",".join(v), return_type=str)]
 
 
 class NoParams(Params):
@@ -91,6 +112,51 @@ class ImportParams(Params):
     id: str
 
 
+class AccessKeyParams(Params):
+    """deactivate-access-key-<key> / delete-access-key-<key>: one leaked key of one IAM user."""
+
+    user_name: str
+    access_key_id: str
+
+
+class LoginProfileParams(Params):
+    """remove-login-profile-<user>: the user's console password."""
+
+    user_name: str
+
+
+class BlockIpsParams(Params):
+    """block-ips-<set>: ``addresses`` added to a WAFv2 IP set (``region`` us-east-1 for CLOUDFRONT)."""
+
+    name: str
+    id: str
+    scope: str
+    region: str | None = None
+    addresses: CommaList
+    allow_private_ranges: bool = False
+    allow_world_ranges: bool = False
+
+    def target_region(self) -> str | None:
+        return self.region
+
+
+class RevokeIngressParams(Params):
+    """revoke-ingress-<group>-<protocol>-<ports>: the exact inbound rules from ``cidrs``."""
+
+    group_id: str
+    protocol: str
+    from_port: int | None = None
+    to_port: int | None = None
+    cidrs: CommaList
+
+
+class RotateSecretParams(Params):
+    """rotate-secret-<name>: RotateSecret; ``version_id`` is recorded once the rotation started."""
+
+    secret_id: str
+    version_id: str | None = None
+
+
 PARAMS: dict[StepAction, type[Params]] = {
     StepAction.ASSESS: NoParams, StepAction.CLASSIFY: NoParams, StepAction.VERIFY: NoParams,
     StepAction.NOTIFY: NoParams,
@@ -98,20 +164,42 @@ PARAMS: dict[StepAction, type[Params]] = {
     StepAction.UPDATE_FUNCTION_CONFIGURATION: LambdaEnvironmentParams,
     StepAction.RETRY_STAGE_EXECUTION: RetryStageParams, StepAction.START_PIPELINE_EXECUTION: StartPipelineParams,
     StepAction.TERRAFORM_FORCE_UNLOCK: ForceUnlockParams, StepAction.TERRAFORM_IMPORT: ImportParams,
+    StepAction.DEACTIVATE_ACCESS_KEY: AccessKeyParams, StepAction.DELETE_ACCESS_KEY: AccessKeyParams,
+    StepAction.DELETE_LOGIN_PROFILE: LoginProfileParams, StepAction.UPDATE_IP_SET: BlockIpsParams,
+    StepAction.REVOKE_SECURITY_GROUP_INGRESS: RevokeIngressParams, StepAction.ROTATE_SECRET: RotateSecretParams,
 }
 
 
-def step(step_id: str, action: StepAction, params: Params | None = None, inputs: str | None = None) -> Step:
-    """A new Pending step; mutating unless its action is one of the runbook's reads."""
+def step(step_id: str, action: StepAction, params: Params | None = None, inputs: str | None = None,
+         requires_approval: bool = False) -> Step:
+    """A new Pending step; mutating unless its action is one of the runbook's reads. With
+    ``requires_approval`` it waits for approval even in Auto mode."""
     params = params or NoParams()
     if not isinstance(params, PARAMS[action]):
         raise TypeError(f"{action} takes {PARAMS[action].__name__}, not {type(params).__name__}")
-    return Step(id=step_id, action=action.value, mutating=action not in READS, params=params.wire(), inputs=inputs)
+    return Step(id=step_id, action=action.value, mutating=action not in READS, params=params.wire(), inputs=inputs,
+                requires_approval=requires_approval)
 
 
 def params_of(s: Step) -> Params:
     """The step's parameters as its action's model. Raises ValueError for an unknown action."""
     return PARAMS[StepAction(s.action)].model_validate(s.params)
+
+
+def slug(name: str) -> str:
+    """A step-id-safe form of an AWS name: lowercase, [a-z0-9-], at most 60 characters."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:60] or "x"
+
+
+# Idempotency tokens live in this namespace: uuid5(TOKENS, "<incident uid>/<step id>").
+TOKENS = uuid.UUID("5b1f0d3e-8f3c-4a51-9d0e-6f7c1e2a4b90")
+
+
+def request_token(incident_uid: str, step_id: str) -> str:
+    """The idempotency token of one step of one incident (a UUID, 36 characters): the same on every
+    attempt and after a restart, so AWS treats a repeated call as the one already made (Secrets
+    Manager's ClientRequestToken, CodePipeline's clientRequestToken)."""
+    return str(uuid.uuid5(TOKENS, f"{incident_uid}/{step_id}"))
 
 
 READS = {StepAction.ASSESS, StepAction.CLASSIFY, StepAction.VERIFY, StepAction.NOTIFY}

@@ -1,0 +1,348 @@
+"""A SecurityIncident through the Incident controller on fakes of every port: investigation and
+classification, containment in Auto, approvals in Manual, recovery, restart safety and faults."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from opex_operator.api.incident import IncidentStatus, StepState
+from opex_operator.controllers.incident import IncidentController
+from opex_operator.policy import Policy
+from opex_operator.runbooks.facts import LogLine, TrailEvent
+from opex_operator.runbooks.security import IngressRule
+from opex_operator.runbooks.steps import request_token
+from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, aws_error,
+                           condition, observed, sink_of)
+
+USER, KEY, OTHER_KEY = "ci-deployer", "AKIAIOSFODNN7LEAKED1", "AKIAIOSFODNN7OTHER01"
+HOSTILE, CI_NAT = "203.0.113.66", "198.51.100.10"
+SET_ID, GROUP = "5f3c1a9e-7b2d-4e8f-9a6b-0c1d2e3f4a5b", "sg-0b7a5e1d2c3f4a5b6"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:security-oncall"
+CONTAINMENT = [f"deactivate-access-key-{KEY.lower()}", f"remove-login-profile-{USER}", "block-ips-blocked-ips",
+               f"revoke-ingress-{GROUP}-tcp-22"]
+RECOVERY = ["rotate-secret-prod-checkout-db", "redeploy-checkout-pipeline"]
+SSH_WORLD = [IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="0.0.0.0/0", description="debugging"),
+             IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="::/0", description="debugging")]
+SSH_VPN = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="10.0.0.0/8", description="VPN")
+HTTPS = IngressRule(protocol="tcp", from_port=443, to_port=443, cidr="0.0.0.0/0")
+
+
+def policy(*actions: str) -> Policy:
+    return Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": list(actions)}]})
+
+
+CONTAINMENT_ACTIONS = ("iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:DeleteLoginProfile", "wafv2:UpdateIPSet",
+                       "ec2:RevokeSecurityGroupIngress")
+ALL_ACTIONS = CONTAINMENT_ACTIONS + ("secretsmanager:RotateSecret", "codepipeline:StartPipelineExecution")
+
+
+def incident(mode: str = "Auto", severity: str = "high", secrets=("prod/checkout/db",), **remediation) -> dict:
+    return {"type": "SecurityIncident", "severity": severity, "title": "CI deploy key leaked",
+            "environment": "production", "remediation": {"mode": mode, **remediation},
+            "notify": {"snsTopicArns": [TOPIC]},
+            "targets": {"cloudTrail": {"logGroupName": "CloudTrail/management-events"},
+                        "security": {"iamUsers": [{"userName": USER, "accessKeyIds": [KEY]}],
+                                     "sourceIps": [f"{HOSTILE}/32"], "knownCidrs": [f"{CI_NAT}/32"],
+                                     "wafIpSets": [{"name": "blocked-ips", "id": SET_ID, "scope": "REGIONAL"}],
+                                     "securityGroups": [{"groupId": GROUP, "protocol": "tcp", "fromPort": 22,
+                                                         "toPort": 22}],
+                                     "secrets": list(secrets), "redeployPipeline": "checkout-pipeline",
+                                     "apiAccessLogGroup": "/aws/apigateway/checkout-prod"}}}
+
+
+def call(minutes: int, name: str, source: str, ip: str, error: str | None = None) -> TrailEvent:
+    return TrailEvent(time=T0 - dt.timedelta(minutes=minutes), event_name=name, event_source=f"{source}.amazonaws.com",
+                      error_code=error, source_ip=ip, user_agent="python-requests/2.31.0", access_key_id=KEY,
+                      user_name=USER, event_id=f"ev-{minutes}")
+
+
+def access_line(minutes: int, ip: str, path: str) -> LogLine:
+    return LogLine(time=T0 - dt.timedelta(minutes=minutes), group="/aws/apigateway/checkout-prod", stream="access",
+                   message=f'{{"ip": "{ip}", "httpMethod": "GET", "resourcePath": "{path}", "status": "200"}}')
+
+
+class World(IncidentWorld):
+    """A SecurityIncident, its controller, and the fake estate it acts on."""
+
+    def __init__(self, spec: dict, allowed=CONTAINMENT_ACTIONS, trail=None):
+        trail = trail if trail is not None else [
+            call(600, "UpdateFunctionCode20150331v2", "lambda", CI_NAT), call(85, "ListBuckets", "s3", HOSTILE),
+            call(80, "GetSecretValue", "secretsmanager", HOSTILE),
+            call(75, "CreateUser", "iam", HOSTILE, "AccessDenied")]
+        self.reader = FakeReader(trail=trail, errors_after=[access_line(88, HOSTILE, "/admin"),
+                                                            access_line(60, "127.0.0.1", "/health")])
+        self.aws = FakeAws(self.reader)
+        self.aws.the_iam.add_user(USER, KEY, OTHER_KEY)
+        self.aws.the_iam.add_user("release-bot", "AKIAIOSFODNN7BYSTAND")
+        self.aws.the_waf.add("blocked-ips", SET_ID, addresses=["192.0.2.0/24"])
+        self.aws.the_ec2.add(GROUP, *SSH_WORLD, SSH_VPN, HTTPS)
+        self.aws.the_secrets.add("prod/checkout/db")
+        self.aws.the_secrets.add("prod/checkout/api-token", rotation=False)
+        self.aws.the_pipeline.executions = [["e-0", "Succeeded", T0 - dt.timedelta(days=1)]]
+        self.clock, self.allowed = Clock(), allowed
+        self.status = IncidentStatus()
+        self.obj = observed(self.status, spec, "incidents", name="ci-key-leaked")
+        self.ctl = self.controller()
+
+    def controller(self) -> IncidentController:
+        return IncidentController(self.aws, FakeObjects(), FakeWorkspaces(), policy(*self.allowed), webhook=None,
+                                  clock=self.clock)
+
+    def approve(self, *ids: str) -> None:
+        self.change_spec(approvedSteps=list(ids))
+
+
+def test_auto_contains_investigates_and_leaves_recovery_to_a_person():
+    w = World(incident("Auto"))
+    w.drive()
+    st, aws = w.status, w.aws
+    assert st.phase == "AwaitingApproval"
+    assert [s.id for s in st.steps] == ["assess", "classify", *CONTAINMENT, *RECOVERY, "verify", "notify-resolved"]
+    assert [w.step(i).state for i in CONTAINMENT] == [StepState.SUCCEEDED] * 4
+    assert w.step(RECOVERY[0]).state == StepState.AWAITING_APPROVAL and w.step(RECOVERY[1]).state == StepState.PENDING
+    # contained: only the leaked key, only this user's console password, the address beside the others,
+    # exactly the world-open SSH rules
+    assert aws.the_iam.keys == {USER: {KEY: "Inactive", OTHER_KEY: "Active"}, "release-bot":
+                                {"AKIAIOSFODNN7BYSTAND": "Active"}}
+    assert aws.the_iam.login_profiles == {"release-bot"}
+    assert aws.the_waf.sets[SET_ID]["addresses"] == ["192.0.2.0/24", f"{HOSTILE}/32"]
+    assert aws.the_ec2.groups[GROUP] == [SSH_VPN, HTTPS]
+    assert aws.the_secrets.calls == [] and len(aws.the_pipeline.calls) == 0
+    # each step says what it changed and how to undo it
+    key = w.step(CONTAINMENT[0])
+    assert key.outputs == f"access key {KEY} of IAM user {USER}: Active -> Inactive"
+    assert key.undo == f"aws iam update-access-key --user-name {USER} --access-key-id {KEY} --status Active"
+    assert f"remove {HOSTILE}/32 from WAF IP set blocked-ips" in w.step("block-ips-blocked-ips").undo
+    assert "authorize-security-group-ingress" in w.step(CONTAINMENT[3]).undo
+    assert '"CidrIp":"0.0.0.0/0"' in w.step(CONTAINMENT[3]).undo and "10.0.0.0/8" not in w.step(CONTAINMENT[3]).undo
+    # investigated: CloudTrail use from the hostile address, its access-log requests, the open group
+    trail = next(f for f in st.findings if f.source == "CloudTrail")
+    assert f"succeeded from unknown addresses {HOSTILE}" in trail.observed and "s3:ListBuckets ×1" in trail.evidence
+    access = next(f for f in st.findings if f.source == "APIGateway")
+    assert access.observed.startswith(f"1 requests from suspicious addresses: {HOSTILE} ×1")
+    assert any(f.source == "EC2" and GROUP in f.observed for f in st.findings)
+    assert st.root_cause.category == "CompromisedCredentials" and HOSTILE in st.root_cause.summary
+    assert trail.id in st.root_cause.evidence
+    # classified critical on evidence (declared high), recorded, and Level 3 paged at once
+    c = st.classification
+    assert (c.declared_severity, c.severity, c.raised) == ("high", "critical", True)
+    assert "unknown address 203.0.113.66" in c.reason and "in production" in c.reason
+    raised = next(e for e in sink_of(w.obj).events if e[1] == "SeverityRaised")
+    assert raised[0] == "Warning" and raised[2] == c.reason
+    assert [p[2] for p in aws.the_sns.published] == [
+        {"severity": "critical", "level": str(n), "type": "SecurityIncident"} for n in (1, 2, 3)]
+    assert st.escalation.current_level == 3 and st.escalation.next_escalation_at is None
+    waiting = next(e for e in sink_of(w.obj).events if e[1] == "AwaitingApproval")
+    assert "a person approves it even in Auto mode" in waiting[2]
+
+
+def test_manual_changes_nothing_until_each_step_is_approved():
+    w = World(incident("Manual"))
+    w.drive()
+    assert w.status.phase == "AwaitingApproval" and w.step(CONTAINMENT[0]).state == StepState.AWAITING_APPROVAL
+    assert w.aws.security_calls() == []
+    assert condition(w.status, "Remediated").reason == "AwaitingApproval"
+    w.approve(CONTAINMENT[0], CONTAINMENT[2])
+    w.drive()
+    assert w.step(CONTAINMENT[0]).state == StepState.SUCCEEDED
+    assert w.step(CONTAINMENT[1]).state == StepState.AWAITING_APPROVAL
+    assert [c[0] for c in w.aws.security_calls()] == ["UpdateAccessKey"]
+    assert w.aws.the_waf.sets[SET_ID]["addresses"] == ["192.0.2.0/24"]
+
+
+class Killed(BaseException):
+    """The operator process died (SIGKILL): nothing after the call was recorded."""
+
+
+def test_restart_mid_containment_runs_no_call_twice():
+    w = World(incident("Auto"))
+    waf = w.aws.the_waf
+    block = waf.block_addresses
+
+    def block_then_die(p):
+        block(p)   # the call reached AWS ...
+        raise Killed()   # ... and the operator died before recording its outcome
+
+    waf.block_addresses = block_then_die
+    with pytest.raises(Killed):
+        w.drive()
+    saved = IncidentStatus.model_validate(w.obj.recorder.saved)
+    assert saved.steps[4].id == "block-ips-blocked-ips" and saved.steps[4].state == StepState.RUNNING
+    waf.block_addresses = block
+
+    # a new operator process: status as the API server has it, a new controller
+    w.status = saved
+    w.obj = observed(saved, w.obj.spec, "incidents", name="ci-key-leaked")
+    w.obj.recorder.saved = saved.model_dump(mode="json", by_alias=True, exclude_none=True)
+    w.ctl = w.controller()
+    w.drive()
+    assert [w.step(i).state for i in CONTAINMENT] == [StepState.SUCCEEDED] * 4
+    assert [w.step(i).attempts for i in CONTAINMENT] == [1, 1, 1, 1]
+    assert [c[0] for c in w.aws.security_calls()] == ["UpdateAccessKey", "DeleteLoginProfile", "UpdateIPSet",
+                                                      "RevokeSecurityGroupIngress"]
+    assert w.step("block-ips-blocked-ips").outputs == (f"nothing added to WAF IP set blocked-ips (REGIONAL, IPV4); "
+                                                       f"already there: {HOSTILE}/32")
+
+
+def test_recovery_rotates_once_redeploys_follows_the_execution_and_resolves():
+    w = World(incident("Auto"), allowed=ALL_ACTIONS)
+    w.drive()
+    w.aws.the_secrets.hold = True  # the rotation function is still running
+    w.approve(*RECOVERY)
+    assert w.drive() == 10.0
+    rotate = w.step(RECOVERY[0])
+    token = request_token("uid-ci-key-leaked", RECOVERY[0])
+    assert rotate.state == StepState.RUNNING and rotate.params["versionId"] == token
+    assert rotate.outputs == f"secret prod/checkout/db: rotation in progress, version v1 -> {token}"
+    assert w.drive() == 10.0  # still running: followed, not started again
+    w.aws.the_secrets.finish("prod/checkout/db")
+    assert w.drive() == 10.0  # the redeploy started and is followed
+    redeploy = w.step(RECOVERY[1])
+    assert rotate.state == StepState.SUCCEEDED and "rotated" in rotate.outputs
+    assert "update-secret-version-stage" in rotate.undo and "--move-to-version-id v1" in rotate.undo
+    assert w.aws.the_secrets.calls == [("RotateSecret", "prod/checkout/db", token)]
+    assert w.aws.the_pipeline.calls == [("StartPipelineExecution", "checkout-pipeline",
+                                         request_token("uid-ci-key-leaked", RECOVERY[1]))]
+    assert redeploy.state == StepState.RUNNING and redeploy.params["executionId"] == "e-2"
+    assert redeploy.outputs == "execution e-2 of checkout-pipeline is InProgress"
+    w.aws.the_pipeline.executions[0][1] = "Succeeded"
+    w.drive()
+    st = w.status
+    assert redeploy.state == StepState.SUCCEEDED and st.phase == "Resolved"
+    verify = w.step("verify")
+    assert f"access key {KEY} is Inactive" in verify.outputs and "secret prod/checkout/db rotated" in verify.outputs
+    assert "execution e-2 of checkout-pipeline is Succeeded" in verify.outputs
+    assert len(w.aws.the_pipeline.calls) == 1 and len(w.aws.the_secrets.calls) == 1
+    report = next(iter(w.ctl.objects.config_maps.values()))["data"]["report.md"]
+    assert "severity **critical**" in report and "severity raised from high to critical" in report
+    undo = report.split("## Undo")[1].split("## Timeline")[0]
+    for step_id in CONTAINMENT + RECOVERY:
+        assert f"`{step_id}`" in undo
+    assert st.post_incident.post_mortem_required
+
+
+def test_a_reactivated_key_fails_verification():
+    w = World(incident("Auto", secrets=()), allowed=ALL_ACTIONS)
+    w.drive()
+    w.aws.the_iam.keys[USER][KEY] = "Active"  # someone switched it back on
+    w.approve(RECOVERY[1])
+    w.drive()
+    w.aws.the_pipeline.executions[0][1] = "Succeeded"
+    w.drive()
+    assert w.status.phase == "Failed"
+    assert w.step("verify").error == f"access key {KEY} of {USER} is Active again"
+
+
+def test_a_key_that_is_not_the_users_fails_its_step_naming_it_and_nothing_else_changes():
+    spec = incident("Auto")
+    spec["targets"]["security"]["iamUsers"][0]["accessKeyIds"] = ["AKIAIOSFODNN7BYSTAND"]
+    w = World(spec)
+    w.drive()
+    step = w.step("deactivate-access-key-akiaiosfodnn7bystand")
+    assert step.state == StepState.FAILED and step.attempts == 1
+    assert step.error.startswith(f"access key AKIAIOSFODNN7BYSTAND is not a key of IAM user {USER}")
+    assert w.status.phase == "Failed" and w.aws.security_calls() == []
+    assert w.aws.the_iam.keys["release-bot"] == {"AKIAIOSFODNN7BYSTAND": "Active"}
+    assert "AKIAIOSFODNN7BYSTAND" in condition(w.status, "Remediated").message
+
+
+def test_a_missing_security_group_fails_its_step_naming_it():
+    spec = incident("Auto")
+    spec["targets"]["security"]["securityGroups"][0]["groupId"] = "sg-00000000deadbeef0"
+    w = World(spec)
+    w.drive()
+    step = w.step("revoke-ingress-sg-00000000deadbeef0-tcp-22")
+    assert step.state == StepState.FAILED
+    assert "InvalidGroup.NotFound" in step.error and "sg-00000000deadbeef0" in step.error
+    assert any(f.source == "EC2" and "not found" in f.observed for f in w.status.findings)
+    assert w.aws.the_ec2.groups[GROUP] == [*SSH_WORLD, SSH_VPN, HTTPS]
+
+
+def test_access_denied_stops_with_a_condition_naming_the_iam_action():
+    w = World(incident("Auto"))
+    w.aws.the_iam.fail("UpdateAccessKey", aws_error(
+        "iam", "AccessDenied", "UpdateAccessKey", 403,
+        "User: arn:aws:sts::123456789012:assumed-role/opex/x is not authorized to perform: iam:UpdateAccessKey"))
+    w.drive()
+    remediated = condition(w.status, "Remediated")
+    assert remediated.status == "False" and "AccessDenied on iam:UpdateAccessKey" in remediated.message
+    assert w.step(CONTAINMENT[0]).attempts == 1 and w.aws.the_iam.keys[USER][KEY] == "Active"
+    assert w.aws.security_calls() == []
+
+
+def test_throttling_is_retried_and_then_contains():
+    w = World(incident("Auto"))
+    w.aws.the_iam.fail("UpdateAccessKey", aws_error("iam", "Throttling", "UpdateAccessKey", 400, "Rate exceeded"))
+    assert w.drive() == 5.0
+    assert "StepRetrying" in w.reasons() and w.step(CONTAINMENT[0]).state == StepState.PENDING
+    w.clock.advance(5)
+    w.drive()
+    assert w.step(CONTAINMENT[0]).state == StepState.SUCCEEDED and w.step(CONTAINMENT[0]).attempts == 2
+    assert w.aws.the_iam.count("UpdateAccessKey") == 1
+
+
+def test_a_secret_without_rotation_fails_saying_what_to_configure():
+    w = World(incident("Auto", secrets=("prod/checkout/api-token",)), allowed=ALL_ACTIONS)
+    w.drive()
+    w.approve("rotate-secret-prod-checkout-api-token")
+    w.drive()
+    step = w.step("rotate-secret-prod-checkout-api-token")
+    assert step.state == StepState.FAILED and "has no rotation configured" in step.error
+    assert "Configure a rotation function" in step.error and w.aws.the_secrets.calls == []
+    assert w.aws.the_secrets.secrets["prod/checkout/api-token"]["versions"] == {"v1": ["AWSCURRENT"]}
+
+
+def test_delete_when_the_spec_says_so_and_a_resumed_delete_is_a_no_op():
+    w = World(incident("Auto", security={"accessKeyAction": "Delete"}))
+    w.drive()
+    step = w.step(f"delete-access-key-{KEY.lower()}")
+    assert step.state == StepState.SUCCEEDED and w.aws.the_iam.keys[USER] == {OTHER_KEY: "Active"}
+    assert "cannot be restored" in step.undo
+    # the operator died after the call, before recording it: the step is resumed
+    outcome = asyncio.run(_run(w, step, resumed=True))
+    assert outcome.ok and "already deleted" in outcome.outputs and w.aws.the_iam.count("DeleteAccessKey") == 1
+
+
+async def _run(w: World, step, resumed: bool):
+    from opex_operator.api.incident import IncidentSpec
+    from opex_operator.controllers.incident_steps import run_step
+    from opex_operator.controllers.steps import StepContext
+
+    return await run_step(StepContext(w.obj.ref, IncidentSpec.model_validate(w.obj.spec), step, w.clock(), w.aws,
+                                      FakeObjects(), FakeWorkspaces(), resumed))
+
+
+def test_without_cloudtrail_group_lookup_events_failure_is_a_finding_and_containment_still_runs():
+    spec = incident("Auto")
+    del spec["targets"]["cloudTrail"]
+    w = World(spec)
+    w.drive()
+    assessed = condition(w.status, "Assessed")
+    assert assessed.reason == "PartiallyAssessed" and "cloudtrail:LookupEvents" in assessed.message
+    finding = next(f for f in w.status.findings if f.resource == "cloudtrail:LookupEvents")
+    assert "could not be read" in finding.observed
+    assert w.status.classification.severity == "high" and not w.status.classification.raised
+    assert [w.step(i).state for i in CONTAINMENT] == [StepState.SUCCEEDED] * 4
+
+
+def test_declared_critical_is_never_lowered_by_quiet_evidence():
+    w = World(incident("Manual", severity="critical"), trail=[])
+    w.drive()
+    c = w.status.classification
+    assert (c.declared_severity, c.severity, c.raised) == ("critical", "critical", False)
+    assert "SeverityRaised" not in w.reasons()
+    assert [p[2]["level"] for p in w.aws.the_sns.published] == ["1", "2", "3"]
+
+
+def test_a_waf_block_outside_the_policy_region_is_refused():
+    spec = incident("Auto")
+    spec["targets"]["security"]["wafIpSets"][0].update(scope="REGIONAL", region="eu-west-1")
+    w = World(spec)
+    w.ctl.policy = Policy.model_validate({"rules": [{"namespaces": ["*"], "regions": ["us-east-1"],
+                                                     "actions": list(CONTAINMENT_ACTIONS)}]})
+    w.drive()
+    step = w.step("block-ips-blocked-ips")
+    assert step.state == StepState.FAILED and "region eu-west-1 is not allowed" in step.error
+    assert w.aws.the_waf.calls == []

@@ -1,0 +1,160 @@
+"""The security runbook's steps from the spec (ids, actions, params, gating) and what "holds" means."""
+from __future__ import annotations
+
+import pytest
+
+from opex_operator.api.incident import IncidentSpec, IncidentStatus, StepState
+from opex_operator.aws import ec2, iam, pipeline, secrets, waf
+from opex_operator.runbooks import engine
+from opex_operator.runbooks.engine import Move, Situation, VerifyFacts, VerifyOutcome
+from opex_operator.runbooks.plan import ASSESS, CLASSIFY, read_step
+from opex_operator.runbooks.security import IngressRule
+from opex_operator.runbooks.security_response import ContainmentFacts, holds, steps
+from opex_operator.runbooks.steps import (PARAMS, BlockIpsParams, RevokeIngressParams, StepAction, params_of,
+                                          request_token)
+from support.builders import NOW
+
+SET_ID = "5f3c1a9e-7b2d-4e8f-9a6b-0c1d2e3f4a5b"
+
+
+def security_spec(targets: dict, mode: str = "Auto", **remediation) -> IncidentSpec:
+    return IncidentSpec.model_validate({
+        "type": "SecurityIncident", "severity": "high", "title": "key leaked", "environment": "production",
+        "targets": {"region": "eu-west-1", "security": targets},
+        "remediation": {"mode": mode, **remediation}})
+
+
+FULL = {"iamUsers": [{"userName": "ci.deployer@corp", "accessKeyIds": ["AKIAIOSFODNN7LEAKED1", "AKIAIOSFODNN7LEAKED2"]}],
+        "sourceIps": ["203.0.113.66/32", "2001:db8:bad:1::7/128"],
+        "wafIpSets": [{"name": "edge-blocks", "id": SET_ID, "scope": "CLOUDFRONT"},
+                      {"name": "api-blocks", "id": "00000000-7b2d-4e8f-9a6b-0c1d2e3f4a5b", "scope": "REGIONAL"}],
+        "securityGroups": [{"groupId": "sg-0b7a5e1d2c3f4a5b6", "fromPort": 22, "toPort": 22},
+                           {"groupId": "sg-0b7a5e1d2c3f4a5b6", "fromPort": 22, "toPort": 22, "cidrs": ["::/0"]},
+                           {"groupId": "sg-0b7a5e1d2c3f4a5b6", "protocol": "-1"}],
+        "secrets": ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"],
+        "redeployPipeline": "checkout-pipeline"}
+
+
+def test_containment_then_recovery_in_runbook_order_with_stable_ids():
+    planned = steps(security_spec(FULL))
+    assert [(s.id, s.action, s.requires_approval) for s in planned] == [
+        ("deactivate-access-key-akiaiosfodnn7leaked1", "iam:UpdateAccessKey", False),
+        ("deactivate-access-key-akiaiosfodnn7leaked2", "iam:UpdateAccessKey", False),
+        ("remove-login-profile-ci-deployer-corp", "iam:DeleteLoginProfile", False),
+        ("block-ips-edge-blocks", "wafv2:UpdateIPSet", False),
+        ("block-ips-api-blocks", "wafv2:UpdateIPSet", False),
+        ("revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22", "ec2:RevokeSecurityGroupIngress", False),
+        ("revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22-2", "ec2:RevokeSecurityGroupIngress", False),
+        ("revoke-ingress-sg-0b7a5e1d2c3f4a5b6-all", "ec2:RevokeSecurityGroupIngress", False),
+        ("rotate-secret-prod-db-abcdef", "secretsmanager:RotateSecret", True),
+        ("redeploy-checkout-pipeline", "codepipeline:StartPipelineExecution", True)]
+    assert [s.id for s in steps(security_spec(FULL))] == [s.id for s in planned]  # stable
+    assert all(s.mutating and s.state == StepState.PENDING for s in planned)
+
+
+def test_params_carry_what_each_step_needs():
+    planned = {s.id: params_of(s) for s in steps(security_spec(FULL, security={"allowPrivateRanges": True}))}
+    edge, api = planned["block-ips-edge-blocks"], planned["block-ips-api-blocks"]
+    assert isinstance(edge, BlockIpsParams) and edge.addresses == ["203.0.113.66/32", "2001:db8:bad:1::7/128"]
+    assert (edge.region, api.region) == ("us-east-1", "eu-west-1")  # CLOUDFRONT lives in us-east-1
+    assert edge.target_region() == "us-east-1" and edge.allow_private_ranges and not edge.allow_world_ranges
+    world = planned["revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22"]
+    assert isinstance(world, RevokeIngressParams) and world.cidrs == ["0.0.0.0/0", "::/0"]
+    assert (world.protocol, world.from_port, world.to_port) == ("tcp", 22, 22)
+    assert planned["revoke-ingress-sg-0b7a5e1d2c3f4a5b6-all"].from_port is None
+
+
+def test_delete_replaces_deactivate_only_when_the_spec_says_so():
+    planned = steps(security_spec(FULL, security={"accessKeyAction": "Delete"}))
+    keys = [s for s in planned if s.action.startswith("iam:") and "AccessKey" in s.action]
+    assert [s.id for s in keys] == ["delete-access-key-akiaiosfodnn7leaked1", "delete-access-key-akiaiosfodnn7leaked2"]
+    assert all(s.action == "iam:DeleteAccessKey" and "irreversible" in s.inputs for s in keys)
+
+
+def test_no_block_without_source_ips_and_nothing_without_security_targets():
+    assert not any(s.action == "wafv2:UpdateIPSet" for s in steps(security_spec({**FULL, "sourceIps": []})))
+    assert steps(security_spec({})) == []
+
+
+def test_step_actions_are_the_adapters_iam_actions():
+    pairs = {StepAction.DEACTIVATE_ACCESS_KEY: iam.AccessKeyParams, StepAction.DELETE_ACCESS_KEY:
+             iam.DeleteAccessKeyParams, StepAction.DELETE_LOGIN_PROFILE: iam.LoginProfileParams,
+             StepAction.UPDATE_IP_SET: waf.BlockAddressesParams,
+             StepAction.REVOKE_SECURITY_GROUP_INGRESS: ec2.RevokeIngressParams,
+             StepAction.ROTATE_SECRET: secrets.RotateSecretParams,
+             StepAction.START_PIPELINE_EXECUTION: pipeline.StartPipelineParams}
+    for action, adapter in pairs.items():
+        assert adapter.action == action.value and action in PARAMS
+
+
+def test_request_tokens_are_stable_per_incident_and_step_and_fit_aws():
+    token = request_token("6f1c0000-aaaa-4bbb-8ccc-0123456789ab", "rotate-secret-prod-db")
+    assert token == request_token("6f1c0000-aaaa-4bbb-8ccc-0123456789ab", "rotate-secret-prod-db")
+    assert token != request_token("6f1c0000-aaaa-4bbb-8ccc-0123456789ab", "redeploy-checkout-pipeline")
+    assert token != request_token("another-incident-uid", "rotate-secret-prod-db")
+    secrets.RotateSecretParams(secret_id="prod/db", client_request_token=token)  # 32-64 chars, [A-Za-z0-9-]
+    pipeline.StartPipelineParams(name="checkout-pipeline", client_request_token=token)
+
+
+def planned_status(spec: IncidentSpec) -> IncidentStatus:
+    done = [read_step(ASSESS), read_step(CLASSIFY)]
+    for s in done:
+        s.state = StepState.SUCCEEDED
+    return IncidentStatus(phase="Diagnosing", detected_at=NOW, steps=done + steps(spec) + [read_step("verify")])
+
+
+def test_in_auto_containment_runs_and_recovery_waits_for_its_approval():
+    spec = security_spec(FULL)
+    st = planned_status(spec)
+    assert engine.decide(spec, st, Situation(now=NOW)).move == Move.ESCALATE
+    st.escalation = {"currentLevel": 1}
+    for s in st.steps:
+        if not s.requires_approval and s.mutating:
+            s.state = StepState.SUCCEEDED
+    d = engine.decide(spec, st, Situation(now=NOW))
+    assert (d.move, d.step.id) == (Move.AWAIT_APPROVAL, "rotate-secret-prod-db-abcdef")
+    approved = security_spec(FULL, approvedSteps=["rotate-secret-prod-db-abcdef"])
+    d = engine.decide(approved, st, Situation(now=NOW))
+    assert (d.move, d.step.id) == (Move.RUN, "rotate-secret-prod-db-abcdef")
+    dry = security_spec(FULL, mode="DryRun")
+    assert engine.decide(dry, st, Situation(now=NOW)).move == Move.DRY_RUN
+
+
+KEY = "AKIAIOSFODNN7LEAKED1"
+
+
+@pytest.mark.parametrize("facts, outcome, seen", [
+    (ContainmentFacts(access_keys={KEY: "Inactive"}), True, f"access key {KEY} is Inactive"),
+    (ContainmentFacts(access_keys={KEY: None}), True, f"access key {KEY} is deleted"),
+    (ContainmentFacts(access_keys={KEY: "Active"}), False, f"access key {KEY} of u is Active again"),
+])
+def test_a_key_holds_while_it_is_not_active(facts, outcome, seen):
+    from opex_operator.runbooks.steps import AccessKeyParams
+
+    assert holds(AccessKeyParams(user_name="u", access_key_id=KEY), facts) == (outcome, seen)
+
+
+def test_blocks_hold_per_ip_version_and_a_revoked_rule_must_stay_gone():
+    block = BlockIpsParams(name="s", id="i", scope="REGIONAL", addresses=["203.0.113.66/32", "2001:db8::7/128"])
+    assert holds(block, ContainmentFacts(ip_sets={"i": ("IPV4", ["192.0.2.0/24", "203.0.113.66/32"])}))[0] is True
+    assert holds(block, ContainmentFacts(ip_sets={"i": ("IPV4", ["192.0.2.0/24"])})) == (
+        False, "WAF IP set s no longer blocks 203.0.113.66/32")
+    revoke = RevokeIngressParams(group_id="sg-1", protocol="tcp", from_port=22, to_port=22, cidrs=["0.0.0.0/0"])
+    vpn = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="10.0.0.0/8")
+    back = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="0.0.0.0/0")
+    assert holds(revoke, ContainmentFacts(ingress={"sg-1": [vpn]}))[0] is True
+    assert holds(revoke, ContainmentFacts(ingress={"sg-1": [vpn, back]})) == (
+        False, "sg-1 has tcp/22 from 0.0.0.0/0 again")
+
+
+def test_verification_waits_for_a_rotation_and_fails_when_its_version_is_gone():
+    spec = security_spec({"secrets": ["prod/db"]})
+    st = planned_status(spec)
+    rotate = next(s for s in st.steps if s.action == "secretsmanager:RotateSecret")
+    rotate.state, rotate.params = StepState.SUCCEEDED, {**rotate.params, "versionId": "v2"}
+    running = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "InProgress"}))
+    assert engine.verify(st, running, None) == (VerifyOutcome.PENDING, "secret prod/db: rotation in progress")
+    gone = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "missing"}))
+    assert engine.verify(st, gone, None)[0] == VerifyOutcome.FAILED
+    done = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "Rotated"}))
+    assert engine.verify(st, done, None) == (VerifyOutcome.VERIFIED, "secret prod/db rotated")
