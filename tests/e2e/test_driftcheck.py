@@ -44,7 +44,7 @@ def wait_run(kubectl, namespace, token, name="network", timeout=90) -> dict:
 
 
 def conditions(kubectl, namespace, name="network") -> dict:
-    return {c["type"]: c for c in kubectl.get("driftcheck", name, namespace)["status"]["conditions"]}
+    return {c["type"]: c for c in (kubectl.get("driftcheck", name, namespace).get("status") or {}).get("conditions", [])}
 
 
 def test_cron_slot_runs_and_reports_no_drift(kubectl, namespace, infra, operator):

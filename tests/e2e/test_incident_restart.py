@@ -55,3 +55,5 @@ def test_restart_mid_remediation_runs_each_mutating_call_once(kubectl, solo_name
     step = next(s for s in kubectl.get("incident", "checkout-deploy-failed", ns)["status"]["steps"]
                 if s["id"] == "rollback-lambda-checkout-api")
     assert step["attempts"] == 1 and step["state"] == "Succeeded"
+    # the call cut off was the child Rollback's (the Incident's step only waits on it): it says so
+    assert any(t["reason"] == "Interrupted" and "step apply" in t["message"] for t in rollback["status"]["timeline"])

@@ -20,7 +20,7 @@ def incident(name="checkout-deploy-failed", **spec_changes) -> str:
 
 
 def conditions(kubectl, ns, name="checkout-deploy-failed"):
-    return {c["type"]: c for c in kubectl.get("incident", name, ns)["status"]["conditions"]}
+    return {c["type"]: c for c in (kubectl.get("incident", name, ns).get("status") or {}).get("conditions", [])}
 
 
 def test_dry_run_records_the_plan_changes_nothing_then_auto_runs_it(kubectl, namespace, aws, operator):

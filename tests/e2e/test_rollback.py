@@ -127,12 +127,16 @@ def slow_copies(monkeypatch):
     return copies
 
 
-def test_restart_mid_copy_resumes_without_recopying(kubectl, solo_namespace, aws, solo_operator, slow_copies):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_restart_mid_copy_resumes_without_recopying(kubectl, solo_namespace, aws, solo_operator, slow_copies, how):
     site = estate.static_site(objects=400, changed=400, extra=0)
     solo_operator.start()
     kubectl.apply(rollback("www-big", **site_spec(site)), solo_namespace)
     wait_for(lambda: len(slow_copies) >= 120, timeout=60, what="120 copies")
-    solo_operator.kill()
+    if how == "SIGKILL":
+        solo_operator.kill()  # mid-batch: the batch's step stays Running under the dead process
+    else:
+        solo_operator.stop()  # the batch in flight finishes, then the operator goes
     copied_before = len(slow_copies)
     assert copied_before < 400
     solo_operator.start()
@@ -140,6 +144,8 @@ def test_restart_mid_copy_resumes_without_recopying(kubectl, solo_namespace, aws
     assert done["phase"] == "Succeeded", done.get("message")
     assert len(slow_copies) == 400 and len(set(slow_copies)) == 400, "an object was copied twice"
     assert done["progress"]["copied"] == 400
+    interrupted = [t for t in done["timeline"] if t["reason"] == "Interrupted"]
+    assert bool(interrupted) == (how == "SIGKILL"), done["timeline"]
 
 
 def test_abort_in_flight_stops_copying_and_says_what_was_restored(kubectl, namespace, aws, operator, slow_copies):

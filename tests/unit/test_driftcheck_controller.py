@@ -163,3 +163,75 @@ def test_metrics_count_driftchecks_by_result_without_a_series_per_object():
     assert not any("driftcheck" in names or "namespace" in names for names in labels)
     w.ctl.forget(w.obj.ref)
     assert metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) == before
+
+
+def drifted_status(checksum: str, runner: str | None, outcome: str = "Running") -> DriftCheckStatus:
+    from opex_operator.api.driftcheck import ResolutionRecord, RunResult
+
+    return DriftCheckStatus(
+        last_schedule_time=T0, observed_generation=1,
+        last_result=RunResult(outcome="DriftDetected", plan_checksum=checksum, finished_at=T0, trigger="on demand"),
+        last_resolution=ResolutionRecord(strategy="Apply", plan_checksum=checksum, outcome=outcome, time=T0,
+                                         runner=runner))
+
+
+def test_an_apply_left_running_by_a_dead_operator_is_interrupted_never_done_and_retried_when_nothing_changed():
+    from opex_operator.terraform.plan import checksum
+
+    plan = plan_doc(("terraform_data.net", ["update"]))
+    w = World(FakeWorkspaces(plans=[plan]), resolution={"strategy": "Apply", "approval": "Auto"})
+    w.status = w.obj.status = drifted_status(checksum(plan), runner="old-pod/1/1")
+    w.drive()
+    reasons = w.reasons()
+    assert "ResolutionInterrupted" in reasons and reasons.index("ResolutionInterrupted") < reasons.index("RunStarted")
+    # the plan after it is the same: nothing was applied, so the approved apply runs again, once
+    assert w.ws.calls == ["plan", "apply", "plan"]
+    assert w.status.last_resolution.outcome == "Succeeded"
+
+
+def test_an_apply_interrupted_midway_is_not_repeated_on_a_plan_that_changed_under_manual_approval():
+    from opex_operator.terraform.plan import checksum
+
+    old = plan_doc(("terraform_data.net", ["update"]))
+    new = plan_doc(("terraform_data.net", ["update"]), marker="half applied")
+    w = World(FakeWorkspaces(plans=[new]),
+              resolution={"strategy": "Apply", "approvedPlanChecksum": checksum(old)})
+    w.status = w.obj.status = drifted_status(checksum(old), runner="old-pod/1/1")
+    w.drive()
+    assert w.status.last_resolution.outcome == "Interrupted" and w.ws.calls == ["plan"]
+    remediating = condition(w.status, "Remediating")
+    assert remediating.reason == "AwaitingApproval" and checksum(new) in remediating.message
+
+
+def test_a_plan_run_left_by_a_dead_operator_runs_again():
+    w = World(FakeWorkspaces())
+    w.status = w.obj.status = DriftCheckStatus(observed_generation=1, running_since=T0, running_trigger="schedule x",
+                                               runner="old-pod/1/1", last_schedule_time=T0)
+    w.drive()
+    assert "Interrupted" in w.reasons() and w.ws.calls == ["plan"]
+    assert w.status.running_since is None and w.status.last_result.trigger == "schedule x, again after an interruption"
+
+
+def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
+    import asyncio as aio
+
+    class Hanging(FakeWorkspaces):
+        async def open(self, *args, **kwargs):
+            await aio.sleep(3600)
+
+    w = World(Hanging())
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+
+    async def stop_midway():
+        task = aio.create_task(w.ctl.reconcile(w.obj))
+        await aio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except aio.CancelledError:
+            return "cancelled"
+
+    assert aio.run(stop_midway()) == "cancelled"
+    assert condition(w.status, "Checked").reason == "Interrupted" and w.status.running_since is None
+    assert w.status.pending_run.endswith("again after an interruption")
+    assert sink_of(w.obj).patches[-1]["pendingRun"]  # written before the operator went

@@ -129,3 +129,13 @@ def test_closing_skips_what_is_left_and_keeps_ready_true():
     assert w.drive() is None
     assert w.status.phase == "Closed" and condition(w.status, "Ready").reason == "Closed"
     assert w.step(STEP).state == StepState.SKIPPED and w.objects.created == []
+
+
+def test_a_step_left_running_by_a_dead_operator_is_reported_interrupted_and_resumed_without_acting_twice():
+    w = World(incident(mode="Auto"))
+    assert w.drive() == 2.0  # the child Rollback exists; the step is Running
+    step = w.step(STEP)
+    step.runner = "old-pod/1/1"  # as a restarted operator finds it
+    w.drive()
+    assert "Interrupted" in w.reasons() and w.objects.created == [f"checkout-{STEP}"]
+    assert w.step(STEP).runner != "old-pod/1/1"

@@ -195,6 +195,7 @@ class Outcome(StrEnum):
     DRIFT_DETECTED = "DriftDetected"
     PLAN_FAILED = "PlanFailed"
     LOCK_HELD = "LockHeld"
+    INTERRUPTED = "Interrupted"
 
 
 class RunResult(Status):
@@ -202,7 +203,8 @@ class RunResult(Status):
 
     exit_code: int | None = Field(default=None, description="terraform plan -detailed-exitcode: 0 no changes, 1 error, "
                                                             "2 changes present.")
-    outcome: Outcome = Field(description="NoDrift, DriftDetected, PlanFailed or LockHeld.")
+    outcome: Outcome = Field(description="NoDrift, DriftDetected, PlanFailed, LockHeld, or Interrupted (the operator "
+                                         "stopped during the run).")
     terraform_version: str | None = Field(default=None, max_length=64, description="Version of the CLI that ran.")
     plan_checksum: str | None = Field(default=None, max_length=71, pattern=CHECKSUM,
                                       description="sha256 of what the saved plan would do; approve it in "
@@ -249,6 +251,7 @@ class ResolutionOutcome(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SKIPPED = "Skipped"
+    INTERRUPTED = "Interrupted"
 
 
 class ResolutionRecord(Status):
@@ -256,10 +259,13 @@ class ResolutionRecord(Status):
 
     strategy: ResolutionStrategy = Field(description="Apply, RefreshOnly or Import.")
     plan_checksum: str | None = Field(default=None, max_length=71, description="The plan it resolved.")
-    outcome: ResolutionOutcome = Field(description="Running (recorded before Terraform starts), Succeeded, Failed, or "
-                                                   "Skipped (nothing to do, e.g. every address already imported).")
+    outcome: ResolutionOutcome = Field(description="Running (recorded before Terraform starts), Succeeded, Failed, "
+                                                   "Skipped (nothing to do, e.g. every address already imported) or "
+                                                   "Interrupted (the operator stopped during it; never counted as done).")
     time: dt.datetime = Field(description="When it was recorded.")
     message: bounded(1024, "What Terraform did, or its diagnostic.") | None = None
+    runner: bounded(128, "The operator process (host/pid/start) running it; found Running under another one, it "
+                    "was interrupted and is resolved from the real state.") | None = None
 
 
 class DriftCheckStatus(Status):
@@ -275,6 +281,9 @@ class DriftCheckStatus(Status):
                                                    "skipped); recorded before the run, so a restart never repeats it.")
     next_schedule_time: dt.datetime | None = Field(default=None, description="The next slot; absent while suspended.")
     running_since: dt.datetime | None = Field(default=None, description="Set while a run is in progress.")
+    running_trigger: bounded(128, "What started the run in progress.") | None = None
+    runner: bounded(128, "The operator process (host/pid/start) running it; found under another one, the run was "
+                    "interrupted.") | None = None
     pending_run: bounded(128, "A run the operator owes right away, and why: to verify a resolution, or after "
                          "force-unlocking an orphaned lock.") | None = None
     last_successful_check_time: dt.datetime | None = Field(default=None, description="When a run last succeeded.")

@@ -387,6 +387,8 @@ class Step(Status):
     undo: bounded(1024, "How to reverse what the step changed (an AWS CLI command or an instruction); "
                         "absent when it changed nothing.") | None = None
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
+    runner: bounded(128, "The operator process (host/pid/start) with a call of this step in flight; found under "
+                    "another one, that call was cut off (interrupted) and the step resumes from the real state.") | None = None
 
 
 class Notification(Status):

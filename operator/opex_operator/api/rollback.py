@@ -169,6 +169,8 @@ class RollbackStep(Status):
     message: bounded(1024, "What the step did or saw.") | None = None
     started_at: dt.datetime | None = Field(default=None, description="When the step started.")
     finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
+    runner: bounded(128, "The operator process (host/pid/start) with a call of this step in flight; found under "
+                    "another one, that call was cut off (interrupted) and the step resumes from the real state.") | None = None
 
 
 class Progress(Status):

@@ -29,6 +29,7 @@ from ..api.driftcheck import (RUN_ANNOTATION, DriftCheckSpec, DriftCheckStatus, 
 from ..api.common import StateLock
 from ..kube import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
+from ..process import IDENTITY
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import parse_lock_error
@@ -76,10 +77,11 @@ class DriftCheckController:
             return await self._stalled(obj, "InvalidSpec", spec_error(err))
         now = self.clock()
         created = obj.created_at or now
+        pass_ = _Pass(self, obj, spec, created)
+        pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
         if d.move == Move.INVALID:
             return await self._stalled(obj, "InvalidSchedule", d.message)
-        pass_ = _Pass(self, obj, spec, created)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         remove(st.conditions, STALLED)
         if st.observed_generation is None:
@@ -111,6 +113,39 @@ class _Pass(Pass):
                  created: dt.datetime):
         super().__init__(obj)
         self.ctl, self.spec, self.created = ctl, spec, created
+
+    def note_interrupted(self) -> None:
+        """Work another operator process recorded as started and never finished was interrupted:
+        record it so (never as running, never as done) and owe a run that re-reads the real state.
+
+        A plan changes nothing, so it simply runs again. A resolution is Interrupted: Terraform,
+        tied to its operator's lifetime, stopped cleanly (state saved, lock released), so the new
+        plan shows what is left; the same checksum means nothing was applied and retrying is safe,
+        a new one needs approval again (``runbooks.drift.drift_to_resolve``)."""
+        st = self.st
+        if st.running_since is not None and st.runner != IDENTITY:
+            text = (f"the run started at {st.running_since:%Y-%m-%d %H:%M:%S} UTC ({st.running_trigger}) by operator "
+                    f"{st.runner or '(unknown)'} never finished (that process stopped); a plan changes nothing, "
+                    f"so it runs again")
+            self.condition(CHECKED, ConditionStatus.FALSE, "Interrupted", text)
+            self.event("Interrupted", text, warning=True)
+            st.pending_run = f"{st.running_trigger or 'a run'}, again after an interruption"
+            st.running_since = st.running_trigger = st.runner = None
+        done = st.last_resolution
+        if done is not None and done.outcome == ResolutionOutcome.RUNNING and done.runner != IDENTITY:
+            self.resolution_interrupted(f"operator {done.runner or '(unknown)'} stopped during it")
+
+    def resolution_interrupted(self, why: str) -> None:
+        st, done = self.st, self.st.last_resolution
+        text = (f"{done.strategy.value} of plan {done.plan_checksum} was interrupted ({why}); Terraform stops cleanly "
+                f"when its operator stops (state saved, lock released): a new plan shows what is left")
+        st.last_resolution = done.model_copy(update={"outcome": ResolutionOutcome.INTERRUPTED, "message": text,
+                                                     "time": self.ctl.clock(), "runner": None})
+        self.condition(REMEDIATING, ConditionStatus.FALSE, "Interrupted", text)
+        self.event("ResolutionInterrupted", text, warning=True)
+        metrics.DRIFT_REMEDIATIONS.labels(done.strategy.value, "interrupted").inc()
+        st.pending_run = f"after an interrupted {done.strategy.value}"
+        st.resolution_attempts = max(0, st.resolution_attempts - 1)  # not an attempt that failed to converge
 
     def scheduled(self) -> None:
         """The first pass: say when the first check happens."""
@@ -162,7 +197,7 @@ class _Pass(Pass):
         if d.slot is not None:
             st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
         started = self.ctl.clock()
-        st.running_since, st.pending_run = started, None
+        st.running_since, st.running_trigger, st.runner, st.pending_run = started, d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
         await self.save()
@@ -203,7 +238,11 @@ class _Pass(Pass):
             message = f"{cut}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
-        st.running_since = None
+        except asyncio.CancelledError:  # the operator is stopping: Terraform was interrupted cleanly
+            self.run_cut_short(d.trigger)
+            await self.save()
+            raise
+        st.running_since = st.running_trigger = st.runner = None
         mark(st.conditions, None, "", "", self.gen)
         result.finished_at = self.ctl.clock()
         result.duration_seconds = round(time.monotonic() - t0, 3)
@@ -215,6 +254,15 @@ class _Pass(Pass):
         else:
             await self.succeeded(result, summary, doc)
         self.skip_slot_missed_by_the_run(started)
+
+    def run_cut_short(self, trigger: str | None) -> None:
+        st = self.st
+        text = "the operator is stopping: the plan was interrupted (it changes nothing); it runs again after the restart"
+        st.running_since = st.running_trigger = st.runner = None
+        st.pending_run = f"{trigger or 'a run'}, again after an interruption"
+        mark(st.conditions, None, "", "", self.gen)
+        self.condition(CHECKED, ConditionStatus.FALSE, "Interrupted", text)
+        self.event("Interrupted", text, warning=True)
 
     def skip_slot_missed_by_the_run(self, started: dt.datetime) -> None:
         """concurrencyPolicy Forbid: a slot that came due while the run was going is skipped, not run late."""
@@ -331,7 +379,8 @@ class _Pass(Pass):
                 self.condition(REMEDIATING, ConditionStatus.FALSE, "NothingToDo", text)
                 return
             st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned,
-                                                  outcome=ResolutionOutcome.RUNNING, time=self.ctl.clock())
+                                                  outcome=ResolutionOutcome.RUNNING, time=self.ctl.clock(),
+                                                  runner=IDENTITY)
             st.resolution_attempts += 1
             self.condition(REMEDIATING, ConditionStatus.TRUE, r.strategy.value,
                            f"{r.strategy.value} of plan {planned} in progress")
@@ -342,6 +391,12 @@ class _Pass(Pass):
             ok, message = await self.carry_out_resolution(session, planned, missing or [])
         except (SourceError, TerraformError, PlanFormatError) as err:
             message = str(err) + (f": {err.result.diagnostic()}" if isinstance(err, TerraformError) else "")
+        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT and stopped cleanly
+            if st.last_resolution.outcome == ResolutionOutcome.RUNNING:
+                mark(st.conditions, None, "", "", self.gen)
+                self.resolution_interrupted("the operator was stopping; Terraform got SIGINT")
+                await self.save()
+            raise
         mark(st.conditions, None, "", "", self.gen)
         outcome = ResolutionOutcome.SUCCEEDED if ok else ResolutionOutcome.FAILED
         st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned, outcome=outcome,

@@ -29,6 +29,7 @@ from ..errors import AwsError, KubeError
 from ..kube import child_name, label_value
 from ..notify import escalation as matrix, message
 from ..policy import Policy
+from ..process import IDENTITY
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
 from ..runbooks import engine, plan, postincident, security
 from ..runbooks.diagnose import classify, findings
@@ -97,6 +98,7 @@ class IncidentController:
         pass_ = _Pass(self, obj, spec, situation)
         if obj.status.phase is None:
             pass_.detect()
+        pass_.note_interrupted()
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
@@ -160,6 +162,16 @@ class _Pass(Pass):
             case Move.CLOSE:
                 await self.close()
         return None
+
+    def note_interrupted(self) -> None:
+        """A mutating step left Running by another operator process: it was interrupted. Say so; the
+        executor then re-reads the real state before it acts again (every executor checks first)."""
+        for step in self.st.steps:
+            if step.state == StepState.RUNNING and step.mutating and step.runner not in (None, IDENTITY):
+                self.event("Interrupted", f"step {step.id} was running in operator {step.runner or '(unknown)'}, which "
+                                          f"stopped before recording its outcome; checking the real state before acting "
+                                          f"again", warning=True)
+                step.runner = None  # recorded; nothing of this process is in flight
 
     # -- detection and assessment (read-only) -----------------------------------------------------
     def detect(self) -> None:
@@ -285,15 +297,17 @@ class _Pass(Pass):
         resumed = step.state == StepState.RUNNING
         if not resumed:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
-            step.error = None
+            step.error, step.runner = None, IDENTITY
             self.phase(Phase.REMEDIATING, "Remediating", f"running step {step.id}")
             self.remediated(ConditionStatus.FALSE, "Remediating", f"running step {step.id}: {step.inputs}")
             self.event("StepStarted", f"step {step.id} (attempt {step.attempts}/{policy.max_attempts}): {step.inputs}")
             await self.save()  # intent on record before the call
         elif (self.now - step.started_at).total_seconds() > policy.timeout_seconds:
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
+        step.runner = IDENTITY  # a call is in flight: on record with the intent (a first attempt) or before the next
         outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.now, self.ctl.aws, self.ctl.objects,
                                              self.ctl.workspaces, resumed))
+        step.runner = None
         if outcome.rollback_ref:
             step.rollback_ref = LocalObjectReference(name=outcome.rollback_ref)
         if outcome.params is not None:

@@ -27,6 +27,7 @@ from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as P
 from ..errors import AwsError
 from ..kube import ObjectRef, child_name, label_value
 from ..policy import Policy
+from ..process import IDENTITY
 from ..ports import AwsPorts, Objects
 from ..runbooks import rollback as rb
 from ..runbooks.rollback import Decision, Facts, Move, RollbackFailed
@@ -74,6 +75,7 @@ class RollbackController:
             events += transition(st, Phase.PENDING, "Pending", f"rollback of {st.target} accepted", obj.generation)
         st.observed_generation = obj.generation
         pass_ = _Pass(self, obj, spec, events)
+        pass_.note_interrupted()
         try:
             decision = rb.decide(spec, st, self.clock())
             if decision.move not in (Move.IDLE, Move.ABORT, Move.AWAIT_APPROVAL, Move.START, Move.FAIL):
@@ -107,16 +109,27 @@ class _Pass(Pass):
             self.st.steps.append(step)
         return step
 
-    def start_step(self, step_id: Id, message: str) -> RollbackStep:
+    def note_interrupted(self) -> None:
+        """A step left Running by another operator process was interrupted: say so; the next move
+        looks at the target first (a restore re-lists and copies only what still differs)."""
+        for step in self.st.steps:
+            if step.state == State.RUNNING and step.runner not in (None, IDENTITY):
+                self.event("Interrupted", f"step {step.id} was running in operator {step.runner or '(unknown)'}, which "
+                                          f"stopped; resuming from the target's real state ({step.message})",
+                           warning=True)
+                step.runner = None  # recorded; nothing of this process is in flight
+
+    def start_step(self, step_id: Id, message: str, call: bool = False) -> RollbackStep:
+        """The step is Running; ``call``: a mutating AWS call of this process is about to be in flight."""
         step = self.step(step_id)
-        step.state, step.message = State.RUNNING, message
+        step.state, step.message, step.runner = State.RUNNING, message, IDENTITY if call else None
         step.started_at = step.started_at or self.ctl.clock()
         return step
 
     def end_step(self, step_id: Id, message: str, state: State = State.SUCCEEDED) -> RollbackStep:
         step = self.step(step_id)
         now = self.ctl.clock()
-        step.state, step.message, step.finished_at = state, message, now
+        step.state, step.message, step.finished_at, step.runner = state, message, now, None
         step.started_at = step.started_at or now
         return step
 
@@ -238,7 +251,7 @@ class _Pass(Pass):
         target, to = self.spec.lambda_, self.st.to
         lam = self.ctl.aws.lambda_(self.region, self.role)
         action = "lambda:UpdateAlias" if target.alias else "lambda:UpdateFunctionCode"
-        self.start_step(Id.APPLY, f"{action} issued")
+        self.start_step(Id.APPLY, f"{action} issued", call=True)
         await self.save()  # intent on record before the call
         if target.alias:
             await asyncio.to_thread(lam.point_alias, target.function_name, target.alias, to.version)
@@ -257,10 +270,11 @@ class _Pass(Pass):
     async def set_environment(self, wanted: dict[str, str]) -> None:
         lam = self.ctl.aws.lambda_(self.region, self.role)
         name = self.spec.lambda_.function_name
-        self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}")
+        self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}", call=True)
         await self.save()
         current = await asyncio.to_thread(lam.current, name)
         await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
+        self.step(Id.ENVIRONMENT).runner = None
 
     def step_done(self, d: Decision) -> None:
         step = self.end_step(d.step, d.message, d.state)
@@ -307,7 +321,7 @@ class _Pass(Pass):
         site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
-        self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done")
+        self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done", call=True)
         await self.save()  # intent on record; a restart re-lists and copies only what differs
         deadline = time.monotonic() + COPY_BATCH_SECONDS
         for target_key, source_key in copies:
@@ -315,13 +329,15 @@ class _Pass(Pass):
             p.copied += 1
             if time.monotonic() > deadline:
                 break
-        self.step(Id.APPLY).message = f"copying: {p.copied} of {p.total - p.unchanged} done"
+        step = self.step(Id.APPLY)
+        step.message, step.runner = f"copying: {p.copied} of {p.total - p.unchanged} done", None  # the batch is done
 
     async def delete(self, keys: list[str]) -> None:
         site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
-        self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup")
+        self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup", call=True)
         await self.save()
         failed = await asyncio.to_thread(sa.delete, site.bucket, keys)
+        self.step(Id.DELETE).runner = None
         if failed:
             raise RollbackFailed("DeleteFailed", f"could not delete {len(failed)} objects (e.g. {failed[0]}); "
                                                  f"{rb.progress_note(self.st)}")
@@ -332,10 +348,11 @@ class _Pass(Pass):
         invalidation for a repeated reference, so a restart never creates two."""
         cf = self.spec.static_site.cloud_front
         sa = self.ctl.aws.site(self.region, self.role)
-        self.start_step(Id.INVALIDATE, f"invalidating {', '.join(cf.paths)} on {cf.distribution_id}")
+        self.start_step(Id.INVALIDATE, f"invalidating {', '.join(cf.paths)} on {cf.distribution_id}", call=True)
         created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths,
                                           f"opex-rollback-{self.obj.ref.uid}")
         self.st.invalidation = Invalidation(id=created["Id"], status=created["Status"], paths=cf.paths)
+        self.step(Id.INVALIDATE).runner = None
         self.event("InvalidationCreated", f"invalidation {created['Id']} of {', '.join(cf.paths)} on "
                                           f"{cf.distribution_id}")
 

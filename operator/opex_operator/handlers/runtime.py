@@ -34,11 +34,13 @@ from ..controllers.base import Controller, Observed
 from ..controllers.status import StatusWriter
 from ..errors import KubeError
 from ..kube import Kube, ObjectRef
+from ..terraform.runner import GRACE_SECONDS
 from ..workqueue import BACKGROUND, WorkQueue, jittered
 
 log = logging.getLogger(__name__)
 
 RECONCILE_ERROR = "ReconcileError"
+TERRAFORM_STOP_SECONDS = GRACE_SECONDS + 3   # Terraform's SIGINT grace, and the status write after it
 CHAINED_PASSES = 8       # passes in a row on one read of the object, while each asks for the next at once
 _FAILED = object()
 Key = tuple[str, str, str]   # (plural, namespace, name)
@@ -190,13 +192,16 @@ class Runtime:
 
     # -- stopping -------------------------------------------------------------------------------
     async def stop(self, grace: float) -> None:
-        """Hand out no more keys, let passes in flight finish within ``grace`` seconds, then cancel
-        them (a Terraform child gets SIGINT, then the kill, see ``terraform.runner``)."""
+        """Hand out no more keys and let passes in flight finish; within ``grace`` seconds in all:
+        what is still running then is cancelled with TERRAFORM_STOP_SECONDS left, so a Terraform
+        child gets SIGINT (it saves state and releases its lock) and the pass records that it was
+        interrupted (see ``terraform.runner`` and ``controllers.driftcheck``)."""
         self.queue.shutdown()
         pending = [t for t in self._tasks if not t.done()]
         if self._in_flight:
             log.info("waiting up to %.0fs for %d reconcile passes in flight", grace, len(self._in_flight))
-        _, late = await asyncio.wait(pending, timeout=grace) if pending else (set(), set())
+        wait = max(0.0, grace - TERRAFORM_STOP_SECONDS)
+        _, late = await asyncio.wait(pending, timeout=wait) if pending else (set(), set())
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)

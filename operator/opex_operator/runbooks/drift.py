@@ -25,7 +25,7 @@ from enum import StrEnum
 
 from .. import schedule
 from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
-                              ForceUnlock, Outcome, ResolutionStrategy)
+                              ForceUnlock, Outcome, ResolutionOutcome, ResolutionStrategy)
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -104,7 +104,9 @@ def drift_to_resolve(spec: DriftCheckSpec, status: DriftCheckStatus) -> bool:
         return False
     if last.outcome != Outcome.DRIFT_DETECTED:
         return False
-    return done is None or done.plan_checksum != last.plan_checksum
+    # An interrupted resolution is never done: the plan made after it decides (same checksum:
+    # nothing was applied, retrying is safe; another: a new plan, approved anew under Manual).
+    return done is None or done.plan_checksum != last.plan_checksum or done.outcome == ResolutionOutcome.INTERRUPTED
 
 
 def auto_backoff(status: DriftCheckStatus, now: dt.datetime) -> tuple[str | None, dt.datetime | None]:

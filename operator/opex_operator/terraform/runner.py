@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
+from ..process import die_with_operator
 
 GRACE_SECONDS = 15.0
 
@@ -70,7 +71,8 @@ class Terraform:
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             self.binary, *args, cwd=self.workdir, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=die_with_operator)
         communicate = asyncio.ensure_future(proc.communicate())
         timed_out = False
         try:

@@ -18,6 +18,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..process import die_with_operator
+
 GIT_TIMEOUT = 120.0
 
 
@@ -33,7 +35,7 @@ async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
     proc = await asyncio.create_subprocess_exec("git", *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=die_with_operator)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except (TimeoutError, asyncio.CancelledError):
