@@ -58,9 +58,9 @@ def test_run_and_approve_a_driftcheck(cluster, kubectl, namespace, infra, operat
     infra.commit({"network/main.tf": __import__("tfrepo").MAIN_TF % {"size": "large"}}, "large")
     ran = opex(cluster, "run", "driftcheck", "network", "-n", namespace)
     assert "DriftDetected (0 to add, 1 to change, 0 to destroy)" in ran.stdout
-    approved = opex(cluster, "approve", "driftcheck", "network", "-n", namespace).stdout
     checksum = kubectl.get("driftcheck", "network", namespace)["status"]["lastResult"]["planChecksum"]
-    assert checksum in approved
+    approved = opex(cluster, "approve", "driftcheck", "network", "-n", namespace).stdout
+    assert checksum in approved  # read before: once approved, the apply and its verification run may follow fast
     wait_for(lambda: (kubectl.get("driftcheck", "network", namespace)["status"].get("lastResolution") or {})
              .get("outcome") == "Succeeded", timeout=90, what="the apply")
     assert "NoDrift" in opex(cluster, "run", "driftcheck", "network", "-n", namespace).stdout

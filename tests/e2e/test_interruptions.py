@@ -53,7 +53,7 @@ def test_an_apply_cut_off_by_the_operator_stopping_is_interrupted_then_finished(
         stopped = status_of(kubectl, ns)["lastResolution"]
         assert stopped["outcome"] == "Interrupted" and "operator was stopping" in stopped["message"], stopped
     # Terraform outlives nothing unobserved: it got SIGINT with its operator, saved state, released its lock.
-    wait_for(lambda: not lock_files(infra), timeout=30, what="the state lock released")
+    wait_for(lambda: not lock_files(infra), timeout=60, what="the state lock released")
 
     solo_operator.start()
     final = wait_for(lambda: (s := status_of(kubectl, ns)).get("lastResult", {}).get("outcome") == "NoDrift"

@@ -130,6 +130,7 @@ def slow_copies(monkeypatch):
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_restart_mid_copy_resumes_without_recopying(kubectl, solo_namespace, aws, solo_operator, slow_copies, how):
     site = estate.static_site(objects=400, changed=400, extra=0)
+    solo_operator.env["OPEX_SHUTDOWN_GRACE"] = "30"  # SIGTERM: a batch in flight (at most 5 s) has time to finish
     solo_operator.start()
     kubectl.apply(rollback("www-big", **site_spec(site)), solo_namespace)
     wait_for(lambda: len(slow_copies) >= 120, timeout=60, what="120 copies")
