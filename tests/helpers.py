@@ -92,6 +92,7 @@ class OperatorProcess:
         self.metrics_port, self.health_port = procs.free_port(), procs.free_port()
         self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform, workdir,
                                       namespaces=namespaces)
+        self.env["OPEX_RESTART_SPREAD"] = "1"  # restarts in tests: no need to spread a handful of objects
         self.env.update(extra_env or {})
         self.proc: subprocess.Popen | None = None
 

@@ -15,6 +15,8 @@ OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls          
 OPEX_RESYNC_SECONDS        longest an object waiting for a change waits before it is    3600
                            looked at again anyway (0: never)
 OPEX_SHUTDOWN_GRACE        seconds passes in flight get to finish on SIGTERM              25
+OPEX_RESTART_SPREAD        seconds over which a (re)start looks again at objects it      30
+                           reconciled before (no burst after a restart)
 OPEX_AWS_RATES             AWS call budget overrides, ``service[:Operation]=per second``  (see aws/budget.py)
 OPEX_AWS_BACKGROUND_SHARE  share of each AWS budget that background re-checks may use   0.2
 OPEX_LEADER_ELECTION       ``true``: only the holder of a coordination Lease reconciles false
@@ -80,6 +82,7 @@ class Settings:
     max_workers: int = 32
     resync_seconds: int = 3600
     shutdown_grace: int = 25
+    restart_spread: float = 30.0
     aws_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     aws_background_share: float = 0.2
     leader_election: bool = False
@@ -105,6 +108,7 @@ class Settings:
             max_workers=max(1, _int("OPEX_MAX_WORKERS", 32)),
             resync_seconds=_int("OPEX_RESYNC_SECONDS", 3600),
             shutdown_grace=_int("OPEX_SHUTDOWN_GRACE", 25),
+            restart_spread=_number("OPEX_RESTART_SPREAD", 30.0, float),
             aws_rates=parse_rates(os.environ.get("OPEX_AWS_RATES", "")),
             aws_background_share=min(1.0, _number("OPEX_AWS_BACKGROUND_SHARE", 0.2, float)),
             leader_election=_flag("OPEX_LEADER_ELECTION", False),

@@ -4,7 +4,6 @@ operator's lifetime) stops cleanly without leaving its lock, and the next plan f
 from __future__ import annotations
 
 import json
-import signal
 
 import boto3
 import pytest

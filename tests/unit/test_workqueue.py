@@ -104,3 +104,24 @@ def test_a_waiting_worker_wakes_for_a_new_key_and_on_shutdown():
             return key, "cancelled"
         return key, "not cancelled"
     assert asyncio.run(run()) == (("ns", "a"), "cancelled")
+
+
+def test_a_restart_spreads_objects_it_reconciled_before_and_takes_new_ones_at_once():
+    from opex_operator.api import INCIDENT
+    from opex_operator.handlers.runtime import Runtime
+
+    class Controller:
+        resource, wake_annotations = INCIDENT, ()
+
+        def priority(self, body):
+            return 2
+
+    runtime = Runtime({"incidents": Controller()}, kube=None, workers=1, resync_seconds=0, restart_spread=30)
+    runtime._tasks = ["started"]  # no workers in this test
+    known = {"metadata": {"name": "old", "namespace": "ns", "generation": 3}, "status": {"observedGeneration": 3}}
+    changed = {"metadata": {"name": "edited", "namespace": "ns", "generation": 4}, "status": {"observedGeneration": 3}}
+    new = {"metadata": {"name": "new", "namespace": "ns", "generation": 1}}
+    for body in (known, changed, new):
+        runtime.observe("incidents", None, body)  # the listing at start
+    assert len(runtime.queue) == 2 and runtime.queue.waiting == 1
+    assert 0 <= runtime.queue.next_due(("incidents", "ns", "old")) <= 30

@@ -36,7 +36,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     load_client_config()
     memo.kube = Kube()
     memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
-                           config.resync_seconds)
+                           config.resync_seconds, config.restart_spread)
     if config.leader_election:
         elect(config, memo.runtime.leading)
     else:

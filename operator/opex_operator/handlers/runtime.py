@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 RECONCILE_ERROR = "ReconcileError"
 TERRAFORM_STOP_SECONDS = GRACE_SECONDS + 3   # Terraform's SIGINT grace, and the status write after it
-CHAINED_PASSES = 8       # passes in a row on one read of the object, while each asks for the next at once
+CHAINED_PASSES = 8
+RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled       # passes in a row on one read of the object, while each asks for the next at once
 _FAILED = object()
 Key = tuple[str, str, str]   # (plural, namespace, name)
 
@@ -62,8 +64,10 @@ class KopfSink:
 class Runtime:
     """The queue, its workers and what they know about each object (only what wakes it)."""
 
-    def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float):
+    def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float,
+                 restart_spread: float = 30.0):
         self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
+        self.restart_spread = restart_spread
         self.queue = WorkQueue(namespace_of=lambda key: key[1])
         self.workers = workers
         self.leading = asyncio.Event()
@@ -88,7 +92,16 @@ class Runtime:
         if self._triggers.get(key) == trigger:
             return  # our own status write, or a change the controller does not react to
         self._triggers[key] = trigger
-        self.queue.add(key, controller.priority(body))
+        priority = controller.priority(body)
+        status = body.get("status") or {}
+        if event_type is None and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation"):
+            # The listing at start (or after a watch restart): objects whose spec was reconciled
+            # before are looked at again spread over ``restart_spread`` seconds, at background
+            # priority, so a restart with thousands of objects is no burst (new and changed ones
+            # still go first).
+            self.queue.add_after(key, random.uniform(0, self.restart_spread), priority + BACKGROUND)
+        else:
+            self.queue.add(key, priority)
         metrics.WORKQUEUE_ADDS.labels(controller.resource.kind).inc()
 
     async def finalize(self, plural: str, body: dict[str, Any]) -> None:
