@@ -187,6 +187,11 @@ class WorkQueue:
         current = self._due.get(key)
         return None if current is None else max(0.0, current[0] - self.clock())
 
+    @property
+    def closed(self) -> bool:
+        """:meth:`shutdown` was called: no more work is to start."""
+        return self._shut
+
     def shutdown(self) -> None:
         """Stop handing out keys; workers blocked in :meth:`get` are woken and cancelled."""
         self._shut = True

@@ -29,7 +29,6 @@ from ..termtext import plain, plain_lines
 from ..terraform.locks import parse_lock_error
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
-SHARED_SECONDS = 10.0               # identical reads of different Incidents this close are made once
 QUANTUM = 15                        # ``since`` arguments within this many seconds count as identical
 
 
@@ -37,14 +36,14 @@ class SharedReads:
     """Identical assessment reads made once: an alert storm of 1,000 Incidents about one pipeline
     reads it once, not 1,000 times (AWS quotas and cost; see aws/budget.py).
 
-    Reads of the same method, arguments and (region, role) within SHARED_SECONDS share one AWS
+    Reads of the same method, arguments and (region, role) within ``seconds`` share one AWS
     call: a read in flight is awaited, a recent answer (or error) reused. Every caller gets its own
     copy (the assessment changes what it reads). ``since`` arguments are compared rounded down to
     QUANTUM seconds. Thread-safe: reads run in threads.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self, seconds: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
         self._lock = threading.Lock()
         self._entries: dict[tuple, tuple[float, Future]] = {}
 
@@ -55,7 +54,7 @@ class SharedReads:
     def call(self, key: tuple, fn: Callable[[], Any]) -> Any:
         now = self.clock()
         with self._lock:
-            self._entries = {k: v for k, v in self._entries.items() if now - v[0] < SHARED_SECONDS}
+            self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self.seconds}
             entry = self._entries.get(key)
             owner = entry is None
             if owner:

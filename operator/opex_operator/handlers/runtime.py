@@ -152,7 +152,7 @@ class Runtime:
         # changed meanwhile (an event came), then the next pass reads it fresh.
         for _ in range(CHAINED_PASSES):
             delay = await self._pass(controller, obj, key, priority)
-            if delay != 0 or self.queue.dirty(key):
+            if delay != 0 or self.queue.dirty(key) or self.queue.closed:
                 break
         foreground = priority % BACKGROUND
         if delay is _FAILED:
