@@ -154,6 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     pg = LocalPostgres(args.dir, args.port)
     pg.start()
+    # Blocked only now (postgres must not inherit the mask): sigwait then takes them instead of the
+    # default action, which would end this process and leave the server running.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     print(f"postgres serving on {pg.host}:{pg.port} (database {pg.database}, user {pg.user})", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     pg.stop()
