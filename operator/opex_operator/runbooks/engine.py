@@ -159,8 +159,8 @@ class VerifyFacts:
     """What verification observed: per function its state and the ERROR lines logged since its
     step finished; per pipeline the execution a step started or retried and its status; and,
     when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``;
-    the state of what the security steps contained; what the performance steps changed (``perf_plan.TuningFacts``); and the spec's probes, run
-    again, as (passed, what was seen)."""
+    the state of what the security steps contained; what the performance steps changed
+    (``perf_plan.TuningFacts``); and the spec's probes, run again, as (passed, what was seen)."""
 
     functions: dict[str, tuple[FunctionState, list[str]]] = field(default_factory=dict)
     executions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
