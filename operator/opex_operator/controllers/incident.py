@@ -35,6 +35,7 @@ from ..ports import AwsPorts, Objects, Webhook, Workspaces
 from ..runbooks import engine, perf_assess, perf_plan, plan, postincident, probes, security
 from ..runbooks.diagnose import bounded, findings
 from ..runbooks.engine import Decision, Move, Situation, VerifyFacts, VerifyOutcome
+from ..runbooks.facts import ReadProblem
 from ..runbooks.performance import key as series_key, series_specs
 from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LambdaConfigurationParams, LambdaRollbackParams,
                               LoginProfileParams, PerformanceInsightsParams, RetryStageParams, RevokeIngressParams,
@@ -412,7 +413,7 @@ class _Pass(Pass):
             config, _ = await asyncio.to_thread(self.ctl.aws.perf_reader(t.region, t.role_key).rds_config,
                                                 t.rds.instance_id)
             endpoint = (config.endpoint, config.port)
-        problems: list = []
+        problems: list[ReadProblem] = []
         http, database = await probe(self.spec, self.ctl.aws, self.ctl.objects, self.obj.ref.namespace, endpoint,
                                      problems)
         return probes.results(http, database) + [(False, p.message) for p in problems]
