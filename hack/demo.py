@@ -6,6 +6,10 @@
 2. The operator assesses the incident, finds the root cause and waits for approval of the
    Lambda rollback; the demo then approves it exactly as on-call would (the command is printed)
    and waits until the incident is Resolved and verified.
+   The catalog API is slow (a PerformanceDegradation Incident): CloudWatch metrics, the function's
+   configuration, the API called and SELECT 1 on its database (a real PostgreSQL and HTTP app the
+   estate's RDS instance and API stage point at) show it memory-bound near its timeout; the demo
+   approves the memory raise and Performance Insights, and the function's next minute runs faster.
 3. The production network's state was changed by an apply from an unreviewed branch (one extra
    address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
    drift and the plan checksum that would restore the reviewed configuration.
@@ -19,6 +23,7 @@
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -29,10 +34,12 @@ import uuid
 import yaml
 
 import fakeaws
+import perf_estate
 import stack
 import terraform_cli
 
 INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
+PERF_INCIDENT = "catalog-slow"
 
 
 def kubectl(kubeconfig: str, *args: str) -> str:
@@ -55,6 +62,48 @@ def wait(what: str, check, timeout: float = 120.0):
 
 def say(text: str = "") -> None:
     print(text, flush=True)
+
+
+def approve_performance_steps(kubeconfig: str) -> list[str]:
+    """The performance incident assessed: what it found, then its steps approved as on-call would."""
+    incident = wait("the performance incident to need approval",
+                    lambda: (s := get(kubeconfig, "incident", PERF_INCIDENT).get("status") or {}).get("phase")
+                    == "AwaitingApproval" and s)
+    cause = incident["rootCause"]
+    say(f"\nIncident {PERF_INCIDENT} (PerformanceDegradation): root cause {cause['category']}")
+    say(f"  {cause['summary']}")
+    for f in incident["findings"]:
+        if f["source"] in ("HTTP", "Database") or (f["source"] == "CloudWatch" and f["severity"] == "Error"):
+            say(f"  {f['id']} {f['source']}: {f['observed']}")
+    steps = [s for s in incident["steps"] if s["mutating"]]
+    for s in steps:
+        say(f"  step {s['id']} waits for approval: {s['inputs']}")
+    ids = [s["id"] for s in steps]
+    patch = json.dumps({"spec": {"remediation": {"approvedSteps": ids}}})
+    say(f"\nApproving both:\n  kubectl patch incident {PERF_INCIDENT} --type merge -p '{patch}'")
+    kubectl(kubeconfig, "patch", "incident", PERF_INCIDENT, "--type", "merge", "-p", patch)
+    return ids
+
+
+def faster_after_the_raise(kubeconfig: str, aws_url: str) -> None:
+    """Once the memory is raised, the function's invocations publish shorter Durations (put here as
+    Lambda would publish them: moto records no metrics of its own)."""
+    step = wait("the memory raise", lambda: next((s for s in (get(kubeconfig, "incident", PERF_INCIDENT).get(
+        "status") or {}).get("steps", []) if s["id"].startswith("raise-lambda-memory-")
+        and s["state"] == "Succeeded"), None))
+    say(f"  {step['id']}: {step['outputs']}")
+    os.environ.update(fakeaws.aws_env(aws_url))
+    period = get(kubeconfig, "incident", PERF_INCIDENT)["spec"]["targets"]["metrics"]["periodSeconds"]
+    changed = dt.datetime.fromisoformat(step["params"]["changedAt"].replace("Z", "+00:00"))
+    perf_estate.faster_after(step["params"]["functionName"], changed, period)
+
+
+def performance_resolved(kubeconfig: str) -> None:
+    resolved = wait("the performance incident to be verified (the first whole minute after the change)",
+                    lambda: (s := get(kubeconfig, "incident", PERF_INCIDENT).get("status") or {}).get("phase")
+                    == "Resolved" and s, timeout=240)
+    verify = next(s for s in resolved["steps"] if s["id"] == "verify")
+    say(f"\nIncident {PERF_INCIDENT} resolved and verified: {verify['outputs']}")
 
 
 def hand_applied_change(aws_url: str) -> None:
@@ -126,6 +175,9 @@ def main() -> int:
     say(f"  resolved at {resolved['resolvedAt']}; post-incident report in ConfigMap "
         f"{resolved['postIncident']['reportRef']['name']}")
 
+    approve_performance_steps(kc)
+    faster_after_the_raise(kc, record["aws"])
+
     say("\nMeanwhile an apply from an unreviewed branch added 192.0.2.66/32 to the production WAF IP set.")
     hand_applied_change(record["aws"])
     token = uuid.uuid4().hex[:8]
@@ -141,6 +193,8 @@ def main() -> int:
         say(f"  differs from the configuration: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
             f"{dc['reportRef']['name']}")
         say(f"  restore the reviewed configuration by approving that exact plan: opex approve driftcheck {DRIFTCHECK}")
+
+    performance_resolved(kc)
 
     rollbacks = json.loads(kubectl(kc, "get", "rollbacks", "-o", "json"))["items"]
     for rb in rollbacks:

@@ -5,8 +5,9 @@ environment :func:`aws_env` returns (``AWS_ENDPOINT_URL`` and dummy credentials)
 express some failures through its API (REFERENCE.md: pipeline executions and builds always
 succeed), so :mod:`estate` sets them on the backend objects of this same process.
 
-``python hack/fakeaws.py --port N [--seed demo] [--ready-file F]`` serves until SIGTERM (the demo's AWS);
-tests call :func:`start` from the pytest process instead.
+``python hack/fakeaws.py --port N [--seed demo --postgres HOST:PORT --api-url URL] [--ready-file F]``
+serves until SIGTERM (the demo's AWS; the performance scenario's RDS endpoint and API stage point at
+the local PostgreSQL and API app given); tests call :func:`start` from the pytest process instead.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", choices=["none", "demo"], default="none", help="seed the demo's AWS estate")
     parser.add_argument("--ready-file", type=Path, help="written with the URL once serving ")
+    parser.add_argument("--postgres", help="HOST:PORT of the demo's PostgreSQL (the performance scenario)")
+    parser.add_argument("--api-url", help="base URL of the demo's API app (the performance scenario)")
     args = parser.parse_args()
     server, url = start(args.port)
     os.environ.update(aws_env(url))
@@ -59,6 +62,11 @@ def main() -> None:
         import estate
 
         estate.seed_demo()
+        if args.postgres and args.api_url:
+            import perf_estate
+
+            host, port = args.postgres.rsplit(":", 1)
+            perf_estate.seed_demo((host, int(port)), args.api_url)
     if args.ready_file:
         args.ready_file.write_text(url)
     print(f"fake AWS serving on {url}", flush=True)

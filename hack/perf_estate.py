@@ -18,6 +18,8 @@ import boto3
 
 import estate
 import moto_perf
+import pglocal
+from opex_operator.runbooks.perf_plan import first_period
 
 ACCOUNT, REGION = estate.ACCOUNT, estate.REGION
 
@@ -96,3 +98,26 @@ def database(instance_id: str, host: str, port: int, username: str, password: st
     secret = boto3.client("secretsmanager").create_secret(
         Name=f"{instance_id}/credentials", SecretString=json.dumps({"username": username, "password": password}))
     return Database(instance_id, sg, secret["ARN"])
+
+
+def faster_after(name: str, changed_at: dt.datetime, period_seconds: int, duration_ms: float = 900.0,
+                 count: int = 5) -> None:
+    """Duration datapoints of ``name`` in the first whole period after ``changed_at``, as Lambda
+    publishes them once a raised memory is in effect (moto keeps only what is put into it)."""
+    start = first_period(changed_at, period_seconds)
+    step = dt.timedelta(seconds=period_seconds / (count + 1))
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+        {"MetricName": "Duration", "Dimensions": [{"Name": "FunctionName", "Value": name}], "Value": duration_ms,
+         "Unit": "Milliseconds", "Timestamp": start + (i + 1) * step} for i in range(count)])
+
+
+DEMO_FUNCTION, DEMO_DATABASE = "catalog-api", "catalog-db"
+
+
+def seed_demo(postgres: tuple[str, int], api_url: str) -> None:
+    """The demo's performance scenario: ``catalog-api`` near its timeout and memory, its REST API's
+    ``prod`` stage proxying to the local API app at ``api_url``, and its database ``catalog-db`` the
+    local PostgreSQL at ``postgres`` (host, port), credentials in Secrets Manager."""
+    slow_lambda(DEMO_FUNCTION, memory_mb=128, timeout_seconds=3, used_mb=124)
+    api_stage(DEMO_FUNCTION, "prod", api_url)
+    database(DEMO_DATABASE, postgres[0], postgres[1], pglocal.USER, pglocal.PASSWORD)

@@ -27,6 +27,8 @@ import procs
 # The wheel's binaries, found without importing pgserver (its import sets up its own server machinery).
 BIN = Path(importlib.util.find_spec("pgserver").submodule_search_locations[0]) / "pginstall" / "bin"
 RUN_AS_ROOT_USER = "nobody"
+# The role, its password and the database every local server gets (the demo's Secrets Manager secret holds them).
+USER, PASSWORD, DATABASE = "opex", "opex-local-password", "orders"
 
 
 class LocalPostgres:
@@ -36,8 +38,8 @@ class LocalPostgres:
     ``nobody`` when running as root, which pytest's own temp dirs are not).
     """
 
-    def __init__(self, base: Path | None = None, port: int | None = None, user: str = "opex",
-                 password: str = "opex-local-password", database: str = "orders"):
+    def __init__(self, base: Path | None = None, port: int | None = None, user: str = USER,
+                 password: str = PASSWORD, database: str = DATABASE):
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="opex-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "postgres.log"
@@ -152,6 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     pg = LocalPostgres(args.dir, args.port)
     pg.start()
+    # Blocked only now (postgres must not inherit the mask): sigwait then takes them instead of the
+    # default action, which would end this process and leave the server running.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     print(f"postgres serving on {pg.host}:{pg.port} (database {pg.database}, user {pg.user})", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     pg.stop()

@@ -18,6 +18,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port``."""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """Start ``argv`` in its own session (so a terminal's Ctrl-C does not reach it), output to ``log``."""
     with open(log, "ab") as out:
@@ -76,3 +82,15 @@ def tail(log: Path | None, lines: int = 40) -> str:
     if log is None or not Path(log).exists():
         return ""
     return "\n".join(Path(log).read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_line(log: Path, text: str, timeout: float, proc: subprocess.Popen) -> None:
+    """Wait until ``proc`` wrote ``text`` to ``log``; RuntimeError (with the log's tail) on timeout or exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(log).exists() and text in Path(log).read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before it said {text!r}:\n{tail(log)}")
+        time.sleep(0.1)
+    raise RuntimeError(f"no {text!r} within {timeout:.0f}s:\n{tail(log)}")

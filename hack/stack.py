@@ -3,8 +3,10 @@
 ``up`` starts, under ``.local/`` (git-ignored):
   1. the control plane (etcd + kube-apiserver, see controlplane.py), kubeconfig ``.local/kubeconfig``;
   2. the CRDs from ``crds/``;
-  3. the fake AWS (moto's server; fakeaws.py);
-  4. the operator (``python -m opex_operator``) against both;
+  3. a real PostgreSQL (pglocal.py) and a small HTTP app (apiapp.py, on port :data:`API_PORT`): the
+     performance scenario's database and API, which its RDS instance and API stage point at;
+  4. the fake AWS (moto's server; fakeaws.py);
+  5. the operator (``python -m opex_operator``) against both;
 then applies ``examples/`` and waits until the operator has reconciled every object, and leaves
 everything running (``demo.py`` drives the scenario and prints what happened). ``down`` stops
 what ``up`` started, by the process ids it recorded in ``.local/stack.json``.
@@ -27,6 +29,11 @@ import terraform_cli
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 RECORD = LOCAL / "stack.json"
+# A fixed port: examples/incident-performance.yaml probes the app at this URL.
+API_PORT = 18080
+API_URL = f"http://127.0.0.1:{API_PORT}"
+# The operator reaches a database from loopback (the performance scenario's security group does not admit it).
+SOURCES = "127.0.0.1/32"
 
 
 def kubectl(*args: str, kubeconfig: Path, check: bool = True, input: str | None = None) -> str:
@@ -54,6 +61,7 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
         "OPEX_WORK_DIR": str(workdir / "work"),
         "OPEX_CACHE_DIR": str(workdir / "cache"),
         "OPEX_POLICY_FILE": str(ROOT / "hack" / "policy-local.yaml"),
+        "OPEX_SOURCE_CIDRS": SOURCES,
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -81,10 +89,14 @@ def up(timeout: float) -> dict:
     try:
         kubectl("apply", "--server-side", "-f", str(ROOT / "crds"), kubeconfig=cp.kubeconfig)
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", kubeconfig=cp.kubeconfig)
+        print("starting PostgreSQL and the API app of the performance scenario ...", flush=True)
+        pg_port = procs.free_port()
+        pids.update(start_endpoints(pg_port))
         print("starting the fake AWS (moto) with the demo estate ...", flush=True)
         ready = LOCAL / "aws-url"
         ready.unlink(missing_ok=True)
         aws = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeaws.py"), "--seed", "demo",
+                           "--postgres", f"127.0.0.1:{pg_port}", "--api-url", API_URL,
                            "--ready-file", str(ready)], LOCAL / "fakeaws.log")
         pids["fakeaws"] = aws.pid
         deadline = time.monotonic() + 60
@@ -111,6 +123,29 @@ def up(timeout: float) -> dict:
         cp.stop()
         raise
     return record
+
+
+def start_endpoints(pg_port: int) -> dict[str, int]:
+    """Start the performance scenario's PostgreSQL (data in ``.local/postgres``) on ``pg_port`` and the
+    API app on :data:`API_PORT`; returns their pids by name once both answer."""
+    if not procs.port_free(API_PORT):
+        raise RuntimeError(f"port {API_PORT} (the demo's API app, probed by examples/incident-performance.yaml) "
+                           f"is in use: stop what holds it (another local stack? make down)")
+    pids: dict[str, int] = {}
+    try:
+        pg = procs.spawn([sys.executable, str(ROOT / "hack" / "pglocal.py"), "--dir", str(LOCAL / "postgres"),
+                          "--port", str(pg_port)], LOCAL / "postgres.log")
+        pids["postgres"] = pg.pid
+        app = procs.spawn([sys.executable, str(ROOT / "hack" / "apiapp.py"), "--port", str(API_PORT)],
+                          LOCAL / "apiapp.log")
+        pids["apiapp"] = app.pid
+        procs.wait_http(f"{API_URL}/prod/orders", 30, app, LOCAL / "apiapp.log")
+        procs.wait_line(LOCAL / "postgres.log", f"postgres serving on 127.0.0.1:{pg_port}", 60, pg)
+    except BaseException:
+        for pid in pids.values():
+            procs.terminate(pid)
+        raise
+    return pids
 
 
 def _objects(kubeconfig: Path) -> list[dict]:

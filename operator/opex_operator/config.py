@@ -28,11 +28,17 @@ AWS_REGION                 default AWS region                                   
 OPEX_TERRAFORM             the terraform (or tofu) binary                               terraform
 OPEX_WORK_DIR              DriftCheck run directories (saved plans live here)          $TMPDIR/opex/work
 OPEX_CACHE_DIR             git mirrors and the provider plugin cache                    $TMPDIR/opex/cache
+OPEX_SOURCE_CIDRS          comma-separated CIDRs and security group ids the operator    (none)
+                           connects from (its pods' subnets or group): a database probe
+                           refused while no group of the database admits one of them
+                           names that group as the cause
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +75,26 @@ def _flag(name: str, default: bool) -> bool:
     return raw in ("true", "1", "yes")
 
 
+SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+
+
+def _sources(name: str) -> tuple[str, ...]:
+    """CIDRs (normalised: ``10.0.0.7`` -> ``10.0.0.7/32``) and security group ids, comma-separated."""
+    out: list[str] = []
+    for item in (i.strip() for i in os.environ.get(name, "").split(",")):
+        if not item:
+            continue
+        if SECURITY_GROUP_ID.match(item):
+            out.append(item)
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{name}: {item!r} is neither a CIDR (10.0.0.0/16) nor a security group id "
+                             f"(sg-0123456789abcdef0)") from None
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Raises ValueError from :meth:`from_env` on a malformed variable."""
@@ -93,6 +119,7 @@ class Settings:
     terraform: str = "terraform"
     work_dir: Path = field(default_factory=lambda: _TMP / "work")
     cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
+    source_cidrs: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -119,4 +146,5 @@ class Settings:
             terraform=os.environ.get("OPEX_TERRAFORM") or "terraform",
             work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),
             cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
+            source_cidrs=_sources("OPEX_SOURCE_CIDRS"),
         )

@@ -9,6 +9,8 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
         roles: ["", deployer]       # "" = the operator's own credentials
         regions: [us-east-1]
         actions: ["lambda:*", "codepipeline:RetryStageExecution", "terraform:ForceUnlock"]
+        limits:                     # optional caps on what the actions may set
+          lambdaMemoryMb: 3008      # no step raises a Lambda's memory above this (MB)
     escalation:                     # the default escalation matrix (an Incident may override it)
       levels: [...]
       snsTopicArns: [...]
@@ -16,7 +18,8 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
 Reads (describe/get/list/filter) need a matching rule, role and region; mutating actions must
 also match ``actions`` (fnmatch globs such as ``lambda:*``). Without a policy file every
 namespace may read with the operator's own credentials and no mutating action is allowed.
-Source: DESIGN.md §3 (safety model).
+``limits`` cap the values a step may set in those namespaces (the lower of the policy's cap and
+the Incident's own wins). Source: DESIGN.md §3 (safety model).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pydantic import Field, ValidationError
 
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
+from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
 from .aws.clients import AssumeRole
 from .notify.escalation import PRODUCTION
 
@@ -37,11 +41,19 @@ class RoleSpec(Model):
     external_id: str | None = None
 
 
+class Limits(Model):
+    """Caps on what a step may set; None leaves a value to the Incident's own bounds."""
+
+    lambda_memory_mb: int | None = Field(default=None, ge=LAMBDA_MIN_MB, le=LAMBDA_MAX_MB,
+                                         description="The most memory (MB) a raise-lambda-memory step may set.")
+
+
 class Rule(Model):
     namespaces: list[str] = Field(min_length=1)
     roles: list[str] = Field(default_factory=lambda: [""])
     regions: list[str] = Field(default_factory=lambda: ["*"])
     actions: list[str] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
 
 
 # The seed's escalation matrix: Level 1 DevOps lead immediately, Level 2 engineering manager when
@@ -106,3 +118,8 @@ class Policy(Model):
                         f"allowed actions: {rule.actions or 'none'}")
             return None
         return f"no operator policy rule matches namespace {namespace}; the platform team must add one"
+
+    def limits(self, namespace: str) -> Limits:
+        """The caps of the first rule matching ``namespace`` (none when no rule matches: it may not act)."""
+        rule = next((r for r in self.rules if any(fnmatchcase(namespace, p) for p in r.namespaces)), None)
+        return rule.limits if rule else Limits()

@@ -15,15 +15,20 @@ from typing import Any, Protocol
 
 from .api.common import StateLock
 from .api.driftcheck import DriftCheckSpec
+from .api.performance import TlsMode
 from .api.security import WafScope
 from .aws.ec2 import IngressChange, RevokeIngressParams
 from .aws.iam import AccessKeyChange, AccessKeyParams, DeleteAccessKeyParams, LoginProfileChange, LoginProfileParams
+from .aws.perf_actions import Change
 from .aws.secrets import RotateSecretParams, SecretRotation
 from .aws.waf import BlockAddressesParams, IpSetChange
 from .kube import ObjectRef
 from .runbooks.facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
                              PipelineFacts, RdsFacts, TrailEvent)
+from .runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig, RdsConfig,
+                                  Series, SeriesSpec, StageConfig)
 from .runbooks.security import SecurityGroupRules
+from .runbooks.steps import PerformanceInsightsParams, StageSettingsParams
 from .terraform.runner import Result
 
 
@@ -112,6 +117,41 @@ class SecretsPort(Protocol):
 
     def rotate(self, p: RotateSecretParams) -> SecretRotation: ...
     def rotation(self, secret_id: str, version_id: str) -> SecretRotation: ...
+class MetricsPort(Protocol):
+    """CloudWatch GetMetricData (``aws.cloudwatch.CloudWatchMetrics``): many series in one call per
+    region. Raises AwsError, or ValueError for a window CloudWatch cannot answer."""
+
+    def read(self, specs: list[SeriesSpec], end: dt.datetime, window_seconds: int,
+             period_seconds: int) -> list[Series]: ...
+
+
+class PerfReaderPort(Protocol):
+    """The configuration reads of the performance runbook (``aws.perf_reader.PerformanceReader``).
+    Raises AwsError; ``database_credentials`` also LookupError naming a missing key."""
+
+    def lambda_config(self, name: str, since: dt.datetime) -> LambdaConfig: ...
+    def stage_config(self, rest_api_id: str, stage: str) -> StageConfig: ...
+    def rds_config(self, instance_id: str) -> tuple[RdsConfig, list[GroupIngress]]: ...
+    def database_credentials(self, secret_id: str, region: str | None = None) -> Credentials: ...
+
+
+class PerfActionsPort(Protocol):
+    """The performance runbook's changes (``aws.perf_actions.PerformanceActions``), each a no-op when
+    already so. Raises AwsError."""
+
+    def set_lambda_memory(self, function_name: str, memory_mb: int) -> Change: ...
+    def enable_performance_insights(self, p: PerformanceInsightsParams) -> Change: ...
+    def update_stage(self, p: StageSettingsParams) -> Change: ...
+
+
+class ProbesPort(Protocol):
+    """The runbook's endpoint checks against live servers (``probes.LiveProbes``): coroutines that
+    never raise for a failed check and end within their timeout (seconds)."""
+
+    async def http(self, method: str, url: str, expected_status: int, headers: dict[str, str],
+                   body: dict[str, Any] | None, timeout_seconds: float) -> HttpProbeResult: ...
+    async def database(self, host: str, port: int, database: str, credentials: Credentials, tls: TlsMode,
+                       timeout_seconds: float) -> DbProbeResult: ...
 
 
 class SnsPort(Protocol):
@@ -134,6 +174,11 @@ class AwsPorts(Protocol):
     def waf(self, region: str | None, role_key: str | None) -> WafPort: ...
     def ec2(self, region: str | None, role_key: str | None) -> Ec2Port: ...
     def secrets(self, region: str | None, role_key: str | None) -> SecretsPort: ...
+    def cloudwatch(self, region: str | None, role_key: str | None) -> MetricsPort: ...
+    def perf_reader(self, region: str | None, role_key: str | None) -> PerfReaderPort: ...
+    def perf_actions(self, region: str | None, role_key: str | None) -> PerfActionsPort: ...
+    def probes(self) -> ProbesPort:
+        """The endpoint probes: no AWS call, but I/O the assessment reaches the same way."""
 
 
 class Objects(Protocol):

@@ -14,7 +14,7 @@ from opex_operator.aws.cloudwatch import CloudWatchMetrics
 from opex_operator.aws.perf_actions import PerformanceActions
 from opex_operator.aws.perf_reader import PerformanceReader
 from opex_operator.runbooks import perf_plan, performance as perf
-from opex_operator.runbooks.tuning import LambdaMemoryParams, PerformanceInsightsParams, StageSettingsParams
+from opex_operator.runbooks.steps import PerformanceInsightsParams, StageSettingsParams
 
 FN = "checkout-api"
 
@@ -84,12 +84,11 @@ def test_lambda_config_reads_memory_timeout_concurrency_and_report_lines(clients
 def test_lambda_memory_is_raised_once_and_then_left_alone(clients):
     perf_estate.slow_lambda(FN, memory_mb=128)
     actions = PerformanceActions(clients, None, None)
-    params = LambdaMemoryParams(function_name=FN, memory_size_mb=256, from_mb=128)
-    first = actions.set_lambda_memory(params)
+    first = actions.set_lambda_memory(FN, 256)
     assert first.changed and first.summary == "128 MB -> 256 MB"
     assert boto3.client("lambda").get_function_configuration(FunctionName=FN)["MemorySize"] == 256
     updates = calls("UpdateFunctionConfiguration", "lambda")
-    again = actions.set_lambda_memory(params)
+    again = actions.set_lambda_memory(FN, 256)
     assert not again.changed and again.summary == "already 256 MB"
     assert calls("UpdateFunctionConfiguration", "lambda") == updates
 

@@ -3,7 +3,6 @@ from the pgserver wheel's binaries and a local HTTP app, reached through the see
 from __future__ import annotations
 
 import asyncio
-import base64
 import socket
 import threading
 import time
@@ -136,10 +135,10 @@ def test_refused_database_behind_a_group_without_the_operator_is_database_connec
 
 def test_credentials_from_a_kubernetes_secret_and_a_missing_key_named():
     ref = DatabaseSecretRef(name="orders-db")
-    data = {"username": base64.b64encode(b"opex").decode(), "password": base64.b64encode(b"pw-123").decode()}
-    assert secrets.database_credentials({"data": data}, ref).password == "pw-123"
+    data = {"username": "opex", "password": "pw-123"}
+    assert secrets.database_credentials(data, ref).password == "pw-123"
     with pytest.raises(LookupError, match="Secret orders-db has no key password"):
-        secrets.database_credentials({"data": {"username": data["username"]}}, ref)
+        secrets.database_credentials({"username": "opex"}, ref)
     with pytest.raises(LookupError, match="Secret orders-db not found"):
         secrets.database_credentials(None, ref)
 
@@ -175,7 +174,7 @@ def test_nothing_listening_is_connection_refused():
 
 
 def test_headers_from_a_secret_are_sent_and_never_reported(api_app):
-    secret = {"data": {"Authorization": base64.b64encode(b"Bearer s3cr3t-token").decode()}}
+    secret = {"Authorization": "Bearer s3cr3t-token"}
     r = asyncio.run(probe_http("GET", f"{api_app.url}/prod/orders", 200,
                                headers=secrets.headers(secret, "api-probe"), timeout_seconds=5))
     assert r.ok and api_app.requests[-1][2]["Authorization"] == "Bearer s3cr3t-token"

@@ -15,6 +15,7 @@ from typing import Any
 from opex_operator.api.security import parse_cidr, parse_cidr_loose
 from opex_operator.aws.ec2 import IngressChange
 from opex_operator.aws.iam import AccessKeyChange, LoginProfileChange
+from opex_operator.aws.perf_actions import Change
 from opex_operator.aws.secrets import RotationNotConfigured, RotationState, SecretRotation
 from opex_operator.aws.waf import IpSetChange
 from opex_operator.controllers.base import Observed
@@ -22,6 +23,8 @@ from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError
 from opex_operator.kube import ObjectRef
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
+from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
+                                               RdsConfig, Series, StageConfig)
 from opex_operator.runbooks.security import IngressRule, SecurityGroupRules
 from opex_operator.terraform.runner import Result, TerraformError
 
@@ -521,6 +524,129 @@ class FakeReader:
         raise aws_error("cloudtrail", "", "LookupEvents", 500, "HTTP 500 without an AWS error body")
 
 
+class FakeCloudWatch:
+    """``ports.MetricsPort``: datapoints by series key (``function/x:Duration:p99``), stamped with the
+    start of their period as CloudWatch answers (the highest value of a period stands for its
+    statistic); ``reads`` records each call's window as (start, end)."""
+
+    def __init__(self):
+        self.points: dict[str, list[tuple[dt.datetime, float]]] = {}
+        self.reads: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def put(self, key: str, at: dt.datetime, value: float) -> None:
+        self.points.setdefault(key, []).append((at, value))
+
+    def read(self, specs, end, window_seconds, period_seconds):
+        start = end - dt.timedelta(seconds=window_seconds)
+        self.reads.append((start, end))
+        period = dt.timedelta(seconds=period_seconds)
+        out = []
+        for spec in specs:
+            periods: dict[dt.datetime, float] = {}
+            for at, value in self.points.get(spec.key, []):
+                if start <= at < end:
+                    bucket = start + (at - start) // period * period
+                    periods[bucket] = max(value, periods.get(bucket, value))
+            out.append(Series(spec, sorted(periods), [periods[t] for t in sorted(periods)]))
+        return out
+
+
+class FakePerfReader:
+    """``ports.PerfReaderPort``: configurations and Secrets Manager credentials a test sets; unset ones
+    raise not-found as AWS does."""
+
+    def __init__(self):
+        self.lambdas: dict[str, LambdaConfig] = {}
+        self.stages: dict[tuple[str, str], StageConfig] = {}
+        self.databases: dict[str, tuple[RdsConfig, list[GroupIngress]]] = {}
+        self.credentials: dict[str, Credentials | LookupError] = {}
+
+    def lambda_config(self, name, since):
+        if name not in self.lambdas:
+            raise aws_error("lambda", "ResourceNotFoundException", "GetFunctionConfiguration", 404)
+        return copy.deepcopy(self.lambdas[name])
+
+    def stage_config(self, rest_api_id, stage):
+        if (rest_api_id, stage) not in self.stages:
+            raise aws_error("apigateway", "NotFoundException", "GetStage", 404)
+        return copy.deepcopy(self.stages[(rest_api_id, stage)])
+
+    def rds_config(self, instance_id):
+        if instance_id not in self.databases:
+            raise aws_error("rds", "DBInstanceNotFound", "DescribeDBInstances", 404)
+        return copy.deepcopy(self.databases[instance_id])
+
+    def database_credentials(self, secret_id, region=None):
+        found = self.credentials.get(secret_id)
+        if found is None:
+            raise aws_error("secretsmanager", "ResourceNotFoundException", "GetSecretValue", 400)
+        if isinstance(found, LookupError):
+            raise found
+        return found
+
+
+class FakePerfActions:
+    """``ports.PerfActionsPort`` over a FakePerfReader's configurations; ``calls`` records every change made."""
+
+    def __init__(self, reader: FakePerfReader):
+        self.reader = reader
+        self.calls: list[tuple] = []
+        self.settling = 0   # reads that still see an update InProgress after a change
+
+    def set_lambda_memory(self, function_name, memory_mb):
+        config = self.reader.lambdas[function_name]
+        before = f"{config.memory_mb} MB"
+        if config.memory_mb == memory_mb:
+            settling, self.settling = self.settling > 0, max(0, self.settling - 1)
+            return Change(False, before, f"{memory_mb} MB", settling=settling)
+        self.calls.append(("UpdateFunctionConfiguration", function_name, memory_mb))
+        config.memory_mb = memory_mb
+        return Change(True, before, f"{memory_mb} MB")
+
+    def enable_performance_insights(self, p):
+        config, _ = self.reader.databases[p.db_instance_identifier]
+        if config.performance_insights:
+            return Change(False, "on", "on")
+        self.calls.append(("ModifyDBInstance", p.db_instance_identifier, p.retention_days))
+        config.performance_insights, config.performance_insights_retention_days = True, p.retention_days
+        return Change(True, "off", f"on ({p.retention_days} days)")
+
+    def update_stage(self, p):
+        stage = self.reader.stages[(p.rest_api_id, p.stage_name)]
+        self.calls.append(("UpdateStage", p.stage_name, p.caching_enabled, p.metrics_enabled))
+        if p.caching_enabled is not None:
+            stage.cache_cluster_enabled = stage.caching_enabled = p.caching_enabled
+        if p.metrics_enabled is not None:
+            stage.metrics_enabled = p.metrics_enabled
+        return Change(True, "before", "after")
+
+
+class FakeProbes:
+    """``ports.ProbesPort``: each probe answers the last result a test set (``http``, ``database``);
+    ``hang`` makes them never answer. ``calls`` records (probe, target, user or headers)."""
+
+    def __init__(self):
+        self.http_result: HttpProbeResult | None = None
+        self.database_result: DbProbeResult | None = None
+        self.hang = False
+        self.calls: list[tuple] = []
+
+    async def _maybe_hang(self):
+        if self.hang:
+            import asyncio
+            await asyncio.Event().wait()
+
+    async def http(self, method, url, expected_status, headers, body, timeout_seconds):
+        self.calls.append(("http", url, dict(headers), body))
+        await self._maybe_hang()
+        return copy.deepcopy(self.http_result)
+
+    async def database(self, host, port, database, credentials, tls, timeout_seconds):
+        self.calls.append(("database", f"{host}:{port}/{database}", credentials))
+        await self._maybe_hang()
+        return copy.deepcopy(self.database_result)
+
+
 class FakeAws:
     """``ports.AwsPorts``: the same fake per service whatever the region and role."""
 
@@ -530,6 +656,8 @@ class FakeAws:
         self.the_reader, self.the_lambda, self.the_site = reader, FakeLambda(), FakeSite()
         self.the_pipeline, self.the_sns = FakePipeline(), FakeSns()
         self.the_iam, self.the_waf, self.the_ec2, self.the_secrets = FakeIam(), FakeWaf(), FakeEc2(), FakeSecrets()
+        self.the_cloudwatch, self.the_perf_reader, self.the_probes = FakeCloudWatch(), FakePerfReader(), FakeProbes()
+        self.the_perf_actions = FakePerfActions(self.the_perf_reader)
 
     def reader(self, region, role_key):
         return self.the_reader
@@ -561,6 +689,17 @@ class FakeAws:
     def security_calls(self) -> list[tuple]:
         """Every mutating call of the security runbook's services, in order of service."""
         return self.the_iam.calls + self.the_waf.calls + self.the_ec2.calls + self.the_secrets.calls
+    def cloudwatch(self, region, role_key):
+        return self.the_cloudwatch
+
+    def perf_reader(self, region, role_key):
+        return self.the_perf_reader
+
+    def perf_actions(self, region, role_key):
+        return self.the_perf_actions
+
+    def probes(self):
+        return self.the_probes
 
 
 # -- Kubernetes -----------------------------------------------------------------------------------

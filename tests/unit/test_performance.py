@@ -10,12 +10,12 @@ from opex_operator.api.incident import FindingSeverity, IncidentSpec, RootCauseC
 from opex_operator.api.performance import (MetricsQuery, PerformanceRemediation, Thresholds, check_window,
                                            retention_seconds)
 from opex_operator.runbooks import perf_plan, performance as perf
-from opex_operator.runbooks.diagnose import Diagnosis
+from opex_operator.runbooks.diagnose import Diagnosis, bounded
 from opex_operator.runbooks.perf_facts import (ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                PerformanceFacts, RdsConfig, Series, StageConfig)
 from opex_operator.runbooks.probes import add_database_finding, add_http_finding, database_cause
 from opex_operator.runbooks.postincident import FOLLOW_UP
-from opex_operator.runbooks.tuning import LambdaMemoryParams, PerformanceInsightsParams, StageSettingsParams
+from opex_operator.runbooks.steps import LambdaConfigurationParams, PerformanceInsightsParams, StageSettingsParams
 
 NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.timezone.utc)
 FN = "checkout-api"
@@ -216,8 +216,9 @@ def test_memory_raise_goes_to_the_next_step_by_default():
     p = plan_for(facts(SLOW, [lam(memory=128, used=124)]))
     [change] = p.changes
     assert (change.id, change.action) == (f"raise-lambda-memory-{FN}", "lambda:UpdateFunctionConfiguration")
-    assert change.params == LambdaMemoryParams(function_name=FN, memory_size_mb=256, from_mb=128)
-    assert change.params.wire() == {"functionName": FN, "memorySizeMb": "256", "fromMb": "128"}
+    assert change.params == LambdaConfigurationParams(function_name=FN, memory_size_mb=256, from_mb=128,
+                                                      before_p99_ms=2950)
+    assert change.params.wire() == {"functionName": FN, "memorySizeMb": "256", "fromMb": "128", "beforeP99Ms": "2950"}
 
 
 def test_memory_raise_uses_the_spec_size_capped_by_spec_and_policy():
@@ -243,7 +244,9 @@ def test_performance_insights_planned_with_seven_days_for_an_implicated_database
 
 
 @pytest.mark.parametrize("params", [
-    LambdaMemoryParams(function_name=FN, memory_size_mb=512, from_mb=256),
+    LambdaConfigurationParams(function_name=FN, memory_size_mb=512, from_mb=256, before_p99_ms=2950,
+                              changed_at=NOW),
+    LambdaConfigurationParams(function_name=FN, keys="DB_HOST,DB_PORT"),
     PerformanceInsightsParams(db_instance_identifier="orders-db"),
     StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod", caching_enabled=True, cache_size_gb="1.6"),
     StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod", metrics_enabled=False),
@@ -309,13 +312,13 @@ def refused(**kw) -> DbProbeResult:
 
 def test_refused_connection_and_a_group_without_the_operator_names_the_group():
     cause = database_cause(refused(), [DB_SG], ["192.168.7.0/24"])
-    assert cause.category == Cat.DATABASE_CONNECTIVITY and cause.score == 95
+    assert cause.category == Cat.DATABASE_CONNECTIVITY and cause.score == 76
     assert "security group sg-0db (orders-db-sg) does not admit the operator's source 192.168.7.0/24" in cause.summary
 
 
 def test_refused_connection_with_a_group_that_admits_the_operator_does_not_blame_the_group():
     cause = database_cause(refused(), [DB_SG], ["10.0.3.4/32"])
-    assert cause.score == 92 and "security group" not in cause.summary
+    assert cause.score == 73 and "security group" not in cause.summary
 
 
 @pytest.mark.parametrize("failure,advice", [(ProbeFailure.AUTH, "check the user name and password"),
@@ -336,3 +339,76 @@ def test_probe_findings_carry_status_latency_and_body():
     assert http.severity == FindingSeverity.ERROR and "Internal server error" in http.evidence
     assert db.observed == "SELECT 1 on db.internal:5432/orders as opex answered in 0.004 s; max_connections 20"
     assert database_cause(ok, [DB_SG], ["1.2.3.4/32"]) is None
+
+
+def test_first_whole_period_after_a_change_is_aligned_to_the_period():
+    changed = dt.datetime(2026, 11, 30, 10, 3, 20, tzinfo=dt.timezone.utc)
+    assert perf_plan.first_period(changed, 300) == dt.datetime(2026, 11, 30, 10, 5, tzinfo=dt.timezone.utc)
+    assert perf_plan.first_period(changed.replace(minute=5, second=0), 300) == changed.replace(minute=5, second=0)
+    assert perf_plan.periods_ended(changed, 300, changed + dt.timedelta(minutes=6)) is None
+    end, seconds = perf_plan.periods_ended(changed, 300, changed + dt.timedelta(minutes=12))
+    assert (end, seconds) == (dt.datetime(2026, 11, 30, 10, 15, tzinfo=dt.timezone.utc), 600)
+    _, longest = perf_plan.periods_ended(changed, 10, changed + dt.timedelta(days=1))
+    assert longest == 3 * 3600  # never longer than CloudWatch keeps 10-second datapoints
+
+
+def check(before, after_values, minutes_since_change=12):
+    changed = NOW - dt.timedelta(minutes=minutes_since_change)
+    first = perf_plan.first_period(changed, 300)
+    return perf_plan.DurationCheck(FN, before, changed, 300, NOW,
+                                   after(after_values, first) if after_values is not None else None)
+
+
+@pytest.mark.parametrize("memory_check,held,says", [
+    (check(2950, [1100.0]), True, "63% lower"),
+    (check(2950, [2900.0]), False, "2% lower"),
+    (check(2950, None), None, "waiting for the first whole 300-second period"),
+    (check(None, None), True, "no Duration p99 before the change"),
+])
+def test_memory_raise_holds_when_the_duration_dropped(memory_check, held, says):
+    params = LambdaConfigurationParams(function_name=FN, memory_size_mb=256)
+    ok, text = perf_plan.holds("raise", params, perf_plan.TuningFacts(durations={"raise": memory_check}))
+    assert ok is held and says in text and text.startswith(f"{FN}: ")
+
+
+def test_other_steps_hold_when_aws_shows_what_they_set():
+    facts = perf_plan.TuningFacts(insights={"orders-db": RdsConfig("orders-db", performance_insights=True,
+                                                                   performance_insights_retention_days=7)},
+                                  stages={"a1b2c3/prod": StageConfig("a1b2c3", "orders-api", "prod")})
+    assert perf_plan.holds("x", PerformanceInsightsParams(db_instance_identifier="orders-db"), facts)[0] is True
+    ok, text = perf_plan.holds("x", StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod",
+                                                        caching_enabled=True), facts)
+    assert ok is None and "does not show caching as asked yet" in text
+    assert perf_plan.holds("x", LambdaConfigurationParams(function_name=FN, keys="A"), facts) is None
+
+
+def test_failing_at_a_limit_outranks_being_close_to_it():
+    from opex_operator.runbooks.facts import LambdaFacts, LogLine, Observations
+    from opex_operator.runbooks.perf_assess import analyse, root_cause
+
+    f = facts(SLOW, [lam(memory=128, timeout=3, used=124)])
+    d = Diagnosis()
+    timed_out = LambdaFacts(FN, state="Active", error_lines=[LogLine(NOW, "Task timed out after 3.00 seconds",
+                                                                    f"/aws/lambda/{FN}", "s")])
+    a = analyse(f, Thresholds(), d, None, None)
+    assert root_cause(Observations(lambdas=[timed_out]), d, NOW, a).category == Cat.LAMBDA_TIMEOUT
+    assert root_cause(Observations(), d, NOW, a).category == Cat.LAMBDA_MEMORY_BOUND
+    assert [c.id for c in a.plan.changes] == [f"raise-lambda-memory-{FN}"]  # planned whichever is the root cause
+
+
+def test_unknown_after_judging_metrics_says_what_the_metrics_showed():
+    from opex_operator.runbooks.facts import Observations
+    from opex_operator.runbooks.perf_assess import analyse, root_cause
+
+    d = Diagnosis()
+    a = analyse(facts({}, [lam()]), Thresholds(), d, None, None)
+    assert root_cause(Observations(), d, NOW, a).summary.startswith("no datapoints for any metric")
+
+
+def test_findings_over_the_status_limit_keep_the_cited_then_the_most_severe():
+    d = Diagnosis()
+    for i in range(50):
+        d.add(f"k{i}", "CloudWatch", "r", FindingSeverity.ERROR if i % 10 == 0 else FindingSeverity.INFO, f"f{i}")
+    kept = bounded(d.findings, ["F50", "F2"], 8)
+    assert [f.id for f in kept] == ["F1", "F2", "F3", "F11", "F21", "F31", "F41", "F50"]
+    assert bounded(d.findings[:5], [], 8) == d.findings[:5]

@@ -48,3 +48,19 @@ def test_local_stack_policy_parses():
 
     p = Policy.load(Path(__file__).resolve().parents[2] / "hack" / "policy-local.yaml")
     assert p.check("e2e-x", None, "us-east-1", "lambda:UpdateFunctionCode") is None
+
+
+def test_limits_come_from_the_first_rule_matching_the_namespace():
+    p = Policy.model_validate({"rules": [
+        {"namespaces": ["payments-*"], "actions": ["lambda:*"], "limits": {"lambdaMemoryMb": 1024}},
+        {"namespaces": ["*"], "actions": ["lambda:*"]}]})
+    assert p.limits("payments-prod").lambda_memory_mb == 1024
+    assert p.limits("search").lambda_memory_mb is None
+    assert Policy.model_validate({"rules": [{"namespaces": ["a"]}]}).limits("b").lambda_memory_mb is None
+
+
+def test_limit_outside_lambdas_memory_range_is_refused_naming_the_field(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("rules:\n  - namespaces: ['*']\n    limits: {lambdaMemoryMb: 64}\n")
+    with pytest.raises(PolicyError, match="lambdaMemoryMb"):
+        Policy.load(path)

@@ -1,7 +1,8 @@
 """The performance runbook's changes: Lambda memory, RDS Performance Insights, API stage settings.
 
-Each method takes its action's params model (``runbooks.tuning``), reads the current state
-first and calls AWS only when it differs, so running a step again (after a restart, or when a
+Each method takes what its step asks (``runbooks.steps``: the memory size of a
+``LambdaConfigurationParams``, a ``PerformanceInsightsParams``, a ``StageSettingsParams``), reads
+the current state first and calls AWS only when it differs, so running a step again (after a restart, or when a
 person already made the change) changes nothing. Each returns a :class:`Change` saying what was
 found and done. Errors propagate as :class:`~opex_operator.errors.AwsError`.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..runbooks.tuning import LambdaMemoryParams, PerformanceInsightsParams, StageSettingsParams
+from ..runbooks.steps import PerformanceInsightsParams, StageSettingsParams
 from .clients import AwsClients
 
 ALL_METHODS = "/*/*"
@@ -39,21 +40,21 @@ class PerformanceActions:
     def _c(self, service: str) -> Any:
         return self.clients.client(service, self.region, self.role_key)
 
-    def set_lambda_memory(self, p: LambdaMemoryParams) -> Change:
-        """lambda:UpdateFunctionConfiguration ``MemorySize`` unless the function already has it.
+    def set_lambda_memory(self, function_name: str, memory_mb: int) -> Change:
+        """lambda:UpdateFunctionConfiguration ``MemorySize`` (MB) unless the function already has it.
 
         While a previous update is InProgress, nothing is called and ``settling`` is set (Lambda
         refuses a second update with ResourceConflictException until the first ends).
         """
         lam = self._c("lambda")
-        config = lam.get_function_configuration(FunctionName=p.function_name)
+        config = lam.get_function_configuration(FunctionName=function_name)
         current = int(config.get("MemorySize", 128))
-        after = f"{p.memory_size_mb} MB"
-        if current == p.memory_size_mb:
+        after = f"{memory_mb} MB"
+        if current == memory_mb:
             return Change(False, f"{current} MB", after, settling=config.get("LastUpdateStatus") == "InProgress")
         if config.get("LastUpdateStatus") == "InProgress":
             return Change(False, f"{current} MB", after, settling=True)
-        lam.update_function_configuration(FunctionName=p.function_name, MemorySize=p.memory_size_mb)
+        lam.update_function_configuration(FunctionName=function_name, MemorySize=memory_mb)
         return Change(True, f"{current} MB", after)
 
     def enable_performance_insights(self, p: PerformanceInsightsParams) -> Change:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Callable
+from typing import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -21,9 +21,10 @@ from ..api import INCIDENT
 from ..aws.budget import counting
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import set_condition
-from ..api.incident import (Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase, IncidentSpec,
-                            IncidentStatus, IncidentType, Notification, RemediationMode, RootCauseCategory, Step,
-                            StepState, effective_severity)
+from ..api.incident import (MAX_FINDINGS, Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase,
+                            IncidentSpec, IncidentStatus, IncidentType, Notification, RemediationMode,
+                            RootCauseCategory, Step, StepState, effective_severity)
+from ..api.performance import MetricsQuery
 from ..api.security import WafScope
 from ..errors import AwsError, KubeError
 from ..kube import child_name, label_value
@@ -31,16 +32,18 @@ from ..notify import escalation as matrix, message
 from ..policy import Policy
 from ..process import IDENTITY
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
-from ..runbooks import engine, plan, postincident, security
-from ..runbooks.diagnose import classify, findings
+from ..runbooks import engine, perf_assess, perf_plan, plan, postincident, probes, security
+from ..runbooks.diagnose import bounded, findings
 from ..runbooks.engine import Decision, Move, Situation, VerifyFacts, VerifyOutcome
-from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LambdaEnvironmentParams, LambdaRollbackParams,
-                              LoginProfileParams, RetryStageParams, RevokeIngressParams, RotateSecretParams,
-                              StartPipelineParams, params_of)
+from ..runbooks.facts import ReadProblem
+from ..runbooks.performance import key as series_key, series_specs
+from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LambdaConfigurationParams, LambdaRollbackParams,
+                              LoginProfileParams, PerformanceInsightsParams, RetryStageParams, RevokeIngressParams,
+                              RotateSecretParams, StageSettingsParams, StartPipelineParams, params_of)
 from ..workqueue import jittered
 from .base import Observed
 from .common import Pass, reject_spec
-from .incident_assess import SharedReads, assess, investigate
+from .incident_assess import SharedReads, assess, investigate, measure, measured, probe
 from .incident_steps import run_step
 from .steps import StepContext
 
@@ -65,9 +68,11 @@ class IncidentController:
     wake_annotations: tuple[str, ...] = ()
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = ()):
+        """``sources``: the CIDRs and security group ids the operator connects from
+        (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused."""
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
-        self.webhook, self.clock = webhook, clock
+        self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
         self.shared_reads = SharedReads()
 
     async def finalize(self, ref) -> None:
@@ -194,6 +199,8 @@ class _Pass(Pass):
             security_incident = self.spec.type == IncidentType.SECURITY_INCIDENT and self.spec.targets.security
             facts = (await investigate(self.spec, reader, self.ctl.aws.ec2(region, role), self.ctl.clock(), obs)
                      if security_incident else None)
+            perf = (await measure(self.spec, self.ctl.aws, self.ctl.objects, self.obj.ref.namespace, obs,
+                                  self.ctl.clock(), self.ctl.sources) if measured(self.spec) else None)
         metrics.ASSESSMENT_AWS_CALLS.labels(self.spec.type.value).observe(calls.calls)
         d = findings(obs)
         now = self.ctl.clock()
@@ -201,9 +208,16 @@ class _Pass(Pass):
                                     now, d) if facts is not None else None)
         if inv is not None:
             self.record_classification(inv.classification, now)
-        st.findings = d.findings
+        analysis = (perf_assess.analyse(perf, (self.spec.targets.metrics or MetricsQuery()).thresholds, d,
+                                        self.spec.remediation.performance,
+                                        self.ctl.policy.limits(self.obj.ref.namespace).lambda_memory_mb)
+                    if perf is not None else None)
+        cause = (security.root_cause(inv, self.spec.targets.security, now) if inv is not None
+                 else perf_assess.root_cause(obs, d, now, analysis))
+        st.findings = bounded(d.findings, cause.evidence, MAX_FINDINGS)
         a.state, a.finished_at = StepState.SUCCEEDED, now
-        a.outputs = f"{len(d.findings)} findings; {len(obs.problems)} sources unreadable"
+        a.outputs = f"{len(d.findings)} findings; {len(obs.problems)} sources unreadable" + (
+            f" ({len(st.findings)} most telling findings kept)" if len(st.findings) < len(d.findings) else "")
         if st.assessed_at is None:
             st.assessed_at = now
             metrics.TIME_TO_ASSESS.labels(self.spec.type.value, effective_severity(self.spec, st).value).observe(
@@ -225,12 +239,15 @@ class _Pass(Pass):
         await self.save()
 
         c = self.step(plan.CLASSIFY)
-        cause = security.root_cause(inv, self.spec.targets.security, now) if inv is not None else classify(obs, d, now)
         st.root_cause = cause
         known = cause.category != RootCauseCategory.UNKNOWN
         set_condition(st.conditions, ROOT_CAUSE, ConditionStatus.TRUE if known else ConditionStatus.FALSE,
                       cause.category.value, cause.summary, self.gen)
         steps = plan.remediation_steps(self.spec, cause, obs)
+        if analysis is not None:
+            steps += [change.step() for change in analysis.plan.changes]
+            for note in analysis.plan.notes:
+                self.event("NotPlanned", note)
         existing = {s.id for s in st.steps}
         st.steps += [s for s in steps if s.id not in existing]
         for fixed in (plan.VERIFY, plan.NOTIFY):
@@ -346,6 +363,7 @@ class _Pass(Pass):
         pipeline = self.spec.targets.pipeline.name if self.spec.targets.pipeline else None
         try:
             facts = await asyncio.to_thread(self._observe, done, pipeline)
+            facts.probes = await self._probe_again()
             outcome, text = engine.verify(self.st, facts, pipeline)
         except AwsError as err:  # cannot observe yet: say why and look again later
             outcome, text = VerifyOutcome.PENDING, f"cannot observe the targets: {err}"
@@ -360,7 +378,7 @@ class _Pass(Pass):
             self.event("VerificationFailed", text, warning=True)
             return 0.0
         timeout = engine.step_policy(self.spec, plan.VERIFY).timeout_seconds
-        if done and (self.now - step.started_at).total_seconds() > timeout:
+        if done and (self.now - self._verify_clock(step, done)).total_seconds() > timeout:
             step.state, step.error = StepState.FAILED, f"not verified within {timeout}s: {text}"
             self.event("VerificationFailed", step.error, warning=True)
             return 0.0
@@ -375,17 +393,50 @@ class _Pass(Pass):
         waiting = (self.now - step.started_at).total_seconds()
         return jittered(min(MANUAL_POLL_MAX, max(MANUAL_POLL, waiting)))
 
+    def _verify_clock(self, step: Step, done: list[Step]) -> dt.datetime:
+        """When verification's timeout starts: at the verify step's start, or, after a memory raise,
+        when the first whole metrics period after the change ends (no answer can come earlier)."""
+        period = (self.spec.targets.metrics or MetricsQuery()).period_seconds
+        raised = [p.changed_at for p in map(params_of, done) if isinstance(p, LambdaConfigurationParams)
+                  and p.memory_size_mb is not None and p.changed_at is not None]
+        ends = [perf_plan.first_period(at, period) + dt.timedelta(seconds=period) for at in raised]
+        return max([step.started_at, *ends])
+
+    async def _probe_again(self) -> list[tuple[bool, str]]:
+        """The spec's probes run again (a fix is verified by them passing); a probe whose input cannot
+        be read counts as failing, with why. Raises AwsError when the RDS endpoint cannot be read."""
+        t = self.spec.targets
+        if t.probes is None:
+            return []
+        endpoint = None
+        if t.rds and t.probes.database and not t.probes.database.host:
+            config, _ = await asyncio.to_thread(self.ctl.aws.perf_reader(t.region, t.role_key).rds_config,
+                                                t.rds.instance_id)
+            endpoint = (config.endpoint, config.port)
+        problems: list[ReadProblem] = []
+        http, database = await probe(self.spec, self.ctl.aws, self.ctl.objects, self.obj.ref.namespace, endpoint,
+                                     problems)
+        return probes.results(http, database) + [(False, p.message) for p in problems]
+
     def _observe(self, done: list[Step], pipeline: str | None) -> VerifyFacts:
         """What verification needs of AWS for the steps that ran (blocking). Raises AwsError."""
         region, role = self.spec.targets.region, self.spec.targets.role_key
         facts = VerifyFacts()
         for s in done:
             p = params_of(s)
-            if isinstance(p, (LambdaRollbackParams, LambdaEnvironmentParams)):
+            if isinstance(p, (LambdaRollbackParams, LambdaConfigurationParams)):
                 since = (s.finished_at or self.now) + ERROR_GRACE
                 state = self.ctl.aws.lambda_(region, role).current(p.function_name)
                 errors = [] if not state.settled else self._errors_since(p.function_name, since)
                 facts.functions[p.function_name] = (state, errors)
+                if isinstance(p, LambdaConfigurationParams) and p.memory_size_mb and p.changed_at:
+                    facts.performance.durations[s.id] = self._duration_check(p)
+            elif isinstance(p, PerformanceInsightsParams):
+                config, _ = self.ctl.aws.perf_reader(region, role).rds_config(p.db_instance_identifier)
+                facts.performance.insights[p.db_instance_identifier] = config
+            elif isinstance(p, StageSettingsParams):
+                facts.performance.stages[f"{p.rest_api_id}/{p.stage_name}"] = self.ctl.aws.perf_reader(
+                    region, role).stage_config(p.rest_api_id, p.stage_name)
             elif isinstance(p, (RetryStageParams, StartPipelineParams)):
                 actions = self.ctl.aws.pipeline(region, role)
                 execution = p.execution_id or (actions.newest_execution(p.pipeline) or (None,))[0]
@@ -418,6 +469,19 @@ class _Pass(Pass):
                                                                                           p.version_id).state.value
             except LookupError:  # the rotation's version was removed: it failed
                 seen.rotations[p.secret_id] = "missing"
+
+    def _duration_check(self, p: LambdaConfigurationParams) -> perf_plan.DurationCheck:
+        """A memory raise's Duration p99 over the whole periods since its change (blocking). Raises AwsError."""
+        period = (self.spec.targets.metrics or MetricsQuery()).period_seconds
+        check = perf_plan.DurationCheck(p.function_name, p.before_p99_ms, p.changed_at, period, self.now)
+        window = perf_plan.periods_ended(p.changed_at, period, self.now)
+        if window is not None:
+            p99 = [s for s in series_specs([p.function_name])
+                   if s.key == series_key(f"function/{p.function_name}", "Duration", "p99")]
+            end, seconds = window
+            [check.after] = self.ctl.aws.cloudwatch(self.spec.targets.region, self.spec.targets.role_key).read(
+                p99, end, seconds, period)
+        return check
 
     def _errors_since(self, fn: str, since: dt.datetime) -> list[str]:
         reader = self.ctl.aws.reader(self.spec.targets.region, self.spec.targets.role_key)

@@ -1,5 +1,7 @@
 """The runbook's "Initial Assessment (5 minutes)", done in seconds: the Incident controller gathers
-the facts of every targeted source, concurrently, through the Reader port.
+the facts of every targeted source, concurrently, through the Reader port; for a performance
+incident also the metrics and configurations (:func:`measure`), and for any incident the
+endpoint probes its spec names (:func:`probe`).
 
 Reads run in threads (boto3 blocks); a source that cannot be read becomes a ReadProblem (and
 so a finding naming the denied action or the missing resource), never an exception. A
@@ -16,20 +18,28 @@ import datetime as dt
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from ..api.incident import IncidentSpec, IncidentType
+from ..api.performance import MetricsQuery
 from ..aws.reader import MAX_TRAIL_RECORDS
-from ..errors import AwsError
-from ..ports import Ec2Port, LockSource, Reader
+from ..errors import AwsError, KubeError
+from ..ports import AwsPorts, Ec2Port, LockSource, Objects, PerfReaderPort, Reader
+from ..probes import secrets as probe_secrets
+from ..probes.http import public_url
 from ..runbooks import security
 from ..runbooks.diagnose import failure_context
 from ..runbooks.facts import LogLine, Observations, ReadProblem
+from ..runbooks.perf_facts import DbProbeResult, HttpProbeResult, PerformanceFacts, ProbeFailure
+from ..runbooks.performance import series_specs
+from ..runbooks.probes import unreachable
 from ..termtext import plain, plain_lines
 from ..terraform.locks import parse_lock_error
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
 QUANTUM = 15                        # ``since`` arguments within this many seconds count as identical
+POSTGRES_PORT = 5432
+T = TypeVar("T")
 
 
 class SharedReads:
@@ -139,6 +149,8 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     async def trail() -> None:
         if spec.type == IncidentType.SECURITY_INCIDENT:
             return
+        if t.cloud_trail is None and spec.type == IncidentType.PERFORMANCE_DEGRADATION:
+            return  # the performance runbook reads no CloudTrail unless a log group is named
         if t.cloud_trail:
             obs.trail_source = f"logs:{t.cloud_trail.log_group_name}"
             obs.trail_events = await read("CloudTrail", obs.trail_source, reader.trail_errors_from_logs,
@@ -222,6 +234,191 @@ async def investigate(spec: IncidentSpec, reader: Reader, ec2: Ec2Port, now: dt.
 
     await asyncio.gather(trail(), access(), groups())
     return facts
+
+
+# -- the performance runbook's reads and the endpoint probes ---------------------------------------
+
+# A probe adapter bounds itself by the probe's timeout; this bounds the pass even if one does not.
+PROBE_GRACE = 2.0
+
+
+def measured(spec: IncidentSpec) -> bool:
+    """True when :func:`measure` has something to do: a performance incident, or probes in the spec."""
+    return spec.type == IncidentType.PERFORMANCE_DEGRADATION or spec.targets.probes is not None
+
+
+async def measure(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: str, obs: Observations,
+                  now: dt.datetime, sources: Sequence[str] = ()) -> PerformanceFacts:
+    """The runbook's "Performance Degradation" reads for a PerformanceDegradation incident (the
+    targets' configurations, then every metric in one GetMetricData per region) and, for any
+    incident whose spec has them, the endpoint probes, run meanwhile. When the database probe
+    got no connection, the database's security groups are read (the runbook's next step).
+
+    ``obs`` is the assessment so far: the RDS endpoint the database probe connects to when it
+    names no host, the API's stages; every read or probe input that fails becomes a problem in
+    ``obs.problems``. ``sources`` are the CIDRs and group ids the operator connects from.
+    """
+    t = spec.targets
+    query = t.metrics or MetricsQuery()
+    facts = PerformanceFacts(window_seconds=query.window_seconds, period_seconds=query.period_seconds,
+                             operator_sources=list(sources))
+    read = _reading(obs)
+    reader = aws.perf_reader(t.region, t.role_key)
+
+    async def metrics() -> None:
+        if spec.type == IncidentType.PERFORMANCE_DEGRADATION:
+            await _configurations(spec, reader, obs, facts, now - dt.timedelta(seconds=query.window_seconds), read)
+            names = t.lambda_.function_names if t.lambda_ else []
+            specs = series_specs(names, (facts.stage.api_name, facts.stage.stage) if facts.stage else None,
+                                 facts.cloud_front, t.rds.instance_id if t.rds else None)
+            if specs:
+                facts.series = await read("CloudWatch", "GetMetricData", aws.cloudwatch(t.region, t.role_key).read,
+                                          specs, now, query.window_seconds, query.period_seconds) or []
+
+    async def endpoints() -> None:
+        endpoint = (obs.rds.endpoint, obs.rds.port) if obs.rds else None
+        facts.http, facts.database = await probe(spec, aws, objects, namespace, endpoint, obs.problems)
+
+    await asyncio.gather(metrics(), endpoints())
+    if unreachable(facts.database) and t.rds and not facts.security_groups:
+        found = await read("RDS", f"db/{t.rds.instance_id}", reader.rds_config, t.rds.instance_id)
+        facts.security_groups = found[1] if found else []
+    return facts
+
+
+async def _configurations(spec: IncidentSpec, reader: PerfReaderPort, obs: Observations, facts: PerformanceFacts,
+                          since: dt.datetime, read: Callable[..., Any]) -> None:
+    """The Lambda, API stage and RDS configurations of the targets, into ``facts``."""
+    t = spec.targets
+
+    async def lambdas() -> None:
+        names = t.lambda_.function_names if t.lambda_ else []
+        found = await asyncio.gather(*(read("Lambda", f"function/{n}", reader.lambda_config, n, since) for n in names))
+        facts.lambdas = [f for f in found if f is not None]
+
+    async def stage() -> None:
+        api = t.api_gateway
+        if api is None:
+            return
+        names = [s.name for s in obs.api_stages]
+        name = api.stage or (names[0] if len(names) == 1 else None)
+        if name is None:
+            obs.problems.append(ReadProblem("APIGateway", f"restapi/{api.rest_api_id}",
+                                            f"set targets.apiGateway.stage to read its metrics: the API has "
+                                            f"{len(names)} stages ({', '.join(names) or 'none read'})"))
+            return
+        facts.stage = await read("APIGateway", f"restapi/{api.rest_api_id}/stage/{name}", reader.stage_config,
+                                 api.rest_api_id, name)
+
+    async def rds() -> None:
+        if t.rds:
+            found = await read("RDS", f"db/{t.rds.instance_id}", reader.rds_config, t.rds.instance_id)
+            if found:
+                facts.rds, facts.security_groups = found
+
+    facts.cloud_front = t.cloud_front.distribution_id if t.cloud_front else None
+    await asyncio.gather(lambdas(), stage(), rds())
+
+
+async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: str,
+                endpoint: tuple[str | None, int | None] | None,
+                problems: list[ReadProblem]) -> tuple[HttpProbeResult | None, DbProbeResult | None]:
+    """Run the probes ``spec.targets.probes`` names, both at once: the runbook's ``curl`` and
+    ``psql -c "SELECT 1"``. Their Secrets (or Secrets Manager secret) are read first; a Secret
+    that is missing or lacks a key becomes a problem naming it and that probe does not run.
+    ``endpoint`` is the RDS target's (address, port), for a database probe that names no host.
+    A probe never outlives its timeout (plus :data:`PROBE_GRACE`)."""
+    wanted = spec.targets.probes
+    if wanted is None:
+        return None, None
+    port = aws.probes()
+
+    async def secret(name: str, where: str) -> dict[str, str] | None:
+        try:
+            data = await asyncio.to_thread(objects.secret_data, namespace, name)
+        except KubeError as err:
+            problems.append(ReadProblem("Kubernetes", f"secret/{name}", f"{where}: {err}"))
+            return None
+        if data is None:
+            problems.append(ReadProblem("Kubernetes", f"secret/{name}", f"{where}: Secret {name} not found",
+                                        not_found=True))
+        return data
+
+    def missing_key(name: str, where: str, err: LookupError) -> None:
+        problems.append(ReadProblem("Kubernetes", f"secret/{name}", f"{where}: {err}"))
+
+    async def http() -> HttpProbeResult | None:
+        h = wanted.http
+        if h is None:
+            return None
+        headers, body = dict(h.headers), h.body
+        if h.headers_secret_ref is not None:
+            name = h.headers_secret_ref.name
+            data = await secret(name, "probes.http.headersSecretRef")
+            if data is None:
+                return None
+            headers.update(probe_secrets.headers(data, name))
+        if h.body_secret_ref is not None:
+            ref = h.body_secret_ref
+            data = await secret(ref.name, "probes.http.bodySecretRef")
+            if data is None:
+                return None
+            try:
+                body = probe_secrets.json_body(data, ref.name, ref.key)
+            except LookupError as err:
+                missing_key(ref.name, "probes.http.bodySecretRef", err)
+                return None
+        timed_out = HttpProbeResult(h.method.value, public_url(h.url), h.expected_status, failure=ProbeFailure.TIMEOUT)
+        return await _within(port.http(h.method.value, h.url, h.expected_status, headers, body, h.timeout_seconds),
+                             h.timeout_seconds, timed_out)
+
+    async def database() -> DbProbeResult | None:
+        db = wanted.database
+        if db is None:
+            return None
+        host = db.host or (endpoint[0] if endpoint else None)
+        if host is None:
+            problems.append(ReadProblem("Database", "probes.database", "no host to connect to: the RDS target's "
+                                        "endpoint could not be read (see its finding), and probes.database.host "
+                                        "is not set"))
+            return None
+        port_number = db.port or (endpoint[1] if endpoint and endpoint[1] else None) or POSTGRES_PORT
+        if db.secret_ref is not None:
+            data = await secret(db.secret_ref.name, "probes.database.secretRef")
+            if data is None:
+                return None
+            try:
+                credentials = probe_secrets.database_credentials(data, db.secret_ref)
+            except LookupError as err:
+                missing_key(db.secret_ref.name, "probes.database.secretRef", err)
+                return None
+        else:
+            sm = db.secrets_manager
+            t = spec.targets
+            try:
+                credentials = await asyncio.to_thread(aws.perf_reader(t.region, t.role_key).database_credentials,
+                                                      sm.secret_id, sm.region)
+            except AwsError as err:
+                problems.append(ReadProblem.of("SecretsManager", f"secret/{sm.secret_id}", err))
+                return None
+            except LookupError as err:  # the secret is there, its JSON lacks a key
+                problems.append(ReadProblem("SecretsManager", f"secret/{sm.secret_id}",
+                                            f"probes.database.secretsManager: {err}"))
+                return None
+        timed_out = DbProbeResult(host, port_number, db.database, credentials.username, ok=False,
+                                  failure=ProbeFailure.TIMEOUT, detail=f"no answer within {db.timeout_seconds} s")
+        return await _within(port.database(host, port_number, db.database, credentials, db.tls, db.timeout_seconds),
+                             db.timeout_seconds, timed_out)
+
+    found = await asyncio.gather(http(), database())
+    return found[0], found[1]
+
+
+async def _within(call: Awaitable[T], seconds: float, timed_out: T) -> T:
+    try:
+        return await asyncio.wait_for(call, seconds + PROBE_GRACE)
+    except asyncio.TimeoutError:
+        return timed_out
 
 
 def plain_log(lines: list[LogLine]) -> list[LogLine]:

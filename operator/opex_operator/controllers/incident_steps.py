@@ -18,8 +18,9 @@ from ..api.rollback import RollbackPhase
 from ..aws.pipeline import FINISHED, PipelineStart
 from ..errors import AwsError
 from ..kube import child_name, label_value
-from ..runbooks.steps import (LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams, StartPipelineParams,
-                              StepAction, params_of, request_token)
+from ..runbooks.steps import (LambdaConfigurationParams, LambdaRollbackParams, PerformanceInsightsParams,
+                              RetryStageParams, StageSettingsParams, StartPipelineParams, StepAction, params_of,
+                              request_token)
 from . import incident_security as security
 from .incident_terraform import force_unlock, import_existing
 from .steps import Executor, Outcome, StepContext
@@ -60,7 +61,50 @@ async def rollback_lambda(ctx: StepContext, p: LambdaRollbackParams) -> Outcome:
     return Outcome(done=False, outputs=f"Rollback {name} is {phase or 'Pending'}", rollback_ref=name)
 
 
-async def update_environment(ctx: StepContext, p: LambdaEnvironmentParams) -> Outcome:
+async def update_configuration(ctx: StepContext, p: LambdaConfigurationParams) -> Outcome:
+    """UpdateFunctionConfiguration of what the step sets: the spec's environment variables
+    (``keys``), then the memory size. Each part is left alone once the function has it."""
+    if p.keys is not None:
+        outcome = await update_environment(ctx, p)
+        if p.memory_size_mb is None or not (outcome.done and outcome.ok):
+            return outcome
+    return await set_memory(ctx, p)
+
+
+async def set_memory(ctx: StepContext, p: LambdaConfigurationParams) -> Outcome:
+    """The function's memory to ``p.memory_size_mb``; done once it is set and the function settled.
+
+    The time the new size is first set (or first seen set, after a restart or by a person) is
+    recorded as ``changed_at``: verification compares the Duration of the first whole period
+    after it with ``before_p99_ms``.
+    """
+    fn = p.function_name
+    change = await asyncio.to_thread(ctx.aws.perf_actions(*ctx.region_role()).set_lambda_memory, fn, p.memory_size_mb)
+    has_it = change.changed or change.before == change.after
+    params = p.model_copy(update={"changed_at": ctx.now}) if has_it and p.changed_at is None else None
+    if change.changed:
+        return Outcome(done=False, outputs=f"UpdateFunctionConfiguration issued: memory of {fn} {change.summary}",
+                       params=params)
+    if change.settling:
+        return Outcome(done=False, params=params,
+                       outputs=f"waiting for {fn} to settle (memory {change.before}, wanted {change.after})")
+    was = f" (it had {p.from_mb} MB when planned)" if p.from_mb else ""
+    return Outcome(done=True, outputs=f"{fn} has {change.after} of memory{was}", params=params)
+
+
+async def enable_insights(ctx: StepContext, p: PerformanceInsightsParams) -> Outcome:
+    """ModifyDBInstance turning Performance Insights on, unless it is on with that retention."""
+    change = await asyncio.to_thread(ctx.aws.perf_actions(*ctx.region_role()).enable_performance_insights, p)
+    return Outcome(done=True, outputs=f"{p.db_instance_identifier}: {change.summary}")
+
+
+async def update_api_stage(ctx: StepContext, p: StageSettingsParams) -> Outcome:
+    """UpdateStage with the patch operations the stage still needs (none when it has them)."""
+    change = await asyncio.to_thread(ctx.aws.perf_actions(*ctx.region_role()).update_stage, p)
+    return Outcome(done=True, outputs=f"stage {p.stage_name}: {change.summary}")
+
+
+async def update_environment(ctx: StepContext, p: LambdaConfigurationParams) -> Outcome:
     """Merge the spec's variables into the function's environment once it has settled."""
     wanted_all = next(e.variables for e in ctx.spec.remediation.lambda_environment
                       if e.function_name == p.function_name)
@@ -117,7 +161,7 @@ async def start_execution(ctx: StepContext, p: StartPipelineParams) -> Outcome:
 EXECUTORS: dict[StepAction, Executor] = {
     StepAction.UPDATE_FUNCTION_CODE: rollback_lambda,
     StepAction.UPDATE_ALIAS: rollback_lambda,
-    StepAction.UPDATE_FUNCTION_CONFIGURATION: update_environment,
+    StepAction.UPDATE_FUNCTION_CONFIGURATION: update_configuration,
     StepAction.RETRY_STAGE_EXECUTION: retry_stage,
     StepAction.START_PIPELINE_EXECUTION: start_execution,
     StepAction.TERRAFORM_FORCE_UNLOCK: force_unlock,
@@ -128,6 +172,8 @@ EXECUTORS: dict[StepAction, Executor] = {
     StepAction.UPDATE_IP_SET: security.block_ips,
     StepAction.REVOKE_SECURITY_GROUP_INGRESS: security.revoke_ingress,
     StepAction.ROTATE_SECRET: security.rotate_secret,
+    StepAction.MODIFY_DB_INSTANCE: enable_insights,
+    StepAction.UPDATE_STAGE: update_api_stage,
 }
 
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from ..aws.budget import Budget
 from ..aws.clients import AwsClients
+from ..aws.cloudwatch import CloudWatchMetrics
 from ..aws.ec2 import Ec2Actions
 from ..aws.iam import IamActions
 from ..aws.lambda_ import LambdaActions
+from ..aws.perf_actions import PerformanceActions
+from ..aws.perf_reader import PerformanceReader
 from ..aws.pipeline import PipelineActions
 from ..aws.reader import AwsReader
 from ..aws.secrets import SecretsActions
@@ -15,6 +18,7 @@ from ..config import Settings
 from ..kube import Kube
 from ..notify.senders import SnsSender, post_webhook
 from ..policy import Policy
+from ..probes import LiveProbes
 from ..terraform.session import Workspaces
 from .base import Controller
 from .driftcheck import DriftCheckController
@@ -55,6 +59,17 @@ class AwsAdapters:
 
     def secrets(self, region: str | None, role_key: str | None) -> SecretsActions:
         return SecretsActions(self.clients, region, role_key)
+    def cloudwatch(self, region: str | None, role_key: str | None) -> CloudWatchMetrics:
+        return CloudWatchMetrics(self.clients, region, role_key)
+
+    def perf_reader(self, region: str | None, role_key: str | None) -> PerformanceReader:
+        return PerformanceReader(self.clients, region, role_key)
+
+    def perf_actions(self, region: str | None, role_key: str | None) -> PerformanceActions:
+        return PerformanceActions(self.clients, region, role_key)
+
+    def probes(self) -> LiveProbes:
+        return LiveProbes()
 
 
 def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[str, Controller]:
@@ -63,7 +78,7 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles(), budget))
     workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir)
     controllers: list[Controller] = [
-        IncidentController(aws, kube, workspaces, policy, post_webhook),
+        IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs),
         DriftCheckController(kube, workspaces),
         RollbackController(aws, kube, policy),
     ]

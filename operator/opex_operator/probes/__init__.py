@@ -1,2 +1,22 @@
 """Checks against live endpoints (the runbook's ``curl`` and ``psql -c "SELECT 1"``), reporting
 what they saw as ``runbooks.perf_facts`` results; never a password or header value."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.performance import TlsMode
+from ..runbooks.perf_facts import Credentials, DbProbeResult, HttpProbeResult
+from .database import probe_database
+from .http import probe_http
+
+
+class LiveProbes:
+    """``ports.ProbesPort`` over aiohttp and pg8000 (see :func:`probe_http`, :func:`probe_database`)."""
+
+    async def http(self, method: str, url: str, expected_status: int, headers: dict[str, str],
+                   body: dict[str, Any] | None, timeout_seconds: float) -> HttpProbeResult:
+        return await probe_http(method, url, expected_status, headers, body, timeout_seconds)
+
+    async def database(self, host: str, port: int, database: str, credentials: Credentials, tls: TlsMode,
+                       timeout_seconds: float) -> DbProbeResult:
+        return await probe_database(host, port, database, credentials, tls, timeout_seconds)

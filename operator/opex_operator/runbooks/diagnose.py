@@ -6,7 +6,8 @@ CloudTrail as AccessDenied; naming conflicts and quotas; network), Terraform fai
 validation), Lambda failures, database connectivity.
 
 Each rule scores the evidence it found; the highest score wins (ties: the earlier rule), and the
-root cause cites the findings (F1, F2, ...) that carried it. Evidence is read from the failure's
+root cause cites the findings (F1, F2, ...) that carried it. Causes found by the performance
+runbook and the endpoint probes (``runbooks.perf_assess``) join on the same scale. Evidence is read from the failure's
 own context, never from every line of a log:
 
 1. explicit signals: the failed command's state-lock error, AccessDenied records in CloudTrail, a
@@ -33,6 +34,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Iterable, Protocol, Sequence
 
 from ..api.common import StateLock
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
@@ -243,6 +245,16 @@ class Diagnosis:
         return fid
 
 
+def bounded(found: list[Finding], cited: Iterable[str], limit: int) -> list[Finding]:
+    """At most ``limit`` of ``found``, in their order: those ``cited`` (the root cause's evidence)
+    first, then Errors, Warnings and Info; the rest are left out of status."""
+    if len(found) <= limit:
+        return found
+    keep, rank = set(cited), {FindingSeverity.ERROR: 1, FindingSeverity.WARNING: 2, FindingSeverity.INFO: 3}
+    chosen = sorted(range(len(found)), key=lambda i: (0 if found[i].id in keep else rank[found[i].severity], i))
+    return [found[i] for i in sorted(chosen[:limit])]
+
+
 def findings(obs: Observations) -> Diagnosis:
     """Turn the observations into findings (bounded; evidence excerpts, never whole logs)."""
     d = Diagnosis()
@@ -425,8 +437,19 @@ class _Candidate:
     lock: StateLock | None = None
 
 
-def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
-    """The root cause the observations support best, citing its findings (Unknown when none does)."""
+class ScoredCause(Protocol):
+    """A cause found outside this module (``runbooks.performance.Cause``) with a score on this
+    module's scale and the keys of its findings in the Diagnosis."""
+
+    category: Cat
+    summary: str
+    evidence: list[str]
+    score: int
+
+
+def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[ScoredCause] = ()) -> RootCause:
+    """The root cause the observations and the ``extra`` causes support best, citing its findings
+    (Unknown when none does). An extra cause loses a tie to this module's rules."""
     ref = d.refs.get
     ctx = failure_context(obs)
     build = ctx.build
@@ -491,6 +514,8 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime) -> RootCause:
     if build is not None and ctx.phase is not None:
         detail = f": {ctx.messages[0]}" if ctx.messages else ""
         add(40, Cat.BUILD_FAILURE, f"build {build.id} failed in phase {phase}{detail}")
+    for x in extra:
+        add(x.score, x.category, x.summary, [ref(k) for k in x.evidence])
     if not c:
         read = [name for name, seen in (("the pipeline", obs.pipeline), ("the builds", obs.builds),
                                          ("the build log", obs.build_log_lines), ("Lambda", obs.lambdas),

@@ -22,7 +22,7 @@ from enum import StrEnum
 from ..api.incident import (EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode,
                             Step, StepPolicy, StepState)
 from ..notify import escalation as matrix
-from . import security_response
+from . import perf_plan, probes, security_response
 from .facts import FunctionState
 from .plan import ASSESS, CLASSIFY, NOTIFY, VERIFY, read_step
 from .steps import params_of
@@ -159,12 +159,15 @@ class VerifyFacts:
     """What verification observed: per function its state and the ERROR lines logged since its
     step finished; per pipeline the execution a step started or retried and its status; and,
     when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``;
-    the state of what the security steps contained."""
+    the state of what the security steps contained; what the performance steps changed
+    (``perf_plan.TuningFacts``); and the spec's probes, run again, as (passed, what was seen)."""
 
     functions: dict[str, tuple[FunctionState, list[str]]] = field(default_factory=dict)
     executions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     newest_execution: tuple[str, str, dt.datetime | None] | None = None
     security: security_response.ContainmentFacts = field(default_factory=security_response.ContainmentFacts)
+    performance: perf_plan.TuningFacts = field(default_factory=perf_plan.TuningFacts)
+    probes: list[tuple[bool, str]] = field(default_factory=list)
 
 
 def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> tuple[VerifyOutcome, str]:
@@ -172,8 +175,11 @@ def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> 
 
     A function must be Active with its last update Successful and have logged no ERROR since its
     step; a pipeline execution must have Succeeded; what a security step contained must still be
-    contained (``security_response.holds``). With no automated step, only a new successful
-    execution of the target ``pipeline`` after detection verifies a manual fix.
+    contained (``security_response.holds``); a performance change must hold (``perf_plan.holds``:
+    a memory raise when the Duration dropped in the next whole period); the spec's probes must
+    pass. With no automated step, a manual fix is verified by the probes that
+    failed at the assessment passing again, or else by a new successful execution of the target
+    ``pipeline`` after detection.
     """
     seen: list[str] = []
     pending = False
@@ -193,18 +199,35 @@ def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> 
         pending = pending or state != "Succeeded"
         seen.append(f"execution {execution} of {name} is {state}")
     for s in status.steps:
-        if s.state != StepState.SUCCEEDED or s.action not in security_response.CHECKED:
+        if s.state != StepState.SUCCEEDED:
             continue
-        ok, text = security_response.holds(params_of(s), facts.security)
+        if s.action in security_response.CHECKED:
+            held = security_response.holds(params_of(s), facts.security)
+        elif s.action in perf_plan.ACTIONS:
+            held = perf_plan.holds(s.id, params_of(s), facts.performance)
+        else:
+            continue
+        if held is None:
+            continue
+        ok, text = held
         if ok is False:
             return VerifyOutcome.FAILED, text
         pending = pending or ok is None
         seen.append(text)
+    probed = "; ".join(text for _, text in facts.probes)
+    passing = all(ok for ok, _ in facts.probes)
     if not any(s.mutating and s.state == StepState.SUCCEEDED for s in status.steps):
+        if facts.probes and probes.failed_at_assessment(status.findings):
+            if passing:
+                return VerifyOutcome.VERIFIED, f"the probes pass again: {probed}"
+            return VerifyOutcome.PENDING, f"waiting for the probes to pass: {probed}"
         newest = facts.newest_execution
         if pipeline is None:
             return VerifyOutcome.PENDING, "nothing to observe automatically"
         if newest and newest[1] == "Succeeded" and newest[2] and status.detected_at and newest[2] > status.detected_at:
             return VerifyOutcome.VERIFIED, f"a new execution {newest[0]} of {pipeline} succeeded"
         return VerifyOutcome.PENDING, f"waiting for a new successful execution of {pipeline}"
+    if facts.probes:
+        pending = pending or not passing
+        seen.append(probed)
     return (VerifyOutcome.PENDING if pending else VerifyOutcome.VERIFIED), "; ".join(seen)

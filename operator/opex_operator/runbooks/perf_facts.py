@@ -111,7 +111,6 @@ class ProbeFailure(StrEnum):
     AUTH = "Authentication"              # wrong user name or password, or no pg_hba entry
     DATABASE_MISSING = "DatabaseMissing"
     QUERY = "Query"                      # connected, but SELECT 1 failed
-    CREDENTIALS = "Credentials"          # the Secret (or Secrets Manager secret) is missing or lacks a key
     OTHER = "Other"
 
 

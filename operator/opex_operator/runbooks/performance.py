@@ -261,7 +261,11 @@ def _points(series: Series | None, limit: int = 24) -> str | None:
 @dataclass
 class Cause:
     """A diagnosed cause: its category, a one-line summary with the numbers, the finding keys that
-    carry it, the resource it is about, and its score (higher is more specific)."""
+    carry it, the resource it is about, and its score on ``diagnose.classify``'s scale (higher is
+    more specific). Being close to a limit scores below having failed at it: a function that
+    timed out (LambdaTimeout, 67) or ran out of memory (LambdaOutOfMemory, 69) outranks one near
+    its timeout (62) or memory-bound (63); a database seen unreachable in the logs (70) outranks a
+    busy one (60)."""
 
     category: Cat
     summary: str
@@ -298,7 +302,7 @@ def diagnose(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresholds
             causes.append(Cause(Cat.CLOUD_FRONT_LOW_HIT_RATIO,
                                 f"CloudFront {facts.cloud_front} cache hit ratio fell to {fmt(low.value, '%')} "
                                 f"(threshold {fmt(low.threshold, '%')}): requests go to the origin",
-                                [f"metric:{low.spec.key}"], res, 62))
+                                [f"metric:{low.spec.key}"], res, 54))
     if facts.rds is not None:
         causes += _rds_causes(facts, judged, t)
     return sorted(causes, key=lambda c: -c.score)
@@ -321,11 +325,11 @@ def _lambda_causes(facts: PerformanceFacts, judged: list[MetricFinding], fn: Lam
         summary = (f"Lambda {fn.name} is memory-bound: max memory used {fn.max_memory_used_mb} MB of "
                    f"{fn.memory_mb} MB ({100 * fn.max_memory_used_mb / fn.memory_mb:.0f}%, threshold "
                    f"{t.lambda_memory_percent}%)" + (f"; {timeout_text}" if near_timeout else ""))
-        out.append(Cause(Cat.LAMBDA_MEMORY_BOUND, summary, [config] + slow, res, 90))
+        out.append(Cause(Cat.LAMBDA_MEMORY_BOUND, summary, [config] + slow, res, 63))
     if near_timeout:
         out.append(Cause(Cat.LAMBDA_NEAR_TIMEOUT, f"Lambda {fn.name} runs near its timeout: {timeout_text} "
                          f"(threshold {t.lambda_near_timeout_percent}%)",
-                         [config, f"metric:{key(res, 'Duration', 'Maximum')}"] + slow, res, 88))
+                         [config, f"metric:{key(res, 'Duration', 'Maximum')}"] + slow, res, 62))
     throttled = _breach(judged, res, "Throttles", "Sum")
     if throttled is not None:
         cap = (f"its reserved concurrency of {fn.reserved_concurrency} caps it" if fn.reserved_concurrency is not None
@@ -334,7 +338,7 @@ def _lambda_causes(facts: PerformanceFacts, judged: list[MetricFinding], fn: Lam
         out.append(Cause(Cat.LAMBDA_THROTTLED,
                          f"Lambda {fn.name} is throttled: up to {fmt(throttled.value, '')} throttles per period; {cap}"
                          + (f" (peak {peak:,.0f} concurrent executions)" if peak is not None else ""),
-                         [f"metric:{throttled.spec.key}", config], res, 84))
+                         [f"metric:{throttled.spec.key}", config], res, 61))
     return out
 
 
@@ -352,14 +356,14 @@ def _api_causes(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresho
                  f"({share:.0f}%)")
         if share >= t.api_integration_share_percent:
             out.append(Cause(Cat.API_INTEGRATION_LATENCY, f"API {st.api_name} stage {st.stage} is slow in its "
-                             f"backend: {split}; Latency p99 {fmt(slow.value, 'ms')}", evidence, res, 70))
+                             f"backend: {split}; Latency p99 {fmt(slow.value, 'ms')}", evidence, res, 58))
         else:
             out.append(Cause(Cat.API_GATEWAY_LATENCY, f"API {st.api_name} stage {st.stage} is slow in the gateway: "
                              f"{split}, the rest is API Gateway's own (authorizers, mapping templates, throttling)",
-                             evidence, res, 66))
+                             evidence, res, 57))
     if not (st.cache_cluster_enabled and st.caching_enabled):
         out.append(Cause(Cat.API_CACHING_OFF, f"API {st.api_name} stage {st.stage} answers every request from its "
-                         f"backend: stage caching is off; Latency p99 {fmt(slow.value, 'ms')}", evidence, res, 64))
+                         f"backend: stage caching is off; Latency p99 {fmt(slow.value, 'ms')}", evidence, res, 56))
     return out
 
 
@@ -369,12 +373,12 @@ def _rds_causes(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresho
     cpu = _breach(judged, res, "CPUUtilization", "Maximum")
     if cpu is not None:
         out.append(Cause(Cat.DATABASE_CPU, f"RDS {db.instance_id} CPU peaked at {fmt(cpu.value, '%')} (threshold "
-                         f"{fmt(cpu.threshold, '%')})", [f"metric:{cpu.spec.key}", "rds-config"], res, 80))
+                         f"{fmt(cpu.threshold, '%')})", [f"metric:{cpu.spec.key}", "rds-config"], res, 60))
     conns = _breach(judged, res, "DatabaseConnections", "Maximum")
     if conns is not None:
         out.append(Cause(Cat.DATABASE_CONNECTIONS, f"RDS {db.instance_id} reached {fmt(conns.value, '')} connections, "
                          f"{t.rds_connections_percent}% of max_connections is {fmt(conns.threshold, '')}",
-                         [f"metric:{conns.spec.key}", "rds-config"], res, 78))
+                         [f"metric:{conns.spec.key}", "rds-config"], res, 59))
     if not db.performance_insights:
         out.append(Cause(Cat.PERFORMANCE_INSIGHTS_OFF, f"RDS {db.instance_id} has Performance Insights off: its "
                          f"load by query cannot be seen", ["rds-config"], res, 30))

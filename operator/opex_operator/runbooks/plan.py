@@ -38,8 +38,8 @@ from ..api.incident import IncidentSpec, IncidentType, RootCause, RootCauseCateg
 from .diagnose import release_broke
 from .facts import Observations
 from . import security_response
-from .steps import (ForceUnlockParams, ImportParams, LambdaEnvironmentParams, LambdaRollbackParams, RetryStageParams,
-                    StartPipelineParams, StepAction as A, slug, step)
+from .steps import (ForceUnlockParams, ImportParams, LambdaConfigurationParams, LambdaRollbackParams,
+                    RetryStageParams, StartPipelineParams, StepAction as A, slug, step)
 
 ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resolved"
 READ_STEPS = {ASSESS: A.ASSESS, CLASSIFY: A.CLASSIFY, VERIFY: A.VERIFY, NOTIFY: A.NOTIFY}
@@ -104,7 +104,7 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
     for env in spec.remediation.lambda_environment:
         keys = ",".join(sorted(env.variables))
         steps.append(step(f"update-lambda-env-{slug(env.function_name)}", A.UPDATE_FUNCTION_CONFIGURATION,
-                          LambdaEnvironmentParams(function_name=env.function_name, keys=keys),
+                          LambdaConfigurationParams(function_name=env.function_name, keys=keys),
                           f"set environment variables {keys} of {env.function_name}"))
     if spec.type == IncidentType.SECURITY_INCIDENT:
         steps += security_response.steps(spec)

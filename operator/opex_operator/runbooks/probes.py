@@ -8,12 +8,13 @@ database's security groups.
 """
 from __future__ import annotations
 
-from ..api.incident import FindingSeverity, RootCauseCategory as Cat
+from ..api.incident import Finding, FindingSeverity, RootCauseCategory as Cat
 from .diagnose import Diagnosis
 from .perf_facts import ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult
 from .performance import Cause
 
 UNREACHABLE = {ProbeFailure.REFUSED, ProbeFailure.TIMEOUT, ProbeFailure.NETWORK}
+HTTP, DATABASE = "HTTP", "Database"   # the probes' finding sources
 
 
 def add_http_finding(d: Diagnosis, r: HttpProbeResult) -> str:
@@ -23,7 +24,7 @@ def add_http_finding(d: Diagnosis, r: HttpProbeResult) -> str:
         observed = f"{r.method} {r.url} failed: {r.failure}{took} (expected {r.expected_status})"
     else:
         observed = f"{r.method} {r.url} answered {r.status}{took} (expected {r.expected_status})"
-    return d.add("probe:http", "HTTP", r.url, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR, observed,
+    return d.add("probe:http", HTTP, r.url, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR, observed,
                  evidence=r.body_head or None)
 
 
@@ -35,7 +36,7 @@ def add_database_finding(d: Diagnosis, r: DbProbeResult) -> str:
         observed = f"SELECT 1 on {r.target}{who} answered in {r.latency_seconds:.3f} s{extra}"
     else:
         observed = f"SELECT 1 on {r.target}{who} failed: {r.failure or 'unknown'}: {r.detail}"
-    return d.add("probe:database", "Database", r.target, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR,
+    return d.add("probe:database", DATABASE, r.target, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR,
                  observed)
 
 
@@ -48,7 +49,7 @@ def database_cause(r: DbProbeResult, groups: list[GroupIngress], operator_source
     """
     if r.ok:
         return None
-    evidence = ["probe:database"] + (["rds-config"] if groups else [])
+    evidence = ["probe:database", "rds", "rds-config"]
     what = f"{r.failure.value}: {r.detail}" if r.failure else r.detail
     if r.failure in UNREACHABLE and groups and operator_sources and not any(
             g.admits(r.port, operator_sources) for g in groups):
@@ -56,11 +57,33 @@ def database_cause(r: DbProbeResult, groups: list[GroupIngress], operator_source
         return Cause(Cat.DATABASE_CONNECTIVITY,
                      f"database {r.target} is unreachable ({what}); security group {names} does not admit the "
                      f"operator's source {', '.join(operator_sources)} on port {r.port}",
-                     evidence, f"db/{r.host}", 95)
+                     evidence, f"db/{r.host}", 76)
     advice = {ProbeFailure.AUTH: "check the user name and password in the credentials secret",
               ProbeFailure.DATABASE_MISSING: f"database {r.database} does not exist on the server",
               ProbeFailure.DNS: "check the endpoint name",
-              ProbeFailure.TLS: "check the server's TLS support and the probe's tls setting",
-              ProbeFailure.CREDENTIALS: "fix the credentials secret"}.get(r.failure, "")
+              ProbeFailure.TLS: "check the server's TLS support and the probe's tls setting"}.get(r.failure, "")
     return Cause(Cat.DATABASE_CONNECTIVITY, f"database {r.target} cannot be used: {what}"
-                 + (f" ({advice})" if advice else ""), evidence, f"db/{r.host}", 92)
+                 + (f" ({advice})" if advice else ""), evidence, f"db/{r.host}", 73)
+
+
+def unreachable(r: DbProbeResult | None) -> bool:
+    """True when the database probe got no connection (refused, unanswered, network): the case
+    the runbook checks the security groups for."""
+    return r is not None and r.failure in UNREACHABLE
+
+
+def results(http: HttpProbeResult | None, database: DbProbeResult | None) -> list[tuple[bool, str]]:
+    """Each probe that ran as (passed, what it saw in one line), for verification."""
+    out: list[tuple[bool, str]] = []
+    if http is not None:
+        seen = f"answered {http.status}" if http.failure is None else f"failed: {http.failure}"
+        out.append((http.ok, f"{http.method} {http.url} {seen} (expected {http.expected_status})"))
+    if database is not None:
+        out.append((database.ok, f"SELECT 1 on {database.target} " + (
+            "answered" if database.ok else f"failed: {database.failure or 'unknown'}: {database.detail}")))
+    return out
+
+
+def failed_at_assessment(findings: list[Finding]) -> bool:
+    """True when a probe failed when the incident was assessed (its finding is an Error)."""
+    return any(f.source in (HTTP, DATABASE) and f.severity == FindingSeverity.ERROR for f in findings)

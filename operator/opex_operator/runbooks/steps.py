@@ -7,15 +7,17 @@ code reads parameters. Executors are registered per action in ``controllers.inci
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-from ..api.incident import Step
+from ..api.incident import LAMBDA_NAME, Step
+from ..api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB, CacheSize
 
 
 class StepAction(StrEnum):
@@ -38,6 +40,8 @@ class StepAction(StrEnum):
     UPDATE_IP_SET = "wafv2:UpdateIPSet"
     REVOKE_SECURITY_GROUP_INGRESS = "ec2:RevokeSecurityGroupIngress"
     ROTATE_SECRET = "secretsmanager:RotateSecret"
+    MODIFY_DB_INSTANCE = "rds:ModifyDBInstance"
+    UPDATE_STAGE = "apigateway:UpdateStage"
 
 
 class Params(BaseModel):
@@ -47,7 +51,7 @@ class Params(BaseModel):
 
     def wire(self) -> dict[str, str]:
         """The string map stored in ``status.steps[].params`` (unset values left out)."""
-        return {k: str(v) for k, v in self.model_dump(by_alias=True, exclude_none=True).items()}
+        return {k: str(v) for k, v in self.model_dump(mode="json", by_alias=True, exclude_none=True).items()}
 
     def target_region(self) -> str | None:
         """The region the step acts in when it is not the incident's (``spec.targets.region``), else None."""
@@ -74,11 +78,23 @@ class LambdaRollbackParams(Params):
     alias: str | None = None
 
 
-class LambdaEnvironmentParams(Params):
-    """update-lambda-env-<fn>: the variables of spec.remediation.lambdaEnvironment (``keys``, comma-separated)."""
+class LambdaConfigurationParams(Params):
+    """lambda:UpdateFunctionConfiguration of what is set: ``keys`` (comma-separated) of the spec's
+    remediation.lambdaEnvironment (update-lambda-env-<fn>), and/or ``memory_size_mb``
+    (raise-lambda-memory-<fn>, the runbook's ``update-function-configuration --memory-size 512``;
+    Lambda gives CPU in proportion to memory).
 
-    function_name: str
-    keys: str
+    For a memory raise, ``from_mb`` is the size when it was planned and ``before_p99_ms`` the
+    window's worst Duration p99 then (milliseconds); ``changed_at`` is recorded when the new size
+    is first seen set, so verification compares the first whole period after it.
+    """
+
+    function_name: str = Field(max_length=64, pattern=LAMBDA_NAME)
+    keys: str | None = None
+    memory_size_mb: int | None = Field(default=None, ge=LAMBDA_MIN_MB, le=LAMBDA_MAX_MB)
+    from_mb: int | None = None
+    before_p99_ms: int | None = None
+    changed_at: dt.datetime | None = None
 
 
 class RetryStageParams(Params):
@@ -155,18 +171,41 @@ class RotateSecretParams(Params):
 
     secret_id: str
     version_id: str | None = None
+# The runbook's retention for Performance Insights (7 days is also the free tier).
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
+
+
+class PerformanceInsightsParams(Params):
+    """enable-performance-insights-<db>: the runbook's ``modify-db-instance --enable-performance-insights
+    --performance-insights-retention-period 7``."""
+
+    db_instance_identifier: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    retention_days: int = Field(default=PERFORMANCE_INSIGHTS_RETENTION_DAYS, ge=7, le=731)
+
+
+class StageSettingsParams(Params):
+    """update-api-stage-<stage>: stage settings to reach; None leaves a setting as it is. The runbook's
+    "Enable detailed monitoring" and "Check cache configuration" lines, done as ``update-stage``
+    patch operations (its ``put-method-response`` line does not enable monitoring)."""
+
+    rest_api_id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")
+    stage_name: str = Field(min_length=1, max_length=128)
+    caching_enabled: bool | None = None
+    cache_size_gb: CacheSize | None = None
+    metrics_enabled: bool | None = None
 
 
 PARAMS: dict[StepAction, type[Params]] = {
     StepAction.ASSESS: NoParams, StepAction.CLASSIFY: NoParams, StepAction.VERIFY: NoParams,
     StepAction.NOTIFY: NoParams,
     StepAction.UPDATE_FUNCTION_CODE: LambdaRollbackParams, StepAction.UPDATE_ALIAS: LambdaRollbackParams,
-    StepAction.UPDATE_FUNCTION_CONFIGURATION: LambdaEnvironmentParams,
+    StepAction.UPDATE_FUNCTION_CONFIGURATION: LambdaConfigurationParams,
     StepAction.RETRY_STAGE_EXECUTION: RetryStageParams, StepAction.START_PIPELINE_EXECUTION: StartPipelineParams,
     StepAction.TERRAFORM_FORCE_UNLOCK: ForceUnlockParams, StepAction.TERRAFORM_IMPORT: ImportParams,
     StepAction.DEACTIVATE_ACCESS_KEY: AccessKeyParams, StepAction.DELETE_ACCESS_KEY: AccessKeyParams,
     StepAction.DELETE_LOGIN_PROFILE: LoginProfileParams, StepAction.UPDATE_IP_SET: BlockIpsParams,
     StepAction.REVOKE_SECURITY_GROUP_INGRESS: RevokeIngressParams, StepAction.ROTATE_SECRET: RotateSecretParams,
+    StepAction.MODIFY_DB_INSTANCE: PerformanceInsightsParams, StepAction.UPDATE_STAGE: StageSettingsParams,
 }
 
 
