@@ -93,6 +93,7 @@ class OperatorProcess:
         self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform, workdir,
                                       namespaces=namespaces)
         self.env["OPEX_RESTART_SPREAD"] = "1"  # restarts in tests: no need to spread a handful of objects
+        self.env["OPEX_SHARED_READ_SECONDS"] = "0"  # tests reuse names on a reset moto: no read may carry over
         self.env.update(extra_env or {})
         self.proc: subprocess.Popen | None = None
 

@@ -15,6 +15,8 @@ OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls          
 OPEX_RESYNC_SECONDS        longest an object waiting for a change waits before it is    3600
                            looked at again anyway (0: never)
 OPEX_SHUTDOWN_GRACE        seconds passes in flight get to finish on SIGTERM              25
+OPEX_SHARED_READ_SECONDS   identical assessment reads of different Incidents this close  10
+                           are made once (an alert storm; 0: never shared)
 OPEX_RESTART_SPREAD        seconds over which a (re)start looks again at objects it      30
                            reconciled before (no burst after a restart)
 OPEX_AWS_RATES             AWS call budget overrides, ``service[:Operation]=per second``  (see aws/budget.py)
@@ -120,6 +122,7 @@ class Settings:
     work_dir: Path = field(default_factory=lambda: _TMP / "work")
     cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
     source_cidrs: tuple[str, ...] = ()
+    shared_read_seconds: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -147,4 +150,5 @@ class Settings:
             work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),
             cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
             source_cidrs=_sources("OPEX_SOURCE_CIDRS"),
+            shared_read_seconds=_number("OPEX_SHARED_READ_SECONDS", 10.0, float),
         )

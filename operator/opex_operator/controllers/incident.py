@@ -68,12 +68,14 @@ class IncidentController:
     wake_annotations: tuple[str, ...] = ()
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook,
-                 clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = ()):
+                 clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = (),
+                 shared_read_seconds: float = 10.0):
         """``sources``: the CIDRs and security group ids the operator connects from
-        (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused."""
+        (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused;
+        ``shared_read_seconds``: how long identical assessment reads are shared (SharedReads)."""
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
-        self.shared_reads = SharedReads()
+        self.shared_reads = SharedReads(shared_read_seconds)
 
     async def finalize(self, ref) -> None:
         """Nothing outside Kubernetes: its reports and Rollbacks are owned objects."""

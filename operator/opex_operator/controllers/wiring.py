@@ -78,7 +78,8 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles(), budget))
     workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir)
     controllers: list[Controller] = [
-        IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs),
+        IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
+                           shared_read_seconds=settings.shared_read_seconds),
         DriftCheckController(kube, workspaces),
         RollbackController(aws, kube, policy),
     ]
