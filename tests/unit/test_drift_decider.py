@@ -57,11 +57,6 @@ def test_suspended_records_the_slot_without_running():
     assert (d.move, d.slot) == (Move.WAIT, T0)
 
 
-def test_an_invalid_time_zone_stops_with_the_reason():
-    d = decide(spec(timeZone="Mars/Olympus_Mons"), DriftCheckStatus())
-    assert d.move == Move.INVALID and "is not an IANA time zone" in d.message
-
-
 def test_manual_resolution_waits_for_the_checksum_of_this_plan():
     s = spec(resolution={"strategy": "Apply", "approvedPlanChecksum": SUM_B})
     d = decide(s, drifted())

@@ -77,11 +77,12 @@ class DriftCheckController:
             return await self._stalled(obj, "InvalidSpec", spec_error(err))
         now = self.clock()
         created = obj.created_at or now
+        problem = schedule.invalid(spec.schedule, spec.time_zone)
+        if problem:
+            return await self._stalled(obj, "InvalidSchedule", problem)
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
-        if d.move == Move.INVALID:
-            return await self._stalled(obj, "InvalidSchedule", d.message)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         remove(st.conditions, STALLED)
         if st.observed_generation is None:

@@ -4,7 +4,6 @@ Runbook: "Infrastructure Drift Detection" (production daily at 09:00 UTC, develo
 UTC; ``terraform plan -detailed-exitcode``: 0 no changes, 1 error, 2 changes) and its
 resolutions (import, configuration update, apply, refresh). The moves, in priority order:
 
-* the schedule is invalid → stop and say why (Stalled);
 * a run was asked for (``opex.dev/run-requested``) or a cron slot is due → run a plan;
 * a run is owed (``status.pendingRun``: to verify a resolution that succeeded, or after a
   force-unlock) → run it;
@@ -34,7 +33,6 @@ MAX_AUTO_ATTEMPTS = 3
 
 
 class Move(StrEnum):
-    INVALID = "Invalid"                # the schedule cannot be used: ``message`` says why
     RUN = "Run"                        # terraform plan (``trigger`` says why)
     FORCE_UNLOCK = "ForceUnlock"       # release the orphaned lock in status.lock
     RESOLVE = "Resolve"                # apply / refresh-only / import the last plan
@@ -62,10 +60,8 @@ def parse_duration(text: str) -> float:
 
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
            requested: str | None) -> Decision:
-    """The next move (see the module docstring). ``requested`` is the run annotation's value."""
-    problem = schedule.invalid(spec.schedule, spec.time_zone)
-    if problem:
-        return Decision(Move.INVALID, message=problem)
+    """The next move (see the module docstring). ``requested`` is the run annotation's value; the
+    schedule must be valid (``schedule.invalid`` is checked first, by the controller)."""
     if requested and requested != status.last_run_request:
         return Decision(Move.RUN, trigger=f"on demand ({RUN_ANNOTATION}={requested})", request=requested)
     due = schedule.due(spec.schedule, spec.time_zone, status.last_schedule_time, created, now,
