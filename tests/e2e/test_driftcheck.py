@@ -268,11 +268,10 @@ def test_import_resolution_adopts_what_exists_then_verifies(kubectl, namespace, 
     kubectl.apply(driftcheck(infra, resolution={"strategy": "Import", "approval": "Auto", "imports": [
         {"address": "terraform_data.dns", "id": "Z0123456789"}]}), namespace)
     run_now(kubectl, namespace)
-    wait_for(lambda: (resolution(kubectl, namespace)).get("outcome") in ("Succeeded", "Failed"), timeout=90,
-             what="the import")
-    status = kubectl.get("driftcheck", "network", namespace)["status"]
-    assert status["lastResolution"]["outcome"] == "Succeeded", status["lastResolution"]
-    assert "imported terraform_data.dns" in status["lastResolution"]["message"]
+    ended = wait_for(lambda: [t for t in kubectl.get("driftcheck", "network", namespace).get("status", {})
+                              .get("timeline", []) if t["reason"] in ("ResolutionSucceeded", "ResolutionFailed")],
+                     timeout=90, what="the import")  # its record may already be the verification's by now
+    assert ended[0]["reason"] == "ResolutionSucceeded" and "imported terraform_data.dns" in ended[0]["message"]
     state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
     assert b'"dns"' in state and b"Z0123456789" in state
     wait_for(lambda: last_result(kubectl, namespace).get("trigger", "").startswith("verification")
