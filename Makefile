@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Local control plane binaries and the Terraform CLI (cached outside the clone).
+# Local control plane binaries, the Terraform CLI, helm and the kstatus helper (cached outside the clone).
 tools: $(STAMP)
 	cd hack && ../$(BIN)/python kube_build.py
 	cd hack && ../$(BIN)/python terraform_cli.py
+	cd hack && ../$(BIN)/python gotools.py
 
 test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
