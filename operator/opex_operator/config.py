@@ -28,6 +28,9 @@ AWS_REGION                 default AWS region                                   
 OPEX_TERRAFORM             the terraform (or tofu) binary                               terraform
 OPEX_WORK_DIR              DriftCheck run directories (saved plans live here)          $TMPDIR/opex/work
 OPEX_CACHE_DIR             git mirrors and the provider plugin cache                    $TMPDIR/opex/cache
+OPEX_SHARD                 this replica's shard: it reconciles only objects labelled     (all)
+                           ``opex.dev/shard=<it>`` (see sharding.py); all when empty
+OPEX_DEFAULT_SHARD         the shard unlabelled objects belong to                       default
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -39,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from .aws.budget import DEFAULT_RATES, parse_rates
+
+from .sharding import check_shard_name
 
 _TMP = Path(tempfile.gettempdir()) / "opex"
 
@@ -93,6 +98,13 @@ class Settings:
     terraform: str = "terraform"
     work_dir: Path = field(default_factory=lambda: _TMP / "work")
     cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
+    shard: str = ""
+    default_shard: str = "default"
+
+    @property
+    def namespace_globs(self) -> bool:
+        """True when a watched namespace is a glob (``e2e-*``): only then must namespaces be listed."""
+        return any(c in n for n in self.namespaces for c in "*?[")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -119,4 +131,6 @@ class Settings:
             terraform=os.environ.get("OPEX_TERRAFORM") or "terraform",
             work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),
             cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
+            shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
+            default_shard=check_shard_name("OPEX_DEFAULT_SHARD", os.environ.get("OPEX_DEFAULT_SHARD") or "default"),
         )
