@@ -58,8 +58,14 @@ def ensure_helm(log=print) -> Path:
 
     def build(out: Path) -> None:
         log(f"building helm {HELM_VERSION} from the Go module proxy (first run only; about 2 minutes)")
-        kube_build._go(["install", "-trimpath", "-ldflags",
-                        f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+        # As helm's own Makefile does: without these, `helm template` and `helm lint` assume
+        # Kubernetes 1.20; helm's release builds assume 1.<minor of the client-go it is built with>.
+        gomod = kube_build.module_gomod(f"helm.sh/helm/v3@{HELM_VERSION}", out)
+        minor = kube_build.required_version(gomod, "k8s.io/client-go").split(".")[1]
+        flags = [f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"]
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+        kube_build._go(["install", "-trimpath", "-ldflags", " ".join(["-s", "-w", *flags]),
                         f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], out, env={"GOBIN": str(out), "GOFLAGS": ""})
 
     return _install(target, build)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
@@ -29,6 +30,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.reporting_component = "opex-operator"
+    # Which replica (the Pod's name in a cluster) and shard posted an Event: Kopf says "dev".
+    settings.posting.reporting_instance = "/".join(filter(None, (socket.gethostname()[:63], config.shard)))
     settings.execution.max_workers = config.max_workers
     # Listing and watching namespaces (and CRDs) is needed only to expand globs; without them the
     # operator needs no cluster-scoped read at all (the chart's namespaced RBAC mode).
