@@ -43,9 +43,10 @@ demo: tools
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi
 
-# Regenerate crds/ from the API models (tests fail when they differ).
+# Regenerate crds/ (and the chart's copy) from the API models (tests fail when they differ).
 crds: $(STAMP)
 	$(BIN)/opex crds crds
+	$(BIN)/opex crds charts/opex-operator/crds
 
 clean: down
 	rm -rf $(VENV) .local
