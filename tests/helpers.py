@@ -82,6 +82,17 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
+def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
+    """(status, message) as Argo CD computes them with the chart's Lua health check, in Lua 5.1
+    (Argo CD's gopher-lua dialect), ``obj`` being the object as Argo CD passes it."""
+    from lupa import lua51
+
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    hs = lua.execute((CHART / "docs" / "argocd" / "health.lua").read_text())
+    return hs["status"], hs["message"]
+
+
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 

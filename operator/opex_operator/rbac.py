@@ -44,10 +44,8 @@ WATCHED: tuple[Rule, ...] = (
          "Kopf watches them and patches the finalizer and its opex.dev/ annotations"),
     Rule(GROUP, "driftchecks", ("get", "list", "watch", "patch"),
          "as incidents; get: an Incident's terraform steps read the DriftCheck they name"),
-    Rule(GROUP, "rollbacks", ("create", "delete", "get", "list", "watch", "patch"),
-         "as incidents; create/get: an Incident's rollback step creates a child Rollback and follows it; "
-         "delete: never called, but OwnerReferencesPermissionEnforcement allows setting the child's "
-         "ownerReferences only to who may delete it"),
+    Rule(GROUP, "rollbacks", ("create", "get", "list", "watch", "patch"),
+         "as incidents; create/get: an Incident's rollback step creates a child Rollback and follows it"),
     *(Rule(GROUP, f"{plural}/status", ("patch",), "the status writer (handlers/runtime.py KopfRecorder)")
       for plural in KIND_PLURALS),
     # The API server's OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and

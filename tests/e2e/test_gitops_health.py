@@ -18,23 +18,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lupa import lua51
 
 import estate
 import gotools
-from helpers import CHART, wait_for
+import tfrepo
+from helpers import CHART, argocd_health, wait_for
 from test_crd_validation import DRIFTCHECK, ROLLBACK
+from test_driftcheck import driftcheck, run_now, wait_run
 
 ARGOCD = CHART / "docs" / "argocd"
 HEALTH_LUA = (ARGOCD / "health.lua").read_text()
-
-
-def argocd_health(obj: dict) -> tuple[str, str]:
-    """(status, message) as Argo CD's resource health customization computes them."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    hs = lua.execute(HEALTH_LUA)
-    return hs["status"], hs["message"]
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +74,40 @@ def test_a_scheduled_driftcheck_is_healthy_to_argo_cd(kubectl, namespace, operat
     assert status == "Healthy" and message.startswith("first check at")
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: a DriftCheck waiting for its first slot carries Ready=Unknown "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a DriftCheck waiting for its first slot carries Ready=Unknown "
                                        "(Scheduled), which kstatus reads as InProgress: a Flux Kustomization "
                                        "with wait: true times out on a freshly applied DriftCheck")
 def test_a_scheduled_driftcheck_is_current_to_flux(kubectl, namespace, operator, kstatus):
     kubectl.create(json.dumps(DRIFTCHECK), namespace)
     assert kstatus(live(kubectl, "driftcheck", "bad", namespace))[0][0] == "Current"
+
+
+def plan_failed(kubectl, namespace, infra) -> dict:
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"} + '\nresource "terraform_data" {\n'}, "broken")
+    wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    obj = kubectl.get("driftcheck", "network", namespace)
+    assert obj["status"]["lastResult"]["outcome"] == "PlanFailed"
+    return obj
+
+
+def test_a_driftcheck_is_healthy_after_a_clean_run_and_degraded_when_its_plan_fails(kubectl, namespace, infra,
+                                                                                    operator, kstatus):
+    kubectl.apply(driftcheck(infra), namespace)
+    wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    clean = kubectl.get("driftcheck", "network", namespace)
+    assert clean["status"]["lastResult"]["outcome"] == "NoDrift"
+    assert argocd_health(clean)[0] == "Healthy"
+    assert kstatus(clean)[0][0] == "Current"
+    status, message = argocd_health(plan_failed(kubectl, namespace, infra))
+    assert status == "Degraded" and "main.tf" in message
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a DriftCheck whose plan fails (broken "
+                   "configuration: no progress without a fix) has Ready=False and no Stalled=True, which kstatus "
+                   "reads as InProgress rather than Failed")
+def test_a_failed_plan_is_failed_to_flux(kubectl, namespace, infra, operator, kstatus):
+    kubectl.apply(driftcheck(infra), namespace)
+    assert kstatus(plan_failed(kubectl, namespace, infra))[0][0] == "Failed"
 
 
 def test_a_rollback_awaiting_approval_is_suspended_to_argo_cd_and_in_progress_to_flux(
@@ -127,7 +148,7 @@ def test_a_failed_rollback_is_degraded_to_argo_cd(kubectl, namespace, aws, opera
     assert status == "Degraded" and "no-such-function" in message
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: a Failed Rollback has Ready=False and no Stalled=True "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a Failed Rollback has Ready=False and no Stalled=True "
                                        "condition, which kstatus reads as InProgress: Flux waits until its "
                                        "timeout instead of reporting the failure at once")
 def test_a_failed_rollback_is_failed_to_flux(kubectl, namespace, aws, operator, kstatus):
