@@ -32,7 +32,7 @@ import gotools  # noqa: E402
 import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
-from helpers import Helm, Kubectl, OperatorProcess, chart_service_account  # noqa: E402
+from helpers import Helm, Kubectl, OperatorProcess, chart_service_account, forbidden_lines  # noqa: E402
 
 # Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
 os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -165,6 +165,8 @@ def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory
     proc.start()
     yield proc
     proc.stop()
+    refused = forbidden_lines(proc.log_text())
+    assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:20])
 
 
 @pytest.fixture
