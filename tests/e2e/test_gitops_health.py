@@ -79,7 +79,8 @@ def test_a_scheduled_driftcheck_is_healthy_to_argo_cd(kubectl, namespace, operat
                                        "with wait: true times out on a freshly applied DriftCheck")
 def test_a_scheduled_driftcheck_is_current_to_flux(kubectl, namespace, operator, kstatus):
     kubectl.create(json.dumps(DRIFTCHECK), namespace)
-    assert kstatus(live(kubectl, "driftcheck", "bad", namespace))[0][0] == "Current"
+    obj = live(kubectl, "driftcheck", "bad", namespace)
+    assert kstatus(obj)[0][0] == "Current", obj["status"]["conditions"]
 
 
 def plan_failed(kubectl, namespace, infra) -> dict:
@@ -107,7 +108,8 @@ def test_a_driftcheck_is_healthy_after_a_clean_run_and_degraded_when_its_plan_fa
                    "reads as InProgress rather than Failed")
 def test_a_failed_plan_is_failed_to_flux(kubectl, namespace, infra, operator, kstatus):
     kubectl.apply(driftcheck(infra), namespace)
-    assert kstatus(plan_failed(kubectl, namespace, infra))[0][0] == "Failed"
+    obj = plan_failed(kubectl, namespace, infra)
+    assert kstatus(obj)[0][0] == "Failed", obj["status"]["conditions"]
 
 
 def test_a_rollback_awaiting_approval_is_suspended_to_argo_cd_and_in_progress_to_flux(
@@ -143,16 +145,14 @@ def failed_rollback(kubectl, namespace) -> dict:
 
 
 def test_a_failed_rollback_is_degraded_to_argo_cd(kubectl, namespace, aws, operator):
-    obj = failed_rollback(kubectl, namespace)
-    status, message = argocd_health(obj)
+    status, message = argocd_health(failed_rollback(kubectl, namespace))
     assert status == "Degraded" and "no-such-function" in message
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a Failed Rollback has Ready=False and no Stalled=True "
-                                       "condition, which kstatus reads as InProgress: Flux waits until its "
-                                       "timeout instead of reporting the failure at once")
 def test_a_failed_rollback_is_failed_to_flux(kubectl, namespace, aws, operator, kstatus):
-    assert kstatus(failed_rollback(kubectl, namespace))[0][0] == "Failed"
+    obj = failed_rollback(kubectl, namespace)
+    stalled = next(c for c in obj["status"]["conditions"] if c["type"] == "Stalled")
+    assert kstatus(obj) == [("Failed", stalled["message"])]  # Flux stops waiting and reports why
 
 
 def test_a_generation_the_operator_has_not_observed_is_progressing_to_both(kubectl, namespace, operator, kstatus):
