@@ -46,7 +46,7 @@ WATCHED: tuple[Rule, ...] = (
          "as incidents; get: an Incident's terraform steps read the DriftCheck they name"),
     Rule(GROUP, "rollbacks", ("create", "get", "list", "watch", "patch"),
          "as incidents; create/get: an Incident's rollback step creates a child Rollback and follows it"),
-    *(Rule(GROUP, f"{plural}/status", ("patch",), "the status writer (handlers/runtime.py KopfRecorder)")
+    *(Rule(GROUP, f"{plural}/status", ("patch",), "the status writer (kube.py patch_status, called by handlers/runtime.py)")
       for plural in KIND_PLURALS),
     # The API server's OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and
     # other hardened clusters; on in the local control plane) requires it to set blockOwnerDeletion
@@ -54,7 +54,7 @@ WATCHED: tuple[Rule, ...] = (
     *(Rule(GROUP, f"{plural}/finalizers", ("update",),
            "owned reports and child Rollbacks carry ownerReferences with blockOwnerDeletion")
       for plural in KIND_PLURALS),
-    Rule("", "events", ("create",), "an Event for every state change (kopf.event)"),
+    Rule("", "events", ("create",), "an Event for every state change (kopf.event in handlers/runtime.py)"),
     Rule("", "configmaps", ("create", "delete", "get", "list", "update"),
          "reports the objects own (kube.py put_config_map, config_map_names, delete_config_map) and "
          "DriftCheck sources and values read from ConfigMaps (config_map_data)"),
