@@ -4,6 +4,7 @@ What the API server says about the rendered manifests is in tests/e2e/test_chart
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -13,15 +14,16 @@ import yaml
 
 from helpers import CHART
 from opex_operator import rbac
+from opex_operator.config import Settings
 from opex_operator.config import __doc__ as SETTINGS_TABLE
 from opex_operator.policy import Policy
 
 ROOT = CHART.parent.parent
 FULL = CHART / "ci" / "full-values.yaml"
 NAMESPACED = CHART / "ci" / "namespaced-values.yaml"
-# Settings the chart already sets for work that lands with other issues: leader election
-# (the scale issue) and the Alertmanager intake (the alerting issue). Remove each when config.py reads it.
-PENDING_SETTINGS = {"OPEX_LEASE_NAME", "OPEX_LEASE_NAMESPACE", "OPEX_ALERT_INTAKE_PORT"}
+# Settings the chart already sets for work that lands with another issue: the Alertmanager intake
+# (the alerting issue). Remove it when config.py reads it.
+PENDING_SETTINGS = {"OPEX_ALERT_INTAKE_PORT"}
 
 
 def of_kind(docs: list[dict], kind: str) -> list[dict]:
@@ -137,6 +139,22 @@ def test_every_operator_setting_is_set_by_the_chart_and_nothing_else(helm):
     rendered = {name for name in env(deployment) if name.startswith("OPEX_") or name == "AWS_REGION"}
     rendered |= {"OPEX_SHARD", "OPEX_DEFAULT_SHARD"}  # set only when sharded (the other test)
     assert rendered - PENDING_SETTINGS == documented
+
+
+def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monkeypatch):
+    deployments = {d["metadata"]["name"]: d for d in of_kind(helm.template(FULL), "Deployment")}
+    for key in [k for k in os.environ if k.startswith(("OPEX_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    for name, value in env(deployments["opex-payments"]).items():
+        monkeypatch.setenv(name, value if isinstance(value, str) else "opex-system")  # valueFrom: the Pod's namespace
+    settings = Settings.from_env()
+    assert (settings.workers, settings.max_workers, settings.resync_seconds, settings.shutdown_grace) == (8, 16, 600, 40)
+    assert settings.leader_election and (settings.lease_name, settings.lease_seconds) == ("opex-leader-payments", 20)
+    assert settings.lease_namespace == "opex-system"
+    assert settings.aws_rates["logs:FilterLogEvents"] == 2.5 and settings.aws_rates["codepipeline"] == 1
+    assert settings.aws_background_share == 0.1 and settings.aws_region == "eu-west-1"
+    assert (settings.shard, settings.default_shard) == ("payments", "default")
+    assert settings.namespaces == ("payments-*", "platform") and settings.metrics_port == 9090
 
 
 @pytest.mark.parametrize("values,sets,expected", [

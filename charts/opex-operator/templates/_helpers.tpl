@@ -95,3 +95,12 @@ app.kubernetes.io/component: operator
 opex.dev/shard: {{ .shard }}
 {{- end }}
 {{- end -}}
+
+{{/* aws.rates as OPEX_AWS_RATES wants them: service[:Operation]=calls per second, comma-separated. */}}
+{{- define "opex.awsRates" -}}
+{{- $out := list -}}
+{{- range $name, $rate := .Values.aws.rates -}}
+{{- $out = append $out (printf "%s=%v" $name $rate) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
