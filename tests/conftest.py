@@ -157,11 +157,14 @@ def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory
     """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session.
 
     It runs as the Helm chart's ServiceAccount with the chart's RBAC (a token, not the admin
-    certificate): a Kubernetes call the chart does not allow fails the e2e test that needs it.
+    certificate) and leader election on: a Kubernetes call the chart does not allow fails the e2e
+    test that needs it, and the session at its end.
     """
     workdir = tmp_path_factory.mktemp("operator")
     identity = chart_service_account(kubectl, helm, workdir, "opex-system", "opex", sets=("watch.namespaces={e2e-*}",))
-    proc = OperatorProcess(identity, aws_server, terraform_bin, workdir, namespaces="e2e-*")
+    # With leader election, as the chart runs it: the Lease in the release namespace is covered too.
+    proc = OperatorProcess(identity, aws_server, terraform_bin, workdir, namespaces="e2e-*", extra_env={
+        "OPEX_LEADER_ELECTION": "true", "OPEX_LEASE_NAMESPACE": "opex-system", "OPEX_LEASE_NAME": "opex-opex-operator"})
     proc.start()
     yield proc
     proc.stop()

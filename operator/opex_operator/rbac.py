@@ -40,12 +40,13 @@ class Rule:
 
 
 WATCHED: tuple[Rule, ...] = (
-    Rule(GROUP, "incidents", ("list", "watch", "patch"),
-         "Kopf watches them and patches the finalizer and its opex.dev/ annotations"),
+    Rule(GROUP, "incidents", ("get", "list", "watch", "patch"),
+         "Kopf watches them and patches the finalizer and its opex.dev/ annotations; every reconcile "
+         "pass reads its object fresh (handlers/runtime.py)"),
     Rule(GROUP, "driftchecks", ("get", "list", "watch", "patch"),
-         "as incidents; get: an Incident's terraform steps read the DriftCheck they name"),
+         "as incidents; an Incident's terraform steps also read the DriftCheck they name"),
     Rule(GROUP, "rollbacks", ("create", "get", "list", "watch", "patch"),
-         "as incidents; create/get: an Incident's rollback step creates a child Rollback and follows it"),
+         "as incidents; create: an Incident's rollback step creates a child Rollback and follows it"),
     *(Rule(GROUP, f"{plural}/status", ("patch",), "the status writer (kube.py patch_status, called by handlers/runtime.py)")
       for plural in KIND_PLURALS),
     # The API server's OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and

@@ -7,6 +7,7 @@ The session ``operator`` fixture already runs the whole e2e suite as the chart's
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def test_the_session_operator_is_the_charts_service_account_and_no_more(kubectl,
     assert not can("create", "deployments.apps", "-n", "opex-system")
     assert not can("update", "leases.coordination.k8s.io", "-n", "default")  # the Lease lives beside it only
     assert can("update", "leases.coordination.k8s.io", "-n", "opex-system")
+    lease = wait_for(lambda: kubectl.json("get", "lease", "opex-opex-operator", "-n", "opex-system")["spec"]
+                     .get("holderIdentity"), what="the session operator holding its Lease")
+    assert lease.startswith(socket.gethostname())
     assert forbidden_lines(operator.log_text()) == []
 
 
