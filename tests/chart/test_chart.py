@@ -149,6 +149,7 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
         monkeypatch.setenv(name, value if isinstance(value, str) else "opex-system")  # valueFrom: the Pod's namespace
     settings = Settings.from_env()
     assert (settings.workers, settings.max_workers, settings.resync_seconds, settings.shutdown_grace) == (8, 16, 600, 40)
+    assert settings.restart_spread == 60
     assert settings.leader_election and (settings.lease_name, settings.lease_seconds) == ("opex-leader-payments", 20)
     assert settings.lease_namespace == "opex-system"
     assert settings.aws_rates["logs:FilterLogEvents"] == 2.5 and settings.aws_rates["codepipeline"] == 1
