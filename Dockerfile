@@ -1,9 +1,71 @@
-# Operator image (finished in the packaging issue): the package and its runtime dependencies only.
-FROM python:3.11-slim
-WORKDIR /app
+# syntax=docker/dockerfile:1
+# opex-operator image: the operator, git and a pinned Terraform-compatible CLI, run as non-root
+# on a read-only root filesystem (the chart mounts an emptyDir at /var/lib/opex and /tmp).
+#
+#   docker build -t opex-operator:0.1.0 .
+#
+# Stages: the OpenTofu CLI built from hack/opentofu (go.sum pins and verifies every module; the
+# same files the local stack builds from), the Python package installed into a virtualenv, and
+# a slim runtime that gets only the two.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG GO_IMAGE=golang:1.26-bookworm
+
+FROM ${GO_IMAGE} AS tofu
+WORKDIR /src
+COPY hack/opentofu/ ./
+# The version is the one hack/opentofu/go.mod requires.
+RUN version="$(awk '$1 == "require" && $2 == "github.com/opentofu/opentofu" {print $3}' go.mod)" \
+ && test -n "$version" \
+ && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no -X github.com/opentofu/opentofu/version.Version=${version#v}" \
+      -o /out/tofu github.com/opentofu/opentofu/cmd/tofu \
+ && /out/tofu version
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/opex
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip install --no-cache-dir . && useradd --uid 65532 --no-create-home opex
-USER 65532
+# The package and its runtime dependencies only (no [test] extra), as pyproject pins them.
+RUN /opt/opex/bin/pip install . \
+ && /opt/opex/bin/python -c "import opex_operator, kopf, boto3"
+
+FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+# Set by the build (CI): where the source is and which commit the image was built from.
+ARG SOURCE=""
+ARG REVISION=""
+LABEL org.opencontainers.image.title="opex-operator" \
+      org.opencontainers.image.description="The AWS CI/CD operations runbook as reconciled Kubernetes custom resources" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}"
+# git: DriftCheck sources; ca-certificates: AWS and git over TLS.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git=1:2.39.* ca-certificates=20230311* \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 65532 opex \
+ && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /var/lib/opex --shell /usr/sbin/nologin opex \
+ && install -d -o 65532 -g 65532 /var/lib/opex
+COPY --from=tofu /out/tofu /usr/local/bin/tofu
+COPY --from=build /opt/opex /opt/opex
+# Everything the process writes lives under /var/lib/opex and /tmp (emptyDirs in the chart), so
+# the root filesystem can be read-only: HOME (git and OpenTofu config), the run and cache dirs
+# (the operator creates those two).
+ENV PATH=/opt/opex/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/var/lib/opex \
+    TMPDIR=/tmp \
+    OPEX_WORK_DIR=/var/lib/opex/work \
+    OPEX_CACHE_DIR=/var/lib/opex/cache \
+    OPEX_TERRAFORM=/usr/local/bin/tofu \
+    TF_IN_AUTOMATION=1 \
+    CHECKPOINT_DISABLE=1
+WORKDIR /var/lib/opex
+USER 65532:65532
 EXPOSE 8080 8081
 ENTRYPOINT ["python", "-m", "opex_operator"]

@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Local control plane binaries and the Terraform CLI (cached outside the clone).
+# Local control plane binaries, the Terraform CLI, helm and the kstatus helper (cached outside the clone).
 tools: $(STAMP)
 	cd hack && ../$(BIN)/python kube_build.py
 	cd hack && ../$(BIN)/python terraform_cli.py
+	cd hack && ../$(BIN)/python gotools.py
 
 test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -42,9 +43,10 @@ demo: tools
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi
 
-# Regenerate crds/ from the API models (tests fail when they differ).
+# Regenerate crds/ (and the chart's copy) from the API models (tests fail when they differ).
 crds: $(STAMP)
 	$(BIN)/opex crds crds
+	$(BIN)/opex crds charts/opex-operator/crds
 
 clean: down
 	rm -rf $(VENV) .local

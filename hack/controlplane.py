@@ -150,6 +150,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
                 "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
                 "--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",
+                # As hardened clusters do: the chart's RBAC must then cover ownerReferences too.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",

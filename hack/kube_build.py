@@ -49,10 +49,15 @@ def _go(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
-def _kk_gomod(version: str, work: Path) -> dict:
-    """k/k's go.mod at ``version`` as ``go mod edit -json`` gives it."""
-    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{version}"], work))
+def module_gomod(module: str, work: Path) -> dict:
+    """The go.mod of ``module`` (``path@version``) as ``go mod edit -json`` gives it."""
+    info = json.loads(_go(["mod", "download", "-json", module], work))
     return json.loads(_go(["mod", "edit", "-json", info["GoMod"]], work))
+
+
+def _kk_gomod(version: str, work: Path) -> dict:
+    """k/k's go.mod at ``version``."""
+    return module_gomod(f"k8s.io/kubernetes@{version}", work)
 
 
 def staging_replaces(gomod: dict, version: str) -> dict[str, str]:

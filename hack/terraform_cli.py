@@ -1,10 +1,11 @@
 """Find the pinned Terraform CLI, or build OpenTofu from the Go module proxy when it is absent.
 
 Order: ``$OPEX_TERRAFORM`` when set; ``terraform`` on PATH at :data:`TERRAFORM_VERSION`; a
-cached OpenTofu build; else OpenTofu :data:`OPENTOFU_VERSION` is built (a wrapper module
-requiring ``github.com/opentofu/opentofu`` with the ``hcl`` replace its own go.mod carries) into
-``~/.cache/opex/bin/opentofu-<version>/tofu``. Both CLIs serve behind the same adapter
-(``opex_operator.terraform``).
+cached OpenTofu build; else OpenTofu :data:`OPENTOFU_VERSION` is built from ``hack/opentofu/``
+(a module requiring ``github.com/opentofu/opentofu`` with the ``hcl`` replace its own go.mod
+carries; go.sum pins every module, and the Dockerfile builds the image's CLI from the same
+files) into ``~/.cache/opex/bin/opentofu-<version>/tofu``. Both CLIs serve behind the same
+adapter (``opex_operator.terraform``).
 
 ``python hack/terraform_cli.py`` prints the path of the binary to use.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,8 @@ from pathlib import Path
 import kube_build
 
 TERRAFORM_VERSION = "1.11.4"
-OPENTOFU_VERSION = "v1.10.10"
+OPENTOFU_MODULE = Path(__file__).resolve().parent / "opentofu"
+OPENTOFU_VERSION = re.search(r"github\.com/opentofu/opentofu (v\S+)", (OPENTOFU_MODULE / "go.mod").read_text()).group(1)
 
 
 def cli_version(binary: str) -> str | None:
@@ -35,24 +38,14 @@ def cli_version(binary: str) -> str | None:
 
 
 def _build_opentofu(target: Path) -> None:
+    version = OPENTOFU_VERSION.lstrip("v")
     with tempfile.TemporaryDirectory(prefix="opex-tofu-build-") as tmp:
-        work = Path(tmp)
-        info = json.loads(kube_build._go(["mod", "download", "-json", f"github.com/opentofu/opentofu@{OPENTOFU_VERSION}"], work))
-        upstream = json.loads(kube_build._go(["mod", "edit", "-json", info["GoMod"]], work))
-        replaces = [r for r in upstream.get("Replace") or [] if not r["New"]["Path"].startswith(".")]
-        lines = ["module opex.dev/hack/tofu", "", f"go {upstream['Go']}", "",
-                 f"require github.com/opentofu/opentofu {OPENTOFU_VERSION}", ""]
-        for r in replaces:
-            lines.append(f"replace {r['Old']['Path']} => {r['New']['Path']} {r['New'].get('Version', '')}".rstrip())
-        (work / "go.mod").write_text("\n".join(lines) + "\n")
-        (work / "tools.go").write_text("//go:build tools\n\npackage tools\n\nimport _ \"github.com/opentofu/opentofu/cmd/tofu\"\n")
-        kube_build._go(["mod", "tidy"], work)
-        version = OPENTOFU_VERSION.lstrip("v")
         kube_build._go(["build", "-trimpath", "-ldflags", f"-s -w -X github.com/opentofu/opentofu/version.dev=no "
                         f"-X github.com/opentofu/opentofu/version.Version={version}",
-                        "-o", str(work / "tofu"), "github.com/opentofu/opentofu/cmd/tofu"], work)
+                        "-o", str(Path(tmp) / "tofu"), "github.com/opentofu/opentofu/cmd/tofu"], OPENTOFU_MODULE,
+                       env={"GOFLAGS": "-mod=readonly"})
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(work / "tofu"), target)
+        shutil.move(str(Path(tmp) / "tofu"), target)
 
 
 def ensure_terraform(log=print) -> str:

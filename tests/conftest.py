@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import apiapp  # noqa: E402
 import controlplane  # noqa: E402
 import fakeaws  # noqa: E402
+import gotools  # noqa: E402
 import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
-from helpers import Kubectl, OperatorProcess  # noqa: E402
+from helpers import Helm, Kubectl, OperatorProcess, chart_service_account, forbidden_lines  # noqa: E402
 
 # Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
 os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -146,13 +147,29 @@ def terraform_bin() -> str:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster, aws_server, terraform_bin, tmp_path_factory):
-    """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session."""
-    proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin,
-                           tmp_path_factory.mktemp("operator"), namespaces="e2e-*")
+def helm() -> Helm:
+    """helm (built from the Go module proxy by `make tools`) on charts/opex-operator."""
+    return Helm(gotools.ensure_helm())
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory):
+    """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session.
+
+    It runs as the Helm chart's ServiceAccount with the chart's RBAC (a token, not the admin
+    certificate) and leader election on: a Kubernetes call the chart does not allow fails the e2e
+    test that needs it, and the session at its end.
+    """
+    workdir = tmp_path_factory.mktemp("operator")
+    identity = chart_service_account(kubectl, helm, workdir, "opex-system", "opex", sets=("watch.namespaces={e2e-*}",))
+    # With leader election, as the chart runs it: the Lease in the release namespace is covered too.
+    proc = OperatorProcess(identity, aws_server, terraform_bin, workdir, namespaces="e2e-*", extra_env={
+        "OPEX_LEADER_ELECTION": "true", "OPEX_LEASE_NAMESPACE": "opex-system", "OPEX_LEASE_NAME": "opex-opex-operator"})
     proc.start()
     yield proc
     proc.stop()
+    refused = forbidden_lines(proc.log_text())
+    assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:20])
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ from typing import Any, Callable
 
 import procs
 import stack
+import yaml
+
+CHART = Path(__file__).resolve().parent.parent / "charts" / "opex-operator"
 
 
 class Kubectl:
@@ -51,6 +54,72 @@ class Kubectl:
             for item in self.json("get", "opex", "-n", namespace)["items"]:
                 self("patch", item["kind"].lower(), item["metadata"]["name"], "-n", namespace, "--type=merge",
                      "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+class Helm:
+    """The ``helm`` CLI on ``charts/opex-operator`` (or another chart directory)."""
+
+    def __init__(self, binary: Path, chart: Path = CHART):
+        self.binary, self.chart = binary, chart
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self.binary), *args], capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def template(self, *values: Path | str, sets: tuple[str, ...] = (), namespace: str = "opex-system",
+                 release: str = "opex", check: bool = True) -> list[dict[str, Any]] | subprocess.CompletedProcess:
+        """Rendered manifests (a list of objects); with check=False the process, to read a refusal."""
+        args = ["template", release, str(self.chart), "--namespace", namespace]
+        for v in values:
+            args += ["-f", str(v)]
+        for s in sets:
+            args += ["--set", s]
+        proc = self.run(*args, check=check)
+        if not check:
+            return proc
+        return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
+    """(status, message) as Argo CD computes them with the chart's Lua health check, in Lua 5.1
+    (Argo CD's gopher-lua dialect), ``obj`` being the object as Argo CD passes it."""
+    from lupa import lua51
+
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    hs = lua.execute((CHART / "docs" / "argocd" / "health.lua").read_text())
+    return hs["status"], hs["message"]
+
+
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def chart_service_account(kubectl: Kubectl, helm: Helm, workdir: Path, namespace: str, release: str,
+                          sets: tuple[str, ...] = ()) -> Path:
+    """Install only the chart's ServiceAccount and RBAC (release ``release`` in ``namespace``) and
+    return a kubeconfig that authenticates as that ServiceAccount with a token from the TokenRequest
+    API: the operator then runs with exactly the chart's permissions, as its Pod would."""
+    docs = helm.template(sets=sets, namespace=namespace, release=release)
+    if kubectl("get", "namespace", namespace, check=False).returncode:
+        kubectl("create", "namespace", namespace)
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all([d for d in docs if d["kind"] in RBAC_KINDS]))
+    (sa,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    token = kubectl("create", "token", sa, "-n", namespace, "--duration=24h").stdout.strip()
+    admin = yaml.safe_load(kubectl.kubeconfig.read_text())
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": sa, "clusters": admin["clusters"],
+              "users": [{"name": sa, "user": {"token": token}}],
+              "contexts": [{"name": sa, "context": {"cluster": admin["clusters"][0]["name"], "user": sa}}]}
+    path = workdir / f"kubeconfig-{release}"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def forbidden_lines(log: str) -> list[str]:
+    """Lines of an operator log that report a refused Kubernetes call (HTTP 403)."""
+    return [line for line in log.splitlines() if "forbidden" in line.lower()]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "condition") -> Any:

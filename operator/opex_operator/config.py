@@ -34,6 +34,9 @@ OPEX_SOURCE_CIDRS          comma-separated CIDRs and security group ids the oper
                            connects from (its pods' subnets or group): a database probe
                            refused while no group of the database admits one of them
                            names that group as the cause
+OPEX_SHARD                 this replica's shard: it reconciles only objects labelled     (all)
+                           ``opex.dev/shard=<it>`` (see sharding.py); all when empty
+OPEX_DEFAULT_SHARD         the shard unlabelled objects belong to                       default
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -47,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from .aws.budget import DEFAULT_RATES, parse_rates
+
+from .sharding import check_shard_name
 
 _TMP = Path(tempfile.gettempdir()) / "opex"
 
@@ -123,6 +128,13 @@ class Settings:
     cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
     source_cidrs: tuple[str, ...] = ()
     shared_read_seconds: float = 10.0
+    shard: str = ""
+    default_shard: str = "default"
+
+    @property
+    def namespace_globs(self) -> bool:
+        """True when a watched namespace is a glob (``e2e-*``): only then must namespaces be listed."""
+        return any(c in n for n in self.namespaces for c in "*?[")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -151,4 +163,6 @@ class Settings:
             cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
             source_cidrs=_sources("OPEX_SOURCE_CIDRS"),
             shared_read_seconds=_number("OPEX_SHARED_READ_SECONDS", 10.0, float),
+            shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
+            default_shard=check_shard_name("OPEX_DEFAULT_SHARD", os.environ.get("OPEX_DEFAULT_SHARD") or "default"),
         )

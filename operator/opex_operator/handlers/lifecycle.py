@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
-from .. import GROUP, metrics
+from .. import GROUP, metrics, sharding
 from ..controllers.wiring import build_controllers
 from ..kube import Kube, load_client_config
 from .leader import elect
@@ -29,24 +30,36 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.posting.reporting_component = "opex-operator"
+    # Which replica (the Pod's name in a cluster) and shard posted an Event: Kopf says "dev".
+    settings.posting.reporting_instance = "/".join(filter(None, (socket.gethostname()[:63], config.shard)))
     settings.execution.max_workers = config.max_workers
+    # Listing and watching namespaces (and CRDs) is needed only to expand globs; without them the
+    # operator needs no cluster-scoped read at all (the chart's namespaced RBAC mode).
+    settings.scanning.disabled = not config.namespace_globs
     # boto3 and the kubernetes client block; asyncio.to_thread uses the loop's default executor.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="opex-io"))
     load_client_config()
     memo.kube = Kube()
     memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
-                           config.resync_seconds, config.restart_spread)
+                           config.resync_seconds, config.restart_spread,
+                           owns=lambda labels: sharding.belongs(labels, config.shard, config.default_shard))
     if config.leader_election:
         elect(config, memo.runtime.leading)
     else:
         memo.runtime.leading.set()
     metrics.serve(config.metrics_port, config.bind_address)
-    logger.info("opex-operator ready: %d workers, metrics on :%d, liveness on :%d", config.workers,
-                config.metrics_port, config.health_port)
+    logger.info("opex-operator ready: %d workers, metrics on :%d, liveness on :%d, shard %s", config.workers,
+                config.metrics_port, config.health_port, config.shard or "(all: not sharded)")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_) -> None:
     """SIGTERM/SIGINT: no new passes; passes in flight get ``OPEX_SHUTDOWN_GRACE`` seconds to finish."""
     await memo.runtime.stop(memo.settings.shutdown_grace)
+
+
+def in_shard(labels: kopf.Labels, memo: kopf.Memo, **_) -> bool:
+    """Kopf ``when=`` filter of the finalizer: only the replica whose shard an object is in
+    finalizes it (sharding.py; the runtime applies the same rule to reconcile passes)."""
+    return sharding.belongs(labels, memo.settings.shard, memo.settings.default_shard)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 
@@ -65,9 +65,10 @@ class Runtime:
     """The queue, its workers and what they know about each object (only what wakes it)."""
 
     def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float,
-                 restart_spread: float = 30.0):
+                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True):
         self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
         self.restart_spread = restart_spread
+        self.owns = owns  # sharding: whether an object's labels make it this replica's (sharding.belongs)
         self.queue = WorkQueue(namespace_of=lambda key: key[1])
         self.workers = workers
         self.leading = asyncio.Event()
@@ -83,7 +84,7 @@ class Runtime:
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
         controller = self.controllers[plural]
-        if event_type == "DELETED":
+        if event_type == "DELETED" or not self.owns(meta.get("labels") or {}):  # gone, or another shard's
             self.queue.remove(key)
             self._triggers.pop(key, None)
             controller.forget(_ref(controller, body))
@@ -143,7 +144,7 @@ class Runtime:
             log.warning("cannot read %s %s/%s: %s", controller.resource.kind, namespace, name, err)
             self.queue.add_rate_limited(key, priority)
             return
-        if body is None:
+        if body is None or not self.owns((body.get("metadata") or {}).get("labels") or {}):
             self.queue.remove(key)
             return
         obj = _observed(controller, self.kube, body)

@@ -10,6 +10,7 @@ import kopf
 
 from .. import GROUP, VERSION
 from ..api import DRIFTCHECK, INCIDENT, ROLLBACK
+from .lifecycle import in_shard
 
 
 @kopf.on.event(GROUP, VERSION, INCIDENT.plural)
@@ -32,9 +33,9 @@ async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
 
 
 
-@kopf.on.delete(GROUP, VERSION, INCIDENT.plural)
-@kopf.on.delete(GROUP, VERSION, DRIFTCHECK.plural)
-@kopf.on.delete(GROUP, VERSION, ROLLBACK.plural)
+@kopf.on.delete(GROUP, VERSION, INCIDENT.plural, when=in_shard)
+@kopf.on.delete(GROUP, VERSION, DRIFTCHECK.plural, when=in_shard)
+@kopf.on.delete(GROUP, VERSION, ROLLBACK.plural, when=in_shard)
 async def finalize(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """The finalizer's work (Kopf removes ``opex.dev/finalizer`` afterwards): release what the
     object holds outside Kubernetes, even when it was deleted while the operator was down."""

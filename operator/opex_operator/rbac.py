@@ -1,0 +1,79 @@
+"""Every Kubernetes permission the operator uses, and the call that uses it.
+
+The Helm chart's ClusterRole/Roles grant exactly these (a test renders the chart and compares),
+and part of the e2e suite runs the operator as the chart's ServiceAccount against the real API
+server, so a call that needs a verb missing here fails a test with a 403. When a change makes a
+new Kubernetes call, add its rule here and to ``charts/opex-operator/templates/rbac.yaml``.
+
+Three sets, by where they apply:
+
+* :data:`WATCHED` in every namespace whose opex objects this operator reconciles: one
+  ClusterRole (the chart's ``Cluster`` scope) or one Role per watched namespace (``Namespaced``);
+* :data:`NAMESPACE_SCAN`, cluster-scoped, only when ``OPEX_NAMESPACES`` has a glob (Kopf lists
+  and watches namespaces to expand it, and CRDs while it scans); exact names need neither;
+* :data:`OWN_NAMESPACE` in the operator's own namespace: the leader-election Lease of
+  ``replicas: 2`` (active/standby, the scale issue).
+
+No wildcard verb, resource or API group, and nothing cluster-wide beyond the above.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import GROUP
+
+KIND_PLURALS = ("incidents", "driftchecks", "rollbacks")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One API group and resource, the verbs used on it, and why (which call needs them)."""
+
+    api_group: str
+    resource: str
+    verbs: tuple[str, ...]
+    why: str
+
+    def triples(self) -> set[tuple[str, str, str]]:
+        """``{(apiGroup, resource, verb)}``: the shape tests compare a rendered Role's rules in."""
+        return {(self.api_group, self.resource, verb) for verb in self.verbs}
+
+
+WATCHED: tuple[Rule, ...] = (
+    Rule(GROUP, "incidents", ("get", "list", "watch", "patch"),
+         "Kopf watches them and patches the finalizer and its opex.dev/ annotations; every reconcile "
+         "pass reads its object fresh (handlers/runtime.py)"),
+    Rule(GROUP, "driftchecks", ("get", "list", "watch", "patch"),
+         "as incidents; an Incident's terraform steps also read the DriftCheck they name"),
+    Rule(GROUP, "rollbacks", ("create", "get", "list", "watch", "patch"),
+         "as incidents; create: an Incident's rollback step creates a child Rollback and follows it"),
+    *(Rule(GROUP, f"{plural}/status", ("patch",), "the status writer (kube.py patch_status, called by handlers/runtime.py)")
+      for plural in KIND_PLURALS),
+    # The API server's OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift and
+    # other hardened clusters; on in the local control plane) requires it to set blockOwnerDeletion
+    # on an ownerReference to an object of that kind.
+    *(Rule(GROUP, f"{plural}/finalizers", ("update",),
+           "owned reports and child Rollbacks carry ownerReferences with blockOwnerDeletion")
+      for plural in KIND_PLURALS),
+    Rule("", "events", ("create",), "an Event for every state change (kopf.event in handlers/runtime.py)"),
+    Rule("", "configmaps", ("create", "delete", "get", "list", "update"),
+         "reports the objects own (kube.py put_config_map, config_map_names, delete_config_map) and "
+         "DriftCheck sources and values read from ConfigMaps (config_map_data)"),
+    Rule("", "secrets", ("get",), "webhook URLs and DriftCheck values read from Secrets (kube.py secret_data)"),
+)
+
+NAMESPACE_SCAN: tuple[Rule, ...] = (
+    Rule("", "namespaces", ("list", "watch"), "Kopf expands OPEX_NAMESPACES globs to the namespaces that exist"),
+    Rule("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
+         "Kopf notices CRD changes while it scans (only then: handlers/lifecycle.py)"),
+)
+
+OWN_NAMESPACE: tuple[Rule, ...] = (
+    Rule("coordination.k8s.io", "leases", ("create", "get", "update"),
+         "leader election between replicas (active/standby): one Lease per Deployment"),
+)
+
+
+def triples(rules: tuple[Rule, ...]) -> set[tuple[str, str, str]]:
+    """All ``(apiGroup, resource, verb)`` of ``rules``."""
+    return set().union(*(r.triples() for r in rules))

@@ -1,0 +1,89 @@
+"""The container image's recipe, checked without a container engine (none runs here): hadolint,
+and the install steps against pyproject.toml and the chart's defaults."""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.specifiers import SpecifierSet
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+VALUES = yaml.safe_load((ROOT / "charts" / "opex-operator" / "values.yaml").read_text())
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    out = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def args() -> dict[str, str]:
+    return dict(a.split("=", 1) for i, a in instructions() if i == "ARG" and "=" in a)
+
+
+def env() -> dict[str, str]:
+    (last,) = [a for i, a in instructions() if i == "ENV"][-1:]
+    return dict(kv.split("=", 1) for kv in shlex.split(last))
+
+
+def test_hadolint_finds_nothing():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    proc = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_image_runs_a_python_that_pyproject_allows():
+    image = args()["PYTHON_IMAGE"]
+    version = re.match(r"python:(\d+\.\d+)-slim", image).group(1)
+    assert version in SpecifierSet(PYPROJECT["project"]["requires-python"]), image
+    stages = [a for i, a in instructions() if i == "FROM"]
+    assert stages.count("${PYTHON_IMAGE} AS build") == 1 and stages[-1] == "${PYTHON_IMAGE}"
+
+
+def test_the_image_installs_this_package_with_its_runtime_dependencies_only():
+    installs = [a for i, a in instructions() if i == "RUN" and "pip install" in a]
+    assert len(installs) == 1
+    target = installs[0].split("pip install", 1)[1].split("&&")[0].split()
+    assert target == ["."], "the image installs the project itself, no extras (test tools stay out)"
+    assert set(PYPROJECT["project"]["optional-dependencies"]) == {"test"}
+    # setuptools needs these to build the package: all copied, none excluded by .dockerignore.
+    copied = {src.rstrip("/") for i, a in instructions() if i == "COPY" and "--from" not in a
+              for src in a.split()[:-1]}
+    needed = {"pyproject.toml", PYPROJECT["project"]["readme"], *PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"]}
+    assert needed <= copied
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert copied <= allowed, f".dockerignore leaves out {copied - allowed}"
+    assert [a for i, a in instructions() if i == "ENTRYPOINT"] == ['["python", "-m", "opex_operator"]']
+    assert (ROOT / "operator" / "opex_operator" / "__main__.py").is_file()
+
+
+def test_the_image_and_the_chart_agree_on_user_paths_and_the_terraform_cli():
+    e = env()
+    assert [a for i, a in instructions() if i == "USER"] == ["65532:65532"]
+    assert e["OPEX_TERRAFORM"] == VALUES["operator"]["terraform"] == "/usr/local/bin/tofu"
+    assert any(i == "COPY" and a.endswith(" /usr/local/bin/tofu") for i, a in instructions())
+    assert e["HOME"] == "/var/lib/opex" and e["OPEX_WORK_DIR"].startswith("/var/lib/opex/")
+    assert e["OPEX_CACHE_DIR"].startswith("/var/lib/opex/") and e["TMPDIR"] == "/tmp"
+    labels = " ".join(a for i, a in instructions() if i == "LABEL")
+    for key in ("title", "description", "version", "licenses", "source", "revision"):
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_the_image_builds_opentofu_from_the_module_the_local_stack_builds():
+    assert [a for i, a in instructions() if i == "COPY" and a.startswith("hack/opentofu/")] == ["hack/opentofu/ ./"]
+    gomod = (ROOT / "hack" / "opentofu" / "go.mod").read_text()
+    assert re.search(r"^require github\.com/opentofu/opentofu v\d+\.\d+\.\d+$", gomod, re.M)
+    assert (ROOT / "hack" / "opentofu" / "go.sum").stat().st_size > 0  # every module's checksum, verified by go
+    assert any(i == "RUN" and "-mod=readonly" in a and "cmd/tofu" in a for i, a in instructions())
