@@ -76,6 +76,15 @@ def test_approved_rollback_runs_once_through_a_child_rollback_then_is_verified_a
     assert "StepSucceeded" in w.reasons() and "Verified" in w.reasons()
 
 
+def test_the_child_rollback_carries_the_incidents_shard_so_the_same_replica_reconciles_it():
+    w = World(incident(mode="Auto"))
+    w.obj.labels.update({"opex.dev/shard": "payments", "team": "checkout"})
+    w.drive()
+    [child] = w.objects.created
+    labels = w.objects.custom[("rollbacks", "ns", child)]["metadata"]["labels"]
+    assert labels == {"opex.dev/incident": "checkout", "opex.dev/shard": "payments"}  # not every label: the shard
+
+
 def test_errors_logged_after_the_rollback_fail_verification_and_the_incident():
     w = World(incident(mode="Auto"))
     w.drive()

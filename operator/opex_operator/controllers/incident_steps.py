@@ -21,6 +21,7 @@ from ..kube import child_name, label_value
 from ..runbooks.steps import (LambdaConfigurationParams, LambdaRollbackParams, PerformanceInsightsParams,
                               RetryStageParams, StageSettingsParams, StartPipelineParams, StepAction, params_of,
                               request_token)
+from ..sharding import SHARD_LABEL
 from . import incident_security as security
 from .incident_terraform import force_unlock, import_existing
 from .steps import Executor, Outcome, StepContext
@@ -46,7 +47,9 @@ async def rollback_lambda(ctx: StepContext, p: LambdaRollbackParams) -> Outcome:
             spec["roleKey"] = ctx.spec.targets.role_key
         body = {"apiVersion": API_VERSION, "kind": ROLLBACK.kind,
                 "metadata": {"name": name, "namespace": ctx.ref.namespace,
-                             "labels": {"opex.dev/incident": label_value(ctx.ref.name)},
+                             "labels": {"opex.dev/incident": label_value(ctx.ref.name),
+                                        # the shard that reconciles the Incident reconciles its Rollback
+                                        **({SHARD_LABEL: ctx.labels[SHARD_LABEL]} if SHARD_LABEL in ctx.labels else {})},
                              "ownerReferences": [ctx.ref.owner_reference()]},
                 "spec": spec}
         await asyncio.to_thread(ctx.objects.create, ROLLBACK.plural, ctx.ref.namespace, body)

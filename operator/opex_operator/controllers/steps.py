@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from ..api.incident import IncidentSpec, Step
@@ -31,7 +31,8 @@ class Outcome:
 @dataclass
 class StepContext:
     """The step being run, its incident, and the ports an executor may use. ``resumed``: the step was
-    already Running when this pass began (an earlier attempt's call may have gone through)."""
+    already Running when this pass began (an earlier attempt's call may have gone through);
+    ``labels``: the Incident's labels (a child object carries its shard)."""
 
     ref: ObjectRef
     spec: IncidentSpec
@@ -41,6 +42,7 @@ class StepContext:
     objects: Objects
     workspaces: Workspaces
     resumed: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
     def region_role(self) -> tuple[str | None, str | None]:
         return self.spec.targets.region, self.spec.targets.role_key
