@@ -220,7 +220,7 @@ DRIFTCHECKS_OVERDUE = OverdueGauge(
 
 # -- the Alertmanager intake ------------------------------------------------------------------------
 ALERT_REQUESTS = Counter("opex_alert_intake_requests", "Webhook requests to the alert intake by HTTP status code "
-                         "(200, 400, 401, 405, 413, 422, 503).", ["code"], registry=REGISTRY)
+                         "(200, 400, 401, 413, 422, 500, 503).", ["code"], registry=REGISTRY)
 ALERTS_RECEIVED = Counter("opex_alert_intake_alerts", "Alerts received by status (firing, resolved) and what became "
                           "of them (created, updated, ignored, refused).", ["status", "outcome"], registry=REGISTRY)
 ALERTS_TRUNCATED = Counter("opex_alert_intake_truncated_alerts", "Alerts Alertmanager left out of notifications "
