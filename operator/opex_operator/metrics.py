@@ -66,7 +66,7 @@ ASSESSMENT_AWS_CALLS = Histogram("opex_incident_assessment_aws_calls", "AWS call
                                  "(reads shared with other Incidents not counted).", ["type"],
                                  buckets=(0, 5, 10, 15, 20, 30, 50, 100), registry=REGISTRY)
 RUNBOOK_ACTIONS = Counter("opex_runbook_actions", "Runbook steps by action and outcome "
-                          "(succeeded, failed, denied, dry_run, skipped).", ["action", "outcome"], registry=REGISTRY)
+                          "(succeeded, failed, denied, dry_run).", ["action", "outcome"], registry=REGISTRY)
 ESCALATIONS = Counter("opex_escalations", "Escalations by level.", ["level"], registry=REGISTRY)
 NOTIFICATIONS = Counter("opex_notifications", "Notifications by channel (sns, webhook) and outcome.",
                         ["channel", "outcome"], registry=REGISTRY)
@@ -225,3 +225,34 @@ ALERTS_RECEIVED = Counter("opex_alert_intake_alerts", "Alerts received by status
                           "of them (created, updated, ignored, refused).", ["status", "outcome"], registry=REGISTRY)
 ALERTS_TRUNCATED = Counter("opex_alert_intake_truncated_alerts", "Alerts Alertmanager left out of notifications "
                            "(truncatedAlerts: its max_alerts was reached); they opened no Incident.", registry=REGISTRY)
+
+
+def _initialize() -> None:
+    """Known label sets start at 0 (Prometheus' "avoid missing metrics"): the first event then shows
+    as an increase (a series born at 1 does not), and MTTA/MTTR quantiles see the first incident."""
+    from .api.driftcheck import Outcome
+    from .api.incident import IncidentType, Severity
+
+    for kind in ("Incident", "DriftCheck", "Rollback"):
+        RECONCILE_DURATION.labels(kind)
+        for result in ("success", "error"):
+            RECONCILES.labels(kind, result)
+    for type_ in IncidentType:
+        for severity in Severity:
+            TIME_TO_ASSESS.labels(type_.value, severity.value)
+            TIME_TO_RESOLVE.labels(type_.value, severity.value)
+    for level in ("1", "2", "3"):
+        ESCALATIONS.labels(level)
+    for target_type in ("lambda", "static_site"):
+        ROLLBACK_DURATION.labels(target_type)
+        for outcome in ("succeeded", "failed", "aborted", "dry_run"):
+            ROLLBACKS.labels(target_type, outcome)
+    for result in Outcome:
+        DRIFT_RUNS.labels(result.value)
+        DRIFT_RUN_DURATION.labels(result.value)
+    for status in ("firing", "resolved"):
+        for outcome in ("created", "updated", "ignored", "refused"):
+            ALERTS_RECEIVED.labels(status, outcome)
+
+
+_initialize()
