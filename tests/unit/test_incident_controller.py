@@ -171,6 +171,20 @@ def test_a_resolved_alert_is_recorded_and_neither_cancels_the_approved_step_nor_
     assert w.reasons().count("AlertFiring") == 1 and w.reasons().count("AlertResolved") == 1
 
 
+def test_a_status_older_than_the_alert_annotation_is_completed_from_the_api_server():
+    w = World(alert_incident())
+    w.drive()
+    record = AlertRecord(state="Resolved", first_seen=T0, last_seen=T0, starts_at=T0, resolved_at=T0)
+    # the status this pass holds has no record yet; the API server's copy has the intake's
+    w.objects.custom[("incidents", "ns", "checkout")] = {
+        "status": {"alert": record.model_dump(mode="json", by_alias=True, exclude_none=True)}}
+    w.obj.annotations[ALERT_STATE_ANNOTATION] = "Resolved"
+    w.clock.advance(5)
+    w.drive()
+    assert condition(w.status, "AlertResolved").status == "True" and w.status.alert is None  # read, never written
+    assert all("alert" not in patch for patch in sink_of(w.obj).patches)
+
+
 def test_an_incident_opened_by_hand_has_no_alert_condition():
     w = World(incident())
     w.drive()

@@ -113,7 +113,7 @@ class IncidentController:
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
         pass_.check_approvals()
-        pass_.record_alert()
+        await pass_.record_alert()
         obj.status.observed_generation = obj.generation
         await pass_.save()
         st = obj.status
@@ -651,9 +651,21 @@ class _Pass(Pass):
         self.event("PostIncidentRecorded", f"post-incident report in ConfigMap {name}; "
                                            f"{len(rec.action_items)} action items")
 
-    def record_alert(self) -> None:
-        """AlertResolved from the intake's record; a timeline entry and an Event when the alert's state flips."""
-        wanted = engine.alert_condition(self.spec, self.st)
+    async def record_alert(self) -> None:
+        """AlertResolved from the intake's record; a timeline entry and an Event when the alert's state flips.
+
+        The intake writes ``status.alert`` and then the annotation, so the annotation (fresh in
+        every pass) is never ahead of the record in the API server. When it is ahead of the status
+        this pass holds (a reconcile loop that keeps status in memory), the record is read.
+        """
+        record = self.st.alert
+        announced = self.obj.annotations.get(ALERT_STATE_ANNOTATION)
+        if announced and (record is None or record.state != announced):
+            body = await asyncio.to_thread(self.ctl.objects.get, "incidents", self.obj.ref.namespace,
+                                           self.obj.ref.name)
+            live = ((body or {}).get("status") or {}).get("alert")
+            record = AlertRecord.model_validate(live) if live else None
+        wanted = engine.alert_condition(self.spec, record)
         if wanted is None:
             return
         before = get(self.st.conditions, ALERT_RESOLVED)

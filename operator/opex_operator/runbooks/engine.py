@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..api.common import ConditionStatus
-from ..api.incident import (AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
+from ..api.incident import (AlertRecord, AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
                             RemediationMode, Step, StepPolicy, StepState)
 from ..notify import escalation as matrix
 from . import perf_plan, probes, security_response
@@ -123,13 +123,13 @@ class AlertCondition:
     message: str
 
 
-def alert_condition(spec: IncidentSpec, status: IncidentStatus) -> AlertCondition | None:
-    """AlertResolved for an incident an alert opened (None before the intake's first record).
+def alert_condition(spec: IncidentSpec, record: AlertRecord | None) -> AlertCondition | None:
+    """AlertResolved from the intake's ``record`` of the alert that opened the incident (None
+    before the first record).
 
     A resolved alert is recorded, nothing more: it starts no remediation, cancels no approved
     step and does not close the incident, whose resolution the runbook verifies itself.
     """
-    record = status.alert
     if record is None:
         return None
     name = spec.source.alert.name if spec.source and spec.source.alert else "the alert"
