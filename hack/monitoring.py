@@ -135,6 +135,11 @@ class Monitoring:
         result = answer["data"]["result"]
         return result if answer["data"]["resultType"] == "vector" else [{"metric": {}, "value": result}]
 
+    def query_rules(self) -> list[dict[str, Any]]:
+        """Prometheus' rule groups (``/api/v1/rules``): each rule's state, health and last evaluation."""
+        with urllib.request.urlopen(f"{self.prometheus_url}/api/v1/rules", timeout=10) as resp:
+            return json.load(resp)["data"]["groups"]
+
     def alerts(self) -> list[dict[str, Any]]:
         """Alertmanager's alerts (``/api/v2/alerts``): labels, annotations, status, fingerprint."""
         with urllib.request.urlopen(f"{self.alertmanager_url}/api/v2/alerts", timeout=10) as resp:
