@@ -62,13 +62,7 @@ def _install(target: Path, binaries: tuple[str, ...], packages: list[str], versi
             log(f"building {package} (first run only; cached in {target})")
             kube_build._go(["install", "-trimpath", "-ldflags", _version_flags(version), package], out,
                            env={"GOBIN": str(out), "GOFLAGS": ""})
-        staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        for b in binaries:
-            shutil.move(str(out / b), staged / b)
-        if target.exists():  # a concurrent build won: keep theirs
-            shutil.rmtree(staged)
-        else:
-            staged.rename(target)
+        kube_build.move_into_cache(out, binaries, target)
     return target
 
 
