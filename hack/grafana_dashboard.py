@@ -133,6 +133,10 @@ def build() -> dashboard.Dashboard:
             width=12))
         .with_row(dashboard.Row("Reconciles"))
         .with_panel(series("Reconcile latency", quantiles("opex_reconcile_duration_seconds", "kind"), unit="s"))
+        .with_panel(series("Work queue: wait for a worker (p90) and keys waiting", [
+            ("histogram_quantile(0.9, sum by (le, kind) (increase(opex_workqueue_queue_duration_seconds_bucket"
+             f"[{RATE}])))", "{{kind}} p90 wait"),
+            ("sum(opex_workqueue_depth)", "keys waiting")], unit="s"))
         .with_panel(series("Reconcile passes by result", [(
             f"sum by (kind, result) (rate(opex_reconcile_total[{RATE}]))", "{{kind}} {{result}}")], unit="ops"))
         .with_panel(series("Reconcile error ratio", [(
