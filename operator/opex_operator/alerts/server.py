@@ -61,8 +61,9 @@ def authorized(header: str, settings: AlertIntakeSettings) -> bool:
         except (binascii.Error, UnicodeDecodeError):
             return False
         expected = _read(settings.password_file)
-        return (bool(expected) and hmac.compare_digest(user.encode(), settings.username.encode())
-                & hmac.compare_digest(password.encode(), expected.encode()))
+        user_ok = hmac.compare_digest(user.encode(), settings.username.encode())
+        password_ok = hmac.compare_digest(password.encode(), expected.encode())  # both compared, always
+        return bool(expected) and user_ok and password_ok
     return False
 
 
