@@ -11,7 +11,7 @@ from opex_operator.api.incident import ALERT_STATE_ANNOTATION, AlertRecord, Inci
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
 from support.builders import SHA1, SHA2, build, erroring_lambda, failed_pipeline, lines
-from support.fakes import (drive, T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld,
+from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld,
                            condition, observed, sink_of)
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:checkout-oncall"
