@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -176,6 +177,22 @@ def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory
     proc.stop()
     refused = forbidden_lines(proc.log_text())
     assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:20])
+
+
+@pytest.fixture
+def fire(monitoring, namespace):
+    """Post alerts to Alertmanager as Prometheus does; at the end of the test they are resolved, so
+    nothing goes on notifying the operator about a namespace the test leaves."""
+    sent: list[dict] = []
+
+    def post(alerts: list[dict]) -> None:
+        sent.extend(alerts)
+        monitoring.post_alerts(alerts)
+
+    yield post
+    if sent:
+        ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        monitoring.post_alerts([{**alert, "endsAt": ended} for alert in sent])
 
 
 @pytest.fixture(scope="session")

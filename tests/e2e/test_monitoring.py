@@ -68,7 +68,7 @@ def finite(result: list[dict]) -> bool:
 
 
 def test_every_dashboard_panel_returns_data_after_an_incident_a_drift_check_and_an_alert(
-        kubectl, namespace, aws, operator, monitoring, terraform_bin, tmp_path):
+        kubectl, namespace, aws, operator, monitoring, fire, terraform_bin, tmp_path):
     # Prometheus has scraped the operator before the scenario, so what happens in it is an increase.
     wait_for(lambda: finite(monitoring.query('count_over_time(up{job="opex-operator"}[1m]) >= 2')), timeout=30,
              what="two scrapes of the operator")
@@ -93,10 +93,9 @@ def test_every_dashboard_panel_returns_data_after_an_incident_a_drift_check_and_
                       "source": {"git": {"url": repo.url, "ref": "main", "path": "network"}}}}
     kubectl.apply(json.dumps(check), namespace)
     # An alert through Alertmanager to the intake.
-    now, soon = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + s)) for s in (0, 60))
-    monitoring.post_alerts([{"labels": {"alertname": "DashboardProbe", "incident_type": "PipelineFailure",
-                                        "pipeline": "orders-pipeline", "namespace": namespace},
-                             "startsAt": now, "endsAt": soon}])
+    fire([{"labels": {"alertname": "DashboardProbe", "incident_type": "PipelineFailure",
+                      "pipeline": "orders-pipeline", "namespace": namespace},
+           "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
 
     wait_for(lambda: (kubectl.get("incident", "checkout", namespace).get("status") or {}).get("phase") == "Resolved",
              timeout=90, what="the incident resolved")
