@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools test unit bench demo down crds clean
+.PHONY: all venv tools test unit bench demo down crds dashboard clean
 
 all: test
 
@@ -20,11 +20,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Local control plane binaries, the Terraform CLI, helm and the kstatus helper (cached outside the clone).
+# Local control plane binaries, the Terraform CLI, helm, the kstatus helper, Prometheus and Alertmanager
+# (cached outside the clone).
 tools: $(STAMP)
 	cd hack && ../$(BIN)/python kube_build.py
 	cd hack && ../$(BIN)/python terraform_cli.py
 	cd hack && ../$(BIN)/python gotools.py
+	cd hack && ../$(BIN)/python monitoring_build.py
 
 test: tools
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -47,6 +49,10 @@ down:
 crds: $(STAMP)
 	$(BIN)/opex crds crds
 	$(BIN)/opex crds charts/opex-operator/crds
+
+# Regenerate the Grafana dashboard JSON from hack/grafana_dashboard.py (a test fails when it is stale).
+dashboard: $(STAMP)
+	$(BIN)/python hack/grafana_dashboard.py
 
 clean: down
 	rm -rf $(VENV) .local

@@ -13,13 +13,20 @@
 3. The production network's state was changed by an apply from an unreviewed branch (one extra
    address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
    drift and the plan checksum that would restore the reviewed configuration.
-4. A dry-run Lambda Rollback has reported its plan; the static-site Rollback waits for approval.
-5. A leaked CI access key (``examples/incident-security.yaml``, Auto mode): the operator has
+4. The operator's own OpexDriftDetected alert (Prometheus evaluates the shipped rules on the
+   operator's metrics) is shown as Alertmanager holds it.
+5. Meanwhile orders-api has been failing since its release: CloudWatch counts its errors, the
+   exporter exposes them as yet-another-cloudwatch-exporter would, Prometheus' LambdaErrors rule
+   fires, Alertmanager sends it to the operator's intake, and the Incident it opened has been
+   assessed (it cannot be fixed by a rollback: the database is unreachable).
+6. A dry-run Lambda Rollback has reported its plan; the static-site Rollback waits for approval.
+7. A leaked CI access key (``examples/incident-security.yaml``, Auto mode): the operator has
    contained it (key Inactive, console password removed, the hostile address blocked in WAF, the
    world-open SSH rule revoked), investigated CloudTrail and the API's access log, raised the
    severity on that evidence and paged every level; recovery (rotate the database secret,
    redeploy) waits for a person's approval. The demo shows what was contained, found and awaits.
-6. A summary table of every object is printed; everything is left running (``make down``).
+8. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
+   everything is left running (``make down``).
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 
 import yaml
@@ -58,6 +67,20 @@ def wait(what: str, check, timeout: float = 120.0):
             return value
         time.sleep(0.5)
     raise SystemExit(f"demo: timed out waiting for {what} (see .local/operator.log)")
+
+
+def alertmanager(record: dict, alertname: str) -> list[dict]:
+    """The alerts of that name Alertmanager holds (its API v2)."""
+    query = urllib.parse.urlencode({"filter": f'alertname="{alertname}"'})
+    with urllib.request.urlopen(f"{record['alertmanager']}/api/v2/alerts?{query}", timeout=10) as resp:
+        return json.load(resp)
+
+
+def assessed_alert_incident(kubeconfig: str) -> dict | None:
+    """The Incident the LambdaErrors alert opened, once its assessment is done."""
+    items = json.loads(kubectl(kubeconfig, "get", "incidents", "-l", "opex.dev/alertname=lambdaerrors",
+                               "-o", "json"))["items"]
+    return next((i for i in items if (i.get("status") or {}).get("rootCause")), None)
 
 
 def say(text: str = "") -> None:
@@ -193,8 +216,21 @@ def main() -> int:
         say(f"  differs from the configuration: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
             f"{dc['reportRef']['name']}")
         say(f"  restore the reviewed configuration by approving that exact plan: opex approve driftcheck {DRIFTCHECK}")
+        [drift_alert] = wait("OpexDriftDetected in Alertmanager", lambda: alertmanager(record, "OpexDriftDetected"), 60)
+        say(f"\nPrometheus evaluated the operator's rules: {drift_alert['labels']['alertname']} "
+            f"({drift_alert['status']['state']} in Alertmanager since {drift_alert['startsAt'][:19]}Z): "
+            f"{drift_alert['annotations']['summary']}")
 
     performance_resolved(kc)
+
+    opened = wait("the incident the LambdaErrors alert opened to be assessed", lambda: assessed_alert_incident(kc), 90)
+    st, spec = opened["status"], opened["spec"]
+    say(f"\nAlert LambdaErrors (CloudWatch Errors of {spec['targets']['lambda']['functionNames'][0]}, as "
+        f"yet-another-cloudwatch-exporter exposes them) went Prometheus -> Alertmanager -> the operator's intake:")
+    say(f"  Incident {opened['metadata']['name']} ({spec['type']}, {spec['severity']}) opened, "
+        f"{st['alert']['occurrences']} notification(s) so far; {len(st.get('findings', []))} findings, root cause "
+        f"{st['rootCause']['category']}, phase {st['phase']}")
+    say(f"  {st['rootCause']['summary']}")
 
     rollbacks = json.loads(kubectl(kc, "get", "rollbacks", "-o", "json"))["items"]
     for rb in rollbacks:
@@ -210,6 +246,8 @@ def main() -> int:
     stack.summary(stack.LOCAL / "kubeconfig")
     say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, kubectl describe inc {INCIDENT}")
     say(f"Metrics: {record['metrics']}   Liveness: {record['liveness']}   Logs: {stack.LOCAL}/*.log   Stop: make down")
+    say(f"Prometheus: {record['prometheus']} (API: /api/v1/alerts, /api/v1/query)   "
+        f"Alertmanager: {record['alertmanager']} (API: /api/v2/alerts)")
     return 0
 
 

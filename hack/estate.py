@@ -7,6 +7,7 @@ Call these in the process that runs the server, with boto3 pointed at it (fakeaw
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import time
@@ -357,12 +358,29 @@ def static_site(bucket: str = "www-checkout", objects: int = 12, changed: int = 
     return StaticSite(bucket, backup_prefix, distribution, backup, broken, added)
 
 
+def lambda_error_metrics(function: str, errors: list[float], invocations: float = 20.0) -> None:
+    """CloudWatch ``AWS/Lambda`` Errors and Invocations of ``function``, one datapoint a minute ending
+    a minute ago (moto keeps only the metric data put into it; AWS would record these itself)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    dimensions = [{"Name": "FunctionName", "Value": function}]
+    data = []
+    for i, count in enumerate(reversed(errors), start=1):
+        stamp = now - dt.timedelta(minutes=i)
+        data += [{"MetricName": "Errors", "Dimensions": dimensions, "Timestamp": stamp, "Value": count, "Unit": "Count"},
+                 {"MetricName": "Invocations", "Dimensions": dimensions, "Timestamp": stamp, "Value": invocations,
+                  "Unit": "Count"}]
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=data)
+
+
 def seed_demo() -> None:
     """The demo's estate: the checkout deployment failure, its static site, the Terraform state bucket,
-    and the leaked CI key of the security incident (with the ids examples/incident-security.yaml names)."""
+    the leaked CI key of the security incident (with the ids examples/incident-security.yaml names), and
+    orders-api, whose release cannot reach its database (CloudWatch counts its errors)."""
     import estate_security
 
     deployment_failure("checkout")
     estate_security.security_incident(pinned=True, pipeline=None)
     static_site("www-checkout", distribution_id="E2CHECKOUTCDN")
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")
+    database_unreachable("orders-api")
+    lambda_error_metrics("orders-api", [0, 0, 4, 9, 12])

@@ -137,14 +137,20 @@ def ensure_binaries(version: str = KUBE_VERSION, log=print) -> Path:
         _build_etcd(etcd_version, work, out)
         log(f"building kube-apiserver {version} (first run only; several minutes)")
         _build_apiserver(version, gomod, work, out)
-        staged = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
-        for b in BINARIES:
-            shutil.move(str(out / b), staged / b)
-        if target.exists():  # a concurrent build won: keep theirs
-            shutil.rmtree(staged)
-        else:
-            staged.rename(target)
+        move_into_cache(out, BINARIES, target)
     return target
+
+
+def move_into_cache(built: Path, binaries: tuple[str, ...], target: Path) -> None:
+    """Move ``binaries`` from ``built`` into the cache directory ``target`` at once (staged beside it,
+    then renamed), so a partial build never lands there; a concurrent build that won is kept."""
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    for b in binaries:
+        shutil.move(str(built / b), staged / b)
+    if target.exists():
+        shutil.rmtree(staged)
+    else:
+        staged.rename(target)
 
 
 if __name__ == "__main__":

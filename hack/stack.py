@@ -6,7 +6,10 @@
   3. a real PostgreSQL (pglocal.py) and a small HTTP app (apiapp.py, on port :data:`API_PORT`): the
      performance scenario's database and API, which its RDS instance and API stage point at;
   4. the fake AWS (moto's server; fakeaws.py);
-  5. the operator (``python -m opex_operator``) against both;
+  5. the operator (``python -m opex_operator``) against both, its Alertmanager intake on;
+  6. Prometheus and Alertmanager (monitoring.py): Prometheus scrapes the operator and the estate's
+     CloudWatch metrics (cloudwatch_exporter.py) and evaluates the shipped rules and
+     ``estate-rules.yaml``; Alertmanager sends the estate's alerts to the operator's intake;
 then applies ``examples/`` and waits until the operator has reconciled every object, and leaves
 everything running (``demo.py`` drives the scenario and prints what happened). ``down`` stops
 what ``up`` started, by the process ids it recorded in ``.local/stack.json``.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -23,6 +27,8 @@ import time
 from pathlib import Path
 
 import controlplane
+import fakeaws
+import monitoring
 import procs
 import terraform_cli
 
@@ -44,11 +50,17 @@ def kubectl(*args: str, kubeconfig: Path, check: bool = True, input: str | None 
     return proc.stdout
 
 
-def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port: int,
-                 terraform: str, workdir: Path, namespaces: str = "") -> dict[str, str]:
-    """Environment of an operator process on the local stack (also used by the tests)."""
-    import fakeaws
+def intake_token(path: Path) -> Path:
+    """A fresh bearer token for the operator's alert intake, in ``path`` (as a Secret would mount it)."""
+    path.write_text(secrets.token_urlsafe(24))
+    return path
 
+
+def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port: int,
+                 terraform: str, workdir: Path, namespaces: str = "", alert_port: int | None = None,
+                 token_file: Path | None = None) -> dict[str, str]:
+    """Environment of an operator process on the local stack (also used by the tests); with
+    ``alert_port`` its Alertmanager intake listens there, answering senders of ``token_file``'s token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPEX_"))}
     env.update(fakeaws.aws_env(aws_url))
     env.update({
@@ -64,6 +76,9 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
         "OPEX_SOURCE_CIDRS": SOURCES,
         "PYTHONUNBUFFERED": "1",
     })
+    if alert_port is not None:
+        env.update({"OPEX_ALERT_INTAKE_PORT": str(alert_port), "OPEX_ALERT_INTAKE_TOKEN_FILE": str(token_file),
+                    "OPEX_ALERT_NAMESPACE": "default"})
     return env
 
 
@@ -104,15 +119,30 @@ def up(timeout: float) -> dict:
             if aws.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the fake AWS did not start:\n{procs.tail(LOCAL / 'fakeaws.log')}")
             time.sleep(0.1)
-        metrics_port, health_port = procs.free_port(), procs.free_port()
+        metrics_port, health_port, alert_port = procs.free_port(), procs.free_port(), procs.free_port()
         print("starting the operator ...", flush=True)
-        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform, LOCAL)
+        token = intake_token(LOCAL / "alert-intake-token")
+        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform, LOCAL,
+                           alert_port=alert_port, token_file=token)
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid
         procs.wait_http(f"http://127.0.0.1:{health_port}/healthz", 60, op, LOCAL / "operator.log")
+        print("starting Prometheus and Alertmanager ...", flush=True)
+        exporter_port = procs.free_port()
+        exporter = procs.spawn([sys.executable, str(ROOT / "hack" / "cloudwatch_exporter.py"), "--port",
+                                str(exporter_port)], LOCAL / "cloudwatch-exporter.log",
+                               env={**os.environ, **fakeaws.aws_env(ready.read_text())})
+        pids["cloudwatch-exporter"] = exporter.pid
+        watch = monitoring.Monitoring(LOCAL / "monitoring", f"127.0.0.1:{metrics_port}",
+                                      f"http://127.0.0.1:{alert_port}/alerts", token,
+                                      targets={"cloudwatch": [f"127.0.0.1:{exporter_port}"]},
+                                      rule_files=(ROOT / "hack" / "estate-rules.yaml",))
+        watch.start()
+        pids.update(watch.pids())
         record = {"pids": pids, "kubeconfig": str(cp.kubeconfig), "aws": ready.read_text(),
                   "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-                  "liveness": f"http://127.0.0.1:{health_port}/healthz"}
+                  "liveness": f"http://127.0.0.1:{health_port}/healthz",
+                  "prometheus": watch.prometheus_url, "alertmanager": watch.alertmanager_url}
         RECORD.write_text(json.dumps(record, indent=2))
         print("applying examples/ ...", flush=True)
         kubectl("apply", "-f", str(ROOT / "examples"), kubeconfig=cp.kubeconfig)

@@ -5,7 +5,10 @@
   the end (the namespace itself stays Terminating: no kube-controller-manager runs).
 * ``aws``: moto's server in this process (so tests can set failure states on its backends);
   reset before each test that uses it.
-* ``operator``: ``python -m opex_operator`` as a subprocess watching ``e2e-*`` namespaces.
+* ``operator``: ``python -m opex_operator`` as a subprocess watching ``e2e-*`` namespaces, its
+  Alertmanager intake on.
+* ``monitoring``: Prometheus scraping that operator with the shipped rules, and Alertmanager sending
+  alerts that carry an ``incident_type`` label to its intake (the real servers, from ``make tools``).
 * ``postgres``: a real PostgreSQL on loopback (hack/pglocal.py); ``api_app``: the local HTTP app
   standing in for an API (hack/apiapp.py).
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import apiapp  # noqa: E402
 import controlplane  # noqa: E402
 import fakeaws  # noqa: E402
 import gotools  # noqa: E402
+from monitoring import Monitoring  # noqa: E402
 import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
@@ -154,7 +159,8 @@ def helm() -> Helm:
 
 @pytest.fixture(scope="session")
 def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory):
-    """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session.
+    """The operator as a subprocess, watching ``e2e-*`` namespaces, for the whole session, its
+    Alertmanager intake on.
 
     It runs as the Helm chart's ServiceAccount with the chart's RBAC (a token, not the admin
     certificate) and leader election on: a Kubernetes call the chart does not allow fails the e2e
@@ -164,12 +170,39 @@ def operator(cluster, kubectl, helm, aws_server, terraform_bin, tmp_path_factory
     identity = chart_service_account(kubectl, helm, workdir, "opex-system", "opex", sets=("watch.namespaces={e2e-*}",))
     # With leader election, as the chart runs it: the Lease in the release namespace is covered too.
     proc = OperatorProcess(identity, aws_server, terraform_bin, workdir, namespaces="e2e-*", extra_env={
-        "OPEX_LEADER_ELECTION": "true", "OPEX_LEASE_NAMESPACE": "opex-system", "OPEX_LEASE_NAME": "opex-opex-operator"})
+        "OPEX_LEADER_ELECTION": "true", "OPEX_LEASE_NAMESPACE": "opex-system", "OPEX_LEASE_NAME": "opex-opex-operator"},
+        alert_intake=True)
     proc.start()
     yield proc
     proc.stop()
     refused = forbidden_lines(proc.log_text())
     assert not refused, "the chart's RBAC refused calls the operator made:\n" + "\n".join(refused[:20])
+
+
+@pytest.fixture
+def fire(monitoring, namespace):
+    """Post alerts to Alertmanager as Prometheus does; at the end of the test they are resolved, so
+    nothing goes on notifying the operator about a namespace the test leaves."""
+    sent: list[dict] = []
+
+    def post(alerts: list[dict]) -> None:
+        sent.extend(alerts)
+        monitoring.post_alerts(alerts)
+
+    yield post
+    if sent:
+        ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        monitoring.post_alerts([{**alert, "endsAt": ended} for alert in sent])
+
+
+@pytest.fixture(scope="session")
+def monitoring(operator, tmp_path_factory):
+    """Prometheus and Alertmanager around the session's operator (see monitoring.Monitoring)."""
+    servers = Monitoring(tmp_path_factory.mktemp("monitoring"), f"127.0.0.1:{operator.metrics_port}",
+                         operator.intake_url, operator.token_file)
+    servers.start()
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture

@@ -155,12 +155,14 @@ class OperatorProcess:
     """``python -m opex_operator`` on the local stack, started and stopped by its own pid."""
 
     def __init__(self, kubeconfig: Path, aws_url: str, terraform: str, workdir: Path, namespaces: str,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, alert_intake: bool = False):
         self.workdir = workdir
         self.log = workdir / "operator.log"
         self.metrics_port, self.health_port = procs.free_port(), procs.free_port()
+        self.alert_port = procs.free_port() if alert_intake else None
+        self.token_file = stack.intake_token(workdir / "alert-intake-token") if alert_intake else None
         self.env = stack.operator_env(kubeconfig, aws_url, self.metrics_port, self.health_port, terraform, workdir,
-                                      namespaces=namespaces)
+                                      namespaces=namespaces, alert_port=self.alert_port, token_file=self.token_file)
         self.env["OPEX_RESTART_SPREAD"] = "1"  # restarts in tests: no need to spread a handful of objects
         self.env["OPEX_SHARED_READ_SECONDS"] = "0"  # tests reuse names on a reset moto: no read may carry over
         self.env.update(extra_env or {})
@@ -181,6 +183,11 @@ class OperatorProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+    @property
+    def intake_url(self) -> str:
+        """The Alertmanager intake's URL (operators started with ``alert_intake=True``)."""
+        return f"http://127.0.0.1:{self.alert_port}/alerts"
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:

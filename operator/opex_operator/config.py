@@ -37,6 +37,15 @@ OPEX_SOURCE_CIDRS          comma-separated CIDRs and security group ids the oper
 OPEX_SHARD                 this replica's shard: it reconciles only objects labelled     (all)
                            ``opex.dev/shard=<it>`` (see sharding.py); all when empty
 OPEX_DEFAULT_SHARD         the shard unlabelled objects belong to                       default
+OPEX_ALERT_INTAKE_PORT     port of the Alertmanager webhook intake; off when unset       (off)
+OPEX_ALERT_INTAKE_PATH     its path (Alertmanager's webhook_config url)                 /alerts
+OPEX_ALERT_INTAKE_TOKEN_FILE  file holding the bearer token senders must present       (none)
+                           (mount it from a Secret; re-read on every request)
+OPEX_ALERT_INTAKE_USERNAME / OPEX_ALERT_INTAKE_PASSWORD_FILE  basic auth instead     (none)
+OPEX_ALERT_INTAKE_MAX_BODY_BYTES  larger bodies are refused with 413                    1048576
+OPEX_ALERT_MAPPING_FILE    YAML rules from alert labels to Incidents (alerts/mapping)  (defaults)
+OPEX_ALERT_NAMESPACE       namespace of Incidents from alerts without a namespace       $POD_NAMESPACE
+                           label                                                        or default
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -103,6 +112,47 @@ def _sources(name: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class AlertIntakeSettings:
+    """The Alertmanager webhook intake (``alerts.server``); it never runs without credentials."""
+
+    port: int
+    path: str = "/alerts"
+    token_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    max_body_bytes: int = 1024 * 1024
+    mapping_file: Path | None = None
+    default_namespace: str = "default"
+
+    @classmethod
+    def from_env(cls) -> "AlertIntakeSettings | None":
+        """None when ``OPEX_ALERT_INTAKE_PORT`` is unset. Raises ValueError naming the variable."""
+        port = _int("OPEX_ALERT_INTAKE_PORT", 0)
+        if not port:
+            return None
+        path = os.environ.get("OPEX_ALERT_INTAKE_PATH") or "/alerts"
+        if not path.startswith("/"):
+            raise ValueError(f"OPEX_ALERT_INTAKE_PATH must start with /, got {path!r}")
+        token, password = (os.environ.get(v) or None for v in ("OPEX_ALERT_INTAKE_TOKEN_FILE",
+                                                                 "OPEX_ALERT_INTAKE_PASSWORD_FILE"))
+        username = os.environ.get("OPEX_ALERT_INTAKE_USERNAME") or None
+        if not token and not (username and password):
+            raise ValueError("OPEX_ALERT_INTAKE_PORT is set but no credentials are: set OPEX_ALERT_INTAKE_TOKEN_FILE "
+                             "(a file holding a bearer token, e.g. mounted from a Secret), or "
+                             "OPEX_ALERT_INTAKE_USERNAME and OPEX_ALERT_INTAKE_PASSWORD_FILE")
+        for variable, value in (("OPEX_ALERT_INTAKE_TOKEN_FILE", token), ("OPEX_ALERT_INTAKE_PASSWORD_FILE", password)):
+            if value and not Path(value).is_file():
+                raise ValueError(f"{variable}: no such file {value}")
+        mapping = os.environ.get("OPEX_ALERT_MAPPING_FILE") or None
+        return cls(port=port, path=path, token_file=Path(token) if token else None, username=username,
+                   password_file=Path(password) if password else None,
+                   max_body_bytes=_int("OPEX_ALERT_INTAKE_MAX_BODY_BYTES", 1024 * 1024),
+                   mapping_file=Path(mapping) if mapping else None,
+                   default_namespace=os.environ.get("OPEX_ALERT_NAMESPACE") or os.environ.get("POD_NAMESPACE")
+                   or "default")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Raises ValueError from :meth:`from_env` on a malformed variable."""
 
@@ -130,6 +180,7 @@ class Settings:
     shared_read_seconds: float = 10.0
     shard: str = ""
     default_shard: str = "default"
+    alert_intake: AlertIntakeSettings | None = None
 
     @property
     def namespace_globs(self) -> bool:
@@ -165,4 +216,5 @@ class Settings:
             shared_read_seconds=_number("OPEX_SHARED_READ_SECONDS", 10.0, float),
             shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
             default_shard=check_shard_name("OPEX_DEFAULT_SHARD", os.environ.get("OPEX_DEFAULT_SHARD") or "default"),
+            alert_intake=AlertIntakeSettings.from_env(),
         )

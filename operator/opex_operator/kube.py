@@ -8,6 +8,7 @@ the client's ``ApiException`` (with its HTTP headers) never leaves this module.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass
@@ -99,13 +100,38 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(self.api_client)
 
     @_translated
-    def patch_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_status(self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         """Merge-patch ``status`` into the object's status subresource; returns the object.
 
+        With ``resource_version`` the write happens only if the object is still at that version
+        (optimistic concurrency: a read-modify-write that lost a race gets ``conflict``).
         Raises KubeError (``not_found`` when the object is gone).
         """
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         return self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, ref.namespace, ref.plural, ref.name, {"status": status})
+            GROUP, VERSION, ref.namespace, ref.plural, ref.name, body)
+
+    @_translated
+    def annotate(self, ref: ObjectRef, annotations: dict[str, str]) -> None:
+        """Merge ``annotations`` into the object's metadata. Raises KubeError."""
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name,
+                                                   {"metadata": {"annotations": annotations}})
+
+    @_translated
+    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str) -> None:
+        """Post a core/v1 Event on ``ref`` from ``component`` (for writers outside a reconcile pass,
+        which posts its Events through Kopf). Raises KubeError."""
+        stamp = datetime.datetime.now(datetime.timezone.utc)
+        self.core.create_namespaced_event(ref.namespace, {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": ref.kind, "name": ref.name,
+                               "namespace": ref.namespace, "uid": ref.uid},
+            "type": type_, "reason": reason, "message": message[:1024], "count": 1,
+            "firstTimestamp": stamp.isoformat(), "lastTimestamp": stamp.isoformat(),
+            "source": {"component": component}, "reportingComponent": component})
 
     @_translated
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -1,13 +1,21 @@
 """The one Prometheus registry of the operator and every metric it exposes (DESIGN.md §6).
 
 Names carry the ``opex_`` prefix and base units (seconds); labels are bounded: kinds, phases,
-severities, types, outcomes, actions. Never an incident name or free text. prometheus-client
-appends ``_total`` to counters.
+severities, types, outcomes, actions, environments. Never an object's name or free text: what
+one object is doing is in its status. prometheus-client appends ``_total`` to counters.
+docs/metrics.md lists every metric with its labels and meaning; the alert rules and the
+dashboard (charts/opex-operator/files/) are built on these names.
 """
 from __future__ import annotations
 
+import datetime as dt
+import threading
+import time
+from typing import Callable, Iterable
+
 from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, PlatformCollector,
                                ProcessCollector, disable_created_metrics, start_http_server)
+from prometheus_client.core import GaugeMetricFamily
 
 from . import __version__
 
@@ -58,7 +66,7 @@ ASSESSMENT_AWS_CALLS = Histogram("opex_incident_assessment_aws_calls", "AWS call
                                  "(reads shared with other Incidents not counted).", ["type"],
                                  buckets=(0, 5, 10, 15, 20, 30, 50, 100), registry=REGISTRY)
 RUNBOOK_ACTIONS = Counter("opex_runbook_actions", "Runbook steps by action and outcome "
-                          "(succeeded, failed, denied, dry_run, skipped).", ["action", "outcome"], registry=REGISTRY)
+                          "(succeeded, failed, denied, dry_run).", ["action", "outcome"], registry=REGISTRY)
 ESCALATIONS = Counter("opex_escalations", "Escalations by level.", ["level"], registry=REGISTRY)
 NOTIFICATIONS = Counter("opex_notifications", "Notifications by channel (sns, webhook) and outcome.",
                         ["channel", "outcome"], registry=REGISTRY)
@@ -119,11 +127,132 @@ DRIFT_RUN_DURATION = Histogram("opex_driftcheck_run_duration_seconds", "Duration
                                "(fetch, init, plan, show).", ["outcome"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 DRIFT_ACTIONS = ("create", "update", "delete", "replace", "import", "read", "forget")
 DRIFTCHECKS = PhaseGauge(Gauge("opex_driftchecks", "DriftChecks by the outcome of their last run (NoDrift, "
-                               "DriftDetected, PlanFailed, LockHeld).", ["result"], registry=REGISTRY))
+                               "DriftDetected, PlanFailed, LockHeld) and spec.environment.", ["result", "environment"],
+                               registry=REGISTRY))
 DRIFTED_RESOURCES = ObjectGauge(Gauge("opex_driftcheck_drifted_resources", "Resources that differ in the last run of "
                                       "every DriftCheck, by planned action (create, update, delete, replace, import, "
-                                      "read, forget).", ["action"], registry=REGISTRY))
-DRIFT_REMEDIATIONS = Counter("opex_driftcheck_remediations", "Drift resolutions by strategy and result.",
-                             ["strategy", "result"], registry=REGISTRY)
+                                      "read, forget) and spec.environment.", ["action", "environment"],
+                                      registry=REGISTRY))
+DRIFT_RESOLUTIONS = Counter("opex_driftcheck_resolutions", "Drift resolutions by strategy (Apply, RefreshOnly, "
+                            "Import, ForceUnlock) and outcome (succeeded, failed, skipped, interrupted).", ["strategy", "outcome"],
+                            registry=REGISTRY)
 STATE_LOCKS_HELD = ObjectGauge(Gauge("opex_terraform_state_locks_held", "DriftChecks whose last run found the "
                                      "state lock held by another process.", registry=REGISTRY))
+
+
+# -- times that pass with no event: reduced at scrape time ---------------------------------------
+
+class _ObjectTimes:
+    """A gauge family computed at each scrape from one time per object (objects keyed by uid).
+
+    Controllers record a time when they look at an object (a deadline, a start); what the
+    series say depends on *now*, so an alert fires when nothing happens, e.g. while the
+    operator never gets round to an Incident. ``label_sets`` are reported (as 0) even before
+    any object has them, so a rule over them is never "no data". Thread-safe: the scrape runs
+    on the metrics server's thread.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...],
+                 label_sets: Iterable[tuple[str, ...]] = (), registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.name, self.documentation, self.labelnames, self.clock = name, documentation, labelnames, clock
+        self._known = set(label_sets)
+        self._times: dict[str, tuple[tuple[str, ...], float]] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def track(self, uid: str, labels: tuple[str, ...], at: dt.datetime | None) -> None:
+        """Record ``at`` for the object (None: it no longer counts)."""
+        with self._lock:
+            if at is None:
+                self._times.pop(uid, None)
+                return
+            self._known.add(labels)
+            self._times[uid] = (labels, at.timestamp())
+
+    def forget(self, uid: str) -> None:
+        self.track(uid, (), None)
+
+    def _value(self, times: list[float], now: float) -> float:
+        raise NotImplementedError
+
+    def describe(self):
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self):
+        now = self.clock()
+        with self._lock:
+            grouped: dict[tuple[str, ...], list[float]] = {labels: [] for labels in self._known}
+            for labels, at in self._times.values():
+                grouped[labels].append(at)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, times in sorted(grouped.items()):
+            family.add_metric(labels, self._value(times, now))
+        yield family
+
+
+class OverdueGauge(_ObjectTimes):
+    """How many objects are past the deadline recorded for them (``track(uid, labels, deadline)``)."""
+
+    def _value(self, times: list[float], now: float) -> float:
+        return float(sum(1 for deadline in times if deadline <= now))
+
+
+class OldestGauge(_ObjectTimes):
+    """Seconds since the oldest start recorded (``track(uid, labels, since)``); 0 when there is none."""
+
+    def _value(self, times: list[float], now: float) -> float:
+        return max((now - since for since in times), default=0.0)
+
+
+SEVERITIES = (("critical",), ("high",), ("medium",), ("low",))
+INCIDENTS_UNASSESSED = OldestGauge(
+    "opex_incident_oldest_unassessed_seconds", "Seconds since detection of the oldest open Incident of this severity "
+    "whose initial assessment has not finished (0 when none waits).", ("severity",), SEVERITIES, REGISTRY)
+INCIDENTS_PAST_ESCALATION = OverdueGauge(
+    "opex_incidents_past_escalation_window", "Open (not Resolved or Closed) Incidents past their escalation window: "
+    "the last level of their escalation matrix is due and they are still unresolved.", ("severity",), SEVERITIES,
+    REGISTRY)
+DRIFTCHECKS_OVERDUE = OverdueGauge(
+    "opex_driftchecks_overdue", "DriftChecks (not suspended) that have not run within two schedule periods, by "
+    "spec.environment.", ("environment",), (), REGISTRY)
+
+# -- the Alertmanager intake ------------------------------------------------------------------------
+ALERT_REQUESTS = Counter("opex_alert_intake_requests", "Webhook requests to the alert intake by HTTP status code "
+                         "(200, 400, 401, 413, 422, 500, 503).", ["code"], registry=REGISTRY)
+ALERTS_RECEIVED = Counter("opex_alert_intake_alerts", "Alerts received by status (firing, resolved) and what became "
+                          "of them (created, updated, ignored, refused).", ["status", "outcome"], registry=REGISTRY)
+ALERTS_TRUNCATED = Counter("opex_alert_intake_truncated_alerts", "Alerts Alertmanager left out of notifications "
+                           "(truncatedAlerts: its max_alerts was reached); they opened no Incident.", registry=REGISTRY)
+
+
+def _initialize() -> None:
+    """Known label sets start at 0 (Prometheus' "avoid missing metrics"): the first event then shows
+    as an increase (a series born at 1 does not), and MTTA/MTTR quantiles see the first incident."""
+    from .api.driftcheck import Outcome
+    from .api.incident import IncidentType, Severity
+
+    for kind in ("Incident", "DriftCheck", "Rollback"):
+        RECONCILE_DURATION.labels(kind)
+        for result in ("success", "error"):
+            RECONCILES.labels(kind, result)
+    for type_ in IncidentType:
+        for severity in Severity:
+            TIME_TO_ASSESS.labels(type_.value, severity.value)
+            TIME_TO_RESOLVE.labels(type_.value, severity.value)
+    for level in ("1", "2", "3"):
+        ESCALATIONS.labels(level)
+    for target_type in ("lambda", "static_site"):
+        ROLLBACK_DURATION.labels(target_type)
+        for outcome in ("succeeded", "failed", "aborted", "dry_run"):
+            ROLLBACKS.labels(target_type, outcome)
+    for result in Outcome:
+        DRIFT_RUNS.labels(result.value)
+        DRIFT_RUN_DURATION.labels(result.value)
+    for status in ("firing", "resolved"):
+        for outcome in ("created", "updated", "ignored", "refused"):
+            ALERTS_RECEIVED.labels(status, outcome)
+
+
+_initialize()

@@ -40,9 +40,10 @@ class Rule:
 
 
 WATCHED: tuple[Rule, ...] = (
-    Rule(GROUP, "incidents", ("get", "list", "watch", "patch"),
+    Rule(GROUP, "incidents", ("create", "get", "list", "watch", "patch"),
          "Kopf watches them and patches the finalizer and its opex.dev/ annotations; every reconcile "
-         "pass reads its object fresh (handlers/runtime.py)"),
+         "pass reads its object fresh (handlers/runtime.py); the Alertmanager intake creates one per alert "
+         "and annotates it (alerts/intake.py)"),
     Rule(GROUP, "driftchecks", ("get", "list", "watch", "patch"),
          "as incidents; an Incident's terraform steps also read the DriftCheck they name"),
     Rule(GROUP, "rollbacks", ("create", "get", "list", "watch", "patch"),
@@ -55,7 +56,8 @@ WATCHED: tuple[Rule, ...] = (
     *(Rule(GROUP, f"{plural}/finalizers", ("update",),
            "owned reports and child Rollbacks carry ownerReferences with blockOwnerDeletion")
       for plural in KIND_PLURALS),
-    Rule("", "events", ("create",), "an Event for every state change (kopf.event in handlers/runtime.py)"),
+    Rule("", "events", ("create",), "an Event for every state change (kopf.event in handlers/runtime.py), and the "
+         "intake's AlertsTruncated (kube.py post_event)"),
     Rule("", "configmaps", ("create", "delete", "get", "list", "update"),
          "reports the objects own (kube.py put_config_map, config_map_names, delete_config_map) and "
          "DriftCheck sources and values read from ConfigMaps (config_map_data)"),

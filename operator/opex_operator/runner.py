@@ -1,10 +1,11 @@
-"""Run the operator: Kopf with our handlers, a liveness endpoint and /metrics."""
+"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics and the alert intake."""
 from __future__ import annotations
 
 import logging
 
 import kopf
 
+from .alerts.mapping import MappingRules
 from .config import Settings
 from .kube import load_client_config
 from .policy import Policy, PolicyError
@@ -21,7 +22,8 @@ def run(verbose: bool = False) -> None:
     try:
         settings = Settings.from_env()
         policy = Policy.load(settings.policy_file)
-    except (ValueError, PolicyError) as err:
+        alert_rules = MappingRules.load(settings.alert_intake.mapping_file) if settings.alert_intake else None
+    except (ValueError, PolicyError) as err:  # MappingError is a ValueError
         raise SystemExit(f"opex operator: {err}") from None
     try:
         load_client_config()
@@ -41,5 +43,5 @@ def run(verbose: bool = False) -> None:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings, policy=policy),
+        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules),
     )

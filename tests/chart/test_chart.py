@@ -4,15 +4,16 @@ What the API server says about the rendered manifests is in tests/e2e/test_chart
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 
 import pytest
 import yaml
 
 from helpers import CHART
 from opex_operator import rbac
+from opex_operator.alerts.mapping import MappingRules
 from opex_operator.config import Settings
 from opex_operator.config import __doc__ as SETTINGS_TABLE
 from opex_operator.policy import Policy
@@ -20,9 +21,10 @@ from opex_operator.policy import Policy
 ROOT = CHART.parent.parent
 FULL = CHART / "ci" / "full-values.yaml"
 NAMESPACED = CHART / "ci" / "namespaced-values.yaml"
-# Settings the chart already sets for work that lands with another issue: the Alertmanager intake
-# (the alerting issue). Remove it when config.py reads it.
-PENDING_SETTINGS = {"OPEX_ALERT_INTAKE_PORT"}
+# Settings the chart leaves to extraEnv: the intake's basic auth (the chart gives it the bearer token
+# Alertmanager's authorization.credentials_file presents).
+NOT_RENDERED = {"OPEX_ALERT_INTAKE_USERNAME"}
+RULES, DASHBOARD = CHART / "files" / "prometheus-rules.yaml", CHART / "files" / "grafana-dashboard.json"
 
 
 def of_kind(docs: list[dict], kind: str) -> list[dict]:
@@ -137,16 +139,30 @@ def test_every_operator_setting_is_set_by_the_chart_and_nothing_else(helm):
     (deployment,) = of_kind(helm.template(FULL, sets=("sharding.shards=null",), check=True), "Deployment")
     rendered = {name for name in env(deployment) if name.startswith("OPEX_") or name == "AWS_REGION"}
     rendered |= {"OPEX_SHARD", "OPEX_DEFAULT_SHARD"}  # set only when sharded (the other test)
-    assert rendered - PENDING_SETTINGS == documented
+    assert rendered == documented - NOT_RENDERED
 
 
-def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monkeypatch):
-    deployments = {d["metadata"]["name"]: d for d in of_kind(helm.template(FULL), "Deployment")}
+def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monkeypatch, tmp_path):
+    docs = helm.template(FULL)
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
     for key in [k for k in os.environ if k.startswith(("OPEX_", "AWS_"))]:
         monkeypatch.delenv(key)
-    for name, value in env(deployments["opex-payments"]).items():
+    rendered = env(deployments["opex-payments"])
+    mounts = {m["name"]: m["mountPath"] for m in container(deployments["opex-payments"])["volumeMounts"]}
+    assert rendered["OPEX_ALERT_INTAKE_TOKEN_FILE"] == f"{mounts['alert-token']}/token"
+    assert rendered["OPEX_ALERT_MAPPING_FILE"] == f"{mounts['alert-mapping']}/mapping.yaml"
+    (token := tmp_path / "token").write_text("t")  # the Secret, as the kubelet mounts it
+    rendered["OPEX_ALERT_INTAKE_TOKEN_FILE"] = str(token)
+    for name, value in rendered.items():
         monkeypatch.setenv(name, value if isinstance(value, str) else "opex-system")  # valueFrom: the Pod's namespace
     settings = Settings.from_env()
+    intake = settings.alert_intake
+    assert (intake.port, intake.path, intake.default_namespace, intake.max_body_bytes) == (9093, "/alerts", "platform",
+                                                                                          1048576)
+    (mapping,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-alert-mapping")]
+    (tmp_path / "mapping.yaml").write_text(mapping["data"]["mapping.yaml"])
+    rules = MappingRules.load(tmp_path / "mapping.yaml")
+    assert rules.type.by_alertname == {"CheckoutApiErrors": "DeploymentFailure"} and rules.severity.default == "high"
     assert (settings.workers, settings.max_workers, settings.resync_seconds, settings.shutdown_grace) == (8, 16, 600, 40)
     assert settings.restart_spread == 60
     assert settings.leader_election and (settings.lease_name, settings.lease_seconds) == ("opex-leader-payments", 20)
@@ -226,25 +242,17 @@ def test_a_values_file_with_a_typo_or_a_wrong_type_is_refused_by_the_schema(helm
     (("sharding.shards[0].name=a", "sharding.shards[1].name=a", "sharding.defaultShard=a"), 'shard "a" is listed twice'),
     (("watch.scope=Namespaced",), "watch.scope Namespaced needs watch.namespaces"),
     (("watch.scope=Namespaced", "watch.namespaces={team-*}"), "exact namespace names"),
-    (("prometheusRule.enabled=true",), "no files/prometheus-rules.yaml yet"),
-    (("grafanaDashboard.enabled=true",), "no files/grafana-dashboard.json yet"),
+    (("alertIntake.enabled=true",), "alertIntake.enabled needs alertIntake.tokenSecret.name"),
 ])
 def test_inconsistent_values_fail_at_install_with_a_message_naming_the_value(helm, sets, phrase):
     proc = helm.template(sets=sets, check=False)
     assert proc.returncode != 0 and phrase in proc.stderr, proc.stderr
 
 
-def test_prometheus_rule_and_dashboard_render_from_the_chart_files_once_they_exist(helm, tmp_path):
-    chart = tmp_path / "opex-operator"
-    shutil.copytree(CHART, chart)
-    (chart / "files").mkdir(exist_ok=True)
-    rules = {"groups": [{"name": "opex", "rules": [{"alert": "OpexOperatorDown", "expr": "absent(up{job=\"opex\"})",
-                                                    "for": "5m", "labels": {"severity": "critical"}}]}]}
-    (chart / "files" / "prometheus-rules.yaml").write_text(yaml.safe_dump(rules))
-    (chart / "files" / "grafana-dashboard.json").write_text('{"title": "opex-operator", "panels": []}')
-    docs = type(helm)(helm.binary, chart).template(sets=("prometheusRule.enabled=true", "grafanaDashboard.enabled=true"))
+def test_the_prometheus_rule_and_dashboard_are_the_shipped_files(helm):
+    docs = helm.template(sets=("prometheusRule.enabled=true", "grafanaDashboard.enabled=true"))
     (rule,) = of_kind(docs, "PrometheusRule")
-    assert rule["spec"]["groups"] == rules["groups"]
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
     (dashboard,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert yaml.safe_load(dashboard["data"]["opex-operator.json"])["title"] == "opex-operator"
+    assert json.loads(dashboard["data"]["opex-operator.json"]) == json.loads(DASHBOARD.read_text())

@@ -104,7 +104,7 @@ def test_committed_change_is_drift_with_a_report_then_approved_apply_converges(k
     for reason in ("RunStarted", "NoDrift", "DriftDetected", "AwaitingApproval", "ResolutionStarted",
                    "ResolutionSucceeded"):
         assert reason in reasons
-    assert operator.metric("opex_driftcheck_remediations_total", strategy="Apply", result="succeeded") >= 1
+    assert operator.metric("opex_driftcheck_resolutions_total", strategy="Apply", outcome="succeeded") >= 1
 
 
 def test_a_plan_that_changes_after_approval_is_not_applied(kubectl, namespace, infra, operator):

@@ -20,7 +20,7 @@ from opex_operator.aws.secrets import RotationNotConfigured, RotationState, Secr
 from opex_operator.aws.waf import IpSetChange
 from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
-from opex_operator.errors import AwsError
+from opex_operator.errors import AwsError, KubeError
 from opex_operator.kube import ObjectRef
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
 from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
@@ -743,6 +743,74 @@ class FakeObjects:
 
     def delete_config_map(self, namespace, name):
         self.config_maps.pop((namespace, name), None)
+
+
+class FakeIncidentStore:
+    """``ports.IncidentStore``: Incidents with a resourceVersion that every write bumps, as the API
+    server keeps them. ``race`` holds writes another writer makes just before each of ours (a
+    conflict); ``fail`` is raised by the next write."""
+
+    def __init__(self, namespaces: tuple[str, ...] = ("alerts",)):
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.namespaces = namespaces
+        self.version = 0
+        self.race: list[dict[str, Any]] = []
+        self.fail: KubeError | None = None
+        self.events: list[tuple[str, str, str, str]] = []
+        self.writes = 0
+
+    def _bump(self, obj: dict[str, Any]) -> None:
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+
+    def _write(self) -> None:
+        self.writes += 1
+        if self.fail is not None:
+            err, self.fail = self.fail, None
+            raise err
+
+    def get(self, plural, namespace, name):
+        return copy.deepcopy(self.objects.get((namespace, name)))
+
+    def create(self, plural, namespace, body):
+        self._write()
+        if namespace not in self.namespaces:
+            raise KubeError(404, "NotFound", f'namespaces "{namespace}" not found', "create")
+        key = (namespace, body["metadata"]["name"])
+        if key in self.objects:
+            return None
+        obj = copy.deepcopy(body)
+        obj["metadata"]["uid"] = f"uid-{key[1]}"
+        self._bump(obj)
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def patch_status(self, ref, status, resource_version=None):
+        self._write()
+        obj = self.objects[(ref.namespace, ref.name)]
+        if self.race:
+            obj.setdefault("status", {}).update(self.race.pop(0))
+            self._bump(obj)
+        if resource_version is not None and resource_version != obj["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", "the object has been modified", "patch_status")
+        current = obj.setdefault("status", {})
+        for key, value in status.items():  # a merge patch one level down is all the intake sends
+            merged = {**(current.get(key) or {}), **value}
+            current[key] = {k: v for k, v in merged.items() if v is not None}
+        self._bump(obj)
+        return copy.deepcopy(obj)
+
+    def annotate(self, ref, annotations):
+        self._write()
+        obj = self.objects[(ref.namespace, ref.name)]
+        obj["metadata"].setdefault("annotations", {}).update(annotations)
+        self._bump(obj)
+
+    def post_event(self, ref, type_, reason, message, component):
+        self.events.append((ref.name, type_, reason, message))
+
+    def alert(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.objects[(namespace, name)]["status"]["alert"]
 
 
 # -- Terraform ------------------------------------------------------------------------------------

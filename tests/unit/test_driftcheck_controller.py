@@ -152,17 +152,50 @@ def test_import_of_addresses_already_in_the_state_is_skipped_and_not_retried():
     assert not [c for c in w.ws.calls if c.startswith("import")]
 
 
-def test_metrics_count_driftchecks_by_result_without_a_series_per_object():
-    before = metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) or 0
+def test_metrics_count_driftchecks_by_result_and_environment_without_a_series_per_object():
+    labels = {"result": "DriftDetected", "environment": "production"}
+    before = metrics.REGISTRY.get_sample_value("opex_driftchecks", labels) or 0
+    drifted = {"action": "delete", "environment": "production"}
+    drifted_before = metrics.REGISTRY.get_sample_value("opex_driftcheck_drifted_resources", drifted) or 0
     w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.a", ["create"]), ("terraform_data.b", ["delete"]))]),
-              name="metered")
+              name="metered", environment="production")
     w.run_now()
-    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) == before + 1
-    labels = {tuple(sorted(s.labels)) for f in metrics.REGISTRY.collect() if f.name.startswith("opex_driftcheck")
-              for s in f.samples}
-    assert not any("driftcheck" in names or "namespace" in names for names in labels)
+    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", labels) == before + 1
+    assert metrics.REGISTRY.get_sample_value("opex_driftcheck_drifted_resources", drifted) == drifted_before + 1
+    names = {tuple(sorted(s.labels)) for f in metrics.REGISTRY.collect() if f.name.startswith("opex_driftcheck")
+             for s in f.samples}
+    assert not any("driftcheck" in n or "namespace" in n or "name" in n for n in names)
     w.ctl.forget(w.obj.ref)
-    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", {"result": "DriftDetected"}) == before
+    assert metrics.REGISTRY.get_sample_value("opex_driftchecks", labels) == before
+    assert metrics.REGISTRY.get_sample_value("opex_driftcheck_drifted_resources", drifted) == drifted_before
+
+
+def test_a_check_that_missed_two_slots_counts_as_overdue_until_it_runs_again(monkeypatch):
+    def overdue() -> float:
+        return metrics.REGISTRY.get_sample_value("opex_driftchecks_overdue", {"environment": "staging"}) or 0
+
+    before = overdue()
+    # Hourly; created at 09:00:50, so the slots are 10:00 and 11:00; the deadline adds the run timeout (30 s).
+    w = World(FakeWorkspaces(plans=[plan_doc()] * 3), schedule=("0 * * * *",), name="hourly", environment="staging",
+              timeoutSeconds=30, created=T0 + dt.timedelta(seconds=50))
+    w.drive()
+    deadline = T0 + dt.timedelta(hours=2, seconds=30)
+    monkeypatch.setattr(metrics.DRIFTCHECKS_OVERDUE, "clock", (deadline - dt.timedelta(seconds=1)).timestamp)
+    assert overdue() == before
+    monkeypatch.setattr(metrics.DRIFTCHECKS_OVERDUE, "clock", deadline.timestamp)
+    assert overdue() == before + 1
+    w.clock.now = deadline  # the operator is back: the 11:00 slot runs and the deadline moves on
+    w.drive()
+    assert w.status.last_result.started_at == deadline
+    assert overdue() == before
+    w.ctl.forget(w.obj.ref)
+
+
+def test_a_suspended_check_is_never_overdue(monkeypatch):
+    w = World(FakeWorkspaces(), schedule=("* * * * *",), name="paused", environment="paused-env", suspend=True)
+    w.drive()
+    monkeypatch.setattr(metrics.DRIFTCHECKS_OVERDUE, "clock", (T0 + dt.timedelta(days=30)).timestamp)
+    assert not metrics.REGISTRY.get_sample_value("opex_driftchecks_overdue", {"environment": "paused-env"})
 
 
 def drifted_status(checksum: str, runner: str | None, outcome: str = "Running") -> DriftCheckStatus:

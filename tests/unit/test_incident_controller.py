@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from opex_operator.api.incident import IncidentStatus, StepState
+import pytest
+
+from opex_operator import metrics
+from opex_operator.api.incident import ALERT_STATE_ANNOTATION, AlertRecord, IncidentStatus, StepState
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
 from support.builders import SHA1, SHA2, build, erroring_lambda, failed_pipeline, lines
-from support.fakes import Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, condition, observed
+from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld,
+                           condition, observed, sink_of)
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:checkout-oncall"
 STEP = "rollback-lambda-checkout-api"
@@ -148,3 +152,85 @@ def test_a_step_left_running_by_a_dead_operator_is_reported_interrupted_and_resu
     w.drive()
     assert "Interrupted" in w.reasons() and w.objects.created == [f"checkout-{STEP}"]
     assert w.step(STEP).runner != "old-pod/1/1"
+
+
+def alert_incident(**extra) -> dict:
+    return incident(source={"kind": "Alertmanager", "alert": {"name": "CheckoutApiErrors",
+                                                              "fingerprint": "5d7e0b0c1c2e0f3a"}}, **extra)
+
+
+def test_a_resolved_alert_is_recorded_and_neither_cancels_the_approved_step_nor_closes_the_incident():
+    w = World(alert_incident())
+    w.status.alert = AlertRecord(state="Firing", first_seen=T0, last_seen=T0, starts_at=T0)
+    w.drive()
+    firing = condition(w.status, "AlertResolved")
+    assert (firing.status, firing.reason) == ("False", "Firing") and "CheckoutApiErrors" in firing.message
+    assert w.status.phase == "AwaitingApproval"
+    w.change_spec(approvedSteps=[STEP])
+    # what the intake writes when Alertmanager says resolved: the record, and the annotation that wakes the loop
+    w.status.alert = AlertRecord(state="Resolved", first_seen=T0, last_seen=w.clock.now, starts_at=T0,
+                                 resolved_at=w.clock.now)
+    w.obj.annotations[ALERT_STATE_ANNOTATION] = "Resolved"
+    w.drive()
+    resolved = condition(w.status, "AlertResolved")
+    assert (resolved.status, resolved.reason) == ("True", "Resolved") and "stays open" in resolved.message
+    assert w.objects.created == [f"checkout-{STEP}"]  # the approved rollback went ahead
+    assert w.status.phase == "Remediating" and not w.obj.spec.get("closed")
+    assert [e.reason for e in w.status.timeline].count("AlertResolved") == 1
+    assert w.reasons().count("AlertFiring") == 1 and w.reasons().count("AlertResolved") == 1
+
+
+def test_a_status_older_than_the_alert_annotation_is_completed_from_the_api_server():
+    w = World(alert_incident())
+    w.drive()
+    record = AlertRecord(state="Resolved", first_seen=T0, last_seen=T0, starts_at=T0, resolved_at=T0)
+    # the status this pass holds has no record yet; the API server's copy has the intake's
+    w.objects.custom[("incidents", "ns", "checkout")] = {
+        "status": {"alert": record.model_dump(mode="json", by_alias=True, exclude_none=True)}}
+    w.obj.annotations[ALERT_STATE_ANNOTATION] = "Resolved"
+    w.clock.advance(5)
+    w.drive()
+    assert condition(w.status, "AlertResolved").status == "True" and w.status.alert is None  # read, never written
+    assert all("alert" not in patch for patch in sink_of(w.obj).patches)
+
+
+def test_an_incident_opened_by_hand_has_no_alert_condition():
+    w = World(incident())
+    w.drive()
+    assert condition(w.status, "AlertResolved") is None
+
+
+def test_an_incident_whose_assessment_keeps_failing_shows_in_the_unassessed_gauge(monkeypatch):
+    class BrokenReader(FakeReader):
+        def pipeline(self, name, execution_id):
+            raise RuntimeError("the assessment hangs up")
+
+    def oldest() -> float:
+        return metrics.REGISTRY.get_sample_value("opex_incident_oldest_unassessed_seconds", {"severity": "critical"})
+
+    w = World(incident(severity="critical"), reader=BrokenReader(pipeline=failed_pipeline()))
+    monkeypatch.setattr(metrics.INCIDENTS_UNASSESSED, "clock", lambda: (T0 + dt.timedelta(seconds=75)).timestamp())
+    with pytest.raises(RuntimeError):
+        w.drive()
+    assert oldest() == 75.0  # detected at T0 (its creation); 75 s without an assessment
+    w.aws.the_reader = FakeReader(pipeline=failed_pipeline(), builds=[build("POST_BUILD")], lambdas=[erroring_lambda()])
+    w.drive()
+    assert w.status.assessed_at is not None and oldest() == 0.0
+    w.ctl.forget(w.obj.ref)
+
+
+def test_an_incident_unresolved_when_its_last_level_is_due_counts_as_past_its_escalation_window(monkeypatch):
+    def past() -> float:
+        return metrics.REGISTRY.get_sample_value("opex_incidents_past_escalation_window", {"severity": "high"})
+
+    before = past()
+    w = World(incident())
+    w.drive()  # the default matrix: level 2 after 30 minutes is the last one for high severity
+    monkeypatch.setattr(metrics.INCIDENTS_PAST_ESCALATION, "clock", lambda: (T0 + dt.timedelta(seconds=1799)).timestamp())
+    assert past() == before
+    monkeypatch.setattr(metrics.INCIDENTS_PAST_ESCALATION, "clock", lambda: (T0 + dt.timedelta(seconds=1800)).timestamp())
+    assert past() == before + 1
+    w.obj.spec["closed"] = True
+    w.obj.generation += 1
+    w.drive()
+    assert past() == before

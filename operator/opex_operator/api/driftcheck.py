@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 
 from .conditions import RECONCILING, STALLED
-from .common import (DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
+from .common import (DNS_LABEL, DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
                      TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro; croniter checks the
@@ -159,6 +159,9 @@ class DriftCheckSpec(Model):
     schedule: list[CronSchedule] = Field(min_length=1, max_length=10, description="Cron schedules (several "
                                             "windows allowed), e.g. ['0 9 * * *'] for production at 09:00.")
     time_zone: str = Field(default="UTC", max_length=64, pattern=TIME_ZONE, description="IANA time zone of the schedule.")
+    environment: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL, description=(
+        "The environment this configuration describes, e.g. production (the runbook checks production at 09:00 UTC "
+        "and development at 18:00 UTC). Labels the drift metrics, so alerts can tell production drift apart."))
     suspend: bool = Field(default=False, description="Stops new scheduled runs; a run in progress finishes.")
     starting_deadline_seconds: int | None = Field(default=None, ge=1, le=604800,
                                                   description="A run missed by more than this is skipped.")

@@ -21,6 +21,9 @@ from .performance import TARGET_RULES, CloudFrontTarget, MetricsQuery, Performan
 STEP_ID = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 LAMBDA_NAME = r"^[a-zA-Z0-9-_]+$"
 SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$"
+# Set by the Alertmanager intake when the alert's state flips (Firing/Resolved): wakes the reconcile
+# loop wherever it runs; the record itself is status.alert.
+ALERT_STATE_ANNOTATION = "opex.dev/alert-state"
 MAX_FINDINGS = 40
 MAX_STEPS = 40
 
@@ -440,6 +443,29 @@ class Classification(Status):
     classified_at: dt.datetime = Field(description="When the investigation classified it.")
 
 
+class AlertState(StrEnum):
+    FIRING = "Firing"
+    RESOLVED = "Resolved"
+
+
+class AlertRecord(Status):
+    """What the operator's Alertmanager intake has received of the alert that opened the incident.
+
+    Written by the intake alone (with the object's resourceVersion, so two deliveries never lose a
+    count); the Incident controller reads it and records AlertResolved and the timeline.
+    """
+
+    state: AlertState = Field(description="Firing, or Resolved as Alertmanager last reported it.")
+    occurrences: int = Field(default=1, ge=1, description="Notifications that carried the alert firing (Alertmanager "
+                             "repeats a firing alert every repeat_interval; a burst of the same alert counts here).")
+    first_seen: dt.datetime = Field(description="When the intake first received the alert.")
+    last_seen: dt.datetime = Field(description="When the intake last received it, firing or resolved.")
+    starts_at: dt.datetime | None = Field(default=None, description="The alert's startsAt in the last notification.")
+    resolved_at: dt.datetime | None = Field(default=None, description="When the alert ended (its endsAt, else when the "
+                                            "resolved notification came); cleared when it fires again.")
+    receiver: bounded(128, "The Alertmanager receiver that sent the last notification.") | None = None
+
+
 class IncidentStatus(Status):
     """Observed state of an Incident, written only by the operator."""
 
@@ -455,7 +481,7 @@ class IncidentStatus(Status):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field(
         "Ready (the summary of Stalled, Reconciling, Closed and Remediated), Assessed, RootCauseIdentified, "
-        "Remediated, Escalated, ApprovalsValid, Closed.")
+        "Remediated, Escalated, ApprovalsValid, Closed, AlertResolved (an incident opened by an alert).")
     findings: list[Finding] = Field(default_factory=list, max_length=MAX_FINDINGS,
                                     description="What the assessment saw (F1, F2, ...).")
     root_cause: RootCause | None = Field(default=None, description="The diagnosis and the findings it cites.")
@@ -471,6 +497,8 @@ class IncidentStatus(Status):
     resolved_at: dt.datetime | None = Field(default=None, description="When the fix was verified (MTTR).")
     closed_at: dt.datetime | None = Field(default=None, description="When spec.closed was honoured.")
     post_incident: PostIncident | None = Field(default=None, description="The post-incident record.")
+    alert: AlertRecord | None = Field(default=None, description="The alert that opened the incident, as the "
+                                      "Alertmanager intake last received it (deliveries, firing or resolved).")
 
 
 def effective_severity(spec: IncidentSpec, status: IncidentStatus) -> Severity:

@@ -65,7 +65,8 @@ class DriftCheckController:
         await asyncio.to_thread(self.workspaces.discard, ref.namespace, ref.name)
 
     def forget(self, ref: ObjectRef) -> None:
-        for gauge in (metrics.DRIFTCHECKS, metrics.DRIFTED_RESOURCES, metrics.STATE_LOCKS_HELD):
+        for gauge in (metrics.DRIFTCHECKS, metrics.DRIFTED_RESOURCES, metrics.STATE_LOCKS_HELD,
+                      metrics.DRIFTCHECKS_OVERDUE):
             gauge.forget(ref.uid)
 
     async def reconcile(self, obj: Observed[DriftCheckStatus]) -> float | None:
@@ -91,6 +92,7 @@ class DriftCheckController:
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
         await pass_.save()
+        metrics.DRIFTCHECKS_OVERDUE.track(obj.ref.uid, (spec.environment or "",), drift.overdue_at(spec, st, created))
         if requeue is not None:
             return requeue
         if d.until is not None:
@@ -144,7 +146,7 @@ class _Pass(Pass):
                                                      "time": self.ctl.clock(), "runner": None})
         self.condition(REMEDIATING, ConditionStatus.FALSE, "Interrupted", text)
         self.event("ResolutionInterrupted", text, warning=True)
-        metrics.DRIFT_REMEDIATIONS.labels(done.strategy.value, "interrupted").inc()
+        metrics.DRIFT_RESOLUTIONS.labels(done.strategy.value, "interrupted").inc()
         st.pending_run = f"after an interrupted {done.strategy.value}"
         st.resolution_attempts = max(0, st.resolution_attempts - 1)  # not an attempt that failed to converge
 
@@ -353,12 +355,12 @@ class _Pass(Pass):
         except (SourceError, TerraformError) as err:
             ok, detail = False, str(err)
         if ok:
-            metrics.DRIFT_REMEDIATIONS.labels("ForceUnlock", "succeeded").inc()
+            metrics.DRIFT_RESOLUTIONS.labels("ForceUnlock", "succeeded").inc()
             self.event("ForceUnlocked", f"force-unlocked orphaned lock {lock.id} held by {lock.who} for {age:.0f}s "
                                         f"and seen on {lock.seen_count} runs", warning=True)
             self.st.pending_run = f"{self.st.last_result.trigger}, after force-unlock"
         else:
-            metrics.DRIFT_REMEDIATIONS.labels("ForceUnlock", "failed").inc()
+            metrics.DRIFT_RESOLUTIONS.labels("ForceUnlock", "failed").inc()
             self.event("ForceUnlockFailed", detail, warning=True)
 
     # -- resolution -------------------------------------------------------------------------------
@@ -402,7 +404,7 @@ class _Pass(Pass):
         outcome = ResolutionOutcome.SUCCEEDED if ok else ResolutionOutcome.FAILED
         st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned, outcome=outcome,
                                               time=self.ctl.clock(), message=message)
-        metrics.DRIFT_REMEDIATIONS.labels(r.strategy.value, outcome.lower()).inc()
+        metrics.DRIFT_RESOLUTIONS.labels(r.strategy.value, outcome.lower()).inc()
         self.condition(REMEDIATING, ConditionStatus.FALSE, outcome.value, f"{r.strategy.value}: {message}")
         if ok:
             st.pending_run = f"verification after {r.strategy.value}"
@@ -471,13 +473,14 @@ class _Pass(Pass):
         uid = self.obj.ref.uid
         metrics.DRIFT_RUNS.labels(result.outcome.value).inc()
         metrics.DRIFT_RUN_DURATION.labels(result.outcome.value).observe(result.duration_seconds or 0.0)
-        metrics.DRIFTCHECKS.set(uid, result.outcome.value)
+        environment = self.spec.environment or ""
+        metrics.DRIFTCHECKS.set(uid, result.outcome.value, environment)
         metrics.STATE_LOCKS_HELD.contribute(uid, {(): 1 if lock_held else 0})
         if summary is not None:
             counts: dict[tuple[str, ...], float] = {}
             for entry in summary.drift + summary.changes:
-                action = (_action(entry.actions, entry.importing),)
-                counts[action] = counts.get(action, 0) + 1
+                labels = (_action(entry.actions, entry.importing), environment)
+                counts[labels] = counts.get(labels, 0) + 1
             metrics.DRIFTED_RESOURCES.contribute(uid, counts)
 
 

@@ -20,10 +20,10 @@ from .. import metrics
 from ..api import INCIDENT
 from ..aws.budget import counting
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
-from ..api.conditions import set_condition
-from ..api.incident import (MAX_FINDINGS, Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase,
-                            IncidentSpec, IncidentStatus, IncidentType, Notification, RemediationMode,
-                            RootCauseCategory, Step, StepState, effective_severity)
+from ..api.conditions import get, set_condition
+from ..api.incident import (ALERT_STATE_ANNOTATION, MAX_FINDINGS, AlertRecord, Classification, EscalationLevel,
+                            EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus, IncidentType,
+                            Notification, RemediationMode, RootCauseCategory, Step, StepState, effective_severity)
 from ..api.performance import MetricsQuery
 from ..api.security import WafScope
 from ..errors import AwsError, KubeError
@@ -49,8 +49,8 @@ from .steps import StepContext
 
 log = logging.getLogger(__name__)
 
-ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS, CLOSED = (
-    "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid", "Closed")
+ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS, CLOSED, ALERT_RESOLVED = (
+    "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid", "Closed", "AlertResolved")
 VERIFY_POLL = 10.0
 # A person's fix is looked for after 1 minute, then as long as it has been waiting, up to 15
 # minutes: doubling, and restart-safe (counted from the verify step's start in status).
@@ -65,7 +65,7 @@ class IncidentController:
     """The Incident reconciler (``controllers.base.Controller``)."""
 
     resource = INCIDENT
-    wake_annotations: tuple[str, ...] = ()
+    wake_annotations: tuple[str, ...] = (ALERT_STATE_ANNOTATION,)
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook,
                  clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = (),
@@ -82,6 +82,8 @@ class IncidentController:
 
     def forget(self, ref) -> None:
         metrics.INCIDENT_PHASES.forget(ref.uid)
+        metrics.INCIDENTS_UNASSESSED.forget(ref.uid)
+        metrics.INCIDENTS_PAST_ESCALATION.forget(ref.uid)
 
     def priority(self, body: dict) -> int:
         """Severity first (critical 0 ... low 3), production before other environments."""
@@ -106,18 +108,32 @@ class IncidentController:
         if obj.status.phase is None:
             pass_.detect()
         pass_.note_interrupted()
+        self.track(obj, spec, situation)  # before the move, so a pass that fails or hangs still counts
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
         pass_.check_approvals()
+        await pass_.record_alert()
         obj.status.observed_generation = obj.generation
         await pass_.save()
         st = obj.status
         metrics.INCIDENT_PHASES.set(obj.ref.uid, st.phase.value, effective_severity(spec, st).value, spec.type.value)
+        self.track(obj, spec, situation)
         if st.phase not in engine.TERMINAL and st.escalation and st.escalation.next_escalation_at:
             until = max(1.0, (st.escalation.next_escalation_at - self.clock()).total_seconds())
             requeue = until if requeue is None else min(requeue, until)
         return requeue
+
+
+    @staticmethod
+    def track(obj: Observed[IncidentStatus], spec: IncidentSpec, situation: Situation) -> None:
+        """The times the alert rules watch (``metrics.INCIDENTS_UNASSESSED``/``INCIDENTS_PAST_ESCALATION``)."""
+        st, severity = obj.status, (effective_severity(spec, obj.status).value,)
+        open_ = st.phase not in engine.TERMINAL
+        waiting = open_ and st.assessed_at is None
+        metrics.INCIDENTS_UNASSESSED.track(obj.ref.uid, severity, (st.detected_at or obj.created_at or situation.now)
+                                           if waiting else None)
+        metrics.INCIDENTS_PAST_ESCALATION.track(obj.ref.uid, severity, engine.escalation_deadline(st, situation))
 
 
 class _Pass(Pass):
@@ -634,6 +650,29 @@ class _Pass(Pass):
                                 self.obj.ref, {"opex.dev/incident": label_value(self.obj.ref.name)})
         self.event("PostIncidentRecorded", f"post-incident report in ConfigMap {name}; "
                                            f"{len(rec.action_items)} action items")
+
+    async def record_alert(self) -> None:
+        """AlertResolved from the intake's record; a timeline entry and an Event when the alert's state flips.
+
+        The intake writes ``status.alert`` and then the annotation, so the annotation (fresh in
+        every pass) is never ahead of the record in the API server. When it is ahead of the status
+        this pass holds (a reconcile loop that keeps status in memory), the record is read.
+        """
+        record = self.st.alert
+        announced = self.obj.annotations.get(ALERT_STATE_ANNOTATION)
+        if announced and (record is None or record.state != announced):
+            body = await asyncio.to_thread(self.ctl.objects.get, "incidents", self.obj.ref.namespace,
+                                           self.obj.ref.name)
+            live = ((body or {}).get("status") or {}).get("alert")
+            record = AlertRecord.model_validate(live) if live else None
+        wanted = engine.alert_condition(self.spec, record)
+        if wanted is None:
+            return
+        before = get(self.st.conditions, ALERT_RESOLVED)
+        flipped = before is None or before.status != wanted.status
+        self.condition(ALERT_RESOLVED, wanted.status, wanted.reason, wanted.message)
+        if flipped:
+            self.event(f"Alert{wanted.reason}", wanted.message)
 
     def check_approvals(self) -> None:
         unknown = engine.unknown_approvals(self.spec, self.st)

@@ -58,6 +58,17 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", text))
 
 
+def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datetime) -> dt.datetime | None:
+    """When the check has not run within two schedule periods: the second slot after its last run
+    started (or after its creation), plus the run's own ``timeoutSeconds``. None while suspended or
+    while the schedule is invalid (the Stalled condition says so instead)."""
+    if spec.suspend or schedule.invalid(spec.schedule, spec.time_zone):
+        return None
+    last = status.last_result.started_at if status.last_result and status.last_result.started_at else created
+    first = schedule.next_slot(spec.schedule, spec.time_zone, last)
+    return schedule.next_slot(spec.schedule, spec.time_zone, first) + dt.timedelta(seconds=spec.timeout_seconds)
+
+
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
            requested: str | None) -> Decision:
     """The next move (see the module docstring). ``requested`` is the run annotation's value; the

@@ -19,8 +19,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..api.incident import (EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode,
-                            Step, StepPolicy, StepState)
+from ..api.common import ConditionStatus
+from ..api.incident import (AlertRecord, AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
+                            RemediationMode, Step, StepPolicy, StepState)
 from ..notify import escalation as matrix
 from . import perf_plan, probes, security_response
 from .facts import FunctionState
@@ -101,6 +102,44 @@ def levels_due(status: IncidentStatus, situation: Situation,
     ``force_next`` pages the next level at once (a step whose onFailure is Escalate failed)."""
     current = status.escalation.current_level if status.escalation else 0
     return matrix.due(situation.levels, status.detected_at or situation.now, situation.now, current, force_next)
+
+
+def escalation_deadline(status: IncidentStatus, situation: Situation) -> dt.datetime | None:
+    """When the incident is past its escalation window: the time its matrix's last level is due
+    (counted from detection), if it is still open then. None when it is Resolved or Closed, or
+    when no applicable level waits (a matrix of Level 1 alone has no window)."""
+    last = max((lv.after_seconds for lv in situation.levels), default=0)
+    if status.phase in (IncidentPhase.RESOLVED, IncidentPhase.CLOSED) or last == 0:
+        return None
+    return (status.detected_at or situation.now) + dt.timedelta(seconds=last)
+
+
+@dataclass(frozen=True)
+class AlertCondition:
+    """``AlertResolved`` as the alert intake's record (``status.alert``) says."""
+
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def alert_condition(spec: IncidentSpec, record: AlertRecord | None) -> AlertCondition | None:
+    """AlertResolved from the intake's ``record`` of the alert that opened the incident (None
+    before the first record).
+
+    A resolved alert is recorded, nothing more: it starts no remediation, cancels no approved
+    step and does not close the incident, whose resolution the runbook verifies itself.
+    """
+    if record is None:
+        return None
+    name = spec.source.alert.name if spec.source and spec.source.alert else "the alert"
+    if record.state == AlertState.RESOLVED:
+        at = record.resolved_at or record.last_seen
+        return AlertCondition(ConditionStatus.TRUE, "Resolved", (
+            f"Alertmanager reports {name} resolved at {at:%Y-%m-%dT%H:%M:%S}Z; the incident stays open until the "
+            f"runbook verifies the fix or spec.closed is set"))
+    since = record.starts_at or record.first_seen
+    return AlertCondition(ConditionStatus.FALSE, "Firing", f"{name} is firing since {since:%Y-%m-%dT%H:%M:%S}Z")
 
 
 def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> Decision:

@@ -1,0 +1,276 @@
+"""One alert → one Incident: namespace, name and spec, through configurable rules (pure; no I/O).
+
+The rules (``OPEX_ALERT_MAPPING_FILE``, YAML; every key optional, the defaults below) say which
+labels carry what. Each list of label names is tried in order, first match wins:
+
+```yaml
+namespaceLabels: [namespace]
+type:                      # the runbook to run; no match is refused with the reason, never guessed
+  labels: [incident_type]
+  byAlertname: {}          # e.g. {CheckoutApiErrors: DeploymentFailure}
+severity:
+  labels: [severity]
+  values: {critical: critical, page: high, error: high, high: high, warning: medium,
+           medium: medium, info: low, low: low, none: low}
+  default: medium
+environment:
+  labels: [environment, env]
+  default: production      # production escalation applies when an alert does not say
+targets:
+  region: [region, aws_region]
+  lambda: [function_name, dimension_FunctionName]            # yet-another-cloudwatch-exporter's dimension labels too
+  pipeline: [pipeline, dimension_PipelineName]
+  codeBuild: [codebuild_project, project, dimension_ProjectName]
+  rds: [db_instance, dimension_DBInstanceIdentifier]
+  apiGateway: [rest_api_id]
+```
+
+The title is the ``summary`` annotation (else the alert's name and its target); the Incident's
+summary is the ``description`` annotation followed by the label set. The Incident is named after
+the alert and its fingerprint (``checkoutapierrors-5d7e0b0c1c2e0f3a``), so every notification
+of one alert finds the same object; a closed Incident is never reopened: the alert firing again
+after it was closed opens a successor named after its ``startsAt`` as well.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from .. import API_VERSION
+from ..api.incident import ALERT_STATE_ANNOTATION, AlertRecord, AlertState, IncidentSpec, IncidentType, Severity
+from ..kube import label_value
+from .webhook import Alert, AlertStatus, Notification
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_TITLE, MAX_SUMMARY, MAX_GROUP_KEY, MAX_URL = 200, 4096, 1024, 2048
+SOURCE_LABEL, FINGERPRINT_LABEL, ALERTNAME_LABEL = "opex.dev/source", "opex.dev/alert-fingerprint", "opex.dev/alertname"
+
+
+class MappingError(ValueError):
+    """The mapping file is unusable; the message names the file and the field."""
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class TypeRule(_Rules):
+    labels: list[str] = Field(default_factory=lambda: ["incident_type"])
+    by_alertname: dict[str, IncidentType] = Field(default_factory=dict)
+
+
+class SeverityRule(_Rules):
+    labels: list[str] = Field(default_factory=lambda: ["severity"])
+    values: dict[str, Severity] = Field(default_factory=lambda: {
+        "critical": Severity.CRITICAL, "page": Severity.HIGH, "error": Severity.HIGH, "high": Severity.HIGH,
+        "warning": Severity.MEDIUM, "medium": Severity.MEDIUM, "info": Severity.LOW, "low": Severity.LOW,
+        "none": Severity.LOW})
+    default: Severity = Severity.MEDIUM
+
+    @field_validator("values")
+    @classmethod
+    def _lower(cls, values: dict[str, Severity]) -> dict[str, Severity]:
+        return {k.lower(): v for k, v in values.items()}
+
+
+class EnvironmentRule(_Rules):
+    labels: list[str] = Field(default_factory=lambda: ["environment", "env"])
+    default: str = Field(default="production", pattern=DNS_LABEL.pattern, max_length=63)
+
+
+class TargetRules(_Rules):
+    region: list[str] = Field(default_factory=lambda: ["region", "aws_region"])
+    lambda_: list[str] = Field(default_factory=lambda: ["function_name", "dimension_FunctionName"], alias="lambda")
+    pipeline: list[str] = Field(default_factory=lambda: ["pipeline", "dimension_PipelineName"])
+    code_build: list[str] = Field(default_factory=lambda: ["codebuild_project", "project", "dimension_ProjectName"])
+    rds: list[str] = Field(default_factory=lambda: ["db_instance", "dimension_DBInstanceIdentifier"])
+    api_gateway: list[str] = Field(default_factory=lambda: ["rest_api_id"])
+
+
+class MappingRules(_Rules):
+    """How labels become an Incident (see the module docstring for the defaults)."""
+
+    namespace_labels: list[str] = Field(default_factory=lambda: ["namespace"])
+    type: TypeRule = Field(default_factory=TypeRule)
+    severity: SeverityRule = Field(default_factory=SeverityRule)
+    environment: EnvironmentRule = Field(default_factory=EnvironmentRule)
+    targets: TargetRules = Field(default_factory=TargetRules)
+
+    @classmethod
+    def load(cls, path: Path | None) -> "MappingRules":
+        """The rules in the YAML file ``path`` (the defaults when None). Raises MappingError."""
+        if path is None:
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+            return cls.model_validate(data)
+        except OSError as err:
+            raise MappingError(f"alert mapping {path}: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise MappingError(f"alert mapping {path}: not YAML: {err}") from None
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise MappingError(f"alert mapping {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """Where an alert's Incident lives and what it is."""
+
+    namespace: str
+    name: str
+    spec: dict[str, Any]        # the Incident's spec, wire form
+    alert: Alert
+
+    def successor(self) -> str:
+        """The name used when the Incident of ``name`` was closed and the alert fires again."""
+        starts = self.alert.starts_at.isoformat() if self.alert.starts_at else ""
+        return f"{self.name}-{hashlib.sha256(starts.encode()).hexdigest()[:8]}"
+
+    def body(self, name: str) -> dict[str, Any]:
+        """The Incident to create under ``name``."""
+        return {"apiVersion": API_VERSION, "kind": "Incident",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": {SOURCE_LABEL: "alertmanager", FINGERPRINT_LABEL: self.alert.fingerprint,
+                                        ALERTNAME_LABEL: label_value(_slug(self.alert.name) or "alert")},
+                             "annotations": {ALERT_STATE_ANNOTATION: state_of(self.alert).value}},
+                "spec": self.spec}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An alert that maps to no Incident, and why (one line a person can act on)."""
+
+    alert: Alert
+    reason: str
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+
+
+def _first(labels: dict[str, str], names: list[str]) -> str | None:
+    return next((labels[n] for n in names if labels.get(n)), None)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def state_of(alert: Alert) -> AlertState:
+    return AlertState.RESOLVED if alert.status == AlertStatus.RESOLVED else AlertState.FIRING
+
+
+def _incident_type(alert: Alert, rule: TypeRule) -> IncidentType | str:
+    """The type, or the reason there is none."""
+    for label in rule.labels:
+        value = alert.labels.get(label)
+        if value:
+            match = next((t for t in IncidentType if t.value.lower() == value.lower()), None)
+            if match is None:
+                return (f"label {label}={value!r} is not an incident type "
+                        f"({', '.join(t.value for t in IncidentType)})")
+            return match
+    if alert.name in rule.by_alertname:
+        return rule.by_alertname[alert.name]
+    return (f"no incident type: the alert has no {' or '.join(rule.labels)} label and its alertname is not in the "
+            f"mapping's type.byAlertname; add one of them")
+
+
+def _targets(labels: dict[str, str], rules: TargetRules) -> dict[str, Any]:
+    targets: dict[str, Any] = {}
+    if region := _first(labels, rules.region):
+        targets["region"] = region
+    if fn := _first(labels, rules.lambda_):
+        targets["lambda"] = {"functionNames": [fn]}
+    if pipeline := _first(labels, rules.pipeline):
+        targets["pipeline"] = {"name": pipeline}
+    if project := _first(labels, rules.code_build):
+        targets["codeBuild"] = {"project": project}
+    if db := _first(labels, rules.rds):
+        targets["rds"] = {"instanceId": db}
+    if api := _first(labels, rules.api_gateway):
+        targets["apiGateway"] = {"restApiId": api}
+    return targets
+
+
+def _title(alert: Alert, subject: str | None) -> str:
+    if alert.annotations.get("summary", "").strip():
+        return _cut(alert.annotations["summary"].strip().splitlines()[0], MAX_TITLE)
+    return _cut(f"{alert.name or 'alert'} firing" + (f" for {subject}" if subject else ""), MAX_TITLE)
+
+
+def _summary(alert: Alert) -> str:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+    text = alert.annotations.get("description", "").strip()
+    return _cut(f"{text}\n\nAlert labels: {labels}" if text else f"Alert labels: {labels}", MAX_SUMMARY)
+
+
+def watched(namespace: str, globs: tuple[str, ...]) -> bool:
+    """True when the operator watches ``namespace`` (``OPEX_NAMESPACES`` globs; all when empty)."""
+    return not globs or any(fnmatch.fnmatchcase(namespace, g) for g in globs)
+
+
+def map_alert(alert: Alert, notification: Notification, rules: MappingRules, default_namespace: str,
+              namespaces: tuple[str, ...] = ()) -> Mapped | Refused:
+    """The Incident ``alert`` opens (or updates), or why it opens none. ``namespaces`` are the
+    globs of the namespaces the operator watches (all when empty): an Incident nobody reconciles
+    is refused rather than written."""
+    label = alert.name or alert.fingerprint
+    namespace = _first(alert.labels, rules.namespace_labels) or default_namespace
+    if not DNS_LABEL.match(namespace) or len(namespace) > 63:
+        return Refused(alert, f"alert {label}: namespace {namespace!r} is not a namespace name")
+    if not watched(namespace, namespaces):
+        return Refused(alert, f"alert {label}: namespace {namespace} is not watched by this operator "
+                              f"(OPEX_NAMESPACES={','.join(namespaces)})")
+    kind = _incident_type(alert, rules.type)
+    if not isinstance(kind, IncidentType):
+        return Refused(alert, f"alert {label}: {kind}")
+    raw_severity = _first(alert.labels, rules.severity.labels)
+    severity = rules.severity.values.get(raw_severity.lower()) if raw_severity else rules.severity.default
+    if severity is None:
+        return Refused(alert, f"alert {label}: severity {raw_severity!r} is not in the mapping's severity.values "
+                              f"({', '.join(sorted(rules.severity.values))})")
+    targets = _targets(alert.labels, rules.targets)
+    source_alert: dict[str, Any] = {"name": _cut(alert.name or "alert", 253), "fingerprint": alert.fingerprint,
+                                    "groupKey": _cut(notification.group_key, MAX_GROUP_KEY) or None,
+                                    "startsAt": alert.starts_at.isoformat() if alert.starts_at else None}
+    if alert.generator_url and len(alert.generator_url) <= MAX_URL:
+        source_alert["generatorUrl"] = alert.generator_url
+    t = rules.targets
+    subject = _first(alert.labels, t.lambda_ + t.pipeline + t.code_build + t.rds + t.api_gateway)
+    raw = {"type": kind.value, "severity": severity.value, "title": _title(alert, subject),
+           "summary": _summary(alert),
+           "environment": _first(alert.labels, rules.environment.labels) or rules.environment.default,
+           "targets": targets, "source": {"kind": "Alertmanager", "alert": source_alert}}
+    try:
+        spec = IncidentSpec.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        return Refused(alert, f"alert {label}: spec.{'.'.join(map(str, first['loc']))} from its labels: {first['msg']}")
+    name = f"{_slug(alert.name) or 'alert'}-{alert.fingerprint}"
+    return Mapped(namespace, name, spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True),
+                  alert)
+
+
+def next_record(current: AlertRecord | None, alert: Alert, receiver: str, now: dt.datetime) -> AlertRecord:
+    """The intake's record after one more notification carrying ``alert`` (received at ``now``).
+
+    Firing: one more occurrence, ``resolvedAt`` cleared. Resolved: the count stays, ``resolvedAt``
+    is the alert's ``endsAt`` (else ``now``). ``firstSeen`` never moves.
+    """
+    firing = alert.status == AlertStatus.FIRING
+    occurrences = (current.occurrences + 1 if current else 1) if firing else (current.occurrences if current else 1)
+    return AlertRecord(state=state_of(alert), occurrences=occurrences,
+                       first_seen=current.first_seen if current else now, last_seen=now,
+                       starts_at=alert.starts_at or (current.starts_at if current else None),
+                       resolved_at=None if firing else (alert.ends_at or now), receiver=receiver or None)
