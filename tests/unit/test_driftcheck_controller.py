@@ -330,3 +330,24 @@ def test_a_refused_report_write_keeps_the_previous_run_whole_and_the_run_is_repe
     assert st.last_result.trigger.endswith("again: its report could not be written")
     assert ("ns", st.report_ref.name) in w.objects.config_maps and condition(st, "Checked").status == "True"
     assert st.last_result.plan_checksum in condition(st, "Remediating").message
+
+
+def test_a_run_request_is_answered_once_nothing_more_follows_at_once():
+    """opex run driftcheck waits for answeredRunRequest: after an Auto apply, the answer is the verification run."""
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply", "approval": "Auto"})
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+    answered = []
+    while True:
+        delay = asyncio.run(w.ctl.reconcile(w.obj))
+        answered.append((w.status.last_result.outcome.value, w.status.answered_run_request))
+        if delay != 0.0:
+            break
+    assert answered == [("DriftDetected", None), ("DriftDetected", None), ("NoDrift", None), ("NoDrift", "r1")]
+    assert w.ws.calls == ["plan", "apply", "plan"]
+
+
+def test_the_resolution_it_acts_under_is_in_status():
+    w = World(FakeWorkspaces(), resolution={"stratgy": "Apply", "approval": "Auto"})  # misspelt: ReportOnly
+    w.run_now()
+    assert (w.status.resolution.strategy, w.status.resolution.approval) == ("ReportOnly", "Auto")

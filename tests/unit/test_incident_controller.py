@@ -139,3 +139,17 @@ def test_a_step_left_running_by_a_dead_operator_is_reported_interrupted_and_resu
     w.drive()
     assert "Interrupted" in w.reasons() and w.objects.created == [f"checkout-{STEP}"]
     assert w.step(STEP).runner != "old-pod/1/1"
+
+
+def test_a_misspelt_mode_is_pruned_and_status_says_the_incident_runs_in_the_default_mode():
+    """The API server drops unknown fields for clients that do not ask for strict validation;
+    remediation.mdoe: Auto becomes the default Manual, and status says so."""
+    spec = incident()
+    spec["remediation"] = {"mdoe": "Auto"}
+    w = World(spec)
+    w.drive()
+    assert w.status.remediation.mode == "Manual" and w.step(STEP).state == StepState.AWAITING_APPROVAL
+    assert w.aws.the_lambda.mutations() == []
+    w.change_spec(mode="Auto")
+    w.drive()
+    assert w.status.remediation.mode == "Auto"

@@ -330,6 +330,14 @@ class ResolutionRecord(Status):
                     "was interrupted and is resolved from the real state.") | None = None
 
 
+class ResolutionPolicy(Status):
+    """How the operator resolves drift, as it read the spec (a misspelt field is pruned by the API
+    server, and its default applies: this says which)."""
+
+    strategy: ResolutionStrategy = Field(description="ReportOnly, Apply, RefreshOnly or Import.")
+    approval: Approval = Field(description="Manual (only an approved plan checksum) or Auto.")
+
+
 class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
@@ -359,6 +367,12 @@ class DriftCheckStatus(Status):
     consecutive_failures: int = Field(default=0, ge=0, description="Runs in a row that did not succeed.")
     last_run_request: str | None = Field(default=None, max_length=64,
                                          description="The opex.dev/run-requested annotation value last honoured.")
+    answered_run_request: str | None = Field(
+        default=None, max_length=64, description="The opex.dev/run-requested value whose run is over with all it led "
+        "to at once (a force-unlock and the run after it, a resolution and its verification): lastResult is then "
+        "the answer to that request (opex run driftcheck waits for this).")
+    resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
+                                                "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
     resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "
                                      "approval Auto backs off as it grows and stops at 3.")

@@ -21,8 +21,8 @@ from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, mark, remove, set_condition
 from ..api.driftcheck import (RUN_ANNOTATION, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
-                              Outcome, ReportRef, ResolutionOutcome, ResolutionRecord, ResolutionStrategy, RunResult,
-                              MAX_DRIFTED)
+                              Outcome, ReportRef, ResolutionOutcome, ResolutionPolicy, ResolutionRecord,
+                              ResolutionStrategy, RunResult, MAX_DRIFTED)
 from ..api.common import StateLock
 from ..errors import KubeError
 from ..kube import ObjectRef, label_value
@@ -80,12 +80,15 @@ class DriftCheckController:
         pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
+        st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         remove(st.conditions, STALLED)
         if st.observed_generation is None:
             pass_.scheduled()
         st.observed_generation = gen
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
+        if requeue is None:  # nothing more at once: the last request has its final answer
+            st.answered_run_request = st.last_run_request
         await pass_.save()
         if requeue is not None:
             return requeue
@@ -385,7 +388,8 @@ class _Pass(Pass):
         if ok:
             metrics.DRIFT_REMEDIATIONS.labels("ForceUnlock", "succeeded").inc()
             self.event("ForceUnlocked", f"force-unlocked orphaned lock {lock.id} held by {lock.who} for {age:.0f}s "
-                                        f"and seen on {lock.seen_count} runs", warning=True)
+                                        f"and seen on {lock.seen_count} runs over {drift.watched(lock):.0f}s",
+                       warning=True)
             self.st.pending_run = f"{self.st.last_result.trigger}, after force-unlock"
         else:
             metrics.DRIFT_REMEDIATIONS.labels("ForceUnlock", "failed").inc()

@@ -23,7 +23,7 @@ from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now a
 from ..api.conditions import set_condition
 from ..api.incident import (MAX_FINDINGS, Classification, EscalationLevel, EscalationStatus, IncidentPhase as Phase,
                             IncidentSpec, IncidentStatus, IncidentType, Notification, RemediationMode,
-                            RootCauseCategory, Step, StepState, effective_severity)
+                            RemediationStatus, RootCauseCategory, Step, StepState, effective_severity)
 from ..api.performance import MetricsQuery
 from ..api.security import WafScope
 from ..errors import AwsError, KubeError
@@ -106,6 +106,7 @@ class IncidentController:
         if obj.status.phase is None:
             pass_.detect()
         pass_.note_interrupted()
+        obj.status.remediation = RemediationStatus(mode=spec.remediation.mode)
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
