@@ -351,3 +351,60 @@ def test_the_resolution_it_acts_under_is_in_status():
     w = World(FakeWorkspaces(), resolution={"stratgy": "Apply", "approval": "Auto"})  # misspelt: ReportOnly
     w.run_now()
     assert (w.status.resolution.strategy, w.status.resolution.approval) == ("ReportOnly", "Auto")
+
+
+def test_a_suspended_driftcheck_says_so_from_its_first_message():
+    w = World(FakeWorkspaces(), suspend=True)
+    assert w.drive() is None and w.ws.calls == []
+    checked = condition(w.status, "Checked")
+    assert (checked.status, checked.reason) == ("Unknown", "Scheduled") and w.status.next_schedule_time is None
+    assert checked.message.startswith("suspended: no scheduled check") and "first check" not in checked.message
+    assert sink_of(w.obj).events[0][2] == checked.message
+
+
+def test_what_checked_says_about_the_schedule_follows_suspend():
+    w = World(FakeWorkspaces(plans=[plan_doc(), init_failed()]))
+    w.run_now()
+    assert condition(w.status, "Checked").message.endswith("next 2026-11-30 09:00 UTC")
+    w.spec["suspend"] = True
+    w.obj.generation += 1
+    w.drive()
+    checked = condition(w.status, "Checked")
+    assert checked.message == "last check 2026-11-29 09:01:00 UTC; suspended: no scheduled check"
+    assert checked.reason == "Checked" and w.status.next_schedule_time is None
+    w.ws.open_error = init_failed()
+    w.run_now()
+    assert condition(w.status, "Checked").message.endswith("(failed 1 runs in a row; suspended: no scheduled run)")
+    w.spec["suspend"] = False
+    w.obj.generation += 1
+    w.drive()
+    assert condition(w.status, "Checked").message.endswith("the next scheduled run still happens)")
+
+
+def test_approval_is_no_longer_asked_for_once_the_drift_is_gone():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply"})
+    w.run_now()
+    assert condition(w.status, "Remediating").reason == "AwaitingApproval"
+    w.run_now()  # someone fixed it by hand: no drift, nothing to approve
+    assert w.status.last_result.outcome == "NoDrift" and condition(w.status, "Remediating") is None
+
+
+def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
+    class SlowPlans(FakeWorkspaces):
+        async def open(self, namespace, name, spec, timeout, purpose=""):
+            session = await super().open(namespace, name, spec, timeout, purpose)
+            plan = session.plan
+
+            async def slow(lock_timeout, json_stream=False):
+                w.clock.advance(7 * 60)  # the plan takes 7 minutes: the 09:05 slot comes meanwhile
+                return await plan(lock_timeout, json_stream)
+            session.plan = slow
+            return session
+
+    w = World(SlowPlans(), schedule=("*/5 * * * *",), clock=Clock(T0 + dt.timedelta(seconds=30)),
+              created=T0 - dt.timedelta(days=1))
+    w.drive()
+    assert w.status.last_result.trigger == "schedule 2026-11-29T09:00Z"
+    assert w.status.next_schedule_time == T0 + dt.timedelta(minutes=10)
+    assert condition(w.status, "Checked").message.endswith("next 2026-11-29 09:10 UTC")

@@ -65,8 +65,10 @@ def bounded(max_length: int, description: str | None = None) -> Any:
 class Model(BaseModel):
     """Base of every spec/status model: camelCase aliases, unknown keys ignored on read.
 
-    Unknown keys are refused earlier, by the API server (``kubectl`` and the tests send
-    ``fieldValidation=Strict``); what reaches the operator has been pruned to the schema.
+    Unknown keys are refused earlier, by the API server, for clients that send
+    ``fieldValidation=Strict`` (``kubectl`` and the tests do); for others the API server prunes
+    them silently, so what reaches the operator is the schema's, defaults included. Each kind's
+    status records the mode or approval the operator acts under, to make a pruned field visible.
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
-from ..api.conditions import RECONCILING, STALLED, mark, remove, set_condition
+from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
 from ..api.driftcheck import (RUN_ANNOTATION, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
                               Outcome, ReportRef, ResolutionOutcome, ResolutionPolicy, ResolutionRecord,
                               ResolutionStrategy, RunResult, MAX_DRIFTED)
@@ -84,6 +84,7 @@ class DriftCheckController:
         remove(st.conditions, STALLED)
         if st.observed_generation is None:
             pass_.scheduled()
+        pass_.refresh_checked()
         st.observed_generation = gen
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
@@ -149,11 +150,32 @@ class _Pass(Pass):
 
     def scheduled(self) -> None:
         """The first pass: say when the first check happens."""
-        how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
-        text = (f"first check at {self.st.next_schedule_time:%Y-%m-%d %H:%M} UTC (or {how})"
-                if self.st.next_schedule_time else f"suspended: no scheduled check; {how}")
+        text = self.checked_text("Scheduled")
         self.condition(CHECKED, ConditionStatus.UNKNOWN, "Scheduled", text)
         self.event("Scheduled", text)
+
+    def checked_text(self, reason: str) -> str | None:
+        """The Checked message for ``reason``, from status: what the last run found and what the
+        schedule does next (None for a reason whose message says nothing about the schedule)."""
+        st, upcoming, last = self.st, self.st.next_schedule_time, self.st.last_result
+        if reason == "Scheduled":
+            how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
+            return (f"first check at {upcoming:%Y-%m-%d %H:%M} UTC (or {how})" if upcoming
+                    else f"suspended: no scheduled check; {how}")
+        if last is None or reason in ("LockHeld", "ReportWriteFailed"):
+            return None
+        if reason == "Checked":
+            return f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
+                f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
+        return f"{reason}: {last.message} (failed {st.consecutive_failures} runs in a row; " + (
+            "the next scheduled run still happens)" if upcoming else "suspended: no scheduled run)")
+
+    def refresh_checked(self) -> None:
+        """Keep what Checked says about the schedule true when suspend or the schedule changed."""
+        cond = get(self.st.conditions, CHECKED)
+        text = self.checked_text(cond.reason) if cond is not None else None
+        if text is not None:
+            self.condition(CHECKED, cond.status, cond.reason, text)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
@@ -174,6 +196,9 @@ class _Pass(Pass):
                 if self.condition(REMEDIATING, ConditionStatus.FALSE, "ResolutionBackoff", d.message):
                     self.event("ResolutionBackoff", d.message, warning=True)
             case Move.WAIT:
+                waiting = get(self.st.conditions, REMEDIATING)
+                if waiting is not None and waiting.reason in ("AwaitingApproval", "ResolutionBackoff"):
+                    remove(self.st.conditions, REMEDIATING)  # the plan it waited for is no longer the last run's
                 if d.skipped is not None:
                     self.st.last_schedule_time = d.skipped
                     self.event("MissedSchedule", f"slot {d.skipped:%Y-%m-%d %H:%M} UTC missed by more than "
@@ -246,6 +271,8 @@ class _Pass(Pass):
         st.running_since = st.running_trigger = st.runner = None
         mark(st.conditions, None, "", "", self.gen)
         result.finished_at = self.ctl.clock()
+        if st.next_schedule_time is not None:  # a long run may outlast the slot named at its start
+            st.next_schedule_time = schedule.next_slot(spec.schedule, spec.time_zone, result.finished_at)
         result.duration_seconds = round(time.monotonic() - t0, 3)
         if lock is not None:
             self.lock_held(result, lock)
@@ -317,9 +344,7 @@ class _Pass(Pass):
             extra = f"; changed outside Terraform, nothing depends on it: {', '.join(noise[:5])}" if noise else ""
             self.condition(DRIFTED, ConditionStatus.FALSE, "NoDrift", f"infrastructure matches the configuration{extra}")
             self.event("NoDrift", f"no drift (revision {result.source_revision}){extra}")
-        self.condition(CHECKED, ConditionStatus.TRUE, "Checked",
-                       f"last check {result.finished_at:%Y-%m-%d %H:%M:%S} UTC; next "
-                       f"{st.next_schedule_time:%Y-%m-%d %H:%M} UTC" if st.next_schedule_time else "last check done")
+        self.condition(CHECKED, ConditionStatus.TRUE, "Checked", self.checked_text("Checked"))
         self.observe(result, summary)
 
     async def report_failed(self, result: RunResult, err: KubeError) -> None:
@@ -340,9 +365,7 @@ class _Pass(Pass):
         result.outcome, result.message = outcome, message
         st.last_result, st.lock = result, None
         st.consecutive_failures += 1
-        text = f"{reason}: {message}" + (f" (failed {st.consecutive_failures} runs in a row; the next scheduled run "
-                                         f"still happens)" if st.next_schedule_time else "")
-        self.condition(CHECKED, ConditionStatus.FALSE, reason, text)
+        self.condition(CHECKED, ConditionStatus.FALSE, reason, self.checked_text(reason))
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
         self.observe(result, None)
         self.event(reason, message, warning=True)

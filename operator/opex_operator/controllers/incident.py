@@ -341,6 +341,8 @@ class _Pass(Pass):
             step.state, step.outputs, step.finished_at = StepState.SUCCEEDED, outcome.outputs, self.ctl.clock()
             metrics.RUNBOOK_ACTIONS.labels(step.action, "succeeded").inc()
             self.event("StepSucceeded", f"step {step.id}: {outcome.outputs}")
+            self.phase(Phase.REMEDIATING, "Remediating", f"step {step.id} succeeded: {outcome.outputs}")
+            self.remediated(ConditionStatus.FALSE, "Remediating", f"step {step.id} succeeded; not verified yet")
             return 0.0
         return self.step_failed(step, outcome.error or "failed", outcome.retryable, policy.max_attempts)
 
@@ -349,8 +351,10 @@ class _Pass(Pass):
         if retryable and step.attempts < max_attempts:
             step.state = StepState.PENDING
             delay = min(300.0, 5.0 * 2 ** (step.attempts - 1))
-            self.event("StepRetrying", f"step {step.id} attempt {step.attempts} failed ({error}); retrying in "
-                                       f"{delay:.0f}s", warning=True)
+            text = f"step {step.id} attempt {step.attempts} failed ({error}); retrying in {delay:.0f}s"
+            self.event("StepRetrying", text, warning=True)
+            self.phase(Phase.REMEDIATING, "StepRetrying", text)
+            self.remediated(ConditionStatus.FALSE, "StepRetrying", text)
             return delay
         step.state = StepState.FAILED
         metrics.RUNBOOK_ACTIONS.labels(step.action, "failed").inc()
