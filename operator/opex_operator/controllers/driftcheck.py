@@ -41,6 +41,8 @@ from .common import Pass, spec_error
 log = logging.getLogger(__name__)
 
 CHECKED, DRIFTED, REMEDIATING = "Checked", "Drifted", "Remediating"
+# How a failed run's Checked message ends: what the schedule does next.
+FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 
 
 class DriftCheckController:
@@ -154,28 +156,28 @@ class _Pass(Pass):
         self.condition(CHECKED, ConditionStatus.UNKNOWN, "Scheduled", text)
         self.event("Scheduled", text)
 
-    def checked_text(self, reason: str) -> str | None:
-        """The Checked message for ``reason``, from status: what the last run found and what the
-        schedule does next (None for a reason whose message says nothing about the schedule)."""
+    def checked_text(self, reason: str) -> str:
+        """The Checked message of a first pass (``Scheduled``), a run that worked (``Checked``) or a
+        failed run (its reason), from status: what the last run found and what the schedule does next."""
         st, upcoming, last = self.st, self.st.next_schedule_time, self.st.last_result
         if reason == "Scheduled":
             how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
             return (f"first check at {upcoming:%Y-%m-%d %H:%M} UTC (or {how})" if upcoming
                     else f"suspended: no scheduled check; {how}")
-        if last is None or reason in ("LockHeld", "ReportWriteFailed"):
-            return None
         if reason == "Checked":
             return f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
                 f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
-        return f"{reason}: {last.message} (failed {st.consecutive_failures} runs in a row; " + (
-            "the next scheduled run still happens)" if upcoming else "suspended: no scheduled run)")
+        return (f"{reason}: {last.message} (failed {st.consecutive_failures} runs in a row; "
+                f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
 
     def refresh_checked(self) -> None:
-        """Keep what Checked says about the schedule true when suspend or the schedule changed."""
-        cond = get(self.st.conditions, CHECKED)
-        text = self.checked_text(cond.reason) if cond is not None else None
-        if text is not None:
-            self.condition(CHECKED, cond.status, cond.reason, text)
+        """Keep what Checked says about the schedule true when suspend or the schedule changed (only
+        a message :meth:`checked_text` wrote: LockHeld, Interrupted, ... say nothing about it)."""
+        cond, last = get(self.st.conditions, CHECKED), self.st.last_result
+        if cond is None or (last is None and cond.reason != "Scheduled"):
+            return
+        if cond.reason in ("Scheduled", "Checked") or cond.message.endswith((FAILED_SCHEDULED, FAILED_SUSPENDED)):
+            self.condition(CHECKED, cond.status, cond.reason, self.checked_text(cond.reason))
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
