@@ -24,6 +24,9 @@ from .errors import KubeError
 
 MAX_NAME = 253          # DNS-1123 subdomain: names of ConfigMaps and custom resources
 MAX_LABEL_VALUE = 63    # label values
+# The API server refuses a ConfigMap whose data and binaryData values (binaryData decoded) add up to
+# more than this (core.MaxSecretSize): 422 "Too long".
+MAX_CONFIG_MAP_BYTES = 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -222,6 +222,7 @@ class TerraformSession(Protocol):
 
     version: str
     revision: str
+    plan_file: str       # path of the saved plan in the operator's work directory
 
     def has_saved_plan(self) -> bool: ...
     async def plan(self, lock_timeout: str) -> Result: ...

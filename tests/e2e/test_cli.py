@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import boto3
+import yaml
 
 import estate
 from helpers import wait_for
@@ -101,3 +103,18 @@ def test_kubectl_finds_it_as_a_plugin(cluster, namespace):
     assert "kubectl-opex" in plugins.stdout
     listed = subprocess.run(["kubectl", "opex", "get", "-n", namespace], capture_output=True, text=True, env=env)
     assert listed.returncode == 0 and "No incidents or driftchecks or rollbacks found" in listed.stderr
+
+
+def test_a_misspelt_mode_is_refused_by_kubectl_and_visible_when_a_client_skips_validation(cluster, kubectl, namespace,
+                                                                                       aws, operator):
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["spec"]["remediation"] = {"mdoe": "Auto"}
+    strict = kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    assert strict.returncode != 0 and 'unknown field "spec.remediation.mdoe"' in strict.stderr
+    kubectl("create", "--validate=false", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    name = manifest["metadata"]["name"]
+    status = wait_for(lambda: (kubectl.get("incident", name, namespace).get("status") or {}).get("remediation"),
+                      what="the mode in status")
+    assert status == {"mode": "Manual"} and "mdoe" not in json.dumps(kubectl.get("incident", name, namespace))
+    described = opex(cluster, "describe", "incident", name, "-n", namespace).stdout
+    assert re.search(r"Mode\s+Manual\s*\n", described), described

@@ -171,6 +171,19 @@ CASES = [
      ["spec.schedule[0]", "must be a cron expression of five fields"]),
     ("dc-empty-schedule", mutate(DRIFTCHECK, schedule=[]), ["spec.schedule", "at least 1 items"]),
     ("dc-bad-timezone", mutate(DRIFTCHECK, timeZone="Mars Base"), ["spec.timeZone", "should match"]),
+    # values out of range and unknown zones, refused at admission (CEL), not later by a condition
+    ("dc-hour-25", mutate(DRIFTCHECK, schedule=["0 9 * * *", "0 25 * * *"]),
+     ["spec.schedule[1]", "the hour (2nd field) must be 0-23"]),
+    ("dc-step-zero", mutate(DRIFTCHECK, schedule=["*/0 * * * *"]),
+     ["spec.schedule[0]", "the minute (1st field) must be 0-59", "step /n of at least 1"]),
+    ("dc-day-32", mutate(DRIFTCHECK, schedule=["0 9 32 * *"]), ["spec.schedule[0]", "the day of month (3rd field)"]),
+    ("dc-month-13", mutate(DRIFTCHECK, schedule=["0 9 * 13 *"]), ["spec.schedule[0]", "the month (4th field)"]),
+    ("dc-weekday-8", mutate(DRIFTCHECK, schedule=["0 9 * * 8"]), ["spec.schedule[0]", "the day of week (5th field)"]),
+    ("dc-unknown-timezone", mutate(DRIFTCHECK, timeZone="Mars/Olympus_Mons"),
+     ["spec.timeZone", "unknown time zone Mars/Olympus_Mons", "must be an IANA time zone"]),
+    ("dc-local-timezone", mutate(DRIFTCHECK, timeZone="Local"), ["spec.timeZone", "must be an IANA time zone"]),
+    ("dc-orphaned-after-0s", mutate(DRIFTCHECK, lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "0s"}),
+     ["spec.lock.orphanedAfter", "must be at least 60s"]),
     ("dc-bad-duration", mutate(DRIFTCHECK, lock={"timeout": "5 minutes"}),
      ["spec.lock.timeout", "must be a duration such as 90s, 5m or 1h30m"]),
     ("dc-two-sources", mutate(DRIFTCHECK, source__configMapRef={"name": "tf"}),
@@ -249,6 +262,15 @@ def test_every_valid_terraform_address_and_ignore_pattern_is_accepted(kubectl, n
         'aws_ssm_parameter.p["say \\"hi\\""]', "module.net.aws_subnet.private[2]")]
     manifest = mutate(DRIFTCHECK, ignore=["aws_instance.web[0]", "module.legacy.*", 'aws_route53_record.this["* A"]'],
                       resolution={"strategy": "Import", "imports": imports})
+    result = kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("schedule", ["0 9 * * *", "*/15 8-18 * * MON-FRI", "0 9 L * *", "0 9 15W * *",
+                                      "0 9 * * 1#2", "30 6 1,15 JAN-JUN/2 ?", "5/15 0-23/2 * * 7", "@daily"])
+def test_valid_schedules_zones_and_lock_ages_are_accepted(kubectl, namespace, schedule):
+    manifest = mutate(DRIFTCHECK, schedule=[schedule], timeZone="America/Argentina/Buenos_Aires",
+                      lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "1m"})
     result = kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
     assert result.returncode == 0, result.stderr
 

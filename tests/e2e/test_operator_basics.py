@@ -65,3 +65,23 @@ def test_deleting_an_object_completes(kubectl, namespace, operator):
     wait_for(lambda: kubectl.get("rollback", "bad", namespace).get("status", {}).get("observedGeneration"))
     kubectl("delete", "rollback", "bad", "-n", namespace, "--timeout=30s")
     assert kubectl("get", "rollback", "-n", namespace, "-o", "name").stdout == ""
+
+
+def test_a_graceful_stop_logs_nothing_per_object(kubectl, solo_namespace, solo_operator):
+    """One daemon per object used to log a cancellation warning for every object at each stop; waiting
+    objects now cost nothing and a stop has nothing to cancel."""
+    solo_operator.start()
+    for i in range(8):
+        manifest = {**DRIFTCHECK, "metadata": {"name": f"waiting-{i}"}}
+        kubectl.create(json.dumps(manifest), solo_namespace)
+    for i in range(8):
+        kubectl("wait", f"driftcheck/waiting-{i}", "-n", solo_namespace,
+                "--for=jsonpath={.status.observedGeneration}=1", "--timeout=60s")
+    proc = solo_operator.proc
+    solo_operator.stop()
+    assert proc.returncode == 0
+    log = solo_operator.log_text()
+    assert "Signal SIGTERM is received. Operator is stopping." in log
+    stopping = log[log.index("Operator is stopping"):]
+    assert [line for line in stopping.splitlines() if " WARNING " in line or " ERROR " in line] == []
+    assert "cancel" not in stopping.lower()

@@ -21,7 +21,7 @@ from opex_operator.aws.waf import IpSetChange
 from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError, KubeError
-from opex_operator.kube import ObjectRef
+from opex_operator.kube import MAX_CONFIG_MAP_BYTES, ObjectRef
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
 from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
@@ -712,6 +712,7 @@ class FakeObjects:
         self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.created: list[str] = []
+        self.fail_put: KubeError | None = None
 
     def get(self, plural, namespace, name):
         return copy.deepcopy(self.custom.get((plural, namespace, name)))
@@ -725,6 +726,16 @@ class FakeObjects:
         return body
 
     def put_config_map(self, namespace, name, data, owner, labels=None, binary=None):
+        """As the API server: values over 1 MiB in all (binaryData decoded) are refused with 422;
+        ``fail_put`` (a KubeError) refuses every write."""
+        import base64
+
+        if self.fail_put is not None:
+            raise self.fail_put
+        size = sum(len(v.encode()) for v in data.values()) + sum(len(base64.b64decode(v)) for v in (binary or {}).values())
+        if size > MAX_CONFIG_MAP_BYTES:
+            raise KubeError(422, "Invalid", f'ConfigMap "{name}" is invalid: []: Too long: may not be more than '
+                                            f'{MAX_CONFIG_MAP_BYTES} bytes', "put_config_map")
         self.config_maps[(namespace, name)] = {"data": data, "labels": labels or {}, "binary": binary or {}}
 
     def config_map_data(self, namespace, name):
@@ -841,6 +852,7 @@ class FakeSession:
     workspaces: "FakeWorkspaces"
     version: str = "1.11.4"
     revision: str = "abc123"
+    plan_file: str = "/var/lib/opex/work/ns/x/check/drift.tfplan"
 
     def has_saved_plan(self) -> bool:
         return self.workspaces.saved is not None

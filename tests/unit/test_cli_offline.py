@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -193,3 +194,71 @@ def test_a_checksum_that_cannot_be_one_is_refused_before_any_call(capsys):
         main(["--kubeconfig", "/nonexistent", "approve", "driftcheck", "net", "--checksum", "sha256:deadbeef"])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "is not a plan checksum" in err
+
+
+class OperatorScript:
+    """The CLI's cluster, answering ``get`` with the DriftCheck as the operator would write it, one
+    state per read, for the request the CLI annotated."""
+
+    def __init__(self, *states):
+        self.states, self.token, self.reads = list(states), None, 0
+        self.default_namespace = "platform"
+
+    def patch(self, plural, namespace, name, body):
+        self.token = body["metadata"]["annotations"]["opex.dev/run-requested"]
+
+    def get(self, plural, namespace, name):
+        state = self.states[min(self.reads, len(self.states) - 1)](self.token)
+        self.reads += 1
+        return {"metadata": {"name": name, "generation": 1, "annotations": {"opex.dev/run-requested": self.token}},
+                "status": state}
+
+
+def result(outcome, trigger, **extra):
+    return {"outcome": outcome, "trigger": trigger, "finishedAt": "2026-11-29T09:00:05Z", "durationSeconds": 1.5,
+            **extra}
+
+
+def test_run_driftcheck_reports_the_run_that_answers_the_request_not_the_lock_held_before_it(monkeypatch):
+    monkeypatch.setattr("opex_operator.cli.time.sleep", lambda s: None)
+    asked = "on demand (opex.dev/run-requested={})".format
+    lock_held = result("LockHeld", "", message="state lock 0c3f is held by ci@runner-7")
+    cluster = OperatorScript(
+        lambda t: {},
+        # the run ended LockHeld; the pass that decides to force-unlock has not come yet
+        lambda t: {"lastRunRequest": t, "lastResult": {**lock_held, "trigger": asked(t)}},
+        lambda t: {"lastRunRequest": t, "lastResult": {**lock_held, "trigger": asked(t)},
+                   "pendingRun": f"{asked(t)}, after force-unlock"},
+        lambda t: {"lastRunRequest": t, "answeredRunRequest": t,
+                   "lastResult": result("NoDrift", f"{asked(t)}, after force-unlock")})
+    out = CliRunner().invoke(cli, ["run", "driftcheck", "network"], obj={"cluster": cluster})
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("driftcheck network: NoDrift (0 to add, 0 to change, 0 to destroy) in 1.50s")
+    assert "[the last run: on demand (opex.dev/run-requested=" in out.output and "after force-unlock]" in out.output
+    assert "LockHeld" not in out.output and cluster.reads == 4
+
+
+def test_run_driftcheck_stops_at_once_when_the_driftcheck_cannot_run(monkeypatch):
+    monkeypatch.setattr("opex_operator.cli.time.sleep", lambda s: None)
+    stalled = {"type": "Stalled", "status": "True", "reason": "InvalidSpec", "observedGeneration": 1,
+               "message": "spec.lock.orphanedAfter: Value error, must be at least 60s",
+               "lastTransitionTime": "2026-11-29T09:00:00Z"}
+    out = CliRunner().invoke(cli, ["run", "driftcheck", "network"],
+                             obj={"cluster": OperatorScript(lambda t: {"conditions": [stalled]})})
+    assert out.exit_code == 1 and "cannot run: InvalidSpec: spec.lock.orphanedAfter" in out.output
+
+
+def test_describe_shows_what_the_operator_acts_under_not_only_the_spec():
+    acting = incident()
+    acting["status"]["remediation"] = {"mode": "Manual"}
+    assert re.search(r"Mode\s+Manual *\n", text_of(render.describe("incident", acting)))
+    assert "Manual (not read by the operator yet)" in text_of(render.describe("incident", incident()))
+    dc = {"kind": "DriftCheck", "metadata": {"name": "net", "namespace": "platform"},
+          "spec": {"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}},
+                   "resolution": {"strategy": "ReportOnly", "approval": "Manual"}},
+          "status": {"resolution": {"strategy": "ReportOnly", "approval": "Manual"}}}
+    assert re.search(r"Resolution\s+ReportOnly / Manual *\n", text_of(render.describe("driftcheck", dc)))
+    rb = {"kind": "Rollback", "metadata": {"name": "rb", "namespace": "platform"},
+          "spec": {"approval": "Auto", "dryRun": False}, "status": {"approval": "Auto", "dryRun": False}}
+    out = text_of(render.describe("rollback", rb))
+    assert re.search(r"Approval\s+Auto \(approved: no\) *\n", out) and re.search(r"Dry run\s+no *\n", out)

@@ -94,10 +94,13 @@ def test_auto_resolution_of_a_plan_that_changes_every_run_backs_off_then_stops(a
 def test_an_orphaned_lock_is_force_unlocked_once():
     s = spec(lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "10m"})
     result = RunResult(outcome=Outcome.LOCK_HELD, finished_at=T0, trigger="on demand (x)")
-    lock = ObservedLock(id="L1", created=T0 - dt.timedelta(hours=1), seen_count=1)
+    lock = ObservedLock(id="L1", created=T0 - dt.timedelta(hours=1), seen_count=1,
+                        first_seen_at=T0 - dt.timedelta(minutes=10), last_seen_at=T0 - dt.timedelta(minutes=10))
     st = DriftCheckStatus(last_schedule_time=T0, last_result=result, lock=lock)
     assert decide(s, st).move == Move.WAIT  # seen on one run only
-    lock.seen_count = 2
+    lock.seen_count, lock.last_seen_at = 2, T0 - dt.timedelta(minutes=1)
+    assert decide(s, st).move == Move.WAIT  # seen on two runs, but 9 minutes apart
+    lock.last_seen_at = T0
     assert decide(s, st).move == Move.FORCE_UNLOCK
     lock.unlock_attempted_at = T0  # then the run after it found the same lock again: never unlocked twice
     assert decide(s, st).move == Move.WAIT

@@ -3,11 +3,19 @@ locks and schedules, with an injected clock (no real minutes waited)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import gzip
+import json
+import random
+
+import pytest
 
 from opex_operator import metrics
 from opex_operator.api.driftcheck import DriftCheckStatus
+from opex_operator.controllers import drift_report
 from opex_operator.controllers.driftcheck import DriftCheckController
+from opex_operator.errors import KubeError
 from support.fakes import (drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed, observed, plan_doc, result,
                            sink_of)
 
@@ -103,6 +111,8 @@ def test_an_orphaned_lock_is_force_unlocked_once_on_the_second_run_then_checked_
     assert w.status.last_result.outcome == "LockHeld" and w.status.lock.seen_count == 1
     ready = condition(w.status, "Ready")
     assert (ready.status, ready.reason) == ("False", "LockHeld") and "0c3f-dead-apply" in ready.message
+    assert "the first run after 2026-11-29 09:31:00 UTC that still finds it force-unlocks it" in ready.message
+    w.clock.advance(30 * 60)
     w.run_now()
     assert w.ws.calls == ["plan", "plan", "force-unlock 0c3f-dead-apply", "plan"]
     assert w.status.last_result.outcome == "NoDrift" and w.status.lock is None
@@ -112,10 +122,26 @@ def test_an_orphaned_lock_is_force_unlocked_once_on_the_second_run_then_checked_
 def test_a_lock_still_held_after_force_unlock_is_not_unlocked_again():
     w = World(FakeWorkspaces(plans=[result("plan", 1, stderr=LOCKED)]),
               lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "30m"})
-    w.run_now()
-    w.run_now()
-    w.run_now()
+    for _ in range(3):
+        w.run_now()
+        w.clock.advance(31 * 60)
     assert [c for c in w.ws.calls if c.startswith("force-unlock")] == ["force-unlock 0c3f-dead-apply"]
+    assert "is not tried again" in condition(w.status, "Checked").message
+
+
+def test_an_old_lock_seen_by_two_runs_seconds_apart_is_not_force_unlocked():
+    """The lock is two hours old by its own clock, but a long CI apply may still hold it: the operator
+    must itself have found it held for orphanedAfter."""
+    w = World(FakeWorkspaces(plans=[result("plan", 1, stderr=LOCKED)]),
+              lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "30m"})
+    for _ in range(3):
+        w.run_now()
+        w.clock.advance(3)
+    assert w.status.lock.seen_count == 3 and not [c for c in w.ws.calls if c.startswith("force-unlock")]
+    assert w.status.lock.last_seen_at - w.status.lock.first_seen_at == dt.timedelta(seconds=6)
+    w.clock.advance(30 * 60)
+    w.run_now()
+    assert "force-unlock 0c3f-dead-apply" in w.ws.calls
 
 
 def test_a_failed_init_is_plan_failed_with_the_diagnostic_and_the_schedule_goes_on():
@@ -268,3 +294,166 @@ def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
     assert condition(w.status, "Checked").reason == "Interrupted" and w.status.running_since is None
     assert w.status.pending_run.endswith("again after an interruption")
     assert sink_of(w.obj).patches[-1]["pendingRun"]  # written before the operator went
+
+
+def many(n: int, value=lambda i: "new") -> dict:
+    """A plan that creates ``n`` terraform_data resources (``value(i)`` as each one's input)."""
+    return {"format_version": "1.2", "terraform_version": "1.11.4", "resource_changes": [
+        {"address": f"terraform_data.r[{i}]", "mode": "managed", "type": "terraform_data", "name": "r", "index": i,
+         "change": {"actions": ["create"], "before": None, "after": {"input": value(i)}}} for i in range(n)]}
+
+
+def report_of(w: World) -> tuple[dict, dict]:
+    cm = w.objects.config_maps[("ns", w.status.report_ref.name)]
+    return json.loads(cm["data"]["summary.json"]), cm["binary"]
+
+
+def test_a_plan_of_10000_changes_gets_a_report_within_a_config_map_with_complete_counts():
+    w = World(FakeWorkspaces(plans=[many(10_000)]))
+    w.run_now()
+    st = w.status
+    report, binary = report_of(w)
+    assert st.last_result.outcome == "DriftDetected" and st.last_result.add == 10_000 and st.drifted_count == 10_000
+    assert len(st.drifted_resources) == 100 and condition(st, "Checked").status == "True"
+    summary = report["summary"]
+    assert summary["add"] == 10_000 and summary["truncated"]["changes"]["total"] == 10_000
+    assert 0 < len(summary["changes"]) == summary["truncated"]["changes"]["listed"] < 10_000
+    assert summary["changes"][0]["address"] == "terraform_data.r[0]" and summary["note"].startswith("…[truncated]")
+    assert len(json.dumps(report, indent=2)) <= drift_report.SUMMARY_BYTES + 1024
+    assert report["planIncluded"] and st.report_ref.summary_truncated and not st.report_ref.truncated
+    plan = json.loads(gzip.decompress(base64.b64decode(binary["plan.json.gz"])))
+    assert len(plan["resource_changes"]) == 10_000  # every resource is in the report's plan
+
+
+def test_a_plan_too_large_for_a_config_map_is_left_in_the_workspace_and_the_report_says_where():
+    rng = random.Random(11)
+    w = World(FakeWorkspaces(plans=[many(10_000, lambda i: "%0160x" % rng.getrandbits(640))]))
+    w.run_now()
+    st = w.status
+    report, binary = report_of(w)
+    assert binary == {} and report["planIncluded"] is False
+    assert report["planFile"] == st.report_ref.plan_file == "/var/lib/opex/work/ns/x/check/drift.tfplan"
+    assert st.report_ref.truncated and "does not fit in a ConfigMap" in report["note"]
+    drifted = condition(st, "Drifted")
+    assert drifted.reason == "DriftDetected" and st.report_ref.plan_file in drifted.message
+    assert st.last_result.plan_checksum in drifted.message
+
+
+def test_a_refused_report_write_keeps_the_previous_run_whole_and_the_run_is_repeated():
+    w = World(FakeWorkspaces(plans=[plan_doc(), plan_doc(("terraform_data.net", ["update"]))]),
+              resolution={"strategy": "Apply"})
+    w.run_now()
+    before = w.status.model_copy(deep=True)
+    w.objects.fail_put = KubeError(403, "Forbidden", 'configmaps is forbidden: User "opex" cannot create resource '
+                                                    '"configmaps"', "put_config_map")
+    with pytest.raises(KubeError):
+        w.run_now()
+    st = w.status
+    assert st.last_result == before.last_result and st.report_ref == before.report_ref
+    assert condition(st, "Drifted") == condition(before, "Drifted") and st.drifted_count == 0
+    checked = condition(st, "Checked")
+    assert (checked.status, checked.reason) == ("False", "ReportWriteFailed")
+    assert "HTTP 403 Forbidden" in checked.message and "DriftDetected" in checked.message
+    assert "\n" not in checked.message and "HTTP response headers" not in checked.message
+    assert st.pending_run and "ReportWriteFailed" in w.reasons()
+    assert condition(st, "Remediating") is None  # nobody is asked to approve a plan without a report
+    w.objects.fail_put = None
+    w.drive()  # the runtime's retry after its backoff: the run is repeated and recorded whole
+    assert st.last_result.outcome == "DriftDetected" and st.pending_run is None
+    assert st.last_result.trigger.endswith("again: its report could not be written")
+    assert ("ns", st.report_ref.name) in w.objects.config_maps and condition(st, "Checked").status == "True"
+    assert st.last_result.plan_checksum in condition(st, "Remediating").message
+
+
+def test_a_run_request_is_answered_once_nothing_more_follows_at_once():
+    """opex run driftcheck waits for answeredRunRequest: after an Auto apply, the answer is the verification run."""
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply", "approval": "Auto"})
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+    answered = []
+    while True:
+        delay = asyncio.run(w.ctl.reconcile(w.obj))
+        answered.append((w.status.last_result.outcome.value, w.status.answered_run_request))
+        if delay != 0.0:
+            break
+    assert answered == [("DriftDetected", None), ("DriftDetected", None), ("NoDrift", None), ("NoDrift", "r1")]
+    assert w.ws.calls == ["plan", "apply", "plan"]
+
+
+def test_the_resolution_it_acts_under_is_in_status():
+    w = World(FakeWorkspaces(), resolution={"stratgy": "Apply", "approval": "Auto"})  # misspelt: ReportOnly
+    w.run_now()
+    assert (w.status.resolution.strategy, w.status.resolution.approval) == ("ReportOnly", "Auto")
+
+
+def test_a_suspended_driftcheck_says_so_from_its_first_message():
+    w = World(FakeWorkspaces(), suspend=True)
+    assert w.drive() is None and w.ws.calls == []
+    checked = condition(w.status, "Checked")
+    assert (checked.status, checked.reason) == ("Unknown", "Scheduled") and w.status.next_schedule_time is None
+    assert checked.message.startswith("suspended: no scheduled check") and "first check" not in checked.message
+    assert sink_of(w.obj).events[0][2] == checked.message
+
+
+def test_what_checked_says_about_the_schedule_follows_suspend():
+    w = World(FakeWorkspaces(plans=[plan_doc(), init_failed()]))
+    w.run_now()
+    assert condition(w.status, "Checked").message.endswith("next 2026-11-30 09:00 UTC")
+    w.spec["suspend"] = True
+    w.obj.generation += 1
+    w.drive()
+    checked = condition(w.status, "Checked")
+    assert checked.message == "last check 2026-11-29 09:01:00 UTC; suspended: no scheduled check"
+    assert checked.reason == "Checked" and w.status.next_schedule_time is None
+    w.ws.open_error = init_failed()
+    w.run_now()
+    assert condition(w.status, "Checked").message.endswith("(failed 1 runs in a row; suspended: no scheduled run)")
+    w.spec["suspend"] = False
+    w.obj.generation += 1
+    w.drive()
+    assert condition(w.status, "Checked").message.endswith("the next scheduled run still happens)")
+
+
+def test_approval_is_no_longer_asked_for_once_the_drift_is_gone():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply"})
+    w.run_now()
+    assert condition(w.status, "Remediating").reason == "AwaitingApproval"
+    w.run_now()  # someone fixed it by hand: no drift, nothing to approve
+    assert w.status.last_result.outcome == "NoDrift" and condition(w.status, "Remediating") is None
+
+
+def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
+    class SlowPlans(FakeWorkspaces):
+        async def open(self, namespace, name, spec, timeout, purpose=""):
+            session = await super().open(namespace, name, spec, timeout, purpose)
+            plan = session.plan
+
+            async def slow(lock_timeout, json_stream=False):
+                w.clock.advance(7 * 60)  # the plan takes 7 minutes: the 09:05 slot comes meanwhile
+                return await plan(lock_timeout, json_stream)
+            session.plan = slow
+            return session
+
+    w = World(SlowPlans(), schedule=("*/5 * * * *",), clock=Clock(T0 + dt.timedelta(seconds=30)),
+              created=T0 - dt.timedelta(days=1))
+    w.drive()
+    assert w.status.last_result.trigger == "schedule 2026-11-29T09:00Z"
+    assert w.status.next_schedule_time == T0 + dt.timedelta(minutes=10)
+    assert condition(w.status, "Checked").message.endswith("next 2026-11-29 09:10 UTC")
+
+
+def test_a_message_that_says_nothing_about_the_schedule_is_left_as_it_is():
+    from opex_operator.api.conditions import set_condition
+    from opex_operator.api.driftcheck import RunResult
+
+    w = World(FakeWorkspaces())
+    st = w.status
+    st.observed_generation, st.consecutive_failures, st.pending_run = 1, 1, "schedule x, again after an interruption"
+    st.last_result = RunResult(outcome="PlanFailed", trigger="schedule x", finished_at=T0, message="boom")
+    set_condition(st.conditions, "Checked", "False", "Interrupted", "the operator is stopping: the plan was interrupted",
+                  1)
+    w.drive()
+    checkpoint = sink_of(w.obj).patches[0]  # written as the owed run starts
+    checked = next(c for c in checkpoint["conditions"] if c["type"] == "Checked")
+    assert (checked["reason"], checked["message"]) == ("Interrupted", "the operator is stopping: the plan was interrupted")

@@ -3,6 +3,7 @@ runs (once), verifies and records — the paths that otherwise only the e2e suit
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import pytest
 
@@ -11,7 +12,7 @@ from opex_operator.api.incident import ALERT_STATE_ANNOTATION, AlertRecord, Inci
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
 from support.builders import SHA1, SHA2, build, erroring_lambda, failed_pipeline, lines
-from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld,
+from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, aws_error,
                            condition, observed, sink_of)
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:checkout-oncall"
@@ -234,3 +235,47 @@ def test_an_incident_unresolved_when_its_last_level_is_due_counts_as_past_its_es
     w.obj.generation += 1
     w.drive()
     assert past() == before
+
+
+def test_a_misspelt_mode_is_pruned_and_status_says_the_incident_runs_in_the_default_mode():
+    """The API server drops unknown fields for clients that do not ask for strict validation;
+    remediation.mdoe: Auto becomes the default Manual, and status says so."""
+    spec = incident()
+    spec["remediation"] = {"mdoe": "Auto"}
+    w = World(spec)
+    w.drive()
+    assert w.status.remediation.mode == "Manual" and w.step(STEP).state == StepState.AWAITING_APPROVAL
+    assert w.aws.the_lambda.mutations() == []
+    w.change_spec(mode="Auto")
+    w.drive()
+    assert w.status.remediation.mode == "Auto"
+
+
+def test_a_step_records_its_rollback_without_a_serializer_warning():
+    """Status models validate on assignment, so the reference is a model when status is written."""
+    w = World(incident(mode="Auto"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w.drive()
+    assert w.step(STEP).rollback_ref.name == f"checkout-{STEP}"
+    assert [str(c.message) for c in caught if "serializ" in str(c.message).lower()] == []
+
+
+def test_a_step_waiting_to_be_retried_is_not_said_to_be_running():
+    reader = FakeReader(pipeline=failed_pipeline(stage="Build", action="Build"),
+                        builds=[build("INSTALL", "npm ERR! network timeout")],
+                        log=lines("npm ERR! code ETIMEDOUT", "npm ERR! network request to registry.npmjs.org failed"))
+    w = World({"type": "PipelineFailure", "severity": "high", "title": "build failed", "environment": "production",
+               "remediation": {"mode": "Auto"}, "targets": {"pipeline": {"name": "checkout-pipeline"}}}, reader=reader)
+    w.aws.the_pipeline.stages[("Build", "e-123")] = "Failed"
+
+    def throttled(*args):
+        raise aws_error("codepipeline", "ThrottlingException", "RetryStageExecution", 400)
+    w.aws.the_pipeline.retry_stage = throttled
+    assert w.drive() == 5.0
+    step = w.step("retry-stage-build")
+    assert step.state == StepState.PENDING and step.attempts == 1
+    for cond in (condition(w.status, "Remediated"), condition(w.status, "Ready")):
+        assert cond.reason == "StepRetrying" and "running" not in cond.message
+        assert cond.message.startswith("step retry-stage-build attempt 1 failed (ThrottlingException")
+        assert cond.message.endswith("retrying in 5s")

@@ -22,6 +22,10 @@ from support.fakes import FakeAws, FakeObjects, FakeWorkspaces, condition, obser
      "spec.lambda.functionName", "Failed"),
     (DriftCheckController(FakeObjects(), FakeWorkspaces()), DriftCheckStatus(), {"schedule": []}, "spec.schedule",
      None),
+    # stored before the CRD refused it: a lock of any age would count as orphaned
+    (DriftCheckController(FakeObjects(), FakeWorkspaces()), DriftCheckStatus(),
+     {"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}},
+      "lock": {"forceUnlock": "IfOrphaned", "orphanedAfter": "0s"}}, "spec.lock.orphanedAfter", None),
 ])
 def test_invalid_spec_stalls_naming_the_field(controller, status, spec, field, phase):
     obj = observed(status, spec, controller.resource.plural, generation=3)

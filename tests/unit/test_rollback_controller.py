@@ -162,3 +162,10 @@ def test_an_action_outside_policy_fails_before_anything_is_read():
     w.until_done()
     assert w.status.phase == "Failed" and w.ready().reason == "PolicyDenied"
     assert "s3:DeleteObject" in w.ready().message and aws.the_site.copies == []
+
+
+def test_the_approval_and_dry_run_it_acts_under_are_in_status():
+    w = World({**lambda_spec(), "approval": "Manual", "dryrun": True})  # misspelt: ignored, so not a dry run
+    w.aws.the_lambda.add("pricing-api", ["s1", "s2"])
+    w.drive()
+    assert (w.status.approval, w.status.dry_run, w.status.phase) == ("Manual", False, "AwaitingApproval")

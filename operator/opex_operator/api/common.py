@@ -6,6 +6,7 @@ Field names follow the Kubernetes API conventions (camelCase on the wire, snake_
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -22,8 +23,14 @@ REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"
 # A Go-style duration as Terraform's -lock-timeout and Kubernetes' metav1.Duration take it.
 DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-Duration = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
-    {"rule": f"self.matches(r'{DURATION}')", "message": "must be a duration such as 90s, 5m or 1h30m"}]})]
+DURATION_RULE = {"rule": f"self.matches(r'{DURATION}')", "message": "must be a duration such as 90s, 5m or 1h30m"}
+Duration = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [DURATION_RULE]})]
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a :data:`Duration` such as ``90s``, ``5m`` or ``1h30m`` (the CRD checks the form)."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", text))
 
 MAX_CONDITIONS = 16
 MAX_TIMELINE = 50
@@ -58,8 +65,10 @@ def bounded(max_length: int, description: str | None = None) -> Any:
 class Model(BaseModel):
     """Base of every spec/status model: camelCase aliases, unknown keys ignored on read.
 
-    Unknown keys are refused earlier, by the API server (``kubectl`` and the tests send
-    ``fieldValidation=Strict``); what reaches the operator has been pruned to the schema.
+    Unknown keys are refused earlier, by the API server, for clients that send
+    ``fieldValidation=Strict`` (``kubectl`` and the tests do); for others the API server prunes
+    them silently, so what reaches the operator is the schema's, defaults included. Each kind's
+    status records the mode or approval the operator acts under, to make a pruned field visible.
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

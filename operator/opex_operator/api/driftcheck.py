@@ -11,17 +11,61 @@ from enum import StrEnum
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from .conditions import RECONCILING, STALLED
-from .common import (DNS_LABEL, DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
-                     TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
+from .common import (DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
+                     Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
+                     text, timeline_field)
 
-# Five cron fields (minute hour day-of-month month day-of-week) or a macro; croniter checks the
-# values, the API server the shape (CEL has no cron parser).
+# Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
+# the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
+# admission; croniter (schedule.invalid) checks again, for objects stored before these rules.
 CRON = (r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
         r"[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4})$")
+_FIVE = r"^[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4}$"
+_STEP = r"/[1-9][0-9]{0,2}"
+_DAY = r"(0?[1-9]|[12][0-9]|3[01])"
+_WEEKDAY = r"(0?[0-7]|(?i:SUN|MON|TUE|WED|THU|FRI|SAT))"
+
+
+def _field(value: str, special: str = "") -> str:
+    """A comma-separated list of items: ``*``, a value or a range a-b, each with an optional /step
+    (at least 1), or one of the ``special`` forms croniter also knows (L, nW, n#k, ?)."""
+    item = rf"(\*|{value}(-{value})?)({_STEP})?"
+    item = rf"({special}|{item})" if special else item
+    return rf"{item}(,{item})*"
+
+
+# (name, position, values, pattern of the field): croniter's ranges (schedule.py runs croniter).
+CRON_FIELDS = [
+    ("minute", 1, "0-59", _field(r"[0-5]?[0-9]")),
+    ("hour", 2, "0-23", _field(r"([01]?[0-9]|2[0-3])")),
+    ("day of month", 3, "1-31, L (last day), nW (the weekday nearest day n) or ?", _field(_DAY, rf"\?|L|{_DAY}W|{_DAY}-L({_STEP})?")),
+    ("month", 4, "1-12 or JAN-DEC", _field(r"(0?[1-9]|1[0-2]|(?i:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))")),
+    ("day of week", 5, "0-7 or SUN-SAT (0 and 7 are Sunday), n#k (the k-th weekday n of the month) or ?",
+     _field(_WEEKDAY, rf"\?|{_WEEKDAY}#[1-5]")),
+]
+ORDINAL = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 5: "5th"}
+
+
+def _cron_rules() -> list[dict[str, str]]:
+    rules = [{"rule": f"self.matches(r'{CRON}')",
+              "message": "must be a cron expression of five fields (minute hour day-of-month month day-of-week), "
+                         "e.g. '0 9 * * *', or a macro such as @daily"}]
+    for name, position, values, pattern in CRON_FIELDS:
+        rules.append({"rule": f"!self.matches(r'{_FIVE}') || self.matches(r'^([^ ]+ +){{{position - 1}}}({pattern})( |$)')",
+                      "message": f"the {name} ({ORDINAL[position]} field) must be {values}: a value, a range a-b "
+                                 f"or *, each with an optional step /n of at least 1, in a comma-separated list"})
+    return rules
+
+
 TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+# An IANA zone the API server knows (CEL's timestamp accessors load it; kube-apiserver embeds the
+# tz database): an unknown zone is refused at admission with "unknown time zone ...". Local is the
+# server's own zone, not a name.
+TIME_ZONE_RULE = {"rule": "self != 'Local' && timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
+                  "message": "must be an IANA time zone such as UTC or Europe/Berlin"}
 CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 # Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
 RUN_ANNOTATION = "opex.dev/run-requested"
@@ -35,10 +79,7 @@ TF_ADDRESS = rf"^(?:module\.{_IDENT}(?:{_KEY})?\.)*(?:data\.)?{_IDENT}\.{_IDENT}
 IGNORE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_DRIFTED = 100
 
-CronSchedule = Annotated[str, Field(max_length=128, json_schema_extra={"x-kubernetes-validations": [
-    {"rule": f"self.matches(r'{CRON}')",
-     "message": "must be a cron expression of five fields (minute hour day-of-month month day-of-week), "
-                "e.g. '0 9 * * *', or a macro such as @daily"}]})]
+CronSchedule = Annotated[str, Field(max_length=128, json_schema_extra={"x-kubernetes-validations": _cron_rules()})]
 AddressPattern = text(512, IGNORE_PATTERN)
 Action = text(16)
 
@@ -141,12 +182,27 @@ class ForceUnlock(StrEnum):
     IF_ORPHANED = "IfOrphaned"
 
 
+MIN_ORPHANED_AFTER = 60  # seconds: a lock younger than this may belong to a Terraform run that is still going
+OrphanedAfter = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
+    DURATION_RULE,
+    {"rule": f"!self.matches(r'{DURATION}') || duration(self) >= duration('{MIN_ORPHANED_AFTER}s')",
+     "message": f"must be at least {MIN_ORPHANED_AFTER}s: a younger lock may be held by a Terraform run that is "
+                f"still going"}]}), AfterValidator(lambda v: _at_least(v, MIN_ORPHANED_AFTER))]
+
+
+def _at_least(value: str, seconds: float) -> str:
+    if duration_seconds(value) < seconds:
+        raise ValueError(f"must be at least {seconds}s")
+    return value
+
+
 class LockPolicy(Model):
     timeout: Duration = Field(default="60s", description="Terraform -lock-timeout: how long to wait for a held lock.")
     force_unlock: ForceUnlock = Field(default=ForceUnlock.NEVER, description="IfOrphaned unlocks a lock older than "
-                                      "orphanedAfter whose id was seen on two consecutive runs.")
-    orphaned_after: Duration = Field(default="1h",
-                                     description="Age after which a lock held across two runs counts as orphaned.")
+                                      "orphanedAfter that runs at least orphanedAfter apart found held.")
+    orphaned_after: OrphanedAfter = Field(default="1h", description=(
+        f"Age after which a held lock counts as orphaned (at least {MIN_ORPHANED_AFTER}s); the operator must also "
+        f"have found it held on runs this far apart."))
 
 
 class ReportPolicy(Model):
@@ -158,7 +214,8 @@ class DriftCheckSpec(Model):
 
     schedule: list[CronSchedule] = Field(min_length=1, max_length=10, description="Cron schedules (several "
                                             "windows allowed), e.g. ['0 9 * * *'] for production at 09:00.")
-    time_zone: str = Field(default="UTC", max_length=64, pattern=TIME_ZONE, description="IANA time zone of the schedule.")
+    time_zone: str = Field(default="UTC", max_length=64, pattern=TIME_ZONE, description="IANA time zone of the schedule.",
+                           json_schema_extra={"x-kubernetes-validations": [TIME_ZONE_RULE]})
     environment: str | None = Field(default=None, max_length=63, pattern=DNS_LABEL, description=(
         "The environment this configuration describes, e.g. production (the runbook checks production at 09:00 UTC "
         "and development at 18:00 UTC). Labels the drift metrics, so alerts can tell production drift apart."))
@@ -237,13 +294,18 @@ class ReportRef(Status):
     """The report ConfigMap of the last successful run."""
 
     name: str = Field(max_length=253, description="ConfigMap name, in this namespace.")
-    truncated: bool = Field(default=False, description="The full plan JSON did not fit and was left out.")
+    truncated: bool = Field(default=False, description="The full plan JSON did not fit and was left out (see planFile).")
+    summary_truncated: bool = Field(default=False, description="The summary lists only the first resources (a "
+                                    "ConfigMap holds 1 MiB); its counts are complete.")
+    plan_file: bounded(1024, "Where the full plan is when it is not in the report: the saved plan file in the "
+                             "operator's work directory, until the next run replaces it.") | None = None
 
 
 class ObservedLock(StateLock):
     """A held state lock as the last runs saw it."""
 
     first_seen_at: dt.datetime | None = Field(default=None, description="When a run first found this lock.")
+    last_seen_at: dt.datetime | None = Field(default=None, description="When a run last found this lock.")
     seen_count: int = Field(default=1, ge=1, description="Consecutive runs that found this lock.")
     unlock_attempted_at: dt.datetime | None = Field(default=None, description="When the operator ran force-unlock "
                                                     "on it (lock.forceUnlock IfOrphaned); never twice for one lock.")
@@ -269,6 +331,14 @@ class ResolutionRecord(Status):
     message: bounded(1024, "What Terraform did, or its diagnostic.") | None = None
     runner: bounded(128, "The operator process (host/pid/start) running it; found Running under another one, it "
                     "was interrupted and is resolved from the real state.") | None = None
+
+
+class ResolutionPolicy(Status):
+    """How the operator resolves drift, as it read the spec (a misspelt field is pruned by the API
+    server, and its default applies: this says which)."""
+
+    strategy: ResolutionStrategy = Field(description="ReportOnly, Apply, RefreshOnly or Import.")
+    approval: Approval = Field(description="Manual (only an approved plan checksum) or Auto.")
 
 
 class DriftCheckStatus(Status):
@@ -300,6 +370,12 @@ class DriftCheckStatus(Status):
     consecutive_failures: int = Field(default=0, ge=0, description="Runs in a row that did not succeed.")
     last_run_request: str | None = Field(default=None, max_length=64,
                                          description="The opex.dev/run-requested annotation value last honoured.")
+    answered_run_request: str | None = Field(
+        default=None, max_length=64, description="The opex.dev/run-requested value whose run is over with all it led "
+        "to at once (a force-unlock and the run after it, a resolution and its verification): lastResult is then "
+        "the answer to that request (opex run driftcheck waits for this).")
+    resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
+                                                "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
     resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "
                                      "approval Auto backs off as it grows and stops at 3.")

@@ -466,6 +466,14 @@ class AlertRecord(Status):
     receiver: bounded(128, "The Alertmanager receiver that sent the last notification.") | None = None
 
 
+class RemediationStatus(Status):
+    """How the operator acts on this incident, as it read the spec (a misspelt field is pruned by the
+    API server, and its default applies: this says which)."""
+
+    mode: RemediationMode = Field(description="DryRun, Manual or Auto: the spec.remediation.mode the operator "
+                                              "acts under.")
+
+
 class IncidentStatus(Status):
     """Observed state of an Incident, written only by the operator."""
 
@@ -489,6 +497,8 @@ class IncidentStatus(Status):
         default=None, description="Severity raised by evidence (SecurityIncident); spec.severity applies when absent.")
     steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS,
                               description="The runbook's steps in order, each with its checkpoint.")
+    remediation: RemediationStatus | None = Field(default=None, description="The remediation mode the operator "
+                                                  "acts under.")
     escalation: EscalationStatus | None = Field(default=None, description="Escalation level and pages sent.")
     timeline: list[TimelineEntry] = timeline_field()
     detected_at: dt.datetime | None = Field(default=None, description="When the incident started (the alert's "

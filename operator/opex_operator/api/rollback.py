@@ -207,6 +207,11 @@ class RollbackStatus(Status):
     conditions: list[Condition] = conditions_field("Ready (the summary of Stalled, Reconciling, Planned and "
                                                    "RolledBack), RolledBack, Planned (a dry run's plan).")
     target: bounded(256, "lambda:NAME[:ALIAS] or s3://BUCKET/PREFIX.") | None = None
+    approval: RollbackApproval | None = Field(default=None, description="Manual or Auto: the spec.approval the "
+                                              "operator acts under (a misspelt field is pruned and its default "
+                                              "applies: this says which).")
+    dry_run: bool | None = Field(default=None, description="Whether the operator treats this rollback as a dry run "
+                                 "(spec.dryRun as it read it).")
     from_: Revision | None = Field(default=None, alias="from", description="What ran before the rollback (to undo it).")
     to: Revision | None = Field(default=None, description="The known-good release restored.")
     steps: list[RollbackStep] = Field(default_factory=list, max_length=20, description="Steps and their checkpoints.")

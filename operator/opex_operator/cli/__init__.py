@@ -226,6 +226,10 @@ def abort(ctx: click.Context, kind: str, name: str, namespace: str | None) -> No
 def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: bool, timeout: float) -> None:
     """Run a driftcheck now, once (through the opex.dev/run-requested annotation).
 
+    Waits until the operator has answered this request: when the run leads to more at once (a
+    force-unlock of an orphaned lock and the run after it, an automatic resolution and its
+    verification run), the answer is the last of those runs.
+
     \b
     Example:
       opex run driftcheck production-network
@@ -236,18 +240,31 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
     if not wait:
         click.echo(f"driftcheck {name}: run requested ({RUN_ANNOTATION}={token})")
         return
-    deadline = time.monotonic() + timeout
-    with console().status(f"driftcheck {name}: running terraform plan ..."):
+    deadline, out = time.monotonic() + timeout, console()
+    with out.status(f"driftcheck {name}: running terraform plan ...") as spinner:
         while time.monotonic() < deadline:
-            last = ((c.get("driftchecks", ns, name).get("status") or {}).get("lastResult") or {})
-            if last.get("trigger", "").endswith(f"={token})") and last.get("finishedAt"):
+            obj = c.get("driftchecks", ns, name)
+            st = obj.get("status") or {}
+            # A newer request replaced ours before it ran: its answer answers ours too.
+            token = (obj["metadata"].get("annotations") or {}).get(RUN_ANNOTATION) or token
+            if st.get("answeredRunRequest") == token:
                 break
+            stalled = next((cond for cond in st.get("conditions", []) if cond["type"] == "Stalled"
+                            and cond["status"] == "True"), None)
+            if stalled and stalled.get("observedGeneration") == obj["metadata"].get("generation"):
+                raise CliError(f"driftcheck {name} cannot run: {stalled['reason']}: {stalled['message']}")
+            last = st.get("lastResult") or {}
+            if st.get("lastRunRequest") == token and last.get("finishedAt"):
+                spinner.update(f"driftcheck {name}: {last['outcome']}; the operator goes on"
+                               + (f" ({st['pendingRun']})" if st.get("pendingRun") else "") + " ...")
             time.sleep(0.5)
         else:
             raise CliError(f"driftcheck {name}: no result within {timeout:.0f}s (is the operator running?)")
+    last = st.get("lastResult") or {}
     click.echo(f"driftcheck {name}: {last['outcome']} ({last.get('add', 0)} to add, {last.get('change', 0)} to "
                f"change, {last.get('remove', 0)} to destroy) in {last.get('durationSeconds', 0):.2f}s"
-               + (f": {last['message']}" if last.get("message") else ""))
+               + (f": {last['message']}" if last.get("message") else "")
+               + ("" if last.get("trigger", "").endswith(f"={token})") else f" [the last run: {last.get('trigger')}]"))
 
 
 # -- offline: the product's own parsers on files -----------------------------------------------------

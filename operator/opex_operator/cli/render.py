@@ -93,6 +93,15 @@ def _plain(value: Any) -> str:
     return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
+def _acting(acting: str | None, spec: str | None) -> str:
+    """What the operator acts under (from status), or the spec's value until it has read it."""
+    return acting if acting else f"{spec or '-'} (not read by the operator yet)"
+
+
+def _pair(resolution: dict | None) -> str | None:
+    return f"{resolution.get('strategy')} / {resolution.get('approval')}" if resolution else None
+
+
 def _section(title: str) -> Text:
     return Text(f"\n{title}", style="bold underline")
 
@@ -136,7 +145,8 @@ def describe_incident(obj: dict) -> Group:
     parts: list[Any] = [_kv([("Incident", f"{meta['namespace']}/{meta['name']}"), ("Title", spec.get("title")),
                              ("Type", spec.get("type")), ("Severity", _severity(spec, st)),
                              ("Environment", spec.get("environment")), ("Phase", styled(st.get("phase"))),
-                             ("Mode", (spec.get("remediation") or {}).get("mode")),
+                             ("Mode", _acting((st.get("remediation") or {}).get("mode"),
+                                              (spec.get("remediation") or {}).get("mode"))),
                              ("Detected", st.get("detectedAt")), ("Assessed", st.get("assessedAt")),
                              ("Resolved", st.get("resolvedAt"))])]
     cause = st.get("rootCause")
@@ -182,7 +192,7 @@ def describe_driftcheck(obj: dict) -> Group:
         ("Schedule", f"{' | '.join(spec.get('schedule', []))} ({spec.get('timeZone', 'UTC')})"
          + (" SUSPENDED" if spec.get("suspend") else "")),
         ("Next run", st.get("nextScheduleTime")), ("Running since", st.get("runningSince")),
-        ("Resolution", f"{(spec.get('resolution') or {}).get('strategy')} / {(spec.get('resolution') or {}).get('approval')}"),
+        ("Resolution", _acting(_pair(st.get("resolution")), _pair(spec.get("resolution")))),
     ])]
     if last:
         parts += [_section("Last result"), _kv([
@@ -219,8 +229,10 @@ def describe_rollback(obj: dict) -> Group:
     parts: list[Any] = [_kv([
         ("Rollback", f"{meta['namespace']}/{meta['name']}"), ("Target", st.get("target")),
         ("Phase", styled(st.get("phase"))),
-        ("Approval", f"{spec.get('approval')} (approved: {_plain(spec.get('approved', False))})"),
-        ("Dry run", spec.get("dryRun")), ("From", (st.get("from") or {}).get("description")),
+        ("Approval", _acting(st.get("approval"), spec.get("approval"))
+         + f" (approved: {_plain(spec.get('approved', False))})"),
+        ("Dry run", _acting(_plain(st["dryRun"]) if "dryRun" in st else None, _plain(spec.get("dryRun", False)))),
+        ("From", (st.get("from") or {}).get("description")),
         ("To", (st.get("to") or {}).get("description")), ("Started", st.get("startedAt")),
         ("Finished", st.get("finishedAt")), ("Message", st.get("message")),
         ("Progress", f"{progress['copied']} copied, {progress['unchanged']} unchanged, {progress['deleted']} deleted "

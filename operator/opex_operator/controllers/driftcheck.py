@@ -9,10 +9,7 @@ afresh on the next pass.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import gzip
-import json
 import logging
 import time
 from typing import Any, Callable
@@ -22,29 +19,30 @@ from pydantic import ValidationError
 from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
-from ..api.conditions import RECONCILING, STALLED, mark, remove, set_condition
+from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
 from ..api.driftcheck import (RUN_ANNOTATION, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
-                              Outcome, ReportRef, ResolutionOutcome, ResolutionRecord, ResolutionStrategy, RunResult,
-                              MAX_DRIFTED)
+                              Outcome, ReportRef, ResolutionOutcome, ResolutionPolicy, ResolutionRecord,
+                              ResolutionStrategy, RunResult, MAX_DRIFTED)
 from ..api.common import StateLock
+from ..errors import KubeError
 from ..kube import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..process import IDENTITY
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import parse_lock_error
-from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, diagnostics_text, parse_show_json, parse_stream,
-                               redact)
+from ..terraform.plan import PlanFormatError, PlanSummary, checksum, diagnostics_text, parse_show_json, parse_stream
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
+from . import drift_report
 from .base import Observed
 from .common import Pass, spec_error
 
 log = logging.getLogger(__name__)
 
 CHECKED, DRIFTED, REMEDIATING = "Checked", "Drifted", "Remediating"
-# A ConfigMap holds at most 1 MiB; the summary and the base64 of the gzipped plan must fit.
-MAX_PLAN_GZ = 700 * 1024
+# How a failed run's Checked message ends: what the schedule does next.
+FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 
 
 class DriftCheckController:
@@ -85,12 +83,16 @@ class DriftCheckController:
         pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
+        st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         remove(st.conditions, STALLED)
         if st.observed_generation is None:
             pass_.scheduled()
+        pass_.refresh_checked()
         st.observed_generation = gen
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
+        if requeue is None:  # nothing more at once: the last request has its final answer
+            st.answered_run_request = st.last_run_request
         await pass_.save()
         metrics.DRIFTCHECKS_OVERDUE.track(obj.ref.uid, (spec.environment or "",), drift.overdue_at(spec, st, created))
         if requeue is not None:
@@ -152,11 +154,32 @@ class _Pass(Pass):
 
     def scheduled(self) -> None:
         """The first pass: say when the first check happens."""
-        how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
-        text = (f"first check at {self.st.next_schedule_time:%Y-%m-%d %H:%M} UTC (or {how})"
-                if self.st.next_schedule_time else f"suspended: no scheduled check; {how}")
+        text = self.checked_text("Scheduled")
         self.condition(CHECKED, ConditionStatus.UNKNOWN, "Scheduled", text)
         self.event("Scheduled", text)
+
+    def checked_text(self, reason: str) -> str:
+        """The Checked message of a first pass (``Scheduled``), a run that worked (``Checked``) or a
+        failed run (its reason), from status: what the last run found and what the schedule does next."""
+        st, upcoming, last = self.st, self.st.next_schedule_time, self.st.last_result
+        if reason == "Scheduled":
+            how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
+            return (f"first check at {upcoming:%Y-%m-%d %H:%M} UTC (or {how})" if upcoming
+                    else f"suspended: no scheduled check; {how}")
+        if reason == "Checked":
+            return f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
+                f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
+        return (f"{reason}: {last.message} (failed {st.consecutive_failures} runs in a row; "
+                f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
+
+    def refresh_checked(self) -> None:
+        """Keep what Checked says about the schedule true when suspend or the schedule changed (only
+        a message :meth:`checked_text` wrote: LockHeld, Interrupted, ... say nothing about it)."""
+        cond, last = get(self.st.conditions, CHECKED), self.st.last_result
+        if cond is None or (last is None and cond.reason != "Scheduled"):
+            return
+        if cond.reason in ("Scheduled", "Checked") or cond.message.endswith((FAILED_SCHEDULED, FAILED_SUSPENDED)):
+            self.condition(CHECKED, cond.status, cond.reason, self.checked_text(cond.reason))
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
@@ -177,6 +200,9 @@ class _Pass(Pass):
                 if self.condition(REMEDIATING, ConditionStatus.FALSE, "ResolutionBackoff", d.message):
                     self.event("ResolutionBackoff", d.message, warning=True)
             case Move.WAIT:
+                waiting = get(self.st.conditions, REMEDIATING)
+                if waiting is not None and waiting.reason in ("AwaitingApproval", "ResolutionBackoff"):
+                    remove(self.st.conditions, REMEDIATING)  # the plan it waited for is no longer the last run's
                 if d.skipped is not None:
                     self.st.last_schedule_time = d.skipped
                     self.event("MissedSchedule", f"slot {d.skipped:%Y-%m-%d %H:%M} UTC missed by more than "
@@ -209,10 +235,11 @@ class _Pass(Pass):
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
-        summary, doc, lock, reason, message = None, None, None, "PlanFailed", ""
+        summary, doc, lock, reason, message, plan_file = None, None, None, "PlanFailed", "", ""
         try:
             session = await self.open(budget)
             result.terraform_version, result.source_revision = session.version, session.revision
+            plan_file = session.plan_file
             # One invocation: its -json stream has the drift, the changes and the diagnostics; the
             # saved plan's JSON (values, for the report and the approvable checksum) is read only
             # when there are changes.
@@ -248,6 +275,8 @@ class _Pass(Pass):
         st.running_since = st.running_trigger = st.runner = None
         mark(st.conditions, None, "", "", self.gen)
         result.finished_at = self.ctl.clock()
+        if st.next_schedule_time is not None:  # a long run may outlast the slot named at its start
+            st.next_schedule_time = schedule.next_slot(spec.schedule, spec.time_zone, result.finished_at)
         result.duration_seconds = round(time.monotonic() - t0, 3)
         if lock is not None:
             self.lock_held(result, lock)
@@ -255,7 +284,7 @@ class _Pass(Pass):
             # A lock error that names no lock (DynamoDB, a log cut short) is still LockHeld: retry, never unlock.
             self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED)
         else:
-            await self.succeeded(result, summary, doc)
+            await self.succeeded(result, summary, doc, plan_file)
         self.skip_slot_missed_by_the_run(started)
 
     def run_cut_short(self, trigger: str | None) -> None:
@@ -275,13 +304,23 @@ class _Pass(Pass):
             self.event("SkippedWhileRunning", f"slot {slot:%Y-%m-%d %H:%M} UTC came while the previous run was "
                                               f"still going (concurrencyPolicy: Forbid); it is skipped", warning=True)
 
-    async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None) -> None:
-        """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes."""
+    async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
+                        plan_file: str) -> None:
+        """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes.
+
+        The report is written first: status takes nothing of this run until its report exists, so
+        it never pairs a new result with an old report or checksum. A refused write raises
+        KubeError (see :meth:`report_failed`)."""
         st = self.st
         result.outcome = summary.outcome
         result.plan_checksum = checksum(doc or {})
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
+        try:
+            report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file)
+        except KubeError as err:
+            await self.report_failed(result, err)
+            raise
         entries = summary.drift + summary.changes
         st.drifted_resources = [DriftedResource(address=e.address, actions=e.actions, reason=e.reason,
                                                 action_reason=e.action_reason) for e in entries[:MAX_DRIFTED]]
@@ -292,33 +331,45 @@ class _Pass(Pass):
             st.last_drift_detected_time = result.finished_at
         else:
             st.resolution_attempts = 0
-        st.report_ref = await asyncio.to_thread(self.write_report, result, summary, doc)
+        st.report_ref = report_ref
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
         if summary.drifted:
             what = f"{st.drifted_count} resources differ ({counts}): " + ", ".join(
                 sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "") + (
-                f"; outputs change: {', '.join(summary.output_changes)}" if summary.output_changes else "")
+                f"; outputs change: {', '.join(summary.output_changes[:5])}" if summary.output_changes else "")
+            where = f"report in ConfigMap {report_ref.name}" + (
+                f" (the full plan did not fit: it is {report_ref.plan_file} in the operator's work directory)"
+                if report_ref.plan_file else "")
             self.condition(DRIFTED, ConditionStatus.TRUE, "DriftDetected",
-                           f"{what}; report in ConfigMap {st.report_ref.name}; plan checksum {result.plan_checksum}")
+                           f"{what}; {where}; plan checksum {result.plan_checksum}")
             self.event("DriftDetected", f"{what} (plan {result.plan_checksum})", warning=True)
         else:
             noise = [e.address for e in summary.irrelevant_drift]
             extra = f"; changed outside Terraform, nothing depends on it: {', '.join(noise[:5])}" if noise else ""
             self.condition(DRIFTED, ConditionStatus.FALSE, "NoDrift", f"infrastructure matches the configuration{extra}")
             self.event("NoDrift", f"no drift (revision {result.source_revision}){extra}")
-        self.condition(CHECKED, ConditionStatus.TRUE, "Checked",
-                       f"last check {result.finished_at:%Y-%m-%d %H:%M:%S} UTC; next "
-                       f"{st.next_schedule_time:%Y-%m-%d %H:%M} UTC" if st.next_schedule_time else "last check done")
+        self.condition(CHECKED, ConditionStatus.TRUE, "Checked", self.checked_text("Checked"))
         self.observe(result, summary)
+
+    async def report_failed(self, result: RunResult, err: KubeError) -> None:
+        """The plan worked but its report was refused: status keeps the previous run whole (result,
+        report, checksum, Drifted), says so in Checked, and owes a new run, which the runtime
+        retries with backoff once the caller re-raises ``err``."""
+        st = self.st
+        text = (f"terraform plan worked ({result.outcome.value}: {result.add} to add, {result.change} to change, "
+                f"{result.remove} to destroy) but its report could not be written: {err.describe()}; the run is "
+                f"repeated with backoff, and status shows the previous run until a report is written")
+        self.condition(CHECKED, ConditionStatus.FALSE, "ReportWriteFailed", text)
+        st.pending_run = f"{result.trigger}, again: its report could not be written"
+        self.event("ReportWriteFailed", text, warning=True)
+        await self.save()
 
     def failed(self, result: RunResult, reason: str, message: str, outcome: Outcome = Outcome.PLAN_FAILED) -> None:
         st = self.st
         result.outcome, result.message = outcome, message
         st.last_result, st.lock = result, None
         st.consecutive_failures += 1
-        text = f"{reason}: {message}" + (f" (failed {st.consecutive_failures} runs in a row; the next scheduled run "
-                                         f"still happens)" if st.next_schedule_time else "")
-        self.condition(CHECKED, ConditionStatus.FALSE, reason, text)
+        self.condition(CHECKED, ConditionStatus.FALSE, reason, self.checked_text(reason))
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
         self.observe(result, None)
         self.event(reason, message, warning=True)
@@ -327,7 +378,7 @@ class _Pass(Pass):
         st, now, spec = self.st, self.ctl.clock(), self.spec
         same = st.lock is not None and st.lock.id == lock.id
         st.lock = ObservedLock(**lock.model_dump(), first_seen_at=st.lock.first_seen_at if same else now,
-                               seen_count=st.lock.seen_count + 1 if same else 1,
+                               last_seen_at=now, seen_count=st.lock.seen_count + 1 if same else 1,
                                unlock_attempted_at=st.lock.unlock_attempted_at if same else None)
         result.outcome = Outcome.LOCK_HELD
         held = (f"state lock {lock.id} on {lock.path} is held by {lock.who} ({lock.operation}, since "
@@ -336,9 +387,16 @@ class _Pass(Pass):
         st.last_result = result
         st.consecutive_failures += 1
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, "LockHeld", held)
-        hint = (" (forceUnlock IfOrphaned: unlocked once it is seen on two runs and older than "
-                f"{spec.lock.orphaned_after})" if spec.lock.force_unlock == ForceUnlock.IF_ORPHANED else
-                f"; if its holder is dead: terraform force-unlock {lock.id}, or set spec.lock.forceUnlock: IfOrphaned")
+        if spec.lock.force_unlock != ForceUnlock.IF_ORPHANED:
+            hint = f"; if its holder is dead: terraform force-unlock {lock.id}, or set spec.lock.forceUnlock: IfOrphaned"
+        elif st.lock.unlock_attempted_at is not None:
+            hint = f"; force-unlock was tried at {st.lock.unlock_attempted_at:%H:%M:%S} UTC and is not tried again"
+        else:
+            when = drift.unlockable_from(spec, st.lock)
+            hint = (f" (forceUnlock IfOrphaned: the first run after {when:%Y-%m-%d %H:%M:%S} UTC that still finds "
+                    f"it force-unlocks it: by then it is older than orphanedAfter {spec.lock.orphaned_after} and runs "
+                    f"that far apart have found it held)" if when else
+                    " (forceUnlock IfOrphaned: the lock does not say when it was taken, so it is never force-unlocked)")
         self.condition(CHECKED, ConditionStatus.FALSE, "LockHeld", held + hint)
         self.observe(result, None, lock_held=True)
         self.event("LockHeld", held, warning=True)
@@ -357,7 +415,8 @@ class _Pass(Pass):
         if ok:
             metrics.DRIFT_RESOLUTIONS.labels("ForceUnlock", "succeeded").inc()
             self.event("ForceUnlocked", f"force-unlocked orphaned lock {lock.id} held by {lock.who} for {age:.0f}s "
-                                        f"and seen on {lock.seen_count} runs", warning=True)
+                                        f"and seen on {lock.seen_count} runs over {drift.watched(lock):.0f}s",
+                       warning=True)
             self.st.pending_run = f"{self.st.last_result.trigger}, after force-unlock"
         else:
             metrics.DRIFT_RESOLUTIONS.labels("ForceUnlock", "failed").inc()
@@ -442,32 +501,26 @@ class _Pass(Pass):
         return True, f"imported {', '.join(done)}"
 
     # -- report and metrics -----------------------------------------------------------------------
-    def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None) -> ReportRef:
-        """The report ConfigMap of a run (summary and the redacted plan), then the old ones pruned."""
+    def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
+                     plan_file: str) -> ReportRef:
+        """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
+        Blocking; raises KubeError."""
         ref = self.obj.ref
         stamp = result.finished_at.strftime("%Y%m%d%H%M%S")
         name = f"{ref.name[:230]}-drift-{stamp}"
-        plan_gz = gzip.compress(json.dumps(redact(doc), separators=(",", ":")).encode()) if doc else b""
-        truncated = len(plan_gz) > MAX_PLAN_GZ
-        if doc is None:
-            note = "no changes: the plan itself is not kept"
-        elif truncated:
-            note = f"the gzipped plan ({len(plan_gz)} bytes) exceeds {MAX_PLAN_GZ} bytes and was left out"
-        else:
-            note = "plan.json.gz is the redacted `terraform show -json` of the saved plan"
-        report = {"driftCheck": ref.name, "namespace": ref.namespace,
-                  **result.model_dump(mode="json", by_alias=True, exclude_none=True),
-                  "summary": summary.to_dict(), "planIncluded": bool(doc) and not truncated, "note": note}
-        binary = {"plan.json.gz": base64.b64encode(plan_gz).decode()} if doc and not truncated else {}
+        header = {"driftCheck": ref.name, "namespace": ref.namespace,
+                  **result.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        report = drift_report.build(header, summary, doc, plan_file)
         label = label_value(ref.name)
         objects = self.ctl.objects
-        objects.put_config_map(ref.namespace, name, {"summary.json": json.dumps(report, indent=2)}, ref,
+        objects.put_config_map(ref.namespace, name, report.data, ref,
                                {"opex.dev/driftcheck": label, "app.kubernetes.io/managed-by": "opex-operator"},
-                               binary=binary)
+                               binary=report.binary)
         for old in sorted(objects.config_map_names(ref.namespace, f"opex.dev/driftcheck={label}"),
                           reverse=True)[self.spec.report.keep:]:
             objects.delete_config_map(ref.namespace, old)
-        return ReportRef(name=name, truncated=truncated)
+        return ReportRef(name=name, truncated=bool(doc) and not report.plan_included,
+                         summary_truncated=report.summary_truncated, plan_file=report.plan_file)
 
     def observe(self, result: RunResult, summary: PlanSummary | None, lock_held: bool = False) -> None:
         uid = self.obj.ref.uid

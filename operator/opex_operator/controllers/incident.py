@@ -23,7 +23,8 @@ from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now a
 from ..api.conditions import get, set_condition
 from ..api.incident import (ALERT_STATE_ANNOTATION, MAX_FINDINGS, AlertRecord, Classification, EscalationLevel,
                             EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus, IncidentType,
-                            Notification, RemediationMode, RootCauseCategory, Step, StepState, effective_severity)
+                            Notification, RemediationMode, RemediationStatus,
+                            RootCauseCategory, Step, StepState, effective_severity)
 from ..api.performance import MetricsQuery
 from ..api.security import WafScope
 from ..errors import AwsError, KubeError
@@ -109,6 +110,7 @@ class IncidentController:
             pass_.detect()
         pass_.note_interrupted()
         self.track(obj, spec, situation)  # before the move, so a pass that fails or hangs still counts
+        obj.status.remediation = RemediationStatus(mode=spec.remediation.mode)
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
@@ -356,6 +358,8 @@ class _Pass(Pass):
             step.state, step.outputs, step.finished_at = StepState.SUCCEEDED, outcome.outputs, self.ctl.clock()
             metrics.RUNBOOK_ACTIONS.labels(step.action, "succeeded").inc()
             self.event("StepSucceeded", f"step {step.id}: {outcome.outputs}")
+            self.phase(Phase.REMEDIATING, "Remediating", f"step {step.id} succeeded: {outcome.outputs}")
+            self.remediated(ConditionStatus.FALSE, "Remediating", f"step {step.id} succeeded; not verified yet")
             return 0.0
         return self.step_failed(step, outcome.error or "failed", outcome.retryable, policy.max_attempts)
 
@@ -364,8 +368,10 @@ class _Pass(Pass):
         if retryable and step.attempts < max_attempts:
             step.state = StepState.PENDING
             delay = min(300.0, 5.0 * 2 ** (step.attempts - 1))
-            self.event("StepRetrying", f"step {step.id} attempt {step.attempts} failed ({error}); retrying in "
-                                       f"{delay:.0f}s", warning=True)
+            text = f"step {step.id} attempt {step.attempts} failed ({error}); retrying in {delay:.0f}s"
+            self.event("StepRetrying", text, warning=True)
+            self.phase(Phase.REMEDIATING, "StepRetrying", text)
+            self.remediated(ConditionStatus.FALSE, "StepRetrying", text)
             return delay
         step.state = StepState.FAILED
         metrics.RUNBOOK_ACTIONS.labels(step.action, "failed").inc()

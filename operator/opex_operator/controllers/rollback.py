@@ -74,6 +74,7 @@ class RollbackController:
             st.target = rb.target(spec)
             events += transition(st, Phase.PENDING, "Pending", f"rollback of {st.target} accepted", obj.generation)
         st.observed_generation = obj.generation
+        st.approval, st.dry_run = spec.approval, spec.dry_run
         pass_ = _Pass(self, obj, spec, events)
         pass_.note_interrupted()
         try:

@@ -7,7 +7,8 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * a run was asked for (``opex.dev/run-requested``) or a cron slot is due → run a plan;
 * a run is owed (``status.pendingRun``: to verify a resolution that succeeded, or after a
   force-unlock) → run it;
-* a lock seen orphaned on two runs, with ``forceUnlock: IfOrphaned`` → force-unlock it (once per lock);
+* a lock seen on runs at least ``orphanedAfter`` apart and older than that, with ``forceUnlock:
+  IfOrphaned`` → force-unlock it (once per lock; see :func:`orphaned`);
 * drift with a resolution strategy → resolve it when the approval allows (``Manual``: only the
   plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`), or say
   that it waits for approval;
@@ -18,13 +19,13 @@ Each reconcile pass carries out one move and the next pass decides again; nothin
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from .. import schedule
+from ..api.common import duration_seconds
 from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
-                              ForceUnlock, Outcome, ResolutionOutcome, ResolutionStrategy)
+                              ForceUnlock, ObservedLock, Outcome, ResolutionOutcome, ResolutionStrategy)
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -50,12 +51,6 @@ class Decision:
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration such as ``90s``, ``5m`` or ``1h30m`` (the CRD validates the form)."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", text))
 
 
 def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datetime) -> dt.datetime | None:
@@ -137,10 +132,29 @@ def auto_backoff(status: DriftCheckStatus, now: dt.datetime) -> tuple[str | None
 
 
 def orphaned(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -> bool:
-    """The held lock counts as orphaned: seen on two runs, and older than ``lock.orphanedAfter``."""
+    """The held lock counts as orphaned: runs at least ``lock.orphanedAfter`` apart found it (the
+    operator watched it stay held that long, whatever the holder's clock says), and it is older
+    than that by its own ``Created``. Two runs seconds apart prove nothing about a long apply."""
     lock = status.lock
+    after = duration_seconds(spec.lock.orphaned_after)
     age = (now - lock.created).total_seconds() if lock.created else 0.0
-    return lock.seen_count >= 2 and age > parse_duration(spec.lock.orphaned_after)
+    return lock.seen_count >= 2 and watched(lock) >= after and age > after
+
+
+def watched(lock: ObservedLock) -> float:
+    """Seconds between the first and the last run that found ``lock`` (an ObservedLock) held."""
+    if lock.first_seen_at is None or lock.last_seen_at is None:
+        return 0.0
+    return (lock.last_seen_at - lock.first_seen_at).total_seconds()
+
+
+def unlockable_from(spec: DriftCheckSpec, lock: ObservedLock) -> dt.datetime | None:
+    """The earliest time a run that finds ``lock`` still held lets it be force-unlocked (None when
+    its age is unknown: it never counts as orphaned)."""
+    if lock.created is None or lock.first_seen_at is None:
+        return None
+    after = dt.timedelta(seconds=duration_seconds(spec.lock.orphaned_after))
+    return max(lock.first_seen_at, lock.created) + after
 
 
 def run_budget(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -> tuple[float, bool]:

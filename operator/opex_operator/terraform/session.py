@@ -50,6 +50,11 @@ class Session:
     def _vars(self) -> list[str]:
         return [f"-var-file={self.var_file}"] if self.var_file else []
 
+    @property
+    def plan_file(self) -> str:
+        """Path of the saved plan (``plan -out``) in the operator's work directory."""
+        return str(self.run_dir.plan)
+
     def has_saved_plan(self) -> bool:
         return self.run_dir.plan.exists()
 

@@ -1,0 +1,93 @@
+"""A pass that fails is reported on its object in one line, the API server's own message: never the
+HTTP headers and body dump of the kubernetes client's ApiException."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import kopf
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from opex_operator.api import DRIFTCHECK
+from opex_operator.handlers.runtime import Runtime
+from opex_operator.kube import Kube
+
+REFUSAL = 'ConfigMap "network-drift-20261129090000" is invalid: []: Too long: may not be more than 1048576 bytes'
+
+
+class Refusal:
+    """The HTTP response urllib3 hands the kubernetes client for a refused write."""
+
+    status, reason = 422, "Unprocessable Entity"
+    data = json.dumps({"kind": "Status", "status": "Failure", "message": REFUSAL, "reason": "Invalid",
+                       "code": 422}).encode()
+    headers = {"Audit-Id": "5c8e0c1e-2f0a-4c55-9d6e-0b9f4f7e6a11", "Content-Type": "application/json",
+               "X-Kubernetes-Pf-Prioritylevel-Uid": "f0e1d2c3"}
+
+
+class RefusingCore:
+    def create_namespaced_config_map(self, namespace, body):
+        raise ApiException(http_resp=Refusal())
+
+
+class ReportWriter:
+    """A controller whose pass writes a ConfigMap through the real ``kube.Kube``, which the API server refuses."""
+
+    resource, wake_annotations = DRIFTCHECK, ()
+
+    def __init__(self, kube: Kube):
+        self.kube = kube
+
+    def priority(self, body):
+        return 0
+
+    def forget(self, ref):
+        pass
+
+    async def finalize(self, ref):
+        pass
+
+    async def reconcile(self, obj):
+        await asyncio.to_thread(self.kube.put_config_map, "ns", "network-drift-20261129090000", {"a": "b"}, obj.ref)
+
+
+class ApiServer:
+    """What the runtime reads and patches: one DriftCheck."""
+
+    def __init__(self):
+        self.body = {"apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck",
+                     "metadata": {"name": "network", "namespace": "ns", "uid": "u1", "generation": 1},
+                     "spec": {}, "status": {}}
+        self.patches: list[dict] = []
+
+    def get(self, plural, namespace, name):
+        return self.body
+
+    def patch_status(self, ref, status):
+        self.patches.append(status)
+
+
+def test_a_refused_write_is_reported_as_one_line_with_the_api_servers_message(monkeypatch):
+    assert "Audit-Id" in str(ApiException(http_resp=Refusal()))  # what the condition used to carry
+    events = []
+    monkeypatch.setattr(kopf, "event", lambda body, type, reason, message: events.append((reason, message)))
+    kube = Kube(kubernetes.client.ApiClient(kubernetes.client.Configuration()))
+    kube.core = RefusingCore()
+    api = ApiServer()
+    runtime = Runtime({"driftchecks": ReportWriter(kube)}, api, workers=1, resync_seconds=0)
+
+    async def one_failed_pass():
+        runtime.observe("driftchecks", "ADDED", api.body)
+        runtime.leading.set()
+        while not api.patches:
+            await asyncio.sleep(0.01)
+        await runtime.stop(grace=1)
+
+    asyncio.run(one_failed_pass())
+    [reconciling] = [c for c in api.patches[0]["conditions"] if c["type"] == "Reconciling"]
+    message = reconciling["message"]
+    assert reconciling["reason"] == "ReconcileError"
+    assert message.startswith(f"KubeError: put_config_map: HTTP 422 Unprocessable Entity: {REFUSAL}; retrying in ")
+    assert "\n" not in message and "Audit-Id" not in message and "headers" not in message.lower()
+    assert events == [("ReconcileError", message)]
