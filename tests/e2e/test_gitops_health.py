@@ -5,9 +5,6 @@
 * Flux: sigs.k8s.io/cli-utils kstatus itself (hack/kstatus, built from the Go module proxy), the
   library kustomize-controller's ``wait: true`` calls: Current (done), InProgress (keep waiting),
   Failed (stop waiting, report the error).
-
-Where kstatus reads an object differently from what a Flux user needs, the test says so with a
-strict xfail naming the mismatch: it turns into a failure once the status summary is fixed.
 """
 from __future__ import annotations
 
@@ -74,9 +71,6 @@ def test_a_scheduled_driftcheck_is_healthy_to_argo_cd(kubectl, namespace, operat
     assert status == "Healthy" and message.startswith("first check at")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a DriftCheck waiting for its first slot carries Ready=Unknown "
-                                       "(Scheduled), which kstatus reads as InProgress: a Flux Kustomization "
-                                       "with wait: true times out on a freshly applied DriftCheck")
 def test_a_scheduled_driftcheck_is_current_to_flux(kubectl, namespace, operator, kstatus):
     kubectl.create(json.dumps(DRIFTCHECK), namespace)
     obj = live(kubectl, "driftcheck", "bad", namespace)
@@ -103,9 +97,6 @@ def test_a_driftcheck_is_healthy_after_a_clean_run_and_degraded_when_its_plan_fa
     assert status == "Degraded" and "main.tf" in message
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="mismatch: a DriftCheck whose plan fails (broken "
-                   "configuration: no progress without a fix) has Ready=False and no Stalled=True, which kstatus "
-                   "reads as InProgress rather than Failed")
 def test_a_failed_plan_is_failed_to_flux(kubectl, namespace, infra, operator, kstatus):
     kubectl.apply(driftcheck(infra), namespace)
     obj = plan_failed(kubectl, namespace, infra)

@@ -16,6 +16,7 @@ from opex_operator.api.driftcheck import DriftCheckStatus
 from opex_operator.controllers import drift_report
 from opex_operator.controllers.driftcheck import DriftCheckController
 from opex_operator.errors import KubeError
+from opex_operator.terraform.runner import TerraformError
 from support.fakes import (drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed, observed, plan_doc, result,
                            sink_of)
 
@@ -142,6 +143,67 @@ def test_an_old_lock_seen_by_two_runs_seconds_apart_is_not_force_unlocked():
     w.clock.advance(30 * 60)
     w.run_now()
     assert "force-unlock 0c3f-dead-apply" in w.ws.calls
+
+
+def test_a_new_driftcheck_waiting_for_its_first_slot_is_ready_and_the_first_check_then_speaks_for_it():
+    """Set up and waiting is healthy (kstatus Current: a Flux Kustomization with wait: true
+    must not time out on it); once a run is recorded, Checked decides Ready."""
+    w = World(FakeWorkspaces(plans=[plan_doc()]))
+    assert w.drive() > 0 and w.ws.calls == []
+    ready, scheduled = condition(w.status, "Ready"), condition(w.status, "Scheduled")
+    assert (ready.status, ready.reason) == ("True", "Scheduled") and ready.message == scheduled.message
+    assert scheduled.message.startswith("first check at 2026-11-30 09:00 UTC")
+    w.run_now()
+    assert condition(w.status, "Scheduled") is None and condition(w.status, "Ready").reason == "Checked"
+
+
+def test_a_first_pass_recorded_by_an_older_operator_as_checked_unknown_becomes_scheduled():
+    w = World(FakeWorkspaces())
+    w.drive()
+    w.status.conditions = [c.model_copy(update={"type": "Checked", "status": "Unknown"})
+                           for c in w.status.conditions if c.type == "Scheduled"]
+    w.obj.generation += 1
+    w.drive()
+    assert condition(w.status, "Checked") is None and condition(w.status, "Ready").status == "True"
+    assert condition(w.status, "Scheduled").message.startswith("first check at")
+
+
+BROKEN = TerraformError("terraform init failed", result("init", 1, stderr="""\
+╷
+│ Error: Unclosed configuration block
+│
+│   on main.tf line 20, in resource "terraform_data" "x":
+│   20: resource "terraform_data" "x" {
+│
+│ There is no closing brace for this block before the end of the file.
+╵
+"""))
+
+
+def test_a_configuration_that_cannot_plan_is_stalled_until_a_run_works_and_runs_go_on():
+    """Flux's convention (a build that cannot succeed is Stalled): kstatus reads it as Failed, not
+    InProgress. A spec-valid pass does not clear it; only a run does."""
+    w = World(FakeWorkspaces(plans=[plan_doc()]))
+    w.ws.open_error = BROKEN
+    wait = w.run_now()
+    stalled, ready = condition(w.status, "Stalled"), condition(w.status, "Ready")
+    assert (stalled.status, stalled.reason) == ("True", "InitFailed") and "main.tf" in stalled.message
+    assert (ready.status, ready.reason) == ("False", "InitFailed") and ready.message == stalled.message
+    assert wait == (w.status.next_schedule_time - w.clock.now).total_seconds()  # the schedule goes on
+    w.obj.generation += 1  # e.g. a label change: the spec is valid, the configuration still broken
+    w.drive()
+    assert condition(w.status, "Stalled").status == "True"
+    w.ws.open_error = None  # fixed in the source
+    w.clock.advance(60)
+    w.run_now()
+    assert condition(w.status, "Stalled") is None and condition(w.status, "Ready").status == "True"
+
+
+def test_a_failure_that_names_no_configuration_file_is_not_stalled():
+    w = World(FakeWorkspaces())
+    w.ws.open_error = init_failed()  # a backend that cannot be reached: it may work next time
+    w.run_now()
+    assert condition(w.status, "Stalled") is None and condition(w.status, "Ready").status == "False"
 
 
 def test_a_failed_init_is_plan_failed_with_the_diagnostic_and_the_schedule_goes_on():
@@ -389,10 +451,10 @@ def test_the_resolution_it_acts_under_is_in_status():
 def test_a_suspended_driftcheck_says_so_from_its_first_message():
     w = World(FakeWorkspaces(), suspend=True)
     assert w.drive() is None and w.ws.calls == []
-    checked = condition(w.status, "Checked")
-    assert (checked.status, checked.reason) == ("Unknown", "Scheduled") and w.status.next_schedule_time is None
-    assert checked.message.startswith("suspended: no scheduled check") and "first check" not in checked.message
-    assert sink_of(w.obj).events[0][2] == checked.message
+    scheduled = condition(w.status, "Scheduled")
+    assert (scheduled.status, scheduled.reason) == ("True", "Scheduled") and w.status.next_schedule_time is None
+    assert scheduled.message.startswith("suspended: no scheduled check") and "first check" not in scheduled.message
+    assert sink_of(w.obj).events[0][2] == scheduled.message and condition(w.status, "Checked") is None
 
 
 def test_what_checked_says_about_the_schedule_follows_suspend():

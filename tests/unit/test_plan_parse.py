@@ -12,8 +12,8 @@ import json
 import pytest
 
 from opex_operator.api.driftcheck import Outcome
-from opex_operator.terraform.plan import (SENSITIVE, PlanFormatError, address_matches, checksum, parse_any,
-                                          parse_show_json, parse_stream, redact)
+from opex_operator.terraform.plan import (SENSITIVE, PlanFormatError, address_matches, checksum, configuration_file,
+                                          parse_any, parse_show_json, parse_stream, redact)
 
 
 def rc(address, actions, before=None, after=None, **extra):
@@ -453,3 +453,20 @@ def test_redact_masks_every_sensitive_value():
         assert secret not in text
     assert SENSITIVE in text and '"small"' in text and '"s"' in text
     assert doc["variables"]["db_password"]["value"] == "hunter2"  # the input is not modified
+
+
+@pytest.mark.parametrize("text, file", [
+    # human output of init/plan (boxes as Terraform draws them)
+    ("│ Error: Unsupported argument\n│\n│   on network/main.tf line 4, in resource \"terraform_data\" \"vpc\":\n"
+     "│    4:   inputz = 1\n", "network/main.tf"),
+    ("Error: Invalid expression\n\n  on variables.tf.json line 2:\n", "variables.tf.json"),
+    # plan -json: the diagnostic's range
+    ('{"@level":"error","type":"diagnostic","diagnostic":{"severity":"error","summary":"Reference to undeclared '
+     'resource","range":{"filename":"main.tf","start":{"line":9}}}}', "main.tf"),
+    # faults that no change to the configuration fixes
+    ("│ Error: Error acquiring the state lock\n│ Lock Info:\n│   ID: 0c3f\n", None),
+    ("Error: Failed to get existing workspaces: RequestError: send request failed", None),
+    ('{"type":"diagnostic","diagnostic":{"severity":"error","summary":"Backend initialization required"}}', None),
+])
+def test_configuration_file_names_the_file_an_error_points_at(text, file):
+    assert configuration_file(text) == file

@@ -67,6 +67,9 @@ TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 TIME_ZONE_RULE = {"rule": "self != 'Local' && timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
                   "message": "must be an IANA time zone such as UTC or Europe/Berlin"}
 CHECKSUM = r"^sha256:[a-f0-9]{64}$"
+# Stalled reasons of a spec the operator cannot act on: nothing runs until the spec is fixed. A
+# configuration that does not plan is Stalled too (with the run's reason), but runs go on.
+SPEC_STALLS = ("InvalidSpec", "InvalidSchedule")
 # Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
 RUN_ANNOTATION = "opex.dev/run-requested"
 # A resource instance address (Terraform docs, "Resource Addressing"): module calls and a resource, each
@@ -344,7 +347,7 @@ class ResolutionPolicy(Status):
 class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
-    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Checked")
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Checked", "Scheduled")
 
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field(

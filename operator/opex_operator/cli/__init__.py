@@ -18,7 +18,7 @@ import click
 import yaml
 from rich.console import Console
 
-from ..api.driftcheck import RUN_ANNOTATION
+from ..api.driftcheck import RUN_ANNOTATION, SPEC_STALLS
 from .cluster import SINGULAR, CliError, Cluster, plural_of
 
 APPROVABLE = ("incident", "driftcheck", "rollback")
@@ -249,8 +249,9 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
             token = (obj["metadata"].get("annotations") or {}).get(RUN_ANNOTATION) or token
             if st.get("answeredRunRequest") == token:
                 break
+            # A spec the operator cannot act on (a broken configuration is Stalled too, but it runs)
             stalled = next((cond for cond in st.get("conditions", []) if cond["type"] == "Stalled"
-                            and cond["status"] == "True"), None)
+                            and cond["status"] == "True" and cond.get("reason") in SPEC_STALLS), None)
             if stalled and stalled.get("observedGeneration") == obj["metadata"].get("generation"):
                 raise CliError(f"driftcheck {name} cannot run: {stalled['reason']}: {stalled['message']}")
             last = st.get("lastResult") or {}

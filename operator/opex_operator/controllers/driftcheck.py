@@ -20,7 +20,7 @@ from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
-from ..api.driftcheck import (RUN_ANNOTATION, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
+from ..api.driftcheck import (RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
                               Outcome, ReportRef, ResolutionOutcome, ResolutionPolicy, ResolutionRecord,
                               ResolutionStrategy, RunResult, MAX_DRIFTED)
 from ..api.common import StateLock
@@ -31,7 +31,8 @@ from ..process import IDENTITY
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import parse_lock_error
-from ..terraform.plan import PlanFormatError, PlanSummary, checksum, diagnostics_text, parse_show_json, parse_stream
+from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
+                              parse_show_json, parse_stream)
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
 from . import drift_report
@@ -40,7 +41,7 @@ from .common import Pass, spec_error
 
 log = logging.getLogger(__name__)
 
-CHECKED, DRIFTED, REMEDIATING = "Checked", "Drifted", "Remediating"
+CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
 # How a failed run's Checked message ends: what the schedule does next.
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 
@@ -84,7 +85,8 @@ class DriftCheckController:
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
-        remove(st.conditions, STALLED)
+        if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
+            remove(st.conditions, STALLED)  # the spec is valid again; a configuration's stall ends with a run
         if st.observed_generation is None:
             pass_.scheduled()
         pass_.refresh_checked()
@@ -152,10 +154,17 @@ class _Pass(Pass):
         st.pending_run = f"after an interrupted {done.strategy.value}"
         st.resolution_attempts = max(0, st.resolution_attempts - 1)  # not an attempt that failed to converge
 
+    def condition(self, type_: str, status: ConditionStatus, reason: str, message: str) -> bool:
+        if type_ == CHECKED:  # the first check speaks for the object from now on
+            remove(self.st.conditions, SCHEDULED)
+        return super().condition(type_, status, reason, message)
+
     def scheduled(self) -> None:
-        """The first pass: say when the first check happens."""
+        """The first pass: say when the first check happens. ``Scheduled=True`` makes Ready True:
+        set up and waiting for its slot is a healthy state (kstatus Current, so a Flux Kustomization
+        with ``wait: true`` does not time out on a DriftCheck it just applied)."""
         text = self.checked_text("Scheduled")
-        self.condition(CHECKED, ConditionStatus.UNKNOWN, "Scheduled", text)
+        super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", text)
         self.event("Scheduled", text)
 
     def checked_text(self, reason: str) -> str:
@@ -175,10 +184,16 @@ class _Pass(Pass):
     def refresh_checked(self) -> None:
         """Keep what Checked says about the schedule true when suspend or the schedule changed (only
         a message :meth:`checked_text` wrote: LockHeld, Interrupted, ... say nothing about it)."""
+        if get(self.st.conditions, SCHEDULED) is not None:
+            super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
         cond, last = get(self.st.conditions, CHECKED), self.st.last_result
-        if cond is None or (last is None and cond.reason != "Scheduled"):
+        if cond is not None and cond.reason == "Scheduled":  # written by an older operator as Checked Unknown
+            remove(self.st.conditions, CHECKED)
+            super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
             return
-        if cond.reason in ("Scheduled", "Checked") or cond.message.endswith((FAILED_SCHEDULED, FAILED_SUSPENDED)):
+        if cond is None or last is None:
+            return
+        if cond.reason == "Checked" or cond.message.endswith((FAILED_SCHEDULED, FAILED_SUSPENDED)):
             self.condition(CHECKED, cond.status, cond.reason, self.checked_text(cond.reason))
 
     async def carry_out(self, d: Decision) -> float | None:
@@ -236,6 +251,7 @@ class _Pass(Pass):
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
         summary, doc, lock, reason, message, plan_file = None, None, None, "PlanFailed", "", ""
+        diagnostics = ""  # Terraform's whole error output: does it point at the configuration?
         try:
             session = await self.open(budget)
             result.terraform_version, result.source_revision = session.version, session.revision
@@ -246,6 +262,7 @@ class _Pass(Pass):
             plan = await session.plan(spec.lock.timeout, json_stream=True)
             result.exit_code = plan.exit_code
             errors = diagnostics_text(plan.stdout) or plan.stderr.strip()
+            diagnostics = plan.stdout + plan.stderr
             if plan.timed_out:
                 reason, message = "TimedOut", f"{cut}; the plan was interrupted: {_first_lines(errors, 6)}"
             elif plan.exit_code == 1:
@@ -260,12 +277,14 @@ class _Pass(Pass):
                     summary = parse_stream(plan.stdout, spec.ignore)
                 if summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable: Terraform's exit 1
                     reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
+                    diagnostics = plan.stdout + plan.stderr + message
         except SourceError as err:
             reason, message = err.reason, str(err)
         except TerraformError as err:
             reason = "TimedOut" if err.result.timed_out else (
                 "InitFailed" if err.result.command in ("init", "workspace") else "PlanFailed")
             message = f"{cut}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
+            diagnostics = "" if err.result.timed_out else err.result.stdout + err.result.stderr
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
         except asyncio.CancelledError:  # the operator is stopping: Terraform was interrupted cleanly
@@ -282,7 +301,8 @@ class _Pass(Pass):
             self.lock_held(result, lock)
         elif summary is None:
             # A lock error that names no lock (DynamoDB, a log cut short) is still LockHeld: retry, never unlock.
-            self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED)
+            self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED,
+                        None if reason in ("LockHeld", "TimedOut") else configuration_file(diagnostics))
         else:
             await self.succeeded(result, summary, doc, plan_file)
         self.skip_slot_missed_by_the_run(started)
@@ -364,12 +384,21 @@ class _Pass(Pass):
         self.event("ReportWriteFailed", text, warning=True)
         await self.save()
 
-    def failed(self, result: RunResult, reason: str, message: str, outcome: Outcome = Outcome.PLAN_FAILED) -> None:
+    def failed(self, result: RunResult, reason: str, message: str, outcome: Outcome = Outcome.PLAN_FAILED,
+               config_file: str | None = None) -> None:
+        """A run that found nothing (``reason``: PlanFailed, InitFailed, TimedOut, LockHeld, a source
+        reason). With ``config_file`` (the file Terraform's error points at) the configuration itself
+        is broken and only a change to it helps: ``Stalled=True`` with the run's reason, as Flux marks
+        a build that cannot succeed (kstatus Failed, Argo CD Degraded). Runs go on; the next one
+        clears it."""
         st = self.st
         result.outcome, result.message = outcome, message
         st.last_result, st.lock = result, None
         st.consecutive_failures += 1
         self.condition(CHECKED, ConditionStatus.FALSE, reason, self.checked_text(reason))
+        if config_file is not None:
+            mark(st.conditions, STALLED, reason, f"the configuration does not work ({config_file}): {message}; fix it "
+                                                 f"in the source: the next run checks again", self.gen)
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
         self.observe(result, None)
         self.event(reason, message, warning=True)

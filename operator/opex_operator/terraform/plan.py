@@ -363,6 +363,23 @@ def diagnostics_text(text: str) -> str:
     return "\n\n".join(out)
 
 
+# "on main.tf line 3, in resource ...:" in Terraform's human output; "range": {"filename": ...} in -json.
+_CONFIG_FILE = re.compile(r'(?:\bon |"filename":\s*")([^\s",:]+\.tf(?:\.json)?)\b')
+
+
+def configuration_file(text: str) -> str | None:
+    """The configuration file an error diagnostic points at, or None.
+
+    ``text`` is Terraform's error output, human (``on main.tf line 3, in resource ...``) or a
+    ``-json`` stream (a diagnostic's ``range.filename``). A diagnostic with a source range is an
+    error in the configuration, which only a change to it fixes; a lock held, a timeout or a
+    backend that cannot be reached names no file (Terraform's diagnostics format:
+    https://developer.hashicorp.com/terraform/internals/machine-readable-ui#diagnostic).
+    """
+    found = _CONFIG_FILE.search(plain(text))
+    return found.group(1) if found else None
+
+
 def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], ignore: list[str]) -> None:
     address = (change.get("resource") or {}).get("addr", "?")
     action = change.get("action", "")

@@ -53,10 +53,6 @@ if ready.status == "True" then
   return result("Healthy", message)
 end
 if obj.kind == "DriftCheck" then
-  -- Set up and waiting for its first cron slot: nothing is wrong.
-  if ready.status == "Unknown" and ready.reason == "Scheduled" then
-    return result("Healthy", message)
-  end
   -- A check that could not run (plan failed, state lock held, source unavailable, ...).
   if ready.status == "False" then
     return result("Degraded", ready.reason .. ": " .. message)
