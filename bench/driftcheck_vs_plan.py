@@ -9,7 +9,12 @@ process, moto's S3 backend with locking, the terraform CLI. Per round it measure
                    plan, show -json), and the end-to-end latency from the on-demand annotation
                    to the result in status (adds the watch, the report ConfigMap and status writes).
 
-Usage: ``.venv/bin/python bench/driftcheck_vs_plan.py [--rounds 10]`` (after ``make tools``).
+The configuration is the tests' two ``terraform_data`` resources, plus ``resources`` more (a
+``count``): the run's own work (``git ls-remote``, reading the ``-json`` stream, the run directory)
+is a fixed cost of some tens of milliseconds, so the ratio depends on how long the plan itself
+takes; a real configuration, with providers refreshing real resources, plans for seconds.
+
+Usage: ``.venv/bin/python bench/driftcheck_vs_plan.py [--rounds 10] [--resources 500]`` (after ``make tools``).
 """
 from __future__ import annotations
 
@@ -44,8 +49,17 @@ def row(name: str, values: list[float]) -> str:
             f"{min(values):8.3f} {max(values):8.3f}")
 
 
-def measure(rounds: int) -> dict:
-    """The figures (seconds, medians and ratios) of ``rounds`` rounds side by side."""
+FLEET = """
+resource "terraform_data" "fleet" {
+  count = %d
+  input = "${var.size}-${count.index}"
+}
+"""
+
+
+def measure(rounds: int, resources: int = 0) -> dict:
+    """The figures (seconds, medians and ratios) of ``rounds`` rounds side by side, on a
+    configuration of 2 + ``resources`` resources."""
     terraform = terraform_cli.ensure_terraform()
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     server, url = fakeaws.start()
@@ -59,7 +73,8 @@ def measure(rounds: int) -> dict:
         kubectl("create", "namespace", "bench")
         op.start()
         repo = tfrepo.Repo(work)
-        repo.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "small")
+        main_tf = tfrepo.MAIN_TF % {"size": "small"} + (FLEET % resources if resources else "")
+        repo.commit({"network/main.tf": main_tf}, "small")
         config = tfrepo.backend_config(tfrepo.new_bucket())
         clone = repo.clone / "network"
         tfrepo.terraform(terraform, clone, *tfrepo.init_args(config))
@@ -97,14 +112,15 @@ def measure(rounds: int) -> dict:
                 run.append(result["durationSeconds"])
                 latency.append(t3 - t2)
         version = tfrepo.terraform(terraform, clone, "version").stdout.splitlines()[0]
-        print(f"{version}; {rounds} rounds; seconds")
+        print(f"{version}; {2 + resources} resources; {rounds} rounds; seconds")
         print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
         rows = (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
                 ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
                 ("annotation -> result in status", latency))
         for name, values in rows:
             print(row(name, values))
-        figures = {"terraform": version, "rounds": rounds, **{name: statistics.median(values) for name, values in rows},
+        figures = {"terraform": version, "rounds": rounds, "resources": 2 + resources,
+                   **{name: statistics.median(values) for name, values in rows},
                    "ratio_run_to_plan": statistics.median(run) / statistics.median(bare),
                    "ratio_run_to_init_plan": statistics.median(run) / statistics.median(bare_init),
                    "ratio_latency_to_plan": statistics.median(latency) / statistics.median(bare)}
@@ -122,4 +138,6 @@ def measure(rounds: int) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
-    measure(parser.parse_args().rounds)
+    parser.add_argument("--resources", type=int, default=0, help="terraform_data resources added to the two")
+    args = parser.parse_args()
+    measure(args.rounds, args.resources)

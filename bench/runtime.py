@@ -7,7 +7,10 @@
             are assessed, and the latency of a critical production Incident created right after;
 * scale:    1,000 and 5,000 objects of the three kinds at rest: RSS, idle CPU, AWS calls per
             second, ``/metrics`` time; then a restart: time to healthy, to every object reconciled,
-            CPU and AWS calls in the first minute.
+            CPU and AWS calls in the first minute;
+* takeover: two replicas with leader election and the chart's 15 s Lease; the leader is killed
+            (SIGKILL: it releases nothing) and an Incident created at that moment: time until the
+            standby holds the Lease and until that Incident is assessed.
 
 Usage: ``.venv/bin/python bench/runtime.py [--quick]``; ``bench/run.py`` runs it for ``make bench``.
 """
@@ -23,8 +26,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (NAMESPACE, UNLIMITED, Stack, Watch, api, assessed, aws_calls, aws_calls_by_operation, incident,
-                    process_cpu_seconds, process_rss_bytes, start_stack, summary)
+from common import (NAMESPACE, UNLIMITED, OperatorProcess, Stack, Watch, api, assessed, aws_calls,
+                    aws_calls_by_operation, incident, process_cpu_seconds, process_rss_bytes, start_stack, summary)
 
 import estate  # noqa: E402  (hack/, on the path through common)
 
@@ -240,6 +243,56 @@ def restart(stack: Stack, total: int, window: float) -> dict:
             "aws_calls_first_minute": aws_calls(op) - calls0}
 
 
+def takeover(stack: Stack, rounds: int, lease_seconds: int = 15) -> dict:
+    """Seconds from the leader's SIGKILL to the standby holding the Lease, and to an Incident
+    created at the kill being assessed (what a user waits for), over ``rounds`` rounds."""
+    stack.stop_operator()
+    prefixes = [f"ha{i}" for i in range(rounds)]
+    seed(prefixes)
+    lease_taken, assessed_after = [], []
+
+    def holder(lease: str) -> str:
+        return stack.kubectl("get", "lease", lease, "-n", NAMESPACE, "-o", "jsonpath={.spec.holderIdentity}",
+                             check=False).stdout
+
+    def wait(probe, timeout: float):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (value := probe()):
+                return value
+            time.sleep(0.1)
+        raise TimeoutError("the takeover did not happen")
+
+    for i, prefix in enumerate(prefixes):
+        env = {"OPEX_AWS_RATES": UNLIMITED, "OPEX_LEADER_ELECTION": "true", "OPEX_LEASE_NAME": f"bench-ha-{i}",
+               "OPEX_LEASE_NAMESPACE": NAMESPACE, "OPEX_LEASE_SECONDS": str(lease_seconds)}
+        pair = []
+        for name in ("a", "b"):
+            workdir = stack.work / f"ha-{i}-{name}"
+            workdir.mkdir()
+            pair.append(OperatorProcess(stack.cp.kubeconfig, stack.url, stack.terraform, workdir, NAMESPACE, env))
+            pair[-1].start()
+        try:
+            leader_id = wait(lambda: holder(f"bench-ha-{i}"), 60)
+            leader = next(p for p in pair if leader_id.endswith(f"-{p.proc.pid}"))
+            standby = next(p for p in pair if p is not leader)
+            time.sleep(2)  # the leader renews at least once: a mid-term kill, as in production
+            leader.kill()
+            t0 = time.monotonic()
+            name = f"ha-{i}"
+            stack.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(
+                own_trail(incident(name, prefix), prefix)))
+            wait(lambda: holder(f"bench-ha-{i}").endswith(f"-{standby.proc.pid}"), 4 * lease_seconds)
+            lease_taken.append(time.monotonic() - t0)
+            wait(lambda: assessed(stack.kubectl.get("incident", name, NAMESPACE)), 4 * lease_seconds)
+            assessed_after.append(time.monotonic() - t0)
+        finally:
+            for proc in pair:
+                proc.stop()
+    return {"lease_seconds": lease_seconds, "rounds": rounds, "lease_taken": summary(lease_taken),
+            "incident_assessed": summary(assessed_after)}
+
+
 def main(quick: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     stack = start_stack(work)
@@ -250,6 +303,8 @@ def main(quick: bool = False) -> dict:
         print("latency", json.dumps(results["latency"], indent=1), flush=True)
         results["burst"] = burst(stack, 200 if quick else 1000, 50)
         print("burst", json.dumps(results["burst"], indent=1), flush=True)
+        results["takeover"] = takeover(stack, 2 if quick else 5)
+        print("takeover", json.dumps(results["takeover"], indent=1), flush=True)
         estates = [f"burst{i}" for i in range(50)]
         for total in ((300,) if quick else (1000, 5000)):
             stack.kubectl("delete", "incidents,driftchecks,rollbacks", "--all", "-n", NAMESPACE, "--wait=true",
