@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,7 +84,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
             "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "network"},
             "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "path": "network"}},
                      "backendConfig": config}}))
-        bare, bare_json, bare_init, run, latency = [], [], [], [], []
+        bare, bare_json, bare_init, run, latency, ls_remote = [], [], [], [], [], []
         for i in range(rounds + 1):  # round 0 warms caches and is dropped
             t0 = time.monotonic()
             tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
@@ -96,6 +97,10 @@ def measure(rounds: int, resources: int = 0) -> dict:
             tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
                              "-out=bench.tfplan", check=False)
             t2 = time.monotonic()
+            # what a run adds to the plan: asking git whether the revision moved (no fetch when not)
+            subprocess.run(["git", "ls-remote", "--exit-code", repo.url, "main", "refs/tags/main^{}"],
+                           capture_output=True, check=False)
+            ls, t2b = time.monotonic() - t2, time.monotonic()
             token = uuid.uuid4().hex[:8]
             kubectl("annotate", "driftcheck", "network", "-n", "bench", f"opex.dev/run-requested={token}", "--overwrite")
             result = wait_for(lambda: (r := (kubectl.json("get", "driftcheck", "network", "-n", "bench")
@@ -110,13 +115,14 @@ def measure(rounds: int, resources: int = 0) -> dict:
                 bare_json.append(t1j - t1)
                 bare_init.append(t2 - t1j)
                 run.append(result["durationSeconds"])
-                latency.append(t3 - t2)
+                latency.append(t3 - t2b)
+                ls_remote.append(ls)
         version = tfrepo.terraform(terraform, clone, "version").stdout.splitlines()[0]
         print(f"{version}; {2 + resources} resources; {rounds} rounds; seconds")
         print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
         rows = (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
                 ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
-                ("annotation -> result in status", latency))
+                ("annotation -> result in status", latency), ("git ls-remote (part of a run)", ls_remote))
         for name, values in rows:
             print(row(name, values))
         figures = {"terraform": version, "rounds": rounds, "resources": 2 + resources,
