@@ -110,10 +110,20 @@ def test_static_site_dry_run_reports_the_plan_and_changes_nothing(kubectl, names
         .get("Quantity", 0) == 0
 
 
+class Copies(list):
+    """S3 copies by destination key, in order. With ``hold_at`` set, the copy of that number waits
+    (``held`` is set) until ``release`` is set: a batch is then certainly in flight."""
+
+    def __init__(self):
+        super().__init__()
+        self.hold_at: int | None = None
+        self.held, self.release = threading.Event(), threading.Event()
+
+
 @pytest.fixture
 def slow_copies(monkeypatch):
     """Counts S3 copies (by destination key) in moto's backend; each takes 20 ms."""
-    copies: list[str] = []
+    copies = Copies()
     original = S3Backend.copy_object
     lock = threading.Lock()
 
@@ -121,6 +131,10 @@ def slow_copies(monkeypatch):
         time.sleep(0.02)
         with lock:
             copies.append(dest_key_name)
+            hold = len(copies) == copies.hold_at
+        if hold:
+            copies.held.set()
+            copies.release.wait(60)
         return original(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
 
     monkeypatch.setattr(S3Backend, "copy_object", copy)
@@ -131,11 +145,15 @@ def slow_copies(monkeypatch):
 def test_restart_mid_copy_resumes_without_recopying(kubectl, solo_namespace, aws, solo_operator, slow_copies, how):
     site = estate.static_site(objects=400, changed=400, extra=0)
     solo_operator.env["OPEX_SHUTDOWN_GRACE"] = "30"  # SIGTERM: a batch in flight (at most 5 s) has time to finish
+    if how == "SIGKILL":
+        slow_copies.hold_at = 120  # the 120th copy waits for the kill: certainly mid-batch
     solo_operator.start()
     kubectl.apply(rollback("www-big", **site_spec(site)), solo_namespace)
     wait_for(lambda: len(slow_copies) >= 120, timeout=60, what="120 copies")
     if how == "SIGKILL":
+        assert slow_copies.held.wait(10)
         solo_operator.kill()  # mid-batch: the batch's step stays Running under the dead process
+        slow_copies.release.set()  # S3 finishes the copy the dead operator asked for
     else:
         solo_operator.stop()  # the batch in flight finishes, then the operator goes
     copied_before = len(slow_copies)
