@@ -289,6 +289,7 @@ def takeover(stack: Stack, rounds: int, lease_seconds: int = 15) -> dict:
         finally:
             for proc in pair:
                 proc.stop()
+    stack.start_operator()  # the stack's own operator again (it removes finalizers when objects go)
     return {"lease_seconds": lease_seconds, "rounds": rounds, "lease_taken": summary(lease_taken),
             "incident_assessed": summary(assessed_after)}
 
