@@ -121,6 +121,9 @@ INCIDENT_PHASES = PhaseGauge(INCIDENTS)
 # Terraform and DriftCheck.
 TERRAFORM_RUNS = Counter("opex_terraform_runs", "Terraform CLI invocations by command and outcome "
                          "(success, error, timeout).", ["command", "outcome"], registry=REGISTRY)
+TERRAFORM_DURATION = Histogram("opex_terraform_command_duration_seconds", "Wall time of one Terraform CLI "
+                               "invocation by command (plan, apply, init, ...): how much of a DriftCheck run is "
+                               "Terraform's own work.", ["command"], buckets=DURATION_BUCKETS, registry=REGISTRY)
 DRIFT_RUNS = Counter("opex_driftcheck_runs", "DriftCheck runs by outcome (NoDrift, DriftDetected, PlanFailed, "
                      "LockHeld).", ["outcome"], registry=REGISTRY)
 DRIFT_RUN_DURATION = Histogram("opex_driftcheck_run_duration_seconds", "Duration of one DriftCheck run "

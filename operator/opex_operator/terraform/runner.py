@@ -93,6 +93,7 @@ class Terraform:
         else:
             outcome = "error"
         metrics.TERRAFORM_RUNS.labels(command, outcome).inc()
+        metrics.TERRAFORM_DURATION.labels(command).observe(result.duration)
         return result
 
     async def _stop(self, proc: asyncio.subprocess.Process, communicate: asyncio.Future) -> tuple[bytes, bytes]:
