@@ -20,9 +20,9 @@ from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
-from ..api.driftcheck import (RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus, DriftedResource, ForceUnlock, ObservedLock,
-                              Outcome, ReportRef, ResolutionOutcome, ResolutionPolicy, ResolutionRecord,
-                              ResolutionStrategy, RunResult, MAX_DRIFTED)
+from ..api.driftcheck import (MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
+                              DriftedResource, ForceUnlock, ObservedLock, Outcome, ReportRef, ResolutionOutcome,
+                              ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
 from ..kube import ObjectRef, label_value
@@ -262,7 +262,7 @@ class _Pass(Pass):
             plan = await session.plan(spec.lock.timeout, json_stream=True)
             result.exit_code = plan.exit_code
             # diagnostics only when the plan failed: reading a large stream twice costs tens of ms
-            errors = diagnostics_text(plan.stdout) or plan.stderr.strip() if plan.exit_code not in (0, 2) else ""
+            errors = (diagnostics_text(plan.stdout) or plan.stderr.strip()) if plan.exit_code not in (0, 2) else ""
             diagnostics = plan.stdout + plan.stderr
             if plan.timed_out:
                 reason, message = "TimedOut", f"{cut}; the plan was interrupted: {_first_lines(errors, 6)}"
