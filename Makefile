@@ -35,7 +35,7 @@ test: tools
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-# Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~15 minutes).
+# Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~16 minutes).
 bench: tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

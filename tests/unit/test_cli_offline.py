@@ -262,3 +262,12 @@ def test_describe_shows_what_the_operator_acts_under_not_only_the_spec():
           "spec": {"approval": "Auto", "dryRun": False}, "status": {"approval": "Auto", "dryRun": False}}
     out = text_of(render.describe("rollback", rb))
     assert re.search(r"Approval\s+Auto \(approved: no\) *\n", out) and re.search(r"Dry run\s+no *\n", out)
+
+
+def test_describe_incident_says_how_to_undo_what_its_steps_changed():
+    contained = incident("Remediating")
+    contained["status"]["steps"][0].update(state="Succeeded", undo="aws iam update-access-key --access-key-id "
+                                           "AKIAEXAMPLE --status Active --user-name ci-deployer")
+    out = text_of(render.describe("incident", contained))
+    assert "Undo" in out and "update-access-key" in out and "--status Active" in out
+    assert "Undo" not in text_of(render.describe("incident", incident()))  # nothing changed yet, nothing to undo

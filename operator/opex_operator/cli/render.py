@@ -161,6 +161,9 @@ def describe_incident(obj: dict) -> Group:
         parts += [_section("Steps"), _rows(["STEP", "ACTION", "STATE", "ATTEMPTS", "OUTPUT / ERROR"], [
             [s["id"], s["action"], styled(s["state"]), s.get("attempts", 0), s.get("error") or s.get("outputs")
              or s.get("inputs")] for s in st["steps"]])]
+    undo = [[s["id"], s["undo"]] for s in st.get("steps", []) if s.get("undo")]
+    if undo:  # what a containment or remediation changed, and how to reverse it
+        parts += [_section("Undo"), _rows(["STEP", "HOW TO REVERSE IT"], undo)]
     if esc:
         parts += [_section("Escalation"), _kv([("Current level", esc.get("currentLevel")),
                                                ("Next level", esc.get("nextLevel")),
