@@ -244,7 +244,8 @@ def main() -> int:
     security_incident(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
-    say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT} (README: "Then try the human side yourself")")
+    say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT}\n"
+        "(more in the README: \"Then try the human side yourself\")")
     say(f"Metrics: {record['metrics']}   Liveness: {record['liveness']}   Logs: {stack.LOCAL}/*.log   Stop: make down")
     say(f"Prometheus: {record['prometheus']} (API: /api/v1/alerts, /api/v1/query)   "
         f"Alertmanager: {record['alertmanager']} (API: /api/v2/alerts)")
