@@ -65,7 +65,8 @@ class LambdaActions:
         self.lam.update_function_code(FunctionName=name, ZipFile=package)
 
     def restore_code_from_s3(self, name: str, bucket: str, key: str, object_version: str | None = None) -> None:
-        """UpdateFunctionCode from an S3 object (the seed's ``--s3-bucket --s3-key`` form)."""
+        """UpdateFunctionCode from an S3 object (the runbook, Deployment Failure
+        Runbook, Lambda Function Issues: the ``--s3-bucket --s3-key`` form)."""
         args: dict[str, Any] = {"FunctionName": name, "S3Bucket": bucket, "S3Key": key}
         if object_version:
             args["S3ObjectVersion"] = object_version

@@ -1,7 +1,8 @@
 """The escalation matrix: who is notified, and when, while an incident is unresolved (pure).
 
-Source: the seed's escalation matrix — Level 1 DevOps lead immediately, Level 2 engineering
-manager if not resolved in 30 minutes, Level 3 CTO for critical production issues. The default
+Source: the runbook, Deployment Failure Runbook, Escalation Matrix — Level 1 DevOps lead
+immediately, Level 2 engineering manager if not resolved in 30 minutes, Level 3 CTO for critical
+production issues. The default
 matrix is operator policy (``policy.DEFAULT_LEVELS``); an Incident's ``spec.escalation.levels``
 replaces it. Times count from ``status.detectedAt``; ``status.escalation.nextEscalationAt`` is
 persisted so a restart neither skips nor repeats a level.

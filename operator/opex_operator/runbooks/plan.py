@@ -1,6 +1,7 @@
 """Which runbook steps an incident gets: the fixed read steps and the gated remediation steps.
 
-Resolution steps from the seed's deployment and pipeline runbooks, each with a stable id:
+Resolution steps from the runbook, Deployment Failure Runbook (Resolution Steps) and Pipeline
+Failure Runbook (Recovery Procedures), each with a stable id:
 
 =========================  ====================================  ==========================================
 step id                    action (policy name)                  planned when

@@ -1,7 +1,8 @@
 """The post-incident record: root cause, timeline and action items, and its Markdown report.
 
-Source: the seed's "Post-Incident" step — document root cause and timeline, find monitoring
-gaps, update the runbook, and hold a post-mortem for critical and high severity incidents.
+Source: the runbook, Deployment Failure Runbook, "4. Post-Incident Actions" — document root cause
+and timeline, find monitoring gaps, update the runbook, and hold a post-mortem for critical and
+high severity incidents.
 """
 from __future__ import annotations
 
