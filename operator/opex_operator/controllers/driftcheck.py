@@ -164,7 +164,7 @@ class _Pass(Pass):
         set up and waiting for its slot is a healthy state (kstatus Current, so a Flux Kustomization
         with ``wait: true`` does not time out on a DriftCheck it just applied)."""
         text = self.checked_text("Scheduled")
-        super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", text)
+        self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", text)
         self.event("Scheduled", text)
 
     def checked_text(self, reason: str) -> str:
@@ -182,14 +182,15 @@ class _Pass(Pass):
                 f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
 
     def refresh_checked(self) -> None:
-        """Keep what Checked says about the schedule true when suspend or the schedule changed (only
-        a message :meth:`checked_text` wrote: LockHeld, Interrupted, ... say nothing about it)."""
-        if get(self.st.conditions, SCHEDULED) is not None:
-            super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
+        """Keep what Scheduled (before the first check) or Checked says about the schedule true when
+        suspend or the schedule changed (only a message :meth:`checked_text` wrote: LockHeld,
+        Interrupted, ... say nothing about it)."""
         cond, last = get(self.st.conditions, CHECKED), self.st.last_result
-        if cond is not None and cond.reason == "Scheduled":  # written by an older operator as Checked Unknown
+        legacy = cond is not None and cond.reason == "Scheduled"  # an older operator's Checked Unknown "Scheduled"
+        if legacy:
             remove(self.st.conditions, CHECKED)
-            super().condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
+        if legacy or get(self.st.conditions, SCHEDULED) is not None:
+            self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
             return
         if cond is None or last is None:
             return
@@ -251,7 +252,7 @@ class _Pass(Pass):
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
         summary, doc, lock, reason, message, plan_file = None, None, None, "PlanFailed", "", ""
-        diagnostics = ""  # Terraform's whole error output: does it point at the configuration?
+        broken = None  # the configuration file Terraform's error points at: only a change to it helps
         try:
             session = await self.open(budget)
             result.terraform_version, result.source_revision = session.version, session.revision
@@ -263,13 +264,13 @@ class _Pass(Pass):
             result.exit_code = plan.exit_code
             # diagnostics only when the plan failed: reading a large stream twice costs tens of ms
             errors = (diagnostics_text(plan.stdout) or plan.stderr.strip()) if plan.exit_code not in (0, 2) else ""
-            diagnostics = plan.stdout + plan.stderr
             if plan.timed_out:
                 reason, message = "TimedOut", f"{cut}; the plan was interrupted: {_first_lines(errors, 6)}"
             elif plan.exit_code == 1:
                 locked = parse_lock_error(errors)
                 lock = locked.lock if locked else None
                 reason, message = ("LockHeld", locked.describe()) if locked else (reason, _first_lines(errors))
+                broken = None if locked else configuration_file(plan.stdout + plan.stderr)
             else:
                 if plan.exit_code == 2:
                     doc = await session.show_plan()
@@ -278,14 +279,14 @@ class _Pass(Pass):
                     summary = parse_stream(plan.stdout, spec.ignore)
                 if summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable: Terraform's exit 1
                     reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
-                    diagnostics = plan.stdout + plan.stderr + message
+                    broken = configuration_file(plan.stdout + plan.stderr + message)
         except SourceError as err:
             reason, message = err.reason, str(err)
         except TerraformError as err:
             reason = "TimedOut" if err.result.timed_out else (
                 "InitFailed" if err.result.command in ("init", "workspace") else "PlanFailed")
             message = f"{cut}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
-            diagnostics = "" if err.result.timed_out else err.result.stdout + err.result.stderr
+            broken = None if err.result.timed_out else configuration_file(err.result.stdout + err.result.stderr)
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
         except asyncio.CancelledError:  # the operator is stopping: Terraform was interrupted cleanly
@@ -303,7 +304,7 @@ class _Pass(Pass):
         elif summary is None:
             # A lock error that names no lock (DynamoDB, a log cut short) is still LockHeld: retry, never unlock.
             self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED,
-                        None if reason in ("LockHeld", "TimedOut") else configuration_file(diagnostics))
+                        broken)
         else:
             await self.succeeded(result, summary, doc, plan_file)
         self.skip_slot_missed_by_the_run(started)
