@@ -20,31 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from types import SimpleNamespace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "tests")]
+import common
+from common import percentile
 
-import common  # noqa: E402
-import controlplane  # noqa: E402
-import fakeaws  # noqa: E402
-import terraform_cli  # noqa: E402
-import tfrepo  # noqa: E402
-from helpers import Kubectl, OperatorProcess, wait_for  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+import tfrepo  # noqa: E402  (tests/, on the path through common)
+from helpers import OperatorProcess, wait_for  # noqa: E402
 
 
 def row(name: str, values: list[float]) -> str:
@@ -69,18 +57,11 @@ def plan_seconds(op: OperatorProcess) -> tuple[float, float]:
 def measure(rounds: int, resources: int = 0) -> dict:
     """The figures (seconds, medians and ratios) of ``rounds`` rounds side by side, on a
     configuration of 2 + ``resources`` resources."""
-    terraform = terraform_cli.ensure_terraform()
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
-    server, url = fakeaws.start()
-    os.environ.update(fakeaws.aws_env(url))
-    cp = controlplane.ControlPlane(work / "cp").start()
-    kubectl = Kubectl(cp.kubeconfig)
-    op = OperatorProcess(cp.kubeconfig, url, terraform, work, namespaces="bench")
+    stack = common.start_stack(work)
+    terraform, kubectl = stack.terraform, stack.kubectl
     try:
-        kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        kubectl("create", "namespace", "bench")
-        op.start()
+        op = stack.start_operator()
         repo = tfrepo.Repo(work)
         main_tf = tfrepo.MAIN_TF % {"size": "small"} + (FLEET % resources if resources else "")
         repo.commit({"network/main.tf": main_tf}, "small")
@@ -92,7 +73,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
             "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "network"},
             "spec": {"schedule": ["0 9 * * *"], "source": {"git": {"url": repo.url, "path": "network"}},
                      "backendConfig": config}}))
-        client = common.api(SimpleNamespace(cp=cp))
+        client = common.api(stack)
         bare, bare_json, bare_init, run, latency, ls_remote = [], [], [], [], [], []
         inside = (0.0, 0.0)  # the operator's own timing of its terraform plan: (sum, count) after round 0
         for i in range(rounds + 1):  # round 0 warms caches and is dropped
@@ -154,9 +135,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
         print(f"ratio end-to-end latency / bare plan:    {figures['ratio_latency_to_plan']:.2f}")
         return figures
     finally:
-        op.stop()
-        cp.stop()
-        server.stop()
+        stack.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

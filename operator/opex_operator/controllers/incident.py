@@ -23,8 +23,8 @@ from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now a
 from ..api.conditions import get, set_condition
 from ..api.incident import (ALERT_STATE_ANNOTATION, MAX_FINDINGS, AlertRecord, Classification, EscalationLevel,
                             EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus, IncidentType,
-                            Notification, RemediationMode, RemediationStatus,
-                            RootCauseCategory, Step, StepState, effective_severity)
+                            Notification, RemediationMode, RemediationStatus, RootCauseCategory, Step, StepState,
+                            effective_severity)
 from ..api.performance import MetricsQuery
 from ..api.security import WafScope
 from ..errors import AwsError, KubeError
