@@ -21,9 +21,9 @@ from .common import (DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Conditio
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
 # admission; croniter (schedule.invalid) checks again, for objects stored before these rules.
-CRON = (r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
-        r"[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4})$")
-_FIVE = r"^[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4}$"
+_FIELDS = r"[0-9A-Za-z*?/,#-]+( +[0-9A-Za-z*?/,#-]+){4}"
+CRON = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{_FIELDS})$"
+_FIVE = rf"^{_FIELDS}$"
 _STEP = r"/[1-9][0-9]{0,2}"
 _DAY = r"(0?[1-9]|[12][0-9]|3[01])"
 _WEEKDAY = r"(0?[0-7]|(?i:SUN|MON|TUE|WED|THU|FRI|SAT))"
