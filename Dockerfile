@@ -23,13 +23,18 @@ RUN version="$(awk '$1 == "require" && $2 == "github.com/opentofu/opentofu" {pri
  && /out/tofu version
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/opex
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/opex UV_LINK_MODE=copy UV_NO_CACHE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# uv, verified against the hashes make and CI use, in a venv of its own (not copied into the image).
+COPY hack/uv-requirements.txt ./hack/
+RUN python3 -m venv /opt/uv \
+ && /opt/uv/bin/pip install --require-hashes --no-deps -r hack/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md ./
 COPY operator ./operator
-# The package and its runtime dependencies only (no [test] extra), as pyproject pins them.
-RUN /opt/opex/bin/pip install . \
+# Exactly the locked runtime set (no [test] extra) with the project itself, never resolved
+# (--frozen); tests/integration/test_image_install.py runs this line and compares with uv.lock.
+RUN /opt/uv/bin/uv sync --frozen --no-editable --compile-bytecode --python "$(command -v python3)" \
  && /opt/opex/bin/python -c "import opex_operator, kopf, boto3"
 
 FROM ${PYTHON_IMAGE}

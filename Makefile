@@ -8,17 +8,40 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv tools test unit bench demo down crds dashboard clean
+# Every Python package comes from uv.lock (versions and hashes); uv itself from
+# hack/uv-requirements.txt (hashes checked by pip), cached outside the clone like the other tools.
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' hack/uv-requirements.txt)
+OPEX_CACHE ?= $(HOME)/.cache/opex
+UV_DIR     := $(OPEX_CACHE)/uv/$(UV_VERSION)
+UV         := $(UV_DIR)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+
+.PHONY: all venv tools test unit lock lock-check bench demo down crds dashboard clean
 
 all: test
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+$(UV): hack/uv-requirements.txt
+	$(PYTHON) -m venv $(UV_DIR)
+	$(UV_DIR)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r hack/uv-requirements.txt
+	touch $@
+
+# Exactly the locked versions, the test set with the runtime set; never resolves (--frozen).
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --frozen --extra test --python $(PYTHON)
 	touch $@
 
 venv: $(STAMP)
+
+# Regenerate uv.lock after a change to pyproject.toml, keeping every other pin (UPGRADE=1 moves
+# every package to the newest its range allows; UPGRADE=moto moves one). Commit the lock: CI tests
+# the new versions before anyone installs them.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON) $(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
+
+lock-check: $(UV)
+	@$(UV) lock --check --offline --quiet --python $(PYTHON) 2>/dev/null || { \
+	  echo "uv.lock does not match pyproject.toml's dependencies: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
 # Local control plane binaries, the Terraform CLI, helm, the kstatus helper, Prometheus and Alertmanager
 # (cached outside the clone).
@@ -28,18 +51,18 @@ tools: $(STAMP)
 	cd hack && ../$(BIN)/python gotools.py
 	cd hack && ../$(BIN)/python monitoring_build.py
 
-test: tools
+test: lock-check tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
-unit: $(STAMP)
+unit: lock-check $(STAMP)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 # Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~16 minutes).
 bench: tools
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-demo: tools
+demo: lock-check tools
 	$(BIN)/python hack/demo.py
 
 down:

@@ -52,16 +52,29 @@ def test_the_image_runs_a_python_that_pyproject_allows():
     assert stages.count("${PYTHON_IMAGE} AS build") == 1 and stages[-1] == "${PYTHON_IMAGE}"
 
 
-def test_the_image_installs_this_package_with_its_runtime_dependencies_only():
-    installs = [a for i, a in instructions() if i == "RUN" and "pip install" in a]
-    assert len(installs) == 1
-    target = installs[0].split("pip install", 1)[1].split("&&")[0].split()
-    assert target == ["."], "the image installs the project itself, no extras (test tools stay out)"
+def install_line() -> str:
+    """The build stage's one `uv sync` RUN (tests/integration/test_image_install.py runs it)."""
+    (line,) = [a for i, a in instructions() if i == "RUN" and "uv sync" in a]
+    return line
+
+
+def test_the_image_installs_the_locked_runtime_set_and_never_resolves():
+    line = install_line()
+    sync = shlex.split(line.split("&&")[0])
+    assert sync[:2] == ["/opt/uv/bin/uv", "sync"] and "--frozen" in sync, "the image installs from uv.lock, unresolved"
+    assert not {"--extra", "--all-extras", "--group", "--all-groups"} & set(sync), "no test tools in the image"
+    assert not [a for i, a in instructions() if i == "RUN" and "pip install" in a and "uv-requirements" not in a]
     assert set(PYPROJECT["project"]["optional-dependencies"]) == {"test"}
-    # setuptools needs these to build the package: all copied, none excluded by .dockerignore.
+    # uv itself: the same file, the same hash check, as make and CI.
+    (uv_install,) = [a for i, a in instructions() if i == "RUN" and "uv-requirements" in a]
+    assert "--require-hashes" in uv_install and "-r hack/uv-requirements.txt" in uv_install
+    assert PYPROJECT["tool"]["uv"]["required-version"] == "==" + re.search(
+        r"^uv==(\S+)", (ROOT / "hack" / "uv-requirements.txt").read_text(), re.M).group(1)
+    # What uv needs to build the package: all copied, none excluded by .dockerignore.
     copied = {src.rstrip("/") for i, a in instructions() if i == "COPY" and "--from" not in a
               for src in a.split()[:-1]}
-    needed = {"pyproject.toml", PYPROJECT["project"]["readme"], *PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"]}
+    needed = {"pyproject.toml", "uv.lock", "hack/uv-requirements.txt", PYPROJECT["project"]["readme"],
+              *PYPROJECT["tool"]["setuptools"]["packages"]["find"]["where"]}
     assert needed <= copied
     allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     assert copied <= allowed, f".dockerignore leaves out {copied - allowed}"
