@@ -37,9 +37,12 @@ def start(port: int = 0):
     """Start moto's server on 127.0.0.1:``port`` (0 = any free port); returns (server, url)."""
     import logging
 
+    import moto_compat
     import moto_ext
     import moto_perf  # noqa: F401  - percentiles, Performance Insights, RDS endpoints
     import moto_security  # noqa: F401 - RotateSecret modelled (moto breaks a secret without a rotation Lambda)
+
+    moto_compat.verify()  # the internals the three patch are still there, or a list of what moved
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access line per AWS call otherwise
     server = moto_ext.Server(ip_address="127.0.0.1", port=port, verbose=False)
