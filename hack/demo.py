@@ -46,6 +46,7 @@ import fakeaws
 import perf_estate
 import stack
 import terraform_cli
+import versions
 
 INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
 PERF_INCIDENT = "catalog-slow"
@@ -170,6 +171,8 @@ def security_incident(kc: str) -> None:
 
 
 def main() -> int:
+    for line in versions.lines():
+        say(line)
     record = stack.running()
     if record is not None:
         say("the local stack is already running; showing it (make down stops it)")

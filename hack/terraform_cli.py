@@ -48,15 +48,29 @@ def _build_opentofu(target: Path) -> None:
         shutil.move(str(Path(tmp) / "tofu"), target)
 
 
-def ensure_terraform(log=print) -> str:
-    """Path of the Terraform-compatible CLI to use (see the module docstring for the order)."""
+def _cached_opentofu() -> Path:
+    return kube_build.cache_root() / "bin" / f"opentofu-{OPENTOFU_VERSION}" / "tofu"
+
+
+def find_terraform() -> str | None:
+    """Path of the CLI :func:`ensure_terraform` would use, or None where it would have to build one."""
     if os.environ.get("OPEX_TERRAFORM"):
         return os.environ["OPEX_TERRAFORM"]
     on_path = shutil.which("terraform")
     if on_path and cli_version(on_path) == TERRAFORM_VERSION:
         return on_path
-    tofu = kube_build.cache_root() / "bin" / f"opentofu-{OPENTOFU_VERSION}" / "tofu"
+    tofu = _cached_opentofu()
+    return str(tofu) if tofu.is_file() else None
+
+
+def ensure_terraform(log=print) -> str:
+    """Path of the Terraform-compatible CLI to use (see the module docstring for the order)."""
+    found = find_terraform()
+    if found:
+        return found
+    tofu = _cached_opentofu()
     if not tofu.is_file():
+        on_path = shutil.which("terraform")
         found = cli_version(on_path) if on_path else None
         log(f"terraform {TERRAFORM_VERSION} not found (PATH has {found or 'none'}); "
             f"building OpenTofu {OPENTOFU_VERSION} from the Go module proxy (first run only)")

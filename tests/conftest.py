@@ -37,6 +37,7 @@ from monitoring import Monitoring  # noqa: E402
 import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
+import versions  # noqa: E402
 from helpers import Helm, Kubectl, OperatorProcess, chart_service_account, forbidden_lines  # noqa: E402
 
 # Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
@@ -63,6 +64,11 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def kubectl(cluster) -> Kubectl:
     return Kubectl(cluster.kubeconfig)
+
+
+def pytest_report_header(config) -> list[str]:
+    """The lock's digest and the Terraform CLI, first thing in every run's output."""
+    return versions.lines()
 
 
 @pytest.hookimpl(hookwrapper=True)
