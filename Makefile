@@ -21,7 +21,9 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
 all: test
 
-$(UV): hack/uv-requirements.txt
+# The path holds the version, and a release's files never change: built once per machine, whatever
+# the clone's timestamps.
+$(UV):
 	$(PYTHON) -m venv $(UV_DIR)
 	$(UV_DIR)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r hack/uv-requirements.txt
 	touch $@
