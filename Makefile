@@ -29,7 +29,7 @@ $(UV):
 	touch $@
 
 # Exactly the locked versions, the test set with the runtime set; never resolves (--frozen).
-$(STAMP): pyproject.toml uv.lock $(UV)
+$(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --quiet --frozen --extra test --python $(PYTHON)
 	touch $@
 
