@@ -291,26 +291,36 @@ def plan() -> None:
 def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
     """Summarize `terraform show -json PLAN` or a `terraform plan -json` stream (FILE or - for stdin).
 
+    Terraform's and OpenTofu's formats 0.x and 1.x; several plans in one input (terragrunt's
+    `run --all show -json`, one document per line, each under its unit's directory when the log
+    prefix says it) are summarised one by one.
+
     Exits like terraform plan -detailed-exitcode: 2 when applying would change something (moves,
-    imports and forgets included), 0 when not (drift nothing depends on is listed, not counted),
-    1 when the plan errored or is not a plan.
+    imports, forgets, output changes and action invocations included), 0 when not (drift nothing
+    depends on is listed, not counted), 1 when the plan errored or is not a plan; with several
+    plans, as the most severe.
 
     \b
     Example:
       terraform show -json plan.out | opex plan summarize -
+      terragrunt run --all show -json plan.out | opex plan summarize -
     """
-    from ..terraform.plan import PlanFormatError, parse_any
+    from ..terraform.plan import PlanFormatError, parse_input
     from . import render
 
     try:
-        summary = parse_any(_read(file), list(ignore))
+        found = parse_input(_read(file), list(ignore))
     except PlanFormatError as err:
         raise CliError(f"{file}: {err}") from None
+    single = found.plans[0] if len(found.plans) == 1 and found.plans[0].directory is None else None
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        data = single.summary.to_dict() if single else {
+            "plans": [{"directory": p.directory, **p.summary.to_dict()} for p in found.plans],
+            "exit_code": found.exit_code}
+        click.echo(json.dumps(data, indent=2))
     else:
-        console().print(render.plan_summary(summary))
-    sys.exit(summary.exit_code)
+        console().print(render.plan_summary(single.summary) if single else render.plan_set(found))
+    sys.exit(found.exit_code)
 
 
 @cli.group()
