@@ -269,7 +269,10 @@ def plan_set(found: PlanSet) -> Group:
 def plan_summary(summary: PlanSummary) -> Group:
     """The same drift/changes summary a DriftCheck report holds, for a terminal."""
     head, style = HEADLINE[summary.exit_code]
-    if summary.exit_code == 2 and len(summary.config_only) == len(summary.changes) and not summary.output_changes:
+    if summary.exit_code == 2 and not (summary.changes or summary.output_changes or summary.action_invocations):
+        head = "changes to the state only (a refresh-only plan)"
+    elif summary.exit_code == 2 and len(summary.config_only) == len(summary.changes) and not (
+            summary.output_changes or summary.action_invocations):
         head = "configuration-only changes (moves, imports, forgets)"
     parts: list[Any] = [Text(f"Plan ({summary.source}, {summary.program_version}): {head} "
                              f"(exit code {summary.exit_code}, {summary.outcome.value})", style=style)]
