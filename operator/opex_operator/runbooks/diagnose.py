@@ -61,8 +61,9 @@ QUOTA = re.compile(r"\b(?:\w*LimitExceeded\w*|ServiceQuotaExceeded\w*|QuotaExcee
                    r"TooManyRequestsException|ThrottlingException|RequestLimitExceeded)\b|Rate exceeded")
 # A package index or image registry refusing for its rate limit (the OCI distribution spec's TOOMANYREQUESTS,
 # HTTP 429 from PyPI, npm, Maven Central, GitHub); an AWS API's own 429 (TooManyRequestsException) is QUOTA.
-RATE_LIMITED = re.compile(r"\btoomanyrequests\b|\bTOOMANYREQUESTS\b|pull rate limit|\b429 Too Many Requests\b|"
-                          r"Too Many Requests for url|\bnpm ERR! code E429\b|status code:? 429\b|\bHTTP 429\b|"
+RATE_LIMITED = re.compile(r"\btoomanyrequests\b|\bTOOMANYREQUESTS\b|HTTPTooManyRequests|pull rate limit|"
+                          r"\b429 Too Many Requests\b|\b429 Client Error\b|Too Many Requests for url|"
+                          r"\bnpm (?:ERR!|error) code E429\b|status code:? 429\b|\bHTTP(?: Error)? 429\b|"
                           r"API rate limit exceeded for|\b429\b[^\n]*\brate limit")
 _AWS_THROTTLE = re.compile(r"TooManyRequestsException|ThrottlingException|operation error \w+")
 _HOST = re.compile(r"\b(?:[a-z0-9-]+\.)+(?:io|org|com|net|aws|dev)\b")
@@ -79,7 +80,9 @@ REGISTRIES = (("docker.io", "Docker Hub", 6 * 3600), ("docker.com", "Docker Hub"
               ("registry.opentofu.org", "the OpenTofu Registry", 3600), ("proxy.golang.org", "the Go module proxy", 3600),
               ("rubygems.org", "RubyGems", 3600), ("nuget.org", "NuGet", 3600))
 _RETRY_AFTER = re.compile(r"[Rr]etry[- ][Aa]fter:?\s*(?P<n>[\d.]+)\s*(?P<unit>µs|us|ms|s|m|h|seconds?|minutes?)?|"
-                          r"(?:try again|retry) in (?P<n2>\d+)\s*(?P<unit2>seconds?|minutes?|hours?)")
+                          r"(?:try again|retry|[Ll]imit may reset) in (?P<n2>\d+)\s*(?P<unit2>seconds?|minutes?|hours?)")
+# The registry a refusal names only by its client's words, when no host is given.
+_CLIENT_REGISTRY = (("npm ", "the npm registry"), ("yarn ", "the Yarn registry"), ("pip", "PyPI"), ("PyPI", "PyPI"))
 DB_CONNECT = re.compile("|".join([
     r"could not connect to server",                                            # libpq before 14
     r"connection to server (?:at|on) [^\n]* failed",                           # libpq 14+: "... port 5432 failed: ..."
@@ -108,6 +111,7 @@ NETWORK = re.compile(r"\b(?:ETIMEDOUT|EAI_AGAIN|ENOTFOUND|ECONNRESET|ECONNREFUSE
                      r"\bdial tcp\b|: no such host\b|server misbehaving|[Cc]onnection refused|request send failed|"
                      r"send request failed|Client\.Timeout exceeded|write: broken pipe|"
                      r"net/http: request canceled|proxyconnect tcp")
+_GO_WRAPPERS = ("request send failed", "send request failed", "dial tcp")
 DEPENDENCY = re.compile(r"npm ERR! (?:code E[A-Z0-9_]+|404|notarget|network)|\bERESOLVE\b|Could not find a version "
                         r"that satisfies|No matching distribution found|ResolutionImpossible|Could not resolve "
                         r"dependencies|go: [^\n]*: (?:reading|verifying|unknown revision)|error An unexpected error "
@@ -151,7 +155,8 @@ REPORT_MEMORY = re.compile(r"Memory Size: (?P<size>\d+) MB\s+Max Memory Used: (?
 # The deployed package cannot start: the runtime could not load the handler (Lambda docs, "Troubleshoot
 # deployment issues" and "Troubleshoot invocation issues"; the runtimes' error types).
 PACKAGING = re.compile(r"\bRuntime\.(?:ImportModuleError|HandlerNotFound|UserCodeSyntaxError|MalformedHandlerName|"
-                       r"InvalidEntrypoint)\b|Couldn't find valid bootstrap|\bClass not found: |"
+                       r"InvalidEntrypoint)\b|Unable to import module '|Handler '[^']+' missing on module|"
+                       r"\bis undefined or not exported\b|Couldn't find valid bootstrap|\bClass not found: |"
                        r"Unable to load type '|Could not find the specified handler assembly|"
                        r"fork/exec /var/task/\S+: no such file or directory")
 REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -453,6 +458,8 @@ def rate_limit(text: str) -> RateLimit | None:
                       if host == key or host.endswith("." + key)), None)
         if known is None and "pull rate limit" in line:
             known = ("Docker Hub", 6 * 3600)  # its own words ("You have reached your pull rate limit")
+        if known is None and not hosts:
+            known = next(((name, 3600) for words, name in _CLIENT_REGISTRY if any(words in c for c in near)), None)
         name, window = known or (hosts[0] if hosts else "a package registry", 3600)
         stated = _retry_after(" ".join(near))
         return RateLimit(name, line.strip()[:300], stated or dt.timedelta(seconds=window), stated is not None)
@@ -559,7 +566,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
             [ref("lock")] + failure_refs)
     elif problem == LockProblem.BACKEND_FAULT:
         category = Cat.DEPLOY_NETWORK if NETWORK.search(lock_error.message) else Cat.TERRAFORM_BACKEND
-        add(100, category, f"Terraform {lock_error.describe()}", [ref("lock")] + failure_refs)
+        add(100, category, lock_error.describe(), [ref("lock")] + failure_refs)
     elif lock_error is not None or obs.terraform_lock is not None:
         add(100, Cat.TERRAFORM_STATE_LOCK, f"Terraform {_held(obs)}", [ref("lock")] + failure_refs, obs.terraform_lock)
     if ctx.timed_out:
@@ -607,7 +614,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
     m = LINT.search(text)
     if m or LINT_COMMAND.search(command):
         add(64 if m else 61, Cat.BUILD_LINT, f"lint failed: {_line(text, m) if m else f'`{command}` failed'}")
-    if (m := NETWORK.search(text)):
+    if (m := _network(text)):
         add(50, Cat.DEPLOY_NETWORK, f"network failure during the deployment: {_line(text, m)}")
     if build is not None and ctx.phase is not None:
         detail = f": {ctx.messages[0]}" if ctx.messages else ""
@@ -678,13 +685,26 @@ def _first(messages: list[str], prefix: str) -> str:
     return next((m for m in messages if m.startswith(prefix)), messages[0] if messages else "")[:300]
 
 
-def _line(text: str, m: re.Match | None) -> str:
-    """The whole line of ``text`` that ``m`` matched, trimmed for a summary."""
+def _line(text: str, m: re.Match | None, width: int = 300) -> str:
+    """The line of ``text`` that ``m`` matched, trimmed for a summary to ``width`` characters around the
+    match (a diagnostic joined from a wrapped box can be long, and its cause is often near its end)."""
     if m is None:
         return ""
     start = text.rfind("\n", 0, m.start()) + 1
     end = text.find("\n", m.end())
-    return text[start: end if end >= 0 else len(text)].strip()[:300]
+    line = text[start: end if end >= 0 else len(text)]
+    if len(line.strip()) <= width:
+        return line.strip()
+    first = max(0, min(m.start() - start - width // 2, len(line) - width))
+    return ("…" if first else "") + line[first: first + width].strip() + ("…" if first + width < len(line) else "")
+
+
+def _network(text: str) -> re.Match | None:
+    """The most telling network failure in ``text``: Go's wrappers ("request send failed", "send request
+    failed") say that a call failed, the words after them (``dial tcp``, ``no such host``, ``i/o
+    timeout``) why; the first of those when there is one."""
+    found = list(NETWORK.finditer(text))
+    return next((m for m in found if m.group(0) not in _GO_WRAPPERS), found[0] if found else None)
 
 
 _VOLATILE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+")

@@ -154,10 +154,10 @@ class LockError:
         via = f" ({self.backend} backend)" if self.backend else ""
         if self.problem == LockProblem.DENIED:
             what = self.denial.describe() if self.denial else self.message
-            return f"the state lock could not be written{via}: permission denied: {what}"[:1024]
+            return f"the Terraform state lock could not be written{via}: permission denied: {what}"[:1024]
         if self.problem == LockProblem.BACKEND_FAULT:
-            return (f"the state backend{via} failed while taking the lock (a backend fault, not another holder): "
-                    f"{self.message}")[:1024]
+            return (f"the Terraform state backend{via} failed while taking the lock (a backend fault, not another "
+                    f"holder): {self.message}")[:1024]
         info = self.lock or self.holder_info
         if info is None:
             note = f"; {self.note}" if self.note else ""
