@@ -14,7 +14,8 @@ import json
 
 import pytest
 
-from support.builders import (CODE_ERROR, IMPORT_ERROR, NOW, SHA1, SHA2, assessed, build, codebuild_log, denied_event, erroring_lambda,
+from support.builders import (CODE_ERROR, IMPORT_ERROR, NOW, SHA1, SHA2, assessed, build, codebuild_log, denied_event,
+                              erroring_lambda,
                        failed_pipeline, healthy_lambda, lambda_errors, lines, observations, rds, report)
 from opex_operator.api.incident import RootCauseCategory as Cat
 from opex_operator.runbooks.diagnose import (MAX_EVIDENCE, classify, error_lines, failure_context, findings,

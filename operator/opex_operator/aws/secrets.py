@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ..api.security import SECRET_ID
-from .actions import Change, Params
 from ..api.common import parse_time
+from ..api.security import SECRET_ID
 from ..errors import AwsError
+from .actions import Change, Params
 from .clients import AwsClients
 
 CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
@@ -183,13 +183,11 @@ class SecretsActions:
             if state == PendingRotation.STUCK:
                 raise RotationStuck(
                     f"secret {secret['Name']}: an earlier rotation (version {pending}) is stuck ({why}); AWSCURRENT "
-                    f"is unchanged. Its "
-                    f"rotation function failed: read its logs and fix it, then clear the label with {clear} and run "
-                    f"the step again")
+                    f"is unchanged. Its rotation function failed: read its logs and fix it, then clear the label "
+                    f"with {clear} and run the step again")
             raise RotationInProgress(
                 f"secret {secret['Name']}: an earlier rotation (version {pending}) has not finished ({why}); "
-                f"AWSCURRENT is unchanged. "
-                f"Retried once it finished; when it cannot, clear the label with {clear}")
+                f"AWSCURRENT is unchanged. Retried once it finished; when it cannot, clear the label with {clear}")
         try:
             self.sm.rotate_secret(SecretId=p.secret_id, ClientRequestToken=token, RotateImmediately=True)
         except AwsError as err:

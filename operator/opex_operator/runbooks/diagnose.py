@@ -10,8 +10,10 @@ root cause cites the findings (F1, F2, ...) that carried it. Causes found by the
 runbook and the endpoint probes (``runbooks.perf_assess``) join on the same scale. Evidence is read from the failure's
 own context, never from every line of a log:
 
-1. explicit signals: the failed command's state-lock error, AccessDenied records in CloudTrail, a
-   Lambda whose update failed;
+1. explicit signals: the failed command's state-lock error (held: TerraformStateLock; the lock
+   refused to the caller: DeployPermissionDenied, never retried nor force-unlocked; the backend
+   failed: TerraformBackend, or DeployNetwork when the network did), AccessDenied records in
+   CloudTrail, a Lambda whose update failed;
 2. the failed phase (CodeBuild ``BuildPhase``): its status (``TIMED_OUT``: the build hit its own
    timeout, BuildTimedOut, which is not retried blindly) and its contexts (``statusCode`` and
    ``message``: ``COMMAND_EXECUTION_ERROR`` names the failed command, ``YAML_FILE_ERROR`` a broken
@@ -21,12 +23,17 @@ own context, never from every line of a log:
    names (else the first that failed, else the one running when the log ended) is read, and
    only its output, with patterns that mean failure (``3 failed``, ``✖ 2 problems (2 errors``,
    ``EntityAlreadyExists``) rather than words (``0 failed``, ``Layer already exists``,
-   ``Collecting pylint``). The command itself also tells: ``npm run lint`` failing is a lint failure;
+   ``Collecting pylint``). The command itself also tells: ``npm run lint`` failing is a lint failure.
+   A registry's rate limit (``toomanyrequests``, HTTP 429 from a package index) is RegistryRateLimited
+   with the registry named and when a retry can work; network failures in Go's words too (``dial
+   tcp ... no such host``, ``i/o timeout``, ``request send failed``) are DeployNetwork;
 4. Lambda logs: database drivers and ORMs that cannot connect (DatabaseConnectivity), out of memory
    (``Runtime exited with error: signal: killed``, Max Memory Used reaching Memory Size), timeouts
-   (``Task timed out after``, REPORT ``Status: timeout``), and other errors. Other errors are the
-   release's fault (LambdaDeployment, which gets a code rollback) only when :func:`release_evidence`
-   ties them to it; otherwise they are LambdaFunctionError, for a human.
+   (``Task timed out after``, REPORT ``Status: timeout``), a package that cannot start
+   (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``, ``Runtime.UserCodeSyntaxError``: the
+   deployment's fault, LambdaDeployment, even when only ``$LATEST`` exists), and other errors. Other
+   errors are the release's fault (LambdaDeployment, which gets a code rollback) only when
+   :func:`release_evidence` ties them to it; otherwise they are LambdaFunctionError, for a human.
 """
 from __future__ import annotations
 
@@ -77,10 +84,12 @@ REGISTRIES = (("docker.io", "Docker Hub", 6 * 3600), ("docker.com", "Docker Hub"
               ("yarnpkg.com", "the Yarn registry", 3600), ("maven.apache.org", "Maven Central", 3600),
               ("maven.org", "Maven Central", 3600), ("api.github.com", "the GitHub API", 3600),
               ("github.com", "GitHub", 3600), ("registry.terraform.io", "the Terraform Registry", 3600),
-              ("registry.opentofu.org", "the OpenTofu Registry", 3600), ("proxy.golang.org", "the Go module proxy", 3600),
+              ("registry.opentofu.org", "the OpenTofu Registry", 3600),
+              ("proxy.golang.org", "the Go module proxy", 3600),
               ("rubygems.org", "RubyGems", 3600), ("nuget.org", "NuGet", 3600))
 _RETRY_AFTER = re.compile(r"[Rr]etry[- ][Aa]fter:?\s*(?P<n>[\d.]+)\s*(?P<unit>µs|us|ms|s|m|h|seconds?|minutes?)?|"
-                          r"(?:try again|retry|[Ll]imit may reset) in (?P<n2>\d+)\s*(?P<unit2>seconds?|minutes?|hours?)")
+                          r"(?:try again|retry|[Ll]imit may reset) in (?P<n2>\d+)\s*"
+                          r"(?P<unit2>seconds?|minutes?|hours?)")
 # The registry a refusal names only by its client's words, when no host is given.
 _CLIENT_REGISTRY = (("npm ", "the npm registry"), ("yarn ", "the Yarn registry"), ("pip", "PyPI"), ("PyPI", "PyPI"))
 DB_CONNECT = re.compile("|".join([

@@ -67,8 +67,8 @@ MARKERS = ("Error acquiring the state lock", "Error locking state", "failed to l
            "Failed to lock cos state", "failed to lock OSS state", "failed to lock oci state",
            "workspace already locked", "state blob is already locked", "remote state already locked",
            "state is already locked", "Unable to retrieve item from DynamoDB table")
-_MARKERS = tuple(m.lower() for m in MARKERS)
-_HEADINGS = ("error acquiring the state lock", "error locking state")  # wrappers re-word the heading ("error acquiring the state lock")
+_MARKERS = tuple(m.lower() for m in MARKERS)  # wrappers re-word them ("error acquiring the state lock: ...")
+_HEADINGS = ("error acquiring the state lock", "error locking state")
 _KEY = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*?)\s*$")
 _CREATED = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d+))?\s*([+-]\d{4}|Z)?")
 _MESSAGE = re.compile(r"(?:Error message:|Error acquiring the state lock:)\s*(?P<text>.*)$", re.I)
@@ -210,8 +210,8 @@ def parse_lock_error(text: str) -> LockError | None:
     fields = _lock_info(block)
     info = None
     if fields.get("ID") or fields.get("Who"):  # a paste may keep the holder but lose the ID line
-        info = StateLock(id=fields.get("ID", ""), path=fields.get("Path") or None, operation=fields.get("Operation") or None,
-                         who=fields.get("Who") or None, version=fields.get("Version") or None,
+        info = StateLock(id=fields.get("ID", ""), path=fields.get("Path") or None,
+                         operation=fields.get("Operation") or None, who=fields.get("Who") or None, version=fields.get("Version") or None,
                          created=parse_created(fields["Created"]) if fields.get("Created") else None,
                          info=fields.get("Info") or None)
     clues = " ".join([message, fields.get("Path", ""), fields.get("Info", "")])
