@@ -30,7 +30,7 @@ ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\
 # The same sequences after a paste mangled the ESC byte (see the module docstring), and bare colour codes.
 _ESC_MANGLED = r"(?:\ufffd|\^\[|\u241b|\\e|\\033|\\x1[bB]|\\u001[bB])"
 MANGLED = re.compile(rf"{_ESC_MANGLED}\[[0-?]*[ -/]*[@-~]|{_ESC_MANGLED}\][^\x07]*?(?:\x07|{_ESC_MANGLED}\\)|"
-                     r"\[(?:\d{1,3}(?:;\d{1,3})*)?m(?!\d+(?:\.\d+)?s\b)")
+                     r"\[\d{1,3}(?:;\d{1,3})*m(?!\d+(?:\.\d+)?s\b)")
 # The box may follow a log shipper's timestamp (``2026-11-29T08:57:01.123Z │ Error: ...``).
 _STAMP = r"(?:\d{4}[-/]\d{2}[-/]\d{2}[T ][\d:.]+Z?\s+)?"
 _BORDER = re.compile(rf"^\s*{_STAMP}[╷╵]\s*$")
