@@ -83,8 +83,8 @@ def build() -> dashboard.Dashboard:
         .with_panel(figure("Incidents past escalation window", [("sum(opex_incidents_past_escalation_window)",
                                                                  "incidents")], width=4))
         .with_panel(figure("Production DriftChecks with drift", [(
-            'sum(opex_driftchecks{result="DriftDetected", environment="production"}) or vector(0)', "drifted")],
-            width=4))
+            'sum(opex_driftchecks{result="DriftDetected", environment=~"(?i)production|prod|prd|live"}) '
+            'or vector(0)', "drifted")], width=4))
         .with_panel(figure("Overdue DriftChecks", [("sum(opex_driftchecks_overdue) or vector(0)", "overdue")],
                            width=4))
         .with_row(dashboard.Row("Incidents"))

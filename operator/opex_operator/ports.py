@@ -113,10 +113,11 @@ class Ec2Port(Protocol):
 
 class SecretsPort(Protocol):
     """Secrets Manager rotation (``aws.secrets.SecretsActions``). Raises AwsError, RotationNotConfigured,
-    RotationInProgress, or LookupError when a rotation's version is gone."""
+    RotationFunctionMissing, RotationInProgress, RotationStuck, or LookupError when a rotation's version is
+    gone."""
 
-    def rotate(self, p: RotateSecretParams) -> SecretRotation: ...
-    def rotation(self, secret_id: str, version_id: str) -> SecretRotation: ...
+    def rotate(self, p: RotateSecretParams, now: dt.datetime | None = None) -> SecretRotation: ...
+    def rotation(self, secret_id: str, version_id: str, now: dt.datetime | None = None) -> SecretRotation: ...
 class MetricsPort(Protocol):
     """CloudWatch GetMetricData (``aws.cloudwatch.CloudWatchMetrics``): many series in one call per
     region. Raises AwsError, or ValueError for a window CloudWatch cannot answer."""

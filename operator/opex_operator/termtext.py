@@ -6,7 +6,11 @@ behind it see only text:
 
 * ANSI escape sequences (SGR colours, cursor moves, OSC hyperlinks) are removed. Terraform colours
   its diagnostics unless ``-no-color`` is given, also when its output is piped (Terraform docs,
-  "Command: plan", ``-no-color``), so CodeBuild logs carry them.
+  "Command: plan", ``-no-color``), so CodeBuild logs carry them. So are escapes a copy and paste
+  mangled: the ESC byte replaced by U+FFFD (a viewer decoding it as text), shown as ``^[``, ``␛``,
+  ``\\e``, ``\\033``, ``\\x1b`` or ``\\u001b`` (a JSON-escaped or ``cat -v`` log), or dropped, leaving a
+  bare colour code such as ``[31m`` (one not followed by a duration: Terraform's ``[1m20s elapsed]``
+  keeps its minutes).
 * A carriage return inside a line keeps what a terminal would show: the text after the last one.
 * Terraform's diagnostic box (``internal/command/format/diagnostic.go``: ``╷`` opens it, every line
   starts with ``│ ``, ``╵`` closes it) is removed, leaving a blank line where a border was.
@@ -23,6 +27,10 @@ from typing import Iterable
 
 # CSI (colours, cursor), OSC (titles, hyperlinks, ended by BEL or ST) and two-character escapes.
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+# The same sequences after a paste mangled the ESC byte (see the module docstring), and bare colour codes.
+_ESC_MANGLED = r"(?:\ufffd|\^\[|\u241b|\\e|\\033|\\x1[bB]|\\u001[bB])"
+MANGLED = re.compile(rf"{_ESC_MANGLED}\[[0-?]*[ -/]*[@-~]|{_ESC_MANGLED}\][^\x07]*?(?:\x07|{_ESC_MANGLED}\\)|"
+                     r"\[\d{1,3}(?:;\d{1,3})*m(?!\d+(?:\.\d+)?s\b)")
 # The box may follow a log shipper's timestamp (``2026-11-29T08:57:01.123Z │ Error: ...``).
 _STAMP = r"(?:\d{4}[-/]\d{2}[-/]\d{2}[T ][\d:.]+Z?\s+)?"
 _BORDER = re.compile(rf"^\s*{_STAMP}[╷╵]\s*$")
@@ -34,8 +42,8 @@ MIN_WRAP = 75
 
 
 def strip_ansi(text: str) -> str:
-    """``text`` without ANSI escape sequences."""
-    return ANSI.sub("", text)
+    """``text`` without ANSI escape sequences, whole or mangled by a paste."""
+    return MANGLED.sub("", ANSI.sub("", text))
 
 
 def _screen(line: str) -> str:

@@ -81,16 +81,19 @@ def lambda_errors(*messages: str, version: str = "2", start_minutes_ago: float =
 
 
 IMPORT_ERROR = "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pg8000'"
+# An error of the code itself (it loaded and ran): the release's fault only when the evidence ties it to the release.
+CODE_ERROR = "[ERROR] KeyError: 'customer_id'"
 
 
-def erroring_lambda(name: str = "checkout-api", count: int = 5, tied: bool = True) -> LambdaFacts:
-    """Version 2 went live 30 minutes ago and fails; with ``tied``, version 1 ran clean before it."""
+def erroring_lambda(name: str = "checkout-api", count: int = 5, tied: bool = True,
+                    message: str = IMPORT_ERROR) -> LambdaFacts:
+    """Version 2 went live 30 minutes ago and fails with ``message``; with ``tied``, version 1 ran clean before it."""
     fn = healthy_lambda(name, last_modified=(NOW - dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
                         versions=[LambdaVersion("1", SHA1, "2026-11-20T10:00:00.000+0000"),
                                   LambdaVersion("2", SHA2, (NOW - dt.timedelta(minutes=30)).strftime(
                                       "%Y-%m-%dT%H:%M:%S.000+0000"))])
     fn.error_lines = [dataclasses.replace(line, group=f"/aws/lambda/{name}")
-                      for line in lambda_errors(*[IMPORT_ERROR] * count)]
+                      for line in lambda_errors(*[message] * count)]
     fn.reports = ([report("1", i, 55 - i) for i in range(6)] if tied else []) + [
         report("2", 100 + i, 20 - i) for i in range(count)]
     return fn

@@ -421,7 +421,7 @@ class FakeSecrets(Calls):
                             "Secrets Manager can't find the specified secret.")
         return self.secrets[secret_id]
 
-    def rotate(self, p):
+    def rotate(self, p, now=None):
         secret = self._secret(p.secret_id)
         token = p.client_request_token
         if token in secret["versions"]:
@@ -444,7 +444,7 @@ class FakeSecrets(Calls):
             labels[:] = ["AWSPREVIOUS"] if "AWSCURRENT" in labels else [x for x in labels if x != "AWSPREVIOUS"]
         versions[pending] = ["AWSCURRENT"]
 
-    def rotation(self, secret_id, version_id):
+    def rotation(self, secret_id, version_id, now=None):
         versions = self._secret(secret_id)["versions"]
         if version_id not in versions:
             raise LookupError(f"secret {secret_id} has no version {version_id}")

@@ -125,7 +125,29 @@ def test_configured_rules_map_alertnames_severities_and_labels(tmp_path):
     assert m.spec["type"] == "PipelineFailure" and m.spec["severity"] == "low"
     assert m.spec["targets"]["pipeline"] == {"name": "checkout-pipeline"}
     unknown = mapped(alert(incident_type="", priority="P9"), rules)
-    assert "severity 'P9' is not in the mapping's severity.values (p1, p3)" in unknown.reason
+    assert unknown.spec["severity"] == "medium"  # a refusal would lose the alert: the default, and say so
+    assert "Severity label 'P9' is not one the alert mapping knows; medium (its default) assumed." in \
+        unknown.spec["summary"]
+
+
+@pytest.mark.parametrize("words,severity", [
+    (["critical", "page", "P1", "p1", "SEV-1", "Sev 0", "emergency", "disaster"], "critical"),
+    (["major", "error", "high", "P2", "ERR"], "high"),
+    (["warning", "warn", "Warning", "medium", "P3", "average"], "medium"),
+    (["minor", "low", "info", "informational", "P4", "P5", "none", "debug"], "low"),
+])
+def test_severity_words_of_common_rule_sets_map_instead_of_being_refused(words, severity):
+    for word in words:
+        m = mapped(alert(severity=word))
+        assert isinstance(m, Mapped) and m.spec["severity"] == severity, word
+        assert "not one the alert mapping knows" not in m.spec["summary"]
+
+
+@pytest.mark.parametrize("label,environment", [("prod", "prod"), ("Production", "production"), ("PRD", "prd"),
+                                                ("EU West", "eu-west"), ("--", "production")])
+def test_environment_labels_become_dns_labels_instead_of_a_refusal(label, environment):
+    m = mapped(alert(environment=label))
+    assert isinstance(m, Mapped) and m.spec["environment"] == environment
 
 
 def test_a_mapping_file_with_an_unknown_key_names_it(tmp_path):

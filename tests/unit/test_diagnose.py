@@ -8,12 +8,14 @@ JDBC). Raw logs go through the real assessment (``assessed``), so colours and bo
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
 import pytest
 
-from support.builders import (IMPORT_ERROR, NOW, SHA1, SHA2, assessed, build, codebuild_log, denied_event, erroring_lambda,
+from support.builders import (CODE_ERROR, IMPORT_ERROR, NOW, SHA1, SHA2, assessed, build, codebuild_log, denied_event,
+                              erroring_lambda,
                        failed_pipeline, healthy_lambda, lambda_errors, lines, observations, rds, report)
 from opex_operator.api.incident import RootCauseCategory as Cat
 from opex_operator.runbooks.diagnose import (MAX_EVIDENCE, classify, error_lines, failure_context, findings,
@@ -49,8 +51,12 @@ CASES = [
      Cat.LAMBDA_DEPLOYMENT, "python3.7 is deprecated"),
     ("database stopped", dict(rds=rds("stopped"), lambdas=[healthy_lambda()]),
      Cat.DATABASE_CONNECTIVITY, "checkout-db is stopped"),
-    ("erroring release", dict(pipeline=failed_pipeline(), builds=[build("POST_BUILD")], lambdas=[erroring_lambda()]),
+    ("erroring release", dict(pipeline=failed_pipeline(), builds=[build("POST_BUILD")],
+                              lambdas=[erroring_lambda(message=CODE_ERROR)]),
      Cat.LAMBDA_DEPLOYMENT, "since version 2 went live"),
+    ("a package that cannot start", dict(pipeline=failed_pipeline(), builds=[build("POST_BUILD")],
+                                         lambdas=[erroring_lambda()]),
+     Cat.LAMBDA_DEPLOYMENT, "deployed package cannot start: [ERROR] Runtime.ImportModuleError"),
     ("bare failed phase", dict(pipeline=failed_pipeline("Build", "BuildAndTest"), builds=[build("BUILD")]),
      Cat.BUILD_FAILURE, "failed in phase BUILD"),
 ]
@@ -337,7 +343,7 @@ def test_out_of_memory_is_its_own_category_without_a_rollback(errors, reports):
 
 
 def test_errors_tied_to_a_release_by_version_are_rolled_back():
-    cause, steps, d = lambda_incident(failing_lambda(*[IMPORT_ERROR] * 5))
+    cause, steps, d = lambda_incident(failing_lambda(*[CODE_ERROR] * 5))
     assert cause.category == Cat.LAMBDA_DEPLOYMENT and "version 1 ran 6 invocations" in cause.summary
     assert [(s.id, s.params) for s in steps] == [("rollback-lambda-checkout-api",
                                                   {"functionName": "checkout-api", "toVersion": "1"})]
@@ -349,7 +355,7 @@ def test_errors_tied_to_a_release_by_time_on_latest_are_rolled_back():
     went_live = NOW - dt.timedelta(minutes=30)
     fn = healthy_lambda(last_modified=went_live.strftime("%Y-%m-%dT%H:%M:%S.000+0000"), code_sha256="bmV3",
                         versions=[LambdaVersion("1", SHA1), LambdaVersion("2", SHA2)])
-    fn.error_lines = lambda_errors(*[IMPORT_ERROR] * 3, version="$LATEST")
+    fn.error_lines = lambda_errors(*[CODE_ERROR] * 3, version="$LATEST")
     fn.reports = [report("$LATEST", i, 50 - i) for i in range(4)]
     tied, why = release_evidence(fn)
     assert tied and "after version $LATEST went live" in why and "the 4 invocations before it" in why
@@ -359,14 +365,14 @@ def test_errors_tied_to_a_release_by_time_on_latest_are_rolled_back():
 
 @pytest.mark.parametrize("case,change,reason", [
     ("errors began before the release", lambda fn: setattr(fn, "error_lines", lambda_errors(
-        *[IMPORT_ERROR] * 3, version="$LATEST", start_minutes_ago=45)), "before version"),
+        *[CODE_ERROR] * 3, version="$LATEST", start_minutes_ago=45)), "before version"),
     ("the previous version fails too", lambda fn: setattr(fn, "error_lines", fn.error_lines + lambda_errors(
-        IMPORT_ERROR, version="1")), "version 1 logs errors too"),
+        CODE_ERROR, version="1")), "version 1 logs errors too"),
     ("no run of the previous version was seen", lambda fn: setattr(fn, "reports", [
         r for r in fn.reports if "[1]" not in r.stream]), "not known to have run clean"),
 ])
 def test_errors_not_tied_to_a_release_are_function_errors_without_a_rollback(case, change, reason):
-    fn = failing_lambda(*[IMPORT_ERROR] * 3)
+    fn = failing_lambda(*[CODE_ERROR] * 3)
     change(fn)
     cause, steps, _ = lambda_incident(fn)
     assert cause.category == Cat.LAMBDA_FUNCTION_ERROR and reason in cause.summary, cause.summary
@@ -406,3 +412,144 @@ def test_unreadable_sources_become_warning_findings():
     d = findings(obs)
     assert d.findings[0].severity.value == "Warning" and "function/ghost not found" in d.findings[0].observed
     assert classify(obs, d, NOW).summary == "no target could be read; 1 sources could not be read (see findings)"
+
+
+# ---- round 3: permission errors on the lock are not held locks -----------------------------------------------------
+WITH_WORKSPACE = spec(targets={"pipeline": {"name": "checkout-pipeline"}, "driftCheckRef": {"name": "prod-network"}})
+LOCK_DENIED = ["╷", "│ Error: Error acquiring the state lock", "│ ",
+               "│ Error message: operation error DynamoDB: PutItem, https response error StatusCode: 400,",
+               "│ RequestID: Q3P4, api error AccessDeniedException: User:",
+               "│ arn:aws:sts::123456789012:assumed-role/ci/deploy is not authorized to perform:",
+               "│ dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/terraform-locks", "│ ",
+               "│ Terraform acquires a state lock to protect the state from being written", "╵"]
+
+
+def test_a_denied_lock_write_is_a_permission_denial_with_no_retry_and_no_force_unlock():
+    obs = tf_apply(*LOCK_DENIED)
+    cause, _ = diagnose(obs)
+    assert cause.category == Cat.DEPLOY_PERMISSION_DENIED and cause.lock is None
+    assert "dynamodb:PutItem denied to arn:aws:sts::123456789012:assumed-role/ci/deploy" in cause.summary
+    assert remediation_steps(WITH_WORKSPACE, cause, obs) == []
+
+
+def test_a_denied_lock_is_not_replaced_by_the_lock_the_drift_check_saw():
+    import asyncio
+
+    from support.fakes import FakeReader
+    from opex_operator.api.common import StateLock
+    from opex_operator.controllers.incident_assess import assess
+
+    reader = FakeReader(failed_pipeline("Deploy", "DeployLambda"), [build("BUILD")],
+                        lines(*codebuild_log(("terraform apply -auto-approve", LOCK_DENIED, 1))))
+    stale = StateLock(id="0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", who="old@runner")
+    obs = asyncio.run(assess(WITH_WORKSPACE, reader, NOW, drift_lock=lambda name: stale))
+    assert obs.lock_error is not None and obs.terraform_lock is None
+    assert diagnose(obs)[0].category == Cat.DEPLOY_PERMISSION_DENIED
+
+
+def test_a_consul_server_fault_on_the_lock_is_a_backend_fault_retried_but_never_unlocked():
+    obs = tf_apply("╷", "│ Error: Error acquiring the state lock", "│ ",
+                   "│ Error message: failed to acquire lock: Unexpected response code: 500 (invalid session)", "╵")
+    cause, _ = diagnose(obs)
+    assert cause.category == Cat.TERRAFORM_BACKEND and "not another holder" in cause.summary and cause.lock is None
+    assert [s.id for s in remediation_steps(WITH_WORKSPACE, cause, obs)] == ["retry-stage-deploy"]
+
+
+def test_a_mangled_paste_of_a_held_lock_still_offers_its_id():
+    text = coloured("\n".join(BOXED.splitlines())).replace(ESC, "\ufffd")
+    cause, _ = diagnose(tf_apply(*text.splitlines()))
+    assert cause.category == Cat.TERRAFORM_STATE_LOCK and cause.lock.id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"
+
+
+# ---- round 3: network failures in Go's wording ---------------------------------------------------------------------
+GO_NETWORK = [
+    ("DNS through the VPC resolver", "│ Error: configuring Terraform AWS Provider: validating provider credentials: "
+     "retrieving caller identity from STS: operation error STS: GetCallerIdentity, exceeded maximum number of "
+     "attempts, 3, https response error StatusCode: 0, RequestID: , request send failed, Post "
+     "\"https://sts.us-east-1.amazonaws.com/\": dial tcp: lookup sts.us-east-1.amazonaws.com on 10.0.0.2:53: no "
+     "such host"),
+    ("i/o timeout", "Error: Failed to query available provider packages: could not connect to registry.terraform.io: "
+     "failed to request discovery document: Get \"https://registry.terraform.io/.well-known/terraform.json\": dial "
+     "tcp 151.101.1.4:443: i/o timeout"),
+    ("connection reset by peer", "Error: reading S3 Bucket (www-checkout): operation error S3: HeadBucket, https "
+     "response error StatusCode: 0, RequestID: , HostID: , request send failed, Head \"https://www-checkout.s3."
+     "amazonaws.com/\": read tcp 10.0.3.7:51234->52.216.8.1:443: read: connection reset by peer"),
+]
+
+
+@pytest.mark.parametrize("line", [c[1] for c in GO_NETWORK], ids=[c[0] for c in GO_NETWORK])
+def test_go_network_failures_are_network_causes_and_retried(line):
+    obs = tf_apply(line)
+    cause, _ = diagnose(obs)
+    assert cause.category == Cat.DEPLOY_NETWORK, cause.summary
+    assert [s.id for s in remediation_steps(spec(), cause, obs)] == ["retry-stage-deploy"]
+
+
+# ---- round 3: registry rate limits ---------------------------------------------------------------------------------
+RATE_LIMITS = [
+    ("Docker Hub", "docker build -t checkout .", [
+        "Step 1/9 : FROM node:20-alpine",
+        "toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and "
+        "upgrading: https://www.docker.com/increase-rate-limit"], "Docker Hub", "2026-11-29 15:00 UTC"),
+    ("PyPI 429", "pip install -r requirements.txt", [
+        "ERROR: HTTP error 429 while getting https://files.pythonhosted.org/packages/requests-2.32.3.tar.gz",
+        "ERROR: 429 Client Error: Too Many Requests for url: https://files.pythonhosted.org/packages/"
+        "requests-2.32.3.tar.gz"], "PyPI", "2026-11-29 10:00 UTC"),
+    ("npm E429 with Retry-After", "npm ci", [
+        "npm ERR! code E429", "npm ERR! 429 Too Many Requests - GET https://registry.npmjs.org/react - Retry-After: 120"],
+     "the npm registry", "2026-11-29 09:02 UTC"),
+]
+
+
+@pytest.mark.parametrize("command,output,registry,when", [c[1:] for c in RATE_LIMITS], ids=[c[0] for c in RATE_LIMITS])
+def test_a_registry_rate_limit_names_the_registry_and_when_a_retry_can_work(command, output, registry, when):
+    obs = build_failure((command, output, 1), phase="BUILD")
+    cause, _ = diagnose(obs)
+    assert cause.category == Cat.REGISTRY_RATE_LIMITED, cause.summary
+    assert cause.summary.startswith(registry) and when in cause.summary
+    assert remediation_steps(spec(), cause, obs) == []  # a retry now is refused the same way
+
+
+def test_an_aws_api_throttle_is_still_an_aws_quota():
+    cause, _ = diagnose(tf_apply("Error: updating Lambda Function (checkout-api): operation error Lambda: "
+                                 "UpdateFunctionCode, https response error StatusCode: 429, RequestID: 1, "
+                                 "TooManyRequestsException: Rate exceeded"))
+    assert cause.category == Cat.DEPLOY_QUOTA_EXCEEDED
+
+
+# ---- round 3: Lambda packaging errors are deployment faults ---------------------------------------------------------
+PACKAGING = [
+    ("Python import", "[ERROR] Runtime.ImportModuleError: Unable to import module 'app': No module named 'pydantic_core'"),
+    ("Node handler", "ERROR\tUncaught Exception \t{\"errorType\":\"Runtime.HandlerNotFound\",\"errorMessage\":"
+                     "\"index.handler is undefined or not exported\"}"),
+    ("syntax error", "[ERROR] Runtime.UserCodeSyntaxError: Syntax error in module 'app': invalid syntax (app.py, line 3)"),
+]
+
+
+@pytest.mark.parametrize("message", [c[1] for c in PACKAGING], ids=[c[0] for c in PACKAGING])
+def test_a_package_that_cannot_start_is_a_deployment_fault_even_with_only_latest(message):
+    fn = healthy_lambda(versions=[], code_sha256="bmV3", last_modified=(NOW - dt.timedelta(minutes=5)).strftime(
+        "%Y-%m-%dT%H:%M:%S.000+0000"))
+    fn.error_lines = lambda_errors(*[message] * 3, version="$LATEST", start_minutes_ago=4)
+    cause, steps, _ = lambda_incident(fn)
+    assert cause.category == Cat.LAMBDA_DEPLOYMENT, cause.summary
+    assert "deployed package cannot start" in cause.summary and "no earlier version" in cause.summary
+    assert steps == []  # nothing to roll back to
+
+
+def test_a_package_that_cannot_start_is_rolled_back_to_the_previous_version():
+    cause, steps, _ = lambda_incident(failing_lambda(IMPORT_ERROR, IMPORT_ERROR, tied=False))
+    assert cause.category == Cat.LAMBDA_DEPLOYMENT and "version 1 is the one to roll back to" in cause.summary
+    assert [s.params["toVersion"] for s in steps] == ["1"]
+
+
+def test_init_report_start_and_end_lines_are_not_invocations():
+    fn = failing_lambda(CODE_ERROR, reports=[], tied=True)
+    v2 = "2026/11/29/[2]9f8e7d6c"
+    extra = ["INIT_REPORT Init Duration: 9995.84 ms\tPhase: init\tStatus: timeout",
+             "START RequestId: 6f1c0999-aaaa-4bbb-8ccc-0123456789ab Version: 2",
+             "END RequestId: 6f1c0999-aaaa-4bbb-8ccc-0123456789ab"]
+    fn.reports += [dataclasses.replace(line, stream=v2) for line in lambda_errors(*extra, start_minutes_ago=3)]
+    _, _, d = lambda_incident(fn)
+    observed = next(f.observed for f in d.findings if f.resource == "/aws/lambda/checkout-api")
+    assert "version 1: 6, version 2: 5" in observed

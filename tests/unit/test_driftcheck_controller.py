@@ -519,3 +519,22 @@ def test_a_message_that_says_nothing_about_the_schedule_is_left_as_it_is():
     checkpoint = sink_of(w.obj).patches[0]  # written as the owed run starts
     checked = next(c for c in checkpoint["conditions"] if c["type"] == "Checked")
     assert (checked["reason"], checked["message"]) == ("Interrupted", "the operator is stopping: the plan was interrupted")
+
+
+DENIED_LOCK = """\
+│ Error: Error acquiring the state lock
+│ 
+│ Error message: operation error DynamoDB: PutItem, https response error StatusCode: 400, RequestID: Q3P4,
+│ api error AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/opex/drift is not authorized
+│ to perform: dynamodb:PutItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/terraform-locks
+"""
+
+
+def test_a_lock_the_operator_may_not_write_is_a_failed_plan_naming_the_permission_not_a_held_lock():
+    w = World(FakeWorkspaces(plans=[result("plan", 1, stderr=DENIED_LOCK)]),
+              lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "30m"})
+    w.run_now()
+    assert w.status.last_result.outcome == "PlanFailed" and w.status.lock is None
+    checked = condition(w.status, "Checked")
+    assert checked.reason == "PlanFailed" and "dynamodb:PutItem denied to arn:aws:sts::123456789012" in checked.message
+    assert not [c for c in w.ws.calls if c.startswith("force-unlock")]

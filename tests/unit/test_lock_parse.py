@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from opex_operator.terraform.locks import parse_created, parse_lock_error, parse_state_lock
+from opex_operator.terraform.locks import LockProblem, parse_created, parse_lock_error, parse_state_lock
 
 BOXED = """\
 Acquiring state lock. This may take a few moments...
@@ -267,3 +267,141 @@ def test_backend_specific_messages_name_their_backend(text, backend, lock_id):
 def test_go_time_without_fraction_and_garbage():
     assert parse_created("2026-11-28 23:01:02 +0000 UTC") == dt.datetime(2026, 11, 28, 23, 1, 2, tzinfo=dt.timezone.utc)
     assert parse_created("yesterday") is None
+
+
+# ---- a denial on the lock is not a held lock ------------------------------------------------------------------------
+def boxed(*detail: str) -> str:
+    """Terraform 1.x's boxed lock error around ``detail`` (the lines after "Error message:")."""
+    return "\n".join(["╷", "│ Error: Error acquiring the state lock", "│ ", *[f"│ {line}" for line in detail],
+                      "│ ", ADVICE.rstrip("\n")])
+
+
+DENIALS = [
+    ("DynamoDB PutItem (aws-sdk-go-v2)", boxed(
+        "Error message: operation error DynamoDB: PutItem, https response error StatusCode: 400, RequestID:",
+        "Q3P4, api error AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/ci/deploy is not",
+        "authorized to perform: dynamodb:PutItem on resource:",
+        "arn:aws:dynamodb:us-east-1:123456789012:table/terraform-locks because no identity-based policy allows",
+        "the dynamodb:PutItem action"),
+     "s3/dynamodb", "dynamodb:PutItem", "arn:aws:sts::123456789012:assumed-role/ci/deploy"),
+    ("S3 lockfile PutObject 403", boxed(
+        "Error message: operation error S3: PutObject, https response error StatusCode: 403, RequestID: 8XW2,",
+        "HostID: abc=, api error AccessDenied: Access Denied"), "s3", "s3:PutObject", None),
+    ("GCS 403 on the lock object", boxed(
+        'Error message: writing "gs://tf-state/prod/default.tflock" failed: googleapi: Error 403:',
+        "ci@proj.iam.gserviceaccount.com does not have storage.objects.create access to the Google Cloud",
+        "Storage object. Permission 'storage.objects.create' denied on resource (or it may not exist).,",
+        "forbidden"), "gcs", "storage.objects.create", "ci@proj.iam.gserviceaccount.com"),
+    ("azurerm AuthorizationFailed", boxed(
+        "Error message: blobs.Client#AcquireLease: Failure responding to request: StatusCode=403 -- Original",
+        'Error: autorest/azure: Service returned an error. Status=403 Code="AuthorizationFailed" Message="The',
+        "client 'a1b2' with object id 'a1b2' does not have authorization to perform action",
+        "'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write' over scope",
+        "'/subscriptions/0000/resourceGroups/tf/providers/Microsoft.Storage/storageAccounts/tfstate'\""),
+     "azurerm", "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write", "a1b2"),
+    ("Consul 403 Forbidden", boxed("Error message: failed to create session: Unexpected response code: 403 "
+                                   "(Permission denied)"), "consul", None, None),
+    ("Kubernetes lease forbidden", boxed(
+        'Error message: leases.coordination.k8s.io "lock-tfstate-default-state" is forbidden: User',
+        '"system:serviceaccount:infra:tf-runner" cannot create resource "leases" in API group',
+        '"coordination.k8s.io" in the namespace "infra"'),
+     "kubernetes", "create leases.coordination.k8s.io", "system:serviceaccount:infra:tf-runner"),
+    ("http backend 403", boxed("Error message: HTTP remote state endpoint invalid auth"), "http", None, None),
+]
+
+
+@pytest.mark.parametrize("text,backend,action,principal", [c[1:] for c in DENIALS], ids=[c[0] for c in DENIALS])
+def test_a_denied_lock_write_is_a_denial_naming_the_action_and_principal_not_a_held_lock(text, backend, action,
+                                                                                        principal):
+    found = parse_lock_error(text)
+    assert found.problem == LockProblem.DENIED and found.backend == backend
+    assert found.lock is None and found.holder == "unknown"  # nothing is held: nothing to force-unlock
+    assert (found.denial.action, found.denial.principal) == (action, principal)
+    assert "permission denied" in found.describe() and "held by" not in found.describe()
+
+
+def test_a_held_dynamodb_lock_whose_info_could_not_be_read_for_a_denial_is_still_held():
+    # The PutItem failed its condition (someone holds the lock); only reading the holder's item was denied.
+    text = boxed("Error message: 2 errors occurred:", "\t* operation error DynamoDB: PutItem, StatusCode: 400,",
+                 "ConditionalCheckFailedException: The conditional request failed",
+                 "\t* operation error DynamoDB: GetItem, StatusCode: 400, api error AccessDeniedException: User:",
+                 "arn:aws:sts::123456789012:assumed-role/ci/x is not authorized to perform: dynamodb:GetItem")
+    found = parse_lock_error(text)
+    assert found.problem == LockProblem.HELD and found.lock is None and found.denial is None
+
+
+# ---- each backend's own lock ----------------------------------------------------------------------------------------
+GCS_GENERATION = boxed(
+    'Error message: writing "gs://tf-state/net/default.tflock" failed: googleapi: Error 412: At least one of',
+    "the pre-conditions you specified did not hold., conditionNotMet", "Lock Info:",
+    "  ID:        1787242876096737", "  Path:      gs://tf-state/net/default.tflock",
+    "  Operation: OperationTypeApply", "  Who:       runner@ci-7", "  Version:   1.9.8",
+    "  Created:   2026-11-29 08:00:00.1 +0000 UTC", "  Info:      ")
+
+
+def test_gcs_lock_id_is_the_generation_and_a_uuid_is_never_offered():
+    assert parse_lock_error(GCS_GENERATION).lock.id == "1787242876096737"
+    found = parse_lock_error(GCS_GENERATION.replace("1787242876096737", "c0f204fa-5887-e159-04f8-329a90cb072a"))
+    assert found.backend == "gcs" and found.lock is None
+    assert found.holder == "runner@ci-7" and "generation" in found.note
+    assert "gs://tf-state/net/default.tflock" in found.note and "c0f204fa" not in found.describe().split(";")[0]
+
+
+def test_a_tflock_suffix_alone_does_not_make_s3_native_locking_gcs():
+    text = boxed("Error message: operation error S3: PutObject, https response error StatusCode: 412, RequestID:",
+                 "X, HostID: Y, api error PreconditionFailed: At least one of the pre-conditions you specified did",
+                 "not hold", "Lock Info:", "  ID:        9d3c2f1e-1111-2222-3333-444455556666",
+                 "  Path:      tf-state/net/terraform.tfstate.tflock", "  Who:       runner@ci-7")
+    found = parse_lock_error(text)
+    assert (found.backend, found.problem, found.lock.id) == ("s3", LockProblem.HELD, "9d3c2f1e-1111-2222-3333-444455556666")
+
+
+PG = boxed("Error message: Workspace is already locked: production", "Lock Info:",
+           "  ID:        5b1d8c2a-0f3e-4a7b-9c6d-1e2f3a4b5c6d", "  Path:      ", "  Operation: OperationTypeApply",
+           "  Who:       me@my-laptop", "  Version:   1.11.4", "  Created:   2026-11-29 09:00:00 +0000 UTC")
+
+
+def test_pg_lock_info_is_the_callers_attempt_so_no_id_and_the_holder_is_found_in_pg_locks():
+    found = parse_lock_error(PG)
+    assert (found.backend, found.problem, found.lock, found.holder) == ("pg", LockProblem.HELD, None, "unknown")
+    assert "pg_locks" in found.note and "5b1d8c2a" not in found.describe() and "me@my-laptop" not in found.describe()
+
+
+@pytest.mark.parametrize("message", ["failed to acquire lock: Unexpected response code: 500 (invalid session)",
+                                     "failed to create session: Unexpected response code: 500 (rpc error making "
+                                     "call: Check 'serfHealth' is in critical state)",
+                                     "consul lock was lost"])
+def test_a_consul_server_error_is_a_backend_fault_not_contention(message):
+    found = parse_lock_error(boxed(f"Error message: {message}"))
+    assert (found.backend, found.problem, found.lock) == ("consul", LockProblem.BACKEND_FAULT, None)
+    assert "not another holder" in found.describe()
+
+
+def test_a_held_consul_lock_is_the_lock_info_alone():
+    text = boxed("Error message: Lock Info:", "  ID:        e5a8c1f2-4b3d-9e7f-0a1b-2c3d4e5f6a7b",
+                 "  Path:      tf/prod", "  Who:       ci@runner-3", "  Info:      consul session: e5a8c1f2-4b3d")
+    found = parse_lock_error(text)
+    assert (found.backend, found.problem, found.lock.id, found.holder) == (
+        "consul", LockProblem.HELD, "e5a8c1f2-4b3d-9e7f-0a1b-2c3d4e5f6a7b", "ci@runner-3")
+
+
+@pytest.mark.parametrize("text,backend", [
+    ("Error: Error acquiring the state lock\n\nError message: the state is already locked by another tofu client\n"
+     "Lock Info:\n  ID:        3d20d141-88c4-bb14-d677-88c5c9ec329a\n\nOpenTofu acquires a state lock to protect",
+     "kubernetes"),
+    ("Error: Error acquiring the state lock\n\nError message: HTTP remote state already locked: "
+     "ID=3d20d141-88c4-bb14-d677-88c5c9ec329a\nLock Info:\n  ID:        3d20d141-88c4-bb14-d677-88c5c9ec329a\n",
+     "http"),
+])
+def test_opentofu_and_http_wordings_name_their_backends(text, backend):
+    found = parse_lock_error(text)
+    assert (found.backend, found.lock.id) == (backend, "3d20d141-88c4-bb14-d677-88c5c9ec329a")
+
+
+# ---- escapes a paste mangled ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("esc", ["\ufffd", "", "^[", "\\u001b", "\\x1b", "\\033", "\u241b"])
+def test_escape_sequences_mangled_by_a_paste_strip_like_the_real_escape(esc):
+    text = coloured(BOXED).replace(ESC, esc)
+    found = parse_lock_error(text)
+    assert found.lock.id == "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a" and found.holder == "runner@ip-10-0-1-23"
+    assert "[0m" not in found.message and "[31m" not in found.describe()

@@ -1,4 +1,4 @@
-from support.builders import erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
+from support.builders import CODE_ERROR, erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
 from opex_operator.api.common import StateLock
 from opex_operator.api.incident import RootCause, RootCauseCategory as Cat
 from opex_operator.runbooks.plan import remediation_steps, slug
@@ -82,7 +82,7 @@ def test_terraform_naming_conflict_is_imported_in_the_drift_checks_workspace_the
 
 
 def test_no_rollback_for_errors_the_evidence_does_not_tie_to_the_release():
-    fn = erroring_lambda(tied=False)  # version 1 was never seen running: a rollback target not known to be good
+    fn = erroring_lambda(tied=False, message=CODE_ERROR)  # version 1 was never seen running: a rollback target not known to be good
     assert remediation_steps(spec(), LAMBDA, observations(lambdas=[fn])) == []
 
 

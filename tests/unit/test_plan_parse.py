@@ -13,7 +13,7 @@ import pytest
 
 from opex_operator.api.driftcheck import Outcome
 from opex_operator.terraform.plan import (SENSITIVE, PlanFormatError, address_matches, checksum, configuration_file,
-                                          parse_any, parse_show_json, parse_stream, redact)
+                                          parse_any, parse_input, parse_show_json, parse_stream, redact)
 
 
 def rc(address, actions, before=None, after=None, **extra):
@@ -470,3 +470,108 @@ def test_redact_masks_every_sensitive_value():
 ])
 def test_configuration_file_names_the_file_an_error_points_at(text, file):
     assert configuration_file(text) == file
+
+
+# ---- Terraform 1.14 action invocations are changes ------------------------------------------------------------------
+def action(address="action.aws_lambda_invoke.warm", resource="aws_lambda_function.api", event="AfterUpdate",
+           config=None):
+    """An entry of show -json's action_invocations (internal/command/jsonplan/action_invocations.go)."""
+    entry = {"address": address, "type": address.split(".")[1], "name": address.split(".")[2],
+             "config_values": config or {"function_name": "api", "payload": "{}"}, "config_sensitive": {},
+             "config_unknown": {}, "provider_name": "registry.terraform.io/hashicorp/aws"}
+    if resource:
+        entry["lifecycle_action_trigger"] = {"triggering_resource_address": resource, "action_trigger_event": event,
+                                             "action_trigger_block_index": 0, "actions_list_index": 0,
+                                             "on_failure": "ActionOnFailureHalt"}
+    else:
+        entry["invoke_action_trigger"] = {}
+    return entry
+
+
+def test_a_plan_that_only_invokes_an_action_exits_2_and_lists_it():
+    s = parse_show_json(plan(action_invocations=[action(resource=None)], applyable=True))
+    assert s.exit_code == 2 and [(a.address, a.trigger) for a in s.action_invocations] == [
+        ("action.aws_lambda_invoke.warm", "invoked")]
+
+
+def test_an_action_triggered_by_an_update_names_its_trigger():
+    s = parse_show_json(plan(changes=[rc("aws_lambda_function.api", ["update"], {"m": 1}, {"m": 2})],
+                             action_invocations=[action()]))
+    assert [a.trigger for a in s.action_invocations] == ["after_update of aws_lambda_function.api"]
+
+
+def test_approving_a_plan_without_an_action_never_approves_one_with_it():
+    without = plan(changes=[rc("aws_lambda_function.api", ["update"], {"m": 1}, {"m": 2})])
+    assert checksum(without) == checksum({**without, "action_invocations": []})  # older plans keep their checksum
+    assert checksum(without) != checksum({**without, "action_invocations": [action()]})
+    assert checksum({**without, "action_invocations": [action()]}) != \
+        checksum({**without, "action_invocations": [action(config={"function_name": "other"})]})
+
+
+def test_a_stream_with_a_planned_action_invocation_exits_2():
+    invocation = json.dumps({"@level": "info", "@message": "planned action invocation: action.aws_lambda_invoke.warm",
+                             "@module": "terraform.ui", "type": "planned_action_invocation", "invocation": {
+                                 "action_addr": {"addr": "action.aws_lambda_invoke.warm", "action_name": "warm",
+                                                 "action_type": "aws_lambda_invoke"},
+                                 "lifecycle_trigger": {"triggering_event": "BeforeCreate", "triggering_resource": {
+                                     "addr": "aws_lambda_function.api"}}}})
+    s = parse_stream("\n".join([VERSION, invocation, SUMMARY_0]))
+    assert s.exit_code == 2 and s.action_invocations[0].trigger == "before_create of aws_lambda_function.api"
+
+
+def test_an_ignored_action_is_left_out():
+    s = parse_show_json(plan(action_invocations=[action()], applyable=True), ignore=["action.*"])
+    assert s.action_invocations == [] and s.ignored == ["action.aws_lambda_invoke.warm"]
+
+
+def test_sensitive_action_config_is_redacted():
+    doc = plan(action_invocations=[{**action(config={"function_name": "api", "token": "s3cr3t"}),
+                                    "config_sensitive": {"token": True}}])
+    assert redact(doc)["action_invocations"][0]["config_values"] == {"function_name": "api", "token": SENSITIVE}
+
+
+# ---- several plans in one input (terragrunt) ------------------------------------------------------------------------
+def one_line(doc: dict) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+CREATE = plan(changes=[rc("aws_s3_bucket.logs", ["create"], None, {"bucket": "logs"})])
+CLEAN_PLAN = plan(changes=[rc("aws_vpc.main", ["no-op"], {}, {})])
+FAILED = plan(changes=[rc("aws_s3_bucket.x", ["create"], None, {})], errored=True, applyable=False)
+
+
+@pytest.mark.parametrize("docs,code", [([CLEAN_PLAN, CREATE], 2), ([CLEAN_PLAN, CLEAN_PLAN], 0),
+                                        ([CREATE, FAILED, CLEAN_PLAN], 1)])
+def test_one_document_per_line_is_each_summarised_and_exits_as_the_most_severe(docs, code):
+    found = parse_input("\n".join(one_line(d) for d in docs) + "\n")
+    assert [p.summary.exit_code for p in found.plans] == [d and parse_show_json(d).exit_code for d in docs]
+    assert found.exit_code == code and all(p.directory is None for p in found.plans)
+
+
+def test_terragrunt_log_prefixes_name_each_units_directory():
+    text = "\n".join([
+        "08:43:10.100 INFO   The runner-pool runner at . will be processed in the following order for command show:",
+        f"08:43:10.702 STDOUT [network/vpc] terraform: {one_line(CREATE)}",
+        f"08:43:10.708 STDOUT [apps/api] tofu: {one_line(CLEAN_PLAN)}"])
+    found = parse_input(text)
+    assert [(p.directory, p.summary.exit_code) for p in found.plans] == [("network/vpc", 2), ("apps/api", 0)]
+
+
+def test_interleaved_plan_json_streams_are_told_apart_by_their_prefix():
+    change = json.dumps({"@message": "aws_s3_bucket.logs: Plan to create", "type": "planned_change",
+                         "change": {"resource": {"addr": "aws_s3_bucket.logs"}, "action": "create"}})
+    lines = [f"STDOUT [a] terraform: {VERSION}", f"STDOUT [b] terraform: {VERSION}", f"STDOUT [a] terraform: {change}",
+             f"STDOUT [b] terraform: {SUMMARY_0}", f"STDOUT [a] terraform: {SUMMARY_0}"]
+    found = parse_input("\n".join(lines))
+    assert [(p.directory, p.summary.exit_code) for p in found.plans] == [("a", 2), ("b", 0)]
+
+
+def test_pretty_printed_documents_one_after_another_are_read():
+    found = parse_input(json.dumps(CREATE, indent=2) + "\n" + json.dumps(CLEAN_PLAN, indent=2))
+    assert [p.summary.exit_code for p in found.plans] == [2, 0]
+
+
+def test_a_document_cut_short_among_several_is_refused_naming_it():
+    text = one_line(CREATE) + "\n" + f"STDOUT [db] terraform: {one_line(CLEAN_PLAN)[:80]}"
+    with pytest.raises(PlanFormatError, match=r"unit db\) is cut short"):
+        parse_input(text)

@@ -1,4 +1,6 @@
 """Terminal output made plain once, before any parser: colours, Terraform's box and its wrapping undone."""
+import pytest
+
 from opex_operator.termtext import plain, plain_lines, strip_ansi
 
 ESC = "\x1b"
@@ -75,3 +77,21 @@ def test_a_box_behind_a_log_shippers_timestamp_is_found():
 def test_plain_text_is_left_as_it_is_and_plain_is_idempotent():
     text = "[Container] 2026/11/29 08:41:02 Running command npm test\nTests: 41 passed, 0 failed\n| a | b |"
     assert plain(text) == text and plain(plain(text)) == text
+
+
+@pytest.mark.parametrize("raw,shown", [
+    ("\ufffd[31m│\ufffd[0m \ufffd[1m\ufffd[31mError: \ufffd[0m\ufffd[0m\ufffd[1mInvalid reference\ufffd[0m",
+     "│ Error: Invalid reference"),
+    ("[31m│[0m [1m[31mError: [0m[0m[1mInvalid reference[0m", "│ Error: Invalid reference"),
+    ("^[[0m^[[1maws_instance.web: Creating...^[[0m", "aws_instance.web: Creating..."),
+    ("\\u001b[32mApply complete!\\u001b[0m", "Apply complete!"),
+    ("x[38;5;196my", "xy"),
+])
+def test_escapes_mangled_by_a_paste_are_removed(raw, shown):
+    assert strip_ansi(raw) == shown
+
+
+@pytest.mark.parametrize("text", ["aws_instance.web: Still creating... [1m20s elapsed]",
+                                  "aws_instance.web: Still creating... [10m0s elapsed]", "items[0] and list[1]"])
+def test_text_that_only_looks_like_a_bare_colour_code_is_kept(text):
+    assert strip_ansi(text) == text

@@ -10,9 +10,10 @@ type:                      # the runbook to run; no match is refused with the re
   byAlertname: {}          # e.g. {CheckoutApiErrors: DeploymentFailure}
 severity:
   labels: [severity]
-  values: {critical: critical, page: high, error: high, high: high, warning: medium,
-           medium: medium, info: low, low: low, none: low}
-  default: medium
+  values: {critical: critical, page: critical, p1: critical, major: high, error: high, high: high,
+           p2: high, warning: medium, warn: medium, medium: medium, p3: medium, minor: low,
+           low: low, info: low, p4: low, p5: low, none: low, ...}   # see SEVERITY_WORDS
+  default: medium          # also for a value the mapping does not know (said in the summary)
 environment:
   labels: [environment, env]
   default: production      # production escalation applies when an alert does not say
@@ -24,6 +25,16 @@ targets:
   rds: [db_instance, dimension_DBInstanceIdentifier]
   apiGateway: [rest_api_id]
 ```
+
+Severity words are compared case-insensitively with separators removed (``SEV-1``, ``Sev 1`` and
+``sev1`` are one word), and cover the common rule sets: Prometheus mixins (critical, warning,
+info, none), PagerDuty (critical, error, warning, info), Opsgenie and Datadog (P1–P5), incident
+levels (SEV0–SEV4), syslog (emerg ... debug), Zabbix (disaster, high, average, warning,
+information) and Azure Monitor (Sev0–Sev4). A value no rule set uses is not refused: a refusal is a
+4xx Alertmanager never retries, so the alert would be lost; the default severity is used and the
+Incident's summary says which value was not understood. Environments are kept as written (lower
+case, a DNS label); ``prod``, ``prd``, ``live`` and ``production`` are production wherever an
+environment is read (:mod:`opex_operator.environments`).
 
 The title is the ``summary`` annotation (else the alert's name and its target); the Incident's
 summary is the ``description`` annotation followed by the label set. The Incident is named after
@@ -68,18 +79,31 @@ class TypeRule(_Rules):
     by_alertname: dict[str, IncidentType] = Field(default_factory=dict)
 
 
+# Severity words of common rule sets (see the module docstring), keyed by :func:`severity_key`.
+SEVERITY_WORDS: dict[str, Severity] = {
+    **dict.fromkeys(["critical", "crit", "page", "p1", "p0", "sev0", "sev1", "emergency", "emerg", "alert", "fatal",
+                     "disaster", "urgent", "blocker"], Severity.CRITICAL),
+    **dict.fromkeys(["major", "error", "err", "high", "p2", "sev2", "severe"], Severity.HIGH),
+    **dict.fromkeys(["warning", "warn", "medium", "moderate", "average", "p3", "sev3"], Severity.MEDIUM),
+    **dict.fromkeys(["minor", "low", "info", "information", "informational", "notice", "debug", "verbose", "none",
+                     "trivial", "p4", "p5", "sev4", "sev5", "notclassified"], Severity.LOW),
+}
+
+
+def severity_key(value: str) -> str:
+    """``value`` as the severity tables key it: lower case, letters and digits only (``SEV-1`` is ``sev1``)."""
+    return re.sub(r"[^a-z0-9]", "", value.lower())
+
+
 class SeverityRule(_Rules):
     labels: list[str] = Field(default_factory=lambda: ["severity"])
-    values: dict[str, Severity] = Field(default_factory=lambda: {
-        "critical": Severity.CRITICAL, "page": Severity.HIGH, "error": Severity.HIGH, "high": Severity.HIGH,
-        "warning": Severity.MEDIUM, "medium": Severity.MEDIUM, "info": Severity.LOW, "low": Severity.LOW,
-        "none": Severity.LOW})
+    values: dict[str, Severity] = Field(default_factory=lambda: dict(SEVERITY_WORDS))
     default: Severity = Severity.MEDIUM
 
     @field_validator("values")
     @classmethod
     def _lower(cls, values: dict[str, Severity]) -> dict[str, Severity]:
-        return {k.lower(): v for k, v in values.items()}
+        return {severity_key(k): v for k, v in values.items()}
 
 
 class EnvironmentRule(_Rules):
@@ -162,6 +186,14 @@ def _first(labels: dict[str, str], names: list[str]) -> str | None:
     return next((labels[n] for n in names if labels.get(n)), None)
 
 
+def _environment(labels: dict[str, str], rule: "EnvironmentRule") -> str:
+    """The environment label as a DNS label (``Production`` is ``production``, ``EU West`` is ``eu-west``), else
+    the rule's default: a capital letter must not cost the alert."""
+    raw = _first(labels, rule.labels)
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.strip().lower()).strip("-")[:63].strip("-") if raw else ""
+    return name or rule.default
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -209,10 +241,11 @@ def _title(alert: Alert, subject: str | None) -> str:
     return _cut(f"{alert.name or 'alert'} firing" + (f" for {subject}" if subject else ""), MAX_TITLE)
 
 
-def _summary(alert: Alert) -> str:
+def _summary(alert: Alert, note: str = "") -> str:
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-    text = alert.annotations.get("description", "").strip()
-    return _cut(f"{text}\n\nAlert labels: {labels}" if text else f"Alert labels: {labels}", MAX_SUMMARY)
+    text = "\n\n".join(part for part in (alert.annotations.get("description", "").strip(), note,
+                                          f"Alert labels: {labels}") if part)
+    return _cut(text, MAX_SUMMARY)
 
 
 def watched(namespace: str, globs: tuple[str, ...]) -> bool:
@@ -236,10 +269,10 @@ def map_alert(alert: Alert, notification: Notification, rules: MappingRules, def
     if not isinstance(kind, IncidentType):
         return Refused(alert, f"alert {label}: {kind}")
     raw_severity = _first(alert.labels, rules.severity.labels)
-    severity = rules.severity.values.get(raw_severity.lower()) if raw_severity else rules.severity.default
-    if severity is None:
-        return Refused(alert, f"alert {label}: severity {raw_severity!r} is not in the mapping's severity.values "
-                              f"({', '.join(sorted(rules.severity.values))})")
+    severity = rules.severity.values.get(severity_key(raw_severity)) if raw_severity else None
+    unknown = (f"Severity label {raw_severity!r} is not one the alert mapping knows; {rules.severity.default.value} "
+               f"(its default) assumed.") if raw_severity and severity is None else ""
+    severity = severity or rules.severity.default
     targets = _targets(alert.labels, rules.targets)
     source_alert: dict[str, Any] = {"name": _cut(alert.name or "alert", 253), "fingerprint": alert.fingerprint,
                                     "groupKey": _cut(notification.group_key, MAX_GROUP_KEY) or None,
@@ -249,8 +282,8 @@ def map_alert(alert: Alert, notification: Notification, rules: MappingRules, def
     t = rules.targets
     subject = _first(alert.labels, t.lambda_ + t.pipeline + t.code_build + t.rds + t.api_gateway)
     raw = {"type": kind.value, "severity": severity.value, "title": _title(alert, subject),
-           "summary": _summary(alert),
-           "environment": _first(alert.labels, rules.environment.labels) or rules.environment.default,
+           "summary": _summary(alert, unknown),
+           "environment": _environment(alert.labels, rules.environment),
            "targets": targets, "source": {"kind": "Alertmanager", "alert": source_alert}}
     try:
         spec = IncidentSpec.model_validate(raw)

@@ -5,7 +5,10 @@ The payload (Alertmanager's webhook_config, version 4): ``version``, ``groupKey`
 ``commonAnnotations``, ``externalURL``; each alert ``status``, ``labels``, ``annotations``,
 ``startsAt``, ``endsAt``, ``generatorURL``, ``fingerprint``. Older senders omit an alert's
 ``status`` (it is then read from ``endsAt``) or ``fingerprint`` (computed from the labels exactly
-as Alertmanager computes it, so both kinds of sender name the same Incident). A resolved alert
+as Alertmanager computes it, so both kinds of sender name the same Incident); version 3 (before
+Alertmanager 0.5) sent ``groupKey`` as a number, read as its decimal string. Grafana's webhook
+notifier sends the same shape with fields of its own (``orgId``, ``values``, ``silenceURL``), which
+are ignored. A resolved alert
 may carry the zero ``endsAt`` (``0001-01-01T00:00:00Z``): its ``status`` is trusted.
 """
 from __future__ import annotations
@@ -94,7 +97,7 @@ class _Alert(_Model):
 
 class _Payload(_Model):
     version: str | None = None
-    group_key: str | None = Field(default=None, alias="groupKey")
+    group_key: str | int | None = Field(default=None, alias="groupKey")
     truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
     receiver: str | None = None
     status: AlertStatus | None = None
@@ -142,5 +145,5 @@ def parse(body: bytes, now: dt.datetime) -> Notification:
     group_status = payload.status or (AlertStatus.FIRING if any(a.status == AlertStatus.FIRING for a in alerts)
                                       else AlertStatus.RESOLVED)
     return Notification(receiver=payload.receiver or "", status=group_status, alerts=alerts,
-                        group_key=payload.group_key or "", truncated=payload.truncated_alerts,
+                        group_key=str(payload.group_key or ""), truncated=payload.truncated_alerts,
                         external_url=payload.external_url or "", common_labels=payload.common_labels)

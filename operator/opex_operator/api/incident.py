@@ -323,6 +323,8 @@ class RootCauseCategory(StrEnum):
     DEPLOY_QUOTA_EXCEEDED = "DeployQuotaExceeded"
     DEPLOY_NETWORK = "DeployNetwork"
     TERRAFORM_STATE_LOCK = "TerraformStateLock"
+    TERRAFORM_BACKEND = "TerraformBackend"
+    REGISTRY_RATE_LIMITED = "RegistryRateLimited"
     TERRAFORM_VALIDATION = "TerraformValidation"
     LAMBDA_DEPLOYMENT = "LambdaDeployment"
     LAMBDA_TIMEOUT = "LambdaTimeout"

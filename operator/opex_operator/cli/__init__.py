@@ -291,26 +291,36 @@ def plan() -> None:
 def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
     """Summarize `terraform show -json PLAN` or a `terraform plan -json` stream (FILE or - for stdin).
 
+    Terraform's and OpenTofu's formats 0.x and 1.x; several plans in one input (terragrunt's
+    `run --all show -json`, one document per line, each under its unit's directory when the log
+    prefix says it) are summarised one by one.
+
     Exits like terraform plan -detailed-exitcode: 2 when applying would change something (moves,
-    imports and forgets included), 0 when not (drift nothing depends on is listed, not counted),
-    1 when the plan errored or is not a plan.
+    imports, forgets, output changes and action invocations included), 0 when not (drift nothing
+    depends on is listed, not counted), 1 when the plan errored or is not a plan; with several
+    plans, as the most severe.
 
     \b
     Example:
       terraform show -json plan.out | opex plan summarize -
+      terragrunt run --all show -json plan.out | opex plan summarize -
     """
-    from ..terraform.plan import PlanFormatError, parse_any
+    from ..terraform.plan import PlanFormatError, parse_input
     from . import render
 
     try:
-        summary = parse_any(_read(file), list(ignore))
+        found = parse_input(_read(file), list(ignore))
     except PlanFormatError as err:
         raise CliError(f"{file}: {err}") from None
+    single = found.plans[0] if len(found.plans) == 1 and found.plans[0].directory is None else None
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        data = single.summary.to_dict() if single else {
+            "plans": [{"directory": p.directory, **p.summary.to_dict()} for p in found.plans],
+            "exit_code": found.exit_code}
+        click.echo(json.dumps(data, indent=2))
     else:
-        console().print(render.plan_summary(summary))
-    sys.exit(summary.exit_code)
+        console().print(render.plan_summary(single.summary) if single else render.plan_set(found))
+    sys.exit(found.exit_code)
 
 
 @cli.group()
@@ -322,27 +332,49 @@ def lock() -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def lock_parse(file: str, as_json: bool) -> None:
-    """Parse Terraform's state-lock error (FILE or - for stdin; colours and boxes are fine).
+    """Parse Terraform's or OpenTofu's state-lock error (FILE or - for stdin; colours, boxes and pastes are fine).
+
+    Says whether the lock is held by another run (Held), refused to the caller (Denied) or the
+    backend failed (BackendFault), which backend (s3, s3/dynamodb, gcs, azurerm, consul, pg,
+    kubernetes, http, remote, local, cos, oss, oci), and the id terraform force-unlock takes when
+    the error gives it.
 
     \b
     Example:
       terraform plan 2>&1 | opex lock parse -
     """
-    from ..terraform.locks import parse_lock_error
+    from ..terraform.locks import LockProblem, parse_lock_error
 
     found = parse_lock_error(_read(file))
     if found is None:
         raise CliError(f"{file}: no state-lock error ('Error acquiring the state lock') in it")
-    lock = found.lock.model_dump(mode="json", exclude_none=True) if found.lock else {}
-    data = {**lock, "who": found.holder, "backend": found.backend or "unknown", "message": found.message}
+    info = found.lock or found.holder_info
+    fields = info.model_dump(mode="json", exclude_none=True) if info else {}
+    if found.lock is None:
+        fields.pop("id", None)  # not an id force-unlock takes (see note)
+    data = {"problem": found.problem.value, **fields, "who": found.holder, "backend": found.backend or "unknown",
+            "message": found.message}
+    if found.denial is not None:
+        data["denied"] = {k: v for k, v in (("action", found.denial.action), ("principal", found.denial.principal),
+                                            ("resource", found.denial.resource)) if v}
+    if found.note:
+        data["note"] = found.note
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in data.items():
-        click.echo(f"{key.capitalize():<10} {value}")
-    if found.lock is None:
-        click.echo("\nThe error names no lock id, so nothing can be force-unlocked from it: wait for the holder "
-                   "(-lock-timeout) and retry, or find the lock in the backend.")
+        if not isinstance(value, dict):
+            click.echo(f"{key.capitalize():<10} {value}")
+    if found.problem == LockProblem.DENIED:
+        what = found.denial.describe() if found.denial else found.message
+        click.echo(f"\nNothing is held: the lock could not be written ({what}). Grant that permission; retrying "
+                   f"or force-unlocking cannot help.")
+    elif found.problem == LockProblem.BACKEND_FAULT:
+        click.echo("\nThe backend failed; no other run is known to hold the lock, so there is nothing to "
+                   "force-unlock. Check the backend's health, then retry.")
+    elif found.lock is None:
+        click.echo("\nThe error names no usable lock id, so nothing can be force-unlocked from it: "
+                   "wait for the holder (-lock-timeout) and retry, or find the lock in the backend.")
     else:
         click.echo(f"\nIf its holder is dead: terraform force-unlock {found.lock.id}")
 

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..terraform.plan import PlanSummary
+from ..terraform.plan import PlanSet, PlanSummary
 
 GOOD = {"Resolved", "Closed", "Succeeded", "NoDrift"}
 BAD = {"Failed", "Aborted", "DriftDetected", "PlanFailed", "LockHeld"}
@@ -255,10 +255,24 @@ SYMBOL = {"create": "+", "update": "~", "delete": "-", "read": "<=", "forget": "
 HEADLINE = {0: ("no changes", "bold green"), 1: ("the plan failed", "bold red"), 2: ("changes", "bold red")}
 
 
+def plan_set(found: PlanSet) -> Group:
+    """Each plan of a terragrunt-style input under its unit's directory, then the outcome of them all."""
+    parts: list[Any] = []
+    for i, unit in enumerate(found.plans, 1):
+        parts += [Text(f"== {unit.directory or f'plan {i} of {len(found.plans)}'}", style="bold"),
+                  plan_summary(unit.summary)]
+    head, style = HEADLINE[found.exit_code]
+    parts.append(Text(f"{len(found.plans)} plans: {head} (exit code {found.exit_code}, the most severe)", style=style))
+    return Group(*parts)
+
+
 def plan_summary(summary: PlanSummary) -> Group:
     """The same drift/changes summary a DriftCheck report holds, for a terminal."""
     head, style = HEADLINE[summary.exit_code]
-    if summary.exit_code == 2 and len(summary.config_only) == len(summary.changes) and not summary.output_changes:
+    if summary.exit_code == 2 and not (summary.changes or summary.output_changes or summary.action_invocations):
+        head = "changes to the state only (a refresh-only plan)"
+    elif summary.exit_code == 2 and len(summary.config_only) == len(summary.changes) and not (
+            summary.output_changes or summary.action_invocations):
         head = "configuration-only changes (moves, imports, forgets)"
     parts: list[Any] = [Text(f"Plan ({summary.source}, {summary.program_version}): {head} "
                              f"(exit code {summary.exit_code}, {summary.outcome.value})", style=style)]
@@ -285,6 +299,9 @@ def plan_summary(summary: PlanSummary) -> Group:
         parts += [Text("Changes:", style="bold"), entries(summary.changes)]
     if summary.output_changes:
         parts.append(Text(f"Outputs changed: {', '.join(summary.output_changes)}"))
+    if summary.action_invocations:
+        parts += [Text("Actions to invoke:", style="bold"),
+                  Text("\n".join(f"  ! {a.address} ({a.trigger})" for a in summary.action_invocations))]
     if summary.irrelevant_drift:
         parts += [Text("Changed outside Terraform, nothing depends on it (information only):", style="dim"),
                   Text("\n".join(f"  ~ {e.address}" for e in summary.irrelevant_drift), style="dim")]
@@ -293,6 +310,7 @@ def plan_summary(summary: PlanSummary) -> Group:
     counts = (f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy, "
               f"{summary.import_} to import")
     extra = [f"{n} to {what}" for n, what in ((summary.move, "move"), (summary.forget, "forget"),
-                                              (summary.read, "read")) if n]
+                                              (summary.read, "read"), (len(summary.action_invocations), "invoke"))
+             if n]
     parts.append(Text(", ".join([counts, *extra])))
     return Group(*parts)

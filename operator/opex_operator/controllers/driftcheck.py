@@ -30,7 +30,7 @@ from ..ports import Objects, TerraformSession, Workspaces
 from ..process import IDENTITY
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
-from ..terraform.locks import parse_lock_error
+from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
                               parse_show_json, parse_stream)
 from ..terraform.runner import TerraformError
@@ -269,7 +269,10 @@ class _Pass(Pass):
             elif plan.exit_code == 1:
                 locked = parse_lock_error(errors)
                 lock = locked.lock if locked else None
-                reason, message = ("LockHeld", locked.describe()) if locked else (reason, _first_lines(errors))
+                # A lock the caller may not write, or a backend that failed, is a failed plan, not a held lock.
+                held = locked is not None and locked.problem == LockProblem.HELD
+                reason, message = ("LockHeld" if held else reason, locked.describe()) if locked else (
+                    reason, _first_lines(errors))
                 broken = None if locked else configuration_file(plan.stdout + plan.stderr)
             else:
                 if plan.exit_code == 2:

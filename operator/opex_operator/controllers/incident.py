@@ -21,6 +21,7 @@ from ..api import INCIDENT
 from ..aws.budget import counting
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import get, set_condition
+from ..environments import is_production
 from ..api.incident import (ALERT_STATE_ANNOTATION, MAX_FINDINGS, AlertRecord, Classification, EscalationLevel,
                             EscalationStatus, IncidentPhase as Phase, IncidentSpec, IncidentStatus, IncidentType,
                             Notification, RemediationMode, RemediationStatus, RootCauseCategory, Step, StepState,
@@ -90,7 +91,7 @@ class IncidentController:
         """Severity first (critical 0 ... low 3), production before other environments."""
         spec = body.get("spec") or {}
         rank = SEVERITY_RANK.get(spec.get("severity"), 3)
-        return 2 * rank + (0 if spec.get("environment") == "production" else 1)
+        return 2 * rank + (0 if is_production(spec.get("environment")) else 1)
 
     async def reconcile(self, obj: Observed[IncidentStatus]) -> float | None:
         """One move of the runbook (see the module docstring); seconds until the next pass, or None."""

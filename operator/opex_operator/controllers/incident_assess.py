@@ -29,12 +29,12 @@ from ..probes import secrets as probe_secrets
 from ..probes.http import public_url
 from ..runbooks import security
 from ..runbooks.diagnose import failure_context
-from ..runbooks.facts import LogLine, Observations, ReadProblem
+from ..runbooks.facts import LogLine, Observations, ReadProblem, invocation_report
 from ..runbooks.perf_facts import DbProbeResult, HttpProbeResult, PerformanceFacts, ProbeFailure
 from ..runbooks.performance import series_specs
 from ..runbooks.probes import unreachable
 from ..termtext import plain, plain_lines
-from ..terraform.locks import parse_lock_error
+from ..terraform.locks import LockProblem, parse_lock_error
 
 LOOKBACK = dt.timedelta(hours=1)  # "ERROR log events of the last hour"
 QUANTUM = 15                        # ``since`` arguments within this many seconds count as identical
@@ -164,9 +164,12 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     obs.build_log_lines = plain_log(obs.build_log_lines)
     for fn in obs.lambdas:
         fn.error_lines = [dataclasses.replace(line, message=plain(line.message)) for line in fn.error_lines]
+        fn.reports = [line for line in fn.reports if invocation_report(line.message)]
     obs.lock_error = parse_lock_error("\n".join(failure_context(obs).lines))
     obs.terraform_lock = obs.lock_error.lock if obs.lock_error else None
-    if obs.terraform_lock is None and t.drift_check_ref is not None and drift_lock is not None:
+    # A lock denied or a backend that failed is the failure itself, whatever the DriftCheck last saw.
+    contended = obs.lock_error is None or obs.lock_error.problem == LockProblem.HELD
+    if obs.terraform_lock is None and contended and t.drift_check_ref is not None and drift_lock is not None:
         obs.terraform_lock = await asyncio.to_thread(drift_lock, t.drift_check_ref.name)
     return obs
 

@@ -81,23 +81,30 @@ async def revoke_ingress(ctx: StepContext, p: RevokeIngressParams) -> Outcome:
 async def rotate_secret(ctx: StepContext, p: RotateSecretParams) -> Outcome:
     """RotateSecret with this step's token, then follow the rotation until AWSCURRENT moved.
 
-    A secret without rotation configured fails the step saying what to configure (nothing is
-    called); another rotation still running is retried later; a rotation whose version was
-    removed (the rotation function failed) fails the step, AWSCURRENT unchanged.
+    The four findings of ``aws.secrets`` each answer differently: no rotation configured and a
+    missing rotation function fail the step saying what to configure (nothing changed); another
+    rotation in progress is retried later; another rotation stuck fails the step saying how to
+    clear it, as does this step's own rotation once it stays AWSPENDING past the rotation window.
+    A rotation whose version was removed (the rotation function failed) fails the step,
+    AWSCURRENT unchanged.
     """
     port = ctx.aws.secrets(*ctx.region_role())
     try:
         if p.version_id is None:
             rotation = await asyncio.to_thread(port.rotate, secrets.RotateSecretParams(
-                secret_id=p.secret_id, client_request_token=request_token(ctx.ref.uid, ctx.step.id)))
+                secret_id=p.secret_id, client_request_token=request_token(ctx.ref.uid, ctx.step.id)), ctx.now)
         else:  # started by this step: follow it
-            rotation = (await asyncio.to_thread(port.rotation, p.secret_id, p.version_id)).model_copy(
+            rotation = (await asyncio.to_thread(port.rotation, p.secret_id, p.version_id, ctx.now)).model_copy(
                 update={"changed": True})
-    except secrets.RotationNotConfigured as err:
+    except (secrets.RotationNotConfigured, secrets.RotationFunctionMissing, secrets.RotationStuck) as err:
         return Outcome(done=True, ok=False, error=str(err))
     except secrets.RotationInProgress as err:
         return Outcome(done=True, ok=False, error=str(err), retryable=True)
     started = p.model_copy(update={"version_id": rotation.version_id})
+    if rotation.state == secrets.RotationState.STUCK:
+        return Outcome(done=True, ok=False, params=started, undo=rotation.undo(),
+                       error=f"{rotation.describe()}: version {rotation.version_id} stayed AWSPENDING past the "
+                             f"rotation window; AWSCURRENT is unchanged")
     if rotation.state == secrets.RotationState.IN_PROGRESS:
         return Outcome(done=False, outputs=rotation.describe(), params=started, undo=rotation.undo(),
                        requeue=ROTATION_POLL)

@@ -16,23 +16,27 @@ from __future__ import annotations
 import datetime as dt
 
 from ..api.incident import EscalationLevel, IncidentType, Severity
+from ..environments import PRODUCTION, is_production, same
 
-PRODUCTION = "production"  # the environment the matrix calls production (policy.DEFAULT_LEVELS)
+__all__ = ["PRODUCTION", "applicable", "due", "immediate"]
 
 
 def immediate(incident_type: IncidentType | None, severity: Severity, environment: str) -> bool:
-    """True when every level is paged at detection: a critical SecurityIncident in production."""
+    """True when every level is paged at detection: a critical SecurityIncident in production (any
+    spelling of it: ``prod``, ``prd``, ``live``; :mod:`opex_operator.environments`)."""
     return (incident_type == IncidentType.SECURITY_INCIDENT and severity == Severity.CRITICAL
-            and environment == PRODUCTION)
+            and is_production(environment))
 
 
 def applicable(levels: list[EscalationLevel], severity: Severity, environment: str,
                incident_type: IncidentType | None = None) -> list[EscalationLevel]:
     """The levels that apply to this severity, environment and type, lowest first; with their
-    ``afterSeconds`` set to 0 when :func:`immediate` (each level is paged at once)."""
+    ``afterSeconds`` set to 0 when :func:`immediate` (each level is paged at once). A level's
+    environments match any spelling of the same environment (``prod`` is ``production``)."""
     chosen = sorted((lv for lv in levels
                      if (not lv.severities or severity in lv.severities)
-                     and (not lv.environments or environment in lv.environments)), key=lambda lv: lv.level)
+                     and (not lv.environments or any(same(environment, e) for e in lv.environments))),
+                    key=lambda lv: lv.level)
     if immediate(incident_type, severity, environment):
         return [lv.model_copy(update={"after_seconds": 0}) for lv in chosen]
     return chosen

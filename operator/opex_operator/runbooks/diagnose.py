@@ -10,8 +10,10 @@ root cause cites the findings (F1, F2, ...) that carried it. Causes found by the
 runbook and the endpoint probes (``runbooks.perf_assess``) join on the same scale. Evidence is read from the failure's
 own context, never from every line of a log:
 
-1. explicit signals: the failed command's state-lock error, AccessDenied records in CloudTrail, a
-   Lambda whose update failed;
+1. explicit signals: the failed command's state-lock error (held: TerraformStateLock; the lock
+   refused to the caller: DeployPermissionDenied, never retried nor force-unlocked; the backend
+   failed: TerraformBackend, or DeployNetwork when the network did), AccessDenied records in
+   CloudTrail, a Lambda whose update failed;
 2. the failed phase (CodeBuild ``BuildPhase``): its status (``TIMED_OUT``: the build hit its own
    timeout, BuildTimedOut, which is not retried blindly) and its contexts (``statusCode`` and
    ``message``: ``COMMAND_EXECUTION_ERROR`` names the failed command, ``YAML_FILE_ERROR`` a broken
@@ -21,12 +23,17 @@ own context, never from every line of a log:
    names (else the first that failed, else the one running when the log ended) is read, and
    only its output, with patterns that mean failure (``3 failed``, ``✖ 2 problems (2 errors``,
    ``EntityAlreadyExists``) rather than words (``0 failed``, ``Layer already exists``,
-   ``Collecting pylint``). The command itself also tells: ``npm run lint`` failing is a lint failure;
+   ``Collecting pylint``). The command itself also tells: ``npm run lint`` failing is a lint failure.
+   A registry's rate limit (``toomanyrequests``, HTTP 429 from a package index) is RegistryRateLimited
+   with the registry named and when a retry can work; network failures in Go's words too (``dial
+   tcp ... no such host``, ``i/o timeout``, ``request send failed``) are DeployNetwork;
 4. Lambda logs: database drivers and ORMs that cannot connect (DatabaseConnectivity), out of memory
    (``Runtime exited with error: signal: killed``, Max Memory Used reaching Memory Size), timeouts
-   (``Task timed out after``, REPORT ``Status: timeout``), and other errors. Other errors are the
-   release's fault (LambdaDeployment, which gets a code rollback) only when :func:`release_evidence`
-   ties them to it; otherwise they are LambdaFunctionError, for a human.
+   (``Task timed out after``, REPORT ``Status: timeout``), a package that cannot start
+   (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``, ``Runtime.UserCodeSyntaxError``: the
+   deployment's fault, LambdaDeployment, even when only ``$LATEST`` exists), and other errors. Other
+   errors are the release's fault (LambdaDeployment, which gets a code rollback) only when
+   :func:`release_evidence` ties them to it; otherwise they are LambdaFunctionError, for a human.
 """
 from __future__ import annotations
 
@@ -38,7 +45,8 @@ from typing import Iterable, Protocol, Sequence
 
 from ..api.common import StateLock
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
-from ..terraform.locks import LockError
+from .. import denials
+from ..terraform.locks import LockError, LockProblem
 from .facts import BuildFacts, BuildPhase, LambdaFacts, LogLine, Observations, stream_version
 
 log = logging.getLogger(__name__)
@@ -49,15 +57,7 @@ MAX_COMMAND_LINES = 200
 
 ERROR_LINE = re.compile(r"\b(ERROR|Error|error|Exception|FATAL|Fatal|Traceback|FAILED|Failed|failed|denied|Denied)\b|"
                         r"npm ERR!|--- FAIL")
-DENIED = re.compile(r"AccessDenied(?:Exception)?|UnauthorizedOperation|UnauthorizedAccess|AuthorizationError|"
-                    r"is\s+not\s+authorized\s+to\s+perform|requested access to the resource is denied")
-# AWS's message: "User: ARN is not authorized to perform: ACTION on resource: ARN because ..."; the words
-# may sit on several lines of a wrapped diagnostic.
-DENIED_ACTION = re.compile(r"(?:User:\s+(?P<principal>\S+)\s+)?is\s+not\s+authorized\s+to\s+perform:?\s+"
-                           r"(?P<action>[\w-]+:[\w*-]+)(?:\s+on\s+resource:?\s+(?P<resource>[^\s,]+))?")
-# Which call was denied when the message does not say: AWS SDK v2 ("operation error Lambda: UpdateFunctionCode")
-# or botocore ("when calling the UpdateFunctionCode operation").
-OPERATION = re.compile(r"operation error (?P<service>[\w ]+?): (?P<op>\w+)|when calling the (?P<call>\w+) operation")
+DENIED = denials.DENIED
 TF_VALIDATION = re.compile(r"Error: (Invalid|Unsupported (argument|attribute|block type)|Missing required argument|"
                            r"Reference to undeclared|Unsupported Terraform Core version|Incorrect attribute value)")
 NAMING = re.compile(r"\b(?:EntityAlreadyExists|ResourceAlreadyExists|\w+AlreadyExistsException|BucketAlreadyExists|"
@@ -66,6 +66,32 @@ NAMING = re.compile(r"\b(?:EntityAlreadyExists|ResourceAlreadyExists|\w+AlreadyE
                     r"\b(?:Error|ERROR|error|Exception|FAILED|failed)\b[^\n]*\b(?:already exists|is already in use)\b")
 QUOTA = re.compile(r"\b(?:\w*LimitExceeded\w*|ServiceQuotaExceeded\w*|QuotaExceeded\w*|CodeStorageExceeded\w*|"
                    r"TooManyRequestsException|ThrottlingException|RequestLimitExceeded)\b|Rate exceeded")
+# A package index or image registry refusing for its rate limit (the OCI distribution spec's TOOMANYREQUESTS,
+# HTTP 429 from PyPI, npm, Maven Central, GitHub); an AWS API's own 429 (TooManyRequestsException) is QUOTA.
+RATE_LIMITED = re.compile(r"\btoomanyrequests\b|\bTOOMANYREQUESTS\b|HTTPTooManyRequests|pull rate limit|"
+                          r"\b429 Too Many Requests\b|\b429 Client Error\b|Too Many Requests for url|"
+                          r"\bnpm (?:ERR!|error) code E429\b|status code:? 429\b|\bHTTP(?: Error)? 429\b|"
+                          r"API rate limit exceeded for|\b429\b[^\n]*\brate limit")
+_AWS_THROTTLE = re.compile(r"TooManyRequestsException|ThrottlingException|operation error \w+")
+_HOST = re.compile(r"\b(?:[a-z0-9-]+\.)+(?:io|org|com|net|aws|dev)\b")
+# Registries by host, and how long their rate-limit window is when the answer does not say (Docker Hub's
+# documented window is six hours; the others reset within the hour).
+REGISTRIES = (("docker.io", "Docker Hub", 6 * 3600), ("docker.com", "Docker Hub", 6 * 3600),
+              ("public.ecr.aws", "Amazon ECR Public", 3600), ("ghcr.io", "GitHub Container Registry", 3600),
+              ("quay.io", "Quay", 3600), ("gcr.io", "Google Container Registry", 3600),
+              ("registry.k8s.io", "registry.k8s.io", 3600), ("pypi.org", "PyPI", 3600),
+              ("pythonhosted.org", "PyPI", 3600), ("registry.npmjs.org", "the npm registry", 3600),
+              ("yarnpkg.com", "the Yarn registry", 3600), ("maven.apache.org", "Maven Central", 3600),
+              ("maven.org", "Maven Central", 3600), ("api.github.com", "the GitHub API", 3600),
+              ("github.com", "GitHub", 3600), ("registry.terraform.io", "the Terraform Registry", 3600),
+              ("registry.opentofu.org", "the OpenTofu Registry", 3600),
+              ("proxy.golang.org", "the Go module proxy", 3600),
+              ("rubygems.org", "RubyGems", 3600), ("nuget.org", "NuGet", 3600))
+_RETRY_AFTER = re.compile(r"[Rr]etry[- ][Aa]fter:?\s*(?P<n>[\d.]+)\s*(?P<unit>µs|us|ms|s|m|h|seconds?|minutes?)?|"
+                          r"(?:try again|retry|[Ll]imit may reset) in (?P<n2>\d+)\s*"
+                          r"(?P<unit2>seconds?|minutes?|hours?)")
+# The registry a refusal names only by its client's words, when no host is given.
+_CLIENT_REGISTRY = (("npm ", "the npm registry"), ("yarn ", "the Yarn registry"), ("pip", "PyPI"), ("PyPI", "PyPI"))
 DB_CONNECT = re.compile("|".join([
     r"could not connect to server",                                            # libpq before 14
     r"connection to server (?:at|on) [^\n]* failed",                           # libpq 14+: "... port 5432 failed: ..."
@@ -85,10 +111,16 @@ DB_CONNECT = re.compile("|".join([
     r"(?:5432|3306|1433|1521|27017|6432)\b",
     r"dial tcp [^\s]*:(?:5432|3306|1433|1521|27017|6432)\b",
 ]), re.M)
-NETWORK = re.compile(r"\b(?:ETIMEDOUT|EAI_AGAIN|ENOTFOUND|ECONNRESET|ECONNREFUSED|EHOSTUNREACH)\b|Could not resolve "
-                     r"host|Temporary failure in name resolution|[Nn]etwork is unreachable|i/o timeout|Connection reset "
-                     r"by peer|TLS handshake timeout|(?:Connection|Connect|Read|connection) timed out|Name or service "
-                     r"not known")
+# Network failures in the words of Node, curl, Python and Go (Terraform, its providers, aws-sdk-go-v2: "dial tcp:
+# lookup sts.us-east-1.amazonaws.com on 10.0.0.2:53: no such host", "request send failed", "i/o timeout").
+NETWORK = re.compile(r"\b(?:ETIMEDOUT|EAI_AGAIN|ENOTFOUND|ECONNRESET|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH)\b|"
+                     r"Could not resolve host|Temporary failure in name resolution|[Nn]etwork is unreachable|"
+                     r"i/o timeout|[Cc]onnection reset by peer|TLS handshake timeout|"
+                     r"(?:Connection|Connect|Read|connection) timed out|Name or service not known|"
+                     r"\bdial tcp\b|: no such host\b|server misbehaving|[Cc]onnection refused|request send failed|"
+                     r"send request failed|Client\.Timeout exceeded|write: broken pipe|"
+                     r"net/http: request canceled|proxyconnect tcp")
+_GO_WRAPPERS = ("request send failed", "send request failed", "dial tcp")
 DEPENDENCY = re.compile(r"npm ERR! (?:code E[A-Z0-9_]+|404|notarget|network)|\bERESOLVE\b|Could not find a version "
                         r"that satisfies|No matching distribution found|ResolutionImpossible|Could not resolve "
                         r"dependencies|go: [^\n]*: (?:reading|verifying|unknown revision)|error An unexpected error "
@@ -129,6 +161,13 @@ OUT_OF_MEMORY = re.compile(r"Runtime exited with error: signal: killed|Runtime\.
                            r"JavaScript heap out of memory|java\.lang\.OutOfMemoryError|runtime: out of memory")
 REPORT_MEMORY = re.compile(r"Memory Size: (?P<size>\d+) MB\s+Max Memory Used: (?P<used>\d+) MB|"
                            r"\"memorySizeMB\"\s*:\s*(?P<jsize>\d+)[^}]*\"maxMemoryUsedMB\"\s*:\s*(?P<jused>\d+)")
+# The deployed package cannot start: the runtime could not load the handler (Lambda docs, "Troubleshoot
+# deployment issues" and "Troubleshoot invocation issues"; the runtimes' error types).
+PACKAGING = re.compile(r"\bRuntime\.(?:ImportModuleError|HandlerNotFound|UserCodeSyntaxError|MalformedHandlerName|"
+                       r"InvalidEntrypoint)\b|Unable to import module '|Handler '[^']+' missing on module|"
+                       r"\bis undefined or not exported\b|Couldn't find valid bootstrap|\bClass not found: |"
+                       r"Unable to load type '|Could not find the specified handler assembly|"
+                       r"fork/exec /var/task/\S+: no such file or directory")
 REQUEST_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -386,6 +425,67 @@ def _lambda_findings(d: Diagnosis, fn: LambdaFacts) -> None:
               evidence=_excerpt([line.message for line in fn.error_lines[-MAX_LINES:]]))
 
 
+def packaging_error(fn: LambdaFacts) -> str | None:
+    """The first of ``fn``'s error lines saying its deployed package cannot start (:data:`PACKAGING`:
+    ``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``, ``Runtime.UserCodeSyntaxError``, ...),
+    or None. Such an error is the deployment's fault whatever ran before: the code cannot load."""
+    for line in fn.error_lines:
+        if (m := PACKAGING.search(line.message)):
+            return _line(line.message, m)
+    return None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A registry's refusal for its rate limit: ``registry`` named from its host (or its words),
+    ``line`` the refusal, ``wait`` how long until a retry can work (``stated``: the answer said so)."""
+
+    registry: str
+    line: str
+    wait: dt.timedelta
+    stated: bool
+
+    def describe(self, now: dt.datetime) -> str:
+        when = now + self.wait
+        why = ("as the registry asked" if self.stated else
+               f"{self.registry}'s rate-limit window; it did not say when" if self.registry != "a package registry"
+               else "the registry did not say when")
+        return (f"{self.registry} refused with its rate limit: {self.line}; a retry before {when:%Y-%m-%d %H:%M} UTC "
+                f"({why}) fails the same way: retry then, or authenticate the pulls or use a mirror or cache")[:1024]
+
+
+def rate_limit(text: str) -> RateLimit | None:
+    """The first registry rate-limit refusal in ``text`` (:data:`RATE_LIMITED`), or None; an AWS API's
+    throttling is not one (it is an AWS quota)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not RATE_LIMITED.search(line) or _AWS_THROTTLE.search(line):
+            continue
+        near = [line] + lines[max(0, i - 3):i][::-1] + lines[i + 1:i + 3]
+        hosts = [h for candidate in near for h in _HOST.findall(candidate)]
+        known = next(((name, window) for host in hosts for key, name, window in REGISTRIES
+                      if host == key or host.endswith("." + key)), None)
+        if known is None and "pull rate limit" in line:
+            known = ("Docker Hub", 6 * 3600)  # its own words ("You have reached your pull rate limit")
+        if known is None and not hosts:
+            known = next(((name, 3600) for words, name in _CLIENT_REGISTRY if any(words in c for c in near)), None)
+        name, window = known or (hosts[0] if hosts else "a package registry", 3600)
+        stated = _retry_after(" ".join(near))
+        return RateLimit(name, line.strip()[:300], stated or dt.timedelta(seconds=window), stated is not None)
+    return None
+
+
+def _retry_after(text: str) -> dt.timedelta | None:
+    m = _RETRY_AFTER.search(text)
+    if m is None:
+        return None
+    n, unit = (m.group("n"), m.group("unit")) if m.group("n") else (m.group("n2"), m.group("unit2"))
+    unit = unit or "s"
+    scale = (1e-6 if unit in ("µs", "us") else 1e-3 if unit == "ms" else 60 if unit[0] == "m" else
+             3600 if unit[0] == "h" else 1)
+    return dt.timedelta(seconds=max(1.0, float(n) * scale))
+
+
 def release_evidence(fn: LambdaFacts) -> tuple[bool, str]:
     """(whether ``fn``'s errors are the release's fault, why or why not).
 
@@ -403,6 +503,8 @@ def release_evidence(fn: LambdaFacts) -> tuple[bool, str]:
     previous = fn.previous_version.version if fn.previous_version else None
     if previous is not None and previous in versions:
         return False, f"version {previous} logs errors too"
+    if (broken := packaging_error(fn)) is not None:
+        return True, f"the deployed package cannot start ({broken[:120]})"
     if previous is not None and live not in (None, "$LATEST") and versions == {live}:
         clean = [r for r in fn.reports if stream_version(r.stream) == previous]
         if clean:
@@ -464,7 +566,17 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
             lock: StateLock | None = None) -> None:
         c.append(_Candidate(score, category, summary, [e for e in (evidence or failure_refs) if e], lock))
 
-    if obs.lock_error is not None or obs.terraform_lock is not None:
+    lock_error = obs.lock_error
+    problem = lock_error.problem if lock_error is not None else None
+    if problem == LockProblem.DENIED:
+        what = lock_error.denial.describe() if lock_error.denial else lock_error.message
+        via = f" ({lock_error.backend} backend)" if lock_error.backend else ""
+        add(100, Cat.DEPLOY_PERMISSION_DENIED, f"permission denied on the Terraform state lock{via}: {what}",
+            [ref("lock")] + failure_refs)
+    elif problem == LockProblem.BACKEND_FAULT:
+        category = Cat.DEPLOY_NETWORK if NETWORK.search(lock_error.message) else Cat.TERRAFORM_BACKEND
+        add(100, category, lock_error.describe(), [ref("lock")] + failure_refs)
+    elif lock_error is not None or obs.terraform_lock is not None:
         add(100, Cat.TERRAFORM_STATE_LOCK, f"Terraform {_held(obs)}", [ref("lock")] + failure_refs, obs.terraform_lock)
     if ctx.timed_out:
         where = f" in phase {phase}" if phase else ""
@@ -489,6 +601,8 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
             failure_refs + [ref(f"lambda:{f.name}") for f in obs.lambdas])
     if (m := NAMING.search(text)):
         add(75, Cat.DEPLOY_NAMING_CONFLICT, f"a resource name is already taken: {_line(text, m)}")
+    if (limited := rate_limit(text)) is not None:
+        add(76, Cat.REGISTRY_RATE_LIMITED, limited.describe(now))
     if (m := QUOTA.search(text)):
         add(74, Cat.DEPLOY_QUOTA_EXCEEDED, f"an AWS quota or rate limit was hit: {_line(text, m)}")
     if obs.rds is not None and obs.rds.status != "available":
@@ -509,7 +623,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
     m = LINT.search(text)
     if m or LINT_COMMAND.search(command):
         add(64 if m else 61, Cat.BUILD_LINT, f"lint failed: {_line(text, m) if m else f'`{command}` failed'}")
-    if (m := NETWORK.search(text)):
+    if (m := _network(text)):
         add(50, Cat.DEPLOY_NETWORK, f"network failure during the deployment: {_line(text, m)}")
     if build is not None and ctx.phase is not None:
         detail = f": {ctx.messages[0]}" if ctx.messages else ""
@@ -539,6 +653,14 @@ def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str]) -> No
         return
     failures = lambda_failures(fn)
     refs = [ref(f"lambda-errors:{fn.name}"), ref(f"lambda:{fn.name}"), ref("rds")] + failure_refs
+    if (broken := packaging_error(fn)) is not None:
+        tied, why = release_evidence(fn)
+        previous = fn.previous_version
+        then = (f"version {previous.version} is the one to roll back to" if tied and previous else
+                f"no rollback ({why}): deploy a fixed package" if previous else
+                "no earlier version to roll back to: deploy a fixed package")
+        add(71, Cat.LAMBDA_DEPLOYMENT, f"Lambda {fn.name}'s deployed package cannot start: {broken} "
+                                       f"({len(fn.error_lines)} ERROR events in the last hour); {then}", refs)
     if failures.database is not None:
         add(70, Cat.DATABASE_CONNECTIVITY, f"database connectivity: Lambda {fn.name} cannot reach its database: "
                                            f"{failures.database}", refs)
@@ -564,27 +686,34 @@ def _denied(trail: list, text: str) -> str:
     if trail:
         e = trail[0]
         return f"{e.event_source.split('.')[0]}:{e.event_name} denied to {e.principal or 'an unnamed principal'}"
-    if (m := DENIED_ACTION.search(text)):
-        principal = (m.group("principal") or "").rstrip(".,;") or "an unnamed principal"
-        where = f" on {m.group('resource').rstrip('.;')}" if m.group("resource") else ""
-        return f"{m.group('action')} denied to {principal}{where}"
-    if (m := OPERATION.search(text)):
-        action = f"{m.group('service').lower().replace(' ', '')}:{m.group('op')}" if m.group("op") else m.group("call")
-        return f"{action} denied (the error names no principal): {_line(text, DENIED.search(text))}"
-    return f"access denied: {_line(text, DENIED.search(text))}"
+    found = denials.find(text)
+    return found.describe() if found else "access denied"
 
 
 def _first(messages: list[str], prefix: str) -> str:
     return next((m for m in messages if m.startswith(prefix)), messages[0] if messages else "")[:300]
 
 
-def _line(text: str, m: re.Match | None) -> str:
-    """The whole line of ``text`` that ``m`` matched, trimmed for a summary."""
+def _line(text: str, m: re.Match | None, width: int = 300) -> str:
+    """The line of ``text`` that ``m`` matched, trimmed for a summary to ``width`` characters around the
+    match (a diagnostic joined from a wrapped box can be long, and its cause is often near its end)."""
     if m is None:
         return ""
     start = text.rfind("\n", 0, m.start()) + 1
     end = text.find("\n", m.end())
-    return text[start: end if end >= 0 else len(text)].strip()[:300]
+    line = text[start: end if end >= 0 else len(text)]
+    if len(line.strip()) <= width:
+        return line.strip()
+    first = max(0, min(m.start() - start - width // 2, len(line) - width))
+    return ("…" if first else "") + line[first: first + width].strip() + ("…" if first + width < len(line) else "")
+
+
+def _network(text: str) -> re.Match | None:
+    """The most telling network failure in ``text``: Go's wrappers ("request send failed", "send request
+    failed") say that a call failed, the words after them (``dial tcp``, ``no such host``, ``i/o
+    timeout``) why; the first of those when there is one."""
+    found = list(NETWORK.finditer(text))
+    return next((m for m in found if m.group(0) not in _GO_WRAPPERS), found[0] if found else None)
 
 
 _VOLATILE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+")

@@ -167,6 +167,17 @@ def stream_version(stream: str) -> str | None:
     return m.group("version") if m else None
 
 
+# One invocation's REPORT line, plain or in the JSON log format; INIT_REPORT, START and END lines are not.
+_INVOCATION_REPORT = re.compile(r'^\s*REPORT RequestId:|"type"\s*:\s*"platform\.report"')
+
+
+def invocation_report(message: str) -> bool:
+    """True when ``message`` is the REPORT line of one invocation (Lambda docs, "Lambda function logs":
+    ``REPORT RequestId: ...``, or a JSON ``platform.report`` record), not an ``INIT_REPORT`` of an init
+    phase nor a ``START``/``END`` line."""
+    return _INVOCATION_REPORT.search(message) is not None
+
+
 @dataclass
 class ApiStage:
     name: str

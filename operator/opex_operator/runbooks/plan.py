@@ -14,7 +14,10 @@ update-lambda-env-<fn>     lambda:UpdateFunctionConfiguration    spec.remediatio
 terraform-force-unlock     terraform:ForceUnlock                 root cause TerraformStateLock and a DriftCheck
                                                                  names the workspace
 retry-stage-<stage>        codepipeline:RetryStageExecution      the failed execution is the latest and the
-                                                                 cause is transient (lock, network, install)
+                                                                 cause is transient (lock, backend fault,
+                                                                 network, install); not a registry's rate
+                                                                 limit, which a retry hits again until its
+                                                                 window resets
 start-pipeline-execution   codepipeline:StartPipelineExecution   as above, when the execution is not the latest
 terraform-import-<addr>    terraform:Import                      root cause DeployNamingConflict from a Terraform
                                                                  error naming the resource address and the
@@ -46,7 +49,7 @@ ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resol
 READ_STEPS = {ASSESS: A.ASSESS, CLASSIFY: A.CLASSIFY, VERIFY: A.VERIFY, NOTIFY: A.NOTIFY}
 # Where each fixed step stands among the others (remediation steps sit between classify and verify).
 ORDER = {ASSESS: 0, CLASSIFY: 1, VERIFY: 3, NOTIFY: 4}
-RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_INSTALL}
+RETRYABLE = {Cat.TERRAFORM_STATE_LOCK, Cat.TERRAFORM_BACKEND, Cat.DEPLOY_NETWORK, Cat.BUILD_DEPENDENCY_INSTALL}
 # Terraform's AWS provider: "Error: creating IAM Role (name): ... already exists" then "with ADDRESS,".
 TF_CONFLICT = re.compile(r"Error: creating [^(\n]+\((?P<id>[^)\s]+)\)[^\n]*(?:already exists|AlreadyExists)"
                          r"(?:.|\n){0,400}?with (?P<address>[\w.\[\]\"-]+),")

@@ -17,6 +17,10 @@ FOLLOW_UP = {
     Cat.DEPLOY_PERMISSION_DENIED: "Grant the denied permission in the pipeline role's IAM policy (as code) and re-run.",
     Cat.TERRAFORM_STATE_LOCK: "Find why the run that held the state lock died; give CI Terraform runs a timeout "
                               "and -lock-timeout.",
+    Cat.TERRAFORM_BACKEND: "Find why the state backend failed (its server's health, a lost session, the network "
+                           "to it); alarm on its errors and give CI Terraform runs a retry with backoff.",
+    Cat.REGISTRY_RATE_LIMITED: "Authenticate registry pulls in CI and pull through a mirror or cache (ECR "
+                               "pull-through cache, a package proxy); cache dependencies between builds.",
     Cat.TERRAFORM_VALIDATION: "Run terraform validate in a pre-merge check.",
     Cat.DEPLOY_NAMING_CONFLICT: "Import or rename the conflicting resource; derive names from the environment.",
     Cat.DEPLOY_QUOTA_EXCEEDED: "Request a Service Quotas increase or clean up unused resources; alarm on usage.",

@@ -26,8 +26,8 @@ from pydantic import Field
 from ..api.common import Model
 from ..api.incident import FindingSeverity, RootCause, RootCauseCategory as Cat, Severity
 from ..api.security import SecurityTargets, parse_cidr, parse_cidr_loose
+from ..environments import is_production
 from ..errors import ACCESS_DENIED
-from ..notify.escalation import PRODUCTION
 from .diagnose import Diagnosis
 from .facts import LogLine, TrailEvent
 
@@ -396,7 +396,7 @@ def evidence(environment: str, usages: list[Usage], open_rules: list[OpenAdminRu
     * medium: calls denied (policy violation) or a world-open admin port (configuration drift).
     """
     out: list[Evidence] = []
-    production = environment == PRODUCTION
+    production = is_production(environment)
     for u in usages:
         if u.unknown_success:
             ip, n = u.unknown_success.most_common(1)[0]

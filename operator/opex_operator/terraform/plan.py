@@ -9,9 +9,14 @@ Two inputs (Terraform docs, "JSON Output Format" and "Machine-Readable UI"):
   ``output_changes``, ``errored``, ``applyable``. Terraform 1.0.0 wrote drift entries without
   ``address``/``index`` and listed unchanged objects as drift (``before`` == ``after``).
 * ``terraform plan -json``: one UI message per line (``version``, ``resource_drift``,
-  ``planned_change``, ``change_summary``, ``outputs``, ``diagnostic``); plain-text lines may come
-  before or between them, colours and Terraform's diagnostic box included. OpenTofu names its
-  version under ``tofu``.
+  ``planned_change``, ``planned_action_invocation``, ``change_summary``, ``outputs``,
+  ``diagnostic``); plain-text lines may come before or between them, colours and Terraform's
+  diagnostic box included. OpenTofu names its version under ``tofu``.
+* Several of them in one input (:func:`parse_input`): terragrunt's ``run --all show -json`` writes
+  one ``show -json`` document per line, and with its log prefix (``08:43:10.702 STDOUT [vpc]
+  terraform: {...}``, or ``[vpc] {...}`` with ``--terragrunt-include-module-prefix``) each line
+  says the unit's working directory; ``run --all plan -json`` interleaves the units' streams, told
+  apart by that prefix. Each plan is summarised on its own; the input exits as the most severe.
 
 The rules are Terraform's own, so a plan summarised here agrees with the CLI:
 
@@ -28,6 +33,10 @@ The rules are Terraform's own, so a plan summarised here agrees with the CLI:
   (before Terraform 1.2) and ``plan -json`` streams do not say; their drift is listed as is.
 * Moves (``previous_address``), imports (``importing``) and forgets (action ``forget``) are
   configuration-only changes: counted, listed, and exit code 2, like Terraform.
+* Action invocations (Terraform 1.14: ``action_invocations`` in ``show -json``,
+  ``planned_action_invocation`` in a stream) are changes: an action runs when the plan is
+  applied, so they give exit code 2 (``plans.ChangesSrc.Empty``), are listed, and are part of
+  :func:`checksum`.
 
 ``ignore`` patterns leave matching addresses out of the result and the counts. Pattern syntax
 (:func:`address_matches`): ``*`` matches any run of characters, dots and brackets included, and
@@ -91,6 +100,19 @@ class ResourceChange:
 
 
 @dataclass
+class ActionInvocation:
+    """An action the plan will invoke when applied (Terraform 1.14 ``action`` blocks).
+
+    ``trigger`` says why: ``before_create of aws_instance.web`` (a resource's ``action_trigger``),
+    or ``invoked`` (``terraform apply -invoke``).
+    """
+
+    address: str
+    trigger: str
+    provider: str | None = None
+
+
+@dataclass
 class PlanSummary:
     """A plan's changes, drift and outcome (see the module docstring for the rules)."""
 
@@ -102,6 +124,7 @@ class PlanSummary:
     irrelevant_drift: list[ResourceChange] = field(default_factory=list)  # changed outside, nothing depends on it
     changes: list[ResourceChange] = field(default_factory=list)
     output_changes: list[str] = field(default_factory=list)
+    action_invocations: list[ActionInvocation] = field(default_factory=list)
     add: int = 0
     change: int = 0
     import_: int = 0
@@ -121,7 +144,7 @@ class PlanSummary:
             return 1
         if self.applyable is False:
             return 0
-        if self.changes or self.output_changes:
+        if self.changes or self.output_changes or self.action_invocations:
             return 2
         # Terraform found something to apply that is neither listed nor ignored (a refresh-only plan).
         return 2 if self.applyable and not self.ignored else 0
@@ -298,7 +321,27 @@ def parse_show_json(doc: Any, ignore: list[str] = ()) -> PlanSummary:
         _count(summary, entry)
     summary.output_changes = sorted(name for name, oc in (doc.get("output_changes") or {}).items()
                                     if (oc.get("actions") or ["no-op"]) != ["no-op"])
+    for ai in doc.get("action_invocations") or []:
+        _invocation(summary, ai.get("address") or f"action.{ai.get('type', '?')}.{ai.get('name', '?')}",
+                    _trigger((ai.get("lifecycle_action_trigger") or {}).get("triggering_resource_address"),
+                             (ai.get("lifecycle_action_trigger") or {}).get("action_trigger_event")),
+                    ai.get("provider_name"), ignore)
     return summary
+
+
+def _trigger(resource: str | None, event: str | None) -> str:
+    """``before_create of ADDRESS`` for a resource's action_trigger, ``invoked`` for ``apply -invoke``."""
+    if not resource:
+        return "invoked"
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", event or "").lower() or "an event"
+    return f"{words} of {resource}"
+
+
+def _invocation(summary: PlanSummary, address: str, trigger: str, provider: str | None, ignore: list[str]) -> None:
+    if _ignored(address, ignore):
+        summary.ignored.append(address)
+    else:
+        summary.action_invocations.append(ActionInvocation(address, trigger, provider))
 
 
 def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
@@ -329,8 +372,17 @@ def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
             summary.terraform_version = msg.get("tofu") or msg.get("terraform")
         elif kind in ("resource_drift", "planned_change"):
             _stream_change(summary, kind, msg.get("change") or {}, ignore)
+        elif kind == "planned_action_invocation":
+            inv = msg.get("invocation") or {}
+            lifecycle = inv.get("lifecycle_trigger") or {}
+            _invocation(summary, (inv.get("action_addr") or {}).get("addr", "?"),
+                        _trigger((lifecycle.get("triggering_resource") or {}).get("addr"),
+                                 lifecycle.get("triggering_event")), None, ignore)
         elif kind == "change_summary":
-            reported = msg.get("changes") or {}
+            # One per plan: several when a wrapper interleaved the streams of several units.
+            changes = msg.get("changes") or {}
+            reported = {k: (reported or {}).get(k, 0) + (changes.get(k) or 0) for k in ("add", "change", "import",
+                                                                                       "remove")}
         elif kind == "diagnostic":
             diag = msg.get("diagnostic") or {}
             if diag.get("severity") == "error":
@@ -399,27 +451,109 @@ def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], igno
         _count(summary, entry)
 
 
-def parse_any(text: str, ignore: list[str] = ()) -> PlanSummary:
-    """A ``show -json`` document or a ``plan -json`` stream, whichever ``text`` is."""
+@dataclass
+class UnitPlan:
+    """One plan of an input: ``directory`` is the unit's working directory when the input says it."""
+
+    directory: str | None
+    summary: PlanSummary
+
+
+@dataclass
+class PlanSet:
+    """Every plan of one input, in input order (one for plain Terraform, one per unit for terragrunt)."""
+
+    plans: list[UnitPlan]
+
+    @property
+    def exit_code(self) -> int:
+        """The most severe plan's: 1 when any errored, else 2 when any would change something, else 0."""
+        codes = {p.summary.exit_code for p in self.plans}
+        return 1 if 1 in codes else 2 if 2 in codes else 0
+
+
+# terragrunt's log prefix on a unit's output ("08:43:10.702 STDOUT [vpc] tofu: ..."), and the older
+# --terragrunt-include-module-prefix ("[vpc] {...").
+_UNIT_PREFIX = re.compile(r"^(?:[\d:.]+\s+)?(?:STDOUT|STDERR)\s+\[(?P<dir>[^\]]*)\]\s+(?:tofu|terraform):\s?|"
+                          r"^\[(?P<old>[^\]]+)\]\s+(?=\{)")
+
+
+def parse_input(text: str, ignore: list[str] = ()) -> PlanSet:
+    """Every plan in ``text``: one ``show -json`` document or ``plan -json`` stream, or several (see the
+    module docstring). Raises PlanFormatError naming what is wrong (empty, truncated, not a plan)."""
     stripped = text.lstrip()
+    if not stripped:
+        raise PlanFormatError("empty input")
     if stripped.startswith("{"):
         try:
             doc = json.loads(stripped)
         except ValueError:
             doc = None
-        if isinstance(doc, dict) and "format_version" in doc:
-            return parse_show_json(doc, ignore)
         if isinstance(doc, dict) and "type" not in doc:
-            return parse_show_json(doc, ignore)  # raises with the reason
-    if not stripped:
-        raise PlanFormatError("empty input")
-    try:
-        return parse_stream(text, ignore)
-    except PlanFormatError as err:
-        if stripped.startswith("{") and "no line is" in str(err):
+            return PlanSet([UnitPlan(None, parse_show_json(doc, ignore))])
+    docs, streams, truncated = _units(text)
+    if not docs and not streams:
+        docs = [(None, d) for d in _concatenated(stripped)]
+    if not docs and len(streams) <= 1:
+        if truncated or (stripped.startswith("{") and not streams):
             raise PlanFormatError("truncated or invalid JSON: not a complete `terraform show -json` document "
-                                  "nor a `terraform plan -json` stream") from None
-        raise
+                                  "nor a `terraform plan -json` stream")
+        directory = next(iter(streams), None)
+        return PlanSet([UnitPlan(directory, parse_stream(text, ignore))])
+    if truncated:
+        raise PlanFormatError(f"truncated or invalid JSON: {truncated}")
+    return PlanSet([UnitPlan(d, parse_show_json(doc, ignore)) for d, doc in docs] +
+                   [UnitPlan(d, parse_stream("\n".join(lines), ignore)) for d, lines in streams.items()])
+
+
+def _units(text: str) -> tuple[list[tuple[str | None, Any]], dict[str | None, list[str]], str]:
+    """The ``show -json`` documents and the stream lines of ``text``, each with its unit's directory
+    when a prefix says it, and the first line that began a document but did not parse ('' when none)."""
+    docs: list[tuple[str | None, Any]] = []
+    streams: dict[str | None, list[str]] = {}
+    truncated = ""
+    for line in plain(text).split("\n"):
+        prefix = _UNIT_PREFIX.match(line)
+        directory = (prefix.group("dir") or prefix.group("old")) if prefix else None
+        body = (line[prefix.end():] if prefix else line).strip()
+        if not body.startswith("{"):
+            continue
+        try:
+            msg = json.loads(body)
+        except ValueError:
+            if body.startswith('{"format_version"') and not truncated:
+                where = f" (unit {directory})" if directory else ""
+                truncated = f"a `show -json` document{where} is cut short after {len(body)} characters"
+            continue
+        if isinstance(msg, dict) and "format_version" in msg and "@message" not in msg:
+            docs.append((directory, msg))
+        elif isinstance(msg, dict) and msg.get("type") and "@message" in msg:
+            streams.setdefault(directory, []).append(body)
+    return docs, streams, truncated
+
+
+def _concatenated(text: str) -> list[Any]:
+    """Pretty-printed ``show -json`` documents one after another (``jq .`` of each); [] when ``text`` is not."""
+    decoder, found, pos = json.JSONDecoder(), [], 0
+    while pos < len(text):
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return []
+        if not (isinstance(doc, dict) and "format_version" in doc):
+            return []
+        found.append(doc)
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return found if len(found) > 1 else []
+
+
+def parse_any(text: str, ignore: list[str] = ()) -> PlanSummary:
+    """The one plan in ``text`` (see :func:`parse_input`); raises PlanFormatError when it holds several."""
+    found = parse_input(text, ignore)
+    if len(found.plans) > 1:
+        raise PlanFormatError(f"{len(found.plans)} plans in one input: read them with parse_input")
+    return found.plans[0].summary
 
 
 def _delta(before: Any, after: Any) -> Any:
@@ -437,7 +571,8 @@ def checksum(doc: dict[str, Any]) -> str:
 
     Covered: each resource change that is not a plain no-op (address, actions, previous address,
     importing, and only the attribute values that differ between ``before`` and ``after``, with
-    what is unknown until apply), and each output change. Left out: drift (what a planned change
+    what is unknown until apply), each output change, and each action invocation whole (a plan
+    without actions keeps the checksum it had before Terraform 1.14). Left out: drift (what a planned change
     depends on is in that change), values that are equal before and after (a computed attribute that
     moves on every refresh), timestamps. So an approval stays valid until what it approved changes.
     """
@@ -458,7 +593,8 @@ def checksum(doc: dict[str, Any]) -> str:
                       "unknown": oc.get("after_unknown")}
                for name, oc in (doc.get("output_changes") or {}).items()
                if (oc.get("actions") or ["no-op"]) != ["no-op"]}
-    canonical = json.dumps({"resource_changes": changes, "output_changes": outputs}, sort_keys=True,
+    invoked = {"action_invocations": doc["action_invocations"]} if doc.get("action_invocations") else {}
+    canonical = json.dumps({"resource_changes": changes, "output_changes": outputs, **invoked}, sort_keys=True,
                            separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -488,6 +624,8 @@ def redact(doc: dict[str, Any]) -> dict[str, Any]:
             change = rc.get("change") or {}
             change["before"] = _mask(change.get("before"), change.get("before_sensitive"))
             change["after"] = _mask(change.get("after"), change.get("after_sensitive"))
+    for ai in doc.get("action_invocations") or []:
+        ai["config_values"] = _mask(ai.get("config_values"), ai.get("config_sensitive"))
     for oc in (doc.get("output_changes") or {}).values():
         oc["before"] = _mask(oc.get("before"), oc.get("before_sensitive"))
         oc["after"] = _mask(oc.get("after"), oc.get("after_sensitive"))
