@@ -23,6 +23,7 @@ from .aws.perf_actions import Change
 from .aws.secrets import RotateSecretParams, SecretRotation
 from .aws.waf import BlockAddressesParams, IpSetChange
 from .kube import ObjectRef
+from .runbooks.cloudtrail import TrailRead
 from .runbooks.facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
                              PipelineFacts, RdsFacts, TrailEvent)
 from .runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig, RdsConfig,
@@ -46,9 +47,9 @@ class Reader(Protocol):
     def trail_errors_from_logs(self, group: str, since: dt.datetime) -> list[TrailEvent]: ...
     def trail_errors_lookup(self, since: dt.datetime) -> list[TrailEvent]: ...
     def trail_records_from_logs(self, group: str, since: dt.datetime, terms: list[str],
-                                limit: int = ...) -> list[TrailEvent]: ...
+                                limit: int = ..., max_calls: int = ...) -> TrailRead: ...
     def trail_records_lookup(self, since: dt.datetime, attributes: list[tuple[str, str]],
-                             max_pages: int = ...) -> list[TrailEvent]: ...
+                             max_pages: int = ..., max_calls: int = ...) -> TrailRead: ...
 
 
 class LambdaPort(Protocol):

@@ -348,7 +348,9 @@ def test_cloudtrail_records_of_the_leaked_key_from_the_log_group_raw_and_wrapped
     t = SecurityTargets.model_validate({"iamUsers": [{"userName": leaked.user, "accessKeyIds": [leaked.key_id]}],
                                         "sourceIps": [f"{es.HOSTILE_IP}/32"], "knownCidrs": ["198.51.100.0/24"]})
     reader = AwsReader(clients, None, None)
-    events = reader.trail_records_from_logs(leaked.log_group, window_start(t, now), trail_terms(t))
+    read = reader.trail_records_from_logs(leaked.log_group, window_start(t, now), trail_terms(t))
+    events = read.events
+    assert read.calls == 1 and not read.truncated and not read.skipped
     assert len(events) == leaked.ci_calls + leaked.hostile_calls  # neither the bystander's nor the old record
     inv = investigate(t, "production", Severity.HIGH,
                       SecurityFacts(trail_events=events, trail_sources=[f"logs:{leaked.log_group}"]), now)

@@ -22,6 +22,7 @@ from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError, KubeError
 from opex_operator.kube import MAX_CONFIG_MAP_BYTES, ObjectRef
+from opex_operator.runbooks.cloudtrail import TrailRead
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
 from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
@@ -474,6 +475,7 @@ class FakeReader:
         self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification, access logs)
         self.trail = trail                       # CloudTrail records in the log group (None: no such group)
         self.reads = 0
+        self.trail_reads: list[list[str]] = []   # the terms of each CloudTrail read
 
     def pipeline(self, name, execution_id):
         self.reads += 1
@@ -513,15 +515,27 @@ class FakeReader:
     def trail_errors_lookup(self, since):
         return []
 
-    def trail_records_from_logs(self, group, since, terms, limit=2000):
+    def trail_records_from_logs(self, group, since, terms, limit=2000, max_calls=5):
+        """One call per read; the records that name a term as a user, key, session or in a parameter."""
         self.reads += 1
+        self.trail_reads.append(list(terms))
         if self.trail is None:
             raise aws_error("logs", "ResourceNotFoundException", "FilterLogEvents", 400,
                             "The specified log group does not exist.")
-        return [e for e in self.trail if any(t in (e.user_name, e.access_key_id) for t in terms)]
+        found = TrailRead(calls=1)
+        for e in self.trail:
+            if any(t and t in mentions(e) for t in terms):
+                found.add(e)
+        return found
 
-    def trail_records_lookup(self, since, attributes, max_pages=3):
+    def trail_records_lookup(self, since, attributes, max_pages=3, max_calls=20):
         raise aws_error("cloudtrail", "", "LookupEvents", 500, "HTTP 500 without an AWS error body")
+
+
+def mentions(e) -> str:
+    """What a CloudWatch Logs term filter would find a record by: its identity and parameters."""
+    return " ".join(str(v) for v in (e.user_name, e.access_key_id, e.principal, e.principal_id, e.request,
+                                     e.response) if v)
 
 
 class FakeCloudWatch:
