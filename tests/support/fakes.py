@@ -14,7 +14,7 @@ from typing import Any
 
 from opex_operator.api.security import parse_cidr, parse_cidr_loose
 from opex_operator.aws.ec2 import IngressChange
-from opex_operator.aws.iam import AccessKeyChange, LoginProfileChange
+from opex_operator.aws.iam import AccessKeyChange, InlinePolicyChange, LoginProfileChange, PolicyChange
 from opex_operator.aws.perf_actions import Change
 from opex_operator.aws.secrets import RotationNotConfigured, RotationState, SecretRotation
 from opex_operator.aws.waf import IpSetChange
@@ -287,6 +287,52 @@ class FakeIam(Calls):
         super().__init__("iam")
         self.keys: dict[str, dict[str, str]] = {}
         self.login_profiles: set[str] = set()
+        self.attached: dict[str, list[str]] = {}          # "user/x", "role/y" -> managed policy ARNs
+        self.inline: dict[str, dict[str, str]] = {}       # "user/x" -> policy name -> document
+
+    def add_principal(self, kind: str, name: str, attached=(), inline: dict | None = None) -> None:
+        self.attached[f"{kind}/{name}"] = list(attached)
+        self.inline[f"{kind}/{name}"] = dict(inline or {})
+        if kind == "user":
+            self.keys.setdefault(name, {})
+
+    def attached_policies(self, kind, name):
+        found = self.attached.get(f"{kind.value if hasattr(kind, 'value') else kind}/{name}")
+        return None if found is None else list(found)
+
+    def inline_policies(self, kind, name):
+        found = self.inline.get(f"{kind.value if hasattr(kind, 'value') else kind}/{name}")
+        return None if found is None else list(found)
+
+    def detach_policy(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.attached.get(key)
+        changed = bool(present) and p.policy_arn in present
+        if changed:
+            self.call("DetachPolicy", key, p.policy_arn)
+            present.remove(p.policy_arn)
+        return PolicyChange(changed=changed, principal_type=p.principal_type, principal_name=p.principal_name,
+                            policy_arn=p.policy_arn, attached=False, gone=present is None)
+
+    def quarantine(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.attached.get(key)
+        changed = present is not None and p.policy_arn not in present
+        if changed:
+            self.call("AttachPolicy", key, p.policy_arn)
+            present.append(p.policy_arn)
+        return PolicyChange(changed=changed, principal_type=p.principal_type, principal_name=p.principal_name,
+                            policy_arn=p.policy_arn, attached=True, gone=present is None)
+
+    def delete_inline_policy(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.inline.get(key)
+        change = InlinePolicyChange(changed=False, principal_type=p.principal_type, principal_name=p.principal_name,
+                                    policy_name=p.policy_name, event_id=p.event_id, gone=present is None)
+        if not present or p.policy_name not in present:
+            return change
+        self.call("DeletePolicy", key, p.policy_name)
+        return change.model_copy(update={"changed": True, "document": present.pop(p.policy_name)})
 
     def add_user(self, user: str, *keys: str, console: bool = True) -> None:
         self.keys[user] = {k: "Active" for k in keys}
