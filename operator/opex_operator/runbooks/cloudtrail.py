@@ -358,6 +358,8 @@ def _unwrap(value: Any, read: TrailRead, depth: int) -> None:
             _unwrap(inner, read, depth + 1)
     elif isinstance(value.get("Events"), list):                   # a LookupEvents response
         _unwrap(value["Events"], read, depth + 1)
+    elif value.get("messageType") == "CONTROL_MESSAGE":
+        read.skipped["CloudWatch Logs control message"] += 1
     elif isinstance(value.get("logEvents"), list):                # a CloudWatch Logs subscription message
         for entry in value["logEvents"]:
             message = entry.get("message") if isinstance(entry, dict) else None
@@ -366,8 +368,6 @@ def _unwrap(value: Any, read: TrailRead, depth: int) -> None:
                     _unwrap(inner, read, depth + 1)
             else:
                 read.skipped["not a CloudTrail record"] += 1
-    elif value.get("messageType") == "CONTROL_MESSAGE":
-        read.skipped["CloudWatch Logs control message"] += 1
     elif "detail-type" in value:                                   # an EventBridge event
         detail = value.get("detail")
         if isinstance(detail, dict) and _is_record(detail):
