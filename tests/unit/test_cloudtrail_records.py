@@ -91,6 +91,7 @@ def test_an_aws_service_event_is_aws_acting():
     {"userAgent": "AWS Internal"},
     {"sourceIPAddress": "lambda.amazonaws.com"},
     {"sourceIPAddress": "AWS Internal"},
+    {"userAgent": "AWS Internal", "sessionCredentialFromConsole": "true"},   # the console's backend signs it so
 ])
 def test_a_call_aws_made_in_a_users_name_is_aws_acting(changes):
     assert event(UPDATE_TRAIL_ERROR, **changes).aws_acting
@@ -105,7 +106,6 @@ def test_invoked_by_a_service_is_aws_acting():
 @pytest.mark.parametrize("changes", [
     {"userAgent": "[S3Console/0.4, aws-internal/3]"},          # a person in the S3 console
     {"userAgent": "console.ec2.amazonaws.com"},                # a person in the EC2 console
-    {"userAgent": "AWS Internal", "sessionCredentialFromConsole": "true"},   # the console's backend, for a person
 ])
 def test_a_person_at_the_console_is_not_aws_acting(changes):
     assert not event(UPDATE_TRAIL_ERROR, **changes).aws_acting
@@ -127,6 +127,9 @@ def test_a_person_at_the_console_is_not_aws_acting(changes):
     ("0xcb.0.113.5", AddressKind.UNPARSED, None),
     ("256.1.1.1", AddressKind.UNPARSED, None),
     ("203.0.113.5:443", AddressKind.UNPARSED, None),
+    ("72.xx.xxx.xx", AddressKind.UNPARSED, None),               # masked (canglad/kintail's sample output)
+    ("00.00.00.00", AddressKind.UNPARSED, None),                # masked, not the unspecified address
+    ("::", AddressKind.UNPARSED, None),
     ("", AddressKind.ABSENT, None),
     (None, AddressKind.ABSENT, None),
 ])

@@ -13,12 +13,13 @@ A record is not "a call by this key, denied if ``errorCode`` is set". What it me
   ``arn`` and ``sessionContext`` (``sessionIssuer``, ``attributes.creationDate``).
 * **AWS acting on its own** (:attr:`TrailEvent.aws_acting`): ``userAgent`` starting
   ``aws-internal``/``AWS Internal``, ``userIdentity.invokedBy``, ``type`` ``AWSService``, or a
-  ``sourceIPAddress`` that is a service name (``lambda.amazonaws.com``, ``AWS Internal``). A
-  record with ``sessionCredentialFromConsole: "true"`` is a person at the console even when the
-  console's backend signs it ``AWS Internal``.
+  ``sourceIPAddress`` that is a service name (``lambda.amazonaws.com``, ``AWS Internal``). A user
+  agent that merely *contains* ``aws-internal`` (``[S3Console/0.4, aws-internal/3]``) or names a
+  console (``console.ec2.amazonaws.com``) is a person at the console, not AWS.
 * **From where** (:func:`source_address`): an address, an AWS service, absent, or *unparsed*:
-  written in a form that is not an address (kept as written, never an AWS service, never
-  ``0.0.0.0``). Dotted quads padded with leading zeros (``203.000.113.067``, as some exporters
+  written in a form that is not an address, or as the unspecified address some exporters mask
+  with (``00.00.00.00``, ``72.xx.xxx.xx``): kept as written, never an AWS service, never
+  ``0.0.0.0``. Dotted quads padded with leading zeros (``203.000.113.067``, as some exporters
   and anonymisers write them) are decimal and are normalised (``203.0.113.67``): CloudTrail itself
   writes decimal, and no exporter writes octal.
 
@@ -101,10 +102,10 @@ def source_address(value: Any) -> SourceAddress:
         m = _DOTTED.match(bare)
         if m and all(int(part) <= 255 for part in m.groups()):
             addr = ipaddress.ip_address(".".join(str(int(part)) for part in m.groups()))
-    if addr is None:
-        return SourceAddress(text, AddressKind.UNPARSED)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
+    if addr is None or addr.is_unspecified:   # 0.0.0.0 is a masked or missing address, never a source
+        return SourceAddress(text, AddressKind.UNPARSED)
     return SourceAddress(text, AddressKind.IP, str(addr))
 
 
@@ -149,7 +150,6 @@ class TrailEvent:
     invoked_by: str | None = None      # userIdentity.invokedBy: the service that made the call
     session_issuer: str | None = None  # sessionContext.sessionIssuer.arn (the role or user behind a session)
     session_created: dt.datetime | None = None   # sessionContext.attributes.creationDate
-    from_console: bool = False         # sessionCredentialFromConsole
     request: dict[str, Any] = field(default_factory=dict)    # requestParameters
     response: dict[str, Any] = field(default_factory=dict)   # responseElements
     additional: dict[str, Any] = field(default_factory=dict)  # additionalEventData
@@ -177,7 +177,6 @@ class TrailEvent:
                    principal_id=_text(identity.get("principalId"), 256), account_id=_text(identity.get("accountId"), 32),
                    invoked_by=_text(identity.get("invokedBy"), 128), session_issuer=_text(issuer.get("arn"), 512),
                    session_created=parse_time(_dict(context.get("attributes")).get("creationDate")),
-                   from_console=str(record.get("sessionCredentialFromConsole", "")).lower() == "true",
                    request=_dict(record.get("requestParameters")), response=_dict(record.get("responseElements")),
                    additional=_dict(record.get("additionalEventData")))
 
@@ -231,8 +230,6 @@ class TrailEvent:
     @property
     def aws_acting(self) -> bool:
         """AWS itself made the call (see the module docstring), not the identity's holder."""
-        if self.from_console:
-            return False
         agent = (self.user_agent or "").strip().lower()
         return (self.identity_type == "AWSService" or agent.startswith(("aws-internal", "aws internal"))
                 or bool(self.invoked_by) or self.address.kind == AddressKind.SERVICE)
