@@ -94,6 +94,15 @@ class World(IncidentWorld):
     def approve(self, *ids: str) -> None:
         self.change_spec(approvedSteps=list(ids))
 
+    def restart(self) -> IncidentStatus:
+        """A new operator process: status as the API server has it, a new controller."""
+        saved = IncidentStatus.model_validate(self.obj.recorder.saved)
+        self.status = saved
+        self.obj = observed(saved, self.obj.spec, "incidents", name="ci-key-leaked")
+        self.obj.recorder.saved = saved.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self.ctl = self.controller()
+        return saved
+
     def redeployed(self) -> None:
         """The redeploy approved and its execution succeeded: verification runs."""
         self.approve(RECOVERY[1])
@@ -164,27 +173,24 @@ class Killed(BaseException):
     """The operator process died (SIGKILL): nothing after the call was recorded."""
 
 
+def dies_after(call):
+    """``call``, after which the operator dies: the call reached AWS, its outcome was never recorded."""
+    def wrapped(*args):
+        call(*args)
+        raise Killed()
+    return wrapped
+
+
 def test_restart_mid_containment_runs_no_call_twice():
     w = World(incident("Auto"))
     waf = w.aws.the_waf
     block = waf.block_addresses
-
-    def block_then_die(p):
-        block(p)   # the call reached AWS ...
-        raise Killed()   # ... and the operator died before recording its outcome
-
-    waf.block_addresses = block_then_die
+    waf.block_addresses = dies_after(block)
     with pytest.raises(Killed):
         w.drive()
-    saved = IncidentStatus.model_validate(w.obj.recorder.saved)
-    assert saved.steps[4].id == "block-ips-blocked-ips" and saved.steps[4].state == StepState.RUNNING
     waf.block_addresses = block
-
-    # a new operator process: status as the API server has it, a new controller
-    w.status = saved
-    w.obj = observed(saved, w.obj.spec, "incidents", name="ci-key-leaked")
-    w.obj.recorder.saved = saved.model_dump(mode="json", by_alias=True, exclude_none=True)
-    w.ctl = w.controller()
+    saved = w.restart()
+    assert saved.steps[4].id == "block-ips-blocked-ips" and saved.steps[4].state == StepState.RUNNING
     w.drive()
     assert [w.step(i).state for i in CONTAINMENT] == [StepState.SUCCEEDED] * 4
     assert [w.step(i).attempts for i in CONTAINMENT] == [1, 1, 1, 1]
@@ -500,3 +506,21 @@ def test_an_incident_of_failed_sign_ins_only_keeps_its_declared_severity():
     attempts = next(f for f in w.status.findings if f.observed.startswith("8 failed console sign-ins"))
     assert attempts.severity == "Warning" and "password guessing" in attempts.observed
     assert w.status.root_cause.category == "ExposedAdminPort"     # the spec's open group; nobody got in
+
+
+def test_a_detach_interrupted_after_its_call_is_not_repeated_and_keeps_its_undo():
+    w = blast_world(incident("Auto", secrets=()))
+    iam = w.aws.the_iam
+    detach = iam.detach_policy
+    iam.detach_policy = dies_after(detach)
+    with pytest.raises(Killed):
+        w.drive()
+    iam.detach_policy = detach
+    running = next(s for s in w.restart().steps if s.id == FOUND[1])
+    assert running.state == StepState.RUNNING and running.undo is None
+    w.drive()
+    step = w.step(FOUND[1])
+    assert step.state == StepState.SUCCEEDED and step.attempts == 1 and "nothing changed" in step.outputs
+    assert iam.count("DetachPolicy") == 1
+    assert step.undo == (f"if the interrupted attempt made the change: aws iam attach-user-policy --user-name "
+                         f"{BACKDOOR} --policy-arn {ADMIN}")

@@ -128,7 +128,14 @@ class _PolicyAction:
         except ValidationError as err:
             return _refused(err)
         port = ctx.aws.iam(*ctx.region_role())
-        return _changed(await asyncio.to_thread(getattr(port, cls.method), params))
+        change = await asyncio.to_thread(getattr(port, cls.method), params)
+        outcome = _changed(change)
+        if outcome.undo is None and not change.gone and (ctx.resumed or ctx.step.attempts > 1):
+            # An earlier attempt's call may be what made it so (the operator died before recording
+            # it): its undo is what reverses that.
+            outcome.undo = (f"if the interrupted attempt made the change: "
+                            f"{change.model_copy(update={'changed': True}).undo()}")
+        return outcome
 
     @classmethod
     def observe(cls, port: IamPort, p: DetachPolicyParams | InlinePolicyParams | QuarantineParams,
