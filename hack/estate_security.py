@@ -279,7 +279,8 @@ def persistence(user: str = "deploy-bot", log_group: str = "CloudTrail/managemen
     """A deploy key leaked and its holder made itself at home, from HOSTILE_IP: it created IAM user
     svc-backup with an access key and AdministratorAccess attached, opened tcp/22 of the app
     servers' group to ::/0, assumed ``deploy-role`` and read a secret through that session, and
-    used the new key once. The changes are made on moto through boto3 (so the state is real) and
+    used the new key once, all over an hour ago (so the deployment incidents of the demo, which read
+    the last hour's CloudTrail errors of the same group, do not see its denied call). The changes are made on moto through boto3 (so the state is real) and
     recorded in ``log_group`` as CloudTrail records of the leaked key, its session and the new key
     (their request and response elements as AWS writes them: CloudTrail User Guide; the Stratus
     Red Team detonation logs of aws.persistence.iam-create-admin-user and
@@ -310,21 +311,21 @@ def persistence(user: str = "deploy-bot", log_group: str = "CloudTrail/managemen
                "accountId": ACCOUNT, "accessKeyId": session_key,
                "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROADEPLOYROLEEXAMPLE",
                                                     "arn": role_arn, "accountId": ACCOUNT, "userName": DEPLOY_ROLE},
-                                  "attributes": {"creationDate": ago(50).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                  "attributes": {"creationDate": ago(110).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                                  "mfaAuthenticated": "false"}}}
     created = dt.datetime.now(dt.timezone.utc).strftime("%b %-d, %Y %-I:%M:%S %p")
     records = [
         (ago(400), call_record(ago(400), me, "lambda", "UpdateFunctionCode20150331v2", CI_NAT_IP, CI_AGENT)),
-        (ago(60), call_record(ago(60), me, "sts", "GetCallerIdentity", HOSTILE_IP, agent)),
-        (ago(58), call_record(ago(58), me, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
+        (ago(120), call_record(ago(120), me, "sts", "GetCallerIdentity", HOSTILE_IP, agent)),
+        (ago(118), call_record(ago(118), me, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
                               {"user": {"path": "/", "userName": BACKDOOR_USER, "userId": "AIDASVCBACKUPEXAMPLE",
                                         "arn": f"arn:aws:iam::{ACCOUNT}:user/{BACKDOOR_USER}", "createDate": created}})),
-        (ago(57), call_record(ago(57), me, "iam", "CreateAccessKey", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
+        (ago(117), call_record(ago(117), me, "iam", "CreateAccessKey", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
                               {"accessKey": {"userName": BACKDOOR_USER, "accessKeyId": new_key["AccessKeyId"],
                                              "status": "Active", "createDate": created}})),
-        (ago(56), call_record(ago(56), me, "iam", "AttachUserPolicy", HOSTILE_IP, agent,
+        (ago(116), call_record(ago(116), me, "iam", "AttachUserPolicy", HOSTILE_IP, agent,
                               {"userName": BACKDOOR_USER, "policyArn": ADMIN_POLICY})),
-        (ago(55), call_record(ago(55), me, "ec2", "AuthorizeSecurityGroupIngress", HOSTILE_IPV6, agent,
+        (ago(115), call_record(ago(115), me, "ec2", "AuthorizeSecurityGroupIngress", HOSTILE_IPV6, agent,
                               {"groupId": group, "ipPermissions": {"items": [
                                   {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "groups": {}, "ipRanges": {},
                                    "ipv6Ranges": {"items": [{"cidrIpv6": "::/0"}]}, "prefixListIds": {}}]}},
@@ -332,21 +333,21 @@ def persistence(user: str = "deploy-bot", log_group: str = "CloudTrail/managemen
                                   {"groupOwnerId": ACCOUNT, "groupId": group, "securityGroupRuleId":
                                    rule["SecurityGroupRuleId"], "isEgress": False, "ipProtocol": "tcp",
                                    "fromPort": 22, "toPort": 22, "cidrIpv6": "::/0"}]}})),
-        (ago(50), call_record(ago(50), me, "sts", "AssumeRole", HOSTILE_IP, agent,
+        (ago(110), call_record(ago(110), me, "sts", "AssumeRole", HOSTILE_IP, agent,
                               {"roleArn": role_arn, "roleSessionName": SESSION_NAME, "durationSeconds": 3600},
                               {"credentials": {"accessKeyId": session_key, "sessionToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
                                                "expiration": "in an hour"},
                                "assumedRoleUser": {"assumedRoleId": f"AROADEPLOYROLEEXAMPLE:{SESSION_NAME}",
                                                    "arn": session_arn}})),
-        (ago(48), call_record(ago(48), session, "secretsmanager", "GetSecretValue", HOSTILE_IP, agent,
+        (ago(108), call_record(ago(108), session, "secretsmanager", "GetSecretValue", HOSTILE_IP, agent,
                               {"secretId": "prod/deploy/token"})),
-        (ago(47), call_record(ago(47), session, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": "svc-backup-2"},
+        (ago(107), call_record(ago(107), session, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": "svc-backup-2"},
                               error=("AccessDenied", f"User: {session_arn} is not authorized to perform: "
                                                      f"iam:CreateUser"))),
-        (ago(40), call_record(ago(40), user_identity(BACKDOOR_USER, new_key["AccessKeyId"]), "s3", "ListBuckets",
+        (ago(100), call_record(ago(100), user_identity(BACKDOOR_USER, new_key["AccessKeyId"]), "s3", "ListBuckets",
                               "192.0.2.77", agent)),
         # a bystander's call and the deploy role's own routine session: neither is the attacker
-        (ago(45), call_record(ago(45), user_identity("release-bot", "AKIAIOSFODNN7BYSTND2"), "s3", "PutObject",
+        (ago(105), call_record(ago(105), user_identity("release-bot", "AKIAIOSFODNN7BYSTND2"), "s3", "PutObject",
                               CI_NAT_IP, CI_AGENT)),
     ]
     _put_records(log_group, f"{ACCOUNT}_CloudTrail_{REGION}", records)
