@@ -362,5 +362,5 @@ def test_the_finding_says_when_the_lookback_or_the_call_budget_cut_the_investiga
     assert "at least 1 calls" in f.observed
     assert ("the CloudTrail call budget (20 reads, 20 made) left 1 follow-up lookups unread: "
             "AccessKeyId=AKIANEWKEYEXAMPLE001") in f.observed
-    assert "is within an hour of the 24 h lookback's start: earlier use may be cut off" in f.observed
+    assert "is within 60 min of the 24 h lookback's start: earlier use may be cut off" in f.observed
     assert "2 objects read were not CloudTrail records" in f.observed

@@ -276,3 +276,18 @@ def test_the_new_step_actions_are_what_their_adapters_may_do():
 ])
 def test_what_the_compromise_made_holds_while_it_stays_contained(p, facts, outcome):
     assert holds(p, facts) == outcome
+
+
+def test_a_quarantine_is_never_undone_and_a_rule_ec2_could_not_revoke_is_a_finding_only():
+    spec = security_spec({"iamUsers": [{"userName": "ci-deployer", "accessKeyIds": [LEAKED]}]})
+    records = [by_leaked_key(50, "iam", "AttachUserPolicy", {"userName": "svc",
+                                                              "policyArn": "arn:aws:iam::aws:policy/AWSDenyAll"}),
+               by_leaked_key(49, "iam", "AttachUserPolicy", {"userName": "svc", "policyArn":
+                                                              "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"}),
+               by_leaked_key(48, "ec2", "AuthorizeSecurityGroupIngress",
+                             {"groupId": "sg-NOT-AN-ID", "ipPermissions": {"items": [
+                                 {"ipProtocol": "-1", "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}})]
+    found = found_by(spec, records)
+    assert len(found.compromise.changes) == 2 and [x.group_id for x in found.exposures] == ["sg-NOT-AN-ID"]
+    assert [s.id for s in steps(spec, found)] == [f"deactivate-access-key-{LEAKED.lower()}",
+                                                  "remove-login-profile-ci-deployer"]

@@ -206,10 +206,9 @@ async def investigate(spec: IncidentSpec, reader: Reader, ec2: Ec2Port, now: dt.
 
     async def trail_then_groups() -> None:
         await read_trail(spec, reader, since, now, read, facts)
-        opened = security.exposures(security.follow(facts.trail_events, security.leaked(s), since, now).opened_rules)
         ids = list(dict.fromkeys([g.group_id for g in s.security_groups] +
                                  [g.id for g in (obs.rds.security_groups if obs.rds else [])] +
-                                 [x.group_id for x in opened]))
+                                 security.opened_groups(facts.trail_events, s, since, now)))
         # One call per group: a group that does not exist must not hide the others.
         found = await asyncio.gather(*(read("EC2", f"security-group/{i}", ec2.security_groups, [i]) for i in ids))
         facts.security_groups = [g for groups_ in found for g in groups_ or []]

@@ -46,7 +46,8 @@ BRUTE_FORCE = 5
 # FOLLOW_ROUNDS rounds of follow-ups (LookupEvents answers 2 calls a second per account and region).
 TRAIL_CALLS = 20
 FOLLOW_ROUNDS = 4
-# The earliest record this close to the window's start suggests the use began before it.
+# The earliest record this close to the window's start (an hour, or a tenth of a shorter window)
+# suggests the use began before it.
 EDGE = dt.timedelta(hours=1)
 
 # Remote administration and data-store ports that must not be open to the world: CIS AWS
@@ -168,6 +169,12 @@ def follow_ups(events: Iterable[TrailEvent], targets: SecurityTargets, since: dt
     """The lookups (attribute, value) that may find more of the compromise in ``events``: the keys,
     sessions, users and roles it made or opened (``Compromise.follow_ups``)."""
     return [(f.attribute, f.value) for f in follow(events, leaked(targets), since, now).follow_ups()]
+
+
+def opened_groups(events: Iterable[TrailEvent], targets: SecurityTargets, since: dt.datetime,
+                  now: dt.datetime) -> list[str]:
+    """The security groups in which ``events`` show the compromise opened an admin port to the world."""
+    return list(dict.fromkeys(x.group_id for x in exposures(follow(events, leaked(targets), since, now).opened_rules)))
 
 
 def access_log_pattern(cidrs: list[str]) -> str:
@@ -565,9 +572,11 @@ def coverage(facts: SecurityFacts, compromise: Compromise, since: dt.datetime, h
         notes.append(f"the CloudTrail call budget ({TRAIL_CALLS} reads, {facts.trail_calls} made) left "
                      f"{len(facts.unread_follow_ups)} follow-up lookups unread: {left}{more}")
     times = [e.time for e, _ in compromise.attributed if e.time]
-    if times and min(times) - since < EDGE:
-        notes.append(f"the earliest record ({_when(min(times))}) is within an hour of the {hours} h lookback's start: "
-                     f"earlier use may be cut off (raise spec.targets.security.lookbackHours, at most 2160)")
+    edge = min(EDGE, dt.timedelta(hours=hours) / 10)
+    if times and min(times) - since < edge:
+        notes.append(f"the earliest record ({_when(min(times))}) is within {edge.total_seconds() / 60:.0f} min of the "
+                     f"{hours} h lookback's start: earlier use may be cut off (raise "
+                     f"spec.targets.security.lookbackHours, at most 2160)")
     skipped = sum(facts.trail_skipped.values())
     if skipped:
         notes.append(f"{skipped} objects read were not CloudTrail records and were skipped "

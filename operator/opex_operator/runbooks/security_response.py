@@ -48,7 +48,9 @@ from dataclasses import dataclass, field
 
 from ..api.incident import IncidentSpec, Step
 from ..api.security import AccessKeyAction, IpProtocol, SecurityGroupRuleTarget, WafScope, parse_cidr, parse_cidr_loose
-from .blast_radius import Change
+from pydantic import ValidationError
+
+from .blast_radius import QUARANTINE, QUARANTINE_ARN, Change
 from .security import Exposure, IngressRule, Investigation
 from .steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlinePolicyParams, LoginProfileParams, Params,
                     QuarantineParams, RevokeIngressParams, RotateSecretParams, StartPipelineParams, StepAction as A, slug,
@@ -56,6 +58,7 @@ from .steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlineP
 
 # Scope CLOUDFRONT is managed through us-east-1 only (AWS WAF API reference, "Scope").
 CLOUDFRONT_REGION = "us-east-1"
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"   # what a quarantine step attaches (aws.iam.DENY_ALL)
 
 
 def secret_name(secret_id: str) -> str:
@@ -150,8 +153,11 @@ def _made(c: Change) -> str:
 
 
 def _change_step(spec: IncidentSpec, c: Change, created_roles: set[str]) -> Step | None:
-    """The containment of one thing the compromise made or changed (None: nothing to run)."""
+    """The containment of one thing the compromise made or changed (None: nothing to run). A
+    quarantine (AWS's or ours) is never undone."""
     kind, why = c.principal_type, _made(c)
+    if str(c.policy_arn or "").startswith((QUARANTINE_ARN, DENY_ALL)) or str(c.policy_name or "").startswith(QUARANTINE):
+        return None
     if c.what == "CreateAccessKey":
         return _key_step(spec, c.principal, c.key_id, f" (created {why})") if c.key_id else None
     if c.what in ("CreateLoginProfile", "UpdateLoginProfile"):
@@ -185,8 +191,11 @@ def _change_step(spec: IncidentSpec, c: Change, created_roles: set[str]) -> Step
 def _exposure_step(x: Exposure, planned: list[Step]) -> Step | None:
     """Revoke an admin port the compromise opened to the world, unless a named step revokes it."""
     rule = x.rule()
-    target = SecurityGroupRuleTarget(group_id=x.group_id, protocol=IpProtocol(rule.protocol), from_port=rule.from_port,
-                                     to_port=rule.to_port, cidrs=[x.cidr])
+    try:
+        target = SecurityGroupRuleTarget(group_id=x.group_id, protocol=IpProtocol(rule.protocol),
+                                         from_port=rule.from_port, to_port=rule.to_port, cidrs=[x.cidr])
+    except (ValidationError, ValueError):   # not a rule EC2 could revoke (a group id as written oddly): a finding only
+        return None
     base = f"revoke-ingress-{slug(x.group_id)}-{slug(_ports(target))}"
     for s in planned:
         p = s.params
@@ -235,9 +244,6 @@ CHECKED = {A.DEACTIVATE_ACCESS_KEY, A.DELETE_ACCESS_KEY, A.DELETE_LOGIN_PROFILE,
            A.REVOKE_SECURITY_GROUP_INGRESS, A.ROTATE_SECRET, A.DETACH_USER_POLICY, A.DETACH_ROLE_POLICY,
            A.DETACH_GROUP_POLICY, A.DELETE_USER_POLICY, A.DELETE_ROLE_POLICY, A.DELETE_GROUP_POLICY,
            A.ATTACH_USER_POLICY, A.ATTACH_ROLE_POLICY}
-DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
-
-
 def principal_key(kind: str, name: str) -> str:
     """How ContainmentFacts files a principal's policies: ``user/backdoor``."""
     return f"{kind}/{name}"
