@@ -21,6 +21,7 @@ from pydantic import Field
 
 from ..api.security import ACCESS_KEY_ID, IAM_USER_NAME
 from ..errors import AwsError
+from ..runbooks.blast_radius import DENY_ALL
 from .actions import Change, Params
 from .clients import AwsClients
 
@@ -50,9 +51,6 @@ class PrincipalType(StrEnum):
     GROUP = "group"
 
 
-# AWS's managed policy that denies every action (IAM User Guide, "AWS managed policies"): the
-# quarantine. The operator never attaches any other policy.
-DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 POLICY_ARN = r"^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/[A-Za-z0-9_+=,.@/-]+$"
 POLICY_NAME = r"^[A-Za-z0-9_+=,.@-]{1,128}$"
 # An undo command longer than this points at the CloudTrail record holding the document instead.

@@ -42,6 +42,9 @@ KEY_ID = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 OPENS_SESSION = {"AssumeRole", "GetSessionToken", "GetFederationToken"}
 QUARANTINE = "AWSCompromisedKeyQuarantine"
 QUARANTINE_ARN = "arn:aws:iam::aws:policy/" + QUARANTINE
+# AWS's managed policy that denies every action (IAM User Guide, "AWS managed policies"): what the
+# operator quarantines a principal the compromise made with, and the only policy it ever attaches.
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,6 @@ def production(environment: str) -> bool:
 
 
 # ---- facts the adapters fill ------------------------------------------------------------------
-# ---- facts the adapters fill ------------------------------------------------------------------
 
 class IngressRule(Model):
     """One inbound rule of a security group for one source CIDR, as EC2 DescribeSecurityGroups
@@ -428,7 +427,6 @@ def world_open_admin_rules(groups: Iterable[SecurityGroupRules]) -> list[OpenAdm
     return found
 
 
-
 @dataclass
 class Exposure:
     """A rule the compromise added that opens an admin port to a whole address space (a prefix
@@ -560,9 +558,10 @@ def _policy(e: TrailEvent) -> str:
     return str(arn).rsplit("/", 1)[-1] if arn else str(e.request.get("policyName") or "a policy")
 
 
-def coverage(facts: SecurityFacts, compromise: Compromise, since: dt.datetime, hours: int) -> list[str]:
-    """How the reads fell short, if they did: the record bound, the call budget, the lookback
-    (the earliest record of the compromise within an hour of the window's start), skipped input."""
+def coverage(facts: SecurityFacts, compromise: Compromise, since: dt.datetime, hours: int) -> tuple[list[str], bool]:
+    """How the reads fell short, if they did (the record bound, the call budget, the lookback: the
+    earliest record of the compromise near the window's start; skipped input), and whether the
+    counts are therefore lower bounds."""
     notes = []
     if facts.trail_limit_reached:
         notes.append("a read stopped at its record or page bound (counts are at least these)")
@@ -577,16 +576,18 @@ def coverage(facts: SecurityFacts, compromise: Compromise, since: dt.datetime, h
         notes.append(f"the earliest record ({_when(min(times))}) is within {edge.total_seconds() / 60:.0f} min of the "
                      f"{hours} h lookback's start: earlier use may be cut off (raise "
                      f"spec.targets.security.lookbackHours, at most 2160)")
+    partial = bool(notes)
     skipped = sum(facts.trail_skipped.values())
     if skipped:
         notes.append(f"{skipped} objects read were not CloudTrail records and were skipped "
                      f"({top(facts.trail_skipped, 3)})")
-    return notes
+    return notes, partial
 
 
-def _usage_finding(d: Diagnosis, u: Usage, source: str, hours: int, cut: list[str]) -> None:
+def _usage_finding(d: Diagnosis, u: Usage, source: str, hours: int, cut: tuple[list[str], bool]) -> None:
     who = f"IAM user {u.user_name}" + (f" (keys {', '.join(u.access_key_ids)})" if u.access_key_ids else "")
-    short = f"; cut short: {'; '.join(cut)}" if cut else ""
+    notes, partial = cut
+    short = f"; cut short: {'; '.join(notes)}" if notes else ""
     attempts = sum(u.sign_in_failures.values())
     if not u.calls:
         extra = [f"{attempts} failed console sign-ins (see their finding)"] if attempts else []
@@ -595,7 +596,7 @@ def _usage_finding(d: Diagnosis, u: Usage, source: str, hours: int, cut: list[st
                     if extra else f"no CloudTrail records of {who} in the last {hours} h ({source})")
         d.add(f"trail:{u.user_name}", "CloudTrail", f"user/{u.user_name}", FindingSeverity.INFO, observed + short)
         return
-    at_least = "at least " if cut else ""
+    at_least = "at least " if partial else ""
     observed = (f"{who}: {at_least}{u.calls} calls from {len(u.source_ips)} addresses between {_when(u.first)} "
                 f"and {_when(u.last)}; {u.denied} denied, {u.failed} failed otherwise")
     if u.sessions:

@@ -46,11 +46,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..api.incident import IncidentSpec, Step
-from ..api.security import AccessKeyAction, IpProtocol, SecurityGroupRuleTarget, WafScope, parse_cidr, parse_cidr_loose
 from pydantic import ValidationError
 
-from .blast_radius import QUARANTINE, QUARANTINE_ARN, Change
+from ..api.incident import IncidentSpec, Step
+from ..api.security import AccessKeyAction, IpProtocol, SecurityGroupRuleTarget, WafScope, parse_cidr, parse_cidr_loose
+from .blast_radius import DENY_ALL, QUARANTINE, QUARANTINE_ARN, Change
 from .security import Exposure, IngressRule, Investigation
 from .steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlinePolicyParams, LoginProfileParams, Params,
                     QuarantineParams, RevokeIngressParams, RotateSecretParams, StartPipelineParams, StepAction as A, slug,
@@ -58,7 +58,6 @@ from .steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlineP
 
 # Scope CLOUDFRONT is managed through us-east-1 only (AWS WAF API reference, "Scope").
 CLOUDFRONT_REGION = "us-east-1"
-DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"   # what a quarantine step attaches (aws.iam.DENY_ALL)
 
 
 def secret_name(secret_id: str) -> str:
