@@ -203,3 +203,21 @@ def test_a_session_record_keeps_its_issuer_and_creation_date():
     assert e.identity_type == "AssumedRole" and e.session_issuer == "arn:aws:iam::123456789012:role/RoleToBeAssumed"
     assert e.session_created == dt.datetime(2013, 11, 2, 1, 6, 28, tzinfo=dt.timezone.utc)
     assert e.access_key_id is None and e.user_name is None
+
+
+def test_base64_gzipped_deliveries_a_bom_and_a_detail_sent_as_text_are_read():
+    """CloudWatch Logs User Guide, "Subscription filters": Lambda receives the subscription message
+    base64-encoded and gzipped in ``awslogs.data``; a Firehose HTTP endpoint delivery carries
+    base64 ``records[].data`` (Firehose developer guide, "HTTP endpoint delivery request")."""
+    import base64
+
+    message = {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 0,
+                                                            "message": json.dumps(SIGN_IN_FAILURE)}]}
+    packed = base64.b64encode(gzip.compress(json.dumps(message).encode())).decode()
+    lambda_event = {"awslogs": {"data": packed}}
+    firehose = {"requestId": "r-1", "timestamp": 0, "records": [
+        {"data": base64.b64encode(json.dumps(ASSUME_ROLE).encode()).decode()}, {"data": "%%% not base64"}]}
+    as_text = {"detail-type": "AWS API Call via CloudTrail", "detail": json.dumps(UPDATE_TRAIL_ERROR)}
+    read = read_records([json.dumps(lambda_event), json.dumps(firehose), "\ufeff" + json.dumps(as_text)])
+    assert [e.event_name for e in read.events] == ["ConsoleLogin", "AssumeRole", "UpdateTrail"]
+    assert read.skipped == {"not a CloudTrail record": 1}

@@ -26,13 +26,17 @@ A record is not "a call by this key, denied if ``errorCode`` is set". What it me
 Deliveries (:func:`read_records`): a record; a ``{"Records": [...]}`` file as CloudTrail writes
 to S3 (gzipped or not); an EventBridge event of any ``... via CloudTrail`` detail-type (its
 ``id`` need not be a UUID); LookupEvents' ``Events[].CloudTrailEvent``; a CloudWatch Logs
-subscription message (``logEvents[].message``); an SNS notification wrapping one of these; and
-any number of these written back to back without separators (Firehose to S3) or as JSON lines.
+subscription message (``logEvents[].message``), also base64 and gzipped as Lambda's ``awslogs``
+event or a Firehose HTTP delivery's ``records[].data`` carry it; an SNS notification wrapping one
+of these; and any number of these written back to back without separators (Firehose to S3) or as
+JSON lines.
 What is not a CloudTrail record (another service's event, a control message, an Insights event,
 unreadable text) is skipped and counted, never fatal.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
 import gzip
@@ -302,8 +306,16 @@ def _decoded(text: str | bytes) -> str:
                 text = gzip.decompress(text)
             except (OSError, EOFError):
                 pass
-        return text.decode("utf-8", errors="replace")
-    return text
+        text = text.decode("utf-8", errors="replace")
+    return text.removeprefix("\ufeff")
+
+
+def _base64(data: str) -> str | None:
+    """A base64 payload (gzipped or not), as Kinesis, Firehose and Lambda's awslogs carry records."""
+    try:
+        return _decoded(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
 _DECODER = json.JSONDecoder()
@@ -355,6 +367,17 @@ def _unwrap(value: Any, read: TrailRead, depth: int) -> None:
             _unwrap(inner, read, depth + 1)
     elif isinstance(value.get("Events"), list):                   # a LookupEvents response
         _unwrap(value["Events"], read, depth + 1)
+    elif isinstance(value.get("awslogs"), dict) or isinstance(value.get("records"), list):
+        # Lambda's CloudWatch Logs event ({"awslogs": {"data": ...}}), a Firehose HTTP delivery
+        # ({"records": [{"data": ...}]}): base64, usually gzipped, holding any of these formats.
+        payloads = [value["awslogs"]] if isinstance(value.get("awslogs"), dict) else value["records"]
+        for item in payloads:
+            text = _base64(item["data"]) if isinstance(item, dict) and isinstance(item.get("data"), str) else None
+            if text is None:
+                read.skipped["not a CloudTrail record"] += 1
+                continue
+            for inner in _values(text, read):
+                _unwrap(inner, read, depth + 1)
     elif value.get("messageType") == "CONTROL_MESSAGE":
         read.skipped["CloudWatch Logs control message"] += 1
     elif isinstance(value.get("logEvents"), list):                # a CloudWatch Logs subscription message
@@ -367,6 +390,8 @@ def _unwrap(value: Any, read: TrailRead, depth: int) -> None:
                 read.skipped["not a CloudTrail record"] += 1
     elif "detail-type" in value:                                   # an EventBridge event
         detail = value.get("detail")
+        if isinstance(detail, str):                                # some pipelines forward it as text
+            detail = next(iter(_values(detail, read)), None)
         if isinstance(detail, dict) and _is_record(detail):
             read.add(TrailEvent.from_record(detail))
         else:
