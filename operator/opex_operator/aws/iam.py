@@ -17,7 +17,7 @@ import json
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..api.security import ACCESS_KEY_ID, IAM_USER_NAME
 from ..errors import AwsError
@@ -76,8 +76,16 @@ class InlinePolicyParams(PrincipalParams):
 
 
 class QuarantineParams(PrincipalParams):
+    """A user or role to quarantine (a group has no credentials of its own to deny)."""
+
     action: ClassVar[str] = "iam:Attach*Policy"
     policy_arn: str = Field(default=DENY_ALL, pattern=f"^{DENY_ALL}$", description="AWSDenyAll, and nothing else.")
+
+    @model_validator(mode="after")
+    def _user_or_role(self) -> "QuarantineParams":
+        if self.principal_type == PrincipalType.GROUP:
+            raise ValueError("a quarantine is of a user or a role, not a group")
+        return self
 
 
 def _verb(kind: PrincipalType) -> str:

@@ -134,7 +134,7 @@ def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
 class TrailEvent:
     """One CloudTrail record (CloudTrail User Guide, "CloudTrail record contents"), reduced to
     what the runbooks read. ``source_ip`` and ``user_agent`` are as written; read the address
-    through :attr:`address`, the outcome through :attr:`outcome`."""
+    through :attr:`address`, the outcome through :attr:`failed` and :attr:`denied`."""
 
     time: dt.datetime | None
     event_name: str
