@@ -25,6 +25,10 @@
    world-open SSH rule revoked), investigated CloudTrail and the API's access log, raised the
    severity on that evidence and paged every level; recovery (rotate the database secret,
    redeploy) waits for a person's approval. The demo shows what was contained, found and awaits.
+   A leaked deploy key made itself at home (``examples/incident-security-persistence.yaml``, Auto
+   mode): the spec names only the key, CloudTrail shows what it did with itself (a user with a key
+   and AdministratorAccess, SSH opened to ::/0, a role session); the operator followed it, contained
+   each thing it made and resolved the incident. The demo shows what was found and each undo.
 8. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
    everything is left running (``make down``).
 """
@@ -49,6 +53,7 @@ import terraform_cli
 import versions
 
 INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
+PERSISTENCE = "deploy-key-persistence"
 PERF_INCIDENT = "catalog-slow"
 
 
@@ -170,6 +175,24 @@ def security_incident(kc: str) -> None:
     say(f"    kubectl patch incident {SECURITY} --type merge -p '{patch}'")
 
 
+def blast_radius(kc: str) -> None:
+    """What the leaked deploy key did with itself, found in CloudTrail, contained, and how to undo it."""
+    inc = wait("the deploy key's blast radius to be contained and verified",
+               lambda: (s := get(kc, "incident", PERSISTENCE).get("status") or {}).get("phase") == "Resolved" and s,
+               timeout=180)
+    c = inc["classification"]
+    say(f"\nSecurityIncident {PERSISTENCE}: the spec names one key; CloudTrail shows what it did with itself "
+        f"({c['severity']} on evidence)")
+    for f in inc["findings"]:
+        if "persistence of the compromise" in f["observed"] or " opened to the world by " in f["observed"]:
+            say(f"  {f['id']} {f['observed'][:180]}")
+    say("  contained in Auto, each once, and resolved; to undo one once it is safe:")
+    for step in inc["steps"]:
+        if step["mutating"] and step.get("undo"):
+            say(f"    {step['id']}: {step['undo'][:160]}")
+    say(f"  post-incident report in ConfigMap {inc['postIncident']['reportRef']['name']}")
+
+
 def main() -> int:
     for line in versions.lines():
         say(line)
@@ -245,6 +268,7 @@ def main() -> int:
                 f"backup: opex approve rollback {rb['metadata']['name']}")
 
     security_incident(kc)
+    blast_radius(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
     say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT}\n"

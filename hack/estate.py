@@ -374,12 +374,14 @@ def lambda_error_metrics(function: str, errors: list[float], invocations: float 
 
 def seed_demo() -> None:
     """The demo's estate: the checkout deployment failure, its static site, the Terraform state bucket,
-    the leaked CI key of the security incident (with the ids examples/incident-security.yaml names), and
+    the leaked CI key of the security incident (with the ids examples/incident-security.yaml names), the
+    leaked deploy key that made itself at home (examples/incident-security-persistence.yaml), and
     orders-api, whose release cannot reach its database (CloudWatch counts its errors)."""
     import estate_security
 
     deployment_failure("checkout")
     estate_security.security_incident(pinned=True, pipeline=None)
+    estate_security.persistence()
     static_site("www-checkout", distribution_id="E2CHECKOUTCDN")
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")
     database_unreachable("orders-api")

@@ -225,3 +225,165 @@ def security_incident(access_log_group: str = "/aws/apigateway/checkout-prod", p
         create_pipeline(pipeline, "checkout-build", "checkout-deploy", "checkout-artifacts")
     return SecurityIncident(key, ip_set, group, secrets(), access_log_group, access_log(access_log_group),
                             pipeline or "checkout-pipeline")
+
+
+# ---- the leaked key makes itself at home (blast radius) -------------------------------------------
+
+PERSISTENCE_KEY_ID = "AKIAIOSFODNN7DEPLOY1"   # the leaked key examples/incident-security-persistence.yaml names
+BACKDOOR_USER = "svc-backup"                  # the user the leaked key created
+ADMIN_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+DEPLOY_ROLE = "deploy-role"
+SESSION_NAME = "botocore-session-1764912345"
+
+
+def call_record(when: dt.datetime, identity: dict, source: str, name: str, ip: str, agent: str,
+                request: dict | None = None, response: dict | None = None,
+                error: tuple[str, str] | None = None) -> dict:
+    """A CloudTrail record of a call by ``identity`` (a ``userIdentity`` element), with its request
+    parameters and response elements (CloudTrail "Record contents")."""
+    record = {"eventVersion": "1.09", "userIdentity": identity, "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "eventSource": f"{source}.amazonaws.com", "eventName": name, "awsRegion": REGION,
+              "sourceIPAddress": ip, "userAgent": agent, "requestParameters": request, "responseElements": response,
+              "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()), "readOnly": False,
+              "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": ACCOUNT}
+    if error:
+        record["errorCode"], record["errorMessage"] = error
+    return record
+
+
+def user_identity(user: str, key_id: str | None) -> dict:
+    identity = {"type": "IAMUser", "principalId": f"AIDA{user.upper().replace('-', '')[:12]:X<12}",
+                "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/{user}", "userName": user}
+    if key_id:
+        identity["accessKeyId"] = key_id
+    return identity
+
+
+@dataclass
+class Persistence:
+    """Names and ids of the blast-radius scenario (what the leaked key made, on moto and in CloudTrail)."""
+
+    user: str                         # the leaked key's user
+    key_id: str                       # the leaked key
+    created_user: str
+    created_key_id: str
+    policy_arn: str
+    group_id: str
+    rule_id: str
+    session_arn: str
+    log_group: str
+
+
+def persistence(user: str = "deploy-bot", log_group: str = "CloudTrail/management-events",
+                now: dt.datetime | None = None, key_id: str | None = PERSISTENCE_KEY_ID) -> Persistence:
+    """A deploy key leaked and its holder made itself at home, from HOSTILE_IP: it created IAM user
+    svc-backup with an access key and AdministratorAccess attached, opened tcp/22 of the app
+    servers' group to ::/0, assumed ``deploy-role`` and read a secret through that session, and
+    used the new key once, all over an hour ago (so the deployment incidents of the demo, which read
+    the last hour's CloudTrail errors of the same group, do not see its denied call). The changes are made on moto through boto3 (so the state is real) and
+    recorded in ``log_group`` as CloudTrail records of the leaked key, its session and the new key
+    (their request and response elements as AWS writes them: CloudTrail User Guide; the Stratus
+    Red Team detonation logs of aws.persistence.iam-create-admin-user and
+    aws.exfiltration.ec2-security-group-open-port-22-ingress)."""
+    iam, ec2 = boto3.client("iam"), boto3.client("ec2")
+    iam.create_user(UserName=user)
+    iam.create_login_profile(UserName=user, Password="Initial-Passw0rd!", PasswordResetRequired=False)
+    with moto_security.next_ids(access_key=key_id):
+        leaked_id = iam.create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
+    role_arn = role(DEPLOY_ROLE, "codebuild.amazonaws.com")
+    # what the attacker did, for real
+    iam.create_user(UserName=BACKDOOR_USER)
+    new_key = iam.create_access_key(UserName=BACKDOOR_USER)["AccessKey"]
+    iam.attach_user_policy(UserName=BACKDOOR_USER, PolicyArn=ADMIN_POLICY)
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    group = ec2.create_security_group(GroupName="app-servers", Description="app servers", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    [rule] = ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])["SecurityGroupRules"]
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ago = lambda minutes: now - dt.timedelta(minutes=minutes)  # noqa: E731
+    me, agent = user_identity(user, leaked_id), HOSTILE_AGENT
+    session_arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/{DEPLOY_ROLE}/{SESSION_NAME}"
+    session_key = "ASIAIOSFODNN7SESSION"
+    session = {"type": "AssumedRole", "principalId": f"AROADEPLOYROLEEXAMPLE:{SESSION_NAME}", "arn": session_arn,
+               "accountId": ACCOUNT, "accessKeyId": session_key,
+               "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROADEPLOYROLEEXAMPLE",
+                                                    "arn": role_arn, "accountId": ACCOUNT, "userName": DEPLOY_ROLE},
+                                  "attributes": {"creationDate": ago(110).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                                 "mfaAuthenticated": "false"}}}
+    created = dt.datetime.now(dt.timezone.utc).strftime("%b %-d, %Y %-I:%M:%S %p")
+    records = [
+        (ago(400), call_record(ago(400), me, "lambda", "UpdateFunctionCode20150331v2", CI_NAT_IP, CI_AGENT)),
+        (ago(120), call_record(ago(120), me, "sts", "GetCallerIdentity", HOSTILE_IP, agent)),
+        (ago(118), call_record(ago(118), me, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
+                              {"user": {"path": "/", "userName": BACKDOOR_USER, "userId": "AIDASVCBACKUPEXAMPLE",
+                                        "arn": f"arn:aws:iam::{ACCOUNT}:user/{BACKDOOR_USER}", "createDate": created}})),
+        (ago(117), call_record(ago(117), me, "iam", "CreateAccessKey", HOSTILE_IP, agent, {"userName": BACKDOOR_USER},
+                              {"accessKey": {"userName": BACKDOOR_USER, "accessKeyId": new_key["AccessKeyId"],
+                                             "status": "Active", "createDate": created}})),
+        (ago(116), call_record(ago(116), me, "iam", "AttachUserPolicy", HOSTILE_IP, agent,
+                              {"userName": BACKDOOR_USER, "policyArn": ADMIN_POLICY})),
+        (ago(115), call_record(ago(115), me, "ec2", "AuthorizeSecurityGroupIngress", HOSTILE_IPV6, agent,
+                              {"groupId": group, "ipPermissions": {"items": [
+                                  {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "groups": {}, "ipRanges": {},
+                                   "ipv6Ranges": {"items": [{"cidrIpv6": "::/0"}]}, "prefixListIds": {}}]}},
+                              {"requestId": str(uuid.uuid4()), "_return": True, "securityGroupRuleSet": {"items": [
+                                  {"groupOwnerId": ACCOUNT, "groupId": group, "securityGroupRuleId":
+                                   rule["SecurityGroupRuleId"], "isEgress": False, "ipProtocol": "tcp",
+                                   "fromPort": 22, "toPort": 22, "cidrIpv6": "::/0"}]}})),
+        (ago(110), call_record(ago(110), me, "sts", "AssumeRole", HOSTILE_IP, agent,
+                              {"roleArn": role_arn, "roleSessionName": SESSION_NAME, "durationSeconds": 3600},
+                              {"credentials": {"accessKeyId": session_key, "sessionToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                                               "expiration": "in an hour"},
+                               "assumedRoleUser": {"assumedRoleId": f"AROADEPLOYROLEEXAMPLE:{SESSION_NAME}",
+                                                   "arn": session_arn}})),
+        (ago(108), call_record(ago(108), session, "secretsmanager", "GetSecretValue", HOSTILE_IP, agent,
+                              {"secretId": "prod/deploy/token"})),
+        (ago(107), call_record(ago(107), session, "iam", "CreateUser", HOSTILE_IP, agent, {"userName": "svc-backup-2"},
+                              error=("AccessDenied", f"User: {session_arn} is not authorized to perform: "
+                                                     f"iam:CreateUser"))),
+        (ago(100), call_record(ago(100), user_identity(BACKDOOR_USER, new_key["AccessKeyId"]), "s3", "ListBuckets",
+                              "192.0.2.77", agent)),
+        # a bystander's call and the deploy role's own routine session: neither is the attacker
+        (ago(105), call_record(ago(105), user_identity("release-bot", "AKIAIOSFODNN7BYSTND2"), "s3", "PutObject",
+                              CI_NAT_IP, CI_AGENT)),
+    ]
+    _put_records(log_group, f"{ACCOUNT}_CloudTrail_{REGION}", records)
+    return Persistence(user, leaked_id, BACKDOOR_USER, new_key["AccessKeyId"], ADMIN_POLICY, group,
+                       rule["SecurityGroupRuleId"], session_arn, log_group)
+
+
+def failed_sign_ins(user: str = "ops-admin", log_group: str = "CloudTrail/management-events",
+                    attempts: int = 8, now: dt.datetime | None = None) -> str:
+    """An IAM user with a console password whose sign-in someone tried ``attempts`` times from
+    HOSTILE_IP and failed every time, plus one failed attempt at a user name that does not exist
+    (CloudTrail hides it as HIDDEN_DUE_TO_SECURITY_REASONS): the records as the CloudTrail User
+    Guide's "AWS Management Console sign-in events" shows them (no errorCode; the outcome in
+    responseElements.ConsoleLogin). Returns the user name."""
+    iam = boto3.client("iam")
+    iam.create_user(UserName=user)
+    iam.create_login_profile(UserName=user, Password="Initial-Passw0rd!", PasswordResetRequired=False)
+    now = now or dt.datetime.now(dt.timezone.utc)
+
+    def attempt(minutes: float, name: str) -> tuple[dt.datetime, dict]:
+        when = now - dt.timedelta(minutes=minutes)
+        identity = {"type": "IAMUser", "accountId": ACCOUNT, "accessKeyId": "", "userName": name}
+        if name != "HIDDEN_DUE_TO_SECURITY_REASONS":
+            identity["principalId"] = f"AIDA{name.upper().replace('-', '')[:12]:X<12}"
+        return when, {"eventVersion": "1.08", "userIdentity": identity, "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      "eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "awsRegion": REGION,
+                      "sourceIPAddress": HOSTILE_IP, "userAgent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) "
+                                                                  "Gecko/20100101 Firefox/128.0",
+                      "errorMessage": "Failed authentication" if name != "HIDDEN_DUE_TO_SECURITY_REASONS"
+                      else "No username found in supplied account",
+                      "requestParameters": None, "responseElements": {"ConsoleLogin": "Failure"},
+                      "additionalEventData": {"LoginTo": "https://console.aws.amazon.com/console/home",
+                                              "MobileVersion": "No", "MFAUsed": "No"},
+                      "eventID": str(uuid.uuid4()), "eventType": "AwsConsoleSignIn", "recipientAccountId": ACCOUNT}
+
+    records = [attempt(30 - i * 0.5, user) for i in range(attempts)]
+    records.append(attempt(20, "HIDDEN_DUE_TO_SECURITY_REASONS"))
+    _put_records(log_group, f"{ACCOUNT}_CloudTrail_{REGION}", records)
+    return user

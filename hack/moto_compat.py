@@ -228,6 +228,28 @@ def _ids() -> None:
         backend.reset()
 
 
+@internal("IAMBackend._init_aws_policies/AWSManagedPolicy.from_data/aws_managed_policies_data",
+          "moto_security (the AWS managed policies the security scenarios attach)")
+def _managed_policies() -> None:
+    import moto.iam.models as iam_models
+
+    import moto_security
+
+    _params(iam_models.AWSManagedPolicy.from_data, "name", "account_id", "region_name", "data")
+    _expect("self.aws_managed_policies = self._init_aws_policies()" in inspect.getsource(iam_models.IAMBackend.__init__),
+            "IAMBackend no longer loads its AWS managed policies through _init_aws_policies")
+    data = json.loads(iam_models.aws_managed_policies_data)
+    missing = [n for n in moto_security.MANAGED_POLICIES if n not in data]
+    _expect(not missing, f"moto's managed policy data lacks {missing}")
+    from moto.iam.models import iam_backends
+    backend = iam_backends[ACCOUNT]["global"]
+    try:
+        _expect("arn:aws:iam::aws:policy/AWSDenyAll" in backend.managed_policies,
+                "a new IAM backend does not know AWSDenyAll")
+    finally:
+        backend.reset()
+
+
 # ---- estate: CloudFront distribution ids -------------------------------------------------------
 
 @internal("CloudFrontBackend.distributions", "estate.static_site (the distribution id the examples name)")

@@ -20,6 +20,11 @@ keeps the old value); :func:`finish_rotation` then completes one.
 example manifest names (moto draws them at random), as ``estate.static_site`` renames its
 CloudFront distribution.
 
+AWS managed policies: moto knows them only when told to load all of them (about a thousand,
+a second per IAM backend), so each IAM backend here starts with the few the security scenarios
+use (:data:`MANAGED_POLICIES`: what an attacker attaches, what AWS quarantines a leaked key with,
+and what the operator quarantines with), exactly as moto would load them.
+
 Not exercised: a real rotation function (its code, its calls to the database, its timeouts),
 managed rotation, rotation schedules, and the asynchrony of AWS (here a rotation has finished
 when RotateSecret returns unless it is held).
@@ -39,6 +44,9 @@ from moto.awslambda.models import lambda_backends
 from moto.secretsmanager.exceptions import InvalidRequestException, ResourceNotFoundException, SecretNotFoundException
 from moto.secretsmanager.models import SecretsManagerBackend, secretsmanager_backends
 from moto.wafv2.models import WAFV2Backend
+
+MANAGED_POLICIES = ("AdministratorAccess", "AWSDenyAll", "AWSCompromisedKeyQuarantineV2",
+                    "AWSCompromisedKeyQuarantineV3")
 
 _lock = threading.Lock()
 _held: set[tuple[str, str, str]] = set()   # (account, region, secret name) whose rotations stop at AWSPENDING
@@ -136,6 +144,15 @@ def next_ids(access_key: str | None = None, security_group: str | None = None,
         iam_models.generate_access_key_id_from_account_id = make_key
         ec2_groups.random_security_group_id = make_group
         WAFV2Backend._generate_id = make_set
+
+
+def _init_aws_policies(self: iam_models.IAMBackend) -> list[Any]:
+    data = json.loads(iam_models.aws_managed_policies_data)
+    return [iam_models.AWSManagedPolicy.from_data(name, self.account_id, self.region_name, data[name])
+            for name in MANAGED_POLICIES]
+
+
+iam_models.IAMBackend._init_aws_policies = _init_aws_policies
 
 
 def reset() -> None:

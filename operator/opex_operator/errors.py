@@ -17,6 +17,17 @@ THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "R
 MAX_MESSAGE = 600
 
 
+def is_denied(code: str | None) -> bool:
+    """True when an AWS error code says the caller was not allowed, in any of AWS's spellings:
+    ``AccessDenied``, ``AccessDeniedException``, ``UnauthorizedOperation`` (EC2, recorded in
+    CloudTrail as ``Client.UnauthorizedOperation``), ``*NotAuthorized*`` (e.g. Cognito's
+    ``NotAuthorizedException``), SNS's ``AuthorizationError``. Source: each service's API
+    reference, "Common Errors"; CloudTrail User Guide, "errorCode" in "CloudTrail record contents"."""
+    bare = (code or "").strip().removeprefix("Client.").removeprefix("Server.")
+    return (bare in ACCESS_DENIED or bare.startswith("AccessDenied") or "NotAuthorized" in bare
+            or bare.startswith("Unauthorized"))
+
+
 class AwsError(Exception):
     """An AWS call failed.
 
@@ -39,7 +50,7 @@ class AwsError(Exception):
 
     @property
     def denied(self) -> bool:
-        return self.code in ACCESS_DENIED
+        return is_denied(self.code)
 
     @property
     def not_found(self) -> bool:

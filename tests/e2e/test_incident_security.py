@@ -203,3 +203,101 @@ def test_operator_killed_between_containment_steps_runs_no_call_twice(kubectl, s
     assert [steps[i]["attempts"] for i in CONTAINMENT] == [1] * 4
     assert "already there" in steps[BLOCK_STEP]["outputs"]
     assert ip_set_addresses(scenario.ip_set) == scenario.ip_set.addresses + [f"{es.HOSTILE_IP}/32"]
+
+
+# ---- the leaked key made itself at home: found, contained once, reported with the undo -------------
+
+PERSISTENCE = Path(__file__).resolve().parents[2] / "examples" / "incident-security-persistence.yaml"
+DENY_ALL = "arn:aws:iam::aws:policy/AWSDenyAll"
+# Every mutating call the blast radius's containment makes; the first DetachUserPolicy holds for 3 s.
+BLAST_CALLS = {IAMBackend: ["update_access_key", "delete_login_profile", "detach_user_policy", "attach_user_policy"],
+               SecurityGroups: ["revoke_security_group_ingress"]}
+
+
+def attached(user: str) -> list[str]:
+    return [p["PolicyArn"] for p in boto3.client("iam").list_attached_user_policies(UserName=user)["AttachedPolicies"]]
+
+
+def ingress(group_id: str) -> set[str]:
+    [group] = boto3.client("ec2").describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    return {f"{p.get('FromPort')}:{r.get('CidrIp') or r.get('CidrIpv6')}" for p in group["IpPermissions"]
+            for r in p.get("IpRanges", []) + p.get("Ipv6Ranges", [])}
+
+
+@pytest.fixture
+def blast_calls(monkeypatch):
+    return CallCounter(monkeypatch, BLAST_CALLS, hold="detach_user_policy")
+
+
+def test_what_the_leaked_key_made_is_found_contained_once_across_a_sigkill_and_reported_with_its_undo(
+        kubectl, solo_namespace, aws, solo_operator, blast_calls):
+    ns = solo_namespace
+    p = es.persistence()
+    name = yaml.safe_load(PERSISTENCE.read_text())["metadata"]["name"]
+    found_steps = [f"deactivate-access-key-{p.created_key_id.lower()}", f"detach-user-policy-{p.created_user}-administratoraccess",
+                   f"quarantine-user-{p.created_user}", f"revoke-ingress-{p.group_id}-tcp-22"]
+    named_steps = [f"deactivate-access-key-{p.key_id.lower()}", f"remove-login-profile-{p.user}"]
+    blast_calls.arm()
+    solo_operator.start()
+    kubectl.apply(PERSISTENCE.read_text(), ns)
+
+    assert blast_calls.in_flight.wait(90), "the operator never called DetachUserPolicy"
+    solo_operator.kill()   # the keys and the password are contained; the detach is in flight
+    steps = {s["id"]: s for s in (kubectl.get("incident", name, ns).get("status") or {}).get("steps", [])}
+    assert [steps[i]["state"] for i in named_steps + found_steps] == ["Succeeded"] * 3 + ["Running", "Pending", "Pending"]
+    assert blast_calls.completed.wait(10), "the call never completed on the AWS side"
+
+    solo_operator.start()
+    status = wait_for(lambda: (s := kubectl.get("incident", name, ns).get("status") or {}).get("phase") == "Resolved"
+                      and s, timeout=120, what="contained, verified and resolved after the restart")
+    assert dict(blast_calls) == {"update_access_key": 2, "delete_login_profile": 1, "detach_user_policy": 1,
+                                 "attach_user_policy": 1, "revoke_security_group_ingress": 1}
+    steps = {s["id"]: s for s in status["steps"]}
+    assert [steps[i]["state"] for i in named_steps + found_steps] == ["Succeeded"] * 6
+    assert [steps[i]["attempts"] for i in named_steps + found_steps] == [1] * 6
+    assert "nothing changed" in steps[found_steps[1]]["outputs"]    # resumed: already detached, not detached twice
+    # contained in AWS: the leaked key and the one it made, the admin policy, the user, the SSH rule (HTTPS stays)
+    assert key_status(p.user, p.key_id) == "Inactive" and not has_login(p.user)
+    assert key_status(p.created_user, p.created_key_id) == "Inactive"
+    assert attached(p.created_user) == [DENY_ALL]
+    assert ingress(p.group_id) == {"443:0.0.0.0/0"}
+    # all four found, each with the record that shows it
+    observed = [f["observed"] for f in status["findings"]]
+    for what in (f"IAM user {p.created_user} created by key {p.key_id}",
+                 f"access key {p.created_key_id} created for IAM user {p.created_user}",
+                 f"managed policy {p.policy_arn} attached to IAM user {p.created_user}",
+                 f"{p.group_id} opened to the world by key {p.key_id}"):
+        assert any(o.startswith(what) for o in observed), f"no finding {what!r} in {observed}"
+    assert any(f"(rule {p.rule_id})" in o for o in observed)
+    trail = next(f for f in status["findings"] if f["resource"] == f"user/{p.user}" and f["source"] == "CloudTrail")
+    assert "1 sessions opened and followed" in trail["observed"] and p.session_arn in trail["evidence"]
+    assert status["rootCause"]["category"] == "CompromisedCredentials"
+    assert status["classification"]["severity"] == "critical"
+    # listed with their undo in the post-incident report
+    report = kubectl.get("configmap", status["postIncident"]["reportRef"]["name"], ns)["data"]["report.md"]
+    undo = report.split("## Undo")[1].split("## Timeline")[0]
+    for step_id in named_steps + found_steps:
+        assert f"`{step_id}`" in undo
+    assert f"aws iam attach-user-policy --user-name {p.created_user} --policy-arn {p.policy_arn}" in undo
+    assert f"aws iam detach-user-policy --user-name {p.created_user} --policy-arn {DENY_ALL}" in undo
+    assert "authorize-security-group-ingress" in undo and '"CidrIpv6":"::/0"' in undo
+
+
+def test_an_incident_of_failed_sign_ins_only_stays_at_its_declared_severity(kubectl, namespace, aws, operator):
+    user = es.failed_sign_ins()
+    doc = {"apiVersion": "opex.dev/v1alpha1", "kind": "Incident", "metadata": {"name": "console-guessing"},
+           "spec": {"type": "SecurityIncident", "severity": "medium", "environment": "production",
+                    "title": "Failed console sign-ins for ops-admin",
+                    "targets": {"region": "us-east-1", "cloudTrail": {"logGroupName": "CloudTrail/management-events"},
+                                "security": {"iamUsers": [{"userName": user}], "knownCidrs": ["198.51.100.10/32"]}},
+                    "remediation": {"mode": "DryRun"}}}
+    kubectl.apply(yaml.safe_dump(doc), namespace)
+    status = wait_for(lambda: (s := kubectl.get("incident", "console-guessing", namespace).get("status") or {})
+                      .get("classification") and s.get("rootCause") and s, timeout=90, what="classified")
+    c = status["classification"]
+    assert (c["declaredSeverity"], c["severity"], c["raised"]) == ("medium", "medium", False)
+    attempts = next(f for f in status["findings"] if f["observed"].startswith("8 failed console sign-ins"))
+    assert attempts["severity"] == "Warning" and f"8 from {es.HOSTILE_IP} alone: password guessing" in attempts["observed"]
+    assert status["rootCause"]["category"] == "Unknown"
+    assert "SeverityRaised" not in [e["reason"] for e in kubectl.events(namespace, "console-guessing")]
+    assert has_login(user)   # a dry run changed nothing

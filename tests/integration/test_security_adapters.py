@@ -3,6 +3,7 @@ IAM keys and login profiles, WAFv2 IP sets, security groups, Secrets Manager, Cl
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from opex_operator.api.incident import Severity
 from opex_operator.api.security import SecurityTargets
 from opex_operator.aws.clients import AwsClients
 from opex_operator.aws.ec2 import Ec2Actions, RevokeIngressParams, ip_permissions
-from opex_operator.aws.iam import AccessKeyParams, DeleteAccessKeyParams, IamActions, LoginProfileParams
+from opex_operator.aws.iam import (AccessKeyParams, DeleteAccessKeyParams, DetachPolicyParams, IamActions,
+                                   InlinePolicyParams, LoginProfileParams, PrincipalType, QuarantineParams)
 from opex_operator.aws.pipeline import FINISHED, PipelineActions, StartPipelineParams
 from opex_operator.aws.reader import AwsReader
 from opex_operator.aws.secrets import (RotateSecretParams, RotationInProgress, RotationNotConfigured, RotationState,
@@ -25,8 +27,8 @@ from opex_operator.aws.secrets import (RotateSecretParams, RotationInProgress, R
 from opex_operator.aws.waf import BlockAddressesParams, WafActions
 from opex_operator.errors import AwsError
 from opex_operator.runbooks.facts import ReadProblem
-from opex_operator.runbooks.security import (SecurityFacts, access_log_pattern, investigate, lookup_attributes,
-                                             trail_terms, window_start)
+from opex_operator.runbooks.security import (SecurityFacts, access_log_pattern, follow_ups, investigate,
+                                             lookup_attributes, trail_terms, window_start)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-security.yaml"
 # moto warns when a test makes it answer with an error code its service model does not list.
@@ -348,7 +350,9 @@ def test_cloudtrail_records_of_the_leaked_key_from_the_log_group_raw_and_wrapped
     t = SecurityTargets.model_validate({"iamUsers": [{"userName": leaked.user, "accessKeyIds": [leaked.key_id]}],
                                         "sourceIps": [f"{es.HOSTILE_IP}/32"], "knownCidrs": ["198.51.100.0/24"]})
     reader = AwsReader(clients, None, None)
-    events = reader.trail_records_from_logs(leaked.log_group, window_start(t, now), trail_terms(t))
+    read = reader.trail_records_from_logs(leaked.log_group, window_start(t, now), trail_terms(t))
+    events = read.events
+    assert read.calls == 1 and not read.truncated and not read.skipped
     assert len(events) == leaked.ci_calls + leaked.hostile_calls  # neither the bystander's nor the old record
     inv = investigate(t, "production", Severity.HIGH,
                       SecurityFacts(trail_events=events, trail_sources=[f"logs:{leaked.log_group}"]), now)
@@ -405,3 +409,125 @@ def test_the_example_manifest_names_the_pinned_estate_and_its_reads_work(clients
     assert boto3.client("codepipeline").get_pipeline(name=scenario.pipeline)["pipeline"]["name"] == scenario.pipeline
     # the next ones are moto's own again
     assert es.waf_ip_set(name="other").id != ip_set.id
+
+
+# ---- what the compromise made: its policies, its users, the port it opened -----------------------
+
+def attached(kind: str, name: str) -> list[str]:
+    iam = boto3.client("iam")
+    return [p["PolicyArn"] for p in getattr(iam, f"list_attached_{kind}_policies")(**{f"{kind.capitalize()}Name": name})
+            ["AttachedPolicies"]]
+
+
+def test_a_policy_the_compromise_attached_is_detached_once_and_its_undo_attaches_it_again(clients, aws):
+    boto3.client("iam").create_user(UserName="svc-backup")
+    boto3.client("iam").attach_user_policy(UserName="svc-backup", PolicyArn=es.ADMIN_POLICY)
+    iam = IamActions(clients, None, None)
+    params = DetachPolicyParams(principal_type="user", principal_name="svc-backup", policy_arn=es.ADMIN_POLICY)
+    change = iam.detach_policy(params)
+    assert change.changed and change.describe() == "detached AdministratorAccess from IAM user svc-backup"
+    assert attached("user", "svc-backup") == []
+    assert change.undo() == ("aws iam attach-user-policy --user-name svc-backup --policy-arn "
+                             "arn:aws:iam::aws:policy/AdministratorAccess")
+    again = iam.detach_policy(params)
+    assert not again.changed and again.undo() is None and "nothing changed" in again.describe()
+
+
+def test_a_role_or_group_policy_is_detached_from_that_principal_only(clients, aws):
+    iam_client = boto3.client("iam")
+    estate.role("backdoor-role", "ec2.amazonaws.com")
+    iam_client.attach_role_policy(RoleName="backdoor-role", PolicyArn=es.ADMIN_POLICY)
+    iam_client.create_group(GroupName="admins")
+    iam_client.attach_group_policy(GroupName="admins", PolicyArn=es.ADMIN_POLICY)
+    IamActions(clients, None, None).detach_policy(DetachPolicyParams(principal_type="role",
+                                                                     principal_name="backdoor-role",
+                                                                     policy_arn=es.ADMIN_POLICY))
+    assert attached("role", "backdoor-role") == [] and attached("group", "admins") == [es.ADMIN_POLICY]
+
+
+def test_an_inline_policy_is_deleted_and_its_undo_puts_the_same_document_back(clients, aws):
+    iam_client = boto3.client("iam")
+    iam_client.create_user(UserName="svc-backup")
+    document = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    iam_client.put_user_policy(UserName="svc-backup", PolicyName="backup-all", PolicyDocument=document)
+    params = InlinePolicyParams(principal_type="user", principal_name="svc-backup", policy_name="backup-all",
+                                event_id="ev-1")
+    change = IamActions(clients, None, None).delete_inline_policy(params)
+    assert change.changed and iam_client.list_user_policies(UserName="svc-backup")["PolicyNames"] == []
+    assert change.undo() == (f"aws iam put-user-policy --user-name svc-backup --policy-name backup-all "
+                             f"--policy-document '{document}'")
+    assert not IamActions(clients, None, None).delete_inline_policy(params).changed
+
+
+def test_a_long_inline_policy_undo_points_at_the_cloudtrail_record_holding_it(clients, aws):
+    iam_client = boto3.client("iam")
+    iam_client.create_user(UserName="svc-backup")
+    statements = [{"Effect": "Allow", "Action": f"service{i}:*", "Resource": "*"} for i in range(40)]
+    iam_client.put_user_policy(UserName="svc-backup", PolicyName="wide", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": statements}))
+    change = IamActions(clients, None, None).delete_inline_policy(InlinePolicyParams(
+        principal_type="user", principal_name="svc-backup", policy_name="wide", event_id="8f1e-ev"))
+    assert change.changed and len(change.document) > 700
+    assert change.undo().endswith("file://policy.json, with the document of CloudTrail event 8f1e-ev "
+                                  "(requestParameters.policyDocument)")
+
+
+def test_a_user_or_role_the_compromise_made_is_quarantined_with_aws_deny_all_once(clients, aws):
+    boto3.client("iam").create_user(UserName="svc-backup")
+    estate.role("backdoor-role", "ec2.amazonaws.com")
+    iam = IamActions(clients, None, None)
+    for kind, name in (("user", "svc-backup"), ("role", "backdoor-role")):
+        change = iam.quarantine(QuarantineParams(principal_type=kind, principal_name=name))
+        assert change.changed and attached(kind, name) == ["arn:aws:iam::aws:policy/AWSDenyAll"]
+        assert change.undo() == (f"aws iam detach-{kind}-policy --{kind}-name {name} --policy-arn "
+                                 f"arn:aws:iam::aws:policy/AWSDenyAll")
+        assert not iam.quarantine(QuarantineParams(principal_type=kind, principal_name=name)).changed
+    with pytest.raises(ValueError, match="AWSDenyAll"):
+        QuarantineParams(principal_type="user", principal_name="svc-backup", policy_arn=es.ADMIN_POLICY)
+
+
+def test_a_principal_deleted_since_is_contained_already(clients, aws):
+    iam = IamActions(clients, None, None)
+    for change in (iam.quarantine(QuarantineParams(principal_type="user", principal_name="gone")),
+                   iam.detach_policy(DetachPolicyParams(principal_type="user", principal_name="gone",
+                                                        policy_arn=es.ADMIN_POLICY)),
+                   iam.delete_inline_policy(InlinePolicyParams(principal_type="role", principal_name="gone",
+                                                               policy_name="p"))):
+        assert change.gone and not change.changed and "no longer exists" in change.describe()
+    assert iam.attached_policies(PrincipalType.USER, "gone") is None
+
+
+def test_the_leaked_keys_blast_radius_is_read_from_the_log_group_and_contained(clients, aws):
+    """The persistence scenario end to end on moto: CloudTrail read in follow-up rounds, every change
+    found, and each containment step run through its executor's adapter once; a second run is a no-op."""
+    p = es.persistence()
+    now = dt.datetime.now(dt.timezone.utc)
+    t = SecurityTargets.model_validate({"iamUsers": [{"userName": p.user, "accessKeyIds": [p.key_id]}],
+                                        "knownCidrs": [f"{es.CI_NAT_IP}/32"]})
+    reader, since = AwsReader(clients, None, None), window_start(t, now)
+    first = reader.trail_records_from_logs(p.log_group, since, trail_terms(t))
+    more = reader.trail_records_from_logs(p.log_group, since, [v for _, v in follow_ups(first.events, t, since, now)])
+    events = first.merge(more).events
+    found = investigate(t, "production", Severity.HIGH, SecurityFacts(trail_events=events, trail_sources=["logs"]), now)
+    assert [x.what for x in found.compromise.changes] == ["CreateUser", "CreateAccessKey", "AttachUserPolicy"]
+    [exposure] = found.exposures
+    assert (exposure.group_id, exposure.opened.rule_id, exposure.cidr) == (p.group_id, p.rule_id, "::/0")
+    [session] = found.compromise.sessions
+    assert session.arn == p.session_arn
+    [u] = found.usages
+    assert u.apis["secretsmanager:GetSecretValue"] == 1 and u.apis["s3:ListBuckets"] == 1   # the session, the new key
+    assert u.apis["s3:PutObject"] == 0                                                      # the bystander's
+    iam, ec2 = IamActions(clients, None, None), Ec2Actions(clients, None, None)
+    changes = [iam.deactivate_access_key(AccessKeyParams(user_name=p.created_user, access_key_id=p.created_key_id)),
+               iam.detach_policy(DetachPolicyParams(principal_type="user", principal_name=p.created_user,
+                                                    policy_arn=p.policy_arn)),
+               iam.quarantine(QuarantineParams(principal_type="user", principal_name=p.created_user)),
+               ec2.revoke_ingress(RevokeIngressParams(group_id=p.group_id, protocol="tcp", from_port=22, to_port=22,
+                                                      cidrs=[exposure.cidr]))]
+    assert [c.changed for c in changes] == [True] * 4
+    assert key_status(p.created_user, p.created_key_id) == "Inactive"
+    assert attached("user", p.created_user) == ["arn:aws:iam::aws:policy/AWSDenyAll"]
+    [group] = ec2.security_groups([p.group_id])
+    assert [r.label() for r in group.ingress] == ["tcp/443 from 0.0.0.0/0"]
+    assert not iam.detach_policy(DetachPolicyParams(principal_type="user", principal_name=p.created_user,
+                                                    policy_arn=p.policy_arn)).changed

@@ -14,7 +14,7 @@ from typing import Any
 
 from opex_operator.api.security import parse_cidr, parse_cidr_loose
 from opex_operator.aws.ec2 import IngressChange
-from opex_operator.aws.iam import AccessKeyChange, LoginProfileChange
+from opex_operator.aws.iam import AccessKeyChange, InlinePolicyChange, LoginProfileChange, PolicyChange
 from opex_operator.aws.perf_actions import Change
 from opex_operator.aws.secrets import RotationNotConfigured, RotationState, SecretRotation
 from opex_operator.aws.waf import IpSetChange
@@ -22,6 +22,7 @@ from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError, KubeError
 from opex_operator.kube import MAX_CONFIG_MAP_BYTES, ObjectRef
+from opex_operator.runbooks.cloudtrail import TrailRead
 from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
 from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
@@ -286,6 +287,52 @@ class FakeIam(Calls):
         super().__init__("iam")
         self.keys: dict[str, dict[str, str]] = {}
         self.login_profiles: set[str] = set()
+        self.attached: dict[str, list[str]] = {}          # "user/x", "role/y" -> managed policy ARNs
+        self.inline: dict[str, dict[str, str]] = {}       # "user/x" -> policy name -> document
+
+    def add_principal(self, kind: str, name: str, attached=(), inline: dict | None = None) -> None:
+        self.attached[f"{kind}/{name}"] = list(attached)
+        self.inline[f"{kind}/{name}"] = dict(inline or {})
+        if kind == "user":
+            self.keys.setdefault(name, {})
+
+    def attached_policies(self, kind, name):
+        found = self.attached.get(f"{kind.value if hasattr(kind, 'value') else kind}/{name}")
+        return None if found is None else list(found)
+
+    def inline_policies(self, kind, name):
+        found = self.inline.get(f"{kind.value if hasattr(kind, 'value') else kind}/{name}")
+        return None if found is None else list(found)
+
+    def detach_policy(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.attached.get(key)
+        changed = bool(present) and p.policy_arn in present
+        if changed:
+            self.call("DetachPolicy", key, p.policy_arn)
+            present.remove(p.policy_arn)
+        return PolicyChange(changed=changed, principal_type=p.principal_type, principal_name=p.principal_name,
+                            policy_arn=p.policy_arn, attached=False, gone=present is None)
+
+    def quarantine(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.attached.get(key)
+        changed = present is not None and p.policy_arn not in present
+        if changed:
+            self.call("AttachPolicy", key, p.policy_arn)
+            present.append(p.policy_arn)
+        return PolicyChange(changed=changed, principal_type=p.principal_type, principal_name=p.principal_name,
+                            policy_arn=p.policy_arn, attached=True, gone=present is None)
+
+    def delete_inline_policy(self, p):
+        key = f"{p.principal_type.value}/{p.principal_name}"
+        present = self.inline.get(key)
+        change = InlinePolicyChange(changed=False, principal_type=p.principal_type, principal_name=p.principal_name,
+                                    policy_name=p.policy_name, event_id=p.event_id, gone=present is None)
+        if not present or p.policy_name not in present:
+            return change
+        self.call("DeletePolicy", key, p.policy_name)
+        return change.model_copy(update={"changed": True, "document": present.pop(p.policy_name)})
 
     def add_user(self, user: str, *keys: str, console: bool = True) -> None:
         self.keys[user] = {k: "Active" for k in keys}
@@ -474,6 +521,7 @@ class FakeReader:
         self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification, access logs)
         self.trail = trail                       # CloudTrail records in the log group (None: no such group)
         self.reads = 0
+        self.trail_reads: list[list[str]] = []   # the terms of each CloudTrail read
 
     def pipeline(self, name, execution_id):
         self.reads += 1
@@ -513,15 +561,27 @@ class FakeReader:
     def trail_errors_lookup(self, since):
         return []
 
-    def trail_records_from_logs(self, group, since, terms, limit=2000):
+    def trail_records_from_logs(self, group, since, terms, limit=2000, max_calls=5):
+        """One call per read; the records that name a term as a user, key, session or in a parameter."""
         self.reads += 1
+        self.trail_reads.append(list(terms))
         if self.trail is None:
             raise aws_error("logs", "ResourceNotFoundException", "FilterLogEvents", 400,
                             "The specified log group does not exist.")
-        return [e for e in self.trail if any(t in (e.user_name, e.access_key_id) for t in terms)]
+        found = TrailRead(calls=1)
+        for e in self.trail:
+            if any(t and t in mentions(e) for t in terms):
+                found.add(e)
+        return found
 
-    def trail_records_lookup(self, since, attributes, max_pages=3):
+    def trail_records_lookup(self, since, attributes, max_pages=3, max_calls=20):
         raise aws_error("cloudtrail", "", "LookupEvents", 500, "HTTP 500 without an AWS error body")
+
+
+def mentions(e) -> str:
+    """What a CloudWatch Logs term filter would find a record by: its identity and parameters."""
+    return " ".join(str(v) for v in (e.user_name, e.access_key_id, e.principal, e.principal_id, e.request,
+                                     e.response) if v)
 
 
 class FakeCloudWatch:

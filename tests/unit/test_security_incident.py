@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 
@@ -93,6 +94,22 @@ class World(IncidentWorld):
     def approve(self, *ids: str) -> None:
         self.change_spec(approvedSteps=list(ids))
 
+    def restart(self) -> IncidentStatus:
+        """A new operator process: status as the API server has it, a new controller."""
+        saved = IncidentStatus.model_validate(self.obj.recorder.saved)
+        self.status = saved
+        self.obj = observed(saved, self.obj.spec, "incidents", name="ci-key-leaked")
+        self.obj.recorder.saved = saved.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self.ctl = self.controller()
+        return saved
+
+    def redeployed(self) -> None:
+        """The redeploy approved and its execution succeeded: verification runs."""
+        self.approve(RECOVERY[1])
+        self.drive()
+        self.aws.the_pipeline.executions[0][1] = "Succeeded"
+        self.drive()
+
 
 def test_auto_contains_investigates_and_leaves_recovery_to_a_person():
     w = World(incident("Auto"))
@@ -156,27 +173,24 @@ class Killed(BaseException):
     """The operator process died (SIGKILL): nothing after the call was recorded."""
 
 
+def dies_after(call):
+    """``call``, after which the operator dies: the call reached AWS, its outcome was never recorded."""
+    def wrapped(*args):
+        call(*args)
+        raise Killed()
+    return wrapped
+
+
 def test_restart_mid_containment_runs_no_call_twice():
     w = World(incident("Auto"))
     waf = w.aws.the_waf
     block = waf.block_addresses
-
-    def block_then_die(p):
-        block(p)   # the call reached AWS ...
-        raise Killed()   # ... and the operator died before recording its outcome
-
-    waf.block_addresses = block_then_die
+    waf.block_addresses = dies_after(block)
     with pytest.raises(Killed):
         w.drive()
-    saved = IncidentStatus.model_validate(w.obj.recorder.saved)
-    assert saved.steps[4].id == "block-ips-blocked-ips" and saved.steps[4].state == StepState.RUNNING
     waf.block_addresses = block
-
-    # a new operator process: status as the API server has it, a new controller
-    w.status = saved
-    w.obj = observed(saved, w.obj.spec, "incidents", name="ci-key-leaked")
-    w.obj.recorder.saved = saved.model_dump(mode="json", by_alias=True, exclude_none=True)
-    w.ctl = w.controller()
+    saved = w.restart()
+    assert saved.steps[4].id == "block-ips-blocked-ips" and saved.steps[4].state == StepState.RUNNING
     w.drive()
     assert [w.step(i).state for i in CONTAINMENT] == [StepState.SUCCEEDED] * 4
     assert [w.step(i).attempts for i in CONTAINMENT] == [1, 1, 1, 1]
@@ -227,10 +241,7 @@ def test_a_reactivated_key_fails_verification():
     w = World(incident("Auto", secrets=()), allowed=ALL_ACTIONS)
     w.drive()
     w.aws.the_iam.keys[USER][KEY] = "Active"  # someone switched it back on
-    w.approve(RECOVERY[1])
-    w.drive()
-    w.aws.the_pipeline.executions[0][1] = "Succeeded"
-    w.drive()
+    w.redeployed()
     assert w.status.phase == "Failed"
     assert w.step("verify").error == f"access key {KEY} of {USER} is Active again"
 
@@ -346,3 +357,170 @@ def test_a_waf_block_outside_the_policy_region_is_refused():
     step = w.step("block-ips-blocked-ips")
     assert step.state == StepState.FAILED and "region eu-west-1 is not allowed" in step.error
     assert w.aws.the_waf.calls == []
+
+
+# ---- what the leaked key did with itself -------------------------------------------------------
+
+BACKDOOR, NEW_KEY, APP_GROUP = "svc-backup", "AKIANEWKEYEXAMPLE001", "sg-0a11ce5a11ce5a11c"
+SESSION, SESSION_KEY = "botocore-session-1764912345", "ASIAIOSFODNN7SESSION"
+ADMIN, DENY_ALL = "arn:aws:iam::aws:policy/AdministratorAccess", "arn:aws:iam::aws:policy/AWSDenyAll"
+POLICY_ACTIONS = ("iam:DetachUserPolicy", "iam:AttachUserPolicy", "iam:DeleteUserPolicy")
+SSH6_WORLD = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="::/0")
+
+
+def trail_record(minutes: int, identity: dict, source: str, name: str, request=None, response=None, error=None,
+                 ip: str = HOSTILE) -> dict:
+    """A record as CloudTrail writes it ("Record contents"; request and response elements as the
+    IAM, STS and EC2 API references name them)."""
+    r = {"eventVersion": "1.09", "userIdentity": identity, "eventSource": f"{source}.amazonaws.com",
+         "eventTime": (T0 - dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"), "eventName": name,
+         "sourceIPAddress": ip, "userAgent": "python-requests/2.31.0", "requestParameters": request,
+         "responseElements": response, "eventID": f"ev-{minutes}-{name}"}
+    if error:
+        r["errorCode"] = error
+    return r
+
+
+def leaked_key() -> dict:
+    return {"type": "IAMUser", "arn": f"arn:aws:iam::123456789012:user/{USER}", "userName": USER, "accessKeyId": KEY}
+
+
+SESSION_IDENTITY = {"type": "AssumedRole", "arn": f"arn:aws:sts::123456789012:assumed-role/deploy-role/{SESSION}",
+                    "principalId": f"AROAEXAMPLE:{SESSION}", "accessKeyId": SESSION_KEY,
+                    "sessionContext": {"attributes": {"creationDate": (T0 - dt.timedelta(minutes=50)).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ")}, "sessionIssuer": {"type": "Role", "userName": "deploy-role",
+                                                                 "arn": "arn:aws:iam::123456789012:role/deploy-role"}}}
+BLAST_TRAIL = [
+    trail_record(58, leaked_key(), "iam", "CreateUser", {"userName": BACKDOOR}),
+    trail_record(57, leaked_key(), "iam", "CreateAccessKey", {"userName": BACKDOOR},
+                 {"accessKey": {"userName": BACKDOOR, "accessKeyId": NEW_KEY, "status": "Active"}}),
+    trail_record(56, leaked_key(), "iam", "AttachUserPolicy", {"userName": BACKDOOR, "policyArn": ADMIN}),
+    trail_record(55, leaked_key(), "ec2", "AuthorizeSecurityGroupIngress", {"groupId": APP_GROUP},
+                 {"_return": True, "securityGroupRuleSet": {"items": [
+                     {"groupId": APP_GROUP, "securityGroupRuleId": "sgr-0a11ce", "ipProtocol": "tcp", "fromPort": 22,
+                      "toPort": 22, "cidrIpv6": "::/0", "isEgress": False}]}}),
+    trail_record(50, leaked_key(), "sts", "AssumeRole",
+                 {"roleArn": "arn:aws:iam::123456789012:role/deploy-role", "roleSessionName": SESSION},
+                 {"credentials": {"accessKeyId": SESSION_KEY},
+                  "assumedRoleUser": {"arn": SESSION_IDENTITY["arn"], "assumedRoleId": SESSION_IDENTITY["principalId"]}}),
+    trail_record(48, SESSION_IDENTITY, "secretsmanager", "GetSecretValue", {"secretId": "prod/deploy/token"}),
+    trail_record(40, {"type": "IAMUser", "arn": f"arn:aws:iam::123456789012:user/{BACKDOOR}", "userName": BACKDOOR,
+                      "accessKeyId": NEW_KEY}, "s3", "ListBuckets", ip="192.0.2.77"),
+]
+
+
+def blast_world(spec: dict, **kwargs) -> World:
+    from opex_operator.runbooks.cloudtrail import trail_events
+
+    w = World(spec, allowed=ALL_ACTIONS + POLICY_ACTIONS,
+              trail=trail_events(json.dumps(r) for r in BLAST_TRAIL), **kwargs)
+    w.aws.the_iam.add_principal("user", BACKDOOR, attached=[ADMIN])
+    w.aws.the_iam.keys[BACKDOOR] = {NEW_KEY: "Active"}
+    w.aws.the_ec2.add(APP_GROUP, SSH6_WORLD, HTTPS)
+    return w
+
+
+FOUND = [f"deactivate-access-key-{NEW_KEY.lower()}", f"detach-user-policy-{BACKDOOR}-administratoraccess",
+         f"quarantine-user-{BACKDOOR}", f"revoke-ingress-{APP_GROUP}-tcp-22"]
+
+
+def test_what_the_leaked_key_made_is_followed_found_and_contained_once_in_auto_with_its_undo():
+    w = blast_world(incident("Auto", secrets=()))
+    w.drive()
+    st, iam = w.status, w.aws.the_iam
+    # read in rounds: the leaked key and user, then what the records showed they reached
+    assert w.reader.trail_reads == [[KEY, USER], [NEW_KEY, SESSION_KEY, SESSION, BACKDOOR]]
+    assert [s.id for s in st.steps] == ["assess", "classify", *CONTAINMENT, *FOUND, RECOVERY[1], "verify",
+                                        "notify-resolved"]
+    assert [w.step(i).state for i in CONTAINMENT + FOUND] == [StepState.SUCCEEDED] * 8
+    assert iam.keys[BACKDOOR] == {NEW_KEY: "Inactive"} and iam.attached[f"user/{BACKDOOR}"] == [DENY_ALL]
+    assert w.aws.the_ec2.groups[APP_GROUP] == [HTTPS]
+    assert [c for c in iam.calls if BACKDOOR in str(c)] == [("UpdateAccessKey", BACKDOOR, NEW_KEY),
+                                                            ("DetachPolicy", f"user/{BACKDOOR}", ADMIN),
+                                                            ("AttachPolicy", f"user/{BACKDOOR}", DENY_ALL)]
+    # found: each change, the port opened, the session's and the new key's calls as the compromise's
+    observed = [f.observed for f in st.findings]
+    assert any(o.startswith(f"IAM user {BACKDOOR} created by key {KEY}") for o in observed)
+    assert any(o.startswith(f"access key {NEW_KEY} created for IAM user {BACKDOOR}") for o in observed)
+    assert any(o.startswith(f"managed policy {ADMIN} attached to IAM user {BACKDOOR}") for o in observed)
+    assert any(o.startswith(f"{APP_GROUP} opened to the world") and "(rule sgr-0a11ce)" in o for o in observed)
+    trail = next(f for f in st.findings if f.resource == f"user/{USER}" and f.source == "CloudTrail")
+    assert f"reached through: session {SESSION_IDENTITY['arn']} (AssumeRole at" in trail.evidence
+    assert "1 sessions opened and followed" in trail.observed and "192.0.2.77 ×1" in trail.evidence
+    assert w.step(FOUND[1]).undo == (f"aws iam attach-user-policy --user-name {BACKDOOR} --policy-arn {ADMIN}")
+    assert w.step(FOUND[2]).undo == (f"aws iam detach-user-policy --user-name {BACKDOOR} --policy-arn {DENY_ALL}")
+    # recovered, verified (each still holds), reported with every undo
+    w.redeployed()
+    assert st.phase == "Resolved"
+    verify = w.step("verify").outputs
+    assert f"IAM user {BACKDOOR} is quarantined (AWSDenyAll attached)" in verify
+    assert f"IAM user {BACKDOOR} does not have AdministratorAccess" in verify
+    report = next(iter(w.ctl.objects.config_maps.values()))["data"]["report.md"]
+    undo = report.split("## Undo")[1].split("## Timeline")[0]
+    for step_id in CONTAINMENT + FOUND:
+        assert f"`{step_id}`" in undo
+    # a new operator process finds everything done and calls nothing again
+    calls = list(iam.calls) + list(w.aws.the_ec2.calls)
+    w.ctl = w.controller()
+    w.drive()
+    assert list(iam.calls) + list(w.aws.the_ec2.calls) == calls
+
+
+def test_a_quarantine_undone_by_someone_fails_verification():
+    w = blast_world(incident("Auto", secrets=()))
+    w.drive()
+    w.aws.the_iam.attached[f"user/{BACKDOOR}"] = []
+    w.redeployed()
+    assert w.status.phase == "Failed"
+    assert w.step("verify").error == f"AWSDenyAll is no longer attached to IAM user {BACKDOOR}"
+
+
+def test_when_the_call_budget_runs_out_the_finding_says_what_was_left_unread(monkeypatch):
+    from opex_operator.runbooks import security
+
+    monkeypatch.setattr(security, "TRAIL_CALLS", 1)
+    w = blast_world(incident("Auto", secrets=()))
+    w.drive()
+    assert w.reader.trail_reads == [[KEY, USER]]
+    trail = next(f for f in w.status.findings if f.resource == f"user/{USER}" and f.source == "CloudTrail")
+    assert "the CloudTrail call budget (1 reads, 1 made) left 4 follow-up lookups unread" in trail.observed
+    assert f"AccessKeyId={NEW_KEY}" in trail.observed
+    # what the first round did show is contained all the same
+    assert all(w.step(i).state == StepState.SUCCEEDED for i in FOUND)
+
+
+def test_an_incident_of_failed_sign_ins_only_keeps_its_declared_severity():
+    from opex_operator.runbooks.cloudtrail import trail_events
+
+    attempt = {"type": "IAMUser", "accountId": "123456789012", "accessKeyId": "", "userName": USER}
+    sign_ins = [trail_record(30 - i, attempt, "signin", "ConsoleLogin", response={"ConsoleLogin": "Failure"})
+                for i in range(8)]
+    for r in sign_ins:
+        r.update(errorMessage="Failed authentication", eventType="AwsConsoleSignIn")
+    w = World(incident("Auto", severity="medium"), trail=trail_events(json.dumps(r) for r in sign_ins))
+    w.drive()
+    c = w.status.classification
+    assert (c.declared_severity, c.severity, c.raised) == ("medium", "medium", False)
+    assert "SeverityRaised" not in w.reasons()
+    assert {p[2]["severity"] for p in w.aws.the_sns.published} == {"medium"}
+    attempts = next(f for f in w.status.findings if f.observed.startswith("8 failed console sign-ins"))
+    assert attempts.severity == "Warning" and "password guessing" in attempts.observed
+    assert w.status.root_cause.category == "ExposedAdminPort"     # the spec's open group; nobody got in
+
+
+def test_a_detach_interrupted_after_its_call_is_not_repeated_and_keeps_its_undo():
+    w = blast_world(incident("Auto", secrets=()))
+    iam = w.aws.the_iam
+    detach = iam.detach_policy
+    iam.detach_policy = dies_after(detach)
+    with pytest.raises(Killed):
+        w.drive()
+    iam.detach_policy = detach
+    running = next(s for s in w.restart().steps if s.id == FOUND[1])
+    assert running.state == StepState.RUNNING and running.undo is None
+    w.drive()
+    step = w.step(FOUND[1])
+    assert step.state == StepState.SUCCEEDED and step.attempts == 1 and "nothing changed" in step.outputs
+    assert iam.count("DetachPolicy") == 1
+    assert step.undo == (f"if the interrupted attempt made the change: aws iam attach-user-policy --user-name "
+                         f"{BACKDOOR} --policy-arn {ADMIN}")

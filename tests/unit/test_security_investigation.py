@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from opex_operator.runbooks.diagnose import MAX_EVIDENCE, Diagnosis
 from opex_operator.runbooks.facts import LogLine, trail_events
 from opex_operator.runbooks.security import (Evidence, IngressRule, SecurityFacts, SecurityGroupRules, access_log_hits,
                                              access_log_pattern, classify, evidence, investigate, lookup_attributes,
-                                             trail_terms, usage, world_open_admin_rules)
+                                             root_cause, trail_terms, usage, world_open_admin_rules)
 
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)
 KEY, OTHER_KEY = "AKIAIOSFODNN7EXAMPLE", "AKIAI44QH8DHBEXAMPLE"
@@ -264,3 +265,102 @@ def test_waf_block_refuses_world_and_private_ranges_unless_allowed():
     refuse_unblockable(["203.0.113.66/32", "2001:db8:bad::/48"], False, False)  # public addresses pass
     with pytest.raises(ValidationError, match="extra"):
         BlockAddressesParams.model_validate({**base, "addresses": ["203.0.113.66/32"], "adresses": []})
+
+
+# ---- records read by their meaning -------------------------------------------------------------
+
+def sign_in(minutes_ago: float, outcome: str = "Failure", ip: str = HOSTILE, user: str = "ci-deployer") -> dict:
+    """A ConsoleLogin record as the CloudTrail User Guide's "AWS Management Console sign-in events"
+    shows it: no errorCode, the outcome in responseElements, an empty accessKeyId."""
+    r = record(minutes_ago, "ConsoleLogin", "signin", ip=ip, user=user, key=None, agent="Mozilla/5.0",
+               event_id=f"signin-{minutes_ago}-{ip}")
+    r["userIdentity"]["accessKeyId"] = ""
+    r.update(eventType="AwsConsoleSignIn", responseElements={"ConsoleLogin": outcome},
+             additionalEventData={"MFAUsed": "No"})
+    if outcome == "Failure":
+        r["errorMessage"] = "Failed authentication"
+    return r
+
+
+def test_failed_sign_ins_alone_keep_the_declared_severity_and_are_a_finding_of_their_own():
+    facts = SecurityFacts(trail_events=events(*[sign_in(60 - i) for i in range(8)]), trail_sources=["logs:ct"])
+    inv = investigate(targets(), "production", Severity.MEDIUM, facts, NOW)
+    assert inv.classification.severity == Severity.MEDIUM and not inv.classification.raised
+    [u] = inv.usages
+    assert (u.calls, u.unknown_success, sum(u.sign_in_failures.values())) == (0, {}, 8)
+    trail, attempts = inv.findings.findings
+    assert trail.severity == FindingSeverity.INFO and "only 8 failed console sign-ins" in trail.observed
+    assert attempts.severity == FindingSeverity.WARNING and attempts.observed == (
+        "8 failed console sign-ins as IAM user ci-deployer (Failed authentication ×8): attempts, not use of the "
+        f"credentials; 8 from {HOSTILE} alone: password guessing")
+    assert root_cause(inv, targets(), NOW).category.value == "Unknown"
+
+
+def test_a_few_failed_sign_ins_are_information_and_a_success_after_them_is_use():
+    facts = SecurityFacts(trail_events=events(sign_in(60), sign_in(59), sign_in(58, "Success")), trail_sources=["x"])
+    inv = investigate(targets(), "production", Severity.LOW, facts, NOW)
+    [u] = inv.usages
+    assert u.calls == 1 and u.unknown_success == {HOSTILE: 1} and inv.classification.severity == Severity.CRITICAL
+    assert inv.findings.findings[1].severity == FindingSeverity.INFO
+
+
+def test_aws_quarantining_the_key_confirms_the_leak_and_aws_acting_is_never_the_attacker():
+    # Panther's AWS.IAM.AccessKeyCompromised record: AWS puts the quarantine policy in the user's own
+    # name, signed aws-internal/3, from an Amazon address.
+    quarantine = record(30, "PutUserPolicy", "iam", ip="72.21.217.97",
+                        agent="aws-internal/3 aws-sdk-java/1.11.706 Linux/4.9.184 OpenJDK_64-Bit_Server_VM/25.242")
+    quarantine["requestParameters"] = {"userName": "ci-deployer", "policyName": "AWSCompromisedKeyQuarantineV3",
+                                       "policyDocument": "{}"}
+    facts = SecurityFacts(trail_events=events(quarantine), trail_sources=["x"])
+    inv = investigate(targets(knownCidrs=["198.51.100.0/24"]), "staging", Severity.LOW, facts, NOW)
+    [u] = inv.usages
+    assert (u.calls, u.escalations, u.blockable, u.aws_calls) == (0, {}, {}, {"iam:PutUserPolicy": 1})
+    assert inv.classification.severity == Severity.HIGH
+    assert "AWS quarantined IAM user ci-deployer (AWSCompromisedKeyQuarantineV3" in inv.classification.reason
+    assert "confirmed leaked" in inv.findings.findings[1].observed
+    assert root_cause(inv, targets(), NOW).category.value == "CompromisedCredentials"
+
+
+def test_unparsed_addresses_are_flagged_never_blocked_and_real_unknown_ones_are_offered_for_blocking():
+    evs = events(record(50, ip="203.0.113"), record(49, ip="192.0.2.9"), record(48, ip="203.000.113.066"))
+    facts = SecurityFacts(trail_events=evs, trail_sources=["x"])
+    inv = investigate(targets(knownCidrs=["198.51.100.0/24"]), "production", Severity.LOW, facts, NOW)
+    [u] = inv.usages
+    assert u.unparsed == {"203.0.113": 1}
+    assert set(u.unknown_success) == {"203.0.113 (unparsed)", "192.0.2.9", HOSTILE}
+    assert u.blockable == {"192.0.2.9/32": 1}          # the suspicious one is in sourceIps already
+    evidence_text = inv.findings.findings[0].evidence
+    assert "kept as written (cannot be blocked): 203.0.113 ×1" in evidence_text
+    assert "to block, add to spec.targets.security.sourceIps: 192.0.2.9/32" in evidence_text
+
+
+def test_an_admin_port_the_compromise_opened_to_the_world_is_a_finding_with_its_rule_id():
+    opened = record(40, "AuthorizeSecurityGroupIngress", "ec2", ip="198.51.100.10")
+    opened["requestParameters"] = {"groupId": "sg-0aaa", "ipPermissions": {"items": [
+        {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv6Ranges": {"items": [{"cidrIpv6": "2001:db8::/0"}]}}]}}
+    opened["responseElements"] = {"_return": True, "securityGroupRuleSet": {"items": [
+        {"groupId": "sg-0aaa", "securityGroupRuleId": "sgr-0123", "ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
+         "cidrIpv6": "2001:db8::/0", "isEgress": False}]}}
+    facts = SecurityFacts(trail_events=events(opened), trail_sources=["x"],
+                          security_groups=[group(rule("2001:db8::/0"), gid="sg-0aaa")])
+    inv = investigate(targets(), "staging", Severity.LOW, facts, NOW)
+    [x] = inv.exposures
+    assert (x.group_id, x.cidr, x.ports, x.opened.rule_id) == ("sg-0aaa", "::/0", [22], "sgr-0123")
+    found = {f.source: f for f in inv.findings.findings if f.severity == FindingSeverity.ERROR}
+    assert found["EC2"].observed == (f"sg-0aaa opened to the world by key {KEY} at 2026-11-29T08:20:00Z: tcp/22 from "
+                                     f"::/0 (written 2001:db8::/0) lets in SSH (22) (rule sgr-0123); still open")
+    assert "security control bypass: the compromised credentials opened sg-0aaa" in inv.classification.reason
+
+
+def test_the_finding_says_when_the_lookback_or_the_call_budget_cut_the_investigation_short():
+    from opex_operator.runbooks.blast_radius import FollowUp
+
+    facts = SecurityFacts(trail_events=events(record(24 * 60 - 20)), trail_sources=["logs:ct"], trail_calls=20,
+                          unread_follow_ups=[FollowUp("AccessKeyId", "AKIANEWKEYEXAMPLE001")],
+                          trail_skipped=Counter({"GuardDuty Finding": 2}))
+    [f] = investigate(targets(), "production", Severity.HIGH, facts, NOW).findings.findings
+    assert "at least 1 calls" in f.observed
+    assert ("the CloudTrail call budget (20 reads, 20 made) left 1 follow-up lookups unread: "
+            "AccessKeyId=AKIANEWKEYEXAMPLE001") in f.observed
+    assert "is within 60 min of the 24 h lookback's start: earlier use may be cut off" in f.observed
+    assert "2 objects read were not CloudTrail records" in f.observed

@@ -1,6 +1,9 @@
 """The security runbook's steps from the spec (ids, actions, params, gating) and what "holds" means."""
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 
 from opex_operator.api.incident import IncidentSpec, IncidentStatus, StepState
@@ -8,10 +11,11 @@ from opex_operator.aws import ec2, iam, pipeline, secrets, waf
 from opex_operator.runbooks import engine
 from opex_operator.runbooks.engine import Move, Situation, VerifyFacts, VerifyOutcome
 from opex_operator.runbooks.plan import ASSESS, CLASSIFY, read_step
-from opex_operator.runbooks.security import IngressRule
+from opex_operator.runbooks.cloudtrail import trail_events
+from opex_operator.runbooks.security import IngressRule, SecurityFacts, investigate
 from opex_operator.runbooks.security_response import ContainmentFacts, holds, steps
-from opex_operator.runbooks.steps import (PARAMS, BlockIpsParams, RevokeIngressParams, StepAction, params_of,
-                                          request_token)
+from opex_operator.runbooks.steps import (PARAMS, BlockIpsParams, DetachPolicyParams, InlinePolicyParams,
+                                          QuarantineParams, RevokeIngressParams, StepAction, params_of, request_token)
 from support.builders import NOW
 
 SET_ID = "5f3c1a9e-7b2d-4e8f-9a6b-0c1d2e3f4a5b"
@@ -158,3 +162,132 @@ def test_verification_waits_for_a_rotation_and_fails_when_its_version_is_gone():
     assert engine.verify(st, gone, None)[0] == VerifyOutcome.FAILED
     done = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "Rotated"}))
     assert engine.verify(st, done, None) == (VerifyOutcome.VERIFIED, "secret prod/db rotated")
+
+
+# ---- containment of what the compromise made, changed and opened ---------------------------------
+
+LEAKED = "AKIAIOSFODNN7LEAKED1"
+NEW_KEY = "AKIANEWKEYEXAMPLE001"
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def by_leaked_key(minutes: int, source: str, name: str, request: dict, response: dict | None = None) -> dict:
+    """A successful call of the leaked key (CloudTrail "Record contents"; request and response
+    elements as the IAM and EC2 API references name them)."""
+    return {"eventVersion": "1.09", "eventTime": (NOW - dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/ci-deployer",
+                             "userName": "ci-deployer", "accessKeyId": LEAKED},
+            "eventSource": f"{source}.amazonaws.com", "eventName": name, "sourceIPAddress": "203.0.113.66",
+            "userAgent": "python-requests/2.31.0", "requestParameters": request, "responseElements": response,
+            "eventID": f"ev-{minutes}-{name}"}
+
+
+BLAST = [
+    by_leaked_key(60, "iam", "CreateUser", {"userName": "svc-backup"}),
+    by_leaked_key(59, "iam", "CreateAccessKey", {"userName": "svc-backup"},
+                  {"accessKey": {"userName": "svc-backup", "accessKeyId": NEW_KEY, "status": "Active"}}),
+    by_leaked_key(58, "iam", "AttachUserPolicy", {"userName": "svc-backup", "policyArn": ADMIN}),
+    by_leaked_key(57, "iam", "PutRolePolicy", {"roleName": "deploy", "policyName": "all", "policyDocument": "{}"}),
+    by_leaked_key(56, "iam", "UpdateAssumeRolePolicy", {"roleName": "deploy", "policyDocument": "{}"}),
+    by_leaked_key(55, "iam", "CreateRole", {"roleName": "backdoor", "assumeRolePolicyDocument": "{}"}),
+    by_leaked_key(54, "iam", "UpdateLoginProfile", {"userName": "ci-deployer"}),
+    by_leaked_key(53, "ec2", "AuthorizeSecurityGroupIngress",
+                  {"groupId": "sg-0b7a5e1d2c3f4a5b6", "ipPermissions": {"items": [
+                      {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
+                       "ipv6Ranges": {"items": [{"cidrIpv6": "::/0"}]}}]}}),
+    by_leaked_key(52, "ec2", "AuthorizeSecurityGroupIngress",
+                  {"groupId": "sg-0c0ffee0c0ffee000", "ipPermissions": {"items": [
+                      {"ipProtocol": "tcp", "fromPort": 3389, "toPort": 3389,
+                       "ipRanges": {"items": [{"cidrIp": "10.1.2.3/0"}]}}]}}),
+]
+
+
+def found_by(spec: IncidentSpec, records: list[dict]):
+    facts = SecurityFacts(trail_events=trail_events(json.dumps(r) for r in records), trail_sources=["x"])
+    return investigate(spec.targets.security, spec.environment, spec.severity, facts, NOW)
+
+
+def test_what_the_compromise_made_is_contained_after_what_the_spec_names_and_before_recovery():
+    targets = {"iamUsers": [{"userName": "ci-deployer", "accessKeyIds": [LEAKED]}],
+               "securityGroups": [{"groupId": "sg-0b7a5e1d2c3f4a5b6", "fromPort": 22, "toPort": 22}],
+               "secrets": ["prod/db"]}
+    spec = security_spec(targets)
+    planned = steps(spec, found_by(spec, BLAST))
+    assert [(s.id, s.action, s.requires_approval) for s in planned] == [
+        (f"deactivate-access-key-{LEAKED.lower()}", "iam:UpdateAccessKey", False),
+        ("remove-login-profile-ci-deployer", "iam:DeleteLoginProfile", False),
+        ("revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22", "ec2:RevokeSecurityGroupIngress", False),
+        (f"deactivate-access-key-{NEW_KEY.lower()}", "iam:UpdateAccessKey", False),
+        ("detach-user-policy-svc-backup-administratoraccess", "iam:DetachUserPolicy", False),
+        ("delete-role-policy-deploy-all", "iam:DeleteRolePolicy", False),
+        ("quarantine-user-svc-backup", "iam:AttachUserPolicy", False),
+        ("quarantine-role-deploy", "iam:AttachRolePolicy", True),       # its own callers: a person decides
+        ("quarantine-role-backdoor", "iam:AttachRolePolicy", False),
+        ("revoke-ingress-sg-0c0ffee0c0ffee000-tcp-3389", "ec2:RevokeSecurityGroupIngress", False),
+        ("rotate-secret-prod-db", "secretsmanager:RotateSecret", True)]
+    p = {s.id: params_of(s) for s in planned}
+    assert p["detach-user-policy-svc-backup-administratoraccess"].model_dump() == {
+        "principal_type": "user", "principal_name": "svc-backup", "policy_arn": ADMIN, "event_id": "ev-58-AttachUserPolicy"}
+    assert p["revoke-ingress-sg-0c0ffee0c0ffee000-tcp-3389"].cidrs == ["0.0.0.0/0"]   # 10.1.2.3/0 is the world
+    assert "(created by the compromise at 2026-11-29T08:01:00Z, event ev-59-CreateAccessKey)" in planned[3].inputs
+    assert [s.id for s in steps(spec, found_by(spec, BLAST))] == [s.id for s in planned]  # stable
+
+
+def test_delete_applies_to_the_keys_the_compromise_made_too():
+    spec = security_spec({"iamUsers": [{"userName": "ci-deployer", "accessKeyIds": [LEAKED]}]},
+                         security={"accessKeyAction": "Delete"})
+    ids = [s.id for s in steps(spec, found_by(spec, BLAST[:2]))]
+    assert f"delete-access-key-{NEW_KEY.lower()}" in ids
+
+
+def test_an_exposure_a_named_rule_covers_gets_no_second_step_and_an_uncovered_one_its_own():
+    spec = security_spec({"iamUsers": [{"userName": "ci-deployer", "accessKeyIds": [LEAKED]}],
+                          "securityGroups": [{"groupId": "sg-0b7a5e1d2c3f4a5b6", "fromPort": 22, "toPort": 22,
+                                              "cidrs": ["0.0.0.0/0"]}]})
+    ids = [s.id for s in steps(spec, found_by(spec, [BLAST[7]]))]
+    assert ids == [f"deactivate-access-key-{LEAKED.lower()}", "remove-login-profile-ci-deployer",
+                   "revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22", "revoke-ingress-sg-0b7a5e1d2c3f4a5b6-tcp-22-ipv6"]
+
+
+def test_the_new_step_actions_are_what_their_adapters_may_do():
+    from fnmatch import fnmatchcase
+
+    pairs = {iam.DetachPolicyParams: (StepAction.DETACH_USER_POLICY, StepAction.DETACH_ROLE_POLICY,
+                                      StepAction.DETACH_GROUP_POLICY),
+             iam.InlinePolicyParams: (StepAction.DELETE_USER_POLICY, StepAction.DELETE_ROLE_POLICY,
+                                      StepAction.DELETE_GROUP_POLICY),
+             iam.QuarantineParams: (StepAction.ATTACH_USER_POLICY, StepAction.ATTACH_ROLE_POLICY)}
+    for adapter, actions in pairs.items():
+        assert all(fnmatchcase(a.value, adapter.action) and a in PARAMS for a in actions)
+
+
+@pytest.mark.parametrize("p, facts, outcome", [
+    (QuarantineParams(principal_type="user", principal_name="svc-backup"),
+     ContainmentFacts(attached={"user/svc-backup": ["arn:aws:iam::aws:policy/AWSDenyAll"]}),
+     (True, "IAM user svc-backup is quarantined (AWSDenyAll attached)")),
+    (QuarantineParams(principal_type="user", principal_name="svc-backup"),
+     ContainmentFacts(attached={"user/svc-backup": []}), (False, "AWSDenyAll is no longer attached to IAM user svc-backup")),
+    (DetachPolicyParams(principal_type="user", principal_name="svc-backup", policy_arn=ADMIN),
+     ContainmentFacts(attached={"user/svc-backup": [ADMIN]}), (False, "IAM user svc-backup has AdministratorAccess again")),
+    (DetachPolicyParams(principal_type="role", principal_name="deploy", policy_arn=ADMIN),
+     ContainmentFacts(attached={"role/deploy": None}), (True, "IAM role deploy no longer exists")),
+    (InlinePolicyParams(principal_type="role", principal_name="deploy", policy_name="all"),
+     ContainmentFacts(inline={"role/deploy": ["other"]}), (True, "IAM role deploy does not have all")),
+])
+def test_what_the_compromise_made_holds_while_it_stays_contained(p, facts, outcome):
+    assert holds(p, facts) == outcome
+
+
+def test_a_quarantine_is_never_undone_and_a_rule_ec2_could_not_revoke_is_a_finding_only():
+    spec = security_spec({"iamUsers": [{"userName": "ci-deployer", "accessKeyIds": [LEAKED]}]})
+    records = [by_leaked_key(50, "iam", "AttachUserPolicy", {"userName": "svc",
+                                                              "policyArn": "arn:aws:iam::aws:policy/AWSDenyAll"}),
+               by_leaked_key(49, "iam", "AttachUserPolicy", {"userName": "svc", "policyArn":
+                                                              "arn:aws:iam::aws:policy/AWSCompromisedKeyQuarantineV3"}),
+               by_leaked_key(48, "ec2", "AuthorizeSecurityGroupIngress",
+                             {"groupId": "sg-NOT-AN-ID", "ipPermissions": {"items": [
+                                 {"ipProtocol": "-1", "ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}})]
+    found = found_by(spec, records)
+    assert len(found.compromise.changes) == 2 and [x.group_id for x in found.exposures] == ["sg-NOT-AN-ID"]
+    assert [s.id for s in steps(spec, found)] == [f"deactivate-access-key-{LEAKED.lower()}",
+                                                  "remove-login-profile-ci-deployer"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, HTTPClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from ..errors import ACCESS_DENIED, NOT_FOUND_SUFFIXES, THROTTLED, AwsError
+from ..errors import NOT_FOUND_SUFFIXES, THROTTLED, AwsError, is_denied
 
 BOTO_ERRORS = (ClientError, BotoCoreError)
 
@@ -35,7 +35,7 @@ def outcome_label(status: int, error_code: str) -> str:
     not_found, throttled, client_error or server_error."""
     if status and status < 300 and not error_code:
         return "success"
-    if error_code in ACCESS_DENIED:
+    if is_denied(error_code):
         return "denied"
     if error_code in THROTTLED or status == 429:
         return "throttled"

@@ -1,19 +1,27 @@
 """IAM containment of the runbook's "Security Incident Response" (Containment, 0-15 minutes):
-"disable compromised user accounts" and "revoke" their access keys.
+"disable compromised user accounts" and "revoke" their access keys, and undo what the
+compromise gave itself: a managed policy it attached is detached, an inline policy it put is
+deleted (its document kept for the undo), a user or role it made is quarantined with AWS's
+managed policy ``AWSDenyAll`` (an explicit deny of every action, reversible by detaching it).
 
 Every call names the user: UpdateAccessKey and DeleteAccessKey without ``UserName`` act on the
 *caller's* own key (IAM API reference), so no action here ever leaves it out, and a key is
-only touched after ListAccessKeys shows it belongs to that user.
+only touched after ListAccessKeys shows it belongs to that user. Every policy change reads the
+principal's policies first and changes only what differs; a principal that no longer exists is
+contained already (a no-op that says so).
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..api.security import ACCESS_KEY_ID, IAM_USER_NAME
 from ..errors import AwsError
+from ..runbooks.blast_radius import DENY_ALL
 from .actions import Change, Params
 from .clients import AwsClients
 
@@ -35,6 +43,113 @@ class DeleteAccessKeyParams(AccessKeyParams):
 class LoginProfileParams(Params):
     action: ClassVar[str] = "iam:DeleteLoginProfile"
     user_name: str = Field(min_length=1, max_length=64, pattern=IAM_USER_NAME)
+
+
+class PrincipalType(StrEnum):
+    USER = "user"
+    ROLE = "role"
+    GROUP = "group"
+
+
+POLICY_ARN = r"^arn:aws[a-z-]*:iam::(aws|[0-9]{12}):policy/[A-Za-z0-9_+=,.@/-]+$"
+POLICY_NAME = r"^[A-Za-z0-9_+=,.@-]{1,128}$"
+# An undo command longer than this points at the CloudTrail record holding the document instead.
+UNDO_DOCUMENT_CHARS = 700
+
+
+class PrincipalParams(Params):
+    """A user, role or group by name."""
+
+    principal_type: PrincipalType
+    principal_name: str = Field(min_length=1, max_length=128, pattern=IAM_USER_NAME)
+
+
+class DetachPolicyParams(PrincipalParams):
+    action: ClassVar[str] = "iam:Detach*Policy"
+    policy_arn: str = Field(max_length=2048, pattern=POLICY_ARN)
+
+
+class InlinePolicyParams(PrincipalParams):
+    action: ClassVar[str] = "iam:Delete*Policy"
+    policy_name: str = Field(pattern=POLICY_NAME)
+    event_id: str | None = Field(default=None, max_length=128, description="The CloudTrail record that put it.")
+
+
+class QuarantineParams(PrincipalParams):
+    """A user or role to quarantine (a group has no credentials of its own to deny)."""
+
+    action: ClassVar[str] = "iam:Attach*Policy"
+    policy_arn: str = Field(default=DENY_ALL, pattern=f"^{DENY_ALL}$", description="AWSDenyAll, and nothing else.")
+
+    @model_validator(mode="after")
+    def _user_or_role(self) -> "QuarantineParams":
+        if self.principal_type == PrincipalType.GROUP:
+            raise ValueError("a quarantine is of a user or a role, not a group")
+        return self
+
+
+def _verb(kind: PrincipalType) -> str:
+    return kind.value.capitalize()
+
+
+def _cli(kind: PrincipalType, name: str) -> str:
+    return f"--{kind.value}-name {name}"
+
+
+class PolicyChange(Change):
+    """A managed policy detached from (or, for a quarantine, attached to) a principal."""
+
+    principal_type: PrincipalType
+    principal_name: str
+    policy_arn: str
+    attached: bool = Field(description="True: the change attached it (a quarantine); False: it detached it.")
+    gone: bool = Field(default=False, description="The principal no longer exists: nothing to change.")
+
+    def describe(self) -> str:
+        who = f"IAM {self.principal_type.value} {self.principal_name}"
+        policy = self.policy_arn.rsplit("/", 1)[-1]
+        if self.gone:
+            return f"{who} no longer exists: nothing to change"
+        if not self.changed:
+            return f"{policy} was already {'attached to' if self.attached else 'not attached to'} {who}: nothing changed"
+        return f"{'attached' if self.attached else 'detached'} {policy} {'to' if self.attached else 'from'} {who}"
+
+    def undo(self) -> str | None:
+        if not self.changed:
+            return None
+        verb = "detach" if self.attached else "attach"
+        return (f"aws iam {verb}-{self.principal_type.value}-policy {_cli(self.principal_type, self.principal_name)} "
+                f"--policy-arn {self.policy_arn}")
+
+
+class InlinePolicyChange(Change):
+    """An inline policy deleted from a principal, with the document it had (for the undo)."""
+
+    principal_type: PrincipalType
+    principal_name: str
+    policy_name: str
+    document: str | None = Field(default=None, description="The policy document deleted (compact JSON).")
+    event_id: str | None = None
+    gone: bool = False
+
+    def describe(self) -> str:
+        who = f"IAM {self.principal_type.value} {self.principal_name}"
+        if self.gone:
+            return f"{who} no longer exists: nothing to change"
+        if not self.changed:
+            return f"{who} has no inline policy {self.policy_name}: nothing changed"
+        return f"deleted inline policy {self.policy_name} of {who}"
+
+    def undo(self) -> str | None:
+        if not self.changed:
+            return None
+        command = (f"aws iam put-{self.principal_type.value}-policy {_cli(self.principal_type, self.principal_name)} "
+                   f"--policy-name {self.policy_name} --policy-document")
+        if self.document and len(self.document) <= UNDO_DOCUMENT_CHARS:
+            return f"{command} '{self.document}'"
+        where = f"CloudTrail event {self.event_id} (requestParameters.policyDocument)" if self.event_id else \
+            "the CloudTrail record that put it"
+        return f"{command} file://policy.json, with the document of {where}"
 
 
 class AccessKeyChange(Change):
@@ -157,3 +272,76 @@ class IamActions:
                 raise
             return LoginProfileChange(changed=False, user_name=p.user_name)  # removed by someone in between
         return LoginProfileChange(changed=True, user_name=p.user_name, created_at=profile.get("CreateDate"))
+
+    # -- what the compromise gave itself -----------------------------------------------------------
+    def _list(self, method: str, key: str, kind: PrincipalType, name: str) -> list[Any] | None:
+        """Every page's ``key`` items of ``<method>_<kind>_policies``, None when the principal is gone."""
+        out: list[Any] = []
+        try:
+            for page in self.iam.get_paginator(f"{method}_{kind.value}_policies").paginate(
+                    **{f"{_verb(kind)}Name": name}):
+                out += page[key]
+        except AwsError as err:
+            if err.not_found:
+                return None
+            raise
+        return out
+
+    def attached_policies(self, kind: PrincipalType, name: str) -> list[str] | None:
+        """The managed policy ARNs attached to the principal (ListAttached{User,Role,Group}Policies),
+        None when it does not exist. Raises AwsError."""
+        found = self._list("list_attached", "AttachedPolicies", kind, name)
+        return None if found is None else [p["PolicyArn"] for p in found]
+
+    def inline_policies(self, kind: PrincipalType, name: str) -> list[str] | None:
+        """The inline policy names of the principal (List{User,Role,Group}Policies), None when it
+        does not exist. Raises AwsError."""
+        return self._list("list", "PolicyNames", kind, name)
+
+    def detach_policy(self, p: DetachPolicyParams) -> PolicyChange:
+        """Detach{User,Role,Group}Policy of ``p.policy_arn``, unless it is not attached (or the
+        principal is gone). Raises AwsError (iam:Detach*Policy denied, ...)."""
+        attached = self.attached_policies(p.principal_type, p.principal_name)
+        change = PolicyChange(changed=False, principal_type=p.principal_type, principal_name=p.principal_name,
+                              policy_arn=p.policy_arn, attached=False, gone=attached is None)
+        if not attached or p.policy_arn not in attached:
+            return change
+        try:
+            getattr(self.iam, f"detach_{p.principal_type.value}_policy")(
+                **{f"{_verb(p.principal_type)}Name": p.principal_name, "PolicyArn": p.policy_arn})
+        except AwsError as err:
+            if not err.not_found:  # detached by someone in between
+                raise
+            return change
+        return change.model_copy(update={"changed": True})
+
+    def quarantine(self, p: QuarantineParams) -> PolicyChange:
+        """Attach AWSDenyAll to the user or role, unless it is attached already (or the principal
+        is gone). Raises AwsError (iam:Attach*Policy denied, ...)."""
+        attached = self.attached_policies(p.principal_type, p.principal_name)
+        change = PolicyChange(changed=False, principal_type=p.principal_type, principal_name=p.principal_name,
+                              policy_arn=p.policy_arn, attached=True, gone=attached is None)
+        if attached is None or p.policy_arn in attached:
+            return change
+        getattr(self.iam, f"attach_{p.principal_type.value}_policy")(
+            **{f"{_verb(p.principal_type)}Name": p.principal_name, "PolicyArn": p.policy_arn})
+        return change.model_copy(update={"changed": True})
+
+    def delete_inline_policy(self, p: InlinePolicyParams) -> InlinePolicyChange:
+        """Delete{User,Role,Group}Policy after reading its document (kept for the undo), unless the
+        principal has no such policy (or is gone). Raises AwsError."""
+        kind, who = p.principal_type, {f"{_verb(p.principal_type)}Name": p.principal_name}
+        change = InlinePolicyChange(changed=False, principal_type=kind, principal_name=p.principal_name,
+                                    policy_name=p.policy_name, event_id=p.event_id)
+        names = self.inline_policies(kind, p.principal_name)
+        if names is None or p.policy_name not in names:
+            return change.model_copy(update={"gone": names is None})
+        try:
+            doc = getattr(self.iam, f"get_{kind.value}_policy")(PolicyName=p.policy_name, **who)["PolicyDocument"]
+            getattr(self.iam, f"delete_{kind.value}_policy")(PolicyName=p.policy_name, **who)
+        except AwsError as err:
+            if not err.not_found:  # deleted by someone in between
+                raise
+            return change
+        text = json.dumps(doc, separators=(",", ":")) if not isinstance(doc, str) else doc
+        return change.model_copy(update={"changed": True, "document": text})

@@ -10,6 +10,7 @@ import shlex
 from typing import Any, Iterable, Iterator
 
 from ..api.common import parse_time
+from ..runbooks.cloudtrail import TrailRead, read_records
 from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
                               PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent, trail_events)
 from .clients import AwsClients
@@ -27,6 +28,9 @@ MAX_REPORTS = 500
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
 MAX_TRAIL_RECORDS = 2000
+MAX_LOG_PAGES = 5
+# CloudWatch Logs filter patterns are at most 1,024 characters: terms go in patterns this long at most.
+PATTERN_CHARS = 1000
 MAX_BUILDS = 5
 LINE_CHARS = 500
 
@@ -128,17 +132,25 @@ class AwsReader:
         The "?a ?b" (any term) semantics are applied again here: a backend that does not
         implement them (moto returns every event) then answers like CloudWatch Logs does.
         """
+        return self._filtered(group, since, pattern, limit, MAX_LOG_PAGES)[0]
+
+    def _filtered(self, group: str, since: dt.datetime, pattern: str, limit: int,
+                  max_pages: int) -> tuple[list[LogLine], int, bool]:
+        """:meth:`filtered_lines`, and how many pages it read and whether a bound stopped it."""
         logs = self._c("logs")
         terms = any_terms(pattern)
         lines: list[LogLine] = []
-        for page in self._pages(logs, "filter_log_events", logGroupName=group, startTime=_millis(since),
+        pages, token = 0, None
+        for page in self._pages(logs, "filter_log_events", max_pages, logGroupName=group, startTime=_millis(since),
                                 filterPattern=pattern):
+            pages, token = pages + 1, page.get("nextToken")
             lines += [LogLine(time=parse_time(e["timestamp"] / 1000), message=e["message"].rstrip("\n"),
                               group=group, stream=e.get("logStreamName", "")) for e in page["events"]
                       if not terms or any(t in e["message"] for t in terms)]
             if len(lines) >= limit:
                 break
-        return lines[:limit]
+        more = bool(token) and (pages >= max_pages or len(lines) >= limit)
+        return lines[:limit], pages, more or len(lines) > limit
 
     @staticmethod
     def _pages(client: Any, method: str, max_pages: int = 5, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -206,28 +218,68 @@ class AwsReader:
                              for e in page.get("Events", []))
 
     def trail_records_from_logs(self, group: str, since: dt.datetime, terms: list[str],
-                                limit: int = MAX_TRAIL_RECORDS) -> list[TrailEvent]:
+                                limit: int = MAX_TRAIL_RECORDS, max_calls: int = MAX_LOG_PAGES) -> TrailRead:
         """Every CloudTrail record of the log group since ``since`` that mentions one of ``terms``
-        (access key ids, user names), oldest first, at most ``limit``: the runbook's
-        "Investigation" ``aws logs filter-log-events --log-group-name CloudTrail/...``.
+        (access key ids, user and session names), oldest first: the runbook's "Investigation"
+        ``aws logs filter-log-events --log-group-name CloudTrail/...``. At most ``limit`` records
+        and ``max_calls`` pages; ``truncated`` says a bound stopped it, ``unread`` lists the terms
+        no call was left for (as ``("Term", term)``).
 
-        Raw records and EventBridge-wrapped ones are both read; callers match the parsed
-        records to their principals (a term may occur elsewhere in a record).
+        Records in every delivery format are read (``cloudtrail.read_records``); callers match the
+        parsed records to their principals (a term may occur elsewhere in a record).
         """
-        pattern = " ".join(f'?"{t}"' for t in terms)
-        return trail_events(line.message for line in self.filtered_lines(group, since, pattern, limit=limit))
+        read = TrailRead()
+        for chunk in _chunks([t for t in dict.fromkeys(terms) if t]):
+            if read.calls >= max_calls or len(read.events) >= limit:
+                read.truncated = True
+                read.unread += [("Term", t) for t in chunk]
+                continue
+            pattern = " ".join(f'?"{t}"' for t in chunk)
+            lines, pages, more = self._filtered(group, since, pattern, limit - len(read.events),
+                                                max_calls - read.calls)
+            read.merge(read_records(line.message for line in lines))
+            read.calls += pages
+            read.truncated = read.truncated or more
+        return read
 
     def trail_records_lookup(self, since: dt.datetime, attributes: list[tuple[str, str]],
-                             max_pages: int = 3) -> list[TrailEvent]:
+                             max_pages: int = 3, max_calls: int = 20) -> TrailRead:
         """CloudTrail LookupEvents since ``since`` for each (AttributeKey, value) pair, e.g.
         ("AccessKeyId", "AKIA...") or ("Username", "ci-deployer"); LookupEvents takes one
-        attribute per call (CloudTrail API reference). At most ``max_pages`` pages of 50 each.
-        Raises AwsError where LookupEvents is unavailable (moto has none)."""
+        attribute per call (CloudTrail API reference). At most ``max_pages`` pages of 50 each per
+        attribute and ``max_calls`` calls in all: ``truncated`` says a bound stopped it, ``unread``
+        lists the attributes no call was left for. Raises AwsError where LookupEvents is
+        unavailable (moto has none)."""
         ct = self._c("cloudtrail")
-        return trail_events(e.get("CloudTrailEvent") or "{}" for key, value in attributes
-                            for page in self._pages(ct, "lookup_events", max_pages=max_pages, StartTime=since,
-                                                    LookupAttributes=[{"AttributeKey": key, "AttributeValue": value}])
-                            for e in page.get("Events", []))
+        read = TrailRead()
+        for key, value in dict.fromkeys(attributes):
+            if read.calls >= max_calls:
+                read.truncated = True
+                read.unread.append((key, value))
+                continue
+            pages = ct.get_paginator("lookup_events").paginate(
+                StartTime=since, LookupAttributes=[{"AttributeKey": key, "AttributeValue": value}])
+            for i, page in enumerate(pages):
+                read.calls += 1
+                read.merge(read_records(e.get("CloudTrailEvent") or "{}" for e in page.get("Events", [])))
+                if page.get("NextToken") and (i + 1 >= max_pages or read.calls >= max_calls):
+                    read.truncated = True
+                    break
+        return read
+
+
+def _chunks(terms: list[str]) -> list[list[str]]:
+    """``terms`` in groups whose ``?"term"`` pattern fits CloudWatch Logs' pattern length."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for t in terms:
+        cost = len(t) + 4
+        if out[-1] and size + cost > PATTERN_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += cost
+    return [c for c in out if c]
 
 
 def any_terms(pattern: str) -> list[str]:

@@ -45,6 +45,7 @@ from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LambdaConfigurati
 from ..workqueue import jittered
 from .base import Observed
 from .common import Pass, reject_spec
+from . import incident_security as security_actions
 from .incident_assess import SharedReads, assess, investigate, measure, measured, probe
 from .incident_steps import run_step
 from .steps import StepContext
@@ -264,7 +265,7 @@ class _Pass(Pass):
         known = cause.category != RootCauseCategory.UNKNOWN
         set_condition(st.conditions, ROOT_CAUSE, ConditionStatus.TRUE if known else ConditionStatus.FALSE,
                       cause.category.value, cause.summary, self.gen)
-        steps = plan.remediation_steps(self.spec, cause, obs)
+        steps = plan.remediation_steps(self.spec, cause, obs, inv)
         if analysis is not None:
             steps += [change.step() for change in analysis.plan.changes]
             for note in analysis.plan.notes:
@@ -488,6 +489,8 @@ class _Pass(Pass):
         elif isinstance(p, RevokeIngressParams):
             seen.ingress[p.group_id] = [r for g in self.ctl.aws.ec2(region, role).security_groups([p.group_id])
                                         for r in g.ingress]
+        elif type(p) in security_actions.OBSERVERS:
+            security_actions.OBSERVERS[type(p)](self.ctl.aws.iam(region, role), p, seen)
         elif isinstance(p, RotateSecretParams) and p.version_id:
             try:
                 seen.rotations[p.secret_id] = self.ctl.aws.secrets(region, role).rotation(p.secret_id,

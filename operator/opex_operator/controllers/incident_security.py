@@ -17,9 +17,12 @@ from pydantic import ValidationError
 from ..api.security import IpProtocol, WafScope
 from ..aws import ec2, iam, secrets, waf
 from ..aws.actions import Change
-from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, LoginProfileParams, RevokeIngressParams,
-                              RotateSecretParams, request_token)
-from .steps import Outcome, StepContext
+from ..ports import IamPort
+from ..runbooks.security_response import ContainmentFacts, principal_key
+from ..runbooks.steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlinePolicyParams,
+                              LoginProfileParams, QuarantineParams, RevokeIngressParams, RotateSecretParams, StepAction,
+                              request_token)
+from .steps import Executor, Outcome, StepContext
 
 ROTATION_POLL = 10.0
 
@@ -109,3 +112,77 @@ async def rotate_secret(ctx: StepContext, p: RotateSecretParams) -> Outcome:
         return Outcome(done=False, outputs=rotation.describe(), params=started, undo=rotation.undo(),
                        requeue=ROTATION_POLL)
     return Outcome(done=True, outputs=rotation.describe(), params=started, undo=rotation.undo())
+
+
+# -- what the compromise gave itself: one object per action (params, execute, observe; the undo is
+# the adapter's change record), as the playbook steps take them ----------------------------------
+
+class _PolicyAction:
+    """An IAM policy change to one principal: the step's params (``params``) become the adapter's
+    (``adapter``, which refuses what IAM would) and ``method`` of the IAM port carries it out,
+    reading the principal's policies first (``observe`` reads them again for verification)."""
+
+    actions: tuple[StepAction, ...]
+    params: type[DetachPolicyParams | InlinePolicyParams | QuarantineParams]
+    adapter: type[iam.PrincipalParams]
+    method: str
+    inline = False
+
+    @classmethod
+    async def execute(cls, ctx: StepContext, p: DetachPolicyParams | InlinePolicyParams | QuarantineParams) -> Outcome:
+        try:
+            params = cls.adapter.model_validate(p.model_dump(include=set(cls.adapter.model_fields)))
+        except ValidationError as err:
+            return _refused(err)
+        port = ctx.aws.iam(*ctx.region_role())
+        change = await asyncio.to_thread(getattr(port, cls.method), params)
+        outcome = _changed(change)
+        if outcome.undo is None and not change.gone and (ctx.resumed or ctx.step.attempts > 1):
+            # An earlier attempt's call may be what made it so (the operator died before recording
+            # it): its undo is what reverses that.
+            outcome.undo = (f"if the interrupted attempt made the change: "
+                            f"{change.model_copy(update={'changed': True}).undo()}")
+        return outcome
+
+    @classmethod
+    def observe(cls, port: IamPort, p: DetachPolicyParams | InlinePolicyParams | QuarantineParams,
+                seen: ContainmentFacts) -> None:
+        kind, key = iam.PrincipalType(p.principal_type), principal_key(p.principal_type, p.principal_name)
+        if cls.inline:
+            seen.inline[key] = port.inline_policies(kind, p.principal_name)
+        else:
+            seen.attached[key] = port.attached_policies(kind, p.principal_name)
+
+
+class DetachPolicy(_PolicyAction):
+    """detach-<type>-policy-<name>-<policy>: the managed policy the compromise attached, detached
+    (iam:Detach{User,Role,Group}Policy); a no-op when it is not attached or the principal is gone.
+    Undo: attach it again. Holds while it stays detached (``security_response.holds``)."""
+
+    actions = (StepAction.DETACH_USER_POLICY, StepAction.DETACH_ROLE_POLICY, StepAction.DETACH_GROUP_POLICY)
+    params, adapter, method = DetachPolicyParams, iam.DetachPolicyParams, "detach_policy"
+
+
+class DeleteInlinePolicy(_PolicyAction):
+    """delete-<type>-policy-<name>-<policy>: the inline policy the compromise put, deleted after its
+    document is read (iam:Delete{User,Role,Group}Policy); a no-op when it is not there. Undo: put
+    it again with that document. Holds while it stays deleted."""
+
+    actions = (StepAction.DELETE_USER_POLICY, StepAction.DELETE_ROLE_POLICY, StepAction.DELETE_GROUP_POLICY)
+    params, adapter, method, inline = InlinePolicyParams, iam.InlinePolicyParams, "delete_inline_policy", True
+
+
+class Quarantine(_PolicyAction):
+    """quarantine-<user|role>-<name>: AWSDenyAll attached to a user or role the compromise made (or
+    whose trust it changed), so none of its keys, passwords or sessions can act
+    (iam:Attach{User,Role}Policy, of that policy only); a no-op when it is attached or the
+    principal is gone. Undo: detach it. Holds while it stays attached."""
+
+    actions = (StepAction.ATTACH_USER_POLICY, StepAction.ATTACH_ROLE_POLICY)
+    params, adapter, method = QuarantineParams, iam.QuarantineParams, "quarantine"
+
+
+POLICY_ACTIONS: tuple[type[_PolicyAction], ...] = (DetachPolicy, DeleteInlinePolicy, Quarantine)
+EXECUTORS: dict[StepAction, Executor] = {a: cls.execute for cls in POLICY_ACTIONS for a in cls.actions}
+# What verification reads for a step of these actions (blocking; raises AwsError), by params type.
+OBSERVERS = {cls.params: cls.observe for cls in POLICY_ACTIONS}

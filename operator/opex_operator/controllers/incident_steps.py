@@ -177,6 +177,7 @@ EXECUTORS: dict[StepAction, Executor] = {
     StepAction.ROTATE_SECRET: security.rotate_secret,
     StepAction.MODIFY_DB_INSTANCE: enable_insights,
     StepAction.UPDATE_STAGE: update_api_stage,
+    **security.EXECUTORS,
 }
 
 

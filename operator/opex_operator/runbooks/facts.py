@@ -8,14 +8,14 @@ DescribeSecurityGroups, CloudTrail records), reduced to the fields the runbook u
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from ..api.common import StateLock
 from ..errors import AwsError
 from ..terraform.locks import LockError
+from .cloudtrail import TrailEvent, trail_events  # noqa: F401 - the assessment's records are read there
 
 
 @dataclass
@@ -200,65 +200,6 @@ class RdsFacts:
     endpoint: str | None = None
     port: int | None = None
     security_groups: list[SecurityGroupFacts] = field(default_factory=list)
-
-
-@dataclass
-class TrailEvent:
-    """One CloudTrail record (from the CloudWatch Logs group or LookupEvents)."""
-
-    time: dt.datetime | None
-    event_name: str
-    event_source: str
-    error_code: str | None = None
-    error_message: str | None = None
-    principal: str | None = None
-    source_ip: str | None = None       # sourceIPAddress: an address, or an AWS service name
-    user_agent: str | None = None
-    access_key_id: str | None = None   # userIdentity.accessKeyId
-    user_name: str | None = None       # userIdentity.userName (IAM users)
-    event_id: str | None = None
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "TrailEvent":
-        """A CloudTrail record (CloudTrail "Record contents"), raw or in the ``detail`` of an
-        EventBridge event ("AWS API Call via CloudTrail"). Raises AttributeError when it is no object."""
-        detail = record.get("detail")
-        if isinstance(detail, dict) and "eventName" in detail:
-            record = detail
-        identity = record.get("userIdentity") or {}
-        when = record.get("eventTime")
-        try:
-            time = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None
-        except ValueError:
-            time = None
-        return cls(time=time, event_name=record.get("eventName", ""), event_source=record.get("eventSource", ""),
-                   error_code=record.get("errorCode"), error_message=(record.get("errorMessage") or "")[:500] or None,
-                   principal=identity.get("arn") or identity.get("principalId"),
-                   source_ip=record.get("sourceIPAddress"), user_agent=(record.get("userAgent") or "")[:256] or None,
-                   access_key_id=identity.get("accessKeyId"), user_name=identity.get("userName"),
-                   event_id=record.get("eventID"))
-
-
-def trail_events(texts: Iterable[str]) -> list[TrailEvent]:
-    """The CloudTrail records in ``texts`` (JSON: one record, an EventBridge event, or a
-    ``{"Records": [...]}`` file as CloudTrail writes to S3); other text is skipped, and a
-    record seen twice (same eventID, e.g. from the log group and LookupEvents) is kept once."""
-    events: list[TrailEvent] = []
-    seen: set[str] = set()
-    for text in texts:
-        try:
-            doc = json.loads(text)
-            records = doc["Records"] if isinstance(doc, dict) and isinstance(doc.get("Records"), list) else [doc]
-            parsed = [TrailEvent.from_record(r) for r in records]
-        except (ValueError, AttributeError, TypeError):
-            continue
-        for event in parsed:
-            if event.event_id and event.event_id in seen:
-                continue
-            if event.event_id:
-                seen.add(event.event_id)
-            events.append(event)
-    return events
 
 
 @dataclass

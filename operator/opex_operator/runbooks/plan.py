@@ -25,7 +25,8 @@ terraform-import-<addr>    terraform:Import                      root cause Depl
                                                                  the workspace
 =========================  ====================================  ==========================================
 
-A SecurityIncident's containment and recovery steps come from its spec's security targets
+A SecurityIncident's containment and recovery steps come from its spec's security targets and
+from what its investigation found the compromise made, changed and opened
 (``runbooks.security_response``), whatever the root cause.
 
 Refresh-only and ``state rm`` are not planned: no failure signal reliably calls for them (a
@@ -41,7 +42,7 @@ import re
 from ..api.incident import IncidentSpec, IncidentType, RootCause, RootCauseCategory as Cat, Step
 from .diagnose import release_broke
 from .facts import Observations
-from . import security_response
+from . import security, security_response
 from .steps import (ForceUnlockParams, ImportParams, LambdaConfigurationParams, LambdaRollbackParams,
                     RetryStageParams, StartPipelineParams, StepAction as A, slug, step)
 
@@ -60,8 +61,10 @@ def read_step(step_id: str) -> Step:
     return step(step_id, READ_STEPS[step_id])
 
 
-def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -> list[Step]:
-    """The gated steps for ``cause`` in runbook order (may be empty: a human must act)."""
+def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations,
+                      investigation: security.Investigation | None = None) -> list[Step]:
+    """The gated steps for ``cause`` in runbook order (may be empty: a human must act); a
+    SecurityIncident's also from what its ``investigation`` found the compromise did."""
     steps: list[Step] = []
     if cause.category == Cat.LAMBDA_DEPLOYMENT:
         wanted = spec.remediation.lambda_rollback
@@ -111,5 +114,5 @@ def remediation_steps(spec: IncidentSpec, cause: RootCause, obs: Observations) -
                           LambdaConfigurationParams(function_name=env.function_name, keys=keys),
                           f"set environment variables {keys} of {env.function_name}"))
     if spec.type == IncidentType.SECURITY_INCIDENT:
-        steps += security_response.steps(spec)
+        steps += security_response.steps(spec, investigation)
     return steps

@@ -20,6 +20,25 @@ rotate-secret-<secret name>              secretsmanager:RotateSecret         eac
 redeploy-<pipeline>                      codepipeline:StartPipelineExecution redeployPipeline (recovery)
 =======================================  ==================================  ==========================================
 
+and, from what the investigation found the compromise did (``Investigation.compromise`` and
+``.exposures``; the runbook's containment applied to what the attacker made, not only to what the
+spec names):
+
+=======================================  ==================================  ==========================================
+step id                                  action (policy name)                planned for
+=======================================  ==================================  ==========================================
+deactivate-access-key-<key id>           iam:UpdateAccessKey                 each key it created (or delete-, as above)
+remove-login-profile-<user>              iam:DeleteLoginProfile              each console password it set
+detach-<type>-policy-<name>-<policy>     iam:Detach{User,Role,Group}Policy   each managed policy it attached
+delete-<type>-policy-<name>-<policy>     iam:Delete{User,Role,Group}Policy   each inline policy it put
+quarantine-<user|role>-<name>            iam:Attach{User,Role}Policy         each user or role it created (AWSDenyAll)
+                                                                             and each role whose trust it changed
+                                                                             (waits for approval: the role's own
+                                                                             callers are denied too)
+revoke-ingress-<group>-<protocol>-<port> ec2:RevokeSecurityGroupIngress      each admin port it opened to the world,
+                                                                             named in the spec or not
+=======================================  ==================================  ==========================================
+
 Recovery steps wait for approval even in ``Auto``: a rotation breaks whatever still holds the
 old credential until the redeploy, so a person decides when (``Step.requires_approval``).
 """
@@ -27,11 +46,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from ..api.incident import IncidentSpec, Step
 from ..api.security import AccessKeyAction, IpProtocol, SecurityGroupRuleTarget, WafScope, parse_cidr, parse_cidr_loose
-from .security import IngressRule
-from .steps import (AccessKeyParams, BlockIpsParams, LoginProfileParams, Params, RevokeIngressParams, RotateSecretParams,
-                    StartPipelineParams, StepAction as A, slug, step)
+from .blast_radius import DENY_ALL, QUARANTINE, QUARANTINE_ARN, Change
+from .security import Exposure, IngressRule, Investigation
+from .steps import (AccessKeyParams, BlockIpsParams, DetachPolicyParams, InlinePolicyParams, LoginProfileParams, Params,
+                    QuarantineParams, RevokeIngressParams, RotateSecretParams, StartPipelineParams, StepAction as A, slug,
+                    step)
 
 # Scope CLOUDFRONT is managed through us-east-1 only (AWS WAF API reference, "Scope").
 CLOUDFRONT_REGION = "us-east-1"
@@ -57,28 +80,35 @@ def _rule_label(rule: SecurityGroupRuleTarget) -> str:
     return f"{rule.protocol.value}/{ports}"
 
 
-def steps(spec: IncidentSpec) -> list[Step]:
-    """Containment then recovery steps for what ``spec.targets.security`` names, in runbook order
+def _key_step(spec: IncidentSpec, user: str, key: str, note: str = "") -> Step:
+    """Contain an access key: ``note`` says where it came from when the spec does not name it."""
+    params = AccessKeyParams(user_name=user, access_key_id=key)
+    if spec.remediation.security.access_key_action == AccessKeyAction.DELETE:
+        return step(f"delete-access-key-{slug(key)}", A.DELETE_ACCESS_KEY, params,
+                    f"delete access key {key} of IAM user {user}{note} (irreversible: "
+                    f"spec.remediation.security.accessKeyAction is Delete)")
+    return step(f"deactivate-access-key-{slug(key)}", A.DEACTIVATE_ACCESS_KEY, params,
+                f"set access key {key} of IAM user {user} Inactive{note}")
+
+
+def _login_step(user: str, note: str = "") -> Step:
+    return step(f"remove-login-profile-{slug(user)}", A.DELETE_LOGIN_PROFILE, LoginProfileParams(user_name=user),
+                f"remove the console password (login profile) of IAM user {user}{note}")
+
+
+def steps(spec: IncidentSpec, found: Investigation | None = None) -> list[Step]:
+    """Containment then recovery steps for what ``spec.targets.security`` names and, given the
+    investigation (``found``), for what the compromise made, changed and opened, in runbook order
     (empty without security targets). Ids are unique: a repeated one gets ``-2``, ``-3``..."""
     s = spec.targets.security
     if s is None:
         return []
     limits = spec.remediation.security
     out: list[Step] = []
-    delete = limits.access_key_action == AccessKeyAction.DELETE
     for user in s.iam_users:
         for key in user.access_key_ids:
-            params = AccessKeyParams(user_name=user.user_name, access_key_id=key)
-            if delete:
-                out.append(step(f"delete-access-key-{slug(key)}", A.DELETE_ACCESS_KEY, params,
-                                f"delete access key {key} of IAM user {user.user_name} (irreversible: "
-                                f"spec.remediation.security.accessKeyAction is Delete)"))
-            else:
-                out.append(step(f"deactivate-access-key-{slug(key)}", A.DEACTIVATE_ACCESS_KEY, params,
-                                f"set access key {key} of IAM user {user.user_name} Inactive"))
-        out.append(step(f"remove-login-profile-{slug(user.user_name)}", A.DELETE_LOGIN_PROFILE,
-                        LoginProfileParams(user_name=user.user_name),
-                        f"remove the console password (login profile) of IAM user {user.user_name}"))
+            out.append(_key_step(spec, user.user_name, key))
+        out.append(_login_step(user.user_name))
     if s.source_ips:
         for ip_set in s.waf_ip_sets:
             region = CLOUDFRONT_REGION if ip_set.scope == WafScope.CLOUDFRONT else (ip_set.region or spec.targets.region)
@@ -93,6 +123,8 @@ def steps(spec: IncidentSpec) -> list[Step]:
                                             from_port=rule.from_port, to_port=rule.to_port, cidrs=list(rule.cidrs)),
                         f"revoke {_rule_label(rule)} from {', '.join(rule.cidrs)} in {rule.group_id} (narrower rules "
                         f"stay)"))
+    if found is not None:
+        out += _found_steps(spec, found, out)
     for secret in s.secrets:
         out.append(step(f"rotate-secret-{slug(secret_name(secret))}", A.ROTATE_SECRET,
                         RotateSecretParams(secret_id=secret),
@@ -104,6 +136,95 @@ def steps(spec: IncidentSpec) -> list[Step]:
                         f"start a new execution of {s.redeploy_pipeline} and follow it to its end (redeploy with "
                         f"the rotated credentials)", requires_approval=True))
     return _unique(out)
+
+
+# Containment order of what the compromise made: credentials first, then what they may do, then
+# who they are, then the doors it opened.
+_ORDER = {A.DEACTIVATE_ACCESS_KEY: 0, A.DELETE_ACCESS_KEY: 0, A.DELETE_LOGIN_PROFILE: 1, A.DETACH_USER_POLICY: 2,
+          A.DETACH_ROLE_POLICY: 2, A.DETACH_GROUP_POLICY: 2, A.DELETE_USER_POLICY: 3, A.DELETE_ROLE_POLICY: 3,
+          A.DELETE_GROUP_POLICY: 3, A.ATTACH_USER_POLICY: 4, A.ATTACH_ROLE_POLICY: 4,
+          A.REVOKE_SECURITY_GROUP_INGRESS: 5}
+
+
+def _made(c: Change) -> str:
+    when = f"{c.event.time:%Y-%m-%dT%H:%M:%SZ}" if c.event.time else "?"
+    return f"by the compromise at {when}, event {c.event.event_id}"
+
+
+def _change_step(spec: IncidentSpec, c: Change, created_roles: set[str]) -> Step | None:
+    """The containment of one thing the compromise made or changed (None: nothing to run). A
+    quarantine (AWS's or ours) is never undone."""
+    kind, why = c.principal_type, _made(c)
+    if str(c.policy_arn or "").startswith((QUARANTINE_ARN, DENY_ALL)) or str(c.policy_name or "").startswith(QUARANTINE):
+        return None
+    if c.what == "CreateAccessKey":
+        return _key_step(spec, c.principal, c.key_id, f" (created {why})") if c.key_id else None
+    if c.what in ("CreateLoginProfile", "UpdateLoginProfile"):
+        return _login_step(c.principal, f" (set {why})")
+    if c.what.startswith("Attach") and c.policy_arn:
+        policy = c.policy_arn.rsplit("/", 1)[-1]
+        action = {"user": A.DETACH_USER_POLICY, "role": A.DETACH_ROLE_POLICY, "group": A.DETACH_GROUP_POLICY}[kind]
+        return step(f"detach-{kind}-policy-{slug(c.principal)[:40]}-{slug(policy)[:40]}", action,
+                    DetachPolicyParams(principal_type=kind, principal_name=c.principal, policy_arn=c.policy_arn,
+                                       event_id=c.event.event_id),
+                    f"detach {policy} from IAM {kind} {c.principal} (attached {why})")
+    if c.what.startswith("Put") and c.policy_name:
+        action = {"user": A.DELETE_USER_POLICY, "role": A.DELETE_ROLE_POLICY, "group": A.DELETE_GROUP_POLICY}[kind]
+        return step(f"delete-{kind}-policy-{slug(c.principal)[:40]}-{slug(c.policy_name)[:40]}", action,
+                    InlinePolicyParams(principal_type=kind, principal_name=c.principal, policy_name=c.policy_name,
+                                       event_id=c.event.event_id),
+                    f"delete inline policy {c.policy_name} of IAM {kind} {c.principal} (put {why}; its document "
+                    f"is kept for the undo)")
+    if c.what in ("CreateUser", "CreateRole", "UpdateAssumeRolePolicy"):
+        made = c.what != "UpdateAssumeRolePolicy" or c.principal in created_roles
+        return step(f"quarantine-{kind}-{slug(c.principal)}", A.ATTACH_USER_POLICY if kind == "user" else
+                    A.ATTACH_ROLE_POLICY, QuarantineParams(principal_type=kind, principal_name=c.principal,
+                                                           event_id=c.event.event_id),
+                    f"attach AWSDenyAll to IAM {kind} {c.principal} " +
+                    (f"(created {why})" if made else f"(its trust policy changed {why}): its own callers are "
+                                                    f"denied too, so a person approves it"),
+                    requires_approval=not made)
+    return None
+
+
+def _exposure_step(x: Exposure, planned: list[Step]) -> Step | None:
+    """Revoke an admin port the compromise opened to the world, unless a named step revokes it."""
+    rule = x.rule()
+    try:
+        target = SecurityGroupRuleTarget(group_id=x.group_id, protocol=IpProtocol(rule.protocol),
+                                         from_port=rule.from_port, to_port=rule.to_port, cidrs=[x.cidr])
+    except (ValidationError, ValueError):   # not a rule EC2 could revoke (a group id as written oddly): a finding only
+        return None
+    base = f"revoke-ingress-{slug(x.group_id)}-{slug(_ports(target))}"
+    for s in planned:
+        p = s.params
+        if s.id.startswith(base) and x.cidr in p.get("cidrs", "").split(","):
+            return None
+    taken = any(s.id == base for s in planned)
+    opened = x.opened
+    when = f"{opened.event.time:%Y-%m-%dT%H:%M:%SZ}" if opened.event.time else "?"
+    return step(base + (f"-ipv{parse_cidr(x.cidr).version}" if taken else ""), A.REVOKE_SECURITY_GROUP_INGRESS,
+                RevokeIngressParams(group_id=x.group_id, protocol=rule.protocol, from_port=rule.from_port,
+                                    to_port=rule.to_port, cidrs=[x.cidr]),
+                f"revoke {_rule_label(target)} from {x.cidr} in {x.group_id}"
+                + (f" (rule {opened.rule_id})" if opened.rule_id else "")
+                + f", opened by the compromise at {when} (event {opened.event.event_id}); narrower rules stay")
+
+
+def _found_steps(spec: IncidentSpec, found: Investigation, named: list[Step]) -> list[Step]:
+    """Containment of what the investigation found the compromise made, changed and opened,
+    leaving out what a named step already contains."""
+    created_roles = {c.principal for c in found.compromise.changes if c.what == "CreateRole"}
+    out: list[Step] = []
+    for c in found.compromise.changes:
+        s = _change_step(spec, c, created_roles)
+        if s is not None and all(s.id != o.id for o in named + out):
+            out.append(s)
+    for x in found.exposures:
+        s = _exposure_step(x, named + out)
+        if s is not None and all(s.id != o.id for o in named + out):
+            out.append(s)
+    return sorted(out, key=lambda s: _ORDER.get(A(s.action), 9))
 
 
 def _unique(out: list[Step]) -> list[Step]:
@@ -119,7 +240,12 @@ def _unique(out: list[Step]) -> list[Step]:
 
 # The actions whose effect :func:`holds` checks (a redeploy is checked as a pipeline execution).
 CHECKED = {A.DEACTIVATE_ACCESS_KEY, A.DELETE_ACCESS_KEY, A.DELETE_LOGIN_PROFILE, A.UPDATE_IP_SET,
-           A.REVOKE_SECURITY_GROUP_INGRESS, A.ROTATE_SECRET}
+           A.REVOKE_SECURITY_GROUP_INGRESS, A.ROTATE_SECRET, A.DETACH_USER_POLICY, A.DETACH_ROLE_POLICY,
+           A.DETACH_GROUP_POLICY, A.DELETE_USER_POLICY, A.DELETE_ROLE_POLICY, A.DELETE_GROUP_POLICY,
+           A.ATTACH_USER_POLICY, A.ATTACH_ROLE_POLICY}
+def principal_key(kind: str, name: str) -> str:
+    """How ContainmentFacts files a principal's policies: ``user/backdoor``."""
+    return f"{kind}/{name}"
 
 @dataclass
 class ContainmentFacts:
@@ -130,6 +256,8 @@ class ContainmentFacts:
     ip_sets: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # IP set id -> (IPV4/IPV6, addresses)
     ingress: dict[str, list[IngressRule]] = field(default_factory=dict)     # group id -> inbound rules
     rotations: dict[str, str] = field(default_factory=dict)                 # secret id -> Rotated/InProgress/missing
+    attached: dict[str, list[str] | None] = field(default_factory=dict)     # user/x -> managed policy ARNs (None: gone)
+    inline: dict[str, list[str] | None] = field(default_factory=dict)       # user/x -> inline policy names (None: gone)
 
 
 def holds(p: Params, facts: ContainmentFacts) -> tuple[bool | None, str]:
@@ -170,4 +298,26 @@ def holds(p: Params, facts: ContainmentFacts) -> tuple[bool | None, str]:
         if state == "InProgress":
             return None, f"secret {name}: rotation in progress"
         return False, f"secret {name}: its rotation did not finish (version {p.version_id} is gone)"
+    if isinstance(p, (DetachPolicyParams, InlinePolicyParams, QuarantineParams)):
+        return _policy_holds(p, facts)
     raise TypeError(f"{type(p).__name__} is not the params of a contained step")
+
+
+def _policy_holds(p: DetachPolicyParams | InlinePolicyParams | QuarantineParams,
+                  facts: ContainmentFacts) -> tuple[bool | None, str]:
+    """A detached policy not attached again, a deleted inline policy not back, AWSDenyAll still on
+    a quarantined principal; a principal deleted since is contained."""
+    key = principal_key(p.principal_type, p.principal_name)
+    who = f"IAM {p.principal_type} {p.principal_name}"
+    names = facts.inline.get(key) if isinstance(p, InlinePolicyParams) else facts.attached.get(key)
+    if names is None:
+        return True, f"{who} no longer exists"
+    if isinstance(p, QuarantineParams):
+        if DENY_ALL in names:
+            return True, f"{who} is quarantined (AWSDenyAll attached)"
+        return False, f"AWSDenyAll is no longer attached to {who}"
+    name = p.policy_name if isinstance(p, InlinePolicyParams) else p.policy_arn
+    short = name.rsplit("/", 1)[-1]
+    if name in names:
+        return False, f"{who} has {short} again"
+    return True, f"{who} does not have {short}"

@@ -40,6 +40,14 @@ class StepAction(StrEnum):
     UPDATE_IP_SET = "wafv2:UpdateIPSet"
     REVOKE_SECURITY_GROUP_INGRESS = "ec2:RevokeSecurityGroupIngress"
     ROTATE_SECRET = "secretsmanager:RotateSecret"
+    DETACH_USER_POLICY = "iam:DetachUserPolicy"
+    DETACH_ROLE_POLICY = "iam:DetachRolePolicy"
+    DETACH_GROUP_POLICY = "iam:DetachGroupPolicy"
+    DELETE_USER_POLICY = "iam:DeleteUserPolicy"
+    DELETE_ROLE_POLICY = "iam:DeleteRolePolicy"
+    DELETE_GROUP_POLICY = "iam:DeleteGroupPolicy"
+    ATTACH_USER_POLICY = "iam:AttachUserPolicy"      # only ever AWSDenyAll: a quarantine
+    ATTACH_ROLE_POLICY = "iam:AttachRolePolicy"      # only ever AWSDenyAll: a quarantine
     MODIFY_DB_INSTANCE = "rds:ModifyDBInstance"
     UPDATE_STAGE = "apigateway:UpdateStage"
 
@@ -171,6 +179,35 @@ class RotateSecretParams(Params):
 
     secret_id: str
     version_id: str | None = None
+
+
+class DetachPolicyParams(Params):
+    """detach-<type>-policy-<name>-<policy>: a managed policy the compromise attached to a user,
+    role or group (``principal_type``); ``event_id`` is the CloudTrail record that attached it."""
+
+    principal_type: str
+    principal_name: str
+    policy_arn: str
+    event_id: str | None = None
+
+
+class InlinePolicyParams(Params):
+    """delete-<type>-policy-<name>-<policy>: an inline policy the compromise put on a user, role or
+    group; ``event_id`` is the CloudTrail record that put it (it holds the document)."""
+
+    principal_type: str
+    principal_name: str
+    policy_name: str
+    event_id: str | None = None
+
+
+class QuarantineParams(Params):
+    """quarantine-<type>-<name>: AWS's managed policy AWSDenyAll attached to a user or role the
+    compromise made (or whose trust it changed), so none of its credentials or sessions can act."""
+
+    principal_type: str
+    principal_name: str
+    event_id: str | None = None
 # The runbook's retention for Performance Insights (7 days is also the free tier).
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
 
@@ -206,6 +243,10 @@ PARAMS: dict[StepAction, type[Params]] = {
     StepAction.DELETE_LOGIN_PROFILE: LoginProfileParams, StepAction.UPDATE_IP_SET: BlockIpsParams,
     StepAction.REVOKE_SECURITY_GROUP_INGRESS: RevokeIngressParams, StepAction.ROTATE_SECRET: RotateSecretParams,
     StepAction.MODIFY_DB_INSTANCE: PerformanceInsightsParams, StepAction.UPDATE_STAGE: StageSettingsParams,
+    StepAction.DETACH_USER_POLICY: DetachPolicyParams, StepAction.DETACH_ROLE_POLICY: DetachPolicyParams,
+    StepAction.DETACH_GROUP_POLICY: DetachPolicyParams, StepAction.DELETE_USER_POLICY: InlinePolicyParams,
+    StepAction.DELETE_ROLE_POLICY: InlinePolicyParams, StepAction.DELETE_GROUP_POLICY: InlinePolicyParams,
+    StepAction.ATTACH_USER_POLICY: QuarantineParams, StepAction.ATTACH_ROLE_POLICY: QuarantineParams,
 }
 
 
