@@ -40,6 +40,9 @@ MIRRORS = (f"deb http://deb.debian.org/debian {SUITE} main",
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OPERATOR_REPOSITORY = "localhost/opex-operator"
 PAUSE_IMAGE = f"localhost/opex/pause:{kube_build.PAUSE_VERSION}"
+# The Dockerfile's OpenTofu stage, tagged so that pruning old builds keeps it (its layer cache is the
+# 5-minute compile of OpenTofu).
+TOFU_STAGE = ("tofu", "localhost/opex/operator-tofu-stage:latest")
 # The Debian packages the builds run on (hack/node.py installs them as it installs its own).
 HOST_PACKAGES = {"buildah": "buildah", "mmdebstrap": "mmdebstrap"}
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -188,7 +191,7 @@ def operator_image(log=print) -> tuple[str, Path]:
         return reference, archive
     log(f"building {reference} from the Dockerfile with buildah (the first build compiles OpenTofu: "
         f"about 10 minutes on 2 cores; later ones reuse that stage)")
-    args = ["bud", "--isolation", "chroot", "--layers", "--tag", reference, "--file", str(ROOT / "Dockerfile")]
+    args = ["bud", "--isolation", "chroot", "--layers", "--file", str(ROOT / "Dockerfile")]
     for key, value in bases.items():
         args += ["--build-arg", f"{key}={value}"]
     revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -196,21 +199,23 @@ def operator_image(log=print) -> tuple[str, Path]:
         args += ["--build-arg", f"REVISION={revision}"]
     if CA_BUNDLE.is_file():  # for the build's RUN steps only; the image keeps Debian's own bundle
         args += ["--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
-    buildah(*args, str(ROOT))
+    buildah(*args, "--target", TOFU_STAGE[0], "--tag", TOFU_STAGE[1], str(ROOT))
+    buildah(*args, "--tag", reference, str(ROOT))
     push_archive(reference, archive)
     _forget_older(reference, archive)
     return reference, archive
 
 
 def _forget_older(reference: str, archive: Path) -> None:
-    """Remove earlier operator images (their tags and archives): one is kept, the current one."""
+    """Remove earlier operator images (their tags, archives and the layers only they used): the
+    current one is kept, and the tagged base images and OpenTofu stage with their layer caches."""
     for old in archives().glob("opex-operator-*.tar"):
         if old != archive:
             old.unlink(missing_ok=True)
-    listed = buildah("images", "--format", "{{.Name}}:{{.Tag}}", OPERATOR_REPOSITORY, check=False).stdout.split()
-    for name in listed:
-        if name != reference:
-            buildah("rmi", name, check=False)
+    for name in buildah("images", "--format", "{{.Name}}:{{.Tag}}").stdout.split():
+        if name.startswith(f"{OPERATOR_REPOSITORY}:") and name != reference:
+            buildah("rmi", name)
+    buildah("rmi", "--prune")
 
 
 if __name__ == "__main__":
