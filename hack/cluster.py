@@ -1,10 +1,12 @@
 """``make cluster``: the operator as users run it, its Helm chart installed on a real node.
 
-``python hack/cluster.py prepare|up|down``.
+``python hack/cluster.py prepare|image|up|down [DIR]``.
 
 ``prepare`` (part of ``make tools``) builds the node's binaries (hack/kube_build.py) and, where a
 node can run (root, Debian), installs its Debian packages and builds the base and sandbox images
 (hack/images.py), so that later runs only build what changed; elsewhere it says why not.
+``image`` (``make test``, before pytest) builds the operator image when the tree changed what it
+holds, where a node can run.
 
 ``up`` starts, under ``.local/cluster/``:
   1. a control plane listening on the node's address (controlplane.py) and one node (node.py);
@@ -15,7 +17,8 @@ node can run (root, Debian), installs its Debian packages and builds the base an
      replicas with leader election, the image, ``aws.endpointUrl`` at the fake AWS, the local policy),
      waiting until the Deployment is available;
 and leaves it running (kubeconfig ``.local/cluster/cp/kubeconfig``). ``down`` (also ``make down``)
-stops it by the pids recorded in ``.local/cluster/`` and undoes the node's host changes.
+stops it by the pids recorded in ``.local/cluster/`` (or ``DIR``: a test run's, if it was killed)
+and undoes the node's host changes.
 """
 from __future__ import annotations
 
@@ -52,6 +55,16 @@ def prepare(log=print) -> None:
         return
     images.pause_archive(log)
     log(f"base images: {images.python_image(log)}, {images.go_image(log)}")
+
+
+def image(log=print) -> None:
+    """The operator image, built now if the tree changed what it holds (see the module docstring)."""
+    try:
+        node.check_prerequisites()
+    except node.NodeUnavailable as err:
+        log(f"no operator image built: no node on this machine ({err})")
+        return
+    log(f"operator image: {' '.join(map(str, images.operator_image(log)))}")
 
 
 @dataclass
@@ -147,16 +160,18 @@ def up() -> int:
     return 0
 
 
-def down(quiet: bool = False) -> bool:
-    """Stop a cluster ``up`` started (by its recorded pids) and undo the node's host changes."""
+def down(quiet: bool = False, state_dir: Path = LOCAL) -> bool:
+    """Stop a cluster :func:`up` or :func:`start` started under ``state_dir`` (by its recorded
+    pids) and undo the node's host changes; False when none was running."""
     stopped = False
-    if RECORD.exists():
-        for pid in json.loads(RECORD.read_text())["pids"].values():
+    record = state_dir / RECORD.name
+    if record.exists():
+        for pid in json.loads(record.read_text())["pids"].values():
             procs.terminate(pid)
-        RECORD.unlink()
+        record.unlink()
         stopped = True
-    stopped = node.stop_recorded(LOCAL / "node") or stopped
-    stopped = controlplane.stop_recorded(LOCAL / "cp") or stopped
+    stopped = node.stop_recorded(state_dir / "node") or stopped
+    stopped = controlplane.stop_recorded(state_dir / "cp") or stopped
     if not quiet and stopped:
         print("stopped the local cluster")
     return stopped
@@ -164,14 +179,15 @@ def down(quiet: bool = False) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["prepare", "up", "down"])
+    parser.add_argument("command", choices=["prepare", "image", "up", "down"])
+    parser.add_argument("dir", nargs="?", type=Path, default=LOCAL, help="down: the cluster's directory")
     args = parser.parse_args()
-    if args.command == "prepare":
-        prepare()
+    if args.command in ("prepare", "image"):
+        (prepare if args.command == "prepare" else image)()
         return 0
     if args.command == "up":
         return up()
-    if not down():
+    if not down(state_dir=args.dir.resolve()):
         print("no local cluster was running")
     return 0
 

@@ -130,7 +130,8 @@ def check_prerequisites() -> None:
     owner = running_owner()
     if owner is not None:
         raise NodeUnavailable(f"a node already runs on this machine (state {owner['state_dir']}, pids "
-                              f"{owner['pids']}): one at a time; stop it with make down in its clone")
+                              f"{owner['pids']}): one at a time; if its run is over, stop it with "
+                              f"python hack/cluster.py down {Path(owner['state_dir']).parent}")
 
 
 def running_owner() -> dict | None:
@@ -388,6 +389,7 @@ class Node:
         component's log when a start fails (what was started is stopped and undone first)."""
         check_prerequisites()
         bins = self.bin_dir or kube_build.ensure_node_binaries(log=log)
+        _unmount([str(self.state_dir)])  # an earlier node's, so that removing its files stays inside it
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True)
         self._before = host_snapshot()

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from packaging.utils import canonicalize_name
 
 import cluster as local_cluster
 import estate
 import node
+import versions
 from helpers import Kubectl, serve_fake_aws, use_fake_aws, wait_for
 from support.counters import CallCounter
 
@@ -190,6 +192,18 @@ def test_the_image_runs_as_its_user_on_a_read_only_root_with_the_opentofu_it_car
     added = [p.read_text().strip() for p in Path("/usr/local/share/ca-certificates").glob("*.crt")]
     assert bundle.count("BEGIN CERTIFICATE") > 100
     assert not [pem for pem in added if pem in bundle]
+
+
+def test_the_image_holds_exactly_the_locked_runtime_set(nkubectl, installed):
+    """What the Dockerfile's ``uv sync --frozen`` installed, read in the running image, against uv.lock."""
+    code = ("import importlib.metadata as m, json; "
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    out = nkubectl("exec", ready_pods(nkubectl)[0], "-n", NS, "-c", "operator", "--", "python", "-c", code).stdout
+    installed_set = {canonicalize_name(n): v for n, v in json.loads(out).items()}
+    assert installed_set.pop("opex-operator")
+    expected = versions.expected_set()
+    assert installed_set == expected, {"only installed": installed_set.keys() - expected.keys(),
+                                       "only locked": expected.keys() - installed_set.keys()}
 
 
 def test_a_job_pod_from_the_operator_image_runs_opex_help_to_completion(nkubectl, installed, node_cluster):
