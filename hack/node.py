@@ -25,8 +25,8 @@ at a time (host names and ports are shared): a second start is refused, naming t
 
 Usage::
 
-    cp = ControlPlane(Path(".local/cluster"), address=node_address()).start()
-    node = Node(Path(".local/cluster/node"), cp, images=[archive]).start()   # Ready
+    cp = ControlPlane(Path(".local/cluster/cp"), address=node_address()).start()
+    node = Node(Path(".local/cluster/node"), cp, [pause_archive, image_archive], pause_name).start()  # Ready
     ...
     node.stop(); cp.stop()
 """
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import controlplane
 import kube_build
-from procs import free_port, spawn, tail, terminate
+from procs import alive, free_port, spawn, tail, terminate
 
 NODE_NAME = "opex-node"
 POD_CIDR = "10.244.0.0/24"
@@ -141,8 +141,6 @@ def running_owner() -> dict | None:
         owner = json.loads(OWNER.read_text())
     except (OSError, ValueError):
         return None
-    from procs import alive
-
     return owner if any(alive(pid) for pid in owner.get("pids", {}).values()) else None
 
 
@@ -367,8 +365,6 @@ class Node:
     kubelet starts (the pause image among them: ``pause_image`` names it).
     """
 
-    COMPONENTS = ("containerd", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager")
-
     def __init__(self, state_dir: Path, cp: "controlplane.ControlPlane", images: list[Path], pause_image: str,
                  bin_dir: Path | None = None):
         if not cp.address:
@@ -459,11 +455,9 @@ class Node:
             controlplane.issue_client_cert(pki, name, cn, *orgs)
             configs[name] = self.state_dir / f"{name}.kubeconfig"
             configs[name].write_text(controlplane.kubeconfig_yaml(self.cp.server, pki, user=name))
-        kubelet_port, kubelet_healthz = free_port(), free_port()
-        self.kubelet_healthz = f"http://127.0.0.1:{kubelet_healthz}/healthz"
         kubelet_conf = self.state_dir / "kubelet.yaml"
-        kubelet_conf.write_text(json.dumps(_kubelet_config(self.state_dir, pki / "ca.crt", address, kubelet_port, kubelet_healthz,
-                                                           self.socket), indent=2))
+        kubelet_conf.write_text(json.dumps(_kubelet_config(self.state_dir, pki / "ca.crt", address, free_port(),
+                                                           free_port(), self.socket), indent=2))
         proxy_conf = self.state_dir / "kube-proxy.yaml"
         proxy_conf.write_text(json.dumps(_kube_proxy_config(address, configs["kube-proxy"], free_port(), free_port()),
                                          indent=2))
@@ -546,8 +540,6 @@ def stop_node(state_dir: Path, pids: dict[str, int], before: dict | None, kubeco
     first (nothing is recreated), every pod deleted while the kubelet still runs, the kubelet and
     kube-proxy, every container left killed and deleted through containerd by id (their shims
     exit), containerd, then :func:`undo_host`."""
-    from procs import alive
-
     for name in ("kube-controller-manager", "kube-scheduler"):
         if name in pids:
             terminate(pids[name], 10.0)
@@ -575,6 +567,7 @@ def stop_node(state_dir: Path, pids: dict[str, int], before: dict | None, kubeco
     owner = running_owner()
     if owner is None or owner.get("state_dir") == str(state_dir):
         OWNER.unlink(missing_ok=True)
+    (Path(state_dir) / "node.json").unlink(missing_ok=True)  # undone: nothing left to stop
 
 
 def stop_recorded(state_dir: Path, log=print) -> bool:
@@ -584,5 +577,4 @@ def stop_recorded(state_dir: Path, log=print) -> bool:
         return False
     record = json.loads(record_path.read_text())
     stop_node(Path(record["state_dir"]), record["pids"], record["host"], Path(record["kubeconfig"]), log)
-    record_path.unlink(missing_ok=True)
     return True
