@@ -14,17 +14,21 @@ ARG GO_IMAGE=golang:1.26-bookworm
 FROM ${GO_IMAGE} AS tofu
 WORKDIR /src
 COPY hack/opentofu/ ./
-# The version is the one hack/opentofu/go.mod requires.
+# The version is the one hack/opentofu/go.mod requires. Go's caches (3 GB) are removed in the same
+# step, so a build cache keeps little more than the binary of this stage.
 RUN version="$(awk '$1 == "require" && $2 == "github.com/opentofu/opentofu" {print $3}' go.mod)" \
  && test -n "$version" \
  && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
       -ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no -X github.com/opentofu/opentofu/version.Version=${version#v}" \
       -o /out/tofu github.com/opentofu/opentofu/cmd/tofu \
- && /out/tofu version
+ && /out/tofu version \
+ && go clean -cache -modcache
 
 FROM ${PYTHON_IMAGE} AS build
+# UV_NATIVE_TLS: uv trusts the system's CA store, as pip and go do (a build behind a TLS-inspecting
+# proxy mounts its CA bundle there for the build only: hack/images.py).
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/opex UV_LINK_MODE=copy UV_NO_CACHE=1
+    UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/opex UV_LINK_MODE=copy UV_NO_CACHE=1 UV_NATIVE_TLS=1
 WORKDIR /src
 # uv, verified against the hashes make and CI use, in a venv of its own (not copied into the image).
 COPY hack/uv-requirements.txt ./hack/
@@ -48,9 +52,10 @@ LABEL org.opencontainers.image.title="opex-operator" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}"
-# git: DriftCheck sources; ca-certificates: AWS and git over TLS.
+# git: DriftCheck sources. ca-certificates (AWS and git over TLS) comes with the base image at its
+# latest security update; pinning it here held it back and failed the build (a downgrade).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git=1:2.39.* ca-certificates=20230311* \
+ && apt-get install -y --no-install-recommends git=1:2.39.* \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 opex \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /var/lib/opex --shell /usr/sbin/nologin opex \

@@ -17,7 +17,7 @@ UV         := $(UV_DIR)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: all venv tools test unit lock lock-check bench demo down crds dashboard clean
+.PHONY: all venv tools test unit lock lock-check bench demo cluster down crds dashboard clean
 
 all: test
 
@@ -46,14 +46,19 @@ lock-check: $(UV)
 	  echo "uv.lock does not match pyproject.toml's dependencies: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
 # Local control plane binaries, the Terraform CLI, helm, the kstatus helper, Prometheus and Alertmanager
-# (cached outside the clone).
+# (cached outside the clone); the node's binaries, and where a node can run (root, Debian) its
+# Debian packages, base images and sandbox image (hack/cluster.py prepare).
 tools: $(STAMP)
 	cd hack && ../$(BIN)/python kube_build.py
+	cd hack && ../$(BIN)/python cluster.py prepare
 	cd hack && ../$(BIN)/python terraform_cli.py
 	cd hack && ../$(BIN)/python gotools.py
 	cd hack && ../$(BIN)/python monitoring_build.py
 
+# The operator image first (where a node can run; rebuilt only when what it holds changed), so that
+# its build is not inside a test's time limit.
 test: lock-check tools
+	cd hack && ../$(BIN)/python cluster.py image
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
@@ -66,6 +71,11 @@ bench: tools
 
 demo: lock-check tools
 	$(BIN)/python hack/demo.py
+
+# The chart installed on a real node (containerd, kubelet, ...), the image built from the Dockerfile,
+# AWS as moto on the host; left running (make down stops it and undoes the node's host changes).
+cluster: lock-check tools
+	$(BIN)/python hack/cluster.py up
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi

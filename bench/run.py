@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 import driftcheck_vs_plan
+import pod_start
 import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,20 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def report(results: dict, drifts: list[dict], started: str, loads: tuple[str, str]) -> str:
+def pod_rows(pods: dict) -> list[tuple[str, str, str]]:
+    if "skipped" in pods:
+        return [("pod start on the local node", f"not measured: {pods['skipped']}", "(reported)")]
+    ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
+    return [
+        (f"a pod of the operator image, create to Running (median of {pods['rounds']}; p95)",
+         f"**{ms(pods['pod_running']['p50'])}** ({ms(pods['pod_running']['p95'])})", "(reported)"),
+        (f"`opex --help` as a Job, create to Complete vs as a process (median of {pods['rounds']})",
+         f"**{ms(pods['job_complete']['p50'])}** vs {ms(pods['process']['p50'])}: a Job costs "
+         f"**{ms(pods['job_over_process_p50'])}** more", "(reported: the plan-as-Job overhead)"),
+    ]
+
+
+def report(results: dict, drifts: list[dict], pods: dict, started: str, loads: tuple[str, str]) -> str:
     drift = drifts[0]
     lat, burst = results["latency"], results["burst"]
     rows = [
@@ -70,6 +84,7 @@ def report(results: dict, drifts: list[dict], started: str, loads: tuple[str, st
                      f"{d['git ls-remote (part of a run)'] * 1000:.0f} ms; Terraform's own plan inside the run "
                      f"{d['terraform plan inside the run (mean)'] * 1000:.0f} ms): **{d['ratio_run_to_plan']:.2f}x**",
                      "≤ 1.10x"))
+    rows += pod_rows(pods)
     calls = ", ".join(f"{k} {v:.1f}" for k, v in sorted(lat["aws_calls_per_assessment"].items()))
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return f"""# Benchmarks
@@ -107,6 +122,11 @@ overhead; the last assessment row says what the default budget (AWS's documented
   changes and diagnostics in one invocation; `show -json` only when there are changes): its own cost
   is fixed, tens of milliseconds, so the ratio falls as the plan grows. The benchmark waits for
   the result through the API client (a `kubectl` spawned every 50 ms would take CPU from the run).
+* **Pod start**: `bench/pod_start.py` on the local node (`make cluster`'s: containerd, the kubelet,
+  the image built from the Dockerfile, `imagePullPolicy: Never`): a pod of the operator image from
+  create to its container running, and `opex --help` as a Job (create to `Complete`) against the same
+  command as a process here. The difference is what a DriftCheck plan would pay to run as a Job
+  (docs/scaling.md §4) before its own work; polled through the API client every 50 ms.
 
 ## Figures
 
@@ -129,9 +149,10 @@ def main() -> int:
     results = runtime.main(args.quick)
     rounds = 5 if args.quick else 15
     drifts = [driftcheck_vs_plan.measure(rounds), driftcheck_vs_plan.measure(rounds, resources=500)]
+    pods = pod_start.measure(rounds)
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(report(results, drifts, started, (load_start, load())))
-    (OUT.parent / "benchmarks.json").write_text(json.dumps({"runtime": results, "driftcheck": drifts}, indent=2))
+    OUT.write_text(report(results, drifts, pods, started, (load_start, load())))
+    (OUT.parent / "benchmarks.json").write_text(json.dumps({"runtime": results, "driftcheck": drifts, "pods": pods}, indent=2))
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 

@@ -16,9 +16,7 @@ binary directory.
 """
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import kube_build
@@ -51,19 +49,13 @@ def _version_flags(version: str) -> str:
 def _install(target: Path, binaries: tuple[str, ...], packages: list[str], version: str, log) -> Path:
     """``go install`` ``packages`` into ``target`` unless every binary is there; moved in atomically
     (a partial build never lands in the cache). Raises RuntimeError with ``go``'s stderr."""
-    if all((target / b).is_file() for b in binaries):
-        return target
-    if shutil.which("go") is None:
-        raise RuntimeError(f"the Go toolchain is needed to build {', '.join(binaries)}; install Go >= 1.24")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"opex-{target.name}-build-") as tmp:
-        out = Path(tmp)
+    def build(work: Path, out: Path) -> None:
         for package in packages:
             log(f"building {package} (first run only; cached in {target})")
-            kube_build._go(["install", "-trimpath", "-ldflags", _version_flags(version), package], out,
+            kube_build._go(["install", "-trimpath", "-ldflags", _version_flags(version), package], work,
                            env={"GOBIN": str(out), "GOFLAGS": ""})
-        kube_build.move_into_cache(out, binaries, target)
-    return target
+
+    return kube_build.cached_build(target, binaries, ", ".join(binaries), build)
 
 
 def ensure_prometheus(log=print) -> Path:

@@ -12,7 +12,8 @@
      ``estate-rules.yaml``; Alertmanager sends the estate's alerts to the operator's intake;
 then applies ``examples/`` and waits until the operator has reconciled every object, and leaves
 everything running (``demo.py`` drives the scenario and prints what happened). ``down`` stops
-what ``up`` started, by the process ids it recorded in ``.local/stack.json``.
+what ``up`` started, by the process ids it recorded in ``.local/stack.json``, and ``make cluster``'s
+node if one runs (hack/cluster.py).
 """
 from __future__ import annotations
 
@@ -108,21 +109,13 @@ def up(timeout: float) -> dict:
         pg_port = procs.free_port()
         pids.update(start_endpoints(pg_port))
         print("starting the fake AWS (moto) with the demo estate ...", flush=True)
-        ready = LOCAL / "aws-url"
-        ready.unlink(missing_ok=True)
-        aws = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeaws.py"), "--seed", "demo",
-                           "--postgres", f"127.0.0.1:{pg_port}", "--api-url", API_URL,
-                           "--ready-file", str(ready)], LOCAL / "fakeaws.log")
+        aws, aws_url = fakeaws.spawn(LOCAL / "fakeaws.log", LOCAL / "aws-url", "--seed", "demo",
+                                     "--postgres", f"127.0.0.1:{pg_port}", "--api-url", API_URL)
         pids["fakeaws"] = aws.pid
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if aws.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the fake AWS did not start:\n{procs.tail(LOCAL / 'fakeaws.log')}")
-            time.sleep(0.1)
         metrics_port, health_port, alert_port = procs.free_port(), procs.free_port(), procs.free_port()
         print("starting the operator ...", flush=True)
         token = intake_token(LOCAL / "alert-intake-token")
-        env = operator_env(cp.kubeconfig, ready.read_text(), metrics_port, health_port, terraform, LOCAL,
+        env = operator_env(cp.kubeconfig, aws_url, metrics_port, health_port, terraform, LOCAL,
                            alert_port=alert_port, token_file=token)
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid
@@ -131,7 +124,7 @@ def up(timeout: float) -> dict:
         exporter_port = procs.free_port()
         exporter = procs.spawn([sys.executable, str(ROOT / "hack" / "cloudwatch_exporter.py"), "--port",
                                 str(exporter_port)], LOCAL / "cloudwatch-exporter.log",
-                               env={**os.environ, **fakeaws.aws_env(ready.read_text())})
+                               env={**os.environ, **fakeaws.aws_env(aws_url)})
         pids["cloudwatch-exporter"] = exporter.pid
         watch = monitoring.Monitoring(LOCAL / "monitoring", f"127.0.0.1:{metrics_port}",
                                       f"http://127.0.0.1:{alert_port}/alerts", token,
@@ -139,7 +132,7 @@ def up(timeout: float) -> dict:
                                       rule_files=(ROOT / "hack" / "estate-rules.yaml",))
         watch.start()
         pids.update(watch.pids())
-        record = {"pids": pids, "kubeconfig": str(cp.kubeconfig), "aws": ready.read_text(),
+        record = {"pids": pids, "kubeconfig": str(cp.kubeconfig), "aws": aws_url,
                   "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
                   "liveness": f"http://127.0.0.1:{health_port}/healthz",
                   "prometheus": watch.prometheus_url, "alertmanager": watch.alertmanager_url}
@@ -235,6 +228,9 @@ def main() -> int:
         up(args.timeout)
         return summary(LOCAL / "kubeconfig")
     if args.command == "down":
+        import cluster
+
+        cluster.down()  # make cluster's, if one runs
         return down()
     return summary(LOCAL / "kubeconfig")
 

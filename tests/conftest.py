@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import apiapp  # noqa: E402
 import controlplane  # noqa: E402
-import fakeaws  # noqa: E402
 import gotools  # noqa: E402
 from monitoring import Monitoring  # noqa: E402
 import pglocal  # noqa: E402
 import terraform_cli  # noqa: E402
 import tfrepo  # noqa: E402
 import versions  # noqa: E402
-from helpers import Helm, Kubectl, OperatorProcess, chart_service_account, forbidden_lines  # noqa: E402
+from helpers import (Helm, Kubectl, OperatorProcess, chart_service_account, forbidden_lines,  # noqa: E402
+                     serve_fake_aws, use_fake_aws)
 
 # Tests must never reach real AWS: dummy credentials and no metadata lookups, from the start.
 os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -119,20 +119,13 @@ def solo_namespace(kubectl, request):
 
 @pytest.fixture(scope="session")
 def aws_server():
-    server, url = fakeaws.start()
-    yield url
-    server.stop()
+    yield from serve_fake_aws()
 
 
 @pytest.fixture
 def aws(aws_server, monkeypatch):
     """moto's server, reset; this process's boto3 points at it. Yields the endpoint URL."""
-    import urllib.request
-
-    urllib.request.urlopen(urllib.request.Request(f"{aws_server}/moto-api/reset", method="POST")).close()
-    for key, value in fakeaws.aws_env(aws_server).items():
-        monkeypatch.setenv(key, value)
-    yield aws_server
+    yield use_fake_aws(aws_server, monkeypatch)
 
 
 @pytest.fixture(scope="session")

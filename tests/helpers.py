@@ -117,6 +117,25 @@ def chart_service_account(kubectl: Kubectl, helm: Helm, workdir: Path, namespace
     return path
 
 
+def serve_fake_aws(host: str = "127.0.0.1"):
+    """A fixture's body: moto's server in this process on ``host``; yields its URL, then stops it."""
+    import fakeaws
+
+    server, url = fakeaws.start(host=host)
+    yield url
+    server.stop()
+
+
+def use_fake_aws(url: str, monkeypatch) -> str:
+    """Reset the fake AWS at ``url`` (moto's server) and point this process's boto3 at it; returns ``url``."""
+    import fakeaws
+
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
+    for key, value in fakeaws.aws_env(url).items():
+        monkeypatch.setenv(key, value)
+    return url
+
+
 def forbidden_lines(log: str) -> list[str]:
     """Lines of an operator log that report a refused Kubernetes call (HTTP 403)."""
     return [line for line in log.splitlines() if "forbidden" in line.lower()]

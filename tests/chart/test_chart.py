@@ -83,6 +83,7 @@ def test_default_values_render_one_restricted_deployment_with_probes_on_the_heal
         mount = next(m for m in mounts if path == m or path.startswith(m + "/"))
         assert "emptyDir" in volumes[mounts[mount]], path
     assert e["OPEX_NAMESPACES"] == "" and "OPEX_SHARD" not in e and "OPEX_POLICY_FILE" not in e
+    assert "AWS_ENDPOINT_URL" not in e  # AWS itself unless a test estate is named
     assert not of_kind(docs, "ConfigMap") and not of_kind(docs, "ServiceMonitor")
 
 
@@ -140,6 +141,21 @@ def test_every_operator_setting_is_set_by_the_chart_and_nothing_else(helm):
     rendered = {name for name in env(deployment) if name.startswith("OPEX_") or name == "AWS_REGION"}
     rendered |= {"OPEX_SHARD", "OPEX_DEFAULT_SHARD"}  # set only when sharded (the other test)
     assert rendered == documented - NOT_RENDERED
+
+
+def test_a_policy_with_limits_is_accepted_and_rendered_as_the_operator_reads_it(helm, tmp_path):
+    local = yaml.safe_load((ROOT / "hack" / "policy-local.yaml").read_text())
+    assert local["rules"][0]["limits"]  # the local stack's policy caps what a step may set
+    (values := tmp_path / "values.yaml").write_text(yaml.safe_dump({"policy": local}))
+    (policy_cm,) = [c for c in of_kind(helm.template(values), "ConfigMap") if c["metadata"]["name"].endswith("-policy")]
+    (tmp_path / "policy.yaml").write_text(policy_cm["data"]["policy.yaml"])
+    cap = Policy.load(tmp_path / "policy.yaml").limits("any").lambda_memory_mb
+    assert cap == local["rules"][0]["limits"]["lambdaMemoryMb"]
+
+
+def test_a_test_estates_endpoint_reaches_the_pods_as_aws_endpoint_url(helm):
+    (deployment,) = of_kind(helm.template(sets=("aws.endpointUrl=http://192.0.2.2:5000",)), "Deployment")
+    assert env(deployment)["AWS_ENDPOINT_URL"] == "http://192.0.2.2:5000"
 
 
 def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monkeypatch, tmp_path):
@@ -226,8 +242,9 @@ def test_no_wildcard_and_no_cluster_admin(helm, values):
     ("policy:\n  rules:\n    - namespace: [payments]\n", "at '/policy/rules/0'"),
     ("policy:\n  roles:\n    deployer: {roleArn: deployer}\n", "at '/policy/roles/deployer/roleArn'"),
     ("sharding:\n  shards: [{name: Payments}]\n", "at '/sharding/shards/0/name'"),
+    ("aws:\n  endpointUrl: 192.0.2.2:5000\n", "at '/aws/endpointUrl'"),
 ], ids=["typo-top", "typo-nested", "string-for-int", "zero-replicas", "enum", "quoted-port", "bool", "digest",
-        "role-arn", "policy-typo", "policy-role-arn", "shard-name"])
+        "role-arn", "policy-typo", "policy-role-arn", "shard-name", "endpoint-without-scheme"])
 def test_a_values_file_with_a_typo_or_a_wrong_type_is_refused_by_the_schema(helm, tmp_path, override, phrase):
     values = tmp_path / "values.yaml"
     values.write_text(override)

@@ -1,6 +1,7 @@
 """The image's install step, run here as the Dockerfile writes it, installs exactly uv.lock's runtime set.
 
-No container engine runs on this machine, so the build stage's ``uv sync`` line is taken from the
+Without a container engine (tests/e2e/test_node.py builds the image where a node can run and
+compares what it holds with the lock too), the build stage's ``uv sync`` line is taken from the
 Dockerfile verbatim and run with the image's paths moved under a temporary directory (``/opt/uv``
 becomes the uv make installed, verified by the same hashes; ``/opt/opex`` a fresh environment),
 offline: everything it installs must already be in uv's cache from ``make venv``, so nothing is

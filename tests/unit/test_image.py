@@ -1,5 +1,6 @@
-"""The container image's recipe, checked without a container engine (none runs here): hadolint,
-and the install steps against pyproject.toml and the chart's defaults."""
+"""The container image's recipe, checked without a container engine, in seconds: hadolint, and the
+install steps against pyproject.toml and the chart's defaults. tests/e2e/test_node.py builds the
+image and runs it where a node can run."""
 from __future__ import annotations
 
 import re
