@@ -23,6 +23,7 @@ from .aws.perf_actions import Change
 from .aws.secrets import RotateSecretParams, SecretRotation
 from .aws.waf import BlockAddressesParams, IpSetChange
 from .kube import ObjectRef
+from .policy import TerraformGrant
 from .runbooks.facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
                              PipelineFacts, RdsFacts, TrailEvent)
 from .runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig, RdsConfig,
@@ -223,6 +224,9 @@ class TerraformSession(Protocol):
     version: str
     revision: str
     plan_file: str       # path of the saved plan in the operator's work directory
+    secret_values: frozenset[str]   # values read from Secrets (varsFrom, envFrom): redacted everywhere
+
+    def plan_inputs(self) -> dict[str, str]: ...
 
     def has_saved_plan(self) -> bool: ...
     async def plan(self, lock_timeout: str) -> Result: ...
@@ -238,7 +242,7 @@ class Workspaces(Protocol):
     """Opens a DriftCheck's Terraform workspace. Raises SourceError (configuration, variables or
     credentials missing) or TerraformError (``init`` or workspace selection failed)."""
 
-    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float,
+    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
                    purpose: str = "") -> TerraformSession: ...
 
     def discard(self, namespace: str, name: str) -> None:

@@ -70,6 +70,25 @@ class AwsClients:
                 self._clients[key] = Client(client, service, region, self.budget)
             return self._clients[key]
 
+    def role_environment(self, role_key: str) -> dict[str, str]:
+        """``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` of the policy's
+        role ``role_key``, assumed (refreshed by botocore when near expiry): what a Terraform run
+        gets. Never the operator's own credentials: ``role_key`` must name a role (ValueError
+        otherwise; KeyError for a role not in the policy). Blocking; raises AwsError when
+        ``sts:AssumeRole`` fails."""
+        if not role_key:
+            raise ValueError("Terraform never runs with the operator's own credentials: name a role")
+        with self._lock:
+            session = self._session(role_key)
+        try:
+            frozen = session.get_credentials().get_frozen_credentials()
+        except BOTO_ERRORS as err:
+            raise translate(err, "sts", "AssumeRole") from err
+        env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+        if frozen.token:
+            env["AWS_SESSION_TOKEN"] = frozen.token
+        return env
+
     def _session(self, role_key: str) -> boto3.Session:
         if role_key not in self._sessions:
             if not role_key:

@@ -343,7 +343,8 @@ class _Pass(Pass):
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
         step.runner = IDENTITY  # a call is in flight: on record with the intent (a first attempt) or before the next
         outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.now, self.ctl.aws, self.ctl.objects,
-                                             self.ctl.workspaces, resumed, self.obj.labels))
+                                             self.ctl.workspaces, resumed, self.obj.labels,
+                                             self.ctl.policy))
         step.runner = None
         if outcome.rollback_ref:
             step.rollback_ref = LocalObjectReference(name=outcome.rollback_ref)
