@@ -18,6 +18,8 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
               settings: {bucket: [opex-tfstate], key: ["payments/*"]}
               workspaces: [default]
           allowProvisioners: false  # refuse a plan whose configuration has provisioners
+        probes:                     # addresses the endpoint checks may reach, after DNS resolution
+          denyCidrs: [10.0.0.0/8]   # link-local and metadata addresses are refused unless allowCidrs has them
     escalation:                     # the default escalation matrix (an Incident may override it)
       levels: [...]
       snsTopicArns: [...]
@@ -38,12 +40,14 @@ own. Source: DESIGN.md §3 (safety model); issue 29 (tenant isolation).
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
@@ -86,6 +90,47 @@ class TerraformRule(Model):
                                      "provisioner (local-exec runs inside the operator's pod) is refused.")
 
 
+# Never probed unless a rule allows them: link-local addresses, where cloud metadata services
+# answer with the node's credentials (AWS IMDS 169.254.169.254 and fd00:ec2::254, the ECS and EKS
+# Pod Identity agents 169.254.170.2 and .23), and the IPv6 link-local range.
+DEFAULT_REFUSED_CIDRS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+
+def _networks(values: list[str]) -> list[str]:
+    for value in values:
+        ipaddress.ip_network(value, strict=False)  # ValueError names it
+    return values
+
+
+class ProbeRule(Model):
+    """Which addresses the endpoint checks (``targets.probes``) may connect to, after name resolution."""
+
+    allow_cidrs: list[str] = Field(default_factory=list, description="When set, the only addresses probes reach "
+                                   "(an allowed link-local address overrides the default refusal).")
+    deny_cidrs: list[str] = Field(default_factory=list, description="Addresses probes never reach.")
+
+    _check_allow = field_validator("allow_cidrs", "deny_cidrs")(classmethod(lambda cls, v: _networks(v)))
+
+    def refusal(self, address: str, where: str = "the operator policy") -> str | None:
+        """None when a probe may connect to ``address`` (an IP address); otherwise why not."""
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+
+        def within(cidrs) -> bool:
+            return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs if
+                       ipaddress.ip_network(c, strict=False).version == ip.version)
+
+        if within(self.deny_cidrs):
+            return f"address {ip} is in probes.denyCidrs of {where}"
+        if self.allow_cidrs:
+            return None if within(self.allow_cidrs) else f"address {ip} is not in probes.allowCidrs of {where}"
+        if within(DEFAULT_REFUSED_CIDRS):
+            return (f"address {ip} is link-local or a cloud metadata service, never probed unless probes.allowCidrs "
+                    f"of {where} allows it")
+        return None
+
+
 class Rule(Model):
     namespaces: list[str] = Field(min_length=1)
     roles: list[str] = Field(default_factory=lambda: [""])
@@ -93,6 +138,7 @@ class Rule(Model):
     actions: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     terraform: TerraformRule = Field(default_factory=TerraformRule)
+    probes: ProbeRule = Field(default_factory=ProbeRule)
 
 
 # The seed's escalation matrix: Level 1 DevOps lead immediately, Level 2 engineering manager when
@@ -173,6 +219,14 @@ class Policy(Model):
         """The caps of the first rule matching ``namespace`` (none when no rule matches: it may not act)."""
         _, rule = self._rule(namespace)
         return rule.limits if rule else Limits()
+
+    def probe_guard(self, namespace: str) -> Callable[[str], str | None]:
+        """The check an endpoint probe of ``namespace`` applies to each address it would connect to
+        (``ProbeRule.refusal``; the defaults when no rule matches)."""
+        index, rule = self._rule(namespace)
+        probes = rule.probes if rule else ProbeRule()
+        where = f"operator policy rule {index} (namespaces {rule.namespaces})" if rule else "the operator policy"
+        return lambda address: probes.refusal(address, where)
 
     def terraform(self, namespace: str) -> TerraformRule:
         """What Terraform may do in ``namespace`` (nothing when no rule matches)."""

@@ -11,7 +11,7 @@ methods block (call them through ``asyncio.to_thread``); Terraform methods are c
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .api.common import StateLock
 from .api.driftcheck import DriftCheckSpec
@@ -147,12 +147,14 @@ class PerfActionsPort(Protocol):
 
 class ProbesPort(Protocol):
     """The runbook's endpoint checks against live servers (``probes.LiveProbes``): coroutines that
-    never raise for a failed check and end within their timeout (seconds)."""
+    never raise for a failed check and end within their timeout (seconds). ``guard`` (the operator
+    policy's ``probe_guard``) refuses addresses a probe may not connect to (AddressRefused)."""
 
     async def http(self, method: str, url: str, expected_status: int, headers: dict[str, str],
-                   body: dict[str, Any] | None, timeout_seconds: float) -> HttpProbeResult: ...
+                   body: dict[str, Any] | None, timeout_seconds: float,
+                   guard: Callable[[str], str | None]) -> HttpProbeResult: ...
     async def database(self, host: str, port: int, database: str, credentials: Credentials, tls: TlsMode,
-                       timeout_seconds: float) -> DbProbeResult: ...
+                       timeout_seconds: float, guard: Callable[[str], str | None]) -> DbProbeResult: ...
 
 
 class SnsPort(Protocol):

@@ -176,9 +176,9 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
 @pytest.mark.parametrize("values,sets,expected", [
     ((), (), (rbac.WATCHED, "ClusterRole")),
     ((), ("watch.namespaces={team-*,platform}",), (rbac.WATCHED + rbac.NAMESPACE_SCAN, "ClusterRole")),
-    ((), ("watch.namespaces={platform}",), (rbac.WATCHED, "ClusterRole")),
+    ((), ("watch.namespaces={checkout,payments}",), (rbac.WATCHED, "Role")),
     ((NAMESPACED,), (), (rbac.WATCHED, "Role")),
-], ids=["all-namespaces", "globs", "exact-names", "namespaced"])
+], ids=["all-namespaces", "globs", "exact-names-cluster-scope", "namespaced"])
 def test_rendered_rbac_grants_exactly_the_rules_listed_beside_the_code(helm, values, sets, expected):
     rules, kind = expected
     docs = helm.template(*values, sets=sets)

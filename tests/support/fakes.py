@@ -640,12 +640,12 @@ class FakeProbes:
             import asyncio
             await asyncio.Event().wait()
 
-    async def http(self, method, url, expected_status, headers, body, timeout_seconds):
+    async def http(self, method, url, expected_status, headers, body, timeout_seconds, guard=None):
         self.calls.append(("http", url, dict(headers), body))
         await self._maybe_hang()
         return copy.deepcopy(self.http_result)
 
-    async def database(self, host, port, database, credentials, tls, timeout_seconds):
+    async def database(self, host, port, database, credentials, tls, timeout_seconds, guard=None):
         self.calls.append(("database", f"{host}:{port}/{database}", credentials))
         await self._maybe_hang()
         return copy.deepcopy(self.database_result)
