@@ -228,6 +228,8 @@ class TerraformSession(Protocol):
     plan_file: str       # path of the saved plan in the operator's work directory
     secret_values: frozenset[str]   # values read from Secrets (varsFrom, envFrom): redacted everywhere
 
+    last_result: Result | None   # the last command's, also when cut short (Result.lock_released)
+
     def plan_inputs(self) -> dict[str, str]: ...
 
     def has_saved_plan(self) -> bool: ...

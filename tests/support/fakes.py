@@ -863,6 +863,7 @@ class FakeSession:
     revision: str = "abc123"
     plan_file: str = "/var/lib/opex/work/ns/x/check/drift.tfplan"
     secret_values: frozenset[str] = frozenset()
+    last_result: Result | None = None
 
     def plan_inputs(self) -> dict[str, str]:
         return dict(self.workspaces.plan_inputs)

@@ -129,6 +129,7 @@ class _Pass(Pass):
         super().__init__(obj)
         self.ctl, self.spec, self.created = ctl, spec, created
         self.scrub = Scrubber(())   # the values of the Secrets the run read, once a workspace is open
+        self.session: TerraformSession | None = None
 
     async def save(self) -> None:
         """The checkpoint, with every value read from a Secret masked in status and Events first."""
@@ -261,7 +262,7 @@ class _Pass(Pass):
         ref = self.obj.ref
         grant = self.ctl.policy.terraform_grant(ref.namespace, action, self.spec.workspace)
         session = await self.ctl.workspaces.open(ref.namespace, ref.name, self.spec, timeout, grant)
-        self.scrub = Scrubber(session.secret_values)
+        self.scrub, self.session = Scrubber(session.secret_values), session
         return session
 
     def plan_inputs(self, session: TerraformSession) -> dict[str, str]:
@@ -344,8 +345,8 @@ class _Pass(Pass):
             broken = None if err.result.timed_out else configuration_file(err.result.stdout + err.result.stderr)
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
-        except asyncio.CancelledError:  # the operator is stopping: Terraform was interrupted cleanly
-            self.run_cut_short(d.trigger)
+        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
+            self.run_cut_short(d.trigger, lock_after(self.session))
             await self.save()
             raise
         st.running_since = st.running_trigger = st.runner = None
@@ -364,9 +365,10 @@ class _Pass(Pass):
             await self.succeeded(result, summary, doc, plan_file, inputs)
         self.skip_slot_missed_by_the_run(started)
 
-    def run_cut_short(self, trigger: str | None) -> None:
+    def run_cut_short(self, trigger: str | None, lock: str) -> None:
         st = self.st
-        text = "the operator is stopping: the plan was interrupted (it changes nothing); it runs again after the restart"
+        text = (f"the operator is stopping: the plan was interrupted (it changes nothing; {lock}); it runs again "
+                f"after the restart")
         st.running_since = st.running_trigger = st.runner = None
         st.pending_run = f"{trigger or 'a run'}, again after an interruption"
         mark(st.conditions, None, "", "", self.gen)
@@ -544,10 +546,10 @@ class _Pass(Pass):
             ok, message = await self.carry_out_resolution(session, planned, missing or [])
         except (SourceError, TerraformError, PlanFormatError) as err:
             message = str(err) + (f": {err.result.diagnostic()}" if isinstance(err, TerraformError) else "")
-        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT and stopped cleanly
+        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
             if st.last_resolution.outcome == ResolutionOutcome.RUNNING:
                 mark(st.conditions, None, "", "", self.gen)
-                self.resolution_interrupted("the operator was stopping; Terraform got SIGINT")
+                self.resolution_interrupted(f"the operator was stopping; Terraform got SIGINT; {lock_after(self.session)}")
                 await self.save()
             raise
         mark(st.conditions, None, "", "", self.gen)
@@ -636,6 +638,20 @@ class _Pass(Pass):
                 labels = (_action(entry.actions, entry.importing), environment)
                 counts[labels] = counts.get(labels, 0) + 1
             metrics.DRIFTED_RESOURCES.contribute(uid, counts)
+
+
+def lock_after(session: TerraformSession | None) -> str:
+    """What a Terraform cut short by the operator stopping left of its state lock, said only as
+    far as known: released when it stopped by itself after SIGINT (it releases its lock on the way
+    out) and said no release failed; otherwise the lock may be left, and the next run names it."""
+    last = session.last_result if session is not None else None
+    if last is None or last.stopped is None:
+        return "no plan or apply had started"
+    if last.lock_released:
+        return "Terraform stopped cleanly and released its state lock"
+    return ("Terraform was killed before it could release its state lock: it may be held, and the next run "
+            "reports it (LockHeld, with its ID)" if last.stopped == "killed" else
+            "Terraform could not release its state lock: " + _first_lines(last.stderr, 6))
 
 
 def _action(actions: list[str], importing: bool) -> str:

@@ -35,13 +35,13 @@ from ..controllers.base import Controller, Observed
 from ..controllers.status import StatusWriter
 from ..errors import KubeError
 from ..kube import Kube, ObjectRef
-from ..terraform.runner import GRACE_SECONDS
+from ..config import MIN_SHUTDOWN_GRACE
 from ..workqueue import BACKGROUND, WorkQueue, jittered
 
 log = logging.getLogger(__name__)
 
 RECONCILE_ERROR = "ReconcileError"
-TERRAFORM_STOP_SECONDS = GRACE_SECONDS + 3   # Terraform's SIGINT grace, and the status write after it
+TERRAFORM_STOP_SECONDS = MIN_SHUTDOWN_GRACE   # Terraform's SIGINT grace, and the status write after it
 CHAINED_PASSES = 8
 RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled       # passes in a row on one read of the object, while each asks for the next at once
 _FAILED = object()

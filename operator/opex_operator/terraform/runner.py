@@ -90,11 +90,12 @@ class Terraform:
         self.binary, self.workdir = binary, Path(workdir)
         self.run_dir = Path(run_dir or workdir)
         self.env = {**env, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+        self.last: Result | None = None   # the last command's result, also when it was cancelled
 
     async def run(self, *args: str, timeout: float) -> Result:
         """Run ``terraform ARGS``; never raises for a non-zero exit (see ``Result``). Cancelled, it
-        stops Terraform (SIGINT, then SIGKILL after GRACE_SECONDS) before re-raising, and the
-        Result it would have returned is on the CancelledError as ``result``."""
+        stops Terraform (SIGINT, then SIGKILL after GRACE_SECONDS) before re-raising; :attr:`last`
+        then says how it stopped (``Result.stopped``, ``Result.lock_released``)."""
         command = args[0]
         started = time.monotonic()
         logs = self.run_dir / "logs"
@@ -114,15 +115,15 @@ class Terraform:
             except TimeoutError:
                 timed_out = True
                 stopped = await _stop(proc.pid, exited)
-        except asyncio.CancelledError as cancelled:
+        except asyncio.CancelledError:
             stopped = await _stop(proc.pid, exited)
-            cancelled.result = self._result(command, None, out_path, err_path, started, False, stopped)
+            self.last = self._result(command, None, out_path, err_path, started, False, stopped)
             raise
         finally:
             _kill_group(proc.pid)   # what a provisioner left in the background
             record.unlink(missing_ok=True)
-        result = self._result(command, None if timed_out else proc.returncode, out_path, err_path, started,
-                              timed_out, stopped)
+        result = self.last = self._result(command, None if timed_out else proc.returncode, out_path, err_path,
+                                          started, timed_out, stopped)
         if timed_out:
             outcome = "timeout"
         elif result.ok or (command == "plan" and result.exit_code == 2):

@@ -80,6 +80,11 @@ class Session:
     backend: Backend = field(default_factory=lambda: Backend("local"))   # as init recorded it
     secret_values: frozenset[str] = frozenset()   # values read from Secrets: never in a report or status
 
+    @property
+    def last_result(self) -> Result | None:
+        """The last command's result, also of one cut short by cancellation (how it stopped)."""
+        return self.tf.last
+
     def remaining(self) -> float:
         """Seconds left before the deadline (a command gets at least 1)."""
         return max(1.0, self.deadline - time.monotonic())
