@@ -24,7 +24,7 @@ variable "marker" {
 resource "terraform_data" "slow" {
   triggers_replace = var.size
   provisioner "local-exec" {
-    command = "echo ran >> ${var.marker}; sleep 300 & echo $! > ${var.marker}.child; sleep 30"
+    command = "echo ran >> ${var.marker}; sleep 300 > /dev/null 2>&1 & echo $! > ${var.marker}.child; sleep 20"
   }
 }
 """
