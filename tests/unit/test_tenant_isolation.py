@@ -225,3 +225,28 @@ def test_a_varsfrom_secret_value_not_declared_sensitive_never_reaches_the_report
     assert plan["variables"]["db_password"]["value"] == MASK
     assert secret not in w.status.model_dump_json()
     assert secret not in json.dumps(sink_of(w.obj).events + sink_of(w.obj).patches, default=str)
+
+
+# -- mutating AWS calls are not retried by botocore --------------------------------------------
+
+def test_mutating_calls_get_one_attempt_and_reads_or_idempotent_ones_are_retried():
+    import botocore.session
+
+    from opex_operator.aws.clients import retried
+
+    lam = botocore.session.get_session().get_service_model("lambda")
+    cf = botocore.session.get_session().get_service_model("cloudfront")
+    sm = botocore.session.get_session().get_service_model("secretsmanager")
+    assert retried(lam.operation_model("GetFunction")) and retried(lam.operation_model("ListVersionsByFunction"))
+    assert not retried(lam.operation_model("UpdateFunctionCode"))
+    assert not retried(lam.operation_model("UpdateFunctionConfiguration"))
+    # an idempotency token makes a retry safe: AWS acts once per token
+    assert retried(sm.operation_model("RotateSecret")) and sm.operation_model("RotateSecret").idempotent_members
+
+
+def test_a_mutating_call_goes_through_the_client_without_retries():
+    from opex_operator.aws.clients import AwsClients
+
+    client = AwsClients("us-east-1").client("lambda")
+    assert client._once.meta.config.retries["total_max_attempts"] == 1
+    assert client._raw.meta.config.retries["total_max_attempts"] > 1
