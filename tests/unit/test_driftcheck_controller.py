@@ -41,6 +41,7 @@ class World:
         self.spec = {"schedule": list(schedule), "source": {"configMapRef": {"name": "tf"}}, **spec}
         self.status = DriftCheckStatus()
         self.ctl = DriftCheckController(self.objects, workspaces, policy, clock=self.clock)
+        self.objects.config_maps[(namespace, "tf")] = {"data": {"main.tf": ""}, "labels": {}, "binary": {}}
         self.obj = observed(self.status, self.spec, "driftchecks", name=name, namespace=namespace,
                             created_at=created or self.clock.now - dt.timedelta(seconds=10))
         self.requests = 0

@@ -250,3 +250,32 @@ def test_a_mutating_call_goes_through_the_client_without_retries():
     client = AwsClients("us-east-1").client("lambda")
     assert client._once.meta.config.retries["total_max_attempts"] == 1
     assert client._raw.meta.config.retries["total_max_attempts"] > 1
+
+
+def test_a_driftcheck_whose_source_configmap_is_missing_is_not_ready_from_its_first_pass():
+    w = World(FakeWorkspaces())
+    del w.objects.config_maps[("ns", "tf")]
+    assert w.drive() == 60.0
+    stalled = condition(w.status, "Stalled")
+    assert stalled.reason == "SourceUnavailable" and "ConfigMap tf (spec.source.configMapRef)" in stalled.message
+    assert condition(w.status, "Ready").status == "False" and w.ws.calls == []
+    w.drive()
+    assert w.reasons().count("SourceUnavailable") == 1   # said once, not on every look
+    w.objects.config_maps[("ns", "tf")] = {"data": {"main.tf": ""}, "labels": {}, "binary": {}}
+    w.drive()
+    assert condition(w.status, "Stalled") is None and condition(w.status, "Ready").status == "True"
+
+
+# -- the alert intake ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,phrase", [
+    (b'{"alerts": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deeply"),
+    (b'{"version": "4", "alerts": [{"labels": {"alertname": "\\ud800"}}]}', "lone surrogate"),
+])
+def test_a_notification_json_allows_but_nothing_can_hold_is_a_payload_error(body, phrase):
+    import datetime as dt
+
+    from opex_operator.alerts.webhook import PayloadError, parse
+
+    with pytest.raises(PayloadError, match=phrase):
+        parse(body, dt.datetime.now(dt.timezone.utc))

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
 POLICY_REFUSED = "PolicyRefused"
+SOURCE_RECHECK = 60.0   # seconds between checks of a source ConfigMap that does not exist
 # The operator policy's action for each thing Terraform is run for (policy.Policy.check_terraform).
 PLAN, APPLY, IMPORT, FORCE_UNLOCK = "terraform:Plan", "terraform:Apply", "terraform:Import", "terraform:ForceUnlock"
 RESOLUTION_ACTIONS = {ResolutionStrategy.APPLY: APPLY, ResolutionStrategy.REFRESH_ONLY: APPLY,
@@ -95,6 +96,7 @@ class DriftCheckController:
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
             remove(st.conditions, STALLED)  # the spec is valid again; a configuration's stall ends with a run
+        missing = await pass_.missing_source()
         if st.observed_generation is None:
             pass_.scheduled()
         pass_.refresh_checked()
@@ -107,6 +109,8 @@ class DriftCheckController:
         metrics.DRIFTCHECKS_OVERDUE.track(obj.ref.uid, (spec.environment or "",), drift.overdue_at(spec, st, created))
         if requeue is not None:
             return requeue
+        if missing:  # no event says when it is created: look again soon
+            return SOURCE_RECHECK
         if d.until is not None:
             return max(1.0, (d.until - self.clock()).total_seconds())
         if st.next_schedule_time is None:
@@ -140,6 +144,23 @@ class _Pass(Pass):
                 setattr(self.st, name, getattr(clean, name))
             self.events = [(kind, reason, self.scrub.text(message)) for kind, reason, message in self.events]
         await super().save()
+
+    async def missing_source(self) -> bool:
+        """A ``configMapRef`` source that does not exist is Stalled at once (not Ready), from the
+        first pass, rather than only when the first run fails hours later. True when missing."""
+        ref = self.spec.source.config_map_ref
+        if ref is None:
+            return False
+        ns = self.obj.ref.namespace
+        if await asyncio.to_thread(self.ctl.objects.config_map_data, ns, ref.name) is not None:
+            if (stalled := get(self.st.conditions, STALLED)) is not None and stalled.reason == "SourceUnavailable":
+                remove(self.st.conditions, STALLED)
+            return False
+        text = (f"ConfigMap {ref.name} (spec.source.configMapRef) does not exist in namespace {ns}: create it (it "
+                f"is looked for again every {SOURCE_RECHECK:.0f}s)")
+        if self.condition(STALLED, ConditionStatus.TRUE, "SourceUnavailable", text):
+            self.event("SourceUnavailable", text, warning=True)
+        return True
 
     def note_interrupted(self) -> None:
         """Work another operator process recorded as started and never finished was interrupted:
