@@ -166,10 +166,10 @@ class _Pass(Pass):
         """Work another operator process recorded as started and never finished was interrupted:
         record it so (never as running, never as done) and owe a run that re-reads the real state.
 
-        A plan changes nothing, so it simply runs again. A resolution is Interrupted: Terraform,
-        tied to its operator's lifetime, stopped cleanly (state saved, lock released), so the new
-        plan shows what is left; the same checksum means nothing was applied and retrying is safe,
-        a new one needs approval again (``runbooks.drift.drift_to_resolve``)."""
+        A plan changes nothing, so it simply runs again. A resolution is Interrupted and the new
+        plan shows what is left: a refresh-only or an import is safe to repeat; an apply's outcome
+        is unknown (a provisioner may have run), so ``status.interruptedApply`` is recorded and
+        nothing is applied again without a new approval (``runbooks.drift.decide``)."""
         st = self.st
         if st.running_since is not None and st.runner != IDENTITY:
             text = (f"the run started at {st.running_since:%Y-%m-%d %H:%M:%S} UTC ({st.running_trigger}) by operator "
