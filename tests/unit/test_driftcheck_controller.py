@@ -18,7 +18,8 @@ from opex_operator.controllers.driftcheck import DriftCheckController
 from opex_operator.errors import KubeError
 from opex_operator.terraform.runner import TerraformError
 from opex_operator.policy import Policy
-from support.fakes import (TERRAFORM_POLICY, drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed, observed, plan_doc, result,
+from support.fakes import (TERRAFORM_POLICY, drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed,
+                           observed, plan_doc, result,
                            sink_of)
 
 LOCKED = """\
@@ -310,7 +311,8 @@ def test_an_apply_left_running_by_a_dead_operator_is_never_applied_again_without
     assert "ResolutionInterrupted" in reasons and reasons.index("ResolutionInterrupted") < reasons.index("RunStarted")
     # The plan after it is the same, but a provisioner may have run: nothing is applied again by itself.
     assert w.ws.calls == ["plan"]
-    assert w.status.last_resolution.outcome == "Interrupted" and "outcome is unknown" in w.status.last_resolution.message
+    done = w.status.last_resolution
+    assert done.outcome == "Interrupted" and "outcome is unknown" in done.message
     new = w.status.last_result.plan_checksum
     assert new != checksum(plan, w.ws.plan_inputs)   # no approval given before the interruption matches it
     waiting = condition(w.status, "Remediating")

@@ -20,8 +20,8 @@ from support.fakes import TERRAFORM_POLICY, FakeAws, FakeObjects, FakeWorkspaces
      {"severity": "high"}, "spec.type", "Failed"),
     (RollbackController(FakeAws(), FakeObjects(), Policy()), RollbackStatus(), {"lambda": {"to": {"previous": True}}},
      "spec.lambda.functionName", "Failed"),
-    (DriftCheckController(FakeObjects(), FakeWorkspaces(), TERRAFORM_POLICY), DriftCheckStatus(), {"schedule": []}, "spec.schedule",
-     None),
+    (DriftCheckController(FakeObjects(), FakeWorkspaces(), TERRAFORM_POLICY), DriftCheckStatus(), {"schedule": []},
+     "spec.schedule", None),
     # stored before the CRD refused it: a lock of any age would count as orphaned
     (DriftCheckController(FakeObjects(), FakeWorkspaces(), TERRAFORM_POLICY), DriftCheckStatus(),
      {"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}},

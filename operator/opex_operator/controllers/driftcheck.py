@@ -192,8 +192,8 @@ class _Pass(Pass):
             st.interrupted_apply = InterruptedApply(plan_checksum=done.plan_checksum or "", time=self.ctl.clock(),
                                                     message=text)
         else:
-            text = (f"{done.strategy.value} of plan {done.plan_checksum} was interrupted ({why}); it is safe to repeat: "
-                    f"a new plan shows what is left")
+            text = (f"{done.strategy.value} of plan {done.plan_checksum} was interrupted ({why}); it is safe to "
+                    f"repeat: a new plan shows what is left")
         st.last_resolution = done.model_copy(update={"outcome": ResolutionOutcome.INTERRUPTED, "message": text,
                                                      "time": self.ctl.clock(), "runner": None})
         self.condition(REMEDIATING, ConditionStatus.FALSE, "Interrupted", text)
@@ -570,7 +570,8 @@ class _Pass(Pass):
         except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
             if st.last_resolution.outcome == ResolutionOutcome.RUNNING:
                 mark(st.conditions, None, "", "", self.gen)
-                self.resolution_interrupted(f"the operator was stopping; Terraform got SIGINT; {lock_after(self.session)}")
+                self.resolution_interrupted(
+                    f"the operator was stopping; Terraform got SIGINT; {lock_after(self.session)}")
                 await self.save()
             raise
         mark(st.conditions, None, "", "", self.gen)

@@ -263,7 +263,8 @@ def _observed(controller: Controller, kube: Kube, body: dict[str, Any],
     ref = _ref(controller, body)
     status = controller.resource.status.model_validate(body.get("status") or {})
     generation = meta.get("generation", 0)
-    writer = StatusWriter(ApiSink(kube, ref, body, post), status.model_dump(mode="json", by_alias=True, exclude_none=True),
+    writer = StatusWriter(ApiSink(kube, ref, body, post),
+                          status.model_dump(mode="json", by_alias=True, exclude_none=True),
                           generation)
     return Observed(ref=ref, generation=generation, annotations=dict(meta.get("annotations") or {}),
                     labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
