@@ -157,6 +157,8 @@ def test_a_plan_cut_off_leaves_no_process_and_no_lock_unreported(kubectl, solo_n
         # This Terraform ignores SIGINT while it waits: it is killed, and status says so, not "released".
         assert checked["reason"] == "Interrupted" and "killed before it could release its state lock" in \
             checked["message"], checked
+    # The next run must be able to finish: the remote state it read is gone from the configuration.
+    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}}, "network: no remote state")
     solo_operator.start()
     wait_for(lambda: not [p for p in procs_in_group(group)], timeout=40, what="the old run's processes stopped")
     st = wait_for(lambda: (s := status_of(kubectl, ns)).get("answeredRunRequest") == "1" and s, timeout=120,
