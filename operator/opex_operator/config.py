@@ -14,7 +14,10 @@ OPEX_WORKERS               reconcile passes run at once (the work queue's worker
 OPEX_MAX_WORKERS           threads for blocking AWS / Kubernetes calls                   32
 OPEX_RESYNC_SECONDS        longest an object waiting for a change waits before it is    3600
                            looked at again anyway (0: never)
-OPEX_SHUTDOWN_GRACE        seconds passes in flight get to finish on SIGTERM              25
+OPEX_SHUTDOWN_GRACE        seconds the operator takes to stop on SIGTERM: passes in      25
+                           flight finish, then Terraform gets SIGINT and 15 s to release
+                           its lock (at least 18; the pod's terminationGracePeriodSeconds
+                           must be longer: the chart sets it 15 s longer)
 OPEX_SHARED_READ_SECONDS   identical assessment reads of different Incidents this close  10
                            are made once (an alert storm; 0: never shared)
 OPEX_RESTART_SPREAD        seconds over which a (re)start looks again at objects it      30
@@ -61,6 +64,7 @@ from typing import Any
 from .aws.budget import DEFAULT_RATES, parse_rates
 
 from .sharding import check_shard_name
+from .terraform.runner import GRACE_SECONDS
 
 _TMP = Path(tempfile.gettempdir()) / "opex"
 
@@ -109,6 +113,18 @@ def _sources(name: str) -> tuple[str, ...]:
             raise ValueError(f"{name}: {item!r} is neither a CIDR (10.0.0.0/16) nor a security group id "
                              f"(sg-0123456789abcdef0)") from None
     return tuple(out)
+
+
+# Terraform's SIGINT grace and the status write after it: what a stop leaves the last Terraform.
+MIN_SHUTDOWN_GRACE = int(GRACE_SECONDS) + 3
+
+
+def _shutdown_grace() -> int:
+    grace = _int("OPEX_SHUTDOWN_GRACE", 25)
+    if grace < MIN_SHUTDOWN_GRACE:
+        raise ValueError(f"OPEX_SHUTDOWN_GRACE must be at least {MIN_SHUTDOWN_GRACE}: a Terraform still running at "
+                         f"shutdown gets SIGINT and 15 s to release its state lock, got {grace}")
+    return grace
 
 
 @dataclass(frozen=True)
@@ -200,7 +216,7 @@ class Settings:
             workers=max(1, _int("OPEX_WORKERS", 4)),
             max_workers=max(1, _int("OPEX_MAX_WORKERS", 32)),
             resync_seconds=_int("OPEX_RESYNC_SECONDS", 3600),
-            shutdown_grace=_int("OPEX_SHUTDOWN_GRACE", 25),
+            shutdown_grace=_shutdown_grace(),
             restart_spread=_number("OPEX_RESTART_SPREAD", 30.0, float),
             aws_rates=parse_rates(os.environ.get("OPEX_AWS_RATES", "")),
             aws_background_share=min(1.0, _number("OPEX_AWS_BACKGROUND_SHARE", 0.2, float)),

@@ -51,8 +51,9 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     """Serve ``/metrics`` for :data:`REGISTRY` on ``addr:port`` from a daemon thread."""
     start_http_server(port, addr=addr, registry=REGISTRY)
 
-AWS_API_CALLS = Counter("opex_aws_api_calls", "AWS API calls by service, operation and outcome "
-                        "(success, denied, throttled, client_error, server_error, network_error).",
+AWS_API_CALLS = Counter("opex_aws_api_calls", "AWS API requests (each attempt, retries included) by service, "
+                        "operation and outcome (success, denied, throttled, client_error, server_error, "
+                        "network_error).",
                         ["service", "operation", "outcome"], registry=REGISTRY)
 
 # Incidents (DESIGN.md §6). Gauges are recomputed from the operator's view of every Incident.

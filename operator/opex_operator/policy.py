@@ -11,6 +11,15 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
         actions: ["lambda:*", "codepipeline:RetryStageExecution", "terraform:ForceUnlock"]
         limits:                     # optional caps on what the actions may set
           lambdaMemoryMb: 3008      # no step raises a Lambda's memory above this (MB)
+        terraform:                  # DriftChecks (and an Incident's Terraform steps) in these namespaces
+          role: deployer            # Terraform's AWS credentials: this role, assumed; none when unset
+          backends:                 # the state a configuration may use (one must match)
+            - type: s3
+              settings: {bucket: [opex-tfstate], key: ["payments/*"]}
+              workspaces: [default]
+          allowProvisioners: false  # refuse a plan whose configuration has provisioners
+        probes:                     # addresses the endpoint checks may reach, after DNS resolution
+          denyCidrs: [10.0.0.0/8]   # link-local and metadata addresses are refused unless allowCidrs has them
     escalation:                     # the default escalation matrix (an Incident may override it)
       levels: [...]
       snsTopicArns: [...]
@@ -19,21 +28,33 @@ Reads (describe/get/list/filter) need a matching rule, role and region; mutating
 also match ``actions`` (fnmatch globs such as ``lambda:*``). Without a policy file every
 namespace may read with the operator's own credentials and no mutating action is allowed.
 ``limits`` cap the values a step may set in those namespaces (the lower of the policy's cap and
-the Incident's own wins). Source: DESIGN.md §3 (safety model).
+the Incident's own wins).
+
+Terraform (:meth:`Policy.check_terraform`, called before any Terraform runs): the actions
+``terraform:Plan`` (a DriftCheck run), ``terraform:Apply`` (an Apply or RefreshOnly resolution),
+``terraform:Import`` and ``terraform:ForceUnlock`` must match ``actions``; the backend the
+configuration declares (its ``backend`` block with ``spec.backendConfig`` over it) and the
+workspace must match one of ``terraform.backends`` (none listed: no Terraform at all). Terraform
+runs with the credentials of ``terraform.role`` (assumed by the operator), never the operator's
+own. Source: DESIGN.md §3 (safety model); issue 29 (tenant isolation).
 """
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
 from .aws.clients import AssumeRole
 from .notify.escalation import PRODUCTION
+from .terraform.backend import Backend
 
 
 class RoleSpec(Model):
@@ -48,12 +69,76 @@ class Limits(Model):
                                          description="The most memory (MB) a raise-lambda-memory step may set.")
 
 
+class BackendRule(Model):
+    """A state backend a namespace's configurations may use: its ``type`` and, per setting, the
+    values (fnmatch globs) allowed; an unset setting counts as "" (list "" to allow leaving it out)."""
+
+    type: str = Field(min_length=1, description="Backend type: s3, gcs, azurerm, local, cloud, ...")
+    settings: dict[str, list[str]] = Field(default_factory=dict, description="Allowed values per setting "
+                                           "(globs), e.g. {bucket: [opex-tfstate], key: ['team-a/*']}.")
+    workspaces: list[str] = Field(default_factory=lambda: ["default"], description="Terraform workspaces (globs).")
+
+
+class TerraformRule(Model):
+    """What Terraform may do in the rule's namespaces, besides the ``terraform:*`` actions."""
+
+    role: str | None = Field(default=None, description="Key in roles: Terraform's AWS credentials are this role's, "
+                             "assumed by the operator; without it Terraform gets no AWS credentials from the operator.")
+    backends: list[BackendRule] = Field(default_factory=list, description="Backends a configuration may use; "
+                                        "none: Terraform never runs in these namespaces.")
+    allow_provisioners: bool = Field(default=True, description="false: a plan whose configuration has a "
+                                     "provisioner (local-exec runs inside the operator's pod) is refused.")
+
+
+# Never probed unless a rule allows them: link-local addresses, where cloud metadata services
+# answer with the node's credentials (AWS IMDS 169.254.169.254 and fd00:ec2::254, the ECS and EKS
+# Pod Identity agents 169.254.170.2 and .23), and the IPv6 link-local range.
+DEFAULT_REFUSED_CIDRS = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+
+def _networks(values: list[str]) -> list[str]:
+    for value in values:
+        ipaddress.ip_network(value, strict=False)  # ValueError names it
+    return values
+
+
+class ProbeRule(Model):
+    """Which addresses the endpoint checks (``targets.probes``) may connect to, after name resolution."""
+
+    allow_cidrs: list[str] = Field(default_factory=list, description="When set, the only addresses probes reach "
+                                   "(an allowed link-local address overrides the default refusal).")
+    deny_cidrs: list[str] = Field(default_factory=list, description="Addresses probes never reach.")
+
+    _check_allow = field_validator("allow_cidrs", "deny_cidrs")(classmethod(lambda cls, v: _networks(v)))
+
+    def refusal(self, address: str, where: str = "the operator policy") -> str | None:
+        """None when a probe may connect to ``address`` (an IP address); otherwise why not."""
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+
+        def within(cidrs) -> bool:
+            return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs if
+                       ipaddress.ip_network(c, strict=False).version == ip.version)
+
+        if within(self.deny_cidrs):
+            return f"address {ip} is in probes.denyCidrs of {where}"
+        if self.allow_cidrs:
+            return None if within(self.allow_cidrs) else f"address {ip} is not in probes.allowCidrs of {where}"
+        if within(DEFAULT_REFUSED_CIDRS):
+            return (f"address {ip} is link-local or a cloud metadata service, never probed unless probes.allowCidrs "
+                    f"of {where} allows it")
+        return None
+
+
 class Rule(Model):
     namespaces: list[str] = Field(min_length=1)
     roles: list[str] = Field(default_factory=lambda: [""])
     regions: list[str] = Field(default_factory=lambda: ["*"])
     actions: list[str] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    terraform: TerraformRule = Field(default_factory=TerraformRule)
+    probes: ProbeRule = Field(default_factory=ProbeRule)
 
 
 # The seed's escalation matrix: Level 1 DevOps lead immediately, Level 2 engineering manager when
@@ -79,6 +164,13 @@ class Policy(Model):
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=lambda: [Rule(namespaces=["*"])])
     escalation: EscalationDefaults = Field(default_factory=EscalationDefaults)
+
+    @model_validator(mode="after")
+    def _terraform_roles_defined(self) -> "Policy":
+        for index, rule in enumerate(self.rules, start=1):
+            if rule.terraform.role and rule.terraform.role not in self.roles:
+                raise ValueError(f"rules[{index - 1}].terraform.role {rule.terraform.role!r} is not defined in roles")
+        return self
 
     @classmethod
     def load(cls, path: Path | None) -> "Policy":
@@ -119,7 +211,86 @@ class Policy(Model):
             return None
         return f"no operator policy rule matches namespace {namespace}; the platform team must add one"
 
+    def _rule(self, namespace: str) -> tuple[int, Rule | None]:
+        return next(((i, r) for i, r in enumerate(self.rules, start=1)
+                     if any(fnmatchcase(namespace, p) for p in r.namespaces)), (0, None))
+
     def limits(self, namespace: str) -> Limits:
         """The caps of the first rule matching ``namespace`` (none when no rule matches: it may not act)."""
-        rule = next((r for r in self.rules if any(fnmatchcase(namespace, p) for p in r.namespaces)), None)
+        _, rule = self._rule(namespace)
         return rule.limits if rule else Limits()
+
+    def probe_guard(self, namespace: str) -> Callable[[str], str | None]:
+        """The check an endpoint probe of ``namespace`` applies to each address it would connect to
+        (``ProbeRule.refusal``; the defaults when no rule matches)."""
+        index, rule = self._rule(namespace)
+        probes = rule.probes if rule else ProbeRule()
+        where = f"operator policy rule {index} (namespaces {rule.namespaces})" if rule else "the operator policy"
+        return lambda address: probes.refusal(address, where)
+
+    def terraform(self, namespace: str) -> TerraformRule:
+        """What Terraform may do in ``namespace`` (nothing when no rule matches)."""
+        _, rule = self._rule(namespace)
+        return rule.terraform if rule else TerraformRule()
+
+    def terraform_grant(self, namespace: str, action: str, workspace: str) -> "TerraformGrant":
+        """What a Terraform run of ``action`` in ``namespace`` may use: the role whose credentials it
+        gets and the verdict on its backend (see :class:`TerraformGrant`)."""
+        rule = self.terraform(namespace)
+        return TerraformGrant(self, namespace, action, workspace, rule.role, rule.allow_provisioners)
+
+    def check_terraform(self, namespace: str, action: str, backend: Backend, workspace: str) -> str | None:
+        """None when Terraform may run ``action`` (``terraform:Plan``, ``terraform:Apply``,
+        ``terraform:Import``, ``terraform:ForceUnlock``) in ``namespace`` on ``backend``
+        (``terraform.backend.Backend``) and ``workspace``; otherwise why not, naming the rule and
+        what it allows. Pure: the controller calls it before any Terraform runs, and again on the
+        backend ``init`` recorded."""
+        index, rule = self._rule(namespace)
+        if rule is None:
+            return f"no operator policy rule matches namespace {namespace}; the platform team must add one"
+        where = f"operator policy rule {index} (namespaces {rule.namespaces})"
+        if not any(fnmatchcase(action, pattern) for pattern in rule.actions):
+            return (f"action {action} is not allowed in namespace {namespace} by {where}; "
+                    f"allowed actions: {rule.actions or 'none'}")
+        candidates = [b for b in rule.terraform.backends if b.type == backend.type]
+        if not candidates:
+            allowed = sorted({b.type for b in rule.terraform.backends})
+            return (f"backend {backend.type} is not allowed in namespace {namespace} by {where}; allowed backends: "
+                    f"{allowed or 'none (terraform.backends is empty)'}")
+        problems = []
+        for candidate in candidates:
+            problem = _backend_mismatch(candidate, backend, workspace)
+            if problem is None:
+                return None
+            problems.append(problem)
+        return f"{problems[0]}: not allowed in namespace {namespace} by {where}"
+
+
+@dataclass(frozen=True)
+class TerraformGrant:
+    """The operator policy's answer for one Terraform run, handed to the workspace adapter: the
+    role whose assumed credentials Terraform gets (None: no AWS credentials from the operator),
+    whether provisioners are allowed, and :meth:`refusal` of a backend, which the adapter asks on
+    the backend a configuration declares (before ``init``) and on the one ``init`` recorded."""
+
+    policy: Policy
+    namespace: str
+    action: str
+    workspace: str
+    role_key: str | None
+    allow_provisioners: bool
+
+    def refusal(self, backend: Backend) -> str | None:
+        """None when the run may use ``backend``; otherwise why not (the rule named)."""
+        return self.policy.check_terraform(self.namespace, self.action, backend, self.workspace)
+
+
+def _backend_mismatch(rule: BackendRule, backend: Backend, workspace: str) -> str | None:
+    for name, patterns in sorted(rule.settings.items()):
+        value = backend.settings.get(name, "")
+        if not any(fnmatchcase(value, pattern) for pattern in patterns):
+            shown = f"{value!r}" if value else "unset"
+            return f"backend {backend.type} {name} {shown} (allowed: {patterns})"
+    if not any(fnmatchcase(workspace, pattern) for pattern in rule.workspaces):
+        return f"workspace {workspace!r} (allowed: {rule.workspaces})"
+    return None

@@ -11,7 +11,7 @@ methods block (call them through ``asyncio.to_thread``); Terraform methods are c
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .api.common import StateLock
 from .api.driftcheck import DriftCheckSpec
@@ -25,6 +25,7 @@ from .aws.perf_actions import Change
 from .aws.secrets import RotateSecretParams, SecretRotation
 from .aws.waf import BlockAddressesParams, IpSetChange
 from .kube import ObjectRef
+from .policy import TerraformGrant
 from .runbooks.cloudtrail import TrailRead
 from .runbooks.facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
                              PipelineFacts, RdsFacts, TrailEvent)
@@ -155,12 +156,14 @@ class PerfActionsPort(Protocol):
 
 class ProbesPort(Protocol):
     """The runbook's endpoint checks against live servers (``probes.LiveProbes``): coroutines that
-    never raise for a failed check and end within their timeout (seconds)."""
+    never raise for a failed check and end within their timeout (seconds). ``guard`` (the operator
+    policy's ``probe_guard``) refuses addresses a probe may not connect to (AddressRefused)."""
 
     async def http(self, method: str, url: str, expected_status: int, headers: dict[str, str],
-                   body: dict[str, Any] | None, timeout_seconds: float) -> HttpProbeResult: ...
+                   body: dict[str, Any] | None, timeout_seconds: float,
+                   guard: Callable[[str], str | None]) -> HttpProbeResult: ...
     async def database(self, host: str, port: int, database: str, credentials: Credentials, tls: TlsMode,
-                       timeout_seconds: float) -> DbProbeResult: ...
+                       timeout_seconds: float, guard: Callable[[str], str | None]) -> DbProbeResult: ...
 
 
 class SnsPort(Protocol):
@@ -232,6 +235,11 @@ class TerraformSession(Protocol):
     version: str
     revision: str
     plan_file: str       # path of the saved plan in the operator's work directory
+    secret_values: frozenset[str]   # values read from Secrets (varsFrom, envFrom): redacted everywhere
+
+    last_result: Result | None   # the last command's, also when cut short (Result.lock_released)
+
+    def plan_inputs(self) -> dict[str, str]: ...
 
     def has_saved_plan(self) -> bool: ...
     async def plan(self, lock_timeout: str) -> Result: ...
@@ -247,7 +255,7 @@ class Workspaces(Protocol):
     """Opens a DriftCheck's Terraform workspace. Raises SourceError (configuration, variables or
     credentials missing) or TerraformError (``init`` or workspace selection failed)."""
 
-    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float,
+    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
                    purpose: str = "") -> TerraformSession: ...
 
     def discard(self, namespace: str, name: str) -> None:

@@ -27,6 +27,33 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
+def start_ticks(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); 0
+    when it is gone. With the pid it names one process: a pid can be reused, a start time not."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return 0
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def group_members(pgid: int, not_before: int = 0) -> list[int]:
+    """Pids of the live processes in process group ``pgid`` that started at or after
+    ``not_before`` (clock ticks since boot; a group's members start after its leader)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # fields[0] is the state (field 3): a zombie has exited already.
+        if int(fields[2]) == pgid and fields[0] != "Z" and int(fields[19]) >= not_before:
+            members.append(int(entry))
+    return members
+
+
 def die_with_operator() -> None:
     """``preexec_fn`` of a child process: SIGINT it when the operator dies (Linux prctl(2))."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)

@@ -7,8 +7,10 @@ new Kubernetes call, add its rule here and to ``charts/opex-operator/templates/r
 
 Three sets, by where they apply:
 
-* :data:`WATCHED` in every namespace whose opex objects this operator reconciles: one
-  ClusterRole (the chart's ``Cluster`` scope) or one Role per watched namespace (``Namespaced``);
+* :data:`WATCHED` in every namespace whose opex objects this operator reconciles: one Role per
+  watched namespace whenever ``watch.namespaces`` lists exact names (either scope: Secrets and
+  ConfigMaps are then never readable outside them), one ClusterRole only when it is empty (all
+  namespaces) or has globs;
 * :data:`NAMESPACE_SCAN`, cluster-scoped, only when ``OPEX_NAMESPACES`` has a glob (Kopf lists
   and watches namespaces to expand it, and CRDs while it scans); exact names need neither;
 * :data:`OWN_NAMESPACE` in the operator's own namespace: the leader-election Lease of
@@ -61,7 +63,8 @@ WATCHED: tuple[Rule, ...] = (
     Rule("", "configmaps", ("create", "delete", "get", "list", "update"),
          "reports the objects own (kube.py put_config_map, config_map_names, delete_config_map) and "
          "DriftCheck sources and values read from ConfigMaps (config_map_data)"),
-    Rule("", "secrets", ("get",), "webhook URLs and DriftCheck values read from Secrets (kube.py secret_data)"),
+    Rule("", "secrets", ("get",), "webhook URLs, probe credentials and DriftCheck values read from Secrets by name, "
+         "each in the namespace of the object naming it (kube.py secret_data)"),
 )
 
 NAMESPACE_SCAN: tuple[Rule, ...] = (

@@ -192,9 +192,9 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
 @pytest.mark.parametrize("values,sets,expected", [
     ((), (), (rbac.WATCHED, "ClusterRole")),
     ((), ("watch.namespaces={team-*,platform}",), (rbac.WATCHED + rbac.NAMESPACE_SCAN, "ClusterRole")),
-    ((), ("watch.namespaces={platform}",), (rbac.WATCHED, "ClusterRole")),
+    ((), ("watch.namespaces={checkout,payments}",), (rbac.WATCHED, "Role")),
     ((NAMESPACED,), (), (rbac.WATCHED, "Role")),
-], ids=["all-namespaces", "globs", "exact-names", "namespaced"])
+], ids=["all-namespaces", "globs", "exact-names-cluster-scope", "namespaced"])
 def test_rendered_rbac_grants_exactly_the_rules_listed_beside_the_code(helm, values, sets, expected):
     rules, kind = expected
     docs = helm.template(*values, sets=sets)
@@ -273,3 +273,15 @@ def test_the_prometheus_rule_and_dashboard_are_the_shipped_files(helm):
     (dashboard,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-dashboard")]
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["opex-operator.json"]) == json.loads(DASHBOARD.read_text())
+
+
+@pytest.mark.parametrize("grace", [18, 25, 90])
+def test_the_pods_termination_grace_leaves_terraform_time_to_release_its_lock(helm, grace):
+    """The kubelet's SIGKILL comes only after the operator's own stop: passes, then Terraform's
+    SIGINT grace (OPEX_SHUTDOWN_GRACE), plus time to record it and flush Events."""
+    (deployment,) = of_kind(helm.template(sets=(f"operator.shutdownGraceSeconds={grace}",)), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["OPEX_SHUTDOWN_GRACE"] == str(grace) and pod["terminationGracePeriodSeconds"] == grace + 15
+    refused = helm.template(sets=("operator.shutdownGraceSeconds=10",), check=False)
+    assert refused.returncode != 0 and "/operator/shutdownGraceSeconds" in refused.stderr

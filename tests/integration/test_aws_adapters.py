@@ -269,3 +269,54 @@ def test_a_live_object_changed_after_its_restore_is_copied_again(clients, aws):
     to_copy, _, _ = restore_plan(site.listing("www-again", "backups/1/"), "backups/1/",
                                  site.listing("www-again", "", "backups/"), "")
     assert to_copy == {"app.js": "backups/1/app.js"}
+
+
+def test_a_stalled_endpoint_sees_one_mutating_request_and_metrics_count_every_attempt(monkeypatch):
+    """UpdateFunctionCode against an endpoint that never answers: one request reaches it (botocore
+    would otherwise retry after each read timeout), and /metrics counts attempts, not calls: a
+    read on the same endpoint is retried, and each of its attempts is counted."""
+    import socket
+    import threading
+
+    from opex_operator import metrics
+    from opex_operator.aws import clients as aws_clients
+    from opex_operator.aws.clients import AwsClients
+    from opex_operator.errors import AwsError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setattr(aws_clients, "READ_TIMEOUT", 1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+    def attempts(operation: str) -> float:
+        return metrics.REGISTRY.get_sample_value("opex_aws_api_calls_total", {
+            "service": "lambda", "operation": operation, "outcome": "network_error"}) or 0.0
+
+    lam = AwsClients("us-east-1").client("lambda")
+    before = attempts("UpdateFunctionCode")
+    try:
+        with pytest.raises(AwsError):
+            lam.update_function_code(FunctionName="checkout", ZipFile=b"PK")
+        assert len(held) == 1, f"the stalled endpoint saw {len(held)} UpdateFunctionCode requests"
+        assert attempts("UpdateFunctionCode") == before + 1
+        reads = attempts("GetFunction")
+        with pytest.raises(AwsError):
+            lam.get_function(FunctionName="checkout")
+        assert len(held) > 2 and attempts("GetFunction") == reads + len(held) - 1
+    finally:
+        server.close()
+        for s in held:
+            s.close()

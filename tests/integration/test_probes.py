@@ -179,3 +179,60 @@ def test_headers_from_a_secret_are_sent_and_never_reported(api_app):
                                headers=secrets.headers(secret, "api-probe"), timeout_seconds=5))
     assert r.ok and api_app.requests[-1][2]["Authorization"] == "Bearer s3cr3t-token"
     assert "s3cr3t" not in repr(r)
+
+
+def _recording_server():
+    """A loopback HTTP server that counts the requests it got and echoes the Authorization header."""
+    import http.server
+
+    seen: list[str] = []
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = f"you sent {self.headers.get('Authorization')}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_probe_of_a_metadata_address_or_a_name_resolving_to_a_refused_one_never_connects():
+    from opex_operator.policy import Policy
+
+    server, seen = _recording_server()
+    port = server.server_address[1]
+    guard = Policy.model_validate({"rules": [{"namespaces": ["team-a"], "probes": {"denyCidrs": ["127.0.0.0/8"]}}]}
+                                  ).probe_guard("team-a")
+    try:
+        metadata = asyncio.run(probe_http("GET", "http://169.254.169.254/latest/meta-data/iam/", timeout_seconds=3,
+                                          guard=Policy().probe_guard("any")))
+        assert metadata.failure == ProbeFailure.ADDRESS_REFUSED and "metadata" in metadata.detail
+        by_name = asyncio.run(probe_http("POST", f"http://localhost:{port}/x", body={}, timeout_seconds=3,
+                                         guard=guard))
+        assert by_name.failure == ProbeFailure.ADDRESS_REFUSED and "localhost resolves to 127.0.0.1" in by_name.detail
+        assert "probes.denyCidrs of operator policy rule 1" in by_name.detail
+        assert seen == []
+        allowed = asyncio.run(probe_http("POST", f"http://localhost:{port}/x", body={}, timeout_seconds=3,
+                                         guard=Policy().probe_guard("team-a")))
+        assert allowed.status == 200 and seen == ["/x"]
+    finally:
+        server.shutdown()
+
+
+def test_a_database_probe_of_a_refused_address_never_connects():
+    from opex_operator.policy import Policy
+
+    guard = Policy.model_validate({"rules": [{"namespaces": ["*"], "probes": {"allowCidrs": ["10.0.0.0/8"]}}]}
+                                  ).probe_guard("x")
+    r = asyncio.run(probe_database("localhost", procs.free_port(), "orders", Credentials("opex", "x"),
+                                   TlsMode.DISABLE, 3, guard))
+    assert r.failure == ProbeFailure.ADDRESS_REFUSED and "not in probes.allowCidrs" in r.detail

@@ -10,6 +10,7 @@ import pytest
 
 import procs
 import tfrepo
+from opex_operator.policy import Policy
 from opex_operator.terraform.locks import parse_state_lock
 from opex_operator.terraform.plan import parse_show_json
 from opex_operator.terraform.runner import Terraform
@@ -214,7 +215,9 @@ def test_a_workspace_is_initialised_once_until_its_configuration_changes(terrafo
     workspaces = Workspaces(Source(), terraform_bin, tmp_path / "work", tmp_path / "cache")
 
     async def plan_once() -> int:
-        session = await workspaces.open("ns", "net", spec, 120)
+        grant = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["terraform:Plan"], "terraform": {
+            "backends": [{"type": "local"}]}}]}).terraform_grant("ns", "terraform:Plan", "default")
+        session = await workspaces.open("ns", "net", spec, 120, grant)
         return (await session.plan("5s", json_stream=True)).exit_code
 
     before = inits()
@@ -226,3 +229,54 @@ def test_a_workspace_is_initialised_once_until_its_configuration_changes(terrafo
     assert inits() == before + 2, "a changed configuration was not initialised"
     workspaces.discard("ns", "net")
     assert not (tmp_path / "work" / "ns" / "net").exists()
+
+
+def test_output_goes_to_files_and_no_child_outlives_a_command_that_exited(terraform_bin, tmp_path):
+    """A provisioner that puts a child in the background: Terraform exits, the child is killed
+    with what is left of the group, and the output is in logs/ (never a pipe a dead operator
+    would break)."""
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "s" {\n  provisioner "local-exec" {\n'
+                                      '    command = "sleep 300 > /dev/null 2>&1 & echo $! > child.pid; echo started"\n'
+                                      '  }\n}\n')
+    t = tf(terraform_bin, tmp_path)
+
+    async def scenario():
+        assert (await t.init({}, timeout=60)).ok
+        return await t.run("apply", "-auto-approve", "-input=false", "-no-color", timeout=60)
+
+    result = asyncio.run(scenario())
+    assert result.ok and "started" in result.stdout and "started" in (tmp_path / "logs" / "apply.stdout").read_text()
+    assert not (tmp_path / "process.json").exists()
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while procs.alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not procs.alive(child), "a local-exec child outlived the apply"
+
+
+def test_a_process_group_left_by_a_dead_operator_is_reaped_at_the_next_start(tmp_path):
+    """The record names a group still running (as a Terraform whose operator was SIGKILLed would
+    be); reap() stops it; a record whose group is gone stops nothing and is removed."""
+    import json
+    import subprocess
+
+    from opex_operator.process import start_ticks
+    from opex_operator.terraform.runner import reap
+
+    run_dir = tmp_path / "work" / "team-a" / "net" / "check"
+    run_dir.mkdir(parents=True)
+    orphan = subprocess.Popen(["sh", "-c", "sleep 300 & sleep 300; wait"], start_new_session=True)
+    (run_dir / "process.json").write_text(json.dumps({"pgid": orphan.pid, "start": start_ticks(orphan.pid),
+                                                      "command": "apply", "operator": "old-pod/1/1"}))
+    gone = tmp_path / "work" / "team-b" / "net" / "check"
+    gone.mkdir(parents=True)
+    (gone / "process.json").write_text(json.dumps({"pgid": 2 ** 22 - 3, "start": 1, "command": "plan",
+                                                   "operator": "old-pod/1/1"}))
+    try:
+        found = asyncio.run(reap(tmp_path / "work", grace=2.0))
+        assert orphan.wait(timeout=10) is not None
+    finally:
+        if orphan.poll() is None:
+            os.killpg(orphan.pid, 9)
+    assert len(found) == 1 and "team-a/net/check" in found[0] and "old-pod/1/1" in found[0]
+    assert not (run_dir / "process.json").exists() and not (gone / "process.json").exists()

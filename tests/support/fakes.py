@@ -27,7 +27,10 @@ from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInf
 from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
 from opex_operator.runbooks.security import IngressRule, SecurityGroupRules
+from opex_operator.policy import Policy
+from opex_operator.terraform.backend import Backend
 from opex_operator.terraform.runner import Result, TerraformError
+from opex_operator.terraform.session import PolicyRefused
 
 T0 = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)
 
@@ -66,11 +69,12 @@ class ListSink:
 
 
 def observed(status: Any, spec: dict[str, Any], plural: str, generation: int = 1, name: str = "x",
-             annotations: dict[str, str] | None = None, created_at: dt.datetime | None = None) -> Observed:
+             annotations: dict[str, str] | None = None, created_at: dt.datetime | None = None,
+             namespace: str = "ns") -> Observed:
     """One reconcile pass's view of an object whose status goes through a real StatusWriter."""
     sink = ListSink()
     writer = StatusWriter(sink, {}, generation)
-    ref = ObjectRef(plural, "ns", name, f"uid-{name}", plural[:-1].capitalize())
+    ref = ObjectRef(plural, namespace, name, f"uid-{name}", plural[:-1].capitalize())
     return Observed(ref=ref, generation=generation, annotations=dict(annotations or {}), labels={}, spec=spec,
                     status=status, recorder=writer, created_at=created_at or T0)
 
@@ -696,12 +700,12 @@ class FakeProbes:
             import asyncio
             await asyncio.Event().wait()
 
-    async def http(self, method, url, expected_status, headers, body, timeout_seconds):
+    async def http(self, method, url, expected_status, headers, body, timeout_seconds, guard=None):
         self.calls.append(("http", url, dict(headers), body))
         await self._maybe_hang()
         return copy.deepcopy(self.http_result)
 
-    async def database(self, host, port, database, credentials, tls, timeout_seconds):
+    async def database(self, host, port, database, credentials, tls, timeout_seconds, guard=None):
         self.calls.append(("database", f"{host}:{port}/{database}", credentials))
         await self._maybe_hang()
         return copy.deepcopy(self.database_result)
@@ -905,6 +909,11 @@ def plan_doc(*changes: tuple[str, list[str]], marker: str = "") -> dict[str, Any
                                  for a, acts in changes]}
 
 
+# Terraform may do everything, on an s3 backend, in every namespace (the unit tests' operator policy).
+TERRAFORM_POLICY = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["terraform:*"],
+                                                     "terraform": {"backends": [{"type": "s3"}]}}]})
+
+
 @dataclass
 class FakeSession:
     """``ports.TerraformSession`` scripted by a FakeWorkspaces: plans answer from its queue."""
@@ -913,6 +922,11 @@ class FakeSession:
     version: str = "1.11.4"
     revision: str = "abc123"
     plan_file: str = "/var/lib/opex/work/ns/x/check/drift.tfplan"
+    secret_values: frozenset[str] = frozenset()
+    last_result: Result | None = None
+
+    def plan_inputs(self) -> dict[str, str]:
+        return dict(self.workspaces.plan_inputs)
 
     def has_saved_plan(self) -> bool:
         return self.workspaces.saved is not None
@@ -972,11 +986,19 @@ class FakeWorkspaces:
     calls: list[str] = field(default_factory=list)
     saved: dict[str, Any] | None = None
     open_error: Exception | None = None
+    backend_type: str = "s3"                     # the backend the configuration declares
+    secret_values: frozenset[str] = frozenset()  # what its varsFrom/envFrom Secrets hold
+    plan_inputs: dict[str, str] = field(default_factory=lambda: {"configuration": "c0", "backend": "b0"})
+    grants: list[Any] = field(default_factory=list)
 
-    async def open(self, namespace, name, spec, timeout, purpose=""):
+    async def open(self, namespace, name, spec, timeout, grant, purpose=""):
+        """As the adapter: the grant's verdict on the declared backend first, then the workspace."""
+        self.grants.append(grant)
+        if refused := grant.refusal(Backend(self.backend_type, dict(spec.backend_config))):
+            raise PolicyRefused(f"{grant.action} refused: {refused}")
         if self.open_error is not None:
             raise self.open_error
-        return FakeSession(self)
+        return FakeSession(self, secret_values=self.secret_values)
 
     def discard(self, namespace, name):
         self.calls.append(f"discard {namespace}/{name}")

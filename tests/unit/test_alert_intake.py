@@ -239,3 +239,10 @@ def test_settings_refuse_an_intake_without_credentials(monkeypatch, tmp_path):
     assert (settings.port, settings.path, settings.default_namespace) == (8082, "/alerts", "opex-system")
     monkeypatch.delenv("OPEX_ALERT_INTAKE_PORT")
     assert AlertIntakeSettings.from_env() is None
+
+
+def test_an_incident_created_then_losing_the_status_race_is_reported_created():
+    w = World()
+    w.store.race = [{"phase": "Assessing"}]  # the controller's first checkpoint lands between create and status
+    [written] = w.receive(alert()).written
+    assert written.outcome.value == "created" and w.incident(written.ref.name)["status"]["alert"]["occurrences"] == 1

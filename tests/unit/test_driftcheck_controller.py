@@ -17,7 +17,9 @@ from opex_operator.controllers import drift_report
 from opex_operator.controllers.driftcheck import DriftCheckController
 from opex_operator.errors import KubeError
 from opex_operator.terraform.runner import TerraformError
-from support.fakes import (drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed, observed, plan_doc, result,
+from opex_operator.policy import Policy
+from support.fakes import (TERRAFORM_POLICY, drive, T0, Clock, FakeObjects, FakeWorkspaces, condition, init_failed,
+                           observed, plan_doc, result,
                            sink_of)
 
 LOCKED = """\
@@ -34,12 +36,14 @@ LOCKED = """\
 
 class World:
     def __init__(self, workspaces: FakeWorkspaces, schedule=("0 9 * * *",), clock: Clock | None = None,
-                 created: dt.datetime | None = None, name: str = "network", **spec):
+                 created: dt.datetime | None = None, name: str = "network", policy: Policy = TERRAFORM_POLICY,
+                 namespace: str = "ns", **spec):
         self.ws, self.objects, self.clock = workspaces, FakeObjects(), clock or Clock(T0 + dt.timedelta(minutes=1))
         self.spec = {"schedule": list(schedule), "source": {"configMapRef": {"name": "tf"}}, **spec}
         self.status = DriftCheckStatus()
-        self.ctl = DriftCheckController(self.objects, workspaces, clock=self.clock)
-        self.obj = observed(self.status, self.spec, "driftchecks", name=name,
+        self.ctl = DriftCheckController(self.objects, workspaces, policy, clock=self.clock)
+        self.objects.config_maps[(namespace, "tf")] = {"data": {"main.tf": ""}, "labels": {}, "binary": {}}
+        self.obj = observed(self.status, self.spec, "driftchecks", name=name, namespace=namespace,
                             created_at=created or self.clock.now - dt.timedelta(seconds=10))
         self.requests = 0
 
@@ -224,7 +228,7 @@ def test_a_slot_missed_while_the_operator_was_down_runs_once_even_across_a_resta
     clock.advance(11 * 60)  # down through 09:05 and 09:10
     w.drive()
     assert w.status.last_result.trigger == "schedule 2026-11-29T09:10Z" and w.ws.calls == ["plan", "plan"]
-    restarted = DriftCheckController(w.objects, w.ws, clock=clock)
+    restarted = DriftCheckController(w.objects, w.ws, TERRAFORM_POLICY, clock=clock)
     asyncio.run(restarted.reconcile(w.obj))
     assert w.ws.calls == ["plan", "plan"]
     assert [r for r in w.reasons() if r == "RunStarted"] == ["RunStarted", "RunStarted"]
@@ -296,18 +300,31 @@ def drifted_status(checksum: str, runner: str | None, outcome: str = "Running") 
                                          runner=runner))
 
 
-def test_an_apply_left_running_by_a_dead_operator_is_interrupted_never_done_and_retried_when_nothing_changed():
+def test_an_apply_left_running_by_a_dead_operator_is_never_applied_again_without_a_new_approval_even_under_auto():
     from opex_operator.terraform.plan import checksum
 
     plan = plan_doc(("terraform_data.net", ["update"]))
     w = World(FakeWorkspaces(plans=[plan]), resolution={"strategy": "Apply", "approval": "Auto"})
-    w.status = w.obj.status = drifted_status(checksum(plan), runner="old-pod/1/1")
+    w.status = w.obj.status = drifted_status(checksum(plan, w.ws.plan_inputs), runner="old-pod/1/1")
     w.drive()
     reasons = w.reasons()
     assert "ResolutionInterrupted" in reasons and reasons.index("ResolutionInterrupted") < reasons.index("RunStarted")
-    # the plan after it is the same: nothing was applied, so the approved apply runs again, once
-    assert w.ws.calls == ["plan", "apply", "plan"]
-    assert w.status.last_resolution.outcome == "Succeeded"
+    # The plan after it is the same, but a provisioner may have run: nothing is applied again by itself.
+    assert w.ws.calls == ["plan"]
+    done = w.status.last_resolution
+    assert done.outcome == "Interrupted" and "outcome is unknown" in done.message
+    new = w.status.last_result.plan_checksum
+    assert new != checksum(plan, w.ws.plan_inputs)   # no approval given before the interruption matches it
+    waiting = condition(w.status, "Remediating")
+    assert waiting.reason == "AwaitingApproval" and "outcome is unknown" in waiting.message and new in waiting.message
+    summary, _ = report_of(w)
+    assert summary["afterInterruptedApply"]["planChecksum"] == checksum(plan, w.ws.plan_inputs)
+    w.drive()
+    assert w.ws.calls == ["plan"]   # still waiting: Auto is not an approval after an unknown outcome
+    w.approve(new)
+    w.drive()
+    assert w.ws.calls == ["plan", "apply", "plan"] and w.status.last_resolution.outcome == "Succeeded"
+    assert w.status.interrupted_apply is None
 
 
 def test_an_apply_interrupted_midway_is_not_repeated_on_a_plan_that_changed_under_manual_approval():
@@ -316,12 +333,12 @@ def test_an_apply_interrupted_midway_is_not_repeated_on_a_plan_that_changed_unde
     old = plan_doc(("terraform_data.net", ["update"]))
     new = plan_doc(("terraform_data.net", ["update"]), marker="half applied")
     w = World(FakeWorkspaces(plans=[new]),
-              resolution={"strategy": "Apply", "approvedPlanChecksum": checksum(old)})
-    w.status = w.obj.status = drifted_status(checksum(old), runner="old-pod/1/1")
+              resolution={"strategy": "Apply", "approvedPlanChecksum": checksum(old, FakeWorkspaces().plan_inputs)})
+    w.status = w.obj.status = drifted_status(checksum(old, w.ws.plan_inputs), runner="old-pod/1/1")
     w.drive()
     assert w.status.last_resolution.outcome == "Interrupted" and w.ws.calls == ["plan"]
     remediating = condition(w.status, "Remediating")
-    assert remediating.reason == "AwaitingApproval" and checksum(new) in remediating.message
+    assert remediating.reason == "AwaitingApproval" and w.status.last_result.plan_checksum in remediating.message
 
 
 def test_a_plan_run_left_by_a_dead_operator_runs_again():
@@ -487,8 +504,8 @@ def test_approval_is_no_longer_asked_for_once_the_drift_is_gone():
 
 def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
     class SlowPlans(FakeWorkspaces):
-        async def open(self, namespace, name, spec, timeout, purpose=""):
-            session = await super().open(namespace, name, spec, timeout, purpose)
+        async def open(self, namespace, name, spec, timeout, grant, purpose=""):
+            session = await super().open(namespace, name, spec, timeout, grant, purpose)
             plan = session.plan
 
             async def slow(lock_timeout, json_stream=False):

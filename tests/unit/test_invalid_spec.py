@@ -12,7 +12,7 @@ from opex_operator.controllers.driftcheck import DriftCheckController
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.controllers.rollback import RollbackController
 from opex_operator.policy import Policy
-from support.fakes import FakeAws, FakeObjects, FakeWorkspaces, condition, observed, sink_of
+from support.fakes import TERRAFORM_POLICY, FakeAws, FakeObjects, FakeWorkspaces, condition, observed, sink_of
 
 
 @pytest.mark.parametrize("controller,status,spec,field,phase", [
@@ -20,10 +20,10 @@ from support.fakes import FakeAws, FakeObjects, FakeWorkspaces, condition, obser
      {"severity": "high"}, "spec.type", "Failed"),
     (RollbackController(FakeAws(), FakeObjects(), Policy()), RollbackStatus(), {"lambda": {"to": {"previous": True}}},
      "spec.lambda.functionName", "Failed"),
-    (DriftCheckController(FakeObjects(), FakeWorkspaces()), DriftCheckStatus(), {"schedule": []}, "spec.schedule",
-     None),
+    (DriftCheckController(FakeObjects(), FakeWorkspaces(), TERRAFORM_POLICY), DriftCheckStatus(), {"schedule": []},
+     "spec.schedule", None),
     # stored before the CRD refused it: a lock of any age would count as orphaned
-    (DriftCheckController(FakeObjects(), FakeWorkspaces()), DriftCheckStatus(),
+    (DriftCheckController(FakeObjects(), FakeWorkspaces(), TERRAFORM_POLICY), DriftCheckStatus(),
      {"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}},
       "lock": {"forceUnlock": "IfOrphaned", "orphanedAfter": "0s"}}, "spec.lock.orphanedAfter", None),
 ])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -60,6 +59,7 @@ class ApiServer:
                      "metadata": {"name": "network", "namespace": "ns", "uid": "u1", "generation": 1},
                      "spec": {}, "status": {}}
         self.patches: list[dict] = []
+        self.events: list[tuple[str, str]] = []
 
     def get(self, plural, namespace, name):
         return self.body
@@ -67,11 +67,12 @@ class ApiServer:
     def patch_status(self, ref, status):
         self.patches.append(status)
 
+    def post_event(self, ref, type_, reason, message, component):
+        self.events.append((reason, message))
+
 
 def test_a_refused_write_is_reported_as_one_line_with_the_api_servers_message(monkeypatch):
     assert "Audit-Id" in str(ApiException(http_resp=Refusal()))  # what the condition used to carry
-    events = []
-    monkeypatch.setattr(kopf, "event", lambda body, type, reason, message: events.append((reason, message)))
     kube = Kube(kubernetes.client.ApiClient(kubernetes.client.Configuration()))
     kube.core = RefusingCore()
     api = ApiServer()
@@ -90,4 +91,4 @@ def test_a_refused_write_is_reported_as_one_line_with_the_api_servers_message(mo
     assert reconciling["reason"] == "ReconcileError"
     assert message.startswith(f"KubeError: put_config_map: HTTP 422 Unprocessable Entity: {REFUSAL}; retrying in ")
     assert "\n" not in message and "Audit-Id" not in message and "headers" not in message.lower()
-    assert events == [("ReconcileError", message)]
+    assert api.events == [("ReconcileError", message)]   # posted before stop() returned

@@ -15,6 +15,7 @@ A resolved alert with no Incident is ignored (it was never opened, or it was ref
 from __future__ import annotations
 
 import asyncio
+import random
 import datetime as dt
 import logging
 import zlib
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "opex-operator"
 MAX_ATTEMPTS = 5          # reads and writes of one alert's record before the delivery is given up (503)
+RETRY_BACKOFF = 0.05      # seconds before the second attempt, doubling, jittered: racing writers spread out
 PARALLEL_WRITES = 8       # alerts of one notification written at once
 LOCK_STRIPES = 64
 
@@ -133,11 +135,13 @@ class Intake:
     async def _write(self, m: Mapped, notification: Notification) -> Written | Refused:
         lock = self._locks[zlib.crc32(f"{m.namespace}/{m.name}".encode()) % LOCK_STRIPES]
         async with self._parallel, lock:
+            created = False   # by an earlier attempt of this delivery, which then lost a race
             try:
-                for _ in range(MAX_ATTEMPTS):
-                    written = await self._attempt(m, notification)
+                for attempt in range(MAX_ATTEMPTS):
+                    written, created = await self._attempt(m, notification, created)
                     if written is not None:
                         return written
+                    await asyncio.sleep(RETRY_BACKOFF * 2 ** attempt * random.uniform(0.5, 1.5))
             except KubeError as err:
                 if err.transient:
                     raise Unavailable(f"the API server did not take Incident {m.namespace}/{m.name}: {err}") from err
@@ -148,20 +152,22 @@ class Intake:
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self.store.get, "incidents", namespace, name)
 
-    async def _attempt(self, m: Mapped, notification: Notification) -> Written | None:
-        """One read-modify-write of the alert's record; None when it lost a race (read again)."""
+    async def _attempt(self, m: Mapped, notification: Notification,
+                       created: bool) -> tuple[Written | None, bool]:
+        """One read-modify-write of the alert's record: (what was written, None when it lost a race
+        and must read again; whether this delivery created the Incident, ``created`` on entry: an
+        earlier attempt that created it and then lost the status race still reports it created)."""
         name = m.name
         body = await self._get(m.namespace, name)
         if body is not None and _closed(body) and not _same_firing(body, m.alert):
             name = m.successor()  # a closed Incident is never reopened
             body = await self._get(m.namespace, name)
-        created = False
         if body is None:
             if m.alert.status == AlertStatus.RESOLVED:
-                return Written(m.alert, Outcome.IGNORED, note="resolved; no Incident was opened for it")
+                return Written(m.alert, Outcome.IGNORED, note="resolved; no Incident was opened for it"), created
             body = await asyncio.to_thread(self.store.create, "incidents", m.namespace, m.body(name))
             if body is None:
-                return None  # created by another delivery meanwhile
+                return None, created  # created by another delivery meanwhile
             created = True
         meta = body["metadata"]
         ref = ObjectRef("incidents", m.namespace, name, meta.get("uid", ""), "Incident")
@@ -174,11 +180,11 @@ class Intake:
             await asyncio.to_thread(self.store.patch_status, ref, {"alert": wire}, meta.get("resourceVersion"))
         except KubeError as err:
             if err.conflict:
-                return None
+                return None, created
             raise
         if not created and (current is None or current.state != record.state):
             await asyncio.to_thread(self.store.annotate, ref, {ALERT_STATE_ANNOTATION: record.state.value})
-        return Written(m.alert, Outcome.CREATED if created else Outcome.UPDATED, ref)
+        return Written(m.alert, Outcome.CREATED if created else Outcome.UPDATED, ref), created
 
     async def _truncated(self, notification: Notification, receipt: Receipt) -> None:
         """Alertmanager's max_alerts cut the notification: count it and say so on each Incident written."""

@@ -120,6 +120,25 @@ def _where(err: ValidationError) -> str:
     return f"{path or 'body'}: {first['msg']}"
 
 
+def _check_text(data: Any) -> None:
+    """Raise PayloadError for a string JSON allows but UTF-8 cannot hold (a lone surrogate such as
+    ``\ud800``): nothing downstream (fingerprints, names, the API server) could encode it."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PayloadError(f"the body holds text that is not valid Unicode (a lone surrogate) in "
+                                   f"{item.encode('utf-8', 'backslashreplace').decode()[:80]!r}") from None
+
+
 def parse(body: bytes, now: dt.datetime) -> Notification:
     """The notification in ``body`` (JSON bytes); ``now`` (UTC) decides the status of an alert
     whose sender gave none (``endsAt`` in the past: resolved). Raises PayloadError naming the
@@ -128,6 +147,9 @@ def parse(body: bytes, now: dt.datetime) -> Notification:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PayloadError(f"the body is not JSON: {err}") from None
+    except RecursionError:
+        raise PayloadError("the body is not an Alertmanager notification: JSON nested too deeply") from None
+    _check_text(data)
     if not isinstance(data, dict):
         raise PayloadError("the body is not an Alertmanager notification: expected a JSON object with alerts")
     try:

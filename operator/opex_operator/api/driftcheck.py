@@ -336,6 +336,17 @@ class ResolutionRecord(Status):
                     "was interrupted and is resolved from the real state.") | None = None
 
 
+class InterruptedApply(Status):
+    """An apply that was interrupted: its outcome is unknown (some changes may have been made,
+    provisioners may have run). Until an apply succeeds or a run finds no drift, every plan's
+    checksum covers this record, so no approval given before it applies anything, and approval
+    Auto waits for a person too."""
+
+    plan_checksum: str = Field(max_length=71, description="The plan whose apply was interrupted.")
+    time: dt.datetime = Field(description="When the interruption was found.")
+    message: bounded(1024, "How it was interrupted.") | None = None
+
+
 class ResolutionPolicy(Status):
     """How the operator resolves drift, as it read the spec (a misspelt field is pruned by the API
     server, and its default applies: this says which)."""
@@ -380,6 +391,8 @@ class DriftCheckStatus(Status):
     resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
                                                 "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
+    interrupted_apply: InterruptedApply | None = Field(default=None, description="An apply whose outcome is "
+                                                       "unknown: nothing is applied again without a new approval.")
     resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "
                                      "approval Auto backs off as it grows and stops at 3.")
     timeline: list[TimelineEntry] = timeline_field()

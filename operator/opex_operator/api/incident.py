@@ -257,6 +257,12 @@ class IncidentSpec(Model):
         {"rule": "self.type != 'DeploymentFailure' || has(self.targets.pipeline) || has(self.targets.codeBuild) "
                  "|| has(self.targets.lambda) || has(self.targets.driftCheckRef)",
          "message": "a DeploymentFailure incident needs one of spec.targets.pipeline, codeBuild, lambda or driftCheckRef"},
+        {"rule": "self.type != 'SecurityIncident' || has(self.targets.security)",
+         "message": "a SecurityIncident needs spec.targets.security (the users, keys, addresses or groups involved)"},
+        {"rule": "self.type != 'PerformanceDegradation' || has(self.targets.lambda) || has(self.targets.apiGateway) "
+                 "|| has(self.targets.rds) || has(self.targets.cloudFront) || has(self.targets.probes)",
+         "message": "a PerformanceDegradation incident needs one of spec.targets.lambda, apiGateway, rds, cloudFront "
+                    "or probes"},
         {"rule": "!has(oldSelf.closed) || !oldSelf.closed || (has(self.closed) && self.closed)",
          "message": "a closed Incident cannot be reopened; create a new one"},
         *SECURITY_RULES,

@@ -26,8 +26,17 @@ from .budget import Budget
 from .errors import BOTO_ERRORS, outcome_label, translate
 
 # botocore's adaptive mode: exponential backoff with jitter plus client-side rate limiting on
-# throttling (botocore docs, "Retries"); 5 attempts cover ~15 s of 5xx/throttling.
+# throttling (botocore docs, "Retries"); 5 attempts cover ~15 s of 5xx/throttling. Only for reads
+# and for operations with an idempotency token (botocore fills it once per call, so every retry
+# carries the same token and AWS acts once): a mutating call whose first attempt timed out may
+# have been carried out, and a retry would do it again (issue 29: a stalled UpdateFunctionCode
+# reached the endpoint four times). Mutating calls get one attempt; the step records the outcome
+# and the next pass checks the real state first.
 RETRIES = {"mode": "adaptive", "max_attempts": 5}
+NO_RETRIES = {"mode": "standard", "total_max_attempts": 1}
+# Operations that only read (AWS API naming); every other operation is treated as mutating.
+READ_PREFIXES = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search", "Select", "BatchGet", "Query",
+                 "Scan", "Simulate", "Check", "Test")
 # Seconds, not botocore's 60 s default: a hung endpoint must not hold a worker (and an
 # assessment) for minutes; a timed-out read is retried, then reported as unreadable.
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
@@ -63,12 +72,32 @@ class AwsClients:
         with self._lock:
             if key not in self._clients:
                 session = self._session(role_key or "")
-                client = session.client(service, region_name=region, config=Config(
-                    retries=RETRIES, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                    user_agent_appid="opex-operator"))
-                _count_calls(client)
-                self._clients[key] = Client(client, service, region, self.budget)
+                clients = [session.client(service, region_name=region, config=Config(
+                    retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                    user_agent_appid="opex-operator")) for retries in (RETRIES, NO_RETRIES)]
+                for raw in clients:
+                    _count_attempts(raw)
+                self._clients[key] = Client(clients[0], service, region, self.budget, once=clients[1])
             return self._clients[key]
+
+    def role_environment(self, role_key: str) -> dict[str, str]:
+        """``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN`` of the policy's
+        role ``role_key``, assumed (refreshed by botocore when near expiry): what a Terraform run
+        gets. Never the operator's own credentials: ``role_key`` must name a role (ValueError
+        otherwise; KeyError for a role not in the policy). Blocking; raises AwsError when
+        ``sts:AssumeRole`` fails."""
+        if not role_key:
+            raise ValueError("Terraform never runs with the operator's own credentials: name a role")
+        with self._lock:
+            session = self._session(role_key)
+        try:
+            frozen = session.get_credentials().get_frozen_credentials()
+        except BOTO_ERRORS as err:
+            raise translate(err, "sts", "AssumeRole") from err
+        env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+        if frozen.token:
+            env["AWS_SESSION_TOKEN"] = frozen.token
+        return env
 
     def _session(self, role_key: str) -> boto3.Session:
         if role_key not in self._sessions:
@@ -90,31 +119,44 @@ class AwsClients:
         return self._sessions[role_key]
 
 
-def _count_calls(client: BaseClient) -> None:
+def retried(operation: Any) -> bool:
+    """Whether botocore may retry ``operation`` (a botocore OperationModel): it only reads, or it
+    carries an idempotency token (see RETRIES)."""
+    return operation.name.startswith(READ_PREFIXES) or bool(operation.idempotent_members)
+
+
+def _count_attempts(client: BaseClient) -> None:
+    """``opex_aws_api_calls_total`` counts every request that reached the wire (each retry too), by
+    outcome: botocore emits ``needs-retry`` once per attempt, with its response or its error."""
     service = client.meta.service_model.service_name
 
-    def after_call(http_response=None, parsed=None, model=None, **_: Any) -> None:
-        status = getattr(http_response, "status_code", 0) or 0
-        error_code = ((parsed or {}).get("Error") or {}).get("Code", "") or ""
-        metrics.AWS_API_CALLS.labels(service, model.name if model else "unknown",
-                                     outcome_label(status, error_code)).inc()
+    def attempt(response=None, operation=None, caught_exception=None, **_: Any) -> None:
+        name = operation.name if operation is not None else "unknown"
+        if response is None:
+            outcome = "network_error" if caught_exception is not None else "unknown"
+        else:
+            http_response, parsed = response
+            error_code = ((parsed or {}).get("Error") or {}).get("Code", "") or ""
+            outcome = outcome_label(getattr(http_response, "status_code", 0) or 0, error_code)
+        metrics.AWS_API_CALLS.labels(service, name, outcome).inc()
 
-    def after_error(model=None, exception=None, **_: Any) -> None:
-        metrics.AWS_API_CALLS.labels(service, model.name if model else "unknown", "network_error").inc()
-
-    client.meta.events.register("after-call", after_call)
-    client.meta.events.register("after-call-error", after_error)
+    client.meta.events.register_first("needs-retry", attempt)
 
 
 class Client:
     """A boto3 client whose calls wait for the AWS call budget and raise :class:`~.errors.AwsError`
     (attributes pass through). Managed S3 transfers (``copy``) are budgeted once per call."""
 
-    def __init__(self, raw: BaseClient, service: str, region: str, budget: Budget):
+    def __init__(self, raw: BaseClient, service: str, region: str, budget: Budget, once: BaseClient | None = None):
         self._raw, self._service, self._region, self._budget = raw, service, region, budget
+        self._once = once or raw   # the client without retries, for mutating calls (see RETRIES)
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._raw, name)
+        operation = self._raw.meta.method_to_api_mapping.get(name)
+        raw = self._raw
+        if operation is not None and not retried(self._raw.meta.service_model.operation_model(operation)):
+            raw = self._once
+        attr = getattr(raw, name)
         if name == "get_paginator":
             return lambda operation: _Paginator(attr(operation), self, self._operation(operation))
         if callable(attr):

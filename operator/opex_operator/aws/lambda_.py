@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 from ..runbooks.facts import FunctionState, LambdaVersion
-from .clients import AwsClients
+from .clients import READ_TIMEOUT, AwsClients
 
 # UpdateFunctionCode takes a ZipFile of at most 50 MB (Lambda quotas, "Deployment package size").
 MAX_ZIP_BYTES = 50 * 1024 * 1024
@@ -54,11 +54,12 @@ class LambdaActions:
 
         The package is downloaded from the presigned ``Code.Location`` GetFunction returns (AWS:
         "GetFunction ... Code.Location: a presigned URL that you can use to download the
-        deployment package"), then uploaded with UpdateFunctionCode. Raises ValueError when it
+        deployment package"), then uploaded with UpdateFunctionCode (one attempt: it mutates).
+        The download has the AWS calls' read timeout (10 s per read). Raises ValueError when it
         exceeds the 50 MB direct-upload limit.
         """
         location = self.lam.get_function(FunctionName=name, Qualifier=version)["Code"]["Location"]
-        with urllib.request.urlopen(location, timeout=60) as resp:
+        with urllib.request.urlopen(location, timeout=READ_TIMEOUT) as resp:
             package = resp.read(MAX_ZIP_BYTES + 1)
         if len(package) > MAX_ZIP_BYTES:
             raise ValueError(f"version {version} of {name} is larger than 50 MB; roll back from S3 (to.s3) instead")

@@ -19,7 +19,7 @@ import base64
 import gzip
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..kube import MAX_CONFIG_MAP_BYTES
 from ..terraform.plan import PlanSummary, redact
@@ -42,16 +42,19 @@ class Report:
     plan_file: str | None     # where the full plan is when plan.json.gz is not in the report
 
 
-def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | None, plan_file: str) -> Report:
+def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | None, plan_file: str,
+          scrub: Callable[[Any], Any] = lambda value: value) -> Report:
     """The report of one run: ``header`` (the DriftCheck and the run result, wire form), the plan's
     ``summary``, the saved plan's JSON ``doc`` (None when nothing changes) and the path of the saved
-    plan file. Its values add up to at most :data:`~opex_operator.kube.MAX_CONFIG_MAP_BYTES` bytes."""
-    listed, cut = capped(summary.to_dict(), lambda s: _render({**header, "summary": s}), SUMMARY_BYTES)
+    plan file. Its values add up to at most :data:`~opex_operator.kube.MAX_CONFIG_MAP_BYTES` bytes.
+    ``scrub`` (``redaction.Scrubber``) masks the values that came from Secrets, sensitive or not."""
+    header, doc = scrub(header), scrub(redact(doc)) if doc is not None else None
+    listed, cut = capped(scrub(summary.to_dict()), lambda s: _render({**header, "summary": s}), SUMMARY_BYTES)
     base = {**header, "summary": listed}
     if doc is None:
         text = _render({**base, "planIncluded": False, "note": "no changes: the plan itself is not kept"})
         return Report({"summary.json": text}, {}, False, cut, None)
-    plan_gz = gzip.compress(json.dumps(redact(doc), separators=(",", ":")).encode())
+    plan_gz = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
     text = _render({**base, "planIncluded": True,
                     "note": "plan.json.gz is the redacted `terraform show -json` of the saved plan"})
     if len(text) + len(plan_gz) <= MAX_CONFIG_MAP_BYTES:

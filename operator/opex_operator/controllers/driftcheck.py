@@ -21,18 +21,20 @@ from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
 from ..api.driftcheck import (MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
-                              DriftedResource, ForceUnlock, ObservedLock, Outcome, ReportRef, ResolutionOutcome,
-                              ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
+                              DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
+                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
 from ..kube import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
+from ..policy import Policy
 from ..process import IDENTITY
+from ..redaction import Scrubber
 from ..runbooks import drift
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
-                              parse_show_json, parse_stream)
+                              parse_show_json, parse_stream, provisioners)
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
 from . import drift_report
@@ -42,6 +44,12 @@ from .common import Pass, spec_error
 log = logging.getLogger(__name__)
 
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
+POLICY_REFUSED = "PolicyRefused"
+SOURCE_RECHECK = 60.0   # seconds between checks of a source ConfigMap that does not exist
+# The operator policy's action for each thing Terraform is run for (policy.Policy.check_terraform).
+PLAN, APPLY, IMPORT, FORCE_UNLOCK = "terraform:Plan", "terraform:Apply", "terraform:Import", "terraform:ForceUnlock"
+RESOLUTION_ACTIONS = {ResolutionStrategy.APPLY: APPLY, ResolutionStrategy.REFRESH_ONLY: APPLY,
+                      ResolutionStrategy.IMPORT: IMPORT}
 # How a failed run's Checked message ends: what the schedule does next.
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 
@@ -52,8 +60,9 @@ class DriftCheckController:
     resource = DRIFTCHECK
     wake_annotations = (RUN_ANNOTATION,)
 
-    def __init__(self, objects: Objects, workspaces: Workspaces, clock: Callable[[], dt.datetime] = utcnow):
-        self.objects, self.workspaces, self.clock = objects, workspaces, clock
+    def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
+                 clock: Callable[[], dt.datetime] = utcnow):
+        self.objects, self.workspaces, self.policy, self.clock = objects, workspaces, policy, clock
 
     def priority(self, body: dict) -> int:
         """Drift checks are scheduled background work: after every Incident and Rollback."""
@@ -87,6 +96,7 @@ class DriftCheckController:
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
             remove(st.conditions, STALLED)  # the spec is valid again; a configuration's stall ends with a run
+        missing = await pass_.missing_source()
         if st.observed_generation is None:
             pass_.scheduled()
         pass_.refresh_checked()
@@ -99,6 +109,8 @@ class DriftCheckController:
         metrics.DRIFTCHECKS_OVERDUE.track(obj.ref.uid, (spec.environment or "",), drift.overdue_at(spec, st, created))
         if requeue is not None:
             return requeue
+        if missing:  # no event says when it is created: look again soon
+            return SOURCE_RECHECK
         if d.until is not None:
             return max(1.0, (d.until - self.clock()).total_seconds())
         if st.next_schedule_time is None:
@@ -120,15 +132,44 @@ class _Pass(Pass):
                  created: dt.datetime):
         super().__init__(obj)
         self.ctl, self.spec, self.created = ctl, spec, created
+        self.scrub = Scrubber(())   # the values of the Secrets the run read, once a workspace is open
+        self.session: TerraformSession | None = None
+
+    async def save(self) -> None:
+        """The checkpoint, with every value read from a Secret masked in status and Events first."""
+        if self.scrub:
+            clean = type(self.st).model_validate(self.scrub(self.st.model_dump(mode="json", by_alias=True,
+                                                                               exclude_none=True)))
+            for name in type(self.st).model_fields:
+                setattr(self.st, name, getattr(clean, name))
+            self.events = [(kind, reason, self.scrub.text(message)) for kind, reason, message in self.events]
+        await super().save()
+
+    async def missing_source(self) -> bool:
+        """A ``configMapRef`` source that does not exist is Stalled at once (not Ready), from the
+        first pass, rather than only when the first run fails hours later. True when missing."""
+        ref = self.spec.source.config_map_ref
+        if ref is None:
+            return False
+        ns = self.obj.ref.namespace
+        if await asyncio.to_thread(self.ctl.objects.config_map_data, ns, ref.name) is not None:
+            if (stalled := get(self.st.conditions, STALLED)) is not None and stalled.reason == "SourceUnavailable":
+                remove(self.st.conditions, STALLED)
+            return False
+        text = (f"ConfigMap {ref.name} (spec.source.configMapRef) does not exist in namespace {ns}: create it (it "
+                f"is looked for again every {SOURCE_RECHECK:.0f}s)")
+        if self.condition(STALLED, ConditionStatus.TRUE, "SourceUnavailable", text):
+            self.event("SourceUnavailable", text, warning=True)
+        return True
 
     def note_interrupted(self) -> None:
         """Work another operator process recorded as started and never finished was interrupted:
         record it so (never as running, never as done) and owe a run that re-reads the real state.
 
-        A plan changes nothing, so it simply runs again. A resolution is Interrupted: Terraform,
-        tied to its operator's lifetime, stopped cleanly (state saved, lock released), so the new
-        plan shows what is left; the same checksum means nothing was applied and retrying is safe,
-        a new one needs approval again (``runbooks.drift.drift_to_resolve``)."""
+        A plan changes nothing, so it simply runs again. A resolution is Interrupted and the new
+        plan shows what is left: a refresh-only or an import is safe to repeat; an apply's outcome
+        is unknown (a provisioner may have run), so ``status.interruptedApply`` is recorded and
+        nothing is applied again without a new approval (``runbooks.drift.decide``)."""
         st = self.st
         if st.running_since is not None and st.runner != IDENTITY:
             text = (f"the run started at {st.running_since:%Y-%m-%d %H:%M:%S} UTC ({st.running_trigger}) by operator "
@@ -144,8 +185,15 @@ class _Pass(Pass):
 
     def resolution_interrupted(self, why: str) -> None:
         st, done = self.st, self.st.last_resolution
-        text = (f"{done.strategy.value} of plan {done.plan_checksum} was interrupted ({why}); Terraform stops cleanly "
-                f"when its operator stops (state saved, lock released): a new plan shows what is left")
+        if done.strategy == ResolutionStrategy.APPLY:
+            text = (f"Apply of plan {done.plan_checksum} was interrupted ({why}); its outcome is unknown: changes may "
+                    f"be partly made and provisioners may have run. Nothing is applied again without a new "
+                    f"approval: the next plan shows what is left")
+            st.interrupted_apply = InterruptedApply(plan_checksum=done.plan_checksum or "", time=self.ctl.clock(),
+                                                    message=text)
+        else:
+            text = (f"{done.strategy.value} of plan {done.plan_checksum} was interrupted ({why}); it is safe to "
+                    f"repeat: a new plan shows what is left")
         st.last_resolution = done.model_copy(update={"outcome": ResolutionOutcome.INTERRUPTED, "message": text,
                                                      "time": self.ctl.clock(), "runner": None})
         self.condition(REMEDIATING, ConditionStatus.FALSE, "Interrupted", text)
@@ -229,9 +277,34 @@ class _Pass(Pass):
                     self.st.last_schedule_time = d.slot
         return None
 
-    async def open(self, timeout: float) -> TerraformSession:
+    async def open(self, timeout: float, action: str) -> TerraformSession:
+        """The workspace, ready for ``action`` under the operator policy (checked before any
+        Terraform runs); raises SourceError (PolicyRefused among them) or TerraformError."""
         ref = self.obj.ref
-        return await self.ctl.workspaces.open(ref.namespace, ref.name, self.spec, timeout)
+        grant = self.ctl.policy.terraform_grant(ref.namespace, action, self.spec.workspace)
+        session = await self.ctl.workspaces.open(ref.namespace, ref.name, self.spec, timeout, grant)
+        self.scrub, self.session = Scrubber(session.secret_values), session
+        return session
+
+    def plan_inputs(self, session: TerraformSession) -> dict[str, str]:
+        """What a plan's checksum covers besides its JSON: the session's digests and, after an
+        interrupted apply, that apply (so no approval given before it matches a plan made after)."""
+        inputs = session.plan_inputs()
+        if self.st.interrupted_apply is not None:
+            done = self.st.interrupted_apply
+            inputs["interruptedApply"] = f"{done.plan_checksum}@{done.time.isoformat()}"
+        return inputs
+
+    def refused_provisioners(self, doc: dict[str, Any]) -> str | None:
+        """Why the plan ``doc`` may not be applied here: its configuration has provisioners and the
+        operator policy's ``terraform.allowProvisioners`` is false (None otherwise)."""
+        found = provisioners(doc)
+        rule = self.ctl.policy.terraform(self.obj.ref.namespace)
+        if not found or rule.allow_provisioners:
+            return None
+        return (f"the configuration has provisioners ({', '.join(found[:5])}), which run commands inside the "
+                f"operator's pod, and the operator policy (terraform.allowProvisioners: false) forbids them in "
+                f"namespace {self.obj.ref.namespace}")
 
     # -- a run ------------------------------------------------------------------------------------
     async def run(self, d: Decision) -> None:
@@ -251,10 +324,10 @@ class _Pass(Pass):
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
-        summary, doc, lock, reason, message, plan_file = None, None, None, "PlanFailed", "", ""
+        summary, doc, lock, reason, message, plan_file, inputs = None, None, None, "PlanFailed", "", "", {}
         broken = None  # the configuration file Terraform's error points at: only a change to it helps
         try:
-            session = await self.open(budget)
+            session = await self.open(budget, PLAN)
             result.terraform_version, result.source_revision = session.version, session.revision
             plan_file = session.plan_file
             # One invocation: its -json stream has the drift, the changes and the diagnostics; the
@@ -278,9 +351,13 @@ class _Pass(Pass):
                 if plan.exit_code == 2:
                     doc = await session.show_plan()
                     summary = parse_show_json(doc, spec.ignore)
+                    if refused := self.refused_provisioners(doc):
+                        reason, message, summary = POLICY_REFUSED, refused, None
+                    else:
+                        inputs = self.plan_inputs(session)
                 else:
                     summary = parse_stream(plan.stdout, spec.ignore)
-                if summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable: Terraform's exit 1
+                if summary is not None and summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable
                     reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
                     broken = configuration_file(plan.stdout + plan.stderr + message)
         except SourceError as err:
@@ -292,8 +369,8 @@ class _Pass(Pass):
             broken = None if err.result.timed_out else configuration_file(err.result.stdout + err.result.stderr)
         except PlanFormatError as err:
             reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
-        except asyncio.CancelledError:  # the operator is stopping: Terraform was interrupted cleanly
-            self.run_cut_short(d.trigger)
+        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
+            self.run_cut_short(d.trigger, lock_after(self.session))
             await self.save()
             raise
         st.running_since = st.running_trigger = st.runner = None
@@ -309,12 +386,13 @@ class _Pass(Pass):
             self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED,
                         broken)
         else:
-            await self.succeeded(result, summary, doc, plan_file)
+            await self.succeeded(result, summary, doc, plan_file, inputs)
         self.skip_slot_missed_by_the_run(started)
 
-    def run_cut_short(self, trigger: str | None) -> None:
+    def run_cut_short(self, trigger: str | None, lock: str) -> None:
         st = self.st
-        text = "the operator is stopping: the plan was interrupted (it changes nothing); it runs again after the restart"
+        text = (f"the operator is stopping: the plan was interrupted (it changes nothing; {lock}); it runs again "
+                f"after the restart")
         st.running_since = st.running_trigger = st.runner = None
         st.pending_run = f"{trigger or 'a run'}, again after an interruption"
         mark(st.conditions, None, "", "", self.gen)
@@ -330,15 +408,16 @@ class _Pass(Pass):
                                               f"still going (concurrencyPolicy: Forbid); it is skipped", warning=True)
 
     async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
-                        plan_file: str) -> None:
-        """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes.
+                        plan_file: str, inputs: dict[str, str]) -> None:
+        """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes,
+        ``inputs`` the digests its checksum covers besides (``TerraformSession.plan_inputs``).
 
         The report is written first: status takes nothing of this run until its report exists, so
         it never pairs a new result with an old report or checksum. A refused write raises
         KubeError (see :meth:`report_failed`)."""
         st = self.st
         result.outcome = summary.outcome
-        result.plan_checksum = checksum(doc or {})
+        result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
         try:
@@ -356,6 +435,7 @@ class _Pass(Pass):
             st.last_drift_detected_time = result.finished_at
         else:
             st.resolution_attempts = 0
+            st.interrupted_apply = None  # nothing differs: whatever that apply did, nothing is left to approve
         st.report_ref = report_ref
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
         if summary.drifted:
@@ -404,6 +484,9 @@ class _Pass(Pass):
         if config_file is not None:
             mark(st.conditions, STALLED, reason, f"the configuration does not work ({config_file}): {message}; fix it "
                                                  f"in the source: the next run checks again", self.gen)
+        elif reason == POLICY_REFUSED:
+            mark(st.conditions, STALLED, reason, f"{message}; change the DriftCheck (or ask the platform team to "
+                                                 f"change the operator policy): the next run checks again", self.gen)
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
         self.observe(result, None)
         self.event(reason, message, warning=True)
@@ -441,7 +524,7 @@ class _Pass(Pass):
         age = (self.ctl.clock() - lock.created).total_seconds() if lock.created else 0.0
         lock.unlock_attempted_at = self.ctl.clock()
         try:
-            session = await self.open(float(self.spec.timeout_seconds))
+            session = await self.open(float(self.spec.timeout_seconds), FORCE_UNLOCK)
             unlocked = await session.force_unlock(lock.id)
             ok, detail = unlocked.ok, unlocked.diagnostic()
         except (SourceError, TerraformError) as err:
@@ -463,7 +546,7 @@ class _Pass(Pass):
         planned = st.last_result.plan_checksum
         ok, message, outcome = False, "", ResolutionOutcome.FAILED
         try:
-            session = await self.open(float(self.spec.timeout_seconds))
+            session = await self.open(float(self.spec.timeout_seconds), RESOLUTION_ACTIONS[r.strategy])
             missing = await self.missing_imports(session) if r.strategy == ResolutionStrategy.IMPORT else None
             if missing == []:
                 # Everything is imported: what still differs is for a person to change in the configuration.
@@ -487,14 +570,17 @@ class _Pass(Pass):
             ok, message = await self.carry_out_resolution(session, planned, missing or [])
         except (SourceError, TerraformError, PlanFormatError) as err:
             message = str(err) + (f": {err.result.diagnostic()}" if isinstance(err, TerraformError) else "")
-        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT and stopped cleanly
+        except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
             if st.last_resolution.outcome == ResolutionOutcome.RUNNING:
                 mark(st.conditions, None, "", "", self.gen)
-                self.resolution_interrupted("the operator was stopping; Terraform got SIGINT")
+                self.resolution_interrupted(
+                    f"the operator was stopping; Terraform got SIGINT; {lock_after(self.session)}")
                 await self.save()
             raise
         mark(st.conditions, None, "", "", self.gen)
         outcome = ResolutionOutcome.SUCCEEDED if ok else ResolutionOutcome.FAILED
+        if ok and r.strategy == ResolutionStrategy.APPLY:
+            st.interrupted_apply = None
         st.last_resolution = ResolutionRecord(strategy=r.strategy, plan_checksum=planned, outcome=outcome,
                                               time=self.ctl.clock(), message=message)
         metrics.DRIFT_RESOLUTIONS.labels(r.strategy.value, outcome.lower()).inc()
@@ -514,7 +600,10 @@ class _Pass(Pass):
         if strategy == ResolutionStrategy.APPLY:
             if not session.has_saved_plan():
                 return False, "the saved plan is gone (operator work directory lost); the next run makes a new one"
-            saved = checksum(await session.show_plan())
+            doc = await session.show_plan()
+            if refused := self.refused_provisioners(doc):
+                return False, f"{refused}; nothing was applied"
+            saved = checksum(doc, self.plan_inputs(session))
             if saved != planned:
                 return False, f"the saved plan is {saved}, not the approved {planned}; nothing was applied"
             applied = await session.apply_saved_plan(lock_timeout)
@@ -544,7 +633,12 @@ class _Pass(Pass):
         name = f"{ref.name[:230]}-drift-{stamp}"
         header = {"driftCheck": ref.name, "namespace": ref.namespace,
                   **result.model_dump(mode="json", by_alias=True, exclude_none=True)}
-        report = drift_report.build(header, summary, doc, plan_file)
+        if self.st.interrupted_apply is not None:  # what this plan means: what is left after an unknown outcome
+            header["afterInterruptedApply"] = {
+                **self.st.interrupted_apply.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "note": "the apply's outcome is unknown; this plan shows what applying now would still do, and "
+                        "only an approval of this plan's checksum applies it"}
+        report = drift_report.build(header, summary, doc, plan_file, self.scrub)
         label = label_value(ref.name)
         objects = self.ctl.objects
         objects.put_config_map(ref.namespace, name, report.data, ref,
@@ -569,6 +663,20 @@ class _Pass(Pass):
                 labels = (_action(entry.actions, entry.importing), environment)
                 counts[labels] = counts.get(labels, 0) + 1
             metrics.DRIFTED_RESOURCES.contribute(uid, counts)
+
+
+def lock_after(session: TerraformSession | None) -> str:
+    """What a Terraform cut short by the operator stopping left of its state lock, said only as
+    far as known: released when it stopped by itself after SIGINT (it releases its lock on the way
+    out) and said no release failed; otherwise the lock may be left, and the next run names it."""
+    last = session.last_result if session is not None else None
+    if last is None or last.stopped is None:
+        return "no plan or apply had started"
+    if last.lock_released:
+        return "Terraform stopped cleanly and released its state lock"
+    return ("Terraform was killed before it could release its state lock: it may be held, and the next run "
+            "reports it (LockHeld, with its ID)" if last.stopped == "killed" else
+            "Terraform could not release its state lock: " + _first_lines(last.stderr, 6))
 
 
 def _action(actions: list[str], importing: bool) -> str:

@@ -221,8 +221,9 @@ class _Pass(Pass):
             security_incident = self.spec.type == IncidentType.SECURITY_INCIDENT and self.spec.targets.security
             facts = (await investigate(self.spec, reader, self.ctl.aws.ec2(region, role), self.ctl.clock(), obs)
                      if security_incident else None)
+            guard = self.ctl.policy.probe_guard(self.obj.ref.namespace)
             perf = (await measure(self.spec, self.ctl.aws, self.ctl.objects, self.obj.ref.namespace, obs,
-                                  self.ctl.clock(), self.ctl.sources) if measured(self.spec) else None)
+                                  self.ctl.clock(), self.ctl.sources, guard) if measured(self.spec) else None)
         metrics.ASSESSMENT_AWS_CALLS.labels(self.spec.type.value).observe(calls.calls)
         d = findings(obs)
         now = self.ctl.clock()
@@ -345,7 +346,8 @@ class _Pass(Pass):
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
         step.runner = IDENTITY  # a call is in flight: on record with the intent (a first attempt) or before the next
         outcome = await run_step(StepContext(self.obj.ref, self.spec, step, self.now, self.ctl.aws, self.ctl.objects,
-                                             self.ctl.workspaces, resumed, self.obj.labels))
+                                             self.ctl.workspaces, resumed, self.obj.labels,
+                                             self.ctl.policy))
         step.runner = None
         if outcome.rollback_ref:
             step.rollback_ref = LocalObjectReference(name=outcome.rollback_ref)
@@ -441,7 +443,7 @@ class _Pass(Pass):
             endpoint = (config.endpoint, config.port)
         problems: list[ReadProblem] = []
         http, database = await probe(self.spec, self.ctl.aws, self.ctl.objects, self.obj.ref.namespace, endpoint,
-                                     problems)
+                                     problems, self.ctl.policy.probe_guard(self.obj.ref.namespace))
         return probes.results(http, database) + [(False, p.message) for p in problems]
 
     def _observe(self, done: list[Step], pipeline: str | None) -> VerifyFacts:

@@ -24,9 +24,11 @@ from ..api.incident import IncidentSpec, IncidentType
 from ..api.performance import MetricsQuery
 from ..aws.reader import MAX_TRAIL_RECORDS
 from ..errors import AwsError, KubeError
+from ..policy import ProbeRule
 from ..ports import AwsPorts, Ec2Port, LockSource, Objects, PerfReaderPort, Reader
 from ..probes import secrets as probe_secrets
-from ..probes.http import public_url
+from ..probes.http import Guard, public_url
+from ..redaction import Scrubber
 from ..runbooks import security
 from ..runbooks.diagnose import failure_context
 from ..runbooks.blast_radius import FollowUp
@@ -276,7 +278,7 @@ def measured(spec: IncidentSpec) -> bool:
 
 
 async def measure(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: str, obs: Observations,
-                  now: dt.datetime, sources: Sequence[str] = ()) -> PerformanceFacts:
+                  now: dt.datetime, sources: Sequence[str] = (), guard: Guard | None = None) -> PerformanceFacts:
     """The runbook's "Performance Degradation" reads for a PerformanceDegradation incident (the
     targets' configurations, then every metric in one GetMetricData per region) and, for any
     incident whose spec has them, the endpoint probes, run meanwhile. When the database probe
@@ -284,7 +286,8 @@ async def measure(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace
 
     ``obs`` is the assessment so far: the RDS endpoint the database probe connects to when it
     names no host, the API's stages; every read or probe input that fails becomes a problem in
-    ``obs.problems``. ``sources`` are the CIDRs and group ids the operator connects from.
+    ``obs.problems``. ``sources`` are the CIDRs and group ids the operator connects from;
+    ``guard`` the operator policy's check of the addresses probes connect to (see :func:`probe`).
     """
     t = spec.targets
     query = t.metrics or MetricsQuery()
@@ -305,7 +308,7 @@ async def measure(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace
 
     async def endpoints() -> None:
         endpoint = (obs.rds.endpoint, obs.rds.port) if obs.rds else None
-        facts.http, facts.database = await probe(spec, aws, objects, namespace, endpoint, obs.problems)
+        facts.http, facts.database = await probe(spec, aws, objects, namespace, endpoint, obs.problems, guard)
 
     await asyncio.gather(metrics(), endpoints())
     if unreachable(facts.database) and t.rds and not facts.security_groups:
@@ -349,17 +352,22 @@ async def _configurations(spec: IncidentSpec, reader: PerfReaderPort, obs: Obser
 
 
 async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: str,
-                endpoint: tuple[str | None, int | None] | None,
-                problems: list[ReadProblem]) -> tuple[HttpProbeResult | None, DbProbeResult | None]:
+                endpoint: tuple[str | None, int | None] | None, problems: list[ReadProblem],
+                guard: Guard | None = None) -> tuple[HttpProbeResult | None, DbProbeResult | None]:
     """Run the probes ``spec.targets.probes`` names, both at once: the runbook's ``curl`` and
     ``psql -c "SELECT 1"``. Their Secrets (or Secrets Manager secret) are read first; a Secret
     that is missing or lacks a key becomes a problem naming it and that probe does not run.
     ``endpoint`` is the RDS target's (address, port), for a database probe that names no host.
-    A probe never outlives its timeout (plus :data:`PROBE_GRACE`)."""
+    A probe never outlives its timeout (plus :data:`PROBE_GRACE`). ``guard`` refuses addresses
+    (``policy.Policy.probe_guard``; without it link-local and metadata addresses are refused).
+    Every value read from a Secret is masked in what the probes report (an endpoint may echo a
+    header back)."""
     wanted = spec.targets.probes
     if wanted is None:
         return None, None
     port = aws.probes()
+    guard = guard or ProbeRule().refusal
+    secret_values: set[str] = set()
 
     async def secret(name: str, where: str) -> dict[str, str] | None:
         try:
@@ -386,6 +394,7 @@ async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: 
             if data is None:
                 return None
             headers.update(probe_secrets.headers(data, name))
+            secret_values.update(data.values())
         if h.body_secret_ref is not None:
             ref = h.body_secret_ref
             data = await secret(ref.name, "probes.http.bodySecretRef")
@@ -396,9 +405,11 @@ async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: 
             except LookupError as err:
                 missing_key(ref.name, "probes.http.bodySecretRef", err)
                 return None
+            secret_values.update(data.values())
+            secret_values.update(v for v in body.values() if isinstance(v, str))
         timed_out = HttpProbeResult(h.method.value, public_url(h.url), h.expected_status, failure=ProbeFailure.TIMEOUT)
-        return await _within(port.http(h.method.value, h.url, h.expected_status, headers, body, h.timeout_seconds),
-                             h.timeout_seconds, timed_out)
+        return await _within(port.http(h.method.value, h.url, h.expected_status, headers, body, h.timeout_seconds,
+                                       guard), h.timeout_seconds, timed_out)
 
     async def database() -> DbProbeResult | None:
         db = wanted.database
@@ -435,11 +446,17 @@ async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: 
                 return None
         timed_out = DbProbeResult(host, port_number, db.database, credentials.username, ok=False,
                                   failure=ProbeFailure.TIMEOUT, detail=f"no answer within {db.timeout_seconds} s")
-        return await _within(port.database(host, port_number, db.database, credentials, db.tls, db.timeout_seconds),
-                             db.timeout_seconds, timed_out)
+        secret_values.add(credentials.password)
+        return await _within(port.database(host, port_number, db.database, credentials, db.tls, db.timeout_seconds,
+                                           guard), db.timeout_seconds, timed_out)
 
-    found = await asyncio.gather(http(), database())
-    return found[0], found[1]
+    found_http, found_db = await asyncio.gather(http(), database())
+    scrub = Scrubber(secret_values)
+    if found_http is not None:
+        found_http.body_head, found_http.detail = scrub.text(found_http.body_head), scrub.text(found_http.detail)
+    if found_db is not None:
+        found_db.detail = scrub.text(found_db.detail)
+    return found_http, found_db
 
 
 async def _within(call: Awaitable[T], seconds: float, timed_out: T) -> T:

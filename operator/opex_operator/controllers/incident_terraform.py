@@ -14,7 +14,7 @@ import asyncio
 from ..api import DRIFTCHECK
 from ..api.driftcheck import DriftCheckSpec
 from ..ports import TerraformSession
-from ..runbooks.steps import ForceUnlockParams, ImportParams
+from ..runbooks.steps import ForceUnlockParams, ImportParams, StepAction
 from ..terraform.locks import parse_state_lock
 from ..terraform.runner import TerraformError
 from ..terraform.workspace import SourceError
@@ -23,8 +23,10 @@ from .steps import Outcome, StepContext
 PROBE_TIMEOUT = 300.0
 
 
-async def _session(ctx: StepContext, drift_check: str, purpose: str) -> tuple[TerraformSession | None, Outcome | None]:
-    """The DriftCheck's workspace ready to run, or the failed Outcome saying why not."""
+async def _session(ctx: StepContext, drift_check: str, purpose: str,
+                   action: str) -> tuple[TerraformSession | None, Outcome | None]:
+    """The DriftCheck's workspace ready to run ``action`` under the operator policy (its backend
+    checked before any Terraform runs), or the failed Outcome saying why not."""
     ns = ctx.ref.namespace
     dc = await asyncio.to_thread(ctx.objects.get, DRIFTCHECK.plural, ns, drift_check)
     if dc is None:
@@ -32,15 +34,18 @@ async def _session(ctx: StepContext, drift_check: str, purpose: str) -> tuple[Te
                                                         f"does not exist; it names the Terraform workspace")
     spec = DriftCheckSpec.model_validate(dc["spec"])
     try:
-        return await ctx.workspaces.open(ns, drift_check, spec, PROBE_TIMEOUT, purpose), None
+        grant = ctx.policy.terraform_grant(ns, action, spec.workspace)
+        return await ctx.workspaces.open(ns, drift_check, spec, PROBE_TIMEOUT, grant, purpose), None
     except (SourceError, TerraformError) as err:
         detail = f": {err.result.diagnostic()}" if isinstance(err, TerraformError) else ""
-        return None, Outcome(done=True, ok=False, error=f"cannot reach the workspace: {err}{detail}", retryable=True)
+        refused = isinstance(err, SourceError) and err.reason == "PolicyRefused"
+        return None, Outcome(done=True, ok=False, error=f"cannot reach the workspace: {err}{detail}",
+                             retryable=not refused)
 
 
 async def import_existing(ctx: StepContext, p: ImportParams) -> Outcome:
     """``terraform import ADDRESS ID`` unless the state already has the address (check first)."""
-    session, failed = await _session(ctx, p.drift_check, "import")
+    session, failed = await _session(ctx, p.drift_check, "import", StepAction.TERRAFORM_IMPORT.value)
     if failed:
         return failed
     try:
@@ -58,7 +63,7 @@ async def import_existing(ctx: StepContext, p: ImportParams) -> Outcome:
 
 async def force_unlock(ctx: StepContext, p: ForceUnlockParams) -> Outcome:
     """Force-unlock the diagnosed lock when still held by it and old enough (see the module docstring)."""
-    session, failed = await _session(ctx, p.drift_check, "unlock")
+    session, failed = await _session(ctx, p.drift_check, "unlock", StepAction.TERRAFORM_FORCE_UNLOCK.value)
     if failed:
         return failed
     probe = await session.plan("0s")

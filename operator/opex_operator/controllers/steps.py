@@ -7,6 +7,7 @@ from typing import Any, Awaitable, Callable
 
 from ..api.incident import IncidentSpec, Step
 from ..kube import ObjectRef
+from ..policy import Policy
 from ..ports import AwsPorts, Objects, Workspaces
 from ..runbooks.steps import Params
 
@@ -43,6 +44,7 @@ class StepContext:
     workspaces: Workspaces
     resumed: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)   # the operator policy: Terraform's grant comes from it
 
     def region_role(self) -> tuple[str | None, str | None]:
         return self.spec.targets.region, self.spec.targets.role_key

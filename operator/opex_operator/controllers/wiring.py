@@ -75,12 +75,14 @@ class AwsAdapters:
 def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[str, Controller]:
     """Controllers keyed by plural (``incidents``, ``driftchecks``, ``rollbacks``)."""
     budget = Budget(rates=settings.aws_rates, background_share=settings.aws_background_share)
-    aws = AwsAdapters(AwsClients(settings.aws_region, policy.assume_roles(), budget))
-    workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir)
+    clients = AwsClients(settings.aws_region, policy.assume_roles(), budget)
+    aws = AwsAdapters(clients)
+    workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
+                            credentials=clients.role_environment)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds),
-        DriftCheckController(kube, workspaces),
+        DriftCheckController(kube, workspaces, policy),
         RollbackController(aws, kube, policy),
     ]
     return {c.resource.plural: c for c in controllers}

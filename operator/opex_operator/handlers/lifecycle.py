@@ -12,6 +12,7 @@ import kopf
 from .. import GROUP, metrics, sharding
 from ..controllers.wiring import build_controllers
 from ..kube import Kube, load_client_config
+from ..terraform.runner import reap
 from .leader import elect
 from .runtime import Runtime
 
@@ -40,6 +41,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="opex-io"))
     load_client_config()
+    # Terraform left running by an operator that died (its record in a run directory): stopped
+    # before any new run can start in the same directory.
+    await reap(config.work_dir)
     memo.kube = Kube()
     memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
                            config.resync_seconds, config.restart_spread,

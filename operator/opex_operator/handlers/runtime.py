@@ -25,7 +25,6 @@ import random
 import time
 from typing import Any, Callable
 
-import kopf
 
 from .. import metrics
 from ..api.common import EventType, parse_time
@@ -35,30 +34,34 @@ from ..controllers.base import Controller, Observed
 from ..controllers.status import StatusWriter
 from ..errors import KubeError
 from ..kube import Kube, ObjectRef
-from ..terraform.runner import GRACE_SECONDS
+from ..config import MIN_SHUTDOWN_GRACE
 from ..workqueue import BACKGROUND, WorkQueue, jittered
 
 log = logging.getLogger(__name__)
 
 RECONCILE_ERROR = "ReconcileError"
-TERRAFORM_STOP_SECONDS = GRACE_SECONDS + 3   # Terraform's SIGINT grace, and the status write after it
+TERRAFORM_STOP_SECONDS = MIN_SHUTDOWN_GRACE   # Terraform's SIGINT grace, and the status write after it
+EVENT_COMPONENT = "opex-operator"
+EVENT_FLUSH_SECONDS = 5.0   # the most a stop waits for Events still being posted
 CHAINED_PASSES = 8
 RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled       # passes in a row on one read of the object, while each asks for the next at once
 _FAILED = object()
 Key = tuple[str, str, str]   # (plural, namespace, name)
 
 
-class KopfSink:
-    """Where one object's status and Events go: its status subresource, and Kopf's Event poster."""
+class ApiSink:
+    """Where one object's status and Events go: its status subresource, and the runtime's Event
+    poster (:meth:`Runtime.post_event`: flushed before the operator exits)."""
 
-    def __init__(self, kube: Kube, ref: ObjectRef, body: dict[str, Any]):
-        self.kube, self.ref, self.body = kube, ref, body
+    def __init__(self, kube: Kube, ref: ObjectRef, body: dict[str, Any],
+                 post: Callable[[ObjectRef, str, str, str], None]):
+        self.kube, self.ref, self.body, self.post = kube, ref, body, post
 
     async def patch(self, patch: dict[str, Any]) -> None:
         await asyncio.to_thread(self.kube.patch_status, self.ref, patch)
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
-        kopf.event(self.body, type=str(type_), reason=reason, message=message)
+        self.post(self.ref, str(type_), reason, message)
 
 
 class Runtime:
@@ -75,12 +78,13 @@ class Runtime:
         self._triggers: dict[Key, tuple] = {}
         self._tasks: list[asyncio.Task] = []
         self._in_flight: set[Key] = set()
+        self._posting: set[asyncio.Task] = set()   # Events on their way to the API server
 
     # -- watch events ---------------------------------------------------------------------------
     def observe(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (Kopf's ``on.event``): queue the object when something it reacts to changed."""
         if not self._tasks:
-            self.start()  # here, inside Kopf's context: the workers post Events through Kopf
+            self.start()  # on the first event: the loop is running
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
         controller = self.controllers[plural]
@@ -147,7 +151,7 @@ class Runtime:
         if body is None or not self.owns((body.get("metadata") or {}).get("labels") or {}):
             self.queue.remove(key)
             return
-        obj = _observed(controller, self.kube, body)
+        obj = _observed(controller, self.kube, body, self.post_event)
         # A pass that asks for the next one at once continues with the object as it just wrote it
         # (its status in memory is the API server's): no read in between, unless the object
         # changed meanwhile (an event came), then the next pass reads it fresh.
@@ -204,6 +208,24 @@ class Runtime:
         except KubeError:  # the report itself fails when the API server is down
             log.warning("could not report the reconcile error of %s", obj.ref.key)
 
+    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Post an Event without holding up the pass; :meth:`stop` waits for every one still on its
+        way (an Event of a pass that finished during shutdown is not lost, as it was in Kopf's queue)."""
+        async def post() -> None:
+            try:
+                await asyncio.to_thread(self.kube.post_event, ref, type_, reason, message, EVENT_COMPONENT)
+            except KubeError as err:
+                log.warning("could not post Event %s on %s: %s", reason, ref.key, err)
+
+        task = asyncio.get_running_loop().create_task(post())
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
+
+    async def flush_events(self, timeout: float = EVENT_FLUSH_SECONDS) -> None:
+        """Wait (at most ``timeout`` seconds) for the Events still being posted."""
+        if self._posting:
+            await asyncio.wait(set(self._posting), timeout=timeout)
+
     # -- stopping -------------------------------------------------------------------------------
     async def stop(self, grace: float) -> None:
         """Hand out no more keys and let passes in flight finish; within ``grace`` seconds in all:
@@ -219,6 +241,7 @@ class Runtime:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+        await self.flush_events()
 
 
 def _trigger(body: dict[str, Any], annotations: tuple[str, ...]) -> tuple:
@@ -233,13 +256,15 @@ def _ref(controller: Controller, body: dict[str, Any]) -> ObjectRef:
     return ObjectRef(kind.plural, meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), kind.kind)
 
 
-def _observed(controller: Controller, kube: Kube, body: dict[str, Any]) -> Observed:
+def _observed(controller: Controller, kube: Kube, body: dict[str, Any],
+              post: Callable[[ObjectRef, str, str, str], None]) -> Observed:
     """A pass's view of ``body`` (as just read): its status validated, written through a StatusWriter."""
     meta = body["metadata"]
     ref = _ref(controller, body)
     status = controller.resource.status.model_validate(body.get("status") or {})
     generation = meta.get("generation", 0)
-    writer = StatusWriter(KopfSink(kube, ref, body), status.model_dump(mode="json", by_alias=True, exclude_none=True),
+    writer = StatusWriter(ApiSink(kube, ref, body, post),
+                          status.model_dump(mode="json", by_alias=True, exclude_none=True),
                           generation)
     return Observed(ref=ref, generation=generation, annotations=dict(meta.get("annotations") or {}),
                     labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,

@@ -7,16 +7,16 @@ from typing import Any
 from ..api.performance import TlsMode
 from ..runbooks.perf_facts import Credentials, DbProbeResult, HttpProbeResult
 from .database import probe_database
-from .http import probe_http
+from .http import Guard, probe_http
 
 
 class LiveProbes:
     """``ports.ProbesPort`` over aiohttp and pg8000 (see :func:`probe_http`, :func:`probe_database`)."""
 
     async def http(self, method: str, url: str, expected_status: int, headers: dict[str, str],
-                   body: dict[str, Any] | None, timeout_seconds: float) -> HttpProbeResult:
-        return await probe_http(method, url, expected_status, headers, body, timeout_seconds)
+                   body: dict[str, Any] | None, timeout_seconds: float, guard: Guard) -> HttpProbeResult:
+        return await probe_http(method, url, expected_status, headers, body, timeout_seconds, guard=guard)
 
     async def database(self, host: str, port: int, database: str, credentials: Credentials, tls: TlsMode,
-                       timeout_seconds: float) -> DbProbeResult:
-        return await probe_database(host, port, database, credentials, tls, timeout_seconds)
+                       timeout_seconds: float, guard: Guard) -> DbProbeResult:
+        return await probe_database(host, port, database, credentials, tls, timeout_seconds, guard)

@@ -8,6 +8,7 @@ import asyncio
 import socket
 import ssl
 import time
+from typing import Callable
 
 import pg8000.native
 
@@ -70,10 +71,28 @@ def check_database(host: str, port: int, database: str, credentials: Credentials
     return result
 
 
+def _address_refusal(host: str, port: int, guard: Callable[[str], str | None]) -> str | None:
+    """Why ``host`` may not be probed: it is, or resolves to, an address ``guard`` refuses. A name
+    that does not resolve is left to the connection, which reports it as DNS."""
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    for *_, sockaddr in answers:
+        if why := guard(sockaddr[0]):
+            return why if sockaddr[0] == host else f"{host} resolves to {sockaddr[0]}: {why}"
+    return None
+
+
 async def probe_database(host: str, port: int, database: str, credentials: Credentials,
-                         tls: TlsMode = TlsMode.REQUIRE, timeout_seconds: float = 5.0) -> DbProbeResult:
+                         tls: TlsMode = TlsMode.REQUIRE, timeout_seconds: float = 5.0,
+                         guard: Callable[[str], str | None] = lambda address: None) -> DbProbeResult:
     """:func:`check_database` in a thread, with the whole probe bounded by ``timeout_seconds`` plus one
-    (a name lookup that hangs becomes a Timeout; the thread is left to finish on its own)."""
+    (a name lookup that hangs becomes a Timeout; the thread is left to finish on its own). Every
+    address ``host`` resolves to is checked with ``guard`` first (AddressRefused)."""
+    if why := await asyncio.to_thread(_address_refusal, host, port, guard):
+        return DbProbeResult(host=host, port=port, database=database, user=credentials.username, ok=False,
+                             failure=ProbeFailure.ADDRESS_REFUSED, detail=why)
     try:
         return await asyncio.wait_for(
             asyncio.to_thread(check_database, host, port, database, credentials, tls, timeout_seconds),

@@ -10,8 +10,9 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * a lock seen on runs at least ``orphanedAfter`` apart and older than that, with ``forceUnlock:
   IfOrphaned`` → force-unlock it (once per lock; see :func:`orphaned`);
 * drift with a resolution strategy → resolve it when the approval allows (``Manual``: only the
-  plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`), or say
-  that it waits for approval;
+  plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`; after an
+  interrupted apply, ``status.interruptedApply``, only a plan approved since, whatever the
+  approval), or say that it waits for approval;
 * otherwise wait for the next slot.
 
 Each reconcile pass carries out one move and the next pass decides again; nothing recurses.
@@ -85,6 +86,16 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
     if not drift_to_resolve(spec, status):
         return Decision(Move.WAIT, slot=due.slot if spec.suspend else None)
     r, planned = spec.resolution, last.plan_checksum
+    interrupted = status.interrupted_apply if r.strategy == ResolutionStrategy.APPLY else None
+    if interrupted is not None and r.approved_plan_checksum != planned:
+        # Its outcome is unknown (a provisioner may have run): only a person approving the plan
+        # made since applies anything, under Auto too.
+        return Decision(Move.AWAIT_APPROVAL, message=(
+            f"the apply of plan {interrupted.plan_checksum} was interrupted at {interrupted.time:%Y-%m-%d %H:%M:%S} "
+            f"UTC and its outcome is unknown (changes may be partly made, provisioners may have run); the plan made "
+            f"since ({last.add} to add, {last.change} to change, {last.remove} to destroy) is {planned}: read report "
+            f"{status.report_ref.name if status.report_ref else '(none)'}, then set "
+            f"spec.resolution.approvedPlanChecksum to {planned} to apply it"))
     if r.approval == Approval.MANUAL:
         if r.approved_plan_checksum != planned:
             return Decision(Move.AWAIT_APPROVAL, message=(
@@ -106,8 +117,9 @@ def drift_to_resolve(spec: DriftCheckSpec, status: DriftCheckStatus) -> bool:
         return False
     if last.outcome != Outcome.DRIFT_DETECTED:
         return False
-    # An interrupted resolution is never done: the plan made after it decides (same checksum:
-    # nothing was applied, retrying is safe; another: a new plan, approved anew under Manual).
+    # An interrupted resolution is never done: the plan made after it decides (an apply's needs a
+    # new approval: status.interruptedApply makes its checksum new; refresh-only and import are
+    # safe to repeat).
     return done is None or done.plan_checksum != last.plan_checksum or done.outcome == ResolutionOutcome.INTERRUPTED
 
 

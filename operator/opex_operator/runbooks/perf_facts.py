@@ -112,6 +112,7 @@ class ProbeFailure(StrEnum):
     DATABASE_MISSING = "DatabaseMissing"
     QUERY = "Query"                      # connected, but SELECT 1 failed
     OTHER = "Other"
+    ADDRESS_REFUSED = "AddressRefused"   # the host is (or resolves to) an address the operator policy refuses
 
 
 @dataclass
@@ -145,6 +146,7 @@ class HttpProbeResult:
     latency_seconds: float | None = None        # until the response headers and the first body bytes
     body_head: str = ""                         # the first bytes of the body, decoded leniently
     failure: ProbeFailure | None = None
+    detail: str = ""                            # why it failed, when the failure alone does not say
 
     @property
     def ok(self) -> bool:

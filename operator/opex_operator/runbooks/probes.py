@@ -21,7 +21,8 @@ def add_http_finding(d: Diagnosis, r: HttpProbeResult) -> str:
     """One finding for the HTTP probe (key ``probe:http``); returns its id."""
     took = f" in {r.latency_seconds:.3f} s" if r.latency_seconds is not None else ""
     if r.failure:
-        observed = f"{r.method} {r.url} failed: {r.failure}{took} (expected {r.expected_status})"
+        why = f": {r.detail}" if r.detail else ""
+        observed = f"{r.method} {r.url} failed: {r.failure}{why}{took} (expected {r.expected_status})"
     else:
         observed = f"{r.method} {r.url} answered {r.status}{took} (expected {r.expected_status})"
     return d.add("probe:http", HTTP, r.url, FindingSeverity.INFO if r.ok else FindingSeverity.ERROR, observed,

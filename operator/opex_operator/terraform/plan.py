@@ -566,15 +566,22 @@ def _delta(before: Any, after: Any) -> Any:
     return [before, after]
 
 
-def checksum(doc: dict[str, Any]) -> str:
-    """``sha256:<hex>`` of what applying the plan would do; the same changes give the same checksum.
+def checksum(doc: dict[str, Any], inputs: dict[str, str] | None = None) -> str:
+    """``sha256:<hex>`` of everything applying the plan would execute; the same plan gives the same
+    checksum, so an approval stays valid until what it approved changes, and only until then.
 
     Covered: each resource change that is not a plain no-op (address, actions, previous address,
     importing, and only the attribute values that differ between ``before`` and ``after``, with
-    what is unknown until apply), each output change, and each action invocation whole (a plan
-    without actions keeps the checksum it had before Terraform 1.14). Left out: drift (what a planned change
-    depends on is in that change), values that are equal before and after (a computed attribute that
-    moves on every refresh), timestamps. So an approval stays valid until what it approved changes.
+    what is unknown until apply); each output change; each action invocation whole (Terraform 1.14;
+    a plan without actions has no such key, so approvals of older plans hold); the value of every
+    input variable the plan was made with (``variables``: hashed, so a changed Secret changes the
+    checksum without the checksum revealing it); the configuration the plan holds
+    (``configuration``: providers' settings, resources, provisioners); and ``inputs``, digests of
+    what the JSON leaves out (``terraform.session.Session.plan_inputs``: the plan file's
+    configuration snapshot, whose provisioner commands the JSON shows only as references, and the
+    backend settings), by name. Left out: drift (what a planned change depends on is in that
+    change), values that are equal before and after (a computed attribute that moves on every
+    refresh), timestamps. So an approval stays valid until what it approved changes.
     """
     changes = []
     for rc in doc.get("resource_changes") or []:
@@ -593,10 +600,35 @@ def checksum(doc: dict[str, Any]) -> str:
                       "unknown": oc.get("after_unknown")}
                for name, oc in (doc.get("output_changes") or {}).items()
                if (oc.get("actions") or ["no-op"]) != ["no-op"]}
-    invoked = {"action_invocations": doc["action_invocations"]} if doc.get("action_invocations") else {}
-    canonical = json.dumps({"resource_changes": changes, "output_changes": outputs, **invoked}, sort_keys=True,
-                           separators=(",", ":"), default=str)
+    variables = {name: hashlib.sha256(json.dumps((var or {}).get("value"), sort_keys=True, default=str).encode())
+                 .hexdigest() for name, var in (doc.get("variables") or {}).items()}
+    covered: dict[str, Any] = {"resource_changes": changes, "output_changes": outputs}
+    if doc.get("action_invocations"):
+        covered["action_invocations"] = doc["action_invocations"]
+    if variables:
+        covered["variables"] = variables
+    if doc.get("configuration"):
+        covered["configuration"] = doc["configuration"]
+    if inputs:
+        covered["inputs"] = dict(inputs)
+    canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def provisioners(doc: dict[str, Any]) -> list[str]:
+    """Addresses (``module.x.aws_instance.web``) of the resources whose configuration, as the plan
+    holds it (``configuration.root_module`` and its module calls), declares a provisioner."""
+    found: list[str] = []
+
+    def walk(module: dict[str, Any], prefix: str) -> None:
+        for res in module.get("resources") or []:
+            if res.get("provisioners"):
+                found.append(prefix + (res.get("address") or f"{res.get('type')}.{res.get('name')}"))
+        for name, call in (module.get("module_calls") or {}).items():
+            walk(call.get("module") or {}, f"{prefix}module.{name}.")
+
+    walk((doc.get("configuration") or {}).get("root_module") or {}, "")
+    return found
 
 
 def _mask(value: Any, sensitive: Any) -> Any:

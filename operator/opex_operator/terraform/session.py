@@ -3,6 +3,15 @@
 The ``ports.Workspaces`` adapter. Shared by DriftCheck runs and the Incident's Terraform steps,
 so both see the same configuration, backend and credentials. Every command the operator runs
 is a method here: controllers never build Terraform argument lists.
+
+Terraform runs a tenant's configuration, so it gets a minimal environment (:func:`environment`):
+where AWS and the registries are, the credentials of the role the operator policy names for
+the namespace (assumed by the operator; never the operator's own), its own HOME and TMPDIR
+under the run directory, and nothing of the operator's (no credentials, kubeconfig, token
+files or ``OPEX_`` settings). The backend is checked against the policy's grant twice: as the
+configuration declares it, before ``init``, and as ``init`` recorded it, before anything else.
+A ``local-exec`` provisioner still runs inside the operator's pod, as its user: only a separate
+pod (a Kubernetes Job per run) isolates a configuration for real.
 """
 from __future__ import annotations
 
@@ -10,19 +19,45 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..api.driftcheck import DriftCheckSpec, ValuesFromKind
+from ..policy import TerraformGrant
+from .backend import Backend, BackendError, config_files, declared, initialised
 from .runner import Result, Terraform, TerraformError
 from .workspace import RunDir, SourceError, fetch_git, remote_revision, write_files, write_var_file
 
-# The operator's own settings never reach Terraform; AWS credentials and endpoints do.
-HIDDEN_ENV_PREFIXES = ("OPEX_", "KUBECONFIG", "KOPF_")
+# What of the operator's environment Terraform sees: where AWS, the registries and the CLI's
+# configuration are. Never credentials, a kubeconfig, token files or the operator's settings.
+PASSED_ENV = frozenset({"PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
+                        "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "AWS_REGION", "AWS_DEFAULT_REGION",
+                        "AWS_CA_BUNDLE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+                        "AWS_STS_REGIONAL_ENDPOINTS", "TF_CLI_CONFIG_FILE"})
+PASSED_PREFIXES = ("AWS_ENDPOINT_URL",)
+# spec.envFrom keys that would change how Terraform runs or whose identity it takes, rather than
+# give it the tenant's own settings: Terraform's own variables (TF_VAR_* excepted: input
+# variables), the loader's, and the AWS SDK's ways to reach the operator's credentials (its web
+# identity token file, the container credentials endpoint, credential files and processes).
+REFUSED_ENV = re.compile(r"^(TF_(?!VAR_).*|HOME|TMPDIR|PATH|LD_.*|AWS_EC2_METADATA_.*|AWS_CONTAINER_.*|"
+                         r"AWS_WEB_IDENTITY_TOKEN_FILE|AWS_ROLE_ARN|AWS_ROLE_SESSION_NAME|AWS_SHARED_CREDENTIALS_FILE|"
+                         r"AWS_CONFIG_FILE|KUBECONFIG|KUBERNETES_.*)$")
+Credentials = Callable[[str], dict[str, str]]
+"""Role key -> ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` of that role,
+assumed now (``aws.clients.AwsClients.role_environment``); blocking, raises on failure."""
+
+
+class PolicyRefused(SourceError):
+    """The operator policy does not allow this run; the message names the rule."""
+
+    def __init__(self, message: str):
+        super().__init__("PolicyRefused", message)
 
 
 class ConfigSource(Protocol):
@@ -42,6 +77,13 @@ class Session:
     revision: str
     version: str
     deadline: float                  # time.monotonic() by which the whole run must end
+    backend: Backend = field(default_factory=lambda: Backend("local"))   # as init recorded it
+    secret_values: frozenset[str] = frozenset()   # values read from Secrets: never in a report or status
+
+    @property
+    def last_result(self) -> Result | None:
+        """The last command's result, also of one cut short by cancellation (how it stopped)."""
+        return self.tf.last
 
     def remaining(self) -> float:
         """Seconds left before the deadline (a command gets at least 1)."""
@@ -69,6 +111,24 @@ class Session:
     async def show_plan(self) -> dict[str, Any]:
         """``show -json`` of the saved plan, parsed. Raises TerraformError."""
         return await self.tf.show_json(str(self.run_dir.plan), timeout=self.remaining())
+
+    def plan_inputs(self) -> dict[str, str]:
+        """Digests of what applying the saved plan executes that its JSON leaves out (for
+        ``terraform.plan.checksum``): ``configuration``, every file of the configuration snapshot
+        the plan file carries (``tfconfig/``, modules included) and its provider lock file, which
+        is what apply runs, whatever the work directory holds by then; ``backend``, the backend
+        settings ``init`` recorded. Raises TerraformError when the plan file cannot be read."""
+        digest = hashlib.sha256()
+        try:
+            with zipfile.ZipFile(self.run_dir.plan) as plan:
+                for info in sorted(plan.infolist(), key=lambda i: i.filename):
+                    if info.filename.startswith("tfconfig/") or info.filename == ".terraform.lock.hcl":
+                        digest.update(info.filename.encode() + b"\0" + plan.read(info) + b"\0")
+        except (OSError, zipfile.BadZipFile) as err:
+            raise TerraformError(f"the saved plan {self.run_dir.plan} cannot be read: {err}",
+                                 Result("show", None, "", str(err), 0.0)) from None
+        backend = json.dumps({"type": self.backend.type, "settings": self.backend.settings}, sort_keys=True)
+        return {"configuration": digest.hexdigest(), "backend": hashlib.sha256(backend.encode()).hexdigest()}
 
     async def apply_saved_plan(self, lock_timeout: str) -> Result:
         """``apply`` of exactly the saved plan (Terraform refuses a stale one)."""
@@ -98,25 +158,61 @@ class Workspaces:
     """Opens DriftChecks' workspaces under ``work_dir/<namespace>/<name>/<purpose>`` (``check`` for the
     DriftCheck's own runs, ``unlock``/``import`` for an Incident's steps) (``ports.Workspaces``)."""
 
-    def __init__(self, source: ConfigSource, binary: str, work_dir: Path, cache_dir: Path):
+    def __init__(self, source: ConfigSource, binary: str, work_dir: Path, cache_dir: Path,
+                 credentials: Credentials | None = None):
         self.source, self.binary, self.work_dir, self.cache_dir = source, binary, work_dir, cache_dir
+        self.credentials = credentials
 
-    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float,
+    async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
                    purpose: str = "") -> Session:
-        """Prepare the workspace; raises SourceError or TerraformError (see :func:`prepare`)."""
+        """Prepare the workspace under ``grant`` (the operator policy's answer for this run);
+        raises SourceError (PolicyRefused among them) or TerraformError (see :func:`prepare`)."""
         run_dir = RunDir(self.work_dir / namespace / name / (purpose or "check"))
-        return await prepare(self.source, namespace, spec, run_dir, self.binary, self.cache_dir, timeout)
+        role_env: dict[str, str] = {}
+        if grant.role_key:
+            if self.credentials is None:
+                raise SourceError("CredentialsUnavailable", "no AWS credentials provider is configured")
+            try:
+                role_env = await asyncio.to_thread(self.credentials, grant.role_key)
+            except Exception as err:  # noqa: BLE001 - any failure to assume the role ends the run, said why
+                raise SourceError("CredentialsUnavailable", f"cannot assume role {grant.role_key!r} of the operator "
+                                                            f"policy for Terraform: {err}") from None
+        return await prepare(self.source, namespace, spec, run_dir, self.binary, self.cache_dir, timeout, grant,
+                             role_env)
 
     def discard(self, namespace: str, name: str) -> None:
         """Remove the DriftCheck's run directories."""
         shutil.rmtree(self.work_dir / namespace / name, ignore_errors=True)
 
 
-async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_dir: RunDir, binary: str, cache: Path,
-                  timeout: float) -> Session:
-    """Fetch the source, write variables, ``init`` (and select the workspace).
+def environment(operator_env: dict[str, str], run_dir: RunDir, role_env: dict[str, str],
+                tenant_env: dict[str, str]) -> dict[str, str]:
+    """Terraform's whole environment (see the module docstring): ``PASSED_ENV`` of the operator's,
+    the role's credentials, the tenant's ``envFrom`` values, then what the operator decides (HOME,
+    TMPDIR, TF_DATA_DIR; no metadata endpoint, so the SDK never falls back to the node's role).
+    Raises SourceError naming an envFrom key of ``REFUSED_ENV``."""
+    refused = sorted(k for k in tenant_env if REFUSED_ENV.match(k))
+    if refused:
+        raise SourceError("EnvironmentRefused", f"spec.envFrom sets {', '.join(refused)}: Terraform's own settings, "
+                                                f"the loader's and the AWS SDK's credential sources are the "
+                                                f"operator's to set, not a Secret's")
+    env = {k: v for k, v in operator_env.items() if k in PASSED_ENV or k.startswith(PASSED_PREFIXES)}
+    env.update(role_env)
+    env.update(tenant_env)
+    for directory in (run_dir.home, run_dir.tmp):
+        directory.mkdir(parents=True, exist_ok=True)
+    env.update(HOME=str(run_dir.home), TMPDIR=str(run_dir.tmp), TF_DATA_DIR=str(run_dir.data),
+               AWS_EC2_METADATA_DISABLED="true")
+    return env
 
-    Raises SourceError (source, variables or secrets missing) or TerraformError (init failed).
+
+async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_dir: RunDir, binary: str, cache: Path,
+                  timeout: float, grant: TerraformGrant, role_env: dict[str, str] | None = None) -> Session:
+    """Fetch the source, check its backend against ``grant``, write variables, ``init``, check
+    the backend init recorded, select the workspace.
+
+    Raises SourceError (source, variables or secrets missing; PolicyRefused) or TerraformError
+    (init failed).
     """
     deadline = time.monotonic() + timeout
     run_dir.root.mkdir(parents=True, exist_ok=True)
@@ -135,30 +231,41 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
             _mark(run_dir, "source", digest)
         revision = f"configmap/{src.config_map_ref.name}"
         config_dir = run_dir.source
+    try:
+        backend = declared(await asyncio.to_thread(config_files, config_dir), spec.backend_config)
+    except (OSError, BackendError) as err:
+        raise SourceError("InvalidBackend", f"the configuration's backend cannot be read: {err}") from None
+    if refused := grant.refusal(backend):
+        raise PolicyRefused(f"{grant.action} refused: {refused}")
     values = dict(spec.vars)
+    secret_values: set[str] = set()
     for ref in spec.vars_from:
         read = kube.secret_data if ref.kind == ValuesFromKind.SECRET else kube.config_map_data
         data = await asyncio.to_thread(read, namespace, ref.name)
         if data is None and not ref.optional:
             raise SourceError("VariablesUnavailable", f"{ref.kind.value} {ref.name} (spec.varsFrom) does not exist")
         values.update(data or {})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
+        if ref.kind == ValuesFromKind.SECRET:
+            secret_values.update((data or {}).values())
+    tenant_env: dict[str, str] = {}
     for ref in spec.env_from:
         data = await asyncio.to_thread(kube.secret_data, namespace, ref.secret_ref.name)
         if data is None:
             raise SourceError("EnvironmentUnavailable", f"Secret {ref.secret_ref.name} (spec.envFrom) does not exist")
-        env.update(data)
+        tenant_env.update(data)
+        secret_values.update(data.values())
+    env = environment(dict(os.environ), run_dir, role_env or {}, tenant_env)
     empty_rc = cache / "empty.tfrc"
     empty_rc.parent.mkdir(parents=True, exist_ok=True)
     empty_rc.touch()
     plugins = cache / "plugins"
     plugins.mkdir(exist_ok=True)
     env.setdefault("TF_CLI_CONFIG_FILE", str(empty_rc))  # a missing file makes every command warn
-    env.update(TF_DATA_DIR=str(run_dir.data), TF_PLUGIN_CACHE_DIR=str(plugins))
+    env["TF_PLUGIN_CACHE_DIR"] = str(plugins)
     var_file = write_var_file(run_dir.var_file, values)
-    tf = Terraform(binary, config_dir, env)
+    tf = Terraform(binary, config_dir, env, run_dir.root)
     version = await _version(tf, binary)
-    session = Session(tf, run_dir, var_file, revision, version, deadline)
+    session = Session(tf, run_dir, var_file, revision, version, deadline, backend, frozenset(secret_values))
     lock_file = config_dir / ".terraform.lock.hcl"
 
     def init_key() -> str:  # what init depends on; the lock file as init itself leaves it
@@ -166,11 +273,18 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
                         "backend": json.dumps(spec.backend_config, sort_keys=True), "workspace": spec.workspace,
                         "version": version, "lock": lock_file.read_text() if lock_file.exists() else ""})
 
-    if _marker(run_dir, "init") == init_key():  # the marker lives beside TF_DATA_DIR: lost together
-        return session  # same configuration, backend, lock file and CLI: init would change nothing
-    init = await tf.init(spec.backend_config, timeout=session.remaining())
-    if not init.ok:
-        raise TerraformError("terraform init failed", init)
+    # The marker lives beside TF_DATA_DIR (lost together): same configuration, backend, lock file
+    # and CLI, and init would change nothing.
+    if _marker(run_dir, "init") != init_key():
+        init = await tf.init(spec.backend_config, timeout=session.remaining())
+        if not init.ok:
+            raise TerraformError("terraform init failed", init)
+    session.backend = initialised(run_dir.data) or backend
+    if refused := grant.refusal(session.backend):  # what init took, should the file reading have missed it
+        _mark(run_dir, "init", "")
+        raise PolicyRefused(f"{grant.action} refused after init: {refused}")
+    if _marker(run_dir, "init") == init_key():
+        return session
     if spec.workspace != "default":
         selected = await tf.select_workspace(spec.workspace, timeout=session.remaining())
         if not selected.ok:

@@ -108,7 +108,11 @@ def write_var_file(path: Path, values: dict[str, str]) -> Path | None:
 
 @dataclass
 class RunDir:
-    """Where one DriftCheck's runs happen: ``<work>/<namespace>/<name>/<purpose>/``."""
+    """Where one DriftCheck's runs happen: ``<work>/<namespace>/<name>/<purpose>/``, holding
+    ``src/`` (the configuration), ``data/`` (TF_DATA_DIR), ``home/`` and ``tmp/`` (Terraform's HOME
+    and TMPDIR), ``logs/<command>.stdout|.stderr`` (the last output of each command),
+    ``process.json`` (the process group of the command running; ``terraform.runner``), the saved
+    plan and the var file: everything a run needs or leaves, so a Job can run it from there too."""
 
     root: Path
 
@@ -127,6 +131,14 @@ class RunDir:
     @property
     def var_file(self) -> Path:
         return self.root / "vars.tfvars.json"
+
+    @property
+    def home(self) -> Path:  # Terraform's HOME: nothing of the operator's home is in reach
+        return self.root / "home"
+
+    @property
+    def tmp(self) -> Path:   # Terraform's TMPDIR
+        return self.root / "tmp"
 
     def config_dir(self, path: str) -> Path:
         target = (self.source / path).resolve()
