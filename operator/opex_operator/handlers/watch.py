@@ -32,10 +32,11 @@ async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
             memo.runtime.wake(INCIDENT.plural, meta.get("namespace", ""), owner["name"])
 
 
-
-@kopf.on.delete(GROUP, VERSION, INCIDENT.plural, when=in_shard)
+# A finalizer only where there is something outside Kubernetes to release: a DriftCheck's work
+# directory. Incidents and Rollbacks hold nothing else (their reports and child Rollbacks are owned
+# objects, collected with them), so a finalizer would only cost a write per object and slow its
+# deletion; Kopf takes it off those that still carry one.
 @kopf.on.delete(GROUP, VERSION, DRIFTCHECK.plural, when=in_shard)
-@kopf.on.delete(GROUP, VERSION, ROLLBACK.plural, when=in_shard)
 async def finalize(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """The finalizer's work (Kopf removes ``opex.dev/finalizer`` afterwards): release what the
     object holds outside Kubernetes, even when it was deleted while the operator was down."""
