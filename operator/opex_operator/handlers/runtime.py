@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import kopf
 
@@ -77,6 +77,18 @@ class Runtime:
         self._in_flight: set[Key] = set()
 
     # -- watch events ---------------------------------------------------------------------------
+    def wants(self, plural: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """Whether :meth:`observe` has anything to do with this watch event: Kopf's ``when=`` filter,
+        so that the operator's own status writes (most events in a burst) and other changes the
+        controller does not react to are dropped before Kopf runs a handler for them."""
+        if not self._tasks or event_type == "DELETED":
+            return True
+        meta = body.get("metadata") or {}
+        key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+        if not self.owns(meta.get("labels") or {}):
+            return key in self._triggers  # moved to another shard: forget it once
+        return self._triggers.get(key) != _trigger(body, self.controllers[plural].wake_annotations)
+
     def observe(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (Kopf's ``on.event``): queue the object when something it reacts to changed."""
         if not self._tasks:
@@ -150,10 +162,11 @@ class Runtime:
         obj = _observed(controller, self.kube, body)
         # A pass that asks for the next one at once continues with the object as it just wrote it
         # (its status in memory is the API server's): no read in between, unless the object
-        # changed meanwhile (an event came), then the next pass reads it fresh.
+        # changed meanwhile (an event came), then the next pass reads it fresh; or more urgent work
+        # is waiting, which goes first.
         for _ in range(CHAINED_PASSES):
             delay = await self._pass(controller, obj, key, priority)
-            if delay != 0 or self.queue.dirty(key) or self.queue.closed:
+            if delay != 0 or self.queue.dirty(key) or self.queue.closed or self.queue.waiting_before(priority):
                 break
         foreground = priority % BACKGROUND
         if delay is _FAILED:
@@ -221,7 +234,7 @@ class Runtime:
         await asyncio.gather(*late, return_exceptions=True)
 
 
-def _trigger(body: dict[str, Any], annotations: tuple[str, ...]) -> tuple:
+def _trigger(body: Mapping[str, Any], annotations: tuple[str, ...]) -> tuple:
     meta = body.get("metadata") or {}
     notes = meta.get("annotations") or {}
     return (meta.get("uid"), meta.get("generation"), tuple(notes.get(a) for a in annotations))
