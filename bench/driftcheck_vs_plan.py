@@ -143,7 +143,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
         rows = (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
                 ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
                 ("annotation -> result in status", latency), ("git ls-remote (part of a run)", ls_remote),
-                ("  the annotation's PATCH", patch_call), ("  annotation -> Running in status", to_running),
+                ("  the annotation PATCH", patch_call), ("  annotation -> Running in status", to_running),
                 ("  Running -> result, less the run", after_run))
         for name, values in rows:
             print(row(name, values))
