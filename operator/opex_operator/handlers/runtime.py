@@ -1,8 +1,9 @@
 """The reconcile runtime: watch events in, a bounded pool of workers out (controller-runtime's shape).
 
-Kopf watches the three kinds and hands every event to :meth:`Runtime.observe`, which adds the
+Kopf watches the three kinds and hands events to :meth:`Runtime.observe`, which adds the
 object's key to the work queue when something the controller reacts to changed (a new
-object, its generation, a request annotation), never for the operator's own status writes.
+object, its generation, a request annotation), never for the operator's own status writes:
+those stop at Kopf's ``when=`` filter (:meth:`Runtime.wants`), before Kopf runs a handler.
 ``OPEX_WORKERS`` workers take keys; a pass reads the object fresh from the API server (so it
 always sees its own last checkpoint), runs the kind's controller for one move and schedules
 the next pass from its answer: at once, after N seconds (one timer heap for all objects), or

@@ -1,9 +1,8 @@
-"""Kopf registration of the three kinds: every watch event goes to the runtime's work queue.
+"""Kopf registration of the three kinds: watch events go to the runtime's work queue.
 
 No logic here: ``handlers.runtime.Runtime.wants`` (Kopf's ``when=`` filter) and ``observe`` decide
-whether the event matters. The
-handlers are coroutines so that they run on the event loop inside Kopf's context, which the
-runtime's workers inherit (Kopf's Event poster needs it).
+whether an event matters. The handlers are coroutines so that they run on the event loop inside
+Kopf's context, which the runtime's workers inherit (Kopf's Event poster needs it).
 """
 from __future__ import annotations
 
