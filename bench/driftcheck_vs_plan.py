@@ -52,6 +52,13 @@ resource "terraform_data" "fleet" {
 """
 
 
+def pass_seconds(op: OperatorProcess) -> tuple[float, float, float, float]:
+    """(sum, count) of the operator's DriftCheck reconcile passes and of their waits in the work
+    queue so far, from its /metrics."""
+    return tuple(op.metric(f"{name}_{part}", kind="DriftCheck") or 0.0 for name in (
+        "opex_reconcile_duration_seconds", "opex_workqueue_queue_duration_seconds") for part in ("sum", "count"))
+
+
 def plan_seconds(op: OperatorProcess) -> tuple[float, float]:
     """(sum, count) of the operator's ``terraform plan`` durations so far, from its /metrics."""
     return (op.metric("opex_terraform_command_duration_seconds_sum", command="plan") or 0.0,
@@ -81,9 +88,10 @@ def measure(rounds: int, resources: int = 0) -> dict:
         bare, bare_json, bare_init, run, latency, ls_remote = [], [], [], [], [], []
         patch_call, to_running, after_run = [], [], []  # where the round trip goes beyond the run
         inside = (0.0, 0.0)  # the operator's own timing of its terraform plan: (sum, count) after round 0
+        passes = (0.0, 0.0, 0.0, 0.0)  # its DriftCheck passes and queue waits: pass_seconds after round 0
         for i in range(rounds + 1):  # round 0 warms caches and is dropped
             if i == 1:
-                inside = plan_seconds(op)
+                inside, passes = plan_seconds(op), pass_seconds(op)
             t0 = time.monotonic()
             tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
                              "-out=bench.tfplan", check=False)
@@ -137,6 +145,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
                 to_running.append(started - t2b)
                 after_run.append(t3 - started - result["durationSeconds"])
         total, count = (a - b for a, b in zip(plan_seconds(op), inside))
+        pass_sum, pass_count, wait_sum, wait_count = (a - b for a, b in zip(pass_seconds(op), passes))
         version = tfrepo.terraform(terraform, clone, "version").stdout.splitlines()[0]
         print(f"{version}; {2 + resources} resources; {rounds} rounds; seconds")
         print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
@@ -153,6 +162,13 @@ def measure(rounds: int, resources: int = 0) -> dict:
                    "ratio_run_to_init_plan": statistics.median(run) / statistics.median(bare_init),
                    "ratio_latency_to_plan": statistics.median(latency) / statistics.median(bare)}
         figures["terraform plan inside the run (mean)"] = total / count if count else float("nan")
+        # inside the operator: the passes of a round (the run, its status writes, the report) less
+        # the run itself, and the wait in the work queue
+        figures["passes per round"] = pass_count / rounds
+        figures["pass time beyond the run (mean)"] = pass_sum / rounds - statistics.mean(run)
+        figures["work queue wait (mean)"] = wait_sum / wait_count if wait_count else float("nan")
+        for name in ("passes per round", "pass time beyond the run (mean)", "work queue wait (mean)"):
+            print(f"{name:<34}    {figures[name]:8.3f}")
         print(f"terraform plan inside the run (mean)  {figures['terraform plan inside the run (mean)']:8.3f}")
         print(f"ratio DriftCheck run / bare plan:        {figures['ratio_run_to_plan']:.2f}")
         print(f"ratio DriftCheck run / bare init + plan: {figures['ratio_run_to_init_plan']:.2f}")

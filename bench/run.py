@@ -72,7 +72,11 @@ def report(results: dict, drifts: list[dict], started: str, loads: tuple[str, st
                      f"({d['DriftCheck run (source, init, plan)'] * 1000:.0f} ms): the annotation's PATCH "
                      f"{d['  the annotation PATCH'] * 1000:.0f} ms, annotation → `Running` in status "
                      f"{d['  annotation -> Running in status'] * 1000:.0f} ms, `Running` → result less the run "
-                     f"{d['  Running -> result, less the run'] * 1000:.0f} ms", target))
+                     f"{d['  Running -> result, less the run'] * 1000:.0f} ms; inside the operator "
+                     f"{d.get('passes per round', float('nan')):.0f} pass(es) per run, "
+                     f"{d.get('pass time beyond the run (mean)', float('nan')) * 1000:.0f} ms of them beyond the run "
+                     f"(two status writes, the report), {d.get('work queue wait (mean)', float('nan')) * 1000:.1f} ms "
+                     f"in the work queue", target))
     for d in drifts:
         rows.append((f"DriftCheck run vs bare `terraform plan`, {d['resources']} resources (median)",
                      f"{d['DriftCheck run (source, init, plan)'] * 1000:.0f} ms vs {d['bare terraform plan'] * 1000:.0f} ms"
