@@ -5,7 +5,8 @@ object's key to the work queue when something the controller reacts to changed (
 object, its generation, a request annotation), never for the operator's own status writes:
 those stop at Kopf's ``when=`` filter (:meth:`Runtime.wants`), before Kopf runs a handler.
 ``OPEX_WORKERS`` workers take keys; a pass reads the object fresh from the API server (so it
-always sees its own last checkpoint), runs the kind's controller for one move and schedules
+always sees its own last checkpoint; only a new object, with no status yet, has none to miss and
+is taken from the watch event that queued it), runs the kind's controller for one move and schedules
 the next pass from its answer: at once, after N seconds (one timer heap for all objects), or
 not until a watch event. A pass that raises is logged with the object, counted, reported as
 ``Reconciling=True/ReconcileError`` and retried with backoff per key. Work a person or a
@@ -74,6 +75,10 @@ class Runtime:
         self.workers = workers
         self.leading = asyncio.Event()
         self._triggers: dict[Key, tuple] = {}
+        # A new object (no status yet, never passed here) is taken from the watch event that queued
+        # it, not read again: it has no checkpoint to miss. Any event with a status drops it.
+        self._new: dict[Key, dict[str, Any]] = {}
+        self._passed: set[Key] = set()   # keys this runtime has run a pass of
         self._tasks: list[asyncio.Task] = []
         self._in_flight: set[Key] = set()
 
@@ -81,11 +86,14 @@ class Runtime:
     def wants(self, plural: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """Whether :meth:`observe` has anything to do with this watch event: Kopf's ``when=`` filter,
         so that the operator's own status writes (most events in a burst) and other changes the
-        controller does not react to are dropped before Kopf runs a handler for them."""
+        controller does not react to are dropped before Kopf runs a handler for them. Every event
+        passes here: one with a status drops the body kept of a new object (see ``_new``)."""
         if not self._tasks or event_type == "DELETED":
             return True
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+        if body.get("status"):
+            self._new.pop(key, None)  # somebody checkpointed it: its next pass reads it fresh
         if not self.owns(meta.get("labels") or {}):
             return key in self._triggers  # moved to another shard: forget it once
         return self._triggers.get(key) != _trigger(body, self.controllers[plural].wake_annotations)
@@ -97,9 +105,14 @@ class Runtime:
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
         controller = self.controllers[plural]
+        status = body.get("status") or {}
+        if status or key in self._passed:
+            self._new.pop(key, None)
         if event_type == "DELETED" or not self.owns(meta.get("labels") or {}):  # gone, or another shard's
             self.queue.remove(key)
             self._triggers.pop(key, None)
+            self._new.pop(key, None)
+            self._passed.discard(key)
             controller.forget(_ref(controller, body))
             return
         trigger = _trigger(body, controller.wake_annotations)
@@ -107,7 +120,8 @@ class Runtime:
             return  # our own status write, or a change the controller does not react to
         self._triggers[key] = trigger
         priority = controller.priority(body)
-        status = body.get("status") or {}
+        if not status and key not in self._passed:
+            self._new[key] = body
         if event_type is None and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation"):
             # The listing at start (or after a watch restart): objects whose spec was reconciled
             # before are looked at again spread over ``restart_spread`` seconds, at background
@@ -151,8 +165,9 @@ class Runtime:
     async def _process(self, key: Key, priority: int) -> None:
         plural, namespace, name = key
         controller = self.controllers[plural]
+        self._passed.add(key)
         try:
-            body = await asyncio.to_thread(self.kube.get, plural, namespace, name)
+            body = self._new.pop(key, None) or await asyncio.to_thread(self.kube.get, plural, namespace, name)
         except KubeError as err:
             log.warning("cannot read %s %s/%s: %s", controller.resource.kind, namespace, name, err)
             self.queue.add_rate_limited(key, priority)
