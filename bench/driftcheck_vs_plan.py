@@ -11,7 +11,8 @@ process, moto's S3 backend with locking, the terraform CLI. Per round it measure
                    watching client sees it; split into the annotation's PATCH, annotation →
                    ``Running`` in status (the watch, the queue, the read and the first status
                    write) and ``Running`` → result less the run (the report ConfigMap, the last
-                   status write and the watch back).
+                   status write and the watch back); and until the request is answered
+                   (``status.answeredRunRequest``, what ``opex run driftcheck`` waits for).
 
 The configuration is the tests' two ``terraform_data`` resources, plus ``resources`` more (a
 ``count``): the run's own work (``git ls-remote``, reading the ``-json`` stream, the run directory)
@@ -86,7 +87,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
                      "backendConfig": config}}))
         client = common.api(stack)
         bare, bare_json, bare_init, run, latency, ls_remote = [], [], [], [], [], []
-        patch_call, to_running, after_run = [], [], []  # where the round trip goes beyond the run
+        patch_call, to_running, after_run, answer = [], [], [], []  # where the round trip goes beyond the run
         inside = (0.0, 0.0)  # the operator's own timing of its terraform plan: (sum, count) after round 0
         passes = (0.0, 0.0, 0.0, 0.0)  # its DriftCheck passes and queue waits: pass_seconds after round 0
         for i in range(rounds + 1):  # round 0 warms caches and is dropped
@@ -116,17 +117,20 @@ def measure(rounds: int, resources: int = 0) -> dict:
                 r = (obj.get("status") or {}).get("lastResult") or {}
                 return r.get("trigger", "").endswith(f"={token})") and bool(r.get("finishedAt"))
 
+            def closed(obj, token=token):  # what `opex run driftcheck` waits for: the request answered
+                return (obj.get("status") or {}).get("answeredRunRequest") == token
+
             # The annotation as `opex run driftcheck` writes it (one PATCH through the API client: a
             # kubectl spawned here would add its own start-up to the figure and take CPU from the run),
             # and the result as a watching client sees it (no polling interval in the figure).
-            watch = common.Watch(stack, "driftchecks", answered, running=running)
+            watch = common.Watch(stack, "driftchecks", answered, running=running, closed=closed)
             try:
                 t2b = time.monotonic()
                 client.patch_namespaced_custom_object("opex.dev", "v1alpha1", "bench", "driftchecks", "network", {
                     "metadata": {"annotations": {"opex.dev/run-requested": token}}})
                 patched = time.monotonic()
-                if not watch.wait({"network"}, 120):
-                    raise RuntimeError("the run's result did not arrive within 120 s")
+                if not watch.wait({"network"}, 120) or not watch.wait({"network"}, 30, "closed"):
+                    raise RuntimeError("the run's result or its answer did not arrive in time")
             finally:
                 watch.stop()
             t3 = watch.seen["network"]
@@ -144,6 +148,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
                 patch_call.append(patched - t2b)
                 to_running.append(started - t2b)
                 after_run.append(t3 - started - result["durationSeconds"])
+                answer.append(watch.marked["closed"]["network"] - t2b)
         total, count = (a - b for a, b in zip(plan_seconds(op), inside))
         pass_sum, pass_count, wait_sum, wait_count = (a - b for a, b in zip(pass_seconds(op), passes))
         version = tfrepo.terraform(terraform, clone, "version").stdout.splitlines()[0]
@@ -153,14 +158,16 @@ def measure(rounds: int, resources: int = 0) -> dict:
                 ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
                 ("annotation -> result in status", latency), ("git ls-remote (part of a run)", ls_remote),
                 ("  the annotation PATCH", patch_call), ("  annotation -> Running in status", to_running),
-                ("  Running -> result, less the run", after_run))
+                ("  Running -> result, less the run", after_run),
+                ("annotation -> request answered", answer))
         for name, values in rows:
             print(row(name, values))
         figures = {"terraform": version, "rounds": rounds, "resources": 2 + resources,
                    **{name: statistics.median(values) for name, values in rows},
                    "ratio_run_to_plan": statistics.median(run) / statistics.median(bare),
                    "ratio_run_to_init_plan": statistics.median(run) / statistics.median(bare_init),
-                   "ratio_latency_to_plan": statistics.median(latency) / statistics.median(bare)}
+                   "ratio_latency_to_plan": statistics.median(latency) / statistics.median(bare),
+                   "ratio_answer_to_plan": statistics.median(answer) / statistics.median(bare)}
         figures["terraform plan inside the run (mean)"] = total / count if count else float("nan")
         # inside the operator: the passes of a round (the run, its status writes, the report) less
         # the run itself, and the wait in the work queue

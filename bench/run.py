@@ -68,7 +68,9 @@ def report(results: dict, drifts: list[dict], started: str, loads: tuple[str, st
     for d, target in zip(drifts, ("≤ 1.5x", "≤ 1.2x")):
         rows.append((f"`opex run driftcheck`, {d['resources']} resources: annotation → result in status (median)",
                      f"{d['annotation -> result in status'] * 1000:.0f} ms vs a bare plan's "
-                     f"{d['bare terraform plan'] * 1000:.0f} ms: **{d['ratio_latency_to_plan']:.2f}x**; beyond the run "
+                     f"{d['bare terraform plan'] * 1000:.0f} ms: **{d['ratio_latency_to_plan']:.2f}x** (the request "
+                     f"answered, what the CLI waits for: {d.get('annotation -> request answered', float('nan')) * 1000:.0f}"
+                     f" ms, {d.get('ratio_answer_to_plan', float('nan')):.2f}x); beyond the run "
                      f"({d['DriftCheck run (source, init, plan)'] * 1000:.0f} ms): the annotation's PATCH "
                      f"{d['  the annotation PATCH'] * 1000:.0f} ms, annotation → `Running` in status "
                      f"{d['  annotation -> Running in status'] * 1000:.0f} ms, `Running` → result less the run "
