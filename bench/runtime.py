@@ -2,9 +2,10 @@
 
 * latency:  one Incident at a time, created → Assessed as a watching client sees it, against the
             floor: the same AWS reads made directly (AwsReader, all in parallel) plus one status
-            patch, measured side by side in the same run;
+            patch, from a process of its own (bench/floor.py), once the Incident rests;
 * burst:    1,000 Incidents created at once (20 per estate, as an alert storm is), time until all
             are assessed, and the latency of a critical production Incident created right after;
+            what each Incident cost (CPU, API requests by verb, AWS calls) until all rest;
 * scale:    1,000 and 5,000 objects of the three kinds at rest: RSS, idle CPU, AWS calls per
             second, ``/metrics`` time; then a restart: time to healthy, to every object reconciled,
             CPU and AWS calls in the first minute;
@@ -12,7 +13,8 @@
             (SIGKILL: it releases nothing) and an Incident created at that moment: time until the
             standby holds the Lease and until that Incident is assessed.
 
-Usage: ``.venv/bin/python bench/runtime.py [--quick]``; ``bench/run.py`` runs it for ``make bench``.
+Usage: ``.venv/bin/python bench/runtime.py [--quick] [--only burst,latency] [--count 600]
+[--profile FILE]``; ``bench/run.py`` runs every part for ``make bench``.
 """
 from __future__ import annotations
 
