@@ -28,6 +28,10 @@ MAX_LABEL_VALUE = 63    # label values
 # more than this (core.MaxSecretSize): 422 "Too long".
 MAX_CONFIG_MAP_BYTES = 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
+# Connections kept to the API server: as many as threads may call at once (OPEX_MAX_WORKERS, 32 by
+# default); the client keeps 5 per core, and each call past them opens a TLS connection (a
+# handshake on both sides) and throws it away after.
+POOL_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,11 @@ class Kube:
     """Blocking helpers over the ``kubernetes`` client (one ApiClient, thread-safe for requests)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None):
-        self.api_client = api_client or kubernetes.client.ApiClient()
+        if api_client is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            config.connection_pool_maxsize = max(config.connection_pool_maxsize, POOL_CONNECTIONS)
+            api_client = kubernetes.client.ApiClient(config)
+        self.api_client = api_client
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
 

@@ -258,7 +258,10 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
             if st.get("lastRunRequest") == token and last.get("finishedAt"):
                 spinner.update(f"driftcheck {name}: {last['outcome']}; the operator goes on"
                                + (f" ({st['pendingRun']})" if st.get("pendingRun") else "") + " ...")
-            time.sleep(0.5)
+            # the next write of the operator, at once (polling every half second made a sub-second
+            # run take up to half a second more)
+            c.wait_for_change("driftchecks", ns, name, obj["metadata"].get("resourceVersion", ""),
+                              min(10.0, max(0.0, deadline - time.monotonic())))
         else:
             raise CliError(f"driftcheck {name}: no result within {timeout:.0f}s (is the operator running?)")
     last = st.get("lastResult") or {}
