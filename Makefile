@@ -80,10 +80,11 @@ cluster: lock-check tools
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi
 
-# Regenerate crds/ (and the chart's copy) from the API models (tests fail when they differ).
+# Regenerate crds/ (and the chart's copy) from the API models, and the policy's part of the chart's
+# values schema from the policy model (tests fail when they differ).
 crds: $(STAMP)
 	$(BIN)/opex crds crds
-	$(BIN)/opex crds charts/opex-operator/crds
+	$(BIN)/opex crds charts/opex-operator/crds --policy-schema charts/opex-operator/values.schema.json
 
 # Regenerate the Grafana dashboard JSON from hack/grafana_dashboard.py (a test fails when it is stale).
 dashboard: $(STAMP)

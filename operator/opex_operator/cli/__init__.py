@@ -399,7 +399,10 @@ def operator(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def crds(directory: Path | None) -> None:
+@click.option("--policy-schema", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also set properties.policy of this values schema (the chart's values.schema.json) to the "
+                   "operator policy's schema.")
+def crds(directory: Path | None, policy_schema: Path | None) -> None:
     """Print the CustomResourceDefinitions, or write one file per kind into DIRECTORY.
 
     \b
@@ -407,8 +410,15 @@ def crds(directory: Path | None) -> None:
       opex crds | kubectl apply --server-side -f -
     """
     from ..api import KINDS
-    from ..api.crdgen import render, write_all
+    from ..api.crdgen import render, values_schema, write_all
 
+    if policy_schema is not None:
+        from ..policy import Policy
+
+        doc = json.loads(policy_schema.read_text())
+        doc["properties"]["policy"] = {**values_schema(Policy),
+                                       "description": doc["properties"]["policy"].get("description", "")}
+        policy_schema.write_text(json.dumps(doc, indent=2) + "\n")
     if directory is None:
         click.echo("---\n".join(render(k) for k in KINDS), nl=False)
     else:
