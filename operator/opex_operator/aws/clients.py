@@ -10,6 +10,7 @@ transfers included) raises ``AwsError`` instead of a botocore exception, so no m
 """
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import dataclass
 from functools import wraps
@@ -34,6 +35,14 @@ from .errors import BOTO_ERRORS, outcome_label, translate
 # and the next pass checks the real state first.
 RETRIES = {"mode": "adaptive", "max_attempts": 5}
 NO_RETRIES = {"mode": "standard", "total_max_attempts": 1}
+# One retry is provably safe for a mutating call: AWS refused it unprocessed. A throttling answer
+# is that refusal (the codes botocore's standard mode treats as throttling: botocore docs,
+# "Retries", and botocore.retries.standard); a timeout or a 5xx is not (the call may have run).
+REFUSED_UNPROCESSED = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "BandwidthLimitExceeded", "RequestThrottled",
+    "SlowDown", "EC2ThrottledException"})
+REFUSED_ATTEMPTS, REFUSED_BASE_DELAY, REFUSED_MAX_DELAY = 5, 0.2, 5.0
 # Operations that only read (AWS API naming); every other operation is treated as mutating.
 READ_PREFIXES = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search", "Select", "BatchGet", "Query",
                  "Scan", "Simulate", "Check", "Test")
@@ -85,6 +94,7 @@ class AwsClients:
                     for retries in (RETRIES, NO_RETRIES)]
                 for raw in clients:
                     _count_attempts(raw)
+                _retry_refusals(clients[1])
                 self._clients[key] = Client(clients[0], service, region, self.budget, once=clients[1])
             return self._clients[key]
 
@@ -149,6 +159,22 @@ def _count_attempts(client: BaseClient) -> None:
         metrics.AWS_API_CALLS.labels(service, name, outcome).inc()
 
     client.meta.events.register_first("needs-retry", attempt)
+
+
+def _retry_refusals(client: BaseClient) -> None:
+    """The client without retries still retries a call AWS refused unprocessed (REFUSED_UNPROCESSED),
+    up to REFUSED_ATTEMPTS attempts with jittered exponential backoff: botocore's ``needs-retry``
+    event takes the first delay a handler returns."""
+
+    def refused(response=None, attempts: int = 1, **_: Any) -> float | None:
+        if response is None or attempts >= REFUSED_ATTEMPTS:
+            return None
+        code = ((response[1] or {}).get("Error") or {}).get("Code", "")
+        if code not in REFUSED_UNPROCESSED:
+            return None
+        return min(REFUSED_MAX_DELAY, REFUSED_BASE_DELAY * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
+
+    client.meta.events.register("needs-retry", refused)
 
 
 class Client:
