@@ -131,9 +131,10 @@ class Kube:
                                                    {"metadata": {"annotations": annotations}})
 
     @_translated
-    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str) -> None:
-        """Post a core/v1 Event on ``ref`` from ``component`` (for writers outside a reconcile pass,
-        which posts its Events through Kopf). Raises KubeError."""
+    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str,
+                   instance: str = "") -> None:
+        """Post a core/v1 Event on ``ref`` from ``component``, ``instance`` naming the replica (and
+        shard) that posts it (``reportingInstance``, ``source.host``). Raises KubeError."""
         stamp = datetime.datetime.now(datetime.timezone.utc)
         self.core.create_namespaced_event(ref.namespace, {
             "apiVersion": "v1", "kind": "Event",
@@ -142,7 +143,8 @@ class Kube:
                                "namespace": ref.namespace, "uid": ref.uid},
             "type": type_, "reason": reason, "message": message[:1024], "count": 1,
             "firstTimestamp": stamp.isoformat(), "lastTimestamp": stamp.isoformat(),
-            "source": {"component": component}, "reportingComponent": component})
+            "source": {"component": component, **({"host": instance} if instance else {})},
+            "reportingComponent": component, "reportingInstance": instance})
 
     @_translated
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

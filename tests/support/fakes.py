@@ -881,7 +881,7 @@ class FakeIncidentStore:
         obj["metadata"].setdefault("annotations", {}).update(annotations)
         self._bump(obj)
 
-    def post_event(self, ref, type_, reason, message, component):
+    def post_event(self, ref, type_, reason, message, component, instance=""):
         self.events.append((ref.name, type_, reason, message))
 
     def alert(self, namespace: str, name: str) -> dict[str, Any]:

@@ -31,7 +31,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.reporting_component = "opex-operator"
     # Which replica (the Pod's name in a cluster) and shard posted an Event: Kopf says "dev".
-    settings.posting.reporting_instance = "/".join(filter(None, (socket.gethostname()[:63], config.shard)))
+    instance = "/".join(filter(None, (socket.gethostname()[:63], config.shard)))
+    settings.posting.reporting_instance = instance
     settings.execution.max_workers = config.max_workers
     # Listing and watching namespaces (and CRDs) is needed only to expand globs; without them the
     # operator needs no cluster-scoped read at all (the chart's namespaced RBAC mode).
@@ -46,7 +47,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     memo.kube = Kube()
     memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
                            config.resync_seconds, config.restart_spread,
-                           owns=lambda labels: sharding.belongs(labels, config.shard, config.default_shard))
+                           owns=lambda labels: sharding.belongs(labels, config.shard, config.default_shard),
+                           reporting_instance=instance)
     if config.leader_election:
         elect(config, memo.runtime.leading)
     else:

@@ -70,8 +70,11 @@ class Runtime:
     """The queue, its workers and what they know about each object (only what wakes it)."""
 
     def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float,
-                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True):
+                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True,
+                 reporting_instance: str = ""):
+        """``reporting_instance``: which replica and shard posts this runtime's Events (``host/shard``)."""
         self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
+        self.reporting_instance = reporting_instance
         self.restart_spread = restart_spread
         self.owns = owns  # sharding: whether an object's labels make it this replica's (sharding.belongs)
         self.queue = WorkQueue(namespace_of=lambda key: key[1])
@@ -242,7 +245,8 @@ class Runtime:
         way (an Event of a pass that finished during shutdown is not lost, as it was in Kopf's queue)."""
         async def post() -> None:
             try:
-                await asyncio.to_thread(self.kube.post_event, ref, type_, reason, message, EVENT_COMPONENT)
+                await asyncio.to_thread(self.kube.post_event, ref, type_, reason, message, EVENT_COMPONENT,
+                                        self.reporting_instance)
             except KubeError as err:
                 log.warning("could not post Event %s on %s: %s", reason, ref.key, err)
 
