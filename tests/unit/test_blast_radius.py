@@ -13,8 +13,8 @@ import datetime as dt
 import json
 import uuid
 
-from opex_operator.runbooks.blast_radius import follow, ingress_rules
-from opex_operator.runbooks.cloudtrail import read_records
+from opex_operator.playbooks.security.blast_radius import follow, ingress_rules
+from opex_operator.ports.cloudtrail import read_records
 from support.trail_samples import ASSUME_ROLE
 
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)

@@ -8,27 +8,12 @@ found and done. Errors propagate as :class:`~opex_operator.errors.AwsError`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..runbooks.steps import PerformanceInsightsParams, StageSettingsParams
+from ..ports.performance import Change, PerformanceInsightsParams, StageSettingsParams
 from .clients import AwsClients
 
 ALL_METHODS = "/*/*"
-
-
-@dataclass
-class Change:
-    """``changed`` False: the resource already was as asked (no call was made)."""
-
-    changed: bool
-    before: str
-    after: str
-    settling: bool = False     # the change was accepted but is still being applied (ask again)
-
-    @property
-    def summary(self) -> str:
-        return f"{self.before} -> {self.after}" if self.changed else f"already {self.after}"
 
 
 class PerformanceActions:

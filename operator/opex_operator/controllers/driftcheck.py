@@ -25,7 +25,7 @@ from ..api.driftcheck import (MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftChe
                               ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
-from ..kube import ObjectRef, label_value
+from ..ports.objects import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
 from ..process import IDENTITY
@@ -35,8 +35,8 @@ from ..runbooks.drift import Decision, Move
 from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
                               parse_show_json, parse_stream, provisioners)
-from ..terraform.runner import TerraformError
-from ..terraform.workspace import SourceError
+from ..ports.terraform import TerraformError
+from ..ports.terraform import SourceError
 from . import drift_report
 from .base import Observed
 from .common import Pass, spec_error

@@ -25,7 +25,7 @@ from ..api.common import ConditionStatus, LocalObjectReference, now as utcnow
 from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStep, RollbackStepId as Id, RollbackStepState as State)
 from ..errors import AwsError
-from ..kube import ObjectRef, child_name, label_value
+from ..ports.objects import ObjectRef, child_name, label_value
 from ..policy import Policy
 from ..process import IDENTITY
 from ..ports import AwsPorts, Objects

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.performance import TlsMode
-from ..runbooks.perf_facts import Credentials, DbProbeResult, HttpProbeResult
+from ..ports.performance import Credentials, DbProbeResult, HttpProbeResult
 from .database import probe_database
 from .http import Guard, probe_http
 
