@@ -1,6 +1,7 @@
 """CodePipeline actions of the runbook's "retry the failed stage or start a new execution"."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import ClassVar
 
 from pydantic import Field
@@ -45,7 +46,7 @@ class PipelineActions:
         return self.cp.get_pipeline_execution(pipelineName=pipeline,
                                               pipelineExecutionId=execution_id)["pipelineExecution"]["status"]
 
-    def newest_execution(self, pipeline: str) -> tuple[str, str, object] | None:
+    def newest_execution(self, pipeline: str) -> tuple[str, str, dt.datetime | None] | None:
         """(id, status, startTime) of the newest execution, or None."""
         runs = self.cp.list_pipeline_executions(pipelineName=pipeline, maxResults=1)["pipelineExecutionSummaries"]
         return (runs[0]["pipelineExecutionId"], runs[0]["status"], runs[0].get("startTime")) if runs else None

@@ -58,7 +58,7 @@ class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations = (RUN_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION,)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
                  clock: Callable[[], dt.datetime] = utcnow):

@@ -80,6 +80,8 @@ class IncidentController:
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
         self.shared_reads = SharedReads(shared_read_seconds)
+        # (incident uid, step id) whose intent this process recorded and whose call it has not made
+        self.intents: set[tuple[str, str]] = set()
 
     async def finalize(self, ref: ObjectRef) -> None:
         """Nothing outside Kubernetes: its reports and Rollbacks are owned objects."""
@@ -324,12 +326,16 @@ class _Pass(Paging):
         return 0.0
 
     async def remediate(self, step: Step) -> float | None:
-        """Run (or resume) a mutating step through its action.
+        """Run (or resume) a mutating step through its action, in two passes of one write each.
 
         The safety rule (DESIGN.md §3): the step's intent (Running, its attempt, this process as
-        ``runner``) is written before the action's call, so a restart finds it Running under
-        another runner, says so (:meth:`note_interrupted`) and the action checks the real state
-        before it acts again: no destructive call is repeated blind."""
+        ``runner``) is on record before the action's call. The pass that starts a step makes no
+        call: its single write (the end of the pass) records the intent, and the pass after it (at
+        once, the runtime chains it) makes the call and records the outcome in its own single
+        write. A restart in between finds the step Running under another runner, says so
+        (:meth:`note_interrupted`), and the action checks the real state before it acts: no
+        destructive call is repeated blind. ``IncidentController.intents`` tells the pass after
+        the intent (first call of the attempt) from a resumed one (a call may have gone through)."""
         policy = engine.step_policy(self.spec, step.id)
         region = params_of(step).target_region() or self.spec.targets.region or self.ctl.aws.default_region
         denied = self.ctl.policy.check(self.obj.ref.namespace, self.spec.targets.role_key, region, step.action)
@@ -338,15 +344,19 @@ class _Pass(Paging):
             metrics.RUNBOOK_ACTIONS.labels(step.action, "denied").inc()
             self.event("PolicyDenied", f"step {step.id} refused: {denied}", warning=True)
             return 0.0
-        resumed = step.state == StepState.RUNNING
-        if not resumed:  # a Running step is resumed, not counted again
+        key = (self.obj.ref.uid, step.id)
+        if step.state != StepState.RUNNING:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error, step.runner = None, IDENTITY
             self.phase(Phase.REMEDIATING, "Remediating", f"running step {step.id}")
             self.remediated(ConditionStatus.FALSE, "Remediating", f"running step {step.id}: {step.inputs}")
             self.event("StepStarted", f"step {step.id} (attempt {step.attempts}/{policy.max_attempts}): {step.inputs}")
-            await self.save()  # intent on record before the call
-        elif step.started_at and (self.now - step.started_at).total_seconds() > policy.timeout_seconds:
+            self.ctl.intents.add(key)
+            return 0.0  # this pass's one write puts the intent on record; the next pass makes the call
+        # Recorded by this process in the pass before and not called yet: the first call of this attempt.
+        resumed = key not in self.ctl.intents
+        self.ctl.intents.discard(key)
+        if resumed and step.started_at and (self.now - step.started_at).total_seconds() > policy.timeout_seconds:
             return self.step_failed(step, f"did not finish within {policy.timeout_seconds}s", retryable=False)
         step.runner = IDENTITY  # a call is in flight: on record with the intent (a first attempt) or before the next
         outcome = await run_step(self.step_context(step, resumed))
@@ -389,9 +399,8 @@ class _Pass(Paging):
         """Does the fix hold? Each step that ran is asked through its action (observe, then holds),
         the spec's probes run again, and with no step run the playbook judges a fix made by hand."""
         done = [s for s in self.st.steps if s.mutating and s.state == StepState.SUCCEEDED]
-        if step.state != StepState.RUNNING:
+        if step.state != StepState.RUNNING:  # read-only: recorded with the outcome, in the pass's one write
             step.state, step.started_at, step.attempts = StepState.RUNNING, self.now, step.attempts + 1
-            await self.save()
         try:
             held = await asyncio.to_thread(self.observe, done)
             probes = await self.probe_again()

@@ -233,15 +233,20 @@ class TerraformSession(Protocol):
 
     version: str
     revision: str
-    plan_file: str       # path of the saved plan in the operator's work directory
     secret_values: frozenset[str]   # values read from Secrets (varsFrom, envFrom): redacted everywhere
 
-    last_result: Result | None   # the last command's, also when cut short (Result.lock_released)
+    @property
+    def plan_file(self) -> str:
+        """Path of the saved plan in the operator's work directory."""
+
+    @property
+    def last_result(self) -> Result | None:
+        """The last command's, also when cut short (Result.lock_released)."""
 
     def plan_inputs(self) -> dict[str, str]: ...
 
     def has_saved_plan(self) -> bool: ...
-    async def plan(self, lock_timeout: str) -> Result: ...
+    async def plan(self, lock_timeout: str, json_stream: bool = False) -> Result: ...
     async def show_plan(self) -> dict[str, Any]: ...
     async def apply_saved_plan(self, lock_timeout: str) -> Result: ...
     async def apply_refresh_only(self, lock_timeout: str) -> Result: ...
