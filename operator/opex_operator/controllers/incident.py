@@ -94,7 +94,7 @@ class IncidentController:
     def priority(self, body: dict) -> int:
         """Severity first (critical 0 ... low 3), production before other environments."""
         spec = body.get("spec") or {}
-        rank = SEVERITY_RANK.get(spec.get("severity"), 3)
+        rank = SEVERITY_RANK.get(str(spec.get("severity")), 3)
         return 2 * rank + (0 if is_production(spec.get("environment")) else 1)
 
     async def reconcile(self, obj: Observed[IncidentStatus]) -> float | None:

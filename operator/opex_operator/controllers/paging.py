@@ -123,6 +123,8 @@ class Paging(Pass):
                 url = await asyncio.to_thread(self.ctl.objects.secret_value, namespace, ref.name, ref.key)
                 if url is None:
                     raise RuntimeError(f"Secret {ref.name} has no key {ref.key}")
+                if self.ctl.webhook is None:
+                    raise RuntimeError("the operator has no webhook sender")
                 await asyncio.to_thread(self.ctl.webhook, url, payload)
                 metrics.NOTIFICATIONS.labels("webhook", "sent").inc()
             except (RuntimeError, KubeError) as err:

@@ -60,7 +60,7 @@ class SharedReads:
 
     def reader(self, inner: Reader, scope: tuple) -> Reader:
         """``inner`` (a Reader for one region and role, named by ``scope``) with its reads shared."""
-        return _SharedReader(self, inner, scope)  # type: ignore[return-value]
+        return _SharedReader(self, inner, scope)
 
     def call(self, key: tuple, fn: Callable[[], Any]) -> Any:
         now = self.clock()
@@ -68,7 +68,7 @@ class SharedReads:
             self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self.seconds}
             entry = self._entries.get(key)
             owner = entry is None
-            if owner:
+            if entry is None:
                 entry = (now, Future())
                 self._entries[key] = entry
         future = entry[1]
@@ -363,6 +363,7 @@ async def probe(spec: IncidentSpec, aws: AwsPorts, objects: Objects, namespace: 
                 return None
         else:
             sm = db.secrets_manager
+            assert sm is not None  # the CRD asks for secretRef or secretsManager
             t = spec.targets
             try:
                 credentials = await asyncio.to_thread(aws.perf_reader(t.region, t.role_key).database_credentials,

@@ -556,7 +556,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
     ctx = failure_context(obs)
     build = ctx.build
     text = ctx.text
-    failure_refs = [r for r in (ref("pipeline"), ref("build"), ref("build-log")) if r]
+    failure_refs: list[str | None] = [r for r in (ref("pipeline"), ref("build"), ref("build-log")) if r]
     phase = ctx.phase.phase_type if ctx.phase else None
     before_deploy = phase in BUILD_PHASES_BEFORE_DEPLOY
     command = ctx.command or ""
@@ -568,12 +568,12 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
 
     lock_error = obs.lock_error
     problem = lock_error.problem if lock_error is not None else None
-    if problem == LockProblem.DENIED:
+    if problem == LockProblem.DENIED and lock_error is not None:
         what = lock_error.denial.describe() if lock_error.denial else lock_error.message
         via = f" ({lock_error.backend} backend)" if lock_error.backend else ""
         add(100, Cat.DEPLOY_PERMISSION_DENIED, f"permission denied on the Terraform state lock{via}: {what}",
             [ref("lock")] + failure_refs)
-    elif problem == LockProblem.BACKEND_FAULT:
+    elif problem == LockProblem.BACKEND_FAULT and lock_error is not None:
         category = Cat.DEPLOY_NETWORK if NETWORK.search(lock_error.message) else Cat.TERRAFORM_BACKEND
         add(100, category, lock_error.describe(), [ref("lock")] + failure_refs)
     elif lock_error is not None or obs.terraform_lock is not None:
@@ -582,7 +582,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
         where = f" in phase {phase}" if phase else ""
         running = f" while `{command[:200]}` ran" if command else ""
         last = f"; its last output: {ctx.lines[-1][:200]}" if ctx.lines else ""
-        add(95, Cat.BUILD_TIMED_OUT, f"build {build.id} hit its own timeout{where}{running}{last}")
+        add(95, Cat.BUILD_TIMED_OUT, f"build {build.id if build else '?'} hit its own timeout{where}{running}{last}")
     trail_denied = _trail_denied(obs)
     if trail_denied or DENIED.search(text):
         add(90, Cat.DEPLOY_PERMISSION_DENIED, f"IAM permission denied: {_denied(trail_denied, text)}",
@@ -647,7 +647,7 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
                      lock=best.lock)
 
 
-def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str]) -> None:
+def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str | None]) -> None:
     """Database, memory, timeout and code-error candidates from one function's logs."""
     if not fn.error_lines:
         return
@@ -727,4 +727,4 @@ def _top_error(lines: list[LogLine]) -> str:
         key = _VOLATILE.sub("#", line.message.strip())[:160]
         counts[key] = counts.get(key, 0) + 1
         example.setdefault(key, line.message.strip()[:200])
-    return example[max(counts, key=counts.get)]
+    return example[max(counts, key=counts.__getitem__)]

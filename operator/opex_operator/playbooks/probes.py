@@ -62,7 +62,8 @@ def database_cause(r: DbProbeResult, groups: list[GroupIngress], operator_source
     advice = {ProbeFailure.AUTH: "check the user name and password in the credentials secret",
               ProbeFailure.DATABASE_MISSING: f"database {r.database} does not exist on the server",
               ProbeFailure.DNS: "check the endpoint name",
-              ProbeFailure.TLS: "check the server's TLS support and the probe's tls setting"}.get(r.failure, "")
+              ProbeFailure.TLS: "check the server's TLS support and the probe's tls setting"}.get(r.failure, "") \
+        if r.failure else ""
     return Cause(Cat.DATABASE_CONNECTIVITY, f"database {r.target} cannot be used: {what}"
                  + (f" ({advice})" if advice else ""), evidence, f"db/{r.host}", 73)
 

@@ -206,7 +206,12 @@ def _covers(allowed: str, source: str) -> bool:
     if "/" not in allowed or not source[:1].isdigit():
         return False
     try:
-        return ipaddress.ip_network(source, strict=False).subnet_of(ipaddress.ip_network(allowed, strict=False))
+        inner, outer = ipaddress.ip_network(source, strict=False), ipaddress.ip_network(allowed, strict=False)
+        if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+            return inner.subnet_of(outer)
+        if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+            return inner.subnet_of(outer)
+        return False
     except (ValueError, TypeError):
         return False
 

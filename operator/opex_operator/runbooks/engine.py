@@ -83,11 +83,6 @@ def read_step(step_id: str) -> Step:
     return actions.step(step_id, READ_STEPS[step_id])
 
 
-def read_step(step_id: str) -> Step:
-    """A new Pending read step (assess, classify, verify or notify-resolved)."""
-    return actions.step(step_id, READ_STEPS[step_id])
-
-
 def step_policy(spec: IncidentSpec, step_id: str) -> StepPolicy:
     """The spec's overrides for ``step_id``, or the defaults (3 attempts, 300 s, Stop)."""
     return next((p for p in spec.remediation.steps if p.id == step_id), StepPolicy(id=step_id))

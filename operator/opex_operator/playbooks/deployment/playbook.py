@@ -8,7 +8,7 @@ its ``types``, overriding only what its runbook section does differently.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ...api.incident import IncidentSpec, IncidentStatus, IncidentType, Step
 from ...runbooks.engine import VerifyOutcome
@@ -19,7 +19,7 @@ from .plan import remediation_steps
 class DeploymentPlaybook(Playbook):
     """DeploymentFailure and PipelineFailure."""
 
-    types = (IncidentType.DEPLOYMENT_FAILURE, IncidentType.PIPELINE_FAILURE)
+    types: ClassVar[tuple[IncidentType | str, ...]] = (IncidentType.DEPLOYMENT_FAILURE, IncidentType.PIPELINE_FAILURE)
 
     def plan(self, spec: IncidentSpec, a: Assessment, g: Gathered) -> list[Step]:
         return remediation_steps(spec, a.root_cause, g.obs)

@@ -36,8 +36,8 @@ def analyse(facts: PerformanceFacts, thresholds: Thresholds, d: Diagnosis, wante
     DatabaseConnections is judged against the database probe's ``max_connections`` when it
     connected; ``memory_cap_mb`` is the operator policy's cap on a Lambda's memory (None: none).
     """
-    connected = facts.database is not None and facts.database.ok
-    judged = judge(facts, thresholds, facts.database.max_connections if connected else None)
+    connected = facts.database if facts.database is not None and facts.database.ok else None
+    judged = judge(facts, thresholds, connected.max_connections if connected else None)
     add_findings(d, facts, judged)
     if facts.http is not None:
         add_http_finding(d, facts.http)

@@ -320,7 +320,7 @@ def _lambda_causes(facts: PerformanceFacts, judged: list[MetricFinding], fn: Lam
                     f"{fn.timeout_seconds} s timeout" if max_ms is not None else "")
     memory_bound = (fn.max_memory_used_mb is not None
                     and fn.max_memory_used_mb >= t.lambda_memory_percent / 100 * fn.memory_mb)
-    if memory_bound:
+    if memory_bound and fn.max_memory_used_mb is not None:
         summary = (f"Lambda {fn.name} is memory-bound: max memory used {fn.max_memory_used_mb} MB of "
                    f"{fn.memory_mb} MB ({100 * fn.max_memory_used_mb / fn.memory_mb:.0f}%, threshold "
                    f"{t.lambda_memory_percent}%)" + (f"; {timeout_text}" if near_timeout else ""))
@@ -343,7 +343,8 @@ def _lambda_causes(facts: PerformanceFacts, judged: list[MetricFinding], fn: Lam
 
 def _api_causes(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresholds) -> list[Cause]:
     st = facts.stage
-    res, out = f"api/{st.api_name}/{st.stage}", []
+    assert st is not None  # called only for a stage that was read
+    res, out = f"api/{st.api_name}/{st.stage}", list[Cause]()
     slow = _breach(judged, res, "Latency", "p99")
     if slow is None:
         return out
@@ -368,7 +369,8 @@ def _api_causes(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresho
 
 def _rds_causes(facts: PerformanceFacts, judged: list[MetricFinding], t: Thresholds) -> list[Cause]:
     db = facts.rds
-    res, out = f"db/{db.instance_id}", []
+    assert db is not None  # called only for a database that was read
+    res, out = f"db/{db.instance_id}", list[Cause]()
     cpu = _breach(judged, res, "CPUUtilization", "Maximum")
     if cpu is not None:
         out.append(Cause(Cat.DATABASE_CPU, f"RDS {db.instance_id} CPU peaked at {fmt(cpu.value, '%')} (threshold "

@@ -98,10 +98,10 @@ def plan(causes: list[Cause], facts: PerformanceFacts, wanted: PerformanceRemedi
     if db is not None and not db.performance_insights and any(
             cat in (Cat.DATABASE_CPU, Cat.DATABASE_CONNECTIONS, Cat.PERFORMANCE_INSIGHTS_OFF) and r == f"db/{db.instance_id}"
             for cat, r in categories):
-        params = PerformanceInsightsParams(db_instance_identifier=db.instance_id)
+        insights = PerformanceInsightsParams(db_instance_identifier=db.instance_id)
         out.changes.append(PlannedChange(
-            f"enable-performance-insights-{slug(db.instance_id)}", MODIFY_DB_INSTANCE, params,
-            f"enable Performance Insights on {db.instance_id} with {params.retention_days} days' retention"))
+            f"enable-performance-insights-{slug(db.instance_id)}", MODIFY_DB_INSTANCE, insights,
+            f"enable Performance Insights on {db.instance_id} with {insights.retention_days} days' retention"))
     settings = wanted.api_stage if wanted else None
     st = facts.stage
     if settings is not None and st is not None:

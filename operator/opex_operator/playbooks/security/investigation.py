@@ -302,12 +302,13 @@ def parse_access_line(line: LogLine) -> AccessRequest | None:
             return None
         if not isinstance(doc, dict):
             return None
-        identity = doc.get("identity") if isinstance(doc.get("identity"), dict) else {}
-        ip = next((str(doc[k]) for k in _JSON_IP_KEYS if doc.get(k)), None) or identity.get("sourceIp")
-        status = doc.get("status")
-        if _address(ip) is None:
+        identity = doc.get("identity")
+        ip = next((str(doc[k]) for k in _JSON_IP_KEYS if doc.get(k)), None) or (
+            identity.get("sourceIp") if isinstance(identity, dict) else None)
+        status = str(doc.get("status") or "")
+        if ip is None or _address(ip) is None:
             return None
-        return AccessRequest(ip, int(status) if str(status or "").isdigit() else None, line)
+        return AccessRequest(str(ip), int(status) if status.isdigit() else None, line)
     for token in text.split()[:3]:
         if _address(token) is not None:
             m = _CLF_STATUS.search(text)
@@ -394,8 +395,9 @@ class Exposure:
 
     def rule(self) -> IngressRule:
         o = self.opened
-        ports = {} if o.protocol == "-1" else {"from_port": o.from_port, "to_port": o.to_port}
-        return IngressRule(protocol=o.protocol, cidr=self.cidr, **ports)
+        if o.protocol == "-1":
+            return IngressRule(protocol=o.protocol, cidr=self.cidr)
+        return IngressRule(protocol=o.protocol, cidr=self.cidr, from_port=o.from_port, to_port=o.to_port)
 
     def label(self) -> str:
         names = ", ".join(f"{ADMIN_PORTS[p]} ({p})" for p in self.ports[:TOP])
