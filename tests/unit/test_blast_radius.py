@@ -1,4 +1,4 @@
-"""Following what compromised credentials did (``runbooks.blast_radius``): sessions, credentials and
+"""Following what compromised credentials did (``playbooks.security.blast_radius``): sessions, credentials and
 principals made, rules opened, and the lookups that find more.
 
 Records are built in the shapes AWS documents them: the IAM User Guide's "Logging IAM and AWS STS

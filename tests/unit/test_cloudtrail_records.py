@@ -1,4 +1,4 @@
-"""CloudTrail records read by what they mean (``runbooks.cloudtrail``), one kind at a time.
+"""CloudTrail records read by what they mean (``ports.cloudtrail``), one kind at a time.
 
 The records are the samples of AWS's documentation, cited per test: the CloudTrail User Guide
 ("AWS Management Console sign-in events", "CloudTrail userIdentity element", "CloudTrail record

@@ -1,6 +1,6 @@
 """The performance runbook's changes: Lambda memory, RDS Performance Insights, API stage settings.
 
-Each method takes what its step asks (``runbooks.steps``: the memory size of a
+Each method takes what its step asks (``ports.performance`` and ``steps``: the memory size of a
 ``LambdaConfigurationParams``, a ``PerformanceInsightsParams``, a ``StageSettingsParams``), reads
 the current state first and calls AWS only when it differs, so running a step again (after a restart, or when a
 person already made the change) changes nothing. Each returns a :class:`Change` saying what was

@@ -7,7 +7,7 @@ validation), Lambda failures, database connectivity.
 
 Each rule scores the evidence it found; the highest score wins (ties: the earlier rule), and the
 root cause cites the findings (F1, F2, ...) that carried it. Causes found by the performance
-runbook and the endpoint probes (``runbooks.perf_assess``) join on the same scale. Evidence is read from the failure's
+runbook and the endpoint probes (``playbooks.performance.assess``) join on the same scale. Evidence is read from the failure's
 own context, never from every line of a log:
 
 1. explicit signals: the failed command's state-lock error (held: TerraformStateLock; the lock
@@ -540,7 +540,7 @@ class _Candidate:
 
 
 class ScoredCause(Protocol):
-    """A cause found outside this module (``runbooks.performance.Cause``) with a score on this
+    """A cause found outside this module (``playbooks.performance.metrics.Cause``) with a score on this
     module's scale and the keys of its findings in the Diagnosis."""
 
     category: Cat

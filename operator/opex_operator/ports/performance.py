@@ -1,5 +1,5 @@
 """What the performance assessment observed, as plain data (filled by ``aws.cloudwatch``,
-``aws.perf_reader`` and ``probes``; judged by ``runbooks.performance`` and ``runbooks.probes``).
+``aws.perf_reader`` and ``probes``; judged by ``playbooks.performance.metrics`` and ``playbooks.probes``).
 
 Shapes follow CloudWatch GetMetricData (one series per query: timestamps and values), Lambda
 GetFunctionConfiguration and its REPORT log lines, API Gateway GetStage, RDS

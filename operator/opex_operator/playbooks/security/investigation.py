@@ -8,9 +8,9 @@ API Gateway access logs without 127.0.0.1).
 
 The adapters fill :class:`SecurityFacts` (``aws.reader`` for CloudTrail and the access log,
 ``aws.ec2`` for security groups); this module reads no AWS and imports no boto3. Each record is
-read by what it means (``runbooks.cloudtrail``: a failed console sign-in is an attempt, not a
+read by what it means (``ports.cloudtrail``: a failed console sign-in is an attempt, not a
 use; AWS acting on its own is not the attacker) and what the credentials did with themselves is
-followed (``runbooks.blast_radius``: sessions, credentials and principals made, ports opened).
+followed (``playbooks.security.blast_radius``: sessions, credentials and principals made, ports opened).
 The declared severity is what the reporter saw; :func:`classify` may raise it on evidence, never
 lower it.
 """
