@@ -61,8 +61,11 @@ test: lock-check tools
 	cd hack && ../$(BIN)/python cluster.py image
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
+# The inner loop: the layers of DESIGN section 4 (.importlinter), the types ([tool.mypy] in
+# pyproject.toml), then the unit tests (seconds; no control plane, AWS or terraform).
 unit: lock-check $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 # Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~16 minutes).

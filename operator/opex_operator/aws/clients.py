@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials, create_assume_role_refresher
 
 from .. import metrics
+from ..policy import AssumeRole  # noqa: F401 - the policy's type
 from .budget import Budget
 from .errors import BOTO_ERRORS, outcome_label, translate
 
@@ -54,15 +55,6 @@ CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
 # new connection and throws it away after (a TCP and, on AWS, a TLS handshake each: 7.6 % of the
 # operator's sampled time in a burst of 600 Incidents went to opening connections to moto).
 POOL_CONNECTIONS = 32
-
-
-@dataclass(frozen=True)
-class AssumeRole:
-    """A role from the operator's policy: ``role_arn`` and optional ``external_id``."""
-
-    role_arn: str
-    external_id: str | None = None
-    session_name: str = "opex-operator"
 
 
 class AwsClients:

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import kopf
 
 from .. import GROUP, metrics, sharding
-from ..controllers.wiring import build_controllers
 from ..kube import Kube, load_client_config
 from ..terraform.runner import reap
 from .leader import elect
@@ -23,7 +22,8 @@ FINALIZER = f"{GROUP}/finalizer"
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     """Own finalizer and annotation prefixes (``opex.dev``), Event reporter, workers, clients.
 
-    ``memo.settings`` and ``memo.policy`` were read once by ``runner.run``.
+    ``memo.settings`` and ``memo.policy`` were read once by ``runner.run``, which also hands over
+    ``memo.build_controllers`` (the composition root, ``wiring``).
     """
     config = memo.settings
     settings.persistence.finalizer = FINALIZER
@@ -45,7 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     # before any new run can start in the same directory.
     await reap(config.work_dir)
     memo.kube = Kube()
-    memo.runtime = Runtime(build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
+    memo.runtime = Runtime(memo.build_controllers(config, memo.policy, memo.kube), memo.kube, config.workers,
                            config.resync_seconds, config.restart_spread,
                            owns=lambda labels: sharding.belongs(labels, config.shard, config.default_shard),
                            reporting_instance=instance)
