@@ -80,12 +80,14 @@ class DriftCheckController:
         try:
             spec = DriftCheckSpec.model_validate(obj.spec)
         except ValidationError as err:
-            return await self._stalled(obj, "InvalidSpec", spec_error(err))
+            await self._stalled(obj, "InvalidSpec", spec_error(err))
+            return None
         now = self.clock()
         created = obj.created_at or now
         problem = schedule.invalid(spec.schedule, spec.time_zone)
         if problem:
-            return await self._stalled(obj, "InvalidSchedule", problem)
+            await self._stalled(obj, "InvalidSchedule", problem)
+            return None
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
@@ -119,7 +121,6 @@ class DriftCheckController:
         changed = set_condition(st.conditions, STALLED, ConditionStatus.TRUE, reason, message, obj.generation)
         st.observed_generation, st.next_schedule_time = obj.generation, None
         await obj.recorder.save(st, [(EventType.WARNING, reason, message)] if changed else [])
-        return None
 
 
 class _Pass(Pass):
@@ -619,7 +620,7 @@ class _Pass(Pass):
         """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
         Blocking; raises KubeError."""
         ref = self.obj.ref
-        stamp = result.finished_at.strftime("%Y%m%d%H%M%S")
+        stamp = (result.finished_at or self.ctl.clock()).strftime("%Y%m%d%H%M%S")
         name = f"{ref.name[:230]}-drift-{stamp}"
         header = {"driftCheck": ref.name, "namespace": ref.namespace,
                   **result.model_dump(mode="json", by_alias=True, exclude_none=True)}

@@ -15,7 +15,7 @@ import gzip
 import json
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from pydantic import ValidationError
 
@@ -35,6 +35,7 @@ from .base import Event, Observed
 from .common import Pass, reject_spec, transition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COPY_BATCH_SECONDS = 5.0            # a copy batch stops early after this: an abort is seen between batches
 MAX_MANIFEST_GZ = 700 * 1024        # a ConfigMap holds at most 1 MiB
@@ -50,7 +51,7 @@ class RollbackController:
     def __init__(self, aws: AwsPorts, objects: Objects, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
         self.aws, self.objects, self.policy, self.clock = aws, objects, policy, clock
 
-    async def finalize(self, ref) -> None:
+    async def finalize(self, ref: ObjectRef) -> None:
         """Nothing outside Kubernetes: its manifest ConfigMap is an owned object."""
 
     def forget(self, ref: ObjectRef) -> None:
@@ -81,7 +82,7 @@ class RollbackController:
             if decision.move not in (Move.IDLE, Move.ABORT, Move.AWAIT_APPROVAL, Move.START, Move.FAIL):
                 pass_.check_policy()
             if decision.move == Move.OBSERVE:
-                decision = rb.decide(spec, st, self.clock(), await pass_.observe(decision.step))
+                decision = rb.decide(spec, st, self.clock(), await pass_.observe(decision.at))
             log.debug("Rollback %s: %s %s", obj.ref.key, decision.move, decision.step or "")
             requeue = await pass_.carry_out(decision)
         except RollbackFailed as err:
@@ -180,7 +181,7 @@ class _Pass(Pass):
                 await self.invalidate()
                 return 0.0
             case Move.WAIT:
-                self.start_step(d.step, d.message)
+                self.start_step(d.at, d.message)
                 if d.step == Id.INVALIDATE:
                     self.phase(Phase.VERIFYING, "Verifying", d.message)
                 return d.wait
@@ -195,14 +196,15 @@ class _Pass(Pass):
         """What the target shows now, as far as ``step`` needs (static site: progress is recounted)."""
         if self.spec.lambda_ is not None:
             lam = self.ctl.aws.lambda_(self.region, self.role)
-            alias = None if step == Id.ENVIRONMENT else self.spec.lambda_.alias
-            return Facts(function=await asyncio.to_thread(lam.current, self.spec.lambda_.function_name, alias))
-        site = self.spec.static_site
+            alias = None if step == Id.ENVIRONMENT else self.spec.function.alias
+            return Facts(function=await asyncio.to_thread(lam.current, self.spec.function.function_name, alias))
+        site = self.spec.site
         facts = Facts()
         facts.backup, facts.live = await self.listings()
-        if step == Id.INVALIDATE and self.st.invalidation is not None and site.cloud_front.wait_for_completion:
+        cf = site.cloud_front
+        if step == Id.INVALIDATE and self.st.invalidation is not None and cf and cf.wait_for_completion:
             facts.invalidation_status = await asyncio.to_thread(
-                self.ctl.aws.site(self.region, self.role).invalidation_status, site.cloud_front.distribution_id,
+                self.ctl.aws.site(self.region, self.role).invalidation_status, cf.distribution_id,
                 self.st.invalidation.id)
             self.st.invalidation.status = facts.invalidation_status
         if step == Id.APPLY and self.st.progress is not None:
@@ -211,7 +213,7 @@ class _Pass(Pass):
         return facts
 
     async def listings(self) -> tuple[dict, dict]:
-        site = self.spec.static_site
+        site = self.spec.site
         sa = self.ctl.aws.site(self.region, self.role)
         source, exclude = rb.site_source(self.spec)
         backup = await asyncio.to_thread(sa.listing, source, site.backup_prefix)
@@ -220,7 +222,7 @@ class _Pass(Pass):
 
     # -- Lambda -----------------------------------------------------------------------------------
     async def capture_lambda(self) -> None:
-        target = self.spec.lambda_
+        target = self.spec.function
         name, alias = target.function_name, target.alias
         lam = self.ctl.aws.lambda_(self.region, self.role)
         current = await _or_missing(lam.current, f"function {name}" + (f" or its alias {alias}" if alias else ""),
@@ -241,14 +243,15 @@ class _Pass(Pass):
         self.st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
                                  description=rb.describe_revision(running, current.code_sha256))
         self.st.to = Revision(version=to_version, code_sha256=to_sha, s3=to.s3,
-                              description=rb.describe_revision(to_version or f"s3://{to.s3.bucket}/{to.s3.key}", to_sha))
+                              description=rb.describe_revision(to_version or (f"s3://{to.s3.bucket}/{to.s3.key}" if to.s3 else None),
+                                                               to_sha))
         self.end_step(Id.CAPTURE, f"{name}{':' + alias if alias else ''} runs {self.st.from_.description}; "
                                   f"target {self.st.to.description}")
         verb = "a rollback would go to" if self.spec.dry_run else "rolling back to"
         self.event("Captured", f"{self.st.target} runs {self.st.from_.description}; {verb} {self.st.to.description}")
 
     async def apply_lambda(self) -> None:
-        target, to = self.spec.lambda_, self.st.to
+        target, to = self.spec.function, self.st.to
         lam = self.ctl.aws.lambda_(self.region, self.role)
         action = "lambda:UpdateAlias" if target.alias else "lambda:UpdateFunctionCode"
         self.start_step(Id.APPLY, f"{action} issued", call=True)
@@ -269,7 +272,7 @@ class _Pass(Pass):
 
     async def set_environment(self, wanted: dict[str, str]) -> None:
         lam = self.ctl.aws.lambda_(self.region, self.role)
-        name = self.spec.lambda_.function_name
+        name = self.spec.function.function_name
         self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}", call=True)
         await self.save()
         current = await asyncio.to_thread(lam.current, name)
@@ -277,19 +280,19 @@ class _Pass(Pass):
         self.step(Id.ENVIRONMENT).runner = None
 
     def step_done(self, d: Decision) -> None:
-        step = self.end_step(d.step, d.message, d.state)
+        self.end_step(d.at, d.message, d.state)
         if d.step == Id.APPLY and self.spec.lambda_ is not None:
             self.verifying()
         elif d.step == Id.VERIFY and self.spec.lambda_ is not None:
             self.event("Verified", f"{self.st.target} runs {self.st.to.description}")
         elif d.step == Id.APPLY:
-            self.event("Copied", step.message)
+            self.event("Copied", d.message)
         elif d.step == Id.DELETE:
-            self.event("Deleted", step.message)
+            self.event("Deleted", d.message)
 
     # -- static site ------------------------------------------------------------------------------
     async def capture_site(self) -> None:
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, exclude = rb.site_source(self.spec)
         if exclude is not None and site.target_prefix.startswith(site.backup_prefix):
             raise RollbackFailed("InvalidTarget", f"targetPrefix {site.target_prefix!r} is inside backupPrefix "
@@ -312,13 +315,14 @@ class _Pass(Pass):
                                                                f"({len(backup)} objects)")
         self.st.progress = Progress(total=len(backup), unchanged=len(unchanged),
                                     extraneous=len(extra) if site.delete_extraneous else 0)
-        step = self.end_step(Id.CAPTURE, f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live "
-                                         f"objects not in the backup; live listing saved in ConfigMap {manifest}")
-        self.event("Captured", step.message)
+        captured = (f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live objects not in the "
+                    f"backup; live listing saved in ConfigMap {manifest}")
+        self.end_step(Id.CAPTURE, captured)
+        self.event("Captured", captured)
 
     async def copy(self, copies: tuple[tuple[str, str], ...]) -> None:
         """One batch of copies, stopped early after COPY_BATCH_SECONDS; the next pass re-lists."""
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
         self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done", call=True)
@@ -333,7 +337,7 @@ class _Pass(Pass):
         step.message, step.runner = f"copying: {p.copied} of {p.total - p.unchanged} done", None  # the batch is done
 
     async def delete(self, keys: list[str]) -> None:
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup", call=True)
         await self.save()
         failed = await asyncio.to_thread(sa.delete, site.bucket, keys)
@@ -346,7 +350,9 @@ class _Pass(Pass):
     async def invalidate(self) -> None:
         """CreateInvalidation with the Rollback's uid as CallerReference: AWS returns the same
         invalidation for a repeated reference, so a restart never creates two."""
-        cf = self.spec.static_site.cloud_front
+        cf = self.spec.site.cloud_front
+        if cf is None:
+            raise RuntimeError("the invalidate step runs only for a staticSite with cloudFront")
         sa = self.ctl.aws.site(self.region, self.role)
         self.start_step(Id.INVALIDATE, f"invalidating {', '.join(cf.paths)} on {cf.distribution_id}", call=True)
         created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths,
@@ -360,7 +366,7 @@ class _Pass(Pass):
         """The live objects before the restore (key -> ETag, size), to undo it; gzipped in a ConfigMap."""
         ref = self.obj.ref
         name = child_name(ref.name, "from")
-        doc = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
+        doc: dict[str, Any] = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
         data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
         if len(data) > MAX_MANIFEST_GZ:
             doc = {"bucket": bucket, "prefix": prefix, "truncated": True, "objects": len(live)}
@@ -413,14 +419,14 @@ class _Pass(Pass):
 def needed_actions(spec: RollbackSpec) -> list[str]:
     """The mutating actions (as the operator policy names them) this rollback may call."""
     if spec.lambda_ is not None:
-        return (["lambda:UpdateAlias" if spec.lambda_.alias else "lambda:UpdateFunctionCode"]
-                + (["lambda:UpdateFunctionConfiguration"] if spec.lambda_.environment else []))
-    site = spec.static_site
+        return (["lambda:UpdateAlias" if spec.function.alias else "lambda:UpdateFunctionCode"]
+                + (["lambda:UpdateFunctionConfiguration"] if spec.function.environment else []))
+    site = spec.site
     return (["s3:PutObject"] + (["s3:DeleteObject"] if site.delete_extraneous else [])
             + (["cloudfront:CreateInvalidation"] if site.cloud_front else []))
 
 
-async def _or_missing(call: Callable, what: str, *args):
+async def _or_missing(call: Callable[..., T], what: str, *args: Any) -> T:
     """``call(*args)`` in a thread; a not-found AwsError ends the rollback naming ``what``."""
     try:
         return await asyncio.to_thread(call, *args)

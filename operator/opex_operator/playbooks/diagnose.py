@@ -41,7 +41,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from ..api.common import StateLock
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
@@ -647,7 +647,15 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
                      lock=best.lock)
 
 
-def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str | None]) -> None:
+class _Add(Protocol):
+    """How a rule proposes a root cause (``score``: higher wins; ``evidence``: finding refs)."""
+
+    def __call__(self, score: int, category: Cat, summary: str, evidence: list[str | None] | None = None,
+                 lock: StateLock | None = None) -> None: ...
+
+
+def _lambda_candidates(fn: LambdaFacts, add: _Add, ref: Callable[[str], str | None],
+                       failure_refs: list[str | None]) -> None:
     """Database, memory, timeout and code-error candidates from one function's logs."""
     if not fn.error_lines:
         return

@@ -79,8 +79,9 @@ def _address_refusal(host: str, port: int, guard: Callable[[str], str | None]) -
     except OSError:
         return None
     for *_, sockaddr in answers:
-        if why := guard(sockaddr[0]):
-            return why if sockaddr[0] == host else f"{host} resolves to {sockaddr[0]}: {why}"
+        address = str(sockaddr[0])
+        if why := guard(address):
+            return why if address == host else f"{host} resolves to {address}: {why}"
     return None
 
 

@@ -113,7 +113,7 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
     if (last is not None and last.outcome == Outcome.LOCK_HELD and lock is not None and lock.unlock_attempted_at is None
             and spec.lock.force_unlock == ForceUnlock.IF_ORPHANED and orphaned(spec, status, now)):
         return Decision(Move.FORCE_UNLOCK)
-    if not drift_to_resolve(spec, status):
+    if last is None or not drift_to_resolve(spec, status):
         return Decision(Move.WAIT, slot=due.slot if spec.suspend else None)
     r, planned = spec.resolution, last.plan_checksum
     interrupted = status.interrupted_apply if r.strategy == ResolutionStrategy.APPLY else None
@@ -178,6 +178,8 @@ def orphaned(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -
     operator watched it stay held that long, whatever the holder's clock says), and it is older
     than that by its own ``Created``. Two runs seconds apart prove nothing about a long apply."""
     lock = status.lock
+    if lock is None:
+        return False
     after = duration_seconds(spec.lock.orphaned_after)
     age = (now - lock.created).total_seconds() if lock.created else 0.0
     return lock.seen_count >= 2 and watched(lock) >= after and age > after
