@@ -522,16 +522,15 @@ def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
     assert condition(w.status, "Checked").message.endswith("next 2026-11-29 09:10 UTC")
 
 
-def test_a_message_that_says_nothing_about_the_schedule_is_left_as_it_is():
-    from opex_operator.api.conditions import set_condition
-    from opex_operator.api.driftcheck import RunResult
+def test_an_unfinished_run_speaks_in_checked_over_the_previous_runs_result_until_a_new_result():
+    from opex_operator.api.driftcheck import RunResult, UnfinishedRun
 
     w = World(FakeWorkspaces())
     st = w.status
     st.observed_generation, st.consecutive_failures, st.pending_run = 1, 1, "schedule x, again after an interruption"
     st.last_result = RunResult(outcome="PlanFailed", trigger="schedule x", finished_at=T0, message="boom")
-    set_condition(st.conditions, "Checked", "False", "Interrupted", "the operator is stopping: the plan was interrupted",
-                  1)
+    st.unfinished_run = UnfinishedRun(reason="Interrupted", message="the operator is stopping: the plan was interrupted",
+                                      time=T0)
     w.drive()
     checkpoint = sink_of(w.obj).patches[0]  # written as the owed run starts
     checked = next(c for c in checkpoint["conditions"] if c["type"] == "Checked")

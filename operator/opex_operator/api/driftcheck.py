@@ -354,6 +354,21 @@ class InterruptedApply(Status):
     message: Bounded1024 | None = Field(default=None, description="How it was interrupted.")
 
 
+class UnfinishedReason(StrEnum):
+    INTERRUPTED = "Interrupted"                 # the operator stopped during the run
+    REPORT_WRITE_FAILED = "ReportWriteFailed"   # the plan worked, its report ConfigMap was refused
+
+
+class UnfinishedRun(Status):
+    """A run that ended without a result of its own: status keeps the previous run whole
+    (``lastResult``, report, checksum) and owes a new run (``pendingRun``). The Checked condition
+    says so until a run records a result."""
+
+    reason: UnfinishedReason = Field(description="Interrupted or ReportWriteFailed.")
+    message: Bounded1024 = Field(description="What happened, and what the operator does next.")
+    time: dt.datetime = Field(description="When it was found.")
+
+
 class ResolutionPolicy(Status):
     """How the operator resolves drift, as it read the spec (a misspelt field is pruned by the API
     server, and its default applies: this says which)."""
@@ -383,6 +398,9 @@ class DriftCheckStatus(Status):
     last_successful_check_time: dt.datetime | None = Field(default=None, description="When a run last succeeded.")
     last_drift_detected_time: dt.datetime | None = Field(default=None, description="When a run last found drift.")
     last_result: RunResult | None = Field(default=None, description="The last run.")
+    unfinished_run: UnfinishedRun | None = Field(default=None, description="A run after lastResult that ended "
+                                                 "without a result (interrupted, or its report refused); cleared "
+                                                 "by the next run's result.")
     drifted_count: int | None = Field(default=None, ge=0, description="Resources that differ in the last run.")
     drifted_resources: list[DriftedResource] = Field(default_factory=list, max_length=MAX_DRIFTED,
                                                      description=f"The first {MAX_DRIFTED} resources that differ.")
