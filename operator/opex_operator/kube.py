@@ -19,6 +19,7 @@ import kubernetes
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
+from .api.common import truncate
 from . import GROUP, VERSION
 from .ports.objects import MAX_CONFIG_MAP_BYTES, MAX_LABEL_VALUE, MAX_NAME, ObjectRef, child_name, label_value  # noqa: F401
 from .errors import KubeError
@@ -104,7 +105,7 @@ class Kube:
             "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
             "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": ref.kind, "name": ref.name,
                                "namespace": ref.namespace, "uid": ref.uid},
-            "type": type_, "reason": reason, "message": message[:1024], "count": 1,
+            "type": type_, "reason": reason, "message": truncate(message, 1024), "count": 1,
             "firstTimestamp": stamp.isoformat(), "lastTimestamp": stamp.isoformat(),
             "source": {"component": component, **({"host": instance} if instance else {})},
             "reportingComponent": component, "reportingInstance": instance}

@@ -53,6 +53,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from ..api.common import truncate
 from ..api.driftcheck import Outcome
 from ..termtext import plain
 
@@ -387,7 +388,7 @@ def parse_stream(text: str, ignore: Sequence[str] = ()) -> PlanSummary:
             diag = msg.get("diagnostic") or {}
             if diag.get("severity") == "error":
                 summary.errored = True
-                summary.errors.append(f"{diag.get('summary', '')}: {diag.get('detail', '')}".strip(": ")[:500])
+                summary.errors.append(truncate(f"{diag.get('summary', '')}: {diag.get('detail', '')}".strip(": "), 500))
         elif kind == "outputs":
             summary.output_changes = sorted(n for n, o in (msg.get("outputs") or {}).items()
                                             if o.get("action") not in (None, "noop"))
