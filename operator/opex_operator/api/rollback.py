@@ -16,7 +16,7 @@ from .conditions import RECONCILING, STALLED
 
 # The Rollback's condition types (Ready is derived from them: RollbackStatus.READY_FROM).
 ROLLED_BACK, PLANNED = "RolledBack", "Planned"
-from .common import (AWS_REGION, DNS_LABEL, Bounded128, Bounded256, Bounded1024, Bounded2048, Condition,
+from .common import (AWS_REGION, DNS_LABEL, REASON, Bounded128, Bounded256, Bounded1024, Bounded2048, Condition,
                      LocalObjectReference, Model, Status, TimelineEntry, conditions_field, timeline_field)
 from .incident import LAMBDA_NAME
 
@@ -238,6 +238,9 @@ class RollbackStatus(Status):
     started_at: dt.datetime | None = Field(default=None, description="When the rollback started.")
     finished_at: dt.datetime | None = Field(default=None, description="When it ended (any terminal phase).")
     message: Bounded2048 | None = Field(default=None, description="How it ended: what was and was not changed.")
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON,
+                               description="Why it ended as it did, as the RolledBack condition says it: RolledBack, "
+                                           "DryRun, AbortRequested, ProgressDeadlineExceeded, UpdateFailed, NotFound...")
     timeline: list[TimelineEntry] = timeline_field()
 
 

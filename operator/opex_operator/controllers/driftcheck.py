@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
-from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
+from ..api.conditions import RECONCILING, STALLED, apply, get, mark, remove, set_condition
 from ..api.driftcheck import (DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
                               ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult,
@@ -217,11 +217,7 @@ class _Pass(Pass):
     def derive(self) -> None:
         """Set Scheduled and Checked as the typed status makes them (``runbooks.drift.progress_conditions``):
         before every status write, so no move writes them and none can leave them stale."""
-        for type_, wanted in drift.progress_conditions(self.spec, self.st).items():
-            if wanted is None:
-                remove(self.st.conditions, type_)
-            else:
-                self.condition(type_, *wanted)
+        apply(self.st.conditions, drift.progress_conditions(self.spec, self.st), self.gen)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""

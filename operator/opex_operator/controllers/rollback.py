@@ -21,8 +21,9 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api import ROLLBACK
-from ..api.common import ConditionStatus, LocalObjectReference, now as utcnow
-from ..api.rollback import (PLANNED, ROLLED_BACK, Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+from ..api.common import LocalObjectReference, now as utcnow
+from ..api.conditions import apply
+from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStep, RollbackStepId as Id, RollbackStepState as State)
 from ..errors import AwsError
 from ..ports.objects import ObjectRef, child_name, label_value
@@ -103,6 +104,12 @@ class _Pass(Pass):
         self.ctl, self.spec, self.events = ctl, spec, events
         self.region, self.role = spec.region, spec.role_key
 
+    async def save(self) -> None:
+        """The checkpoint, with RolledBack and Planned derived from the typed status first
+        (``runbooks.rollback.conditions``): no move writes them."""
+        apply(self.st.conditions, rb.conditions(self.st), self.gen)
+        await super().save()
+
     def step(self, step_id: Id) -> RollbackStep:
         step = next((s for s in self.st.steps if s.id == step_id), None)
         if step is None:
@@ -149,9 +156,7 @@ class _Pass(Pass):
             case Move.ABORT:
                 await self.finish(Phase.ABORTED, d.reason, d.message)
             case Move.AWAIT_APPROVAL:
-                text = f"waiting for approval: set spec.approved: true to roll back {target}"
-                self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", text)
-                self.condition(ROLLED_BACK, ConditionStatus.FALSE, "AwaitingApproval", text)
+                self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", rb.approval_text(target))
             case Move.START:
                 self.st.started_at = self.ctl.clock()
                 self.phase(Phase.IN_PROGRESS, "InProgress", f"dry run: planning the rollback of {target}"
@@ -164,7 +169,7 @@ class _Pass(Pass):
                 return 0.0
             case Move.DRY_RUN_DONE:
                 self.end_step(Id.APPLY, d.message, State.DRY_RUN)
-                await self.finish(Phase.SUCCEEDED, "DryRun", f"dry run: {d.message}; nothing was changed")
+                await self.finish(Phase.SUCCEEDED, rb.DRY_RUN, f"dry run: {d.message}; nothing was changed")
             case Move.APPLY:
                 await self.apply_lambda()
                 return 0.0
@@ -396,17 +401,14 @@ class _Pass(Pass):
     async def finish(self, phase: Phase, reason: str, message: str) -> None:
         st = self.st
         st.finished_at = self.ctl.clock()
-        st.message = message
+        st.message, st.reason = message, reason
         ok = phase == Phase.SUCCEEDED
-        dry_run = reason == "DryRun"
+        dry_run = reason == rb.DRY_RUN
         for step in st.steps:  # a step cut short says so; it is never left Running
             if step.state == State.RUNNING:
                 step.state = State.FAILED if phase == Phase.FAILED else State.SKIPPED
                 step.message, step.finished_at = f"{step.message}; stopped ({reason})", st.finished_at
         self.phase(phase, reason, message, warning=not ok)
-        self.condition(ROLLED_BACK, ConditionStatus.TRUE if ok and not dry_run else ConditionStatus.FALSE, reason, message)
-        if dry_run:
-            self.condition(PLANNED, ConditionStatus.TRUE, reason, message)
         target_type = "lambda" if self.spec.lambda_ is not None else "static_site"
         outcome = {Phase.SUCCEEDED: "dry_run" if dry_run else "succeeded", Phase.ABORTED: "aborted"}.get(phase, "failed")
         metrics.ROLLBACKS.labels(target_type, outcome).inc()

@@ -30,6 +30,7 @@ from enum import StrEnum
 
 from .. import schedule
 from ..api.common import ConditionStatus, StateLock, duration_seconds
+from ..api.conditions import ConditionValue
 from ..api.driftcheck import (CHECKED, RUN_ANNOTATION, SCHEDULED, Approval, ConcurrencyPolicy, DriftCheckSpec,
                               DriftCheckStatus, ForceUnlock, ObservedLock, Outcome, ResolutionOutcome,
                               ResolutionStrategy)
@@ -64,7 +65,6 @@ class Decision:
 
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 POLICY_REFUSED = "PolicyRefused"
-ConditionValue = tuple[ConditionStatus, str, str]   # (status, reason, message) of one condition
 
 
 @dataclass(frozen=True)

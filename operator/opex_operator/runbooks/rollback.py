@@ -20,11 +20,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..api.rollback import (Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+from ..api.common import ConditionStatus
+from ..api.conditions import ConditionValue
+from ..api.rollback import (PLANNED, ROLLED_BACK, Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStepId as Id, RollbackStepState as State)
 from ..ports.facts import FunctionState, LambdaVersion, ObjectInfo, previous_version
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
+DRY_RUN = "DryRun"   # the reason a dry run ends with (Succeeded, nothing changed)
 POLL_SECONDS = 1.0
 INVALIDATION_POLL_SECONDS = 5.0
 COPY_BATCH = 200   # objects copied per pass: progress is checkpointed and an abort seen between batches
@@ -111,6 +114,27 @@ def captured(status: RollbackStatus) -> tuple[Revision, Revision, Progress]:
     if status.from_ is None or status.to is None:
         raise RuntimeError("the rollback's capture step has not recorded status.from and status.to")
     return status.from_, status.to, status.progress or Progress()
+
+
+def approval_text(target: str | None) -> str:
+    """What a Rollback waiting for approval says (its phase and RolledBack)."""
+    return f"waiting for approval: set spec.approved: true to roll back {target}"
+
+
+def conditions(status: RollbackStatus) -> dict[str, ConditionValue | None]:
+    """RolledBack and Planned as the typed status makes them (a value sets the condition, None
+    removes it). While the rollback is under way (Pending, InProgress, Verifying) neither is derived
+    and both stay as they are: Reconciling speaks for it then. Once it has ended (``status.reason``),
+    RolledBack is True only for a real rollback that succeeded, and Planned is True for a dry run's
+    plan."""
+    if status.phase == Phase.AWAITING_APPROVAL:
+        return {ROLLED_BACK: (ConditionStatus.FALSE, "AwaitingApproval", approval_text(status.target))}
+    if status.phase not in TERMINAL or status.reason is None:
+        return {}
+    dry_run, message = status.reason == DRY_RUN, status.message or ""
+    ok = status.phase == Phase.SUCCEEDED and not dry_run
+    return {ROLLED_BACK: (ConditionStatus.TRUE if ok else ConditionStatus.FALSE, status.reason, message),
+            PLANNED: (ConditionStatus.TRUE, status.reason, message) if dry_run else None}
 
 
 def step_of(status: RollbackStatus, step_id: Id) -> State:
