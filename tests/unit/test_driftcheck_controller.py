@@ -361,7 +361,8 @@ def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
     w.obj.annotations["opex.dev/run-requested"] = "r1"
 
     async def stop_midway():
-        task = aio.create_task(w.ctl.reconcile(w.obj))
+        assert await w.ctl.reconcile(w.obj) == 0.0  # the run on record as started: its pass's one write
+        task = aio.create_task(w.ctl.reconcile(w.obj))  # the run itself
         await aio.sleep(0.05)
         task.cancel()
         try:
@@ -452,10 +453,13 @@ def test_a_run_request_is_answered_once_nothing_more_follows_at_once():
     answered = []
     while True:
         delay = asyncio.run(w.ctl.reconcile(w.obj))
-        answered.append((w.status.last_result.outcome.value, w.status.answered_run_request))
+        last = w.status.last_result
+        answered.append((last.outcome.value if last else None, w.status.answered_run_request))
         if delay != 0.0:
             break
-    assert answered == [("DriftDetected", None), ("DriftDetected", None), ("NoDrift", None), ("NoDrift", "r1")]
+    # Each run is two passes: on record as started, then run.
+    assert answered == [(None, None), ("DriftDetected", None), ("DriftDetected", None), ("DriftDetected", None),
+                        ("NoDrift", None), ("NoDrift", "r1")]
     assert w.ws.calls == ["plan", "apply", "plan"]
 
 

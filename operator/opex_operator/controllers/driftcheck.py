@@ -1,8 +1,9 @@
 """Reconcile a DriftCheck: one move of ``runbooks.drift.decide`` per pass, through the Terraform port.
 
-A run fetches the source, runs ``init`` and ``plan -detailed-exitcode -out`` with a lock timeout
+A run is two passes with one status write each: the first puts it on record as started, the
+second fetches the source, runs ``init`` and ``plan -detailed-exitcode -out`` with a lock timeout
 under a hard run timeout, reads the saved plan's JSON, writes a report ConfigMap the DriftCheck
-owns and records the result. Resolving drift (apply the approved plan, refresh-only, import),
+owns and records the result (``runbooks.drift.judge`` says what the run's facts mean). Resolving drift (apply the approved plan, refresh-only, import),
 force-unlocking an orphaned lock and verifying a resolution are moves of their own, decided
 afresh on the next pass.
 """
@@ -223,7 +224,10 @@ class _Pass(Pass):
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
         match d.move:
             case Move.RUN:
-                await self.run(d)
+                if d.started:
+                    await self.run(d)
+                else:
+                    self.start_run(d)
                 return 0.0
             case Move.FORCE_UNLOCK:
                 await self.force_unlock()
@@ -281,19 +285,23 @@ class _Pass(Pass):
                 f"namespace {self.obj.ref.namespace}")
 
     # -- a run ------------------------------------------------------------------------------------
-    async def run(self, d: Decision) -> None:
-        """One check; Terraform and source failures end it as a failed run (never raised). What the
-        run's facts mean is :func:`runbooks.drift.judge`'s to decide."""
-        st, spec = self.st, self.spec
+    def start_run(self, d: Decision) -> None:
+        """Put the run on record as started: this pass's one write, before any Terraform runs, so a
+        restart never runs its slot or request again (the next pass runs it)."""
+        st = self.st
         if d.request is not None:
             st.last_run_request = d.request
         if d.slot is not None:
-            st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
-        started = self.ctl.clock()
-        st.running_since, st.running_trigger, st.runner, st.pending_run = started, d.trigger, IDENTITY, None
+            st.last_schedule_time = d.slot
+        st.running_since, st.running_trigger, st.runner, st.pending_run = self.ctl.clock(), d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
-        await self.save()
+
+    async def run(self, d: Decision) -> None:
+        """One check, on record as started by the pass before; Terraform and source failures end it
+        as a failed run (never raised). What the run's facts mean is :func:`runbooks.drift.judge`'s to decide."""
+        st, spec = self.st, self.spec
+        started = st.running_since or self.ctl.clock()
         t0 = time.monotonic()  # the run's own duration: source, init, plan (status writes are not in it)
         result = RunResult(outcome=Outcome.PLAN_FAILED, started_at=started, trigger=d.trigger)
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)

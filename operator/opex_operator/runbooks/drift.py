@@ -61,6 +61,7 @@ class Decision:
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
+    started: bool = False              # RUN: on record as started (the pass before wrote it); now make it
 
 
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
@@ -231,7 +232,14 @@ def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datet
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
            requested: str | None) -> Decision:
     """The next move (see the module docstring). ``requested`` is the run annotation's value; the
-    schedule must be valid (``schedule.invalid`` is checked first, by the controller)."""
+    schedule must be valid (``schedule.invalid`` is checked first, by the controller).
+
+    A run is two passes, each with one status write: the first puts it on record as started
+    (``status.runningSince``: its slot or request is never run again), the second runs it. A run on
+    record as started by another operator process was interrupted; the controller clears it first
+    (it runs again as ``status.pendingRun``)."""
+    if status.running_since is not None:
+        return Decision(Move.RUN, trigger=status.running_trigger, started=True)
     if requested and requested != status.last_run_request:
         return Decision(Move.RUN, trigger=f"on demand ({RUN_ANNOTATION}={requested})", request=requested)
     due = schedule.due(spec.schedule, spec.time_zone, status.last_schedule_time, created, now,
