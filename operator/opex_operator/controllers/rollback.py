@@ -134,6 +134,17 @@ class _Pass(Pass):
         step.started_at = step.started_at or self.ctl.clock()
         return step
 
+    def intended(self, step_id: Id, message: str) -> bool:
+        """Whether this process put a call of ``step_id`` on record in a pass before (make it now).
+        Otherwise the intent is recorded now (the step Running, this process its runner) as this
+        pass's one write, and a later pass makes the call after it has looked at the target again.
+        The intent is always on record before a mutating call, so a restart never calls blind."""
+        step = self.step(step_id)
+        if step.state == State.RUNNING and step.runner == IDENTITY:
+            return True
+        self.start_step(step_id, message, call=True)
+        return False
+
     def end_step(self, step_id: Id, message: str, state: State = State.SUCCEEDED) -> RollbackStep:
         step = self.step(step_id)
         now = self.ctl.clock()
@@ -174,8 +185,7 @@ class _Pass(Pass):
                 await self.apply_lambda()
                 return 0.0
             case Move.SET_ENVIRONMENT:
-                await self.set_environment(dict(d.variables))
-                return rb.POLL_SECONDS
+                return rb.POLL_SECONDS if await self.set_environment(dict(d.variables)) else 0.0
             case Move.COPY:
                 await self.copy(d.copies)
                 return 0.0
@@ -259,8 +269,8 @@ class _Pass(Pass):
         target, to = self.spec.function, self.st.to
         lam = self.ctl.aws.lambda_(self.region, self.role)
         action = "lambda:UpdateAlias" if target.alias else "lambda:UpdateFunctionCode"
-        self.start_step(Id.APPLY, f"{action} issued", call=True)
-        await self.save()  # intent on record before the call
+        if not self.intended(Id.APPLY, f"{action} issued"):
+            return
         if target.alias:
             await asyncio.to_thread(lam.point_alias, target.function_name, target.alias, to.version)
         elif to.s3 is not None:
@@ -275,14 +285,16 @@ class _Pass(Pass):
         self.phase(Phase.VERIFYING, "Verifying", f"waiting until {self.st.target} is Active with LastUpdateStatus "
                                                  f"Successful and runs {self.st.to.description}")
 
-    async def set_environment(self, wanted: dict[str, str]) -> None:
+    async def set_environment(self, wanted: dict[str, str]) -> bool:
+        """Merge ``wanted`` into the function's environment; False when this pass only put the call on record."""
         lam = self.ctl.aws.lambda_(self.region, self.role)
         name = self.spec.function.function_name
-        self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}", call=True)
-        await self.save()
+        if not self.intended(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}"):
+            return False
         current = await asyncio.to_thread(lam.current, name)
         await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
         self.step(Id.ENVIRONMENT).runner = None
+        return True
 
     def step_done(self, d: Decision) -> None:
         self.end_step(d.at, d.message, d.state)
@@ -330,21 +342,21 @@ class _Pass(Pass):
         site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
-        self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done", call=True)
-        await self.save()  # intent on record; a restart re-lists and copies only what differs
+        if not self.intended(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done"):
+            return  # a restart re-lists and copies only what differs
         deadline = time.monotonic() + COPY_BATCH_SECONDS
         for target_key, source_key in copies:
             await asyncio.to_thread(sa.copy, source, source_key, site.bucket, target_key)
             p.copied += 1
             if time.monotonic() > deadline:
                 break
-        step = self.step(Id.APPLY)
-        step.message, step.runner = f"copying: {p.copied} of {p.total - p.unchanged} done", None  # the batch is done
+        # The step stays on record as this process's until it ends: the next batch needs no new intent.
+        self.step(Id.APPLY).message = f"copying: {p.copied} of {p.total - p.unchanged} done"
 
     async def delete(self, keys: list[str]) -> None:
         site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
-        self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup", call=True)
-        await self.save()
+        if not self.intended(Id.DELETE, f"deleting {len(keys)} objects not in the backup"):
+            return
         failed = await asyncio.to_thread(sa.delete, site.bucket, keys)
         self.step(Id.DELETE).runner = None
         if failed:
