@@ -342,16 +342,18 @@ class _Pass(Pass):
         site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
-        if not self.intended(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done"):
-            return  # a restart re-lists and copies only what differs
+        # The intent and the batch share a pass (two writes): a batch is idempotent (a restart re-lists and
+        # copies only what differs), and an intent pass per batch would list the whole site twice as often.
+        self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done", call=True)
+        await self.save()
         deadline = time.monotonic() + COPY_BATCH_SECONDS
         for target_key, source_key in copies:
             await asyncio.to_thread(sa.copy, source, source_key, site.bucket, target_key)
             p.copied += 1
             if time.monotonic() > deadline:
                 break
-        # The step stays on record as this process's until it ends: the next batch needs no new intent.
-        self.step(Id.APPLY).message = f"copying: {p.copied} of {p.total - p.unchanged} done"
+        step = self.step(Id.APPLY)
+        step.message, step.runner = f"copying: {p.copied} of {p.total - p.unchanged} done", None  # the batch is done
 
     async def delete(self, keys: list[str]) -> None:
         site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
