@@ -8,6 +8,8 @@ throttling.
 """
 from __future__ import annotations
 
+from .api.common import truncate
+
 ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException",
                  "AuthorizationError", "NotAuthorized"}
 NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundException", "NoSuchEntity", "NoSuchBucket", "NoSuchKey",
@@ -69,7 +71,7 @@ class AwsError(Exception):
         """One line for a condition or finding, e.g. ``AccessDenied on lambda:GetFunction: User ... is not
         authorized ...``."""
         what = self.code or (f"HTTP {self.status}" if self.status else "no answer")
-        return f"{what} on {self.action}: {self.message}"[:MAX_MESSAGE]
+        return truncate(f"{what} on {self.action}: {self.message}", MAX_MESSAGE)
 
 
 class KubeError(Exception):
@@ -103,4 +105,4 @@ class KubeError(Exception):
     def describe(self) -> str:
         code = f"HTTP {self.status} {self.reason}".strip() if self.status else "no answer from the API server"
         where = f"{self.what}: " if self.what else ""
-        return f"{where}{code}: {self.message}"[:MAX_MESSAGE]
+        return truncate(f"{where}{code}: {self.message}", MAX_MESSAGE)

@@ -13,12 +13,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 import kubernetes
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
+from .api.common import truncate
 from . import GROUP, VERSION
 from .ports.objects import MAX_CONFIG_MAP_BYTES, MAX_LABEL_VALUE, MAX_NAME, ObjectRef, child_name, label_value  # noqa: F401
 from .errors import KubeError
@@ -44,7 +45,7 @@ def translate(err: BaseException, what: str = "") -> KubeError:
     """The :class:`KubeError` for an ``ApiException`` or a connection failure of the client."""
     if isinstance(err, ApiException):
         try:
-            message = json.loads(err.body)["message"]
+            message = json.loads(err.body or "")["message"]
         except (ValueError, KeyError, TypeError):
             message = err.reason or ""
         return KubeError(err.status or 0, err.reason or "", message, what)
@@ -84,8 +85,8 @@ class Kube:
         body: dict[str, Any] = {"status": status}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, ref.namespace, ref.plural, ref.name, body)
+        return cast(dict[str, Any], self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
 
     @_translated
     def annotate(self, ref: ObjectRef, annotations: dict[str, str]) -> None:
@@ -99,21 +100,22 @@ class Kube:
         """Post a core/v1 Event on ``ref`` from ``component``, ``instance`` naming the replica (and
         shard) that posts it (``reportingInstance``, ``source.host``). Raises KubeError."""
         stamp = datetime.datetime.now(datetime.timezone.utc)
-        self.core.create_namespaced_event(ref.namespace, {
+        event: Any = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
             "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": ref.kind, "name": ref.name,
                                "namespace": ref.namespace, "uid": ref.uid},
-            "type": type_, "reason": reason, "message": message[:1024], "count": 1,
+            "type": type_, "reason": reason, "message": truncate(message, 1024), "count": 1,
             "firstTimestamp": stamp.isoformat(), "lastTimestamp": stamp.isoformat(),
             "source": {"component": component, **({"host": instance} if instance else {})},
-            "reportingComponent": component, "reportingInstance": instance})
+            "reportingComponent": component, "reportingInstance": instance}
+        self.core.create_namespaced_event(ref.namespace, event)
 
     @_translated
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The custom resource, or None when it does not exist."""
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -124,7 +126,7 @@ class Kube:
         """Create a custom resource of ``plural``; returns it, or None when one of that name exists
         already (a restart re-creating what it created before)."""
         try:
-            return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+            return cast(dict[str, Any], self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body))
         except ApiException as err:
             if err.status == 409:
                 return None
@@ -134,7 +136,7 @@ class Kube:
     def put_config_map(self, namespace: str, name: str, data: dict[str, str], owner: ObjectRef,
                        labels: dict[str, str] | None = None, binary: dict[str, str] | None = None) -> None:
         """Create or replace a ConfigMap that ``owner`` owns (garbage-collected with it)."""
-        body = {"apiVersion": "v1", "kind": "ConfigMap",
+        body: Any = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
                              "ownerReferences": [owner.owner_reference()]},
                 "data": data, "binaryData": binary or {}}
@@ -173,8 +175,8 @@ class Kube:
     @_translated
     def config_map_names(self, namespace: str, selector: str) -> list[str]:
         """Names of the ConfigMaps matching the label ``selector``."""
-        return [cm.metadata.name for cm in
-                self.core.list_namespaced_config_map(namespace, label_selector=selector).items]
+        return [cm.metadata.name for cm in self.core.list_namespaced_config_map(namespace, label_selector=selector).items
+                if cm.metadata and cm.metadata.name]
 
     @_translated
     def delete_config_map(self, namespace: str, name: str) -> None:

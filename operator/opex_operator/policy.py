@@ -44,7 +44,7 @@ import ipaddress
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -125,7 +125,7 @@ class ProbeRule(Model):
         if ip.version == 6 and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
 
-        def within(cidrs) -> bool:
+        def within(cidrs: Sequence[str]) -> bool:
             return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs if
                        ipaddress.ip_network(c, strict=False).version == ip.version)
 

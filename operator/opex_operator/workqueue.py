@@ -22,9 +22,9 @@ import itertools
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from typing import Callable, Generic, Hashable, TypeVar
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)  # the kind of key one queue holds
 
 BACKGROUND = 100   # added to the priority of work that can wait: re-checks and schedules
 
@@ -46,7 +46,7 @@ def jittered(seconds: float, spread: float = 0.2, rng: random.Random | None = No
     return max(0.0, seconds * (1 + (rng or random).uniform(-spread, spread)))
 
 
-class WorkQueue:
+class WorkQueue(Generic[Key]):
     """Keys ready now (ordered as the module docstring says), keys due later, keys being processed.
 
     ``namespace_of(key)`` names a key's namespace for fairness.

@@ -124,18 +124,52 @@ def test_forbid_skips_the_slot_that_came_during_the_run_and_replace_keeps_it():
 
 def test_checked_is_derived_from_the_last_runs_typed_outcome_not_read_back_from_a_message():
     from opex_operator.api.common import ConditionStatus
-    from opex_operator.api.driftcheck import ObservedLock, RunResult
+    from opex_operator.api.driftcheck import ObservedLock, RunResult, UnfinishedReason, UnfinishedRun
 
     NOW = T0
     nxt = NOW + dt.timedelta(hours=2)
     failed = DriftCheckStatus(last_result=RunResult(outcome=Outcome.PLAN_FAILED, reason="InitFailed", message="no init",
                                                     finished_at=NOW), consecutive_failures=2, next_schedule_time=nxt)
-    status, reason, message = drift.checked_condition(failed)
+    status, reason, message = drift.checked_condition(spec(), failed)
     assert (status, reason) == (ConditionStatus.FALSE, "InitFailed") and message.endswith(drift.FAILED_SCHEDULED)
     failed.next_schedule_time = None  # suspended since: the same run, the schedule told anew
-    assert drift.checked_condition(failed)[2].endswith(drift.FAILED_SUSPENDED)
+    assert drift.checked_condition(spec(), failed)[2].endswith(drift.FAILED_SUSPENDED)
     worked = DriftCheckStatus(last_result=RunResult(outcome=Outcome.NO_DRIFT, reason="Checked", finished_at=NOW))
-    assert drift.checked_condition(worked)[:2] == (ConditionStatus.TRUE, "Checked")
-    held = DriftCheckStatus(last_result=RunResult(outcome=Outcome.LOCK_HELD, reason="LockHeld", finished_at=NOW),
-                            lock=ObservedLock(id="abc"))
-    assert drift.checked_condition(held) is None  # its condition says how to release the lock: kept as written
+    assert drift.checked_condition(spec(), worked)[:2] == (ConditionStatus.TRUE, "Checked")
+    held = DriftCheckStatus(last_result=RunResult(outcome=Outcome.LOCK_HELD, reason="LockHeld", finished_at=NOW,
+                                                  message="state lock abc is held"), lock=ObservedLock(id="abc"))
+    status, reason, message = drift.checked_condition(spec(), held)  # how to release it, from spec and lock
+    assert (reason, message) == ("LockHeld", "state lock abc is held; if its holder is dead: terraform force-unlock "
+                                             "abc, or set spec.lock.forceUnlock: IfOrphaned")
+    held.lock.unlock_attempted_at = NOW  # the operator tried: the condition says so at once, not after the next run
+    assert "force-unlock was tried at 09:00:00 UTC" in drift.checked_condition(spec(lock={"forceUnlock": "IfOrphaned"}), held)[2]
+    # A run that ended without a result speaks until the next result, over the previous run's.
+    failed.unfinished_run = UnfinishedRun(reason=UnfinishedReason.INTERRUPTED, message="the plan was interrupted",
+                                          time=NOW)
+    assert drift.checked_condition(spec(), failed) == (ConditionStatus.FALSE, "Interrupted", "the plan was interrupted")
+    assert drift.checked_condition(spec(), DriftCheckStatus()) is None  # nothing checked yet: Scheduled speaks
+
+
+def test_a_runs_verdict_comes_from_its_typed_facts():
+    from opex_operator.terraform.locks import LockError, LockProblem
+    from opex_operator.terraform.plan import PlanSummary
+    from opex_operator.api.common import StateLock
+
+    cut = "the run exceeded timeoutSeconds (60s)"
+    timed_out = drift.judge(drift.PlanRun(cut=cut, timed_out=True, diagnostic="Stopping operation..."))
+    assert (timed_out.outcome, timed_out.reason, timed_out.stalled) == (Outcome.PLAN_FAILED, "TimedOut", None)
+    assert timed_out.message == f"{cut}; the plan was interrupted: Stopping operation..."
+    init = drift.judge(drift.PlanRun(command="init", diagnostic="no provider", config_file="main.tf"))
+    assert init.reason == "InitFailed" and init.stalled.startswith("the configuration does not work (main.tf): no provider")
+    assert drift.judge(drift.PlanRun(source=("SourceUnavailable", "no ConfigMap"))).reason == "SourceUnavailable"
+    held = drift.judge(drift.PlanRun(exit_code=1, lock=LockError("held", lock=StateLock(id="abc"))))
+    assert (held.outcome, held.reason, held.lock.id) == (Outcome.LOCK_HELD, "LockHeld", "abc")
+    nameless = drift.judge(drift.PlanRun(exit_code=1, lock=LockError("held, no lock info")))
+    assert (nameless.outcome, nameless.lock) == (Outcome.LOCK_HELD, None)  # retried, never force-unlocked
+    denied = drift.judge(drift.PlanRun(exit_code=1, lock=LockError("denied", problem=LockProblem.DENIED)))
+    assert (denied.outcome, denied.reason) == (Outcome.PLAN_FAILED, "PlanFailed")
+    drifted = PlanSummary("show-json", applyable=True)  # something to apply: exit code 2
+    refused = drift.judge(drift.PlanRun(exit_code=2, summary=drifted, refused="the configuration has provisioners"))
+    assert refused.reason == drift.POLICY_REFUSED and refused.summary is None and "operator policy" in refused.stalled
+    worked = drift.judge(drift.PlanRun(exit_code=2, summary=drifted))
+    assert (worked.outcome, worked.reason, worked.summary) == (Outcome.DRIFT_DETECTED, "Checked", drifted)

@@ -361,7 +361,8 @@ def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
     w.obj.annotations["opex.dev/run-requested"] = "r1"
 
     async def stop_midway():
-        task = aio.create_task(w.ctl.reconcile(w.obj))
+        assert await w.ctl.reconcile(w.obj) == 0.0  # the run on record as started: its pass's one write
+        task = aio.create_task(w.ctl.reconcile(w.obj))  # the run itself
         await aio.sleep(0.05)
         task.cancel()
         try:
@@ -452,10 +453,13 @@ def test_a_run_request_is_answered_once_nothing_more_follows_at_once():
     answered = []
     while True:
         delay = asyncio.run(w.ctl.reconcile(w.obj))
-        answered.append((w.status.last_result.outcome.value, w.status.answered_run_request))
+        last = w.status.last_result
+        answered.append((last.outcome.value if last else None, w.status.answered_run_request))
         if delay != 0.0:
             break
-    assert answered == [("DriftDetected", None), ("DriftDetected", None), ("NoDrift", None), ("NoDrift", "r1")]
+    # Each run is two passes: on record as started, then run.
+    assert answered == [(None, None), ("DriftDetected", None), ("DriftDetected", None), ("DriftDetected", None),
+                        ("NoDrift", None), ("NoDrift", "r1")]
     assert w.ws.calls == ["plan", "apply", "plan"]
 
 
@@ -522,16 +526,15 @@ def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
     assert condition(w.status, "Checked").message.endswith("next 2026-11-29 09:10 UTC")
 
 
-def test_a_message_that_says_nothing_about_the_schedule_is_left_as_it_is():
-    from opex_operator.api.conditions import set_condition
-    from opex_operator.api.driftcheck import RunResult
+def test_an_unfinished_run_speaks_in_checked_over_the_previous_runs_result_until_a_new_result():
+    from opex_operator.api.driftcheck import RunResult, UnfinishedRun
 
     w = World(FakeWorkspaces())
     st = w.status
     st.observed_generation, st.consecutive_failures, st.pending_run = 1, 1, "schedule x, again after an interruption"
     st.last_result = RunResult(outcome="PlanFailed", trigger="schedule x", finished_at=T0, message="boom")
-    set_condition(st.conditions, "Checked", "False", "Interrupted", "the operator is stopping: the plan was interrupted",
-                  1)
+    st.unfinished_run = UnfinishedRun(reason="Interrupted", message="the operator is stopping: the plan was interrupted",
+                                      time=T0)
     w.drive()
     checkpoint = sink_of(w.obj).patches[0]  # written as the owed run starts
     checked = next(c for c in checkpoint["conditions"] if c["type"] == "Checked")

@@ -182,3 +182,17 @@ def test_without_a_step_only_a_new_successful_pipeline_execution_verifies_a_manu
                                                        "a new execution e-2 of checkout-pipeline succeeded")
     without = spec(targets={"lambda": {"functionNames": ["checkout-api"]}})
     assert engine.verify(st, [], [], False, deployment.judge_fix(without, st, None)) == NO_FIX
+
+
+def test_remediated_is_what_the_phase_change_makes_and_true_only_from_verification():
+    from opex_operator.api.common import ConditionStatus
+    from opex_operator.api.incident import IncidentPhase as P
+    from opex_operator.runbooks import engine as eng
+
+    for phase, reason in ((P.AWAITING_APPROVAL, "AwaitingApproval"), (P.REMEDIATING, "StepRetrying"),
+                          (P.MANUAL_ACTION_REQUIRED, "ManualActionRequired"), (P.FAILED, "StepFailed")):
+        assert eng.remediated(phase, reason, "why") == (ConditionStatus.FALSE, reason, "why")
+    # Detection, assessment, a refused policy or spec, resolution and closing leave Remediated as it is.
+    for phase, reason in ((P.DETECTED, "Detected"), (P.DIAGNOSING, "Diagnosing"), (P.FAILED, "PolicyDenied"),
+                          (P.RESOLVED, "Resolved"), (P.CLOSED, "Closed")):
+        assert eng.remediated(phase, reason, "why") is None

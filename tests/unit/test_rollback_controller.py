@@ -169,3 +169,20 @@ def test_the_approval_and_dry_run_it_acts_under_are_in_status():
     w.aws.the_lambda.add("pricing-api", ["s1", "s2"])
     w.drive()
     assert (w.status.approval, w.status.dry_run, w.status.phase) == ("Manual", False, "AwaitingApproval")
+
+
+def test_rolled_back_and_planned_are_derived_from_the_typed_status_of_the_rollback():
+    from opex_operator.api.common import ConditionStatus as CS
+    from opex_operator.api.rollback import RollbackPhase, RollbackStatus
+    from opex_operator.runbooks import rollback as rb
+
+    waiting = RollbackStatus(phase=RollbackPhase.AWAITING_APPROVAL, target="lambda:checkout")
+    assert rb.conditions(waiting) == {"RolledBack": (CS.FALSE, "AwaitingApproval", rb.approval_text("lambda:checkout"))}
+    assert rb.conditions(RollbackStatus(phase=RollbackPhase.IN_PROGRESS)) == {}  # under way: Reconciling speaks
+    done = RollbackStatus(phase=RollbackPhase.SUCCEEDED, reason="RolledBack", message="runs v2")
+    assert rb.conditions(done) == {"RolledBack": (CS.TRUE, "RolledBack", "runs v2"), "Planned": None}
+    planned = RollbackStatus(phase=RollbackPhase.SUCCEEDED, reason="DryRun", message="dry run: would copy 3")
+    assert rb.conditions(planned) == {"RolledBack": (CS.FALSE, "DryRun", "dry run: would copy 3"),
+                                      "Planned": (CS.TRUE, "DryRun", "dry run: would copy 3")}
+    aborted = RollbackStatus(phase=RollbackPhase.ABORTED, reason="AbortRequested", message="restored 2 of 5")
+    assert rb.conditions(aborted)["RolledBack"] == (CS.FALSE, "AbortRequested", "restored 2 of 5")

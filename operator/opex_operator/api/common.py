@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
+
+from annotated_types import GroupedMetadata, MaxLen
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -39,27 +42,44 @@ MAX_TIMELINE = 50
 TRUNCATED = " …[truncated]"
 
 
-def text(max_length: int, pattern: str | None = None) -> Any:
-    """A bounded string type for spec list items and map values (``list[text(63)]``): longer input is refused."""
-    return Annotated[str, Field(max_length=max_length, pattern=pattern)]
-
-
 def truncate(value: str, max_length: int) -> str:
-    """``value`` cut to ``max_length`` characters, ending in :data:`TRUNCATED` when it was longer."""
+    """``value`` cut to ``max_length`` characters, ending in :data:`TRUNCATED` when it was longer.
+
+    The one way text is shortened for status, conditions and Events: a reader always sees that
+    something was cut, and where."""
     if len(value) <= max_length:
         return value
     return value[: max_length - len(TRUNCATED)] + TRUNCATED
 
 
-def bounded(max_length: int, description: str | None = None) -> Any:
-    """A status string type of at most ``max_length`` characters (the CRD's ``maxLength``).
+@dataclass(frozen=True)
+class Bounded(GroupedMetadata):
+    """The marker of a status string of at most ``max_length`` characters (the CRD's ``maxLength``).
 
-    Longer values are cut with :data:`TRUNCATED` when assigned, so text the operator writes
-    (AWS messages, Terraform diagnostics, log lines) can never make a status write fail with
-    422. Spec strings use :func:`text` instead: a person's input is refused, not cut.
+    Longer values are cut with :data:`TRUNCATED` when assigned, so text the operator writes (AWS
+    messages, Terraform diagnostics, log lines) can never make a status write fail with 422 and is
+    never cut by hand. Used through the aliases below (``message: Bounded1024 = Field(...)``);
+    spec strings are refused instead: ``Annotated[str, Field(max_length=...)]``.
     """
-    return Annotated[str, BeforeValidator(lambda v: truncate(v, max_length) if isinstance(v, str) else v),
-                     Field(max_length=max_length, description=description)]
+
+    max_length: int
+
+    def __iter__(self) -> Iterator[object]:
+        yield BeforeValidator(self.cut)
+        yield MaxLen(self.max_length)
+
+    def cut(self, value: object) -> object:
+        return truncate(value, self.max_length) if isinstance(value, str) else value
+
+
+# The lengths status strings use (one alias each, so a field's bound reads as its type).
+Bounded64 = Annotated[str, Bounded(64)]
+Bounded128 = Annotated[str, Bounded(128)]
+Bounded256 = Annotated[str, Bounded(256)]
+Bounded512 = Annotated[str, Bounded(512)]
+Bounded1024 = Annotated[str, Bounded(1024)]
+Bounded2048 = Annotated[str, Bounded(2048)]
+Bounded32768 = Annotated[str, Bounded(32768)]
 
 
 class Model(BaseModel):
@@ -104,7 +124,7 @@ class Condition(Status):
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(min_length=1, max_length=1024, pattern=REASON,
                         description="A programmatic identifier for the last transition, in CamelCase.")
-    message: bounded(32768, "A human-readable message: what happened and what to do.")
+    message: Bounded32768 = Field(description="A human-readable message: what happened and what to do.")
     last_transition_time: dt.datetime = Field(description="When the status last changed.")
     observed_generation: int | None = Field(default=None, ge=0,
                                             description="The .metadata.generation the condition was set from.")
@@ -127,7 +147,7 @@ class TimelineEntry(Status):
     time: dt.datetime = Field(description="When it happened.")
     type: EventType = Field(default=EventType.NORMAL, description="Normal or Warning, as the Event's type.")
     reason: str = Field(max_length=128, pattern=REASON, description="What happened, in CamelCase (the Event's reason).")
-    message: bounded(1024, "What happened and what to do, as the Event's message.")
+    message: Bounded1024 = Field(description="What happened and what to do, as the Event's message.")
 
 
 def timeline_field() -> Any:
@@ -153,12 +173,12 @@ class StateLock(Status):
     """A Terraform state lock, as ``Error acquiring the state lock`` reports it (its Lock Info block)."""
 
     id: str = Field(max_length=256, description="Lock ID; a UUID for most backends, but not always.")
-    path: bounded(1024, "State path the lock guards.") | None = None
-    operation: bounded(128, "What the holder runs, e.g. OperationTypeApply.") | None = None
-    who: bounded(256, "user@host that holds the lock.") | None = None
-    version: bounded(64, "Terraform version of the holder.") | None = None
+    path: Bounded1024 | None = Field(default=None, description="State path the lock guards.")
+    operation: Bounded128 | None = Field(default=None, description="What the holder runs, e.g. OperationTypeApply.")
+    who: Bounded256 | None = Field(default=None, description="user@host that holds the lock.")
+    version: Bounded64 | None = Field(default=None, description="Terraform version of the holder.")
     created: dt.datetime | None = Field(default=None, description="When the lock was taken.")
-    info: bounded(1024, "Free text the holder attached.") | None = None
+    info: Bounded1024 | None = Field(default=None, description="Free text the holder attached.")
 
 
 def parse_time(value: Any) -> dt.datetime | None:

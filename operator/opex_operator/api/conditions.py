@@ -9,13 +9,15 @@ abnormal state) and are removed when they no longer hold, as Flux and kstatus ex
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .common import Condition, ConditionStatus, now
 
 READY = "Ready"
 RECONCILING = "Reconciling"   # work is in progress (kstatus: InProgress)
 STALLED = "Stalled"           # it cannot go on without a person (kstatus: Failed)
+# (status, reason, message) of one condition, as a kind's pure function derives it from typed status.
+ConditionValue = tuple[ConditionStatus, str, str]
 # What each negative-polarity condition, when True, makes Ready.
 NEGATIVE = {STALLED: ConditionStatus.FALSE, RECONCILING: ConditionStatus.UNKNOWN}
 
@@ -68,6 +70,16 @@ def mark(conditions: list[Condition], marker: str | None, reason: str, message: 
             set_condition(conditions, type_, ConditionStatus.TRUE, reason, message, generation)
         else:
             remove(conditions, type_)
+
+
+def apply(conditions: list[Condition], wanted: Mapping[str, ConditionValue | None], generation: int | None) -> None:
+    """Make ``conditions`` say what ``wanted`` derives (condition type → value; None removes it).
+    Types not in ``wanted`` are left as they are."""
+    for type_, value in wanted.items():
+        if value is None:
+            remove(conditions, type_)
+        else:
+            set_condition(conditions, type_, *value, generation)
 
 
 def summarize(conditions: list[Condition], precedence: Sequence[str], generation: int | None) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from .. import GROUP, VERSION
 from . import KINDS, Kind
@@ -73,7 +74,7 @@ def _structural(node: Any) -> Any:
     return out
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of a pydantic model (a plain dict).
 
     Raises ValueError when the model uses a construct a structural schema cannot express.
@@ -83,7 +84,7 @@ def openapi_schema(model: type) -> dict[str, Any]:
     return _structural(_resolve(raw, defs))
 
 
-def values_schema(model: type) -> dict[str, Any]:
+def values_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema (draft-07, as Helm validates values) of a pydantic model: ``$ref`` inlined,
     ``Optional`` unwrapped, titles dropped, and every object closed (``additionalProperties:
     false``) so that a misspelt key in a values file is refused by ``helm install`` instead of being

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, Field
 
@@ -17,9 +17,9 @@ from .conditions import RECONCILING, STALLED
 
 # The DriftCheck's condition types (Ready is derived from them: DriftCheckStatus.READY_FROM).
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
-from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
-                     Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
-                     text, timeline_field)
+from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Bounded128, Bounded256, Bounded512,
+                     Bounded1024, Bounded2048, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
+                     TimelineEntry, conditions_field, duration_seconds, obj_default, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -67,7 +67,7 @@ TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 # An IANA zone the API server knows (CEL's timestamp accessors load it; kube-apiserver embeds the
 # tz database): an unknown zone is refused at admission with "unknown time zone ...". Local is the
 # server's own zone, not a name.
-TIME_ZONE_RULE = {"rule": "self != 'Local' && timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
+TIME_ZONE_RULE: dict[str, Any] = {"rule": "self != 'Local' && timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
                   "message": "must be an IANA time zone such as UTC or Europe/Berlin"}
 CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 # Stalled reasons of a spec the operator cannot act on: nothing runs until the spec is fixed. A
@@ -86,8 +86,8 @@ IGNORE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 MAX_DRIFTED = 100
 
 CronSchedule = Annotated[str, Field(max_length=128, json_schema_extra={"x-kubernetes-validations": _cron_rules()})]
-AddressPattern = text(512, IGNORE_PATTERN)
-Action = text(16)
+AddressPattern = Annotated[str, Field(max_length=512, pattern=IGNORE_PATTERN)]
+Action = Annotated[str, Field(max_length=16)]
 
 class ConcurrencyPolicy(StrEnum):
     FORBID = "Forbid"
@@ -282,9 +282,9 @@ class RunResult(Status):
     duration_seconds: float | None = Field(default=None, ge=0, description="Wall time of the run, in seconds.")
     started_at: dt.datetime | None = Field(default=None, description="When the run started.")
     finished_at: dt.datetime | None = Field(default=None, description="When the run ended.")
-    source_revision: bounded(256, "Git commit or ConfigMap checked.") | None = None
-    trigger: bounded(128, "Schedule slot or on-demand request.") | None = None
-    message: bounded(2048, "First lines of Terraform's diagnostic when the run failed.") | None = None
+    source_revision: Bounded256 | None = Field(default=None, description="Git commit or ConfigMap checked.")
+    trigger: Bounded128 | None = Field(default=None, description="Schedule slot or on-demand request.")
+    message: Bounded2048 | None = Field(default=None, description="First lines of Terraform's diagnostic when the run failed.")
     reason: str | None = Field(default=None, max_length=64, pattern=REASON,
                                description="Why the run ended as it did, as the Checked condition says it: Checked, "
                                            "PlanFailed, InitFailed, TimedOut, LockHeld, PolicyRefused, InvalidPlan "
@@ -294,10 +294,10 @@ class RunResult(Status):
 class DriftedResource(Status):
     """One resource that differs, as the plan JSON names it."""
 
-    address: bounded(512, "Resource address, e.g. module.vpc.aws_subnet.private[0].")
+    address: Bounded512 = Field(description="Resource address, e.g. module.vpc.aws_subnet.private[0].")
     actions: list[Action] = Field(max_length=4, description="Planned actions, e.g. [update] or [delete, create].")
     reason: str = Field(max_length=32, description="drift (changed outside Terraform) or change (config differs).")
-    action_reason: bounded(128, "Terraform's action_reason, e.g. replace_because_cannot_update.") | None = None
+    action_reason: Bounded128 | None = Field(default=None, description="Terraform's action_reason, e.g. replace_because_cannot_update.")
 
 
 class ReportRef(Status):
@@ -307,8 +307,8 @@ class ReportRef(Status):
     truncated: bool = Field(default=False, description="The full plan JSON did not fit and was left out (see planFile).")
     summary_truncated: bool = Field(default=False, description="The summary lists only the first resources (a "
                                     "ConfigMap holds 1 MiB); its counts are complete.")
-    plan_file: bounded(1024, "Where the full plan is when it is not in the report: the saved plan file in the "
-                             "operator's work directory, until the next run replaces it.") | None = None
+    plan_file: Bounded1024 | None = Field(default=None, description="Where the full plan is when it is not in the report: the saved plan file in the "
+                             "operator's work directory, until the next run replaces it.")
 
 
 class ObservedLock(StateLock):
@@ -338,9 +338,9 @@ class ResolutionRecord(Status):
                                                    "Skipped (nothing to do, e.g. every address already imported) or "
                                                    "Interrupted (the operator stopped during it; never counted as done).")
     time: dt.datetime = Field(description="When it was recorded.")
-    message: bounded(1024, "What Terraform did, or its diagnostic.") | None = None
-    runner: bounded(128, "The operator process (host/pid/start) running it; found Running under another one, it "
-                    "was interrupted and is resolved from the real state.") | None = None
+    message: Bounded1024 | None = Field(default=None, description="What Terraform did, or its diagnostic.")
+    runner: Bounded128 | None = Field(default=None, description="The operator process (host/pid/start) running it; found Running under another one, it "
+                    "was interrupted and is resolved from the real state.")
 
 
 class InterruptedApply(Status):
@@ -351,7 +351,22 @@ class InterruptedApply(Status):
 
     plan_checksum: str = Field(max_length=71, description="The plan whose apply was interrupted.")
     time: dt.datetime = Field(description="When the interruption was found.")
-    message: bounded(1024, "How it was interrupted.") | None = None
+    message: Bounded1024 | None = Field(default=None, description="How it was interrupted.")
+
+
+class UnfinishedReason(StrEnum):
+    INTERRUPTED = "Interrupted"                 # the operator stopped during the run
+    REPORT_WRITE_FAILED = "ReportWriteFailed"   # the plan worked, its report ConfigMap was refused
+
+
+class UnfinishedRun(Status):
+    """A run that ended without a result of its own: status keeps the previous run whole
+    (``lastResult``, report, checksum) and owes a new run (``pendingRun``). The Checked condition
+    says so until a run records a result."""
+
+    reason: UnfinishedReason = Field(description="Interrupted or ReportWriteFailed.")
+    message: Bounded1024 = Field(description="What happened, and what the operator does next.")
+    time: dt.datetime = Field(description="When it was found.")
 
 
 class ResolutionPolicy(Status):
@@ -375,14 +390,17 @@ class DriftCheckStatus(Status):
                                                    "skipped); recorded before the run, so a restart never repeats it.")
     next_schedule_time: dt.datetime | None = Field(default=None, description="The next slot; absent while suspended.")
     running_since: dt.datetime | None = Field(default=None, description="Set while a run is in progress.")
-    running_trigger: bounded(128, "What started the run in progress.") | None = None
-    runner: bounded(128, "The operator process (host/pid/start) running it; found under another one, the run was "
-                    "interrupted.") | None = None
-    pending_run: bounded(128, "A run the operator owes right away, and why: to verify a resolution, or after "
-                         "force-unlocking an orphaned lock.") | None = None
+    running_trigger: Bounded128 | None = Field(default=None, description="What started the run in progress.")
+    runner: Bounded128 | None = Field(default=None, description="The operator process (host/pid/start) running it; found under another one, the run was "
+                    "interrupted.")
+    pending_run: Bounded128 | None = Field(default=None, description="A run the operator owes right away, and why: to verify a resolution, or after "
+                         "force-unlocking an orphaned lock.")
     last_successful_check_time: dt.datetime | None = Field(default=None, description="When a run last succeeded.")
     last_drift_detected_time: dt.datetime | None = Field(default=None, description="When a run last found drift.")
     last_result: RunResult | None = Field(default=None, description="The last run.")
+    unfinished_run: UnfinishedRun | None = Field(default=None, description="A run after lastResult that ended "
+                                                 "without a result (interrupted, or its report refused); cleared "
+                                                 "by the next run's result.")
     drifted_count: int | None = Field(default=None, ge=0, description="Resources that differ in the last run.")
     drifted_resources: list[DriftedResource] = Field(default_factory=list, max_length=MAX_DRIFTED,
                                                      description=f"The first {MAX_DRIFTED} resources that differ.")
@@ -405,7 +423,7 @@ class DriftCheckStatus(Status):
     timeline: list[TimelineEntry] = timeline_field()
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
     {"name": "Last Result", "type": "string", "jsonPath": ".status.lastResult.outcome"},
     {"name": "Drifted", "type": "integer", "jsonPath": ".status.driftedCount"},

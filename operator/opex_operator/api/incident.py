@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .conditions import RECONCILING, STALLED
 
 # The Incident's condition types (Ready is derived from them: IncidentStatus.READY_FROM).
 ASSESSED, ROOT_CAUSE_IDENTIFIED, REMEDIATED, ESCALATED = "Assessed", "RootCauseIdentified", "Remediated", "Escalated"
 APPROVALS_VALID, CLOSED, ALERT_RESOLVED = "ApprovalsValid", "Closed", "AlertResolved"
-from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
-                     Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
+from .common import (AWS_REGION, DNS_LABEL, Bounded128, Bounded512, Bounded1024, Bounded2048, Condition,
+                     LocalObjectReference, Model, SecretKeyReference, StateLock, Status, TimelineEntry,
+                     conditions_field, obj_default, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
 from .performance import TARGET_RULES, CloudFrontTarget, MetricsQuery, PerformanceRemediation, Probes
 
@@ -31,12 +32,12 @@ ALERT_STATE_ANNOTATION = "opex.dev/alert-state"
 MAX_FINDINGS = 40
 MAX_STEPS = 40
 
-LambdaName = text(64, LAMBDA_NAME)
-StepId = text(100, STEP_ID)
-Environment = text(63, DNS_LABEL)
-TopicArn = text(256, SNS_TOPIC_ARN)
-FindingId = text(16)
-ActionItem = text(512)
+LambdaName = Annotated[str, Field(max_length=64, pattern=LAMBDA_NAME)]
+StepId = Annotated[str, Field(max_length=100, pattern=STEP_ID)]
+Environment = Annotated[str, Field(max_length=63, pattern=DNS_LABEL)]
+TopicArn = Annotated[str, Field(max_length=256, pattern=SNS_TOPIC_ARN)]
+FindingId = Annotated[str, Field(max_length=16)]
+ActionItem = Annotated[str, Field(max_length=512)]
 
 _EXTENSION_TYPES: set[str] = set()
 
@@ -135,7 +136,7 @@ class CloudTrailTarget(Model):
 class Targets(Model):
     """What the incident is about: the AWS resources the runbook inspects and may act on."""
 
-    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": TARGET_RULES}}
+    model_config = Model.model_config | ConfigDict(json_schema_extra={"x-kubernetes-validations": TARGET_RULES})
 
     region: str | None = Field(default=None, max_length=32, pattern=AWS_REGION,
                                description="AWS region; the operator's default region when omitted.")
@@ -276,7 +277,7 @@ class Source(Model):
 class IncidentSpec(Model):
     """Desired state of an Incident: what happened, where, and how far the operator may act."""
 
-    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = Model.model_config | ConfigDict(json_schema_extra={"x-kubernetes-validations": [
         {"rule": "self.type != 'PipelineFailure' || has(self.targets.pipeline)",
          "message": "a PipelineFailure incident needs spec.targets.pipeline"},
         {"rule": "self.type != 'DeploymentFailure' || has(self.targets.pipeline) || has(self.targets.codeBuild) "
@@ -291,7 +292,7 @@ class IncidentSpec(Model):
         {"rule": "!has(oldSelf.closed) || !oldSelf.closed || (has(self.closed) && self.closed)",
          "message": "a closed Incident cannot be reopened; create a new one"},
         *SECURITY_RULES,
-    ]}}
+    ]})
 
     type: IncidentType = Field(description="Which runbook: DeploymentFailure, PipelineFailure, "
                                            "PerformanceDegradation or SecurityIncident. Immutable.",
@@ -336,10 +337,10 @@ class Finding(Status):
     id: str = Field(max_length=16, description="F1, F2, ... (root causes cite them).")
     source: str = Field(max_length=64, description="CodePipeline, CodeBuild, CloudWatchLogs, Lambda, APIGateway, "
                                                    "RDS, EC2, CloudTrail, Terraform or Operator.")
-    resource: bounded(512, "The resource it is about, e.g. function/checkout-api or pipeline/checkout.")
+    resource: Bounded512 = Field(description="The resource it is about, e.g. function/checkout-api or pipeline/checkout.")
     severity: FindingSeverity = Field(default=FindingSeverity.INFO, description="Info, Warning or Error.")
-    observed: bounded(1024, "What was seen.")
-    evidence: bounded(2048, "Excerpt that shows it (log lines, API fields); never a secret value.") | None = None
+    observed: Bounded1024 = Field(description="What was seen.")
+    evidence: Bounded2048 | None = Field(default=None, description="Excerpt that shows it (log lines, API fields); never a secret value.")
     time: dt.datetime | None = Field(default=None, description="When it happened, when the source says.")
 
 
@@ -383,7 +384,7 @@ class RootCause(Status):
     """The diagnosis: the failure category the findings support best, and which findings carried it."""
 
     category: RootCauseCategory = Field(description="The runbook's failure category; Unknown when no rule matched.")
-    summary: bounded(1024, "One line naming what failed and why, e.g. the denied IAM action and its principal.")
+    summary: Bounded1024 = Field(description="One line naming what failed and why, e.g. the denied IAM action and its principal.")
     evidence: list[FindingId] = Field(default_factory=list, max_length=10,
                                      description="Ids of the findings that decided it.")
     identified_at: dt.datetime | None = Field(default=None, description="When the diagnosis was made.")
@@ -413,30 +414,30 @@ class Step(Status):
     state: StepState = Field(default=StepState.PENDING, description="Pending, AwaitingApproval, Running, Succeeded, "
                                                                     "Failed, Skipped or DryRun.")
     attempts: int = Field(default=0, ge=0, description="How many times the step was started.")
-    inputs: bounded(1024, "What the step does, in words (no secret values).") | None = None
+    inputs: Bounded1024 | None = Field(default=None, description="What the step does, in words (no secret values).")
     params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with (its "
                                    "action's parameters; never a secret value).", json_schema_extra={"maxProperties": 12})
-    outputs: bounded(2048, "What the step did or saw.") | None = None
+    outputs: Bounded2048 | None = Field(default=None, description="What the step did or saw.")
     started_at: dt.datetime | None = Field(default=None, description="When the step (its last attempt) started.")
     finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
-    error: bounded(2048, "Why the last attempt failed.") | None = None
-    undo: bounded(1024, "How to reverse what the step changed (an AWS CLI command or an instruction); "
-                        "absent when it changed nothing.") | None = None
+    error: Bounded2048 | None = Field(default=None, description="Why the last attempt failed.")
+    undo: Bounded1024 | None = Field(default=None, description="How to reverse what the step changed (an AWS CLI command or an instruction); "
+                        "absent when it changed nothing.")
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
-    runner: bounded(128, "The operator process (host/pid/start) with a call of this step in flight; found under "
-                    "another one, that call was cut off (interrupted) and the step resumes from the real state.") | None = None
+    runner: Bounded128 | None = Field(default=None, description="The operator process (host/pid/start) with a call of this step in flight; found under "
+                    "another one, that call was cut off (interrupted) and the step resumes from the real state.")
 
 
 class Notification(Status):
     """One page sent (or attempted) to one channel."""
 
     level: int = Field(ge=1, le=3, description="Escalation level paged.")
-    contact: bounded(128, "Who the level pages, e.g. DevOps lead.")
+    contact: Bounded128 = Field(description="Who the level pages, e.g. DevOps lead.")
     channel: str = Field(max_length=16, description="SNS or Webhook.")
     target: str = Field(max_length=256, description="Topic ARN, or 'webhook' (its URL is a secret).")
     time: dt.datetime = Field(description="When it was sent.")
     message_id: str | None = Field(default=None, max_length=128, description="SNS MessageId of a delivered page.")
-    error: bounded(1024, "Why delivery failed.") | None = None
+    error: Bounded1024 | None = Field(default=None, description="Why delivery failed.")
 
 
 class EscalationStatus(Status):
@@ -455,7 +456,7 @@ class PostIncident(Status):
     written_at: dt.datetime = Field(description="When the record was written.")
     duration_seconds: int | None = Field(default=None, ge=0, description="Detection to resolution, in seconds.")
     time_to_assess_seconds: int | None = Field(default=None, ge=0, description="Detection to assessment, in seconds.")
-    root_cause: bounded(1024, "Category and summary of the root cause.") | None = None
+    root_cause: Bounded1024 | None = Field(default=None, description="Category and summary of the root cause.")
     action_items: list[ActionItem] = Field(default_factory=list, max_length=20,
                                            description="Follow-ups (post-mortem, runbook updates, monitoring gaps).")
     post_mortem_required: bool = Field(default=False, description="True for critical and high severity.")
@@ -469,8 +470,8 @@ class Classification(Status):
     declared_severity: Severity = Field(description="spec.severity: what the reporter declared.")
     severity: Severity = Field(description="The effective severity; escalation, pages and metrics use it.")
     raised: bool = Field(default=False, description="True when the evidence raised the declared severity.")
-    reason: bounded(1024, "Why the severity is what it is: the evidence that raised it, or that it was kept.")
-    evidence: list[bounded(512)] = Field(default_factory=list, max_length=10,
+    reason: Bounded1024 = Field(description="Why the severity is what it is: the evidence that raised it, or that it was kept.")
+    evidence: list[Bounded512] = Field(default_factory=list, max_length=10,
                                          description="Each piece of evidence and the severity it supports, most "
                                                      "severe first.")
     classified_at: dt.datetime = Field(description="When the investigation classified it.")
@@ -496,7 +497,7 @@ class AlertRecord(Status):
     starts_at: dt.datetime | None = Field(default=None, description="The alert's startsAt in the last notification.")
     resolved_at: dt.datetime | None = Field(default=None, description="When the alert ended (its endsAt, else when the "
                                             "resolved notification came); cleared when it fires again.")
-    receiver: bounded(128, "The Alertmanager receiver that sent the last notification.") | None = None
+    receiver: Bounded128 | None = Field(default=None, description="The Alertmanager receiver that sent the last notification.")
 
 
 class RemediationStatus(Status):
@@ -550,7 +551,7 @@ def effective_severity(spec: IncidentSpec, status: IncidentStatus) -> Severity:
     return status.classification.severity if status.classification else spec.severity
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Severity", "type": "string", "jsonPath": ".spec.severity"},
     {"name": "Classified", "type": "string", "jsonPath": ".status.classification.severity", "priority": 1},

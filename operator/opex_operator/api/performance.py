@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Field, JsonValue, WithJsonSchema, model_validator
 
 from .common import AWS_REGION, DNS_SUBDOMAIN, LocalObjectReference, Model, SecretKeyReference, obj_default
 
@@ -206,7 +206,7 @@ class Probes(Model):
 
 
 # Rules on Targets (they span its fields).
-TARGET_RULES = [
+TARGET_RULES: list[JsonValue] = [
     {"rule": "!has(self.probes) || !has(self.probes.database) || has(self.probes.database.host) || has(self.rds)",
      "message": "probes.database needs a host, or an rds target whose endpoint it connects to"},
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -16,15 +16,15 @@ from .conditions import RECONCILING, STALLED
 
 # The Rollback's condition types (Ready is derived from them: RollbackStatus.READY_FROM).
 ROLLED_BACK, PLANNED = "RolledBack", "Planned"
-from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, Status, TimelineEntry, bounded,
-                     conditions_field, text, timeline_field)
+from .common import (AWS_REGION, DNS_LABEL, REASON, Bounded128, Bounded256, Bounded1024, Bounded2048, Condition,
+                     LocalObjectReference, Model, Status, TimelineEntry, conditions_field, timeline_field)
 from .incident import LAMBDA_NAME
 
 S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 S3_PREFIX = r"^[^\x00]*$"
 
-InvalidationPath = text(4096, r"^/")
-Path = text(4096)
+InvalidationPath = Annotated[str, Field(max_length=4096, pattern=r"^/")]
+Path = Annotated[str, Field(max_length=4096)]
 
 class S3Object(Model):
     """An object in S3 (a deployment package)."""
@@ -121,6 +121,21 @@ class RollbackSpec(Model):
     progress_deadline_seconds: int = Field(default=600, ge=30, le=7200,
                                            description="Seconds from start to verified end before it fails.")
 
+    @property
+    def function(self) -> LambdaRollback:
+        """The lambda target, for code that runs only on a Rollback of a function (the CRD's rule
+        sets exactly one target). Raises ValueError on a static-site Rollback."""
+        if self.lambda_ is None:
+            raise ValueError("not a Rollback of a Lambda function: spec.lambda is absent")
+        return self.lambda_
+
+    @property
+    def site(self) -> StaticSiteRollback:
+        """The static-site target, for code that runs only on one. Raises ValueError on a Lambda Rollback."""
+        if self.static_site is None:
+            raise ValueError("not a Rollback of a static site: spec.staticSite is absent")
+        return self.static_site
+
 
 # ---- status ----------------------------------------------------------------------------------
 
@@ -137,7 +152,7 @@ class RollbackPhase(StrEnum):
 class Revision(Status):
     """A release of the target: enough to roll back to it (or to undo the rollback)."""
 
-    description: bounded(256, "Short form for printer columns, e.g. v2 (wErUWPWtkx…).") | None = None
+    description: Bounded256 | None = Field(default=None, description="Short form for printer columns, e.g. v2 (wErUWPWtkx…).")
     version: str | None = Field(default=None, max_length=16, description="Lambda: the published version.")
     code_sha256: str | None = Field(default=None, max_length=64, description="Lambda: CodeSha256 of the code.")
     s3: S3Object | None = Field(default=None, description="Lambda: the package in S3.")
@@ -169,11 +184,11 @@ class RollbackStep(Status):
 
     id: RollbackStepId = Field(description="capture, apply, delete, invalidate, verify or environment.")
     state: RollbackStepState = Field(description="Pending, Running, Succeeded, Failed, Skipped or DryRun.")
-    message: bounded(1024, "What the step did or saw.") | None = None
+    message: Bounded1024 | None = Field(default=None, description="What the step did or saw.")
     started_at: dt.datetime | None = Field(default=None, description="When the step started.")
     finished_at: dt.datetime | None = Field(default=None, description="When the step ended.")
-    runner: bounded(128, "The operator process (host/pid/start) with a call of this step in flight; found under "
-                    "another one, that call was cut off (interrupted) and the step resumes from the real state.") | None = None
+    runner: Bounded128 | None = Field(default=None, description="The operator process (host/pid/start) with a call of this step in flight; found under "
+                    "another one, that call was cut off (interrupted) and the step resumes from the real state.")
 
 
 class Progress(Status):
@@ -209,7 +224,7 @@ class RollbackStatus(Status):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field("Ready (the summary of Stalled, Reconciling, Planned and "
                                                    "RolledBack), RolledBack, Planned (a dry run's plan).")
-    target: bounded(256, "lambda:NAME[:ALIAS] or s3://BUCKET/PREFIX.") | None = None
+    target: Bounded256 | None = Field(default=None, description="lambda:NAME[:ALIAS] or s3://BUCKET/PREFIX.")
     approval: RollbackApproval | None = Field(default=None, description="Manual or Auto: the spec.approval the "
                                               "operator acts under (a misspelt field is pruned and its default "
                                               "applies: this says which).")
@@ -222,11 +237,14 @@ class RollbackStatus(Status):
     invalidation: Invalidation | None = Field(default=None, description="Static site: the CloudFront invalidation.")
     started_at: dt.datetime | None = Field(default=None, description="When the rollback started.")
     finished_at: dt.datetime | None = Field(default=None, description="When it ended (any terminal phase).")
-    message: bounded(2048, "How it ended: what was and was not changed.") | None = None
+    message: Bounded2048 | None = Field(default=None, description="How it ended: what was and was not changed.")
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON,
+                               description="Why it ended as it did, as the RolledBack condition says it: RolledBack, "
+                                           "DryRun, AbortRequested, ProgressDeadlineExceeded, UpdateFailed, NotFound...")
     timeline: list[TimelineEntry] = timeline_field()
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Target", "type": "string", "jsonPath": ".status.target"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "From", "type": "string", "jsonPath": ".status.from.description"},

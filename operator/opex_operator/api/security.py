@@ -20,9 +20,9 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, JsonValue
 
-from .common import AWS_REGION, Model, obj_default, text
+from .common import AWS_REGION, Model, obj_default
 
 # Ranges a WAF block must not contain unless explicitly allowed: RFC 1918 private networks,
 # RFC 6598 shared address space, loopback, link-local (IPv4 and IPv6) and RFC 4193 unique local
@@ -94,8 +94,8 @@ Cidr = Annotated[str, AfterValidator(_checked_cidr), Field(max_length=49, json_s
     "x-kubernetes-validations": [{"rule": "isCIDR(self) && cidr(self) == cidr(self).masked()",
                                   "message": "must be a CIDR block without host bits, e.g. 203.0.113.7/32 or "
                                              "2001:db8::/48"}]})]
-AccessKeyId = text(128, ACCESS_KEY_ID)
-SecretId = text(2048, SECRET_ID)
+AccessKeyId = Annotated[str, Field(max_length=128, pattern=ACCESS_KEY_ID)]
+SecretId = Annotated[str, Field(max_length=2048, pattern=SECRET_ID)]
 
 
 class IamUserTarget(Model):
@@ -220,7 +220,7 @@ _BLOCKED = "self.targets.security.sourceIps"
 _BLOCKS = (f"!has(self.targets.security) || !has(self.targets.security.wafIpSets) "
            f"|| size(self.targets.security.wafIpSets) == 0 || !has({_BLOCKED})")
 # Rules of IncidentSpec that span spec.targets.security and spec.remediation.security.
-SPEC_RULES: list[dict[str, str]] = [
+SPEC_RULES: list[JsonValue] = [
     {"rule": f"{_BLOCKS} || (has(self.remediation.security) && self.remediation.security.allowWorldRanges) "
              f"|| {_BLOCKED}.all(c, cidr(c).prefixLength() != 0)",
      "message": "spec.targets.security.sourceIps would block 0.0.0.0/0 or ::/0 in WAF: remove it, or set "

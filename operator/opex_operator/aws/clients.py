@@ -14,7 +14,7 @@ import random
 import threading
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import boto3
 import botocore.session
@@ -27,6 +27,9 @@ from ..policy import AssumeRole  # noqa: F401 - the policy's type
 from .budget import Budget
 from .errors import BOTO_ERRORS, outcome_label, translate
 
+if TYPE_CHECKING:
+    from botocore.config import _RetryDict
+
 # botocore's adaptive mode: exponential backoff with jitter plus client-side rate limiting on
 # throttling (botocore docs, "Retries"); 5 attempts cover ~15 s of 5xx/throttling. Only for reads
 # and for operations with an idempotency token (botocore fills it once per call, so every retry
@@ -34,8 +37,8 @@ from .errors import BOTO_ERRORS, outcome_label, translate
 # have been carried out, and a retry would do it again (issue 29: a stalled UpdateFunctionCode
 # reached the endpoint four times). Mutating calls get one attempt; the step records the outcome
 # and the next pass checks the real state first.
-RETRIES = {"mode": "adaptive", "max_attempts": 5}
-NO_RETRIES = {"mode": "standard", "total_max_attempts": 1}
+RETRIES: _RetryDict = {"mode": "adaptive", "max_attempts": 5}
+NO_RETRIES: _RetryDict = {"mode": "standard", "total_max_attempts": 1}
 # One retry is provably safe for a mutating call: AWS refused it unprocessed. A throttling answer
 # is that refusal (the codes botocore's standard mode treats as throttling: botocore docs,
 # "Retries", and botocore.retries.standard); a timeout or a 5xx is not (the call may have run).
@@ -80,9 +83,12 @@ class AwsClients:
         with self._lock:
             if key not in self._clients:
                 session = self._session(role_key or "")
-                clients = [session.client(service, region_name=region, config=Config(
-                    retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                    max_pool_connections=self.pool_connections, user_agent_appid="opex-operator"))
+                # types-boto3 types a client per literal service name; ours is chosen at run time.
+                # botocore-stubs lacks Config's user_agent_appid (botocore docs, "Config", since 1.31).
+                clients: list[BaseClient] = [session.client(  # type: ignore[call-overload]
+                    service, region_name=region, config=Config(  # type: ignore[call-arg]
+                        retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                        max_pool_connections=self.pool_connections, user_agent_appid="opex-operator"))
                     for retries in (RETRIES, NO_RETRIES)]
                 for raw in clients:
                     _count_attempts(raw)
@@ -100,14 +106,16 @@ class AwsClients:
             raise ValueError("Terraform never runs with the operator's own credentials: name a role")
         with self._lock:
             session = self._session(role_key)
+        credentials = session.get_credentials()
+        if credentials is None:  # a role's session always has them (the assume-role refresher)
+            raise ValueError(f"role {role_key!r} has no credentials")
         try:
-            frozen = session.get_credentials().get_frozen_credentials()
+            frozen = credentials.get_frozen_credentials()
         except BOTO_ERRORS as err:
             raise translate(err, "sts", "AssumeRole") from err
-        env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
-        if frozen.token:
-            env["AWS_SESSION_TOKEN"] = frozen.token
-        return env
+        values = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+                  "AWS_SESSION_TOKEN": frozen.token}
+        return {name: value for name, value in values.items() if value}
 
     def _session(self, role_key: str) -> boto3.Session:
         if role_key not in self._sessions:
@@ -124,7 +132,9 @@ class AwsClients:
                 creds = DeferredRefreshableCredentials(refresh_using=create_assume_role_refresher(sts, params),
                                                        method="sts-assume-role")
                 core = botocore.session.get_session()
-                core._credentials = creds  # the documented recipe for refreshable assumed-role sessions
+                # The documented recipe for refreshable assumed-role sessions sets this private
+                # attribute, which botocore-stubs does not declare.
+                core._credentials = creds  # type: ignore[attr-defined]
                 self._sessions[role_key] = boto3.Session(botocore_session=core)
         return self._sessions[role_key]
 
@@ -140,7 +150,8 @@ def _count_attempts(client: BaseClient) -> None:
     outcome: botocore emits ``needs-retry`` once per attempt, with its response or its error."""
     service = client.meta.service_model.service_name
 
-    def attempt(response=None, operation=None, caught_exception=None, **_: Any) -> None:
+    def attempt(response: Any = None, operation: Any = None, caught_exception: Exception | None = None,
+                **_: Any) -> None:
         name = operation.name if operation is not None else "unknown"
         if response is None:
             outcome = "network_error" if caught_exception is not None else "unknown"
@@ -158,7 +169,7 @@ def _retry_refusals(client: BaseClient) -> None:
     up to REFUSED_ATTEMPTS attempts with jittered exponential backoff: botocore's ``needs-retry``
     event takes the first delay a handler returns."""
 
-    def refused(response=None, attempts: int = 1, **_: Any) -> float | None:
+    def refused(response: Any = None, attempts: int = 1, **_: Any) -> float | None:
         if response is None or attempts >= REFUSED_ATTEMPTS:
             return None
         code = ((response[1] or {}).get("Error") or {}).get("Code", "")
@@ -166,7 +177,9 @@ def _retry_refusals(client: BaseClient) -> None:
             return None
         return min(REFUSED_MAX_DELAY, REFUSED_BASE_DELAY * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
 
-    client.meta.events.register("needs-retry", refused)
+    # botocore-stubs types handlers as returning None; a needs-retry handler returns the delay
+    # (botocore.retryhandler: the first non-None answer is the seconds to sleep).
+    client.meta.events.register("needs-retry", refused)  # type: ignore[arg-type]
 
 
 class Client:

@@ -83,7 +83,7 @@ class Ec2Actions:
 def _covers(rule: IngressRule, protocol: str, from_port: int | None, to_port: int | None, cidr: str) -> bool:
     """True when ``rule`` lets in all of ``protocol`` ``from_port``-``to_port`` from ``cidr``."""
     asked, source = parse_cidr_loose(cidr), parse_cidr_loose(rule.cidr)
-    if asked.version != source.version or not asked.subnet_of(source):
+    if asked.version != source.version or not asked.subnet_of(source):  # type: ignore[arg-type]  # same version
         return False
     if rule.protocol == "-1":
         return True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..api.common import parse_time
 from ..ports.cloudtrail import MAX_TRAIL_RECORDS, TrailRead, read_records
@@ -38,6 +38,11 @@ def _millis(when: dt.datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+def _event_time(event: dict[str, Any]) -> dt.datetime:
+    """A log event's time (its ``timestamp``, Unix milliseconds: always present in CloudWatch Logs)."""
+    return dt.datetime.fromtimestamp(event["timestamp"] / 1000, dt.timezone.utc)
+
+
 class AwsReader:
     """Reads for one incident: ``region`` and ``role_key`` as its spec.targets name them."""
 
@@ -59,7 +64,7 @@ class AwsReader:
                 raise LookupError(f"pipeline {name} has no executions")
             execution_id = latest_id
         execution = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=execution_id)["pipelineExecution"]
-        summary = next((s for s in recent if s["pipelineExecutionId"] == execution_id), {})
+        summary: dict[str, Any] = next((s for s in recent if s["pipelineExecutionId"] == execution_id), {})
         facts = PipelineFacts(name=name, execution_id=execution_id, status=execution["status"],
                               status_summary=execution.get("statusSummary"), is_latest=execution_id == latest_id,
                               started_at=parse_time(summary.get("startTime")))
@@ -82,7 +87,7 @@ class AwsReader:
         return facts
 
     # -- CodeBuild: list-builds-for-project, batch-get-builds ------------------------------
-    def builds(self, project: str | None, ids: list[str] = ()) -> list[BuildFacts]:
+    def builds(self, project: str | None, ids: Sequence[str] = ()) -> list[BuildFacts]:
         """Recent builds of ``project``, newest first (at most 5), plus the builds ``ids`` names."""
         cb = self._c("codebuild")
         wanted = list(ids)
@@ -117,7 +122,7 @@ class AwsReader:
             if token:
                 kwargs["nextToken"] = token
             page = logs.get_log_events(**kwargs)
-            lines += [LogLine(time=parse_time(e["timestamp"] / 1000), message=e["message"].rstrip("\n")[:LINE_CHARS],
+            lines += [LogLine(time=_event_time(e), message=e["message"].rstrip("\n")[:LINE_CHARS],
                               group=group, stream=stream) for e in page["events"]]
             if not page["events"] or page.get("nextForwardToken") == token:
                 break
@@ -143,7 +148,7 @@ class AwsReader:
         for page in self._pages(logs, "filter_log_events", max_pages, logGroupName=group, startTime=_millis(since),
                                 filterPattern=pattern):
             pages, token = pages + 1, page.get("nextToken")
-            lines += [LogLine(time=parse_time(e["timestamp"] / 1000), message=e["message"].rstrip("\n"),
+            lines += [LogLine(time=_event_time(e), message=e["message"].rstrip("\n"),
                               group=group, stream=e.get("logStreamName", "")) for e in page["events"]
                       if not terms or any(t in e["message"] for t in terms)]
             if len(lines) >= limit:

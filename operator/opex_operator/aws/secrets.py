@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 from pydantic import Field
 
@@ -157,7 +157,7 @@ class SecretsActions:
 
     @staticmethod
     def _rotation(secret: dict[str, Any], version_id: str, changed: bool, previous: str | None = None,
-                  now: dt.datetime | None = None, versions: list[dict[str, Any]] = ()) -> SecretRotation:
+                  now: dt.datetime | None = None, versions: Sequence[dict[str, Any]] = ()) -> SecretRotation:
         stages: dict[str, list[str]] = secret.get("VersionIdsToStages", {})
         if version_id not in stages:
             raise LookupError(f"secret {secret['Name']} has no version {version_id}: its rotation did not finish "

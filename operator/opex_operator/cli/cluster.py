@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 import click
 import kubernetes
@@ -48,7 +48,7 @@ class Cluster:
         self.default_namespace = (active.get("context") or {}).get("namespace") or "default"
         self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
 
-    def _call(self, what: str, fn, *args, **kwargs):
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ApiException as err:
@@ -108,6 +108,6 @@ class Cluster:
 
 def _api_message(err: ApiException) -> str:
     try:
-        return json.loads(err.body)["message"]
+        return json.loads(err.body or "")["message"]
     except (ValueError, KeyError, TypeError):
         return f"HTTP {err.status} {err.reason}"

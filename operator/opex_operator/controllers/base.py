@@ -3,22 +3,32 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, Sequence, TypeVar
-
-from pydantic import BaseModel
+from typing import Any, ClassVar, Generic, Protocol, Sequence, TypeVar
 
 from ..api import Kind
-from ..api.common import EventType
+from ..api.common import Condition, EventType
 from ..ports.objects import ObjectRef
 
-S = TypeVar("S", bound=BaseModel)
 Event = tuple[EventType, str, str]  # (type, reason, message)
+
+
+class KindStatus(Protocol):
+    """What the status writer needs of a kind's status model (``IncidentStatus`` ...): its
+    conditions, which of them Ready is summarised from, and its wire form."""
+
+    READY_FROM: ClassVar[tuple[str, ...]]
+    conditions: list[Condition]
+
+    def model_dump(self, *, mode: str, by_alias: bool, exclude_none: bool) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=KindStatus)
 
 
 class Recorder(Protocol):
     """Persists an object's status; the only way a controller writes it."""
 
-    async def save(self, status: BaseModel, events: Sequence[Event] = ()) -> None:
+    async def save(self, status: KindStatus, events: Sequence[Event] = ()) -> None:
         """Append ``events`` to the timeline, write ``status`` (a checkpoint), then post the Events."""
 
 

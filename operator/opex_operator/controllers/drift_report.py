@@ -66,7 +66,7 @@ def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | No
     return Report({"summary.json": text}, {}, False, cut, plan_file)
 
 
-def capped(summary: dict[str, Any], render, limit: int) -> tuple[dict[str, Any], bool]:
+def capped(summary: dict[str, Any], render: Callable[[dict[str, Any]], str], limit: int) -> tuple[dict[str, Any], bool]:
     """``summary`` (``PlanSummary.to_dict()``) with its :data:`LISTS` cut so that ``render(summary)``
     is at most ``limit`` bytes, and whether anything was cut. Entries are kept in list order; a cut
     summary gains ``truncated`` ({list: {listed, total}}) and ``note`` (:data:`TRUNCATED_NOTE`)."""

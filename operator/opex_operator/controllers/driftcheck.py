@@ -1,8 +1,9 @@
 """Reconcile a DriftCheck: one move of ``runbooks.drift.decide`` per pass, through the Terraform port.
 
-A run fetches the source, runs ``init`` and ``plan -detailed-exitcode -out`` with a lock timeout
+A run is two passes with one status write each: the first puts it on record as started, the
+second fetches the source, runs ``init`` and ``plan -detailed-exitcode -out`` with a lock timeout
 under a hard run timeout, reads the saved plan's JSON, writes a report ConfigMap the DriftCheck
-owns and records the result. Resolving drift (apply the approved plan, refresh-only, import),
+owns and records the result (``runbooks.drift.judge`` says what the run's facts mean). Resolving drift (apply the approved plan, refresh-only, import),
 force-unlocking an orphaned lock and verifying a resolution are moves of their own, decided
 afresh on the next pass.
 """
@@ -12,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pydantic import ValidationError
@@ -19,10 +21,11 @@ from pydantic import ValidationError
 from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
-from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
-from ..api.driftcheck import (CHECKED, DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
+from ..api.conditions import RECONCILING, STALLED, apply, get, mark, remove, set_condition
+from ..api.driftcheck import (DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
-                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
+                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult,
+                              UnfinishedReason, UnfinishedRun)
 from ..api.common import StateLock
 from ..errors import KubeError
 from ..ports.objects import ObjectRef, label_value
@@ -43,7 +46,6 @@ from .common import Pass, spec_error
 
 log = logging.getLogger(__name__)
 
-POLICY_REFUSED = "PolicyRefused"
 SOURCE_RECHECK = 60.0   # seconds between checks of a source ConfigMap that does not exist
 # The operator policy's action for each thing Terraform is run for (policy.Policy.check_terraform).
 PLAN, APPLY, IMPORT, FORCE_UNLOCK = "terraform:Plan", "terraform:Apply", "terraform:Import", "terraform:ForceUnlock"
@@ -80,12 +82,14 @@ class DriftCheckController:
         try:
             spec = DriftCheckSpec.model_validate(obj.spec)
         except ValidationError as err:
-            return await self._stalled(obj, "InvalidSpec", spec_error(err))
+            await self._stalled(obj, "InvalidSpec", spec_error(err))
+            return None
         now = self.clock()
         created = obj.created_at or now
         problem = schedule.invalid(spec.schedule, spec.time_zone)
         if problem:
-            return await self._stalled(obj, "InvalidSchedule", problem)
+            await self._stalled(obj, "InvalidSchedule", problem)
+            return None
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
@@ -95,8 +99,9 @@ class DriftCheckController:
             remove(st.conditions, STALLED)  # the spec is valid again; a configuration's stall ends with a run
         missing = await pass_.missing_source()
         if st.observed_generation is None:
-            pass_.scheduled()
-        pass_.refresh_checked()
+            first = drift.progress_conditions(spec, st)[SCHEDULED]
+            if first is not None:
+                pass_.event("Scheduled", first[2])
         st.observed_generation = gen
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
@@ -119,7 +124,16 @@ class DriftCheckController:
         changed = set_condition(st.conditions, STALLED, ConditionStatus.TRUE, reason, message, obj.generation)
         st.observed_generation, st.next_schedule_time = obj.generation, None
         await obj.recorder.save(st, [(EventType.WARNING, reason, message)] if changed else [])
-        return None
+
+
+@dataclass
+class _Ran:
+    """What a plan left for the report and the checksum: the saved plan's JSON (only when there are
+    changes), its file, and the digests its checksum covers besides (``TerraformSession.plan_inputs``)."""
+
+    doc: dict[str, Any] | None = None
+    plan_file: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 class _Pass(Pass):
@@ -133,7 +147,9 @@ class _Pass(Pass):
         self.session: TerraformSession | None = None
 
     async def save(self) -> None:
-        """The checkpoint, with every value read from a Secret masked in status and Events first."""
+        """The checkpoint: Scheduled and Checked derived, then every value read from a Secret masked
+        in status and Events."""
+        self.derive()
         if self.scrub:
             clean = type(self.st).model_validate(self.scrub(self.st.model_dump(mode="json", by_alias=True,
                                                                                exclude_none=True)))
@@ -172,7 +188,7 @@ class _Pass(Pass):
             text = (f"the run started at {st.running_since:%Y-%m-%d %H:%M:%S} UTC ({st.running_trigger}) by operator "
                     f"{st.runner or '(unknown)'} never finished (that process stopped); a plan changes nothing, "
                     f"so it runs again")
-            self.condition(CHECKED, ConditionStatus.FALSE, "Interrupted", text)
+            st.unfinished_run = UnfinishedRun(reason=UnfinishedReason.INTERRUPTED, message=text, time=self.ctl.clock())
             self.event("Interrupted", text, warning=True)
             st.pending_run = f"{st.running_trigger or 'a run'}, again after an interruption"
             st.running_since = st.running_trigger = st.runner = None
@@ -199,46 +215,19 @@ class _Pass(Pass):
         st.pending_run = f"after an interrupted {done.strategy.value}"
         st.resolution_attempts = max(0, st.resolution_attempts - 1)  # not an attempt that failed to converge
 
-    def condition(self, type_: str, status: ConditionStatus, reason: str, message: str) -> bool:
-        if type_ == CHECKED:  # the first check speaks for the object from now on
-            remove(self.st.conditions, SCHEDULED)
-        return super().condition(type_, status, reason, message)
-
-    def scheduled(self) -> None:
-        """The first pass: say when the first check happens. ``Scheduled=True`` makes Ready True:
-        set up and waiting for its slot is a healthy state (kstatus Current, so a Flux Kustomization
-        with ``wait: true`` does not time out on a DriftCheck it just applied)."""
-        text = drift.scheduled_text(self.st)
-        self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", text)
-        self.event("Scheduled", text)
-
-    def checked(self) -> None:
-        """Set Checked as the typed status says (``runbooks.drift.checked_condition``)."""
-        wanted = drift.checked_condition(self.st)
-        if wanted is not None:
-            self.condition(CHECKED, *wanted)
-
-    def refresh_checked(self) -> None:
-        """Keep what Scheduled (before the first check) or Checked says about the schedule true when
-        suspend or the schedule changed: a Checked condition derived from the last run
-        (:func:`~opex_operator.runbooks.drift.checked_condition`, the same reason) is derived again;
-        LockHeld, Interrupted, ReportWriteFailed say nothing about the schedule and stay."""
-        cond = get(self.st.conditions, CHECKED)
-        legacy = cond is not None and cond.reason == "Scheduled"  # an older operator's Checked Unknown "Scheduled"
-        if legacy:
-            remove(self.st.conditions, CHECKED)
-        if legacy or get(self.st.conditions, SCHEDULED) is not None:
-            self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", drift.scheduled_text(self.st))
-            return
-        wanted = drift.checked_condition(self.st)
-        if cond is not None and wanted is not None and cond.reason == wanted[1]:
-            self.condition(CHECKED, *wanted)
+    def derive(self) -> None:
+        """Set Scheduled and Checked as the typed status makes them (``runbooks.drift.progress_conditions``):
+        before every status write, so no move writes them and none can leave them stale."""
+        apply(self.st.conditions, drift.progress_conditions(self.spec, self.st), self.gen)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
         match d.move:
             case Move.RUN:
-                await self.run(d)
+                if d.started:
+                    await self.run(d)
+                else:
+                    self.start_run(d)
                 return 0.0
             case Move.FORCE_UNLOCK:
                 await self.force_unlock()
@@ -296,87 +285,91 @@ class _Pass(Pass):
                 f"namespace {self.obj.ref.namespace}")
 
     # -- a run ------------------------------------------------------------------------------------
-    async def run(self, d: Decision) -> None:
-        """One check; Terraform and source failures end it as PlanFailed (never raised)."""
-        st, spec = self.st, self.spec
+    def start_run(self, d: Decision) -> None:
+        """Put the run on record as started: this pass's one write, before any Terraform runs, so a
+        restart never runs its slot or request again (the next pass runs it)."""
+        st = self.st
         if d.request is not None:
             st.last_run_request = d.request
         if d.slot is not None:
-            st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
-        started = self.ctl.clock()
-        st.running_since, st.running_trigger, st.runner, st.pending_run = started, d.trigger, IDENTITY, None
+            st.last_schedule_time = d.slot
+        st.running_since, st.running_trigger, st.runner, st.pending_run = self.ctl.clock(), d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
-        await self.save()
+
+    async def run(self, d: Decision) -> None:
+        """One check, on record as started by the pass before; Terraform and source failures end it
+        as a failed run (never raised). What the run's facts mean is :func:`runbooks.drift.judge`'s to decide."""
+        st, spec = self.st, self.spec
+        started = st.running_since or self.ctl.clock()
         t0 = time.monotonic()  # the run's own duration: source, init, plan (status writes are not in it)
         result = RunResult(outcome=Outcome.PLAN_FAILED, started_at=started, trigger=d.trigger)
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
-        summary, doc, lock, reason, message, plan_file, inputs = None, None, None, "PlanFailed", "", "", {}
-        broken = None  # the configuration file Terraform's error points at: only a change to it helps
+        ran = _Ran()
         try:
-            session = await self.open(budget, PLAN)
-            result.terraform_version, result.source_revision = session.version, session.revision
-            plan_file = session.plan_file
-            # One invocation: its -json stream has the drift, the changes and the diagnostics; the
-            # saved plan's JSON (values, for the report and the approvable checksum) is read only
-            # when there are changes.
-            plan = await session.plan(spec.lock.timeout, json_stream=True)
-            result.exit_code = plan.exit_code
-            # diagnostics only when the plan failed: reading a large stream twice costs tens of ms
-            errors = (diagnostics_text(plan.stdout) or plan.stderr.strip()) if plan.exit_code not in (0, 2) else ""
-            if plan.timed_out:
-                reason, message = "TimedOut", f"{cut}; the plan was interrupted: {_first_lines(errors, 6)}"
-            elif plan.exit_code == 1:
-                locked = parse_lock_error(errors)
-                lock = locked.lock if locked else None
-                # A lock the caller may not write, or a backend that failed, is a failed plan, not a held lock.
-                held = locked is not None and locked.problem == LockProblem.HELD
-                reason, message = ("LockHeld" if held else reason, locked.describe()) if locked else (
-                    reason, _first_lines(errors))
-                broken = None if locked else configuration_file(plan.stdout + plan.stderr)
-            else:
-                if plan.exit_code == 2:
-                    doc = await session.show_plan()
-                    summary = parse_show_json(doc, spec.ignore)
-                    if refused := self.refused_provisioners(doc):
-                        reason, message, summary = POLICY_REFUSED, refused, None
-                    else:
-                        inputs = self.plan_inputs(session)
-                else:
-                    summary = parse_stream(plan.stdout, spec.ignore)
-                if summary is not None and summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable
-                    reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
-                    broken = configuration_file(plan.stdout + plan.stderr + message)
+            facts = await self.plan(budget, cut, result, ran)
         except SourceError as err:
-            reason, message = err.reason, str(err)
+            facts = drift.PlanRun(source=(err.reason, str(err)))
         except TerraformError as err:
-            reason = "TimedOut" if err.result.timed_out else (
-                "InitFailed" if err.result.command in ("init", "workspace") else "PlanFailed")
-            message = f"{cut}: {err}" if err.result.timed_out else f"{err}: {err.result.diagnostic()}"
-            broken = None if err.result.timed_out else configuration_file(err.result.stdout + err.result.stderr)
+            facts = drift.PlanRun(cut=cut, command=err.result.command, timed_out=err.result.timed_out,
+                                  diagnostic=str(err) if err.result.timed_out else f"{err}: {err.result.diagnostic()}",
+                                  config_file=None if err.result.timed_out else
+                                  configuration_file(err.result.stdout + err.result.stderr))
         except PlanFormatError as err:
-            reason, message = "InvalidPlan", f"terraform gave an unreadable plan: {err}"
+            facts = drift.PlanRun(unreadable=str(err))
         except asyncio.CancelledError:  # the operator is stopping: Terraform got SIGINT (see lock_after)
             self.run_cut_short(d.trigger, lock_after(self.session))
             await self.save()
             raise
+        verdict = drift.judge(facts)
         st.running_since = st.running_trigger = st.runner = None
         mark(st.conditions, None, "", "", self.gen)
         result.finished_at = self.ctl.clock()
         if st.next_schedule_time is not None:  # a long run may outlast the slot named at its start
             st.next_schedule_time = schedule.next_slot(spec.schedule, spec.time_zone, result.finished_at)
         result.duration_seconds = round(time.monotonic() - t0, 3)
-        if lock is not None:
-            self.lock_held(result, lock)
-        elif summary is None:
-            # A lock error that names no lock (DynamoDB, a log cut short) is still LockHeld: retry, never unlock.
-            self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED,
-                        broken)
+        if verdict.lock is not None:
+            self.lock_held(result, verdict)
+        elif verdict.summary is None:
+            self.failed(result, verdict)
         else:
-            await self.succeeded(result, summary, doc, plan_file, inputs)
+            await self.succeeded(result, verdict.summary, ran.doc, ran.plan_file, ran.inputs)
         self.skip_slot_missed_by_the_run(started)
+
+    async def plan(self, budget: float, cut: str, result: RunResult, ran: _Ran) -> drift.PlanRun:
+        """Source, init and one ``terraform plan``: its typed facts (the saved plan's JSON, file and
+        checksum inputs in ``ran``). Raises SourceError, TerraformError or PlanFormatError."""
+        spec = self.spec
+        session = await self.open(budget, PLAN)
+        result.terraform_version, result.source_revision = session.version, session.revision
+        ran.plan_file = session.plan_file
+        # One invocation: its -json stream has the drift, the changes and the diagnostics; the
+        # saved plan's JSON (values, for the report and the approvable checksum) is read only
+        # when there are changes.
+        plan = await session.plan(spec.lock.timeout, json_stream=True)
+        result.exit_code = plan.exit_code
+        output = plan.stdout + plan.stderr
+        # diagnostics only when the plan failed: reading a large stream twice costs tens of ms
+        errors = (diagnostics_text(plan.stdout) or plan.stderr.strip()) if plan.exit_code not in (0, 2) else ""
+        if plan.timed_out:
+            return drift.PlanRun(cut=cut, timed_out=True, diagnostic=_first_lines(errors, 6))
+        if plan.exit_code == 1:
+            locked = parse_lock_error(errors)
+            return drift.PlanRun(exit_code=1, lock=locked, diagnostic=_first_lines(errors),
+                                 config_file=None if locked else configuration_file(output))
+        refused = None
+        if plan.exit_code == 2:
+            ran.doc = await session.show_plan()
+            summary = parse_show_json(ran.doc, spec.ignore)
+            refused = self.refused_provisioners(ran.doc)
+            if refused is None:
+                ran.inputs = self.plan_inputs(session)
+        else:
+            summary = parse_stream(plan.stdout, spec.ignore)
+        broken = configuration_file(output + "; ".join(summary.errors)) if summary.outcome == Outcome.PLAN_FAILED else None
+        return drift.PlanRun(exit_code=plan.exit_code, summary=summary, refused=refused, config_file=broken)
 
     def run_cut_short(self, trigger: str | None, lock: str) -> None:
         st = self.st
@@ -385,7 +378,7 @@ class _Pass(Pass):
         st.running_since = st.running_trigger = st.runner = None
         st.pending_run = f"{trigger or 'a run'}, again after an interruption"
         mark(st.conditions, None, "", "", self.gen)
-        self.condition(CHECKED, ConditionStatus.FALSE, "Interrupted", text)
+        st.unfinished_run = UnfinishedRun(reason=UnfinishedReason.INTERRUPTED, message=text, time=self.ctl.clock())
         self.event("Interrupted", text, warning=True)
 
     def skip_slot_missed_by_the_run(self, started: dt.datetime) -> None:
@@ -418,7 +411,7 @@ class _Pass(Pass):
         st.drifted_resources = [DriftedResource(address=e.address, actions=e.actions, reason=e.reason,
                                                 action_reason=e.action_reason) for e in entries[:MAX_DRIFTED]]
         st.drifted_count = len({e.address for e in entries})
-        st.last_result, st.lock, st.consecutive_failures = result, None, 0
+        st.last_result, st.lock, st.consecutive_failures, st.unfinished_run = result, None, 0, None
         st.last_successful_check_time = result.finished_at
         if summary.drifted:
             st.last_drift_detected_time = result.finished_at
@@ -443,7 +436,6 @@ class _Pass(Pass):
             self.condition(DRIFTED, ConditionStatus.FALSE, "NoDrift", f"infrastructure matches the configuration{extra}")
             self.event("NoDrift", f"no drift (revision {result.source_revision}){extra}")
         result.reason = "Checked"
-        self.checked()
         self.observe(result, summary)
 
     async def report_failed(self, result: RunResult, err: KubeError) -> None:
@@ -454,57 +446,42 @@ class _Pass(Pass):
         text = (f"terraform plan worked ({result.outcome.value}: {result.add} to add, {result.change} to change, "
                 f"{result.remove} to destroy) but its report could not be written: {err.describe()}; the run is "
                 f"repeated with backoff, and status shows the previous run until a report is written")
-        self.condition(CHECKED, ConditionStatus.FALSE, "ReportWriteFailed", text)
+        st.unfinished_run = UnfinishedRun(reason=UnfinishedReason.REPORT_WRITE_FAILED, message=text,
+                                          time=self.ctl.clock())
         st.pending_run = f"{result.trigger}, again: its report could not be written"
         self.event("ReportWriteFailed", text, warning=True)
         await self.save()
 
-    def failed(self, result: RunResult, reason: str, message: str, outcome: Outcome = Outcome.PLAN_FAILED,
-               config_file: str | None = None) -> None:
-        """A run that found nothing (``reason``: PlanFailed, InitFailed, TimedOut, LockHeld, a source
-        reason). With ``config_file`` (the file Terraform's error points at) the configuration itself
-        is broken and only a change to it helps: ``Stalled=True`` with the run's reason, as Flux marks
-        a build that cannot succeed (kstatus Failed, Argo CD Degraded). Runs go on; the next one
-        clears it."""
+    def failed(self, result: RunResult, verdict: drift.RunVerdict) -> None:
+        """A run that found nothing (the verdict's reason: PlanFailed, InitFailed, TimedOut, LockHeld,
+        a source reason). A verdict that says Stalled (a broken configuration, a plan the policy
+        refuses: only a change by a person helps) marks it, as Flux marks a build that cannot succeed
+        (kstatus Failed, Argo CD Degraded). Runs go on; the next one clears it."""
         st = self.st
-        result.outcome, result.message, result.reason = outcome, message, reason
-        st.last_result, st.lock = result, None
+        result.outcome, result.message, result.reason = verdict.outcome, verdict.message, verdict.reason
+        st.last_result, st.lock, st.unfinished_run = result, None, None
         st.consecutive_failures += 1
-        self.checked()
-        if config_file is not None:
-            mark(st.conditions, STALLED, reason, f"the configuration does not work ({config_file}): {message}; fix it "
-                                                 f"in the source: the next run checks again", self.gen)
-        elif reason == POLICY_REFUSED:
-            mark(st.conditions, STALLED, reason, f"{message}; change the DriftCheck (or ask the platform team to "
-                                                 f"change the operator policy): the next run checks again", self.gen)
-        self.condition(DRIFTED, ConditionStatus.UNKNOWN, outcome.value, f"the check failed: {reason}")
+        if verdict.stalled is not None:
+            mark(st.conditions, STALLED, verdict.reason, verdict.stalled, self.gen)
+        self.condition(DRIFTED, ConditionStatus.UNKNOWN, verdict.outcome.value, f"the check failed: {verdict.reason}")
         self.observe(result, None)
-        self.event(reason, message, warning=True)
+        self.event(verdict.reason, verdict.message, warning=True)
 
-    def lock_held(self, result: RunResult, lock: StateLock) -> None:
-        st, now, spec = self.st, self.ctl.clock(), self.spec
+    def lock_held(self, result: RunResult, verdict: drift.RunVerdict) -> None:
+        """A run that found the state lock held by another holder (the verdict names it): watched
+        across runs (``status.lock``) so that an orphaned one can be force-unlocked."""
+        st, now, lock = self.st, self.ctl.clock(), verdict.lock
+        assert lock is not None  # a LockHeld verdict names its lock
         same = st.lock is not None and st.lock.id == lock.id
-        st.lock = ObservedLock(**lock.model_dump(), first_seen_at=st.lock.first_seen_at if same else now,
-                               last_seen_at=now, seen_count=st.lock.seen_count + 1 if same else 1,
-                               unlock_attempted_at=st.lock.unlock_attempted_at if same else None)
-        result.outcome, result.reason = Outcome.LOCK_HELD, "LockHeld"
+        st.lock = ObservedLock(**lock.model_dump(), first_seen_at=st.lock.first_seen_at if same and st.lock else now,
+                               last_seen_at=now, seen_count=st.lock.seen_count + 1 if same and st.lock else 1,
+                               unlock_attempted_at=st.lock.unlock_attempted_at if same and st.lock else None)
         held = (f"state lock {lock.id} on {lock.path} is held by {lock.who} ({lock.operation}, since "
                 f"{lock.created:%Y-%m-%d %H:%M:%S} UTC)" if lock.created else f"state lock {lock.id} is held")
-        result.message = held
-        st.last_result = result
+        result.outcome, result.reason, result.message = verdict.outcome, verdict.reason, held
+        st.last_result, st.unfinished_run = result, None
         st.consecutive_failures += 1
         self.condition(DRIFTED, ConditionStatus.UNKNOWN, "LockHeld", held)
-        if spec.lock.force_unlock != ForceUnlock.IF_ORPHANED:
-            hint = f"; if its holder is dead: terraform force-unlock {lock.id}, or set spec.lock.forceUnlock: IfOrphaned"
-        elif st.lock.unlock_attempted_at is not None:
-            hint = f"; force-unlock was tried at {st.lock.unlock_attempted_at:%H:%M:%S} UTC and is not tried again"
-        else:
-            when = drift.unlockable_from(spec, st.lock)
-            hint = (f" (forceUnlock IfOrphaned: the first run after {when:%Y-%m-%d %H:%M:%S} UTC that still finds "
-                    f"it force-unlocks it: by then it is older than orphanedAfter {spec.lock.orphaned_after} and runs "
-                    f"that far apart have found it held)" if when else
-                    " (forceUnlock IfOrphaned: the lock does not say when it was taken, so it is never force-unlocked)")
-        self.condition(CHECKED, ConditionStatus.FALSE, "LockHeld", held + hint)
         self.observe(result, None, lock_held=True)
         self.event("LockHeld", held, warning=True)
 
@@ -619,7 +596,7 @@ class _Pass(Pass):
         """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
         Blocking; raises KubeError."""
         ref = self.obj.ref
-        stamp = result.finished_at.strftime("%Y%m%d%H%M%S")
+        stamp = (result.finished_at or self.ctl.clock()).strftime("%Y%m%d%H%M%S")
         name = f"{ref.name[:230]}-drift-{stamp}"
         header = {"driftCheck": ref.name, "namespace": ref.namespace,
                   **result.model_dump(mode="json", by_alias=True, exclude_none=True)}

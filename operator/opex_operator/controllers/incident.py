@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from enum import StrEnum
 from typing import Callable, Sequence
 
 from pydantic import ValidationError
@@ -156,8 +157,11 @@ class _Pass(Paging):
         self.now, self.situation = situation.now, situation
         self.st: IncidentStatus = obj.status
 
-    def remediated(self, status: ConditionStatus, reason: str, message: str) -> None:
-        self.condition(REMEDIATED, status, reason, message)
+    def phase(self, phase: StrEnum, reason: str, message: str, warning: bool = False) -> None:
+        """The phase, its Reconciling/Stalled marker and the Remediated it makes (``engine.remediated``)."""
+        super().phase(phase, reason, message, warning)
+        if (wanted := engine.remediated(Phase(phase), reason, message)) is not None:
+            self.condition(REMEDIATED, *wanted)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None to wait for a change."""
@@ -187,7 +191,6 @@ class _Pass(Paging):
                 text = (f"dry run: {', '.join(ids)} would run; set spec.remediation.mode to Manual (and approve) or "
                         f"Auto to run them")
                 self.phase(Phase.AWAITING_APPROVAL, "DryRun", text)
-                self.remediated(ConditionStatus.FALSE, "DryRun", text)
                 return None
             case Move.VERIFY:
                 assert d.step is not None
@@ -317,7 +320,6 @@ class _Pass(Paging):
                f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (a merge patch replaces the list: "
                f"keep any ids approved before)")
         self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", how)
-        self.remediated(ConditionStatus.FALSE, "AwaitingApproval", how)
 
     def dry_run(self, step: Step) -> float:
         step.state, step.outputs = StepState.DRY_RUN, f"dry run: would {step.inputs}"
@@ -349,7 +351,6 @@ class _Pass(Paging):
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error, step.runner = None, IDENTITY
             self.phase(Phase.REMEDIATING, "Remediating", f"running step {step.id}")
-            self.remediated(ConditionStatus.FALSE, "Remediating", f"running step {step.id}: {step.inputs}")
             self.event("StepStarted", f"step {step.id} (attempt {step.attempts}/{policy.max_attempts}): {step.inputs}")
             self.ctl.intents.add(key)
             return 0.0  # this pass's one write puts the intent on record; the next pass makes the call
@@ -375,7 +376,6 @@ class _Pass(Paging):
             metrics.RUNBOOK_ACTIONS.labels(step.action, "succeeded").inc()
             self.event("StepSucceeded", f"step {step.id}: {outcome.outputs}")
             self.phase(Phase.REMEDIATING, "Remediating", f"step {step.id} succeeded: {outcome.outputs}")
-            self.remediated(ConditionStatus.FALSE, "Remediating", f"step {step.id} succeeded; not verified yet")
             return 0.0
         return self.step_failed(step, outcome.error or "failed", outcome.retryable, policy.max_attempts)
 
@@ -387,7 +387,6 @@ class _Pass(Paging):
             text = f"step {step.id} attempt {step.attempts} failed ({error}); retrying in {delay:.0f}s"
             self.event("StepRetrying", text, warning=True)
             self.phase(Phase.REMEDIATING, "StepRetrying", text)
-            self.remediated(ConditionStatus.FALSE, "StepRetrying", text)
             return delay
         step.state = StepState.FAILED
         metrics.RUNBOOK_ACTIONS.labels(step.action, "failed").inc()
@@ -412,7 +411,7 @@ class _Pass(Paging):
         step.outputs = text
         if outcome == VerifyOutcome.VERIFIED:
             step.state, step.finished_at = StepState.SUCCEEDED, self.ctl.clock()
-            self.remediated(ConditionStatus.TRUE, "Verified", text)
+            self.condition(REMEDIATED, ConditionStatus.TRUE, "Verified", text)
             self.event("Verified", text)
             return 0.0
         if outcome == VerifyOutcome.FAILED:
@@ -426,12 +425,10 @@ class _Pass(Paging):
             return 0.0
         if done:
             self.phase(Phase.REMEDIATING, "Verifying", text)
-            self.remediated(ConditionStatus.FALSE, "Verifying", text)
             return VERIFY_POLL
         category = self.st.root_cause.category.value if self.st.root_cause else "Unknown"
         text = f"no automated remediation for {category}: {text}; fix it (see the findings), or set spec.closed: true"
         self.phase(Phase.MANUAL_ACTION_REQUIRED, "ManualActionRequired", text)
-        self.remediated(ConditionStatus.FALSE, "ManualActionRequired", text)
         waiting = (self.now - (step.started_at or self.now)).total_seconds()
         return jittered(min(MANUAL_POLL_MAX, max(MANUAL_POLL, waiting)))
 
@@ -493,8 +490,7 @@ class _Pass(Paging):
         self.stop_escalating()
         text = (f"step {step.id} failed: {step.error}; the operator stopped (onFailure "
                 f"{engine.step_policy(self.spec, step.id).on_failure.value}); a human must take over")
-        self.remediated(ConditionStatus.FALSE, "StepFailed", text)
-        self.phase(Phase.FAILED, "StepFailed", text, warning=True)
+        self.phase(Phase.FAILED, engine.STEP_FAILED, text, warning=True)
         await self.post_incident()
 
     async def close(self) -> None:

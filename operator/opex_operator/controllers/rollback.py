@@ -15,14 +15,15 @@ import gzip
 import json
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from pydantic import ValidationError
 
 from .. import metrics
 from ..api import ROLLBACK
-from ..api.common import ConditionStatus, LocalObjectReference, now as utcnow
-from ..api.rollback import (PLANNED, ROLLED_BACK, Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+from ..api.common import LocalObjectReference, now as utcnow
+from ..api.conditions import apply
+from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStep, RollbackStepId as Id, RollbackStepState as State)
 from ..errors import AwsError
 from ..ports.objects import ObjectRef, child_name, label_value
@@ -35,6 +36,7 @@ from .base import Event, Observed
 from .common import Pass, reject_spec, transition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COPY_BATCH_SECONDS = 5.0            # a copy batch stops early after this: an abort is seen between batches
 MAX_MANIFEST_GZ = 700 * 1024        # a ConfigMap holds at most 1 MiB
@@ -50,7 +52,7 @@ class RollbackController:
     def __init__(self, aws: AwsPorts, objects: Objects, policy: Policy, clock: Callable[[], dt.datetime] = utcnow):
         self.aws, self.objects, self.policy, self.clock = aws, objects, policy, clock
 
-    async def finalize(self, ref) -> None:
+    async def finalize(self, ref: ObjectRef) -> None:
         """Nothing outside Kubernetes: its manifest ConfigMap is an owned object."""
 
     def forget(self, ref: ObjectRef) -> None:
@@ -81,7 +83,7 @@ class RollbackController:
             if decision.move not in (Move.IDLE, Move.ABORT, Move.AWAIT_APPROVAL, Move.START, Move.FAIL):
                 pass_.check_policy()
             if decision.move == Move.OBSERVE:
-                decision = rb.decide(spec, st, self.clock(), await pass_.observe(decision.step))
+                decision = rb.decide(spec, st, self.clock(), await pass_.observe(decision.at))
             log.debug("Rollback %s: %s %s", obj.ref.key, decision.move, decision.step or "")
             requeue = await pass_.carry_out(decision)
         except RollbackFailed as err:
@@ -101,6 +103,12 @@ class _Pass(Pass):
         super().__init__(obj)
         self.ctl, self.spec, self.events = ctl, spec, events
         self.region, self.role = spec.region, spec.role_key
+
+    async def save(self) -> None:
+        """The checkpoint, with RolledBack and Planned derived from the typed status first
+        (``runbooks.rollback.conditions``): no move writes them."""
+        apply(self.st.conditions, rb.conditions(self.st), self.gen)
+        await super().save()
 
     def step(self, step_id: Id) -> RollbackStep:
         step = next((s for s in self.st.steps if s.id == step_id), None)
@@ -126,6 +134,17 @@ class _Pass(Pass):
         step.started_at = step.started_at or self.ctl.clock()
         return step
 
+    def intended(self, step_id: Id, message: str) -> bool:
+        """Whether this process put a call of ``step_id`` on record in a pass before (make it now).
+        Otherwise the intent is recorded now (the step Running, this process its runner) as this
+        pass's one write, and a later pass makes the call after it has looked at the target again.
+        The intent is always on record before a mutating call, so a restart never calls blind."""
+        step = self.step(step_id)
+        if step.state == State.RUNNING and step.runner == IDENTITY:
+            return True
+        self.start_step(step_id, message, call=True)
+        return False
+
     def end_step(self, step_id: Id, message: str, state: State = State.SUCCEEDED) -> RollbackStep:
         step = self.step(step_id)
         now = self.ctl.clock()
@@ -148,9 +167,7 @@ class _Pass(Pass):
             case Move.ABORT:
                 await self.finish(Phase.ABORTED, d.reason, d.message)
             case Move.AWAIT_APPROVAL:
-                text = f"waiting for approval: set spec.approved: true to roll back {target}"
-                self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", text)
-                self.condition(ROLLED_BACK, ConditionStatus.FALSE, "AwaitingApproval", text)
+                self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", rb.approval_text(target))
             case Move.START:
                 self.st.started_at = self.ctl.clock()
                 self.phase(Phase.IN_PROGRESS, "InProgress", f"dry run: planning the rollback of {target}"
@@ -163,13 +180,12 @@ class _Pass(Pass):
                 return 0.0
             case Move.DRY_RUN_DONE:
                 self.end_step(Id.APPLY, d.message, State.DRY_RUN)
-                await self.finish(Phase.SUCCEEDED, "DryRun", f"dry run: {d.message}; nothing was changed")
+                await self.finish(Phase.SUCCEEDED, rb.DRY_RUN, f"dry run: {d.message}; nothing was changed")
             case Move.APPLY:
                 await self.apply_lambda()
                 return 0.0
             case Move.SET_ENVIRONMENT:
-                await self.set_environment(dict(d.variables))
-                return rb.POLL_SECONDS
+                return rb.POLL_SECONDS if await self.set_environment(dict(d.variables)) else 0.0
             case Move.COPY:
                 await self.copy(d.copies)
                 return 0.0
@@ -180,7 +196,7 @@ class _Pass(Pass):
                 await self.invalidate()
                 return 0.0
             case Move.WAIT:
-                self.start_step(d.step, d.message)
+                self.start_step(d.at, d.message)
                 if d.step == Id.INVALIDATE:
                     self.phase(Phase.VERIFYING, "Verifying", d.message)
                 return d.wait
@@ -195,14 +211,15 @@ class _Pass(Pass):
         """What the target shows now, as far as ``step`` needs (static site: progress is recounted)."""
         if self.spec.lambda_ is not None:
             lam = self.ctl.aws.lambda_(self.region, self.role)
-            alias = None if step == Id.ENVIRONMENT else self.spec.lambda_.alias
-            return Facts(function=await asyncio.to_thread(lam.current, self.spec.lambda_.function_name, alias))
-        site = self.spec.static_site
+            alias = None if step == Id.ENVIRONMENT else self.spec.function.alias
+            return Facts(function=await asyncio.to_thread(lam.current, self.spec.function.function_name, alias))
+        site = self.spec.site
         facts = Facts()
         facts.backup, facts.live = await self.listings()
-        if step == Id.INVALIDATE and self.st.invalidation is not None and site.cloud_front.wait_for_completion:
+        cf = site.cloud_front
+        if step == Id.INVALIDATE and self.st.invalidation is not None and cf and cf.wait_for_completion:
             facts.invalidation_status = await asyncio.to_thread(
-                self.ctl.aws.site(self.region, self.role).invalidation_status, site.cloud_front.distribution_id,
+                self.ctl.aws.site(self.region, self.role).invalidation_status, cf.distribution_id,
                 self.st.invalidation.id)
             self.st.invalidation.status = facts.invalidation_status
         if step == Id.APPLY and self.st.progress is not None:
@@ -211,7 +228,7 @@ class _Pass(Pass):
         return facts
 
     async def listings(self) -> tuple[dict, dict]:
-        site = self.spec.static_site
+        site = self.spec.site
         sa = self.ctl.aws.site(self.region, self.role)
         source, exclude = rb.site_source(self.spec)
         backup = await asyncio.to_thread(sa.listing, source, site.backup_prefix)
@@ -220,7 +237,7 @@ class _Pass(Pass):
 
     # -- Lambda -----------------------------------------------------------------------------------
     async def capture_lambda(self) -> None:
-        target = self.spec.lambda_
+        target = self.spec.function
         name, alias = target.function_name, target.alias
         lam = self.ctl.aws.lambda_(self.region, self.role)
         current = await _or_missing(lam.current, f"function {name}" + (f" or its alias {alias}" if alias else ""),
@@ -241,18 +258,19 @@ class _Pass(Pass):
         self.st.from_ = Revision(version=current.version, code_sha256=current.code_sha256,
                                  description=rb.describe_revision(running, current.code_sha256))
         self.st.to = Revision(version=to_version, code_sha256=to_sha, s3=to.s3,
-                              description=rb.describe_revision(to_version or f"s3://{to.s3.bucket}/{to.s3.key}", to_sha))
+                              description=rb.describe_revision(to_version or (f"s3://{to.s3.bucket}/{to.s3.key}" if to.s3 else None),
+                                                               to_sha))
         self.end_step(Id.CAPTURE, f"{name}{':' + alias if alias else ''} runs {self.st.from_.description}; "
                                   f"target {self.st.to.description}")
         verb = "a rollback would go to" if self.spec.dry_run else "rolling back to"
         self.event("Captured", f"{self.st.target} runs {self.st.from_.description}; {verb} {self.st.to.description}")
 
     async def apply_lambda(self) -> None:
-        target, to = self.spec.lambda_, self.st.to
+        target, to = self.spec.function, self.st.to
         lam = self.ctl.aws.lambda_(self.region, self.role)
         action = "lambda:UpdateAlias" if target.alias else "lambda:UpdateFunctionCode"
-        self.start_step(Id.APPLY, f"{action} issued", call=True)
-        await self.save()  # intent on record before the call
+        if not self.intended(Id.APPLY, f"{action} issued"):
+            return
         if target.alias:
             await asyncio.to_thread(lam.point_alias, target.function_name, target.alias, to.version)
         elif to.s3 is not None:
@@ -267,29 +285,31 @@ class _Pass(Pass):
         self.phase(Phase.VERIFYING, "Verifying", f"waiting until {self.st.target} is Active with LastUpdateStatus "
                                                  f"Successful and runs {self.st.to.description}")
 
-    async def set_environment(self, wanted: dict[str, str]) -> None:
+    async def set_environment(self, wanted: dict[str, str]) -> bool:
+        """Merge ``wanted`` into the function's environment; False when this pass only put the call on record."""
         lam = self.ctl.aws.lambda_(self.region, self.role)
-        name = self.spec.lambda_.function_name
-        self.start_step(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}", call=True)
-        await self.save()
+        name = self.spec.function.function_name
+        if not self.intended(Id.ENVIRONMENT, f"setting {', '.join(sorted(wanted))}"):
+            return False
         current = await asyncio.to_thread(lam.current, name)
         await asyncio.to_thread(lam.set_environment, name, wanted, current.environment)
         self.step(Id.ENVIRONMENT).runner = None
+        return True
 
     def step_done(self, d: Decision) -> None:
-        step = self.end_step(d.step, d.message, d.state)
+        self.end_step(d.at, d.message, d.state)
         if d.step == Id.APPLY and self.spec.lambda_ is not None:
             self.verifying()
         elif d.step == Id.VERIFY and self.spec.lambda_ is not None:
             self.event("Verified", f"{self.st.target} runs {self.st.to.description}")
         elif d.step == Id.APPLY:
-            self.event("Copied", step.message)
+            self.event("Copied", d.message)
         elif d.step == Id.DELETE:
-            self.event("Deleted", step.message)
+            self.event("Deleted", d.message)
 
     # -- static site ------------------------------------------------------------------------------
     async def capture_site(self) -> None:
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, exclude = rb.site_source(self.spec)
         if exclude is not None and site.target_prefix.startswith(site.backup_prefix):
             raise RollbackFailed("InvalidTarget", f"targetPrefix {site.target_prefix!r} is inside backupPrefix "
@@ -312,17 +332,20 @@ class _Pass(Pass):
                                                                f"({len(backup)} objects)")
         self.st.progress = Progress(total=len(backup), unchanged=len(unchanged),
                                     extraneous=len(extra) if site.delete_extraneous else 0)
-        step = self.end_step(Id.CAPTURE, f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live "
-                                         f"objects not in the backup; live listing saved in ConfigMap {manifest}")
-        self.event("Captured", step.message)
+        captured = (f"{len(to_copy)} to copy, {len(unchanged)} unchanged, {len(extra)} live objects not in the "
+                    f"backup; live listing saved in ConfigMap {manifest}")
+        self.end_step(Id.CAPTURE, captured)
+        self.event("Captured", captured)
 
     async def copy(self, copies: tuple[tuple[str, str], ...]) -> None:
         """One batch of copies, stopped early after COPY_BATCH_SECONDS; the next pass re-lists."""
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
+        # The intent and the batch share a pass (two writes): a batch is idempotent (a restart re-lists and
+        # copies only what differs), and an intent pass per batch would list the whole site twice as often.
         self.start_step(Id.APPLY, f"copying: {p.copied} of {p.total - p.unchanged} done", call=True)
-        await self.save()  # intent on record; a restart re-lists and copies only what differs
+        await self.save()
         deadline = time.monotonic() + COPY_BATCH_SECONDS
         for target_key, source_key in copies:
             await asyncio.to_thread(sa.copy, source, source_key, site.bucket, target_key)
@@ -333,9 +356,9 @@ class _Pass(Pass):
         step.message, step.runner = f"copying: {p.copied} of {p.total - p.unchanged} done", None  # the batch is done
 
     async def delete(self, keys: list[str]) -> None:
-        site, sa = self.spec.static_site, self.ctl.aws.site(self.region, self.role)
-        self.start_step(Id.DELETE, f"deleting {len(keys)} objects not in the backup", call=True)
-        await self.save()
+        site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
+        if not self.intended(Id.DELETE, f"deleting {len(keys)} objects not in the backup"):
+            return
         failed = await asyncio.to_thread(sa.delete, site.bucket, keys)
         self.step(Id.DELETE).runner = None
         if failed:
@@ -346,7 +369,9 @@ class _Pass(Pass):
     async def invalidate(self) -> None:
         """CreateInvalidation with the Rollback's uid as CallerReference: AWS returns the same
         invalidation for a repeated reference, so a restart never creates two."""
-        cf = self.spec.static_site.cloud_front
+        cf = self.spec.site.cloud_front
+        if cf is None:
+            raise RuntimeError("the invalidate step runs only for a staticSite with cloudFront")
         sa = self.ctl.aws.site(self.region, self.role)
         self.start_step(Id.INVALIDATE, f"invalidating {', '.join(cf.paths)} on {cf.distribution_id}", call=True)
         created = await asyncio.to_thread(sa.invalidate, cf.distribution_id, cf.paths,
@@ -360,7 +385,7 @@ class _Pass(Pass):
         """The live objects before the restore (key -> ETag, size), to undo it; gzipped in a ConfigMap."""
         ref = self.obj.ref
         name = child_name(ref.name, "from")
-        doc = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
+        doc: dict[str, Any] = {"bucket": bucket, "prefix": prefix, "objects": {k: [v.etag, v.size] for k, v in sorted(live.items())}}
         data = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
         if len(data) > MAX_MANIFEST_GZ:
             doc = {"bucket": bucket, "prefix": prefix, "truncated": True, "objects": len(live)}
@@ -390,17 +415,14 @@ class _Pass(Pass):
     async def finish(self, phase: Phase, reason: str, message: str) -> None:
         st = self.st
         st.finished_at = self.ctl.clock()
-        st.message = message
+        st.message, st.reason = message, reason
         ok = phase == Phase.SUCCEEDED
-        dry_run = reason == "DryRun"
+        dry_run = reason == rb.DRY_RUN
         for step in st.steps:  # a step cut short says so; it is never left Running
             if step.state == State.RUNNING:
                 step.state = State.FAILED if phase == Phase.FAILED else State.SKIPPED
                 step.message, step.finished_at = f"{step.message}; stopped ({reason})", st.finished_at
         self.phase(phase, reason, message, warning=not ok)
-        self.condition(ROLLED_BACK, ConditionStatus.TRUE if ok and not dry_run else ConditionStatus.FALSE, reason, message)
-        if dry_run:
-            self.condition(PLANNED, ConditionStatus.TRUE, reason, message)
         target_type = "lambda" if self.spec.lambda_ is not None else "static_site"
         outcome = {Phase.SUCCEEDED: "dry_run" if dry_run else "succeeded", Phase.ABORTED: "aborted"}.get(phase, "failed")
         metrics.ROLLBACKS.labels(target_type, outcome).inc()
@@ -413,14 +435,14 @@ class _Pass(Pass):
 def needed_actions(spec: RollbackSpec) -> list[str]:
     """The mutating actions (as the operator policy names them) this rollback may call."""
     if spec.lambda_ is not None:
-        return (["lambda:UpdateAlias" if spec.lambda_.alias else "lambda:UpdateFunctionCode"]
-                + (["lambda:UpdateFunctionConfiguration"] if spec.lambda_.environment else []))
-    site = spec.static_site
+        return (["lambda:UpdateAlias" if spec.function.alias else "lambda:UpdateFunctionCode"]
+                + (["lambda:UpdateFunctionConfiguration"] if spec.function.environment else []))
+    site = spec.site
     return (["s3:PutObject"] + (["s3:DeleteObject"] if site.delete_extraneous else [])
             + (["cloudfront:CreateInvalidation"] if site.cloud_front else []))
 
 
-async def _or_missing(call: Callable, what: str, *args):
+async def _or_missing(call: Callable[..., T], what: str, *args: Any) -> T:
     """``call(*args)`` in a thread; a not-found AwsError ends the rollback naming ``what``."""
     try:
         return await asyncio.to_thread(call, *args)

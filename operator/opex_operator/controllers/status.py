@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from pydantic import BaseModel
-
 from ..api.common import MAX_TIMELINE, EventType, TimelineEntry, now
 from ..api.conditions import summarize
-from .base import Event
+from .base import Event, KindStatus
 
 
 class StatusSink(Protocol):
@@ -38,7 +36,7 @@ class StatusWriter:
     def __init__(self, sink: StatusSink, saved: dict[str, Any], generation: int = 0):
         self.sink, self.saved, self.generation = sink, saved, generation
 
-    async def save(self, status: BaseModel, events: Sequence[Event] = ()) -> None:
+    async def save(self, status: KindStatus, events: Sequence[Event] = ()) -> None:
         """Append ``events`` to the timeline, derive Ready, write what changed, then post the Events."""
         timeline = getattr(status, "timeline", None)
         entries = [TimelineEntry(time=now(), type=type_, reason=reason, message=message)

@@ -6,6 +6,7 @@ that runs.
 """
 from __future__ import annotations
 
+from typing import Any
 import logging
 
 import kopf
@@ -16,7 +17,7 @@ from ..kube import Kube, load_client_config
 
 
 @kopf.on.startup()
-async def start_alert_intake(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+async def start_alert_intake(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Listen for Alertmanager when ``OPEX_ALERT_INTAKE_PORT`` is set (``memo.alert_rules``: the
     mapping read once by ``runner.run``)."""
     settings = memo.settings
@@ -32,7 +33,7 @@ async def start_alert_intake(memo: kopf.Memo, logger: logging.Logger, **_) -> No
 
 
 @kopf.on.cleanup()
-async def stop_alert_intake(memo: kopf.Memo, **_) -> None:
+async def stop_alert_intake(memo: kopf.Memo, **_: Any) -> None:
     server = getattr(memo, "alert_intake", None)
     if server is not None:
         await server.stop()

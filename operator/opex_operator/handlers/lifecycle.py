@@ -2,6 +2,7 @@
 runtime and its workers (after leader election when it is on), /metrics; a graceful stop."""
 from __future__ import annotations
 
+from typing import Any
 import asyncio
 import logging
 import socket
@@ -19,7 +20,7 @@ FINALIZER = f"{GROUP}/finalizer"
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     """Own finalizer and annotation prefixes (``opex.dev``), Event reporter, workers, clients.
 
     ``memo.settings`` and ``memo.policy`` were read once by ``runner.run``, which also hands over
@@ -68,23 +69,23 @@ class NoDiffBase(kopf.DiffBaseStorage):
     object's essence is the same empty one here, so Kopf sees no change and writes nothing; a
     deletion is still a deletion (``deletionTimestamp``)."""
 
-    def build(self, *, body: kopf.Body, extra_fields=None) -> kopf.BodyEssence:
-        return {}  # type: ignore[typeddict-item]
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return {}
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence:
-        return {}  # type: ignore[typeddict-item]
+        return {}
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         pass
 
 
 @kopf.on.cleanup()
-async def stop(memo: kopf.Memo, **_) -> None:
+async def stop(memo: kopf.Memo, **_: Any) -> None:
     """SIGTERM/SIGINT: no new passes; passes in flight get ``OPEX_SHUTDOWN_GRACE`` seconds to finish."""
     await memo.runtime.stop(memo.settings.shutdown_grace)
 
 
-def in_shard(labels: kopf.Labels, memo: kopf.Memo, **_) -> bool:
+def in_shard(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> bool:
     """Kopf ``when=`` filter of the finalizer: only the replica whose shard an object is in
     finalizes it (sharding.py; the runtime applies the same rule to reconcile passes)."""
     return sharding.belongs(labels, memo.settings.shard, memo.settings.default_shard)

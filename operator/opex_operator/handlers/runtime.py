@@ -77,7 +77,7 @@ class Runtime:
         self.reporting_instance = reporting_instance
         self.restart_spread = restart_spread
         self.owns = owns  # sharding: whether an object's labels make it this replica's (sharding.belongs)
-        self.queue = WorkQueue(namespace_of=lambda key: key[1])
+        self.queue: WorkQueue[tuple[str, str, str]] = WorkQueue(namespace_of=lambda key: key[1])
         self.workers = workers
         self.leading = asyncio.Event()
         self._triggers: dict[Key, tuple] = {}

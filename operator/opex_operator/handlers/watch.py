@@ -6,7 +6,7 @@ Kopf's context, which the runtime's workers inherit (Kopf's Event poster needs i
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import kopf
 
@@ -18,25 +18,25 @@ from .lifecycle import in_shard
 def wanted(plural: str) -> Callable[..., bool]:
     """Kopf's ``when=`` filter of a kind's watch handler: only events the runtime acts on
     (``Runtime.wants``) run the handler; the operator's own status writes stop here."""
-    def when(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> bool:
+    def when(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
         return memo.runtime.wants(plural, type, body)
     return when
 
 
 @kopf.on.event(GROUP, VERSION, INCIDENT.plural, when=wanted(INCIDENT.plural))
-async def watch_incident(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def watch_incident(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.observe(INCIDENT.plural, type, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, DRIFTCHECK.plural, when=wanted(DRIFTCHECK.plural))
-async def watch_driftcheck(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def watch_driftcheck(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.observe(DRIFTCHECK.plural, type, dict(body))
 
 
 # Every event of a Rollback, its own status writes included, tells the Incident that created it how
 # it goes: no filter (Rollbacks are few).
 @kopf.on.event(GROUP, VERSION, ROLLBACK.plural)
-async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.observe(ROLLBACK.plural, type, dict(body))
     meta = body.get("metadata") or {}
     for owner in meta.get("ownerReferences") or []:  # an Incident waits on the Rollbacks it created
@@ -49,7 +49,7 @@ async def watch_rollback(type: str | None, body: kopf.Body, memo: kopf.Memo, **_
 # objects, collected with them), so a finalizer would only cost a write per object and slow its
 # deletion; Kopf takes it off those that still carry one.
 @kopf.on.delete(GROUP, VERSION, DRIFTCHECK.plural, when=in_shard)
-async def finalize(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def finalize(resource: kopf.Resource, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The finalizer's work (Kopf removes ``opex.dev/finalizer`` afterwards): release what the
     object holds outside Kubernetes, even when it was deleted while the operator was down."""
     await memo.runtime.finalize(resource.plural, dict(body))

@@ -41,9 +41,9 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
-from ..api.common import StateLock
+from ..api.common import StateLock, truncate
 from ..api.incident import Finding, FindingSeverity, RootCause, RootCauseCategory as Cat
 from .. import denials
 from ..terraform.locks import LockError, LockProblem
@@ -177,8 +177,7 @@ def error_lines(lines: list[LogLine], limit: int = MAX_LINES) -> list[LogLine]:
 
 
 def _excerpt(lines: list[str]) -> str:
-    text = "\n".join(lines)
-    return text if len(text) <= MAX_EVIDENCE else text[: MAX_EVIDENCE - 20] + "\n... (truncated)"
+    return truncate("\n".join(lines), MAX_EVIDENCE)
 
 
 # ---- the failure's own context -------------------------------------------------------------------
@@ -277,8 +276,8 @@ class Diagnosis:
     def add(self, key: str, source: str, resource: str, severity: FindingSeverity, observed: str,
             evidence: str | None = None, time: dt.datetime | None = None) -> str:
         fid = f"F{len(self.findings) + 1}"
-        self.findings.append(Finding(id=fid, source=source, resource=resource[:512], severity=severity,
-                                     observed=observed[:1024], evidence=evidence[:MAX_EVIDENCE] if evidence else None,
+        self.findings.append(Finding(id=fid, source=source, resource=resource, severity=severity,
+                                     observed=observed, evidence=evidence or None,
                                      time=time))
         self.refs[key] = fid
         return fid
@@ -450,8 +449,8 @@ class RateLimit:
         why = ("as the registry asked" if self.stated else
                f"{self.registry}'s rate-limit window; it did not say when" if self.registry != "a package registry"
                else "the registry did not say when")
-        return (f"{self.registry} refused with its rate limit: {self.line}; a retry before {when:%Y-%m-%d %H:%M} UTC "
-                f"({why}) fails the same way: retry then, or authenticate the pulls or use a mirror or cache")[:1024]
+        return truncate(f"{self.registry} refused with its rate limit: {self.line}; a retry before {when:%Y-%m-%d %H:%M} UTC "
+                f"({why}) fails the same way: retry then, or authenticate the pulls or use a mirror or cache", 1024)
 
 
 def rate_limit(text: str) -> RateLimit | None:
@@ -647,7 +646,15 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
                      lock=best.lock)
 
 
-def _lambda_candidates(fn: LambdaFacts, add, ref, failure_refs: list[str | None]) -> None:
+class _Add(Protocol):
+    """How a rule proposes a root cause (``score``: higher wins; ``evidence``: finding refs)."""
+
+    def __call__(self, score: int, category: Cat, summary: str, evidence: list[str | None] | None = None,
+                 lock: StateLock | None = None) -> None: ...
+
+
+def _lambda_candidates(fn: LambdaFacts, add: _Add, ref: Callable[[str], str | None],
+                       failure_refs: list[str | None]) -> None:
     """Database, memory, timeout and code-error candidates from one function's logs."""
     if not fn.error_lines:
         return

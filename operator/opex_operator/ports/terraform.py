@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.common import truncate
+
 
 @dataclass
 class Result:
@@ -32,7 +34,7 @@ class Result:
         text = self.stderr.strip() or self.stdout.strip()
         kept = [line.strip("│╷╵ ").rstrip() for line in text.splitlines()]
         kept = [line for line in kept if line][:lines]
-        return "\n".join(kept)[:2000]
+        return truncate("\n".join(kept), 2000)
 
 
 class TerraformError(Exception):

@@ -12,6 +12,7 @@ from typing import Callable
 
 import pg8000.native
 
+from ..api.common import truncate
 from ..api.performance import TlsMode
 from ..ports.performance import Credentials, ProbeFailure, DbProbeResult
 
@@ -79,8 +80,9 @@ def _address_refusal(host: str, port: int, guard: Callable[[str], str | None]) -
     except OSError:
         return None
     for *_, sockaddr in answers:
-        if why := guard(sockaddr[0]):
-            return why if sockaddr[0] == host else f"{host} resolves to {sockaddr[0]}: {why}"
+        address = str(sockaddr[0])
+        if why := guard(address):
+            return why if address == host else f"{host} resolves to {address}: {why}"
     return None
 
 
@@ -105,7 +107,7 @@ async def probe_database(host: str, port: int, database: str, credentials: Crede
 def _server_error(result: DbProbeResult, err: pg8000.native.DatabaseError, connected: bool) -> None:
     fields = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
     code, message = fields.get("C"), fields.get("M") or str(err)
-    result.sqlstate, result.detail = code, f"{code}: {message}"[:DETAIL_CHARS] if code else message[:DETAIL_CHARS]
+    result.sqlstate, result.detail = code, truncate(f"{code}: {message}" if code else message, DETAIL_CHARS)
     if code in AUTH_STATES:
         result.failure = ProbeFailure.AUTH
     elif code == DATABASE_MISSING:
@@ -127,7 +129,7 @@ def _client_error(result: DbProbeResult, err: BaseException) -> None:
         result.failure, result.detail = ProbeFailure.TLS, f"TLS failed: {cause}"
     else:
         result.failure, result.detail = ProbeFailure.NETWORK, f"{type(cause).__name__}: {cause}"
-    result.detail = result.detail[:DETAIL_CHARS]
+    result.detail = truncate(result.detail, DETAIL_CHARS)
 
 
 def _scrub(text: str, secret: str) -> str:

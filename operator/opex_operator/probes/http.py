@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..ports.performance import HttpProbeResult, ProbeFailure
 
@@ -52,7 +52,8 @@ class GuardedResolver(AbstractResolver):
     def __init__(self, guard: Guard):
         self.guard, self.inner = guard, aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         answers = await self.inner.resolve(host, port, family)
         for answer in answers:
             if why := self.guard(answer["host"]):

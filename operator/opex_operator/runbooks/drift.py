@@ -16,6 +16,11 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * otherwise wait for the next slot.
 
 Each reconcile pass carries out one move and the next pass decides again; nothing recurses.
+
+What a run's facts mean is decided here too: :func:`judge` turns the typed facts of one run
+(:class:`PlanRun`: exit code, timeout, failed command, lock error, plan summary) into its
+outcome, reason and whether the DriftCheck is Stalled; :func:`progress_conditions` derives
+Scheduled and Checked from the typed status alone, on every status write.
 """
 from __future__ import annotations
 
@@ -24,9 +29,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .. import schedule
-from ..api.common import ConditionStatus, duration_seconds
-from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
-                              ForceUnlock, ObservedLock, Outcome, ResolutionOutcome, ResolutionStrategy)
+from ..api.common import ConditionStatus, StateLock, duration_seconds
+from ..api.conditions import ConditionValue
+from ..api.driftcheck import (CHECKED, RUN_ANNOTATION, SCHEDULED, Approval, ConcurrencyPolicy, DriftCheckSpec,
+                              DriftCheckStatus, ForceUnlock, ObservedLock, Outcome, ResolutionOutcome,
+                              ResolutionStrategy)
+from ..terraform.locks import LockError, LockProblem
+from ..terraform.plan import PlanSummary
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -52,9 +61,102 @@ class Decision:
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
+    started: bool = False              # RUN: on record as started (the pass before wrote it); now make it
 
 
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
+POLICY_REFUSED = "PolicyRefused"
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """What one run showed, as typed facts. The controller gathers them (source, init, plan, show)
+    and :func:`judge` decides what they mean. A field left at its default did not happen.
+
+    ``cut`` says why the run's budget ends (timeoutSeconds, or the next slot under concurrencyPolicy
+    Replace), for a timeout's message. ``source`` is the (reason, message) of a source that could not
+    be read. ``command`` is the Terraform command that could not run (init, workspace, plan...).
+    ``diagnostic`` is Terraform's diagnostic or the error's text. ``config_file`` is the
+    configuration file a failure points at. ``refused`` says why the policy refuses the plan.
+    ``unreadable`` is why the plan JSON could not be read.
+    """
+
+    cut: str = ""
+    source: tuple[str, str] | None = None
+    command: str | None = None
+    timed_out: bool = False
+    exit_code: int | None = None
+    diagnostic: str = ""
+    lock: LockError | None = None
+    config_file: str | None = None
+    refused: str | None = None
+    unreadable: str | None = None
+    summary: PlanSummary | None = None
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """How a run ended (:func:`judge`). ``reason`` is what the Checked condition says: Checked for
+    a plan that worked, else PlanFailed, InitFailed, TimedOut, LockHeld, PolicyRefused, InvalidPlan
+    or the source's reason. ``lock`` is a held lock the run named (LockHeld with its ID, so it can
+    be watched and force-unlocked). ``stalled`` is the Stalled message when only a change by a person
+    helps (a broken configuration, a plan the policy refuses), else None."""
+
+    outcome: Outcome
+    reason: str
+    message: str = ""
+    lock: StateLock | None = None
+    stalled: str | None = None
+    summary: PlanSummary | None = None
+
+    @property
+    def worked(self) -> bool:
+        return self.summary is not None
+
+
+def judge(run: PlanRun) -> RunVerdict:
+    """The verdict on one run from its typed facts (the runbook's ``terraform plan
+    -detailed-exitcode``: 0 no changes, 1 error, 2 changes present). A state lock another holder has
+    is LockHeld and is retried, never a plan failure. A lock the caller may not write, or a backend
+    that failed, is PlanFailed. A lock error that names no lock (DynamoDB, a log cut short) is still
+    LockHeld."""
+    if run.source is not None:
+        reason, message = run.source
+        return _failed(reason, message)
+    if run.command is not None:
+        if run.timed_out:
+            return _failed("TimedOut", f"{run.cut}: {run.diagnostic}")
+        return _failed("InitFailed" if run.command in ("init", "workspace") else "PlanFailed", run.diagnostic,
+                       run.config_file)
+    if run.unreadable is not None:
+        return _failed("InvalidPlan", f"terraform gave an unreadable plan: {run.unreadable}")
+    if run.timed_out:
+        return _failed("TimedOut", f"{run.cut}; the plan was interrupted: {run.diagnostic}")
+    if run.exit_code == 1 or run.summary is None:
+        if run.lock is None:
+            return _failed("PlanFailed", run.diagnostic, run.config_file)
+        held = run.lock.problem == LockProblem.HELD
+        verdict = _failed("LockHeld" if held else "PlanFailed", run.lock.describe())
+        return verdict if run.lock.lock is None else RunVerdict(Outcome.LOCK_HELD, "LockHeld", verdict.message,
+                                                                lock=run.lock.lock)
+    if run.refused is not None:
+        return _failed(POLICY_REFUSED, run.refused)
+    if run.summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable
+        return _failed("PlanFailed", "; ".join(run.summary.errors), run.config_file)
+    return RunVerdict(run.summary.outcome, "Checked", summary=run.summary)
+
+
+def _failed(reason: str, message: str, config_file: str | None = None) -> RunVerdict:
+    if config_file is not None:
+        stalled: str | None = (f"the configuration does not work ({config_file}): {message}; fix it in the source: "
+                               f"the next run checks again")
+    elif reason == POLICY_REFUSED:
+        stalled = (f"{message}; change the DriftCheck (or ask the platform team to change the operator policy): the "
+                   f"next run checks again")
+    else:
+        stalled = None
+    return RunVerdict(Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED, reason, message,
+                      stalled=stalled)
 
 
 def scheduled_text(status: DriftCheckStatus) -> str:
@@ -65,23 +167,55 @@ def scheduled_text(status: DriftCheckStatus) -> str:
             else f"suspended: no scheduled check; {how}")
 
 
-def checked_condition(status: DriftCheckStatus) -> tuple[ConditionStatus, str, str] | None:
-    """(status, reason, message) of the Checked condition that the last run (``status.lastResult``,
-    its ``reason``) and the schedule (``status.nextScheduleTime``) make: True/Checked after a run that
-    worked, False/<reason> with what the schedule does next after one that failed; None when the
-    condition is not derived from status: no run yet, or a held lock whose id the run named
-    (``status.lock``: its condition says how to release it)."""
+def checked_condition(spec: DriftCheckSpec, status: DriftCheckStatus) -> ConditionValue | None:
+    """The Checked condition the typed status makes, or None before anything was checked.
+
+    A run that ended without a result (``status.unfinishedRun``) speaks first. Then the last run
+    (``status.lastResult``, its ``reason``) and the schedule (``status.nextScheduleTime``) decide:
+    True/Checked after a run that worked; False/LockHeld, with how to release it, while the lock
+    the run named is held (``status.lock``); False/<reason> with what the schedule does next after
+    any other failure."""
+    if status.unfinished_run is not None:
+        return ConditionStatus.FALSE, status.unfinished_run.reason.value, status.unfinished_run.message
     last, upcoming = status.last_result, status.next_schedule_time
-    if last is None or last.reason is None:
+    if last is None:
         return None
-    if last.reason == "Checked" and last.finished_at is not None:
+    worked = last.outcome in (Outcome.NO_DRIFT, Outcome.DRIFT_DETECTED)
+    reason = last.reason or ("Checked" if worked else last.outcome.value)  # a result an older operator wrote
+    if reason == "Checked" and last.finished_at is not None:
         return ConditionStatus.TRUE, "Checked", f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
             f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
-    if not (last.outcome == Outcome.LOCK_HELD and status.lock is not None):
-        return ConditionStatus.FALSE, last.reason, (
-            f"{last.reason}: {last.message} (failed {status.consecutive_failures} runs in a row; "
-            f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
-    return None
+    if last.outcome == Outcome.LOCK_HELD and status.lock is not None:
+        return ConditionStatus.FALSE, "LockHeld", f"{last.message}{lock_hint(spec, status.lock)}"
+    return ConditionStatus.FALSE, reason, (
+        f"{reason}: {last.message} (failed {status.consecutive_failures} runs in a row; "
+        f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
+
+
+def progress_conditions(spec: DriftCheckSpec, status: DriftCheckStatus) -> dict[str, ConditionValue | None]:
+    """Scheduled and Checked as the typed status makes them (None: the condition is absent).
+    Before the first check, ``Scheduled=True`` says when it comes; it makes Ready True, because a
+    DriftCheck that is set up and waits for its slot is healthy (kstatus Current, so a Flux
+    Kustomization with ``wait: true`` does not time out on one it just applied). From the first
+    check on, Checked speaks instead."""
+    checked = checked_condition(spec, status)
+    if checked is None:
+        return {SCHEDULED: (ConditionStatus.TRUE, "Scheduled", scheduled_text(status)), CHECKED: None}
+    return {SCHEDULED: None, CHECKED: checked}
+
+
+def lock_hint(spec: DriftCheckSpec, lock: ObservedLock) -> str:
+    """How the held ``lock`` gets released: by a person, by the operator's force-unlock (and from
+    when), or not again (it was tried)."""
+    if spec.lock.force_unlock != ForceUnlock.IF_ORPHANED:
+        return f"; if its holder is dead: terraform force-unlock {lock.id}, or set spec.lock.forceUnlock: IfOrphaned"
+    if lock.unlock_attempted_at is not None:
+        return f"; force-unlock was tried at {lock.unlock_attempted_at:%H:%M:%S} UTC and is not tried again"
+    when = unlockable_from(spec, lock)
+    return (f" (forceUnlock IfOrphaned: the first run after {when:%Y-%m-%d %H:%M:%S} UTC that still finds it "
+            f"force-unlocks it: by then it is older than orphanedAfter {spec.lock.orphaned_after} and runs that far "
+            f"apart have found it held)" if when else
+            " (forceUnlock IfOrphaned: the lock does not say when it was taken, so it is never force-unlocked)")
 
 
 def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datetime) -> dt.datetime | None:
@@ -98,7 +232,14 @@ def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datet
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
            requested: str | None) -> Decision:
     """The next move (see the module docstring). ``requested`` is the run annotation's value; the
-    schedule must be valid (``schedule.invalid`` is checked first, by the controller)."""
+    schedule must be valid (``schedule.invalid`` is checked first, by the controller).
+
+    A run is two passes, each with one status write: the first puts it on record as started
+    (``status.runningSince``: its slot or request is never run again), the second runs it. A run on
+    record as started by another operator process was interrupted; the controller clears it first
+    (it runs again as ``status.pendingRun``)."""
+    if status.running_since is not None:
+        return Decision(Move.RUN, trigger=status.running_trigger, started=True)
     if requested and requested != status.last_run_request:
         return Decision(Move.RUN, trigger=f"on demand ({RUN_ANNOTATION}={requested})", request=requested)
     due = schedule.due(spec.schedule, spec.time_zone, status.last_schedule_time, created, now,
@@ -113,7 +254,7 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
     if (last is not None and last.outcome == Outcome.LOCK_HELD and lock is not None and lock.unlock_attempted_at is None
             and spec.lock.force_unlock == ForceUnlock.IF_ORPHANED and orphaned(spec, status, now)):
         return Decision(Move.FORCE_UNLOCK)
-    if not drift_to_resolve(spec, status):
+    if last is None or not drift_to_resolve(spec, status):
         return Decision(Move.WAIT, slot=due.slot if spec.suspend else None)
     r, planned = spec.resolution, last.plan_checksum
     interrupted = status.interrupted_apply if r.strategy == ResolutionStrategy.APPLY else None
@@ -178,6 +319,8 @@ def orphaned(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime) -
     operator watched it stay held that long, whatever the holder's clock says), and it is older
     than that by its own ``Created``. Two runs seconds apart prove nothing about a long apply."""
     lock = status.lock
+    if lock is None:
+        return False
     after = duration_seconds(spec.lock.orphaned_after)
     age = (now - lock.created).total_seconds() if lock.created else 0.0
     return lock.seen_count >= 2 and watched(lock) >= after and age > after

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..api.common import ConditionStatus
+from ..api.conditions import ConditionValue
 from ..api.incident import (AlertRecord, AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
                             RemediationMode, Step, StepPolicy, StepState)
 from .. import steps as actions
@@ -33,6 +34,9 @@ READ_STEPS = {ASSESS: actions.ASSESS, CLASSIFY: actions.CLASSIFY, VERIFY: action
 ORDER = {ASSESS: 0, CLASSIFY: 1, VERIFY: 3, NOTIFY: 4}
 
 TERMINAL = {IncidentPhase.RESOLVED, IncidentPhase.FAILED, IncidentPhase.CLOSED}
+# Phases in which the incident is not remediated (yet): Remediated=False says why, as the phase does.
+NOT_REMEDIATED = {IncidentPhase.AWAITING_APPROVAL, IncidentPhase.REMEDIATING, IncidentPhase.MANUAL_ACTION_REQUIRED}
+STEP_FAILED = "StepFailed"
 # A page carries the root cause, so it waits for the diagnosis, but never longer than this.
 PAGE_WAITS_FOR_DIAGNOSIS = dt.timedelta(seconds=60)
 
@@ -70,6 +74,15 @@ class Decision:
     step: Step | None = None                       # RUN, DRY_RUN, AWAIT_APPROVAL, FAIL (RUN: maybe not in status yet)
     escalate: bool = False                         # FAIL with onFailure Escalate
     levels: tuple[EscalationLevel, ...] = ()       # ESCALATE: the levels due now
+
+
+def remediated(phase: IncidentPhase, reason: str, message: str) -> ConditionValue | None:
+    """The Remediated condition a phase change makes, or None when the phase says nothing about
+    remediation (detection, assessment, a refused spec or policy, closing) and Remediated stays.
+    Remediated=True comes only from verification (:func:`verify`), never from a phase."""
+    if phase in NOT_REMEDIATED or (phase == IncidentPhase.FAILED and reason == STEP_FAILED):
+        return ConditionStatus.FALSE, reason, message
+    return None
 
 
 class VerifyOutcome(StrEnum):

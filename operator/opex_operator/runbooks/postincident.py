@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ..api.common import LocalObjectReference
 from ..api.incident import (IncidentSpec, IncidentStatus, PostIncident, RootCauseCategory as Cat, Severity,
                             SourceKind, StepState, effective_severity)
 
@@ -82,9 +83,9 @@ def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_
         duration_seconds=int((end - status.detected_at).total_seconds()) if status.detected_at else None,
         time_to_assess_seconds=int((status.assessed_at - status.detected_at).total_seconds())
         if status.assessed_at and status.detected_at else None,
-        root_cause=f"{cause.category.value}: {cause.summary}"[:1024] if cause else None,
+        root_cause=f"{cause.category.value}: {cause.summary}" if cause else None,
         action_items=items, post_mortem_required=serious,
-        report_ref={"name": report_name})
+        report_ref=LocalObjectReference(name=report_name))
 
 
 def markdown(namespace: str, name: str, spec: IncidentSpec, status: IncidentStatus, rec: PostIncident) -> str:

@@ -20,11 +20,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..api.rollback import (Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+from ..api.common import ConditionStatus
+from ..api.conditions import ConditionValue
+from ..api.rollback import (PLANNED, ROLLED_BACK, Progress, Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStepId as Id, RollbackStepState as State)
 from ..ports.facts import FunctionState, LambdaVersion, ObjectInfo, previous_version
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
+DRY_RUN = "DryRun"   # the reason a dry run ends with (Succeeded, nothing changed)
 POLL_SECONDS = 1.0
 INVALIDATION_POLL_SECONDS = 5.0
 COPY_BATCH = 200   # objects copied per pass: progress is checkpointed and an abort seen between batches
@@ -72,6 +75,14 @@ class Decision:
     keys: tuple[str, ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def at(self) -> Id:
+        """The step a per-step move (OBSERVE, WAIT, STEP_DONE) acts on; those moves always name one.
+        Raises RuntimeError for a move that names none."""
+        if self.step is None:
+            raise RuntimeError(f"move {self.move} names no step")
+        return self.step
+
 
 class RollbackFailed(Exception):
     """The rollback cannot go on: ``reason`` (CamelCase) and a message saying what was and was not changed."""
@@ -84,17 +95,46 @@ class RollbackFailed(Exception):
 def target(spec: RollbackSpec) -> str:
     """``lambda:NAME[:ALIAS]`` or ``s3://BUCKET/PREFIX``, as status.target shows it."""
     if spec.lambda_ is not None:
-        return f"lambda:{spec.lambda_.function_name}" + (f":{spec.lambda_.alias}" if spec.lambda_.alias else "")
-    site = spec.static_site
+        return f"lambda:{spec.function.function_name}" + (f":{spec.function.alias}" if spec.function.alias else "")
+    site = spec.site
     return f"s3://{site.bucket}/{site.target_prefix}"
 
 
 def site_source(spec: RollbackSpec) -> tuple[str, str | None]:
     """The backup's bucket, and the prefix to leave out of the live listing (the backups live beside
     the site when they share a bucket: never copy onto them, never delete them)."""
-    site = spec.static_site
+    site = spec.site
     source = site.backup_bucket or site.bucket
     return source, site.backup_prefix if source == site.bucket else None
+
+
+def captured(status: RollbackStatus) -> tuple[Revision, Revision, Progress]:
+    """(from, to, progress) as the capture step recorded them; every later step runs after it.
+    Raises RuntimeError when called before the capture (a bug, not a state of the target)."""
+    if status.from_ is None or status.to is None:
+        raise RuntimeError("the rollback's capture step has not recorded status.from and status.to")
+    return status.from_, status.to, status.progress or Progress()
+
+
+def approval_text(target: str | None) -> str:
+    """What a Rollback waiting for approval says (its phase and RolledBack)."""
+    return f"waiting for approval: set spec.approved: true to roll back {target}"
+
+
+def conditions(status: RollbackStatus) -> dict[str, ConditionValue | None]:
+    """RolledBack and Planned as the typed status makes them (a value sets the condition, None
+    removes it). While the rollback is under way (Pending, InProgress, Verifying) neither is derived
+    and both stay as they are: Reconciling speaks for it then. Once it has ended (``status.reason``),
+    RolledBack is True only for a real rollback that succeeded, and Planned is True for a dry run's
+    plan."""
+    if status.phase == Phase.AWAITING_APPROVAL:
+        return {ROLLED_BACK: (ConditionStatus.FALSE, "AwaitingApproval", approval_text(status.target))}
+    if status.phase not in TERMINAL or status.reason is None:
+        return {}
+    dry_run, message = status.reason == DRY_RUN, status.message or ""
+    ok = status.phase == Phase.SUCCEEDED and not dry_run
+    return {ROLLED_BACK: (ConditionStatus.TRUE if ok else ConditionStatus.FALSE, status.reason, message),
+            PLANNED: (ConditionStatus.TRUE, status.reason, message) if dry_run else None}
 
 
 def step_of(status: RollbackStatus, step_id: Id) -> State:
@@ -105,8 +145,8 @@ def step_of(status: RollbackStatus, step_id: Id) -> State:
 def steps_of(spec: RollbackSpec) -> list[Id]:
     """The steps of this rollback, in order."""
     if spec.lambda_ is not None:
-        return [Id.CAPTURE, Id.APPLY, Id.VERIFY] + ([Id.ENVIRONMENT] if spec.lambda_.environment else [])
-    site = spec.static_site
+        return [Id.CAPTURE, Id.APPLY, Id.VERIFY] + ([Id.ENVIRONMENT] if spec.function.environment else [])
+    site = spec.site
     return ([Id.CAPTURE, Id.APPLY] + ([Id.DELETE] if site.delete_extraneous else [])
             + ([Id.INVALIDATE] if site.cloud_front else []) + [Id.VERIFY])
 
@@ -124,7 +164,7 @@ def decide(spec: RollbackSpec, status: RollbackStatus, now: dt.datetime, facts: 
     if (now - status.started_at).total_seconds() > spec.progress_deadline_seconds:
         return Decision(Move.FAIL, reason="ProgressDeadlineExceeded",
                         message=f"not finished within progressDeadlineSeconds ({spec.progress_deadline_seconds}s) "
-                                f"while {status.phase.value}; {progress_note(status)}")
+                                f"while {status.phase}; {progress_note(status)}")
     pending = [s for s in steps_of(spec) if step_of(status, s) not in (State.SUCCEEDED, State.SKIPPED)]
     if pending and pending[0] == Id.CAPTURE:
         return Decision(Move.CAPTURE, Id.CAPTURE)
@@ -137,7 +177,7 @@ def decide(spec: RollbackSpec, status: RollbackStatus, now: dt.datetime, facts: 
         return Decision(Move.OBSERVE, step)
     if spec.dry_run:
         return Decision(Move.DRY_RUN_DONE, message=_site_plan(spec, facts))
-    if spec.lambda_ is not None:
+    if facts.function is not None:
         return _lambda_step(spec, status, step, facts.function)
     return _site_step(spec, status, step, facts)
 
@@ -151,7 +191,7 @@ def lambda_target(spec: RollbackSpec, current: FunctionState, versions: list[Lam
 
     Raises RollbackFailed (NoPreviousVersion) when there is nothing earlier to go to.
     """
-    to, name = spec.lambda_.to, spec.lambda_.function_name
+    to, name = spec.function.to, spec.function.function_name
     if to.version:
         return to.version, named_sha
     if to.s3 is not None:
@@ -168,7 +208,7 @@ def lambda_target(spec: RollbackSpec, current: FunctionState, versions: list[Lam
 def describe_revision(version: str | None, sha: str | None) -> str:
     """``v2 (wErUWPWtkx…)`` for printer columns."""
     label = f"v{version}" if version and version.isdigit() else version
-    return f"{label} ({sha[:10]}…)" if sha else label
+    return f"{label} ({sha[:10]}…)" if sha else label or "?"
 
 
 def holds(current: FunctionState, to: Revision, alias: str | None) -> bool:
@@ -177,19 +217,19 @@ def holds(current: FunctionState, to: Revision, alias: str | None) -> bool:
 
 
 def _lambda_plan(spec: RollbackSpec, status: RollbackStatus) -> str:
-    target_ = spec.lambda_
-    plan = (f"would point alias {target_.alias} from version {status.from_.version} to {status.to.version}"
-            if target_.alias else f"would replace the code of {target_.function_name}, now {status.from_.description}, "
-                                  f"with {status.to.description}")
+    target_, (from_, to, _) = spec.function, captured(status)
+    plan = (f"would point alias {target_.alias} from version {from_.version} to {to.version}"
+            if target_.alias else f"would replace the code of {target_.function_name}, now {from_.description}, "
+                                  f"with {to.description}")
     if target_.environment:
         plan += f", then set environment variables {', '.join(sorted(target_.environment))}"
     return plan
 
 
 def _lambda_step(spec: RollbackSpec, status: RollbackStatus, step: Id, current: FunctionState) -> Decision:
-    alias = spec.lambda_.alias
+    alias, (_, to, _) = spec.function.alias, captured(status)
     if step == Id.APPLY:
-        if holds(current, status.to, alias):
+        if holds(current, to, alias):
             return Decision(Move.STEP_DONE, step, message="already at the target; nothing called", state=State.SKIPPED)
         return Decision(Move.APPLY, step)
     if step == Id.VERIFY:
@@ -197,18 +237,19 @@ def _lambda_step(spec: RollbackSpec, status: RollbackStatus, step: Id, current: 
             return Decision(Move.FAIL, reason="UpdateFailed", message=f"Lambda reports the update failed: "
                                                                       f"{current.last_update_reason}; "
                                                                       f"{progress_note(status)}")
-        if not (current.settled and holds(current, status.to, alias)):
+        if not (current.settled and holds(current, to, alias)):
             return Decision(Move.WAIT, step, wait=POLL_SECONDS,
                             message=f"State {current.state}, LastUpdateStatus {current.last_update_status}, "
                                     f"CodeSha256 {current.code_sha256}")
         return Decision(Move.STEP_DONE, step, message=f"Active, Successful, CodeSha256 {current.code_sha256}")
-    wanted = {k: v for k, v in spec.lambda_.environment.items() if current.environment.get(k) != v}
+    environment = spec.function.environment or {}
+    wanted = {k: v for k, v in environment.items() if current.environment.get(k) != v}
     if not current.settled:  # never change configuration while an update is in progress
         return Decision(Move.WAIT, step, wait=POLL_SECONDS, message=f"waiting for {current.name} to settle")
     if wanted:  # a merge of the same values: safe to issue again after a restart
         return Decision(Move.SET_ENVIRONMENT, step, variables=tuple(sorted(wanted.items())))
     return Decision(Move.STEP_DONE, step,
-                    message=f"environment variables {', '.join(sorted(spec.lambda_.environment))} set")
+                    message=f"environment variables {', '.join(sorted(environment))} set")
 
 
 # -- static site -----------------------------------------------------------------------------------
@@ -224,12 +265,12 @@ def restore_plan(backup: dict[str, ObjectInfo], backup_prefix: str, live: dict[s
 
 
 def _restore(spec: RollbackSpec, facts: Facts) -> tuple[dict[str, str], list[str], list[str]]:
-    site = spec.static_site
+    site = spec.site
     return restore_plan(facts.backup, site.backup_prefix, facts.live, site.target_prefix)
 
 
 def _site_plan(spec: RollbackSpec, facts: Facts) -> str:
-    site = spec.static_site
+    site = spec.site
     to_copy, unchanged, extra = _restore(spec, facts)
     plan = f"would copy {len(to_copy)} objects ({len(unchanged)} unchanged)"
     plan += (f", delete {len(extra)} not in the backup" if site.delete_extraneous else
@@ -241,7 +282,7 @@ def _site_plan(spec: RollbackSpec, facts: Facts) -> str:
 
 def copied_so_far(status: RollbackStatus, left_to_copy: int) -> int:
     """Objects copied, derived from the listing (so a restart mid-batch counts what it did)."""
-    p = status.progress
+    p = status.progress or Progress()
     return max(0, p.total - left_to_copy - p.unchanged)
 
 
@@ -251,21 +292,21 @@ def completed(invalidation_status: str | None) -> bool:
 
 
 def _site_step(spec: RollbackSpec, status: RollbackStatus, step: Id, facts: Facts) -> Decision:
-    site = spec.static_site
+    site, (_, _, progress) = spec.site, captured(status)
     to_copy, unchanged, extra = _restore(spec, facts)
     if step == Id.APPLY:
         if to_copy:
             return Decision(Move.COPY, step, copies=tuple(list(to_copy.items())[:COPY_BATCH]))
-        return Decision(Move.STEP_DONE, step, message=f"copied {status.progress.copied} objects, "
-                                                      f"{status.progress.unchanged} were unchanged")
+        return Decision(Move.STEP_DONE, step, message=f"copied {progress.copied} objects, "
+                                                      f"{progress.unchanged} were unchanged")
     if step == Id.DELETE:
         if extra:
             return Decision(Move.DELETE, step, keys=tuple(extra))
-        return Decision(Move.STEP_DONE, step, message=f"deleted {status.progress.deleted} objects not in the backup")
+        return Decision(Move.STEP_DONE, step, message=f"deleted {progress.deleted} objects not in the backup")
     if step == Id.INVALIDATE:
         if status.invalidation is None:
             return Decision(Move.INVALIDATE, step)
-        if site.cloud_front.wait_for_completion and not completed(facts.invalidation_status):
+        if site.cloud_front and site.cloud_front.wait_for_completion and not completed(facts.invalidation_status):
             return Decision(Move.WAIT, step, wait=INVALIDATION_POLL_SECONDS,
                             message=f"waiting for invalidation {status.invalidation.id}")
         return Decision(Move.STEP_DONE, step, message=f"invalidation {status.invalidation.id} "

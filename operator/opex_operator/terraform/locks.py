@@ -58,7 +58,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .. import denials
-from ..api.common import StateLock
+from ..api.common import StateLock, truncate
 from ..termtext import plain
 
 # Terraform's own headings, the backends' wrappers, and bare backend errors that mean "someone else holds the lock".
@@ -150,25 +150,27 @@ class LockError:
         return (info.who if info else None) or "unknown"
 
     def describe(self) -> str:
-        """One line for a condition, an Event or a root cause."""
+        """One line for a condition, an Event or a root cause (at most 1,024 characters)."""
+        return truncate(self._describe(), 1024)
+
+    def _describe(self) -> str:
         via = f" ({self.backend} backend)" if self.backend else ""
         if self.problem == LockProblem.DENIED:
             what = self.denial.describe() if self.denial else self.message
-            return f"the Terraform state lock could not be written{via}: permission denied: {what}"[:1024]
+            return f"the Terraform state lock could not be written{via}: permission denied: {what}"
         if self.problem == LockProblem.BACKEND_FAULT:
             return (f"the Terraform state backend{via} failed while taking the lock (a backend fault, not another "
-                    f"holder): {self.message}")[:1024]
+                    f"holder): {self.message}")
         info = self.lock or self.holder_info
         if info is None:
             note = f"; {self.note}" if self.note else ""
-            return (f"the state is locked{via} but the error names no lock id (holder unknown): {self.message}{note}"
-                    )[:1024]
+            return (f"the state is locked{via} but the error names no lock id (holder unknown): {self.message}{note}")
         since = f", since {info.created:%Y-%m-%d %H:%M:%S} UTC" if info.created else ""
         what = f", {info.operation}" if info.operation else ""
         where = f" on {info.path}" if info.path else ""
         name = f"state lock {info.id}" if self.lock else "the state lock"
         note = f"; {self.note}" if self.note and not self.lock else ""
-        return f"{name}{where}{via} is held by {self.holder}{what}{since}{note}"[:1024]
+        return f"{name}{where}{via} is held by {self.holder}{what}{since}{note}"
 
 
 def parse_created(value: str) -> dt.datetime | None:
@@ -290,7 +292,7 @@ def _message(block: list[str]) -> str:
         else:
             items[-1] = f"{items[-1]} {stripped}"
     items = [item.removesuffix(":") if item.endswith("occurred:") else item for item in items]
-    return "; ".join(items)[:MAX_MESSAGE] or "no detail"
+    return truncate("; ".join(items), MAX_MESSAGE) or "no detail"
 
 
 _ASCII_BOX = re.compile(r"^\s*\|(?: |$)")

@@ -51,8 +51,9 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
+from ..api.common import truncate
 from ..api.driftcheck import Outcome
 from ..termtext import plain
 
@@ -184,7 +185,7 @@ def address_matches(pattern: str, address: str) -> bool:
     return re.fullmatch(regex, address, re.DOTALL) is not None
 
 
-def _ignored(address: str, ignore: list[str]) -> bool:
+def _ignored(address: str, ignore: Sequence[str]) -> bool:
     return any(address_matches(pattern, address) for pattern in ignore)
 
 
@@ -271,7 +272,7 @@ def _program(doc: dict[str, Any]) -> str:
     return "OpenTofu" if any(n.startswith(OPENTOFU_REGISTRY) for n in names) else "Terraform"
 
 
-def parse_show_json(doc: Any, ignore: list[str] = ()) -> PlanSummary:
+def parse_show_json(doc: Any, ignore: Sequence[str] = ()) -> PlanSummary:
     """Summarise ``terraform show -json`` output (a dict). Raises PlanFormatError for other input."""
     if not isinstance(doc, dict) or "format_version" not in doc:
         raise PlanFormatError("not a Terraform plan: no format_version (expected `terraform show -json PLANFILE`)")
@@ -337,14 +338,14 @@ def _trigger(resource: str | None, event: str | None) -> str:
     return f"{words} of {resource}"
 
 
-def _invocation(summary: PlanSummary, address: str, trigger: str, provider: str | None, ignore: list[str]) -> None:
+def _invocation(summary: PlanSummary, address: str, trigger: str, provider: str | None, ignore: Sequence[str]) -> None:
     if _ignored(address, ignore):
         summary.ignored.append(address)
     else:
         summary.action_invocations.append(ActionInvocation(address, trigger, provider))
 
 
-def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
+def parse_stream(text: str, ignore: Sequence[str] = ()) -> PlanSummary:
     """Summarise a ``terraform plan -json`` (or ``tofu plan -json``) stream; other lines are skipped.
 
     Raises PlanFormatError when no line is a Terraform UI message or the UI version is unknown.
@@ -387,7 +388,7 @@ def parse_stream(text: str, ignore: list[str] = ()) -> PlanSummary:
             diag = msg.get("diagnostic") or {}
             if diag.get("severity") == "error":
                 summary.errored = True
-                summary.errors.append(f"{diag.get('summary', '')}: {diag.get('detail', '')}".strip(": ")[:500])
+                summary.errors.append(truncate(f"{diag.get('summary', '')}: {diag.get('detail', '')}".strip(": "), 500))
         elif kind == "outputs":
             summary.output_changes = sorted(n for n, o in (msg.get("outputs") or {}).items()
                                             if o.get("action") not in (None, "noop"))
@@ -432,7 +433,7 @@ def configuration_file(text: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], ignore: list[str]) -> None:
+def _stream_change(summary: PlanSummary, kind: str, change: dict[str, Any], ignore: Sequence[str]) -> None:
     address = (change.get("resource") or {}).get("addr", "?")
     action = change.get("action", "")
     previous = (change.get("previous_resource") or {}).get("addr")
@@ -478,7 +479,7 @@ _UNIT_PREFIX = re.compile(r"^(?:[\d:.]+\s+)?(?:STDOUT|STDERR)\s+\[(?P<dir>[^\]]*
                           r"^\[(?P<old>[^\]]+)\]\s+(?=\{)")
 
 
-def parse_input(text: str, ignore: list[str] = ()) -> PlanSet:
+def parse_input(text: str, ignore: Sequence[str] = ()) -> PlanSet:
     """Every plan in ``text``: one ``show -json`` document or ``plan -json`` stream, or several (see the
     module docstring). Raises PlanFormatError naming what is wrong (empty, truncated, not a plan)."""
     stripped = text.lstrip()
@@ -548,7 +549,7 @@ def _concatenated(text: str) -> list[Any]:
     return found if len(found) > 1 else []
 
 
-def parse_any(text: str, ignore: list[str] = ()) -> PlanSummary:
+def parse_any(text: str, ignore: Sequence[str] = ()) -> PlanSummary:
     """The one plan in ``text`` (see :func:`parse_input`); raises PlanFormatError when it holds several."""
     found = parse_input(text, ignore)
     if len(found.plans) > 1:

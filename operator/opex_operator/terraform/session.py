@@ -221,6 +221,7 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
         revision = await _git_source(src.git.url, src.git.ref, cache, run_dir)
         config_dir = run_dir.config_dir(src.git.path)
     else:
+        assert src.config_map_ref is not None  # the CRD requires git or configMapRef
         files = await asyncio.to_thread(kube.config_map_data, namespace, src.config_map_ref.name)
         if files is None:
             raise SourceError("SourceUnavailable", f"ConfigMap {src.config_map_ref.name} (spec.source.configMapRef) "
@@ -248,10 +249,11 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
         if ref.kind == ValuesFromKind.SECRET:
             secret_values.update((data or {}).values())
     tenant_env: dict[str, str] = {}
-    for ref in spec.env_from:
-        data = await asyncio.to_thread(kube.secret_data, namespace, ref.secret_ref.name)
+    for env_ref in spec.env_from:
+        secret = env_ref.secret_ref.name
+        data = await asyncio.to_thread(kube.secret_data, namespace, secret)
         if data is None:
-            raise SourceError("EnvironmentUnavailable", f"Secret {ref.secret_ref.name} (spec.envFrom) does not exist")
+            raise SourceError("EnvironmentUnavailable", f"Secret {secret} (spec.envFrom) does not exist")
         tenant_env.update(data)
         secret_values.update(data.values())
     env = environment(dict(os.environ), run_dir, role_env or {}, tenant_env)

@@ -35,6 +35,7 @@ async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT
         proc.kill()
         await proc.wait()
         raise
+    assert proc.returncode is not None  # communicate() waited for the process
     return proc.returncode, out, err.decode(errors="replace").strip()
 
 

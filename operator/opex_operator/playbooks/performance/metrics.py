@@ -391,7 +391,7 @@ def root_cause(causes: list[Cause], d: Diagnosis, judged: list[MetricFinding], n
     if causes:
         best = causes[0]
         evidence = list(dict.fromkeys(d.refs[k] for k in best.evidence if k in d.refs))[:10]
-        return RootCause(category=best.category, summary=best.summary[:1024], evidence=evidence, identified_at=now)
+        return RootCause(category=best.category, summary=best.summary, evidence=evidence, identified_at=now)
     empty = sum(1 for f in judged if f.state == State.NO_DATA)
     summary = ("no metric crossed its threshold" if empty < len(judged) else "no datapoints for any metric") + (
         f"; {empty} of {len(judged)} series had no data" if empty else "")
