@@ -102,6 +102,34 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
 
+    def as_user(self, username: str) -> "Kube":
+        """The same API server, every request impersonating ``username`` (``Impersonate-User``): the
+        API server's RBAC and admission judge it as that user's, and the requester is that user. The
+        operator's RBAC allows it only for the users of the policy's ``oncall.users``."""
+        return Kube(kubernetes.client.ApiClient(self.api_client.configuration, header_name="Impersonate-User",
+                                                header_value=username))
+
+    @_translated
+    def whoami(self) -> str:
+        """The username the API server knows this client as (a SelfSubjectReview)."""
+        review = kubernetes.client.AuthenticationV1Api(self.api_client).create_self_subject_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        return review.status.user_info.username
+
+    @_translated
+    def patch(self, ref: ObjectRef, body: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the object itself (its spec, its metadata); returns it. With ``resource_version``
+        only if the object is still at that version (``conflict`` otherwise). Raises KubeError
+        (``forbidden`` when RBAC or an admission policy refused it, with the API server's message)."""
+        if resource_version is not None:
+            body = {**body, "metadata": {**body.get("metadata", {}), "resourceVersion": resource_version}}
+        return self.custom.patch_namespaced_custom_object(GROUP, VERSION, ref.namespace, ref.plural, ref.name, body)
+
+    @_translated
+    def list(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        """Every custom resource of ``plural`` in ``namespace``."""
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
+
     @_translated
     def patch_status(self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         """Merge-patch ``status`` into the object's status subresource; returns the object.

@@ -11,12 +11,12 @@ from enum import StrEnum
 
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
+from .approvals import USERNAME_MAX
 from .conditions import RECONCILING, STALLED
-from .common import (DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
-                     Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
-                     text, timeline_field)
+from .common import (DNS_LABEL, DNS_SUBDOMAIN, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
+                     TimelineEntry, bounded, conditions_field, duration_at_least, obj_default, text, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -165,6 +165,8 @@ class Resolution(Model):
          "message": "strategy Import needs at least one entry in resolution.imports"},
         {"rule": "!has(self.approvedPlanChecksum) || (has(self.strategy) && self.strategy != 'ReportOnly')",
          "message": "approvedPlanChecksum approves a resolution: it needs strategy Apply, RefreshOnly or Import"},
+        {"rule": "!has(self.approvedBy) || has(self.approvedPlanChecksum)",
+         "message": "approvedBy names who approved approvedPlanChecksum: set both"},
     ]}}
 
     strategy: ResolutionStrategy = Field(default=ResolutionStrategy.REPORT_ONLY, description=(
@@ -177,6 +179,10 @@ class Resolution(Model):
         default=None, max_length=71, pattern=CHECKSUM,
         description="With approval Manual, the resolution runs only for the run whose status.lastResult.planChecksum "
                     "equals this (Apply applies exactly that saved plan).")
+    approved_by: str | None = Field(default=None, min_length=1, max_length=USERNAME_MAX, description=(
+        "Kubernetes username of who approved approvedPlanChecksum (opex approve fills it in). The admission policy "
+        "admits a new approval only in the requester's own name, and under its two-person rule requires it and "
+        "refuses the DriftCheck's creator."))
     imports: list[ImportEntry] = Field(default_factory=list, max_length=50, description="For strategy Import.")
 
 
@@ -186,17 +192,8 @@ class ForceUnlock(StrEnum):
 
 
 MIN_ORPHANED_AFTER = 60  # seconds: a lock younger than this may belong to a Terraform run that is still going
-OrphanedAfter = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
-    DURATION_RULE,
-    {"rule": f"!self.matches(r'{DURATION}') || duration(self) >= duration('{MIN_ORPHANED_AFTER}s')",
-     "message": f"must be at least {MIN_ORPHANED_AFTER}s: a younger lock may be held by a Terraform run that is "
-                f"still going"}]}), AfterValidator(lambda v: _at_least(v, MIN_ORPHANED_AFTER))]
-
-
-def _at_least(value: str, seconds: float) -> str:
-    if duration_seconds(value) < seconds:
-        raise ValueError(f"must be at least {seconds}s")
-    return value
+OrphanedAfter = duration_at_least(MIN_ORPHANED_AFTER, "a younger lock may be held by a Terraform run that is still "
+                                                       "going")
 
 
 class LockPolicy(Model):
@@ -353,6 +350,11 @@ class ResolutionPolicy(Status):
 
     strategy: ResolutionStrategy = Field(description="ReportOnly, Apply, RefreshOnly or Import.")
     approval: Approval = Field(description="Manual (only an approved plan checksum) or Auto.")
+    approved_plan_checksum: str | None = Field(default=None, max_length=71, description="The plan checksum approved "
+                                               "(spec.resolution.approvedPlanChecksum).")
+    approved_by: bounded(USERNAME_MAX, "Who approved it (spec.resolution.approvedBy, admitted only in the "
+                         "requester's own name); absent when the approval carries no name.") | None = None
+    approved_at: dt.datetime | None = Field(default=None, description="When the operator first saw this approval.")
 
 
 class DriftCheckStatus(Status):
