@@ -101,13 +101,16 @@ class Kube:
         self.api_client = api_client or kubernetes.client.ApiClient()
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
+        self._impersonating: dict[str, Kube] = {}
 
     def as_user(self, username: str) -> "Kube":
         """The same API server, every request impersonating ``username`` (``Impersonate-User``): the
         API server's RBAC and admission judge it as that user's, and the requester is that user. The
         operator's RBAC allows it only for the users of the policy's ``oncall.users``."""
-        return Kube(kubernetes.client.ApiClient(self.api_client.configuration, header_name="Impersonate-User",
-                                                header_value=username))
+        if username not in self._impersonating:  # one client (and connection pool) per person, kept
+            self._impersonating[username] = Kube(kubernetes.client.ApiClient(
+                self.api_client.configuration, header_name="Impersonate-User", header_value=username))
+        return self._impersonating[username]
 
     @_translated
     def whoami(self) -> str:

@@ -309,3 +309,26 @@ def test_the_pods_termination_grace_leaves_terraform_time_to_release_its_lock(he
     assert env["OPEX_SHUTDOWN_GRACE"] == str(grace) and pod["terminationGracePeriodSeconds"] == grace + 15
     refused = helm.template(sets=("operator.shutdownGraceSeconds=10",), check=False)
     assert refused.returncode != 0 and "/operator/shutdownGraceSeconds" in refused.stderr
+
+
+def test_the_admission_policies_name_approvals_everywhere_and_the_two_person_rule_where_asked(helm):
+    default = [(d["kind"], d["metadata"]["name"]) for d in helm.template() if "AdmissionPolicy" in d["kind"]]
+    assert default == [("ValidatingAdmissionPolicy", "opex-opex-operator-named-approvals"),
+                       ("ValidatingAdmissionPolicyBinding", "opex-opex-operator-named-approvals")]
+    binding = next(d for d in helm.template() if d["kind"] == "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["validationActions"] == ["Deny"] and binding["spec"]["matchResources"] == {
+        "namespaceSelector": {}}
+    docs = helm.template(FULL)
+    policies = {d["metadata"]["name"]: d for d in of_kind(docs, "ValidatingAdmissionPolicy")}
+    bindings = {d["metadata"]["name"]: d for d in of_kind(docs, "ValidatingAdmissionPolicyBinding")}
+    assert sorted(policies) == sorted(bindings) == ["opex-named-approvals", "opex-two-person-rule"]
+    two = policies["opex-two-person-rule"]["spec"]
+    assert {v["name"]: v["expression"] for v in two["variables"]}["severities"] == '["critical","high"]'
+    assert bindings["opex-two-person-rule"]["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"opex.dev/two-person-rule": "true"}}
+    for policy in policies.values():
+        rules = policy["spec"]["matchConstraints"]["resourceRules"]
+        assert rules == [{"apiGroups": ["opex.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                          "resources": ["incidents", "driftchecks", "rollbacks"]}]  # never the status writes
+        assert policy["spec"]["failurePolicy"] == "Fail"
+    assert not [d for d in helm.template(sets=("admission.enabled=false",)) if "AdmissionPolicy" in d["kind"]]
