@@ -8,11 +8,9 @@ signed webhooks (hack/fakepagerduty.py).
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
-import aiohttp
 import kubernetes
 import pytest
 
@@ -27,6 +25,7 @@ from opex_operator.notify.slack import ACKNOWLEDGE, APPROVE, ActionValue, SlackS
 from opex_operator.policy import OnCall
 from opex_operator.receivers.actions import Actions
 from opex_operator.receivers.server import PAGERDUTY_PATH, SLACK_PATH, ReceiverServer
+from support.endpoints import post_once
 import procs
 
 RUN = uuid.uuid4().hex[:6]
@@ -87,17 +86,7 @@ def post(operator_kube, slack: FakeSlack, tmp_path, path: str, body: bytes, head
     settings = ReceiverSettings(port=procs.free_port(), pagerduty_secret_file=pd, slack_secret_file=sl)
     server = ReceiverServer(Actions(kube, ("e2e-*",)), OnCall.model_validate({"users": USERS}), settings,
                             SlackSender(slack.api_url))
-
-    async def run():
-        await server.start("127.0.0.1")
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"http://127.0.0.1:{settings.port}{path}", data=body, headers=headers) as resp:
-                    return resp.status, await resp.text()
-        finally:
-            await server.stop()
-
-    return asyncio.run(run())
+    return post_once(server, path, body, headers)
 
 
 def click(slack: FakeSlack, incident: dict, user: str, action_id: str, step: str | None = None) -> tuple[bytes, dict]:

@@ -3,12 +3,10 @@ the on-call receivers' HTTP endpoints on a real socket, the Kubernetes port fake
 gets, what became of it, and what was read."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import urllib.parse
 
-import aiohttp
 import pytest
 
 from opex_operator.config import ReceiverSettings
@@ -18,6 +16,7 @@ from opex_operator.receivers.actions import Actions
 from opex_operator.receivers.server import PAGERDUTY_PATH, SLACK_PATH, ReceiverServer
 from opex_operator.receivers.signatures import sign_slack
 from realworld.corpus import Case, params
+from support.endpoints import post_once
 from support.oncall_fakes import FakeIncidentWriter, FakeSlackPort
 import procs
 
@@ -53,17 +52,7 @@ def serve_and_post(case: Case, tmp_path) -> tuple[int, str, FakeIncidentWriter]:
     writer.add({"metadata": {"namespace": "payments", "name": "checkout", "uid": "7f0b1c4e-8a55-4b0e-9a7e-2d3c4b5a6f70"},
                 "spec": {}, "status": {"phase": "AwaitingApproval"}})
     server = ReceiverServer(Actions(writer), OnCall(), settings, FakeSlackPort(), clock=clock)
-
-    async def run():
-        await server.start("127.0.0.1")
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"http://127.0.0.1:{settings.port}{path}", data=body, headers=headers) as resp:
-                    return resp.status, await resp.text()
-        finally:
-            await server.stop()
-
-    status, text = asyncio.run(run())
+    status, text = post_once(server, path, body, headers)
     return status, text, writer
 
 

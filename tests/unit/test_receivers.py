@@ -3,11 +3,9 @@ acknowledgement or a Slack click writes, in whose name, through a fake of the Ku
 judges writes as the API server and the chart's admission policy would."""
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
-import aiohttp
 import pytest
 
 from fakepagerduty import FakePagerDuty
@@ -21,6 +19,7 @@ from opex_operator.receivers.server import PAGERDUTY_PATH, SLACK_PATH, ReceiverS
 from opex_operator.receivers.signatures import (SignatureError, sign_pagerduty, sign_slack, verify_pagerduty,
                                                 verify_slack)
 from realworld.corpus import ROOT as CORPUS
+from support.endpoints import post_once
 from support.oncall_fakes import FakeIncidentWriter, FakeSlackPort
 import procs
 
@@ -165,17 +164,7 @@ class Receivers:
         self.server = ReceiverServer(Actions(kube), ONCALL, self.settings, slack_port or FakeSlackPort())
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        async def run():
-            await self.server.start("127.0.0.1")
-            try:
-                async with aiohttp.ClientSession() as session:
-                    async with session.post(f"http://127.0.0.1:{self.settings.port}{path}", data=body,
-                                            headers=headers) as resp:
-                        return resp.status, await resp.text()
-            finally:
-                await self.server.stop()
-
-        return asyncio.run(run())
+        return post_once(self.server, path, body, headers)
 
 
 def test_pagerduty_acknowledgement_of_the_incident_it_paged_is_written_in_the_mapped_persons_name(tmp_path):
