@@ -14,6 +14,9 @@ from pydantic import Field
 
 from .approvals import USERNAME_MAX
 from .conditions import RECONCILING, STALLED
+
+# The Rollback's condition types (Ready is derived from them: RollbackStatus.READY_FROM).
+ROLLED_BACK, PLANNED = "RolledBack", "Planned"
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, Status, TimelineEntry, bounded,
                      conditions_field, text, timeline_field)
 from .incident import LAMBDA_NAME
@@ -206,7 +209,7 @@ class RollbackStatus(Status):
         RollbackPhase.PENDING: RECONCILING, RollbackPhase.IN_PROGRESS: RECONCILING,
         RollbackPhase.VERIFYING: RECONCILING, RollbackPhase.FAILED: STALLED, RollbackPhase.AWAITING_APPROVAL: None,
         RollbackPhase.SUCCEEDED: None, RollbackPhase.ABORTED: None}
-    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Planned", "RolledBack")
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, PLANNED, ROLLED_BACK)
 
     phase: RollbackPhase | None = Field(default=None, description="Pending, AwaitingApproval, InProgress, Verifying, "
                                         "Succeeded, Failed or Aborted.")
