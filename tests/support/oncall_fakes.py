@@ -1,4 +1,4 @@
-"""Plain fakes of the on-call ports: the PagerDuty and Slack senders (``notify.ports``) and the
+"""Plain fakes of the on-call ports: the PagerDuty and Slack senders (``ports.notify``) and the
 Kubernetes port the receivers write through (``receivers.actions.IncidentWriter``).
 
 The sender fakes record what was sent and can fail like the real services (a refusal, a rate
@@ -16,7 +16,7 @@ from opex_operator.api.approvals import CREATED_BY_ANNOTATION
 from opex_operator.errors import KubeError
 from opex_operator.kube import ObjectRef
 from opex_operator.notify.http import RateLimited, SendError
-from opex_operator.notify.slack import Posted
+from opex_operator.ports.notify import Posted
 
 
 class FakePagerDutyPort:

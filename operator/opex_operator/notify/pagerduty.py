@@ -90,7 +90,7 @@ def follow_up(routing_key: str, namespace: str, uid: str, action: str) -> dict[s
 
 
 class PagerDutySender:
-    """Sends events to the Events API v2 (``notify.ports.PagerDutyPort``); ``url`` points elsewhere
+    """Sends events to the Events API v2 (``ports.notify.PagerDutyPort``); ``url`` points elsewhere
     in tests (the local stand-in, ``hack/fakepagerduty.py``)."""
 
     def __init__(self, url: str = EVENTS_URL, timeout: float = 10.0, max_wait: float = 30.0):

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..api.common import truncate
 from ..api.incident import IncidentPhase, IncidentSpec, IncidentStatus, effective_severity
+from ..ports.notify import Posted
 from .http import SendError, post_json
 from .message import acknowledgement_line, waiting_steps
 
@@ -114,16 +115,8 @@ def _buttons(namespace: str, name: str, uid: str, spec: IncidentSpec, status: In
     return out
 
 
-@dataclass(frozen=True)
-class Posted:
-    """Where a message went: its channel and ts (its id there, and its thread's)."""
-
-    channel: str
-    ts: str
-
-
 class SlackSender:
-    """Slack's Web API and incoming webhooks (``notify.ports.SlackPort``); ``api_url`` points
+    """Slack's Web API and incoming webhooks (``ports.notify.SlackPort``); ``api_url`` points
     elsewhere in tests (the local stand-in, ``hack/fakeslack.py``). Tokens and webhook URLs are
     passed per call (each Incident's namespace has its own Secret) and never appear in errors."""
 

@@ -30,7 +30,7 @@ from ..endpoint import Endpoint
 from ..errors import KubeError
 from ..notify.http import SendError
 from ..notify.pagerduty import incident_of
-from ..notify.ports import SlackPort
+from ..ports.notify import SlackPort
 from ..policy import OnCall
 from . import PayloadError, pagerduty, slack
 from .actions import Actions, Outcome, Result

@@ -1,12 +1,21 @@
-"""What the escalation path needs from PagerDuty and Slack, as Protocols (the senders implement
-them; unit tests pass the fakes in ``tests/support/notify_fakes.py``). Every method blocks (call it
-through ``asyncio.to_thread``) and raises :class:`~opex_operator.notify.http.SendError` only (its
+"""What the escalation path and the receivers need from PagerDuty and Slack, as Protocols (the
+adapters ``notify.pagerduty.PagerDutySender`` and ``notify.slack.SlackSender`` implement them,
+``wiring`` connects them; unit tests pass the fakes in ``tests/support/oncall_fakes.py``). Every
+method blocks (call it through ``asyncio.to_thread``) and raises
+:class:`~opex_operator.notify.http.SendError` only (its
 :class:`~opex_operator.notify.http.RateLimited` says when to come back)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .slack import Posted
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a Slack message went: its channel and ts (its id there, and its thread's)."""
+
+    channel: str
+    ts: str
 
 
 class PagerDutyPort(Protocol):
