@@ -105,6 +105,12 @@ class FakePagerDuty(LocalServer):
     def url(self) -> str:
         return f"{self.base}/v2/enqueue"
 
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"events": [{k: v for k, v in e.items() if k != "_at"} for e in self.events],
+                    "alerts": [{"routing_key": k, "dedup_key": d, "state": s} for (k, d), s in self.alerts.items()],
+                    "refused": self.refused}
+
     def throttle(self, count: int, retry_after: float | None = 1) -> None:
         """The next ``count`` requests are answered 429 (with ``Retry-After`` unless None)."""
         with self._lock:
@@ -166,3 +172,9 @@ class FakePagerDuty(LocalServer):
                      "title": "opex incident", "urgency": "high"}}}
         body = json.dumps(event, separators=(",", ":")).encode()
         return body, {"Content-Type": "application/json", "X-PagerDuty-Signature": sign_pagerduty(secret, body)}
+
+
+if __name__ == "__main__":  # the local stack's PagerDuty (hack/stack.py): python hack/fakepagerduty.py --port N
+    from localhttp import serve
+
+    serve(lambda args: FakePagerDuty(), "PagerDuty's Events API v2 on 127.0.0.1 (GET /_state shows the events)")

@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 from typing import Any
 
@@ -130,10 +132,17 @@ class FakeSlack(LocalServer):
         self._seq = 0
         self._lock = threading.Lock()
         self.webhook_path = f"/services/T0OPEX/B0OPEX/{uuid.uuid4().hex[:24]}"
+        self.interactivity_url: str | None = None  # where POST /_click sends a click (a process of its own)
+        self.signing_secret = ""
 
     @property
     def api_url(self) -> str:
         return f"{self.base}/api"
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"messages": self.messages, "errors": self.errors, "responses": self.responses,
+                    "webhook_posts": self.webhook_posts}
 
     @property
     def webhook_url(self) -> str:
@@ -156,6 +165,8 @@ class FakeSlack(LocalServer):
             doc = None
         if path == self.webhook_path:
             return self._webhook(doc)
+        if path == "/_click" and self.interactivity_url:
+            return self._click(doc)
         if path.startswith("/actions/"):
             if not isinstance(doc, dict) or not doc.get("text"):
                 return 400, b"invalid_payload", {}
@@ -224,6 +235,26 @@ class FakeSlack(LocalServer):
         return 200, b"ok", {}
 
     # -- what Slack sends to an app --------------------------------------------------------------------
+    def _click(self, doc: Any) -> tuple[int, Any, dict[str, str]]:
+        """``POST /_click {"user", "action_id", "value"}``: a person clicks a button of a message; the
+        click goes to the app's Interactivity Request URL, signed, as Slack sends it; answers with the
+        app's HTTP status and what it answered in the response URL."""
+        if not isinstance(doc, dict) or not {"user", "action_id", "value"} <= set(doc):
+            return 400, b"user, action_id and value", {}
+        body, headers = self.click(self.signing_secret, doc["user"], doc["action_id"], doc["value"])
+        request = urllib.request.Request(self.interactivity_url, data=body, headers=headers, method="POST")
+        before = len(self.responses)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        deadline = time.monotonic() + 10
+        while len(self.responses) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        replies = [r.get("text") for r in self.responses[before:]]
+        return 200, {"status": status, "replies": replies}, {}
+
     def click(self, signing_secret: str, user_id: str, action_id: str, value: str, team_id: str = "T0OPEX",
               timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
         """A click on a button, as Slack posts it to the app's Interactivity Request URL: (form body,
@@ -244,3 +275,17 @@ class FakeSlack(LocalServer):
         stamp = int(time.time()) if timestamp is None else timestamp
         return body, {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": str(stamp),
                       "X-Slack-Signature": sign_slack(signing_secret, stamp, body)}
+
+
+def _process(args) -> FakeSlack:
+    slack = FakeSlack()
+    slack.interactivity_url = args.interactivity_url
+    slack.signing_secret = open(args.signing_secret_file).read().strip() if args.signing_secret_file else ""
+    return slack
+
+
+if __name__ == "__main__":  # the local stack's Slack (hack/stack.py): python hack/fakeslack.py --port N ...
+    from localhttp import serve
+
+    serve(_process, "Slack's Web API on 127.0.0.1 (GET /_state shows the messages; POST /_click clicks a button)",
+          lambda parser: (parser.add_argument("--interactivity-url"), parser.add_argument("--signing-secret-file")))
