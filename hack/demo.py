@@ -175,8 +175,7 @@ def oncall(kc: str, record: dict) -> None:
     posted = st["escalation"]["slack"]
     message = fetch(f"{record['slack']}/_state")["messages"][posted["channel"]][posted["ts"]]
     pages = [e for e in fetch(f"{record['pagerduty']}/_state")["events"] if e["dedup_key"].endswith(uid)]
-    say(f"
-On call: Incident {ONCALL} paged level {st['escalation']['currentLevel']} "
+    say(f"\nOn call: Incident {ONCALL} paged level {st['escalation']['currentLevel']} "
         f"({', '.join(sorted({n['channel'] for n in st['escalation']['notified'] if not n.get('error')}))}):")
     for event in pages:
         say(f"  PagerDuty {event['event_action']} {event['dedup_key']}: {event['payload']['summary']}")
