@@ -20,6 +20,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
+from .api.approvals import CREATED_BY_ANNOTATION
 from .ports.objects import MAX_CONFIG_MAP_BYTES, MAX_LABEL_VALUE, MAX_NAME, ObjectRef, child_name, label_value  # noqa: F401
 from .errors import KubeError
 
@@ -73,6 +74,7 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self._impersonating: dict[str, Kube] = {}
+        self._me: str | None = None
 
     def as_user(self, username: str) -> "Kube":
         """The same API server, every request impersonating ``username`` (``Impersonate-User``): the
@@ -153,7 +155,14 @@ class Kube:
     @_translated
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create a custom resource of ``plural``; returns it, or None when one of that name exists
-        already (a restart re-creating what it created before)."""
+        already (a restart re-creating what it created before). The creator is recorded as the chart's
+        admission policy asks (annotation ``opex.dev/created-by``: this client's own username, unless
+        the body names it), so an Incident's child Rollback is admitted under the two-person rule."""
+        annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
+        if CREATED_BY_ANNOTATION not in annotations:
+            if self._me is None:
+                self._me = self.whoami()
+            annotations[CREATED_BY_ANNOTATION] = self._me
         try:
             return self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
         except ApiException as err:
