@@ -57,15 +57,12 @@ class Paging(Pass):
         st, ref = self.st, self.obj.ref
         st.escalation = st.escalation or EscalationStatus()
         for level in due:
-            again = level == self.situation.re_escalate
-            if again:
+            record = st.acknowledgement  # set whenever a re-escalation is due (notify.acknowledgement.hold)
+            if level == self.situation.re_escalate and record is not None:
                 st.escalation.re_escalated_at = self.now
-                record = st.acknowledgement
-                self.event("ReEscalated", f"acknowledged by {record.by if record else '?'} at "
-                                          f"{record.acknowledged_at:%Y-%m-%dT%H:%M:%SZ} and still unresolved after "
-                                          f"spec.escalation.reEscalateAfter: paging level {level.level} "
-                                          f"({level.contact})" if record else
-                           f"paging level {level.level} again", warning=True)
+                self.event("ReEscalated", f"acknowledged by {record.by} at {record.acknowledged_at:%Y-%m-%dT%H:%M:%SZ} "
+                                          f"and still unresolved after spec.escalation.reEscalateAfter: paging level "
+                                          f"{level.level} ({level.contact})", warning=True)
             subject, body, payload = message.escalation(ref.namespace, ref.name, self.spec, st, level)
             sent = await self.send(self.channels(level), subject, body, payload, self.attributes(str(level.level)),
                                    level.level, level.contact)
