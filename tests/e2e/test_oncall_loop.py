@@ -180,7 +180,8 @@ def test_paged_in_pagerduty_and_slack_acknowledged_from_pagerduty_approved_from_
     assert [(a["step"], a.get("by")) for a in status["approvals"]] == [(STEP, BOB)]
     step = next(s for s in status["steps"] if s["id"] == STEP)
     assert step["state"] == "Succeeded" and step["attempts"] == 1
-    assert len(kubectl.json("get", "rollbacks", "-n", ns)["items"]) == 1
+    [child] = kubectl.json("get", "rollbacks", "-n", ns)["items"]  # created once, admitted under the two-person
+    assert child["metadata"]["annotations"]["opex.dev/created-by"]  # rule: its creator (the operator) recorded
     lam = boto3.client("lambda")
     assert lam.get_function(FunctionName=f"{PREFIX}-api")["Configuration"]["CodeSha256"] == scenario.shas[0]
     assert any(BOB in m for m in events_of(kubectl, ns, "StepApproved"))
