@@ -82,8 +82,8 @@ def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_
         duration_seconds=int((end - status.detected_at).total_seconds()) if status.detected_at else None,
         time_to_assess_seconds=int((status.assessed_at - status.detected_at).total_seconds())
         if status.assessed_at and status.detected_at else None,
-        time_to_acknowledge_seconds=int((status.acknowledgement.acknowledged_at - status.detected_at).total_seconds())
-        if status.acknowledgement and status.detected_at else None,
+        time_to_acknowledge_seconds=int(max(0.0, (status.acknowledgement.acknowledged_at - status.detected_at)
+                                            .total_seconds())) if status.acknowledgement and status.detected_at else None,
         acknowledged_by=status.acknowledgement.by if status.acknowledgement else None,
         approvals=[a for a in status.approvals if any(s.id == a.step and s.mutating and s.state != StepState.PENDING
                                                           for s in status.steps)],
