@@ -217,8 +217,10 @@ class ControlPlane:
 
     # -- helpers -----------------------------------------------------------------------------
     def _mode_flags(self, pki: Path) -> list[str]:
-        # As hardened clusters do: the chart's RBAC must then cover ownerReferences too.
-        hardened = "OwnerReferencesPermissionEnforcement"
+        # As hardened clusters do: the chart's RBAC must then cover ownerReferences too. The chart's
+        # ValidatingAdmissionPolicies (admissionregistration.k8s.io/v1, served by default since 1.30) need
+        # their admission plugin, on by default too; named here so no default can silently drop it.
+        hardened = "OwnerReferencesPermissionEnforcement,ValidatingAdmissionPolicy"
         if not self.address:
             # envtest's: no controller-manager creates ServiceAccounts, so pods are never admitted.
             return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",

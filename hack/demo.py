@@ -20,6 +20,11 @@
    fires, Alertmanager sends it to the operator's intake, and the Incident it opened has been
    assessed (it cannot be fixed by a rollback: the database is unreachable).
 6. A dry-run Lambda Rollback has reported its plan; the static-site Rollback waits for approval.
+   On call (``examples/incident-oncall.yaml``): the red checkout pipeline paged level 1 in the
+   PagerDuty and Slack stand-ins (``hack/fakepagerduty.py``, ``hack/fakeslack.py``); the on-call
+   engineer clicks Acknowledge on the Slack message (a simulated click, signed as Slack signs it,
+   sent to the operator's receiver, written in their Kubernetes name); escalation holds, PagerDuty's
+   alert is acknowledged, the Slack message says who.
 7. A leaked CI access key (``examples/incident-security.yaml``, Auto mode): the operator has
    contained it (key Inactive, console password removed, the hostile address blocked in WAF, the
    world-open SSH rule revoked), investigated CloudTrail and the API's access log, raised the
@@ -55,6 +60,7 @@ import versions
 INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
 PERSISTENCE = "deploy-key-persistence"
 PERF_INCIDENT = "catalog-slow"
+ONCALL = "checkout-pipeline-red"
 
 
 def kubectl(kubeconfig: str, *args: str) -> str:
@@ -150,6 +156,50 @@ def hand_applied_change(aws_url: str) -> None:
                                                          for k, v in dc["spec"]["backendConfig"].items()]],
                  ["apply", "-auto-approve", "-input=false", "-no-color"]):
         subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
+
+
+def fetch(url: str, body: dict | None = None) -> dict:
+    """GET (or POST ``body`` as JSON to) a stand-in of the local stack."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                     method="POST" if data else "GET")
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def oncall(kc: str, record: dict) -> None:
+    """Paged in PagerDuty and Slack, acknowledged from the Slack message's button."""
+    incident = wait("the on-call incident's Slack message", lambda: (i := get(kc, "incident", ONCALL)) and (
+        (i.get("status") or {}).get("escalation") or {}).get("slack") and i, 120)
+    st, uid = incident["status"], incident["metadata"]["uid"]
+    posted = st["escalation"]["slack"]
+    message = fetch(f"{record['slack']}/_state")["messages"][posted["channel"]][posted["ts"]]
+    pages = [e for e in fetch(f"{record['pagerduty']}/_state")["events"] if e["dedup_key"].endswith(uid)]
+    say(f"\nOn call: Incident {ONCALL} paged level {st['escalation']['currentLevel']} "
+        f"({', '.join(sorted({n['channel'] for n in st['escalation']['notified'] if not n.get('error')}))}):")
+    for event in pages:
+        say(f"  PagerDuty {event['event_action']} {event['dedup_key']}: {event['payload']['summary']}")
+    say(f"  Slack {posted['channel']} (message {posted['ts']}): {message['text']}")
+    buttons = [e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    ack = next(b for b in buttons if b["action_id"] == "opex.acknowledge")
+    say(f"  buttons: {', '.join(b['text']['text'] for b in buttons)}")
+    say("  oncall@example.com (Slack user U0ONCALL) clicks Acknowledge; Slack posts the signed click to the "
+        "operator's receiver, which writes it in their Kubernetes name")
+    answer = fetch(f"{record['slack']}/_click", {"user": "U0ONCALL", "action_id": ack["action_id"],
+                                                 "value": ack["value"]})
+    say(f"  receiver answered HTTP {answer['status']}; Slack shows them: {'; '.join(answer['replies'])}")
+    done = wait("the acknowledgement", lambda: (s := get(kc, "incident", ONCALL).get("status") or {}).get(
+        "acknowledgement") and s, 60)
+    said = wait("PagerDuty's alert acknowledged", lambda: [
+        e for e in fetch(f"{record['pagerduty']}/_state")["events"]
+        if e["event_action"] == "acknowledge" and e["dedup_key"].endswith(uid)], 30)
+    esc = done["escalation"]
+    say(f"  acknowledged by {done['acknowledgement']['by']} at {done['acknowledgement']['acknowledgedAt']}: "
+        f"escalation holds at level {esc['currentLevel']}"
+        + (f", re-escalates at {esc['nextEscalationAt']} if still unresolved" if esc.get("nextEscalationAt") else ""))
+    say(f"  PagerDuty: {len(said)} acknowledge event(s); the Slack message now reads: "
+        f"{fetch(record['slack'] + '/_state')['messages'][posted['channel']][posted['ts']]['text']}")
+    say("  " + kubectl(kc, "get", "incident", ONCALL).strip().replace("\n", "\n  "))
 
 
 def security_incident(kc: str) -> None:
@@ -267,6 +317,7 @@ def main() -> int:
             say(f"\nRollback {rb['metadata']['name']} waits for approval to restore {st.get('target')} from its "
                 f"backup: opex approve rollback {rb['metadata']['name']}")
 
+    oncall(kc, record)
     security_incident(kc)
     blast_radius(kc)
     say()

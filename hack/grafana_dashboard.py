@@ -75,34 +75,43 @@ def build() -> dashboard.Dashboard:
         .timezone("utc")
         .with_variable(dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
         .with_row(dashboard.Row("Operator"))
-        .with_panel(figure("Replicas up", [(f"sum({up})", "up")], width=4))
-        .with_panel(figure("Open incidents", [('sum(opex_incidents{phase!~"Resolved|Closed"})', "open")], width=4))
+        .with_panel(figure("Replicas up", [(f"sum({up})", "up")], width=3))
+        .with_panel(figure("Open incidents", [('sum(opex_incidents{phase!~"Resolved|Closed"})', "open")], width=3))
         .with_panel(figure("Oldest unassessed critical incident", [(
             'max(opex_incident_oldest_unassessed_seconds{severity="critical"})', "seconds")], unit="s", width=4,
             description="Seconds since detection; OpexCriticalIncidentNotAssessed fires above 60."))
+        .with_panel(figure("Oldest unacknowledged critical incident", [(
+            'max(opex_incident_oldest_unacknowledged_seconds{severity="critical"})', "seconds")], unit="s", width=4,
+            description="Seconds since detection of the oldest critical Incident nobody acknowledged; "
+                        "OpexCriticalIncidentUnacknowledged fires above 900."))
         .with_panel(figure("Incidents past escalation window", [("sum(opex_incidents_past_escalation_window)",
                                                                  "incidents")], width=4))
         .with_panel(figure("Production DriftChecks with drift", [(
             'sum(opex_driftchecks{result="DriftDetected", environment=~"(?i)production|prod|prd|live"}) '
-            'or vector(0)', "drifted")], width=4))
+            'or vector(0)', "drifted")], width=3))
         .with_panel(figure("Overdue DriftChecks", [("sum(opex_driftchecks_overdue) or vector(0)", "overdue")],
-                           width=4))
+                           width=3))
         .with_row(dashboard.Row("Incidents"))
         .with_panel(series("Incidents by phase", [("sum by (phase) (opex_incidents)", "{{phase}}")], stacked=True))
         .with_panel(series("Incidents by severity", [("sum by (severity) (opex_incidents)", "{{severity}}")],
                            stacked=True))
         .with_panel(series("Incidents by type", [("sum by (type) (opex_incidents)", "{{type}}")], stacked=True))
-        .with_panel(series("Time to assess (MTTA) over the range", quantiles("opex_incident_time_to_assess_seconds",
-                                                                             window=RANGE), unit="s",
-                           description="Detection to the end of the initial assessment, quantiles of the incidents "
-                                       "assessed in the selected time range."))
+        .with_panel(series("Time to assess over the range", quantiles("opex_incident_time_to_assess_seconds",
+                                                                      window=RANGE), unit="s", width=6,
+                           description="Detection to the end of the operator's initial assessment (its own speed, "
+                                       "not MTTA), quantiles of the incidents assessed in the selected time range."))
+        .with_panel(series("Time to acknowledge (MTTA) over the range",
+                           quantiles("opex_incident_time_to_acknowledge_seconds", window=RANGE), unit="s", width=6,
+                           description="Detection to acknowledgement (opex ack, PagerDuty, Slack): how fast a person "
+                                       "took the incident on, quantiles of the incidents acknowledged in the "
+                                       "selected time range."))
         .with_panel(series("Time to resolve (MTTR) over the range",
-                           quantiles("opex_incident_time_to_resolve_seconds", window=RANGE), unit="s",
+                           quantiles("opex_incident_time_to_resolve_seconds", window=RANGE), unit="s", width=6,
                            description="Detection to verified resolution, quantiles of the incidents resolved in the "
                                        "selected time range."))
         .with_panel(series("Escalations and runbook steps", [
             (f"sum by (level) (increase(opex_escalations_total[{RATE}]))", "level {{level}} pages"),
-            (f"sum by (outcome) (increase(opex_runbook_actions_total[{RATE}]))", "steps {{outcome}}")]))
+            (f"sum by (outcome) (increase(opex_runbook_actions_total[{RATE}]))", "steps {{outcome}}")], width=6))
         .with_row(dashboard.Row("Drift"))
         .with_panel(series("DriftChecks by last result and environment",
                            [("sum by (environment, result) (opex_driftchecks)", "{{environment}} {{result}}")],

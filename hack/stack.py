@@ -113,10 +113,14 @@ def up(timeout: float) -> dict:
                                      "--postgres", f"127.0.0.1:{pg_port}", "--api-url", API_URL)
         pids["fakeaws"] = aws.pid
         metrics_port, health_port, alert_port = procs.free_port(), procs.free_port(), procs.free_port()
+        print("starting the PagerDuty and Slack stand-ins ...", flush=True)
+        oncall, oncall_env = start_oncall(procs.free_port())
+        pids.update(oncall["pids"])
         print("starting the operator ...", flush=True)
         token = intake_token(LOCAL / "alert-intake-token")
         env = operator_env(cp.kubeconfig, aws_url, metrics_port, health_port, terraform, LOCAL,
                            alert_port=alert_port, token_file=token)
+        env.update(oncall_env)
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid
         procs.wait_http(f"http://127.0.0.1:{health_port}/healthz", 60, op, LOCAL / "operator.log")
@@ -135,7 +139,8 @@ def up(timeout: float) -> dict:
         record = {"pids": pids, "kubeconfig": str(cp.kubeconfig), "aws": aws_url,
                   "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
                   "liveness": f"http://127.0.0.1:{health_port}/healthz",
-                  "prometheus": watch.prometheus_url, "alertmanager": watch.alertmanager_url}
+                  "prometheus": watch.prometheus_url, "alertmanager": watch.alertmanager_url,
+                  "pagerduty": oncall["pagerduty"], "slack": oncall["slack"], "receivers": oncall["receivers"]}
         RECORD.write_text(json.dumps(record, indent=2))
         print("applying examples/ ...", flush=True)
         kubectl("apply", "-f", str(ROOT / "examples"), kubeconfig=cp.kubeconfig)
@@ -146,6 +151,39 @@ def up(timeout: float) -> dict:
         cp.stop()
         raise
     return record
+
+
+def start_oncall(receivers_port: int) -> tuple[dict, dict[str, str]]:
+    """Start the PagerDuty and Slack stand-ins (``hack/fakepagerduty.py``, ``hack/fakeslack.py``) as
+    processes; their clicks and webhooks go to the operator's receivers on ``receivers_port``. Returns
+    ({pids, pagerduty, slack, receivers: their URLs}, the operator's environment for them)."""
+    pd_secret, slack_secret = LOCAL / "pagerduty-webhook-secret", LOCAL / "slack-signing-secret"
+    pd_secret.write_text(secrets.token_hex(16))
+    slack_secret.write_text(secrets.token_hex(16))
+    receivers = f"http://127.0.0.1:{receivers_port}"
+    pd_port, slack_port = procs.free_port(), procs.free_port()
+    pids: dict[str, int] = {}
+    for log in ("fakepagerduty.log", "fakeslack.log"):  # wait_line reads them: no line of a previous stack
+        (LOCAL / log).unlink(missing_ok=True)
+    try:
+        pd = procs.spawn([sys.executable, str(ROOT / "hack" / "fakepagerduty.py"), "--port", str(pd_port)],
+                         LOCAL / "fakepagerduty.log", cwd=ROOT / "hack")
+        pids["fakepagerduty"] = pd.pid
+        slack = procs.spawn([sys.executable, str(ROOT / "hack" / "fakeslack.py"), "--port", str(slack_port),
+                             "--interactivity-url", f"{receivers}/slack/interactions",
+                             "--signing-secret-file", str(slack_secret)], LOCAL / "fakeslack.log", cwd=ROOT / "hack")
+        pids["fakeslack"] = slack.pid
+        procs.wait_line(LOCAL / "fakepagerduty.log", "serving on", 30, pd)
+        procs.wait_line(LOCAL / "fakeslack.log", "serving on", 30, slack)
+    except BaseException:
+        for pid in pids.values():
+            procs.terminate(pid)
+        raise
+    pd_url, slack_url = f"http://127.0.0.1:{pd_port}", f"http://127.0.0.1:{slack_port}"
+    env = {"OPEX_RECEIVERS_PORT": str(receivers_port), "OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE": str(pd_secret),
+           "OPEX_SLACK_SIGNING_SECRET_FILE": str(slack_secret), "OPEX_PAGERDUTY_EVENTS_URL": f"{pd_url}/v2/enqueue",
+           "OPEX_SLACK_API_URL": f"{slack_url}/api"}
+    return {"pids": pids, "pagerduty": pd_url, "slack": slack_url, "receivers": receivers}, env
 
 
 def start_endpoints(pg_port: int) -> dict[str, int]:

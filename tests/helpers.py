@@ -117,6 +117,41 @@ def chart_service_account(kubectl: Kubectl, helm: Helm, workdir: Path, namespace
     return path
 
 
+ADMISSION_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def admission_policies(kubectl: Kubectl, helm: Helm, run: str, severities: str = "{critical,high}"):
+    """A fixture's body: the chart's admission policies (release ``adm<run>``) applied, the named-approvals
+    one bound to namespaces labelled ``e2e-admission=<run>``, the two-person rule to those labelled
+    ``e2e-two-person=<run>`` (the rest of the suite runs without them); yields them, then deletes them."""
+    docs = helm.template(release=f"adm{run}", sets=(
+        f"admission.namespaceSelector.matchLabels.e2e-admission={run}", "admission.twoPersonRule.enabled=true",
+        f"admission.twoPersonRule.namespaceSelector.matchLabels.e2e-two-person={run}",
+        f"admission.twoPersonRule.severities={severities}"))
+    chosen = [d for d in docs if d["kind"] in ADMISSION_KINDS]
+    manifest = yaml.safe_dump_all(chosen)
+    kubectl("apply", "-f", "-", input=manifest)
+    yield chosen
+    kubectl("delete", "-f", "-", "--ignore-not-found", input=manifest)
+
+
+def admitted_people(kubectl: Kubectl, namespace: str, run: str, users: tuple[str, ...], two_person: bool = False) -> None:
+    """Put ``namespace`` under the policies of :func:`admission_policies` (and the two-person rule), let
+    ``users`` create and patch the opex kinds there (RBAC bound to their usernames, as a cluster binds
+    people), and wait until the API server enforces the policies there (its informers take a moment)."""
+    kubectl("label", "namespace", namespace, f"e2e-admission={run}", *([f"e2e-two-person={run}"] if two_person else []))
+    kubectl("create", "role", "oncall", "-n", namespace, "--verb=get,list,watch,create,patch,update",
+            "--resource=incidents.opex.dev,driftchecks.opex.dev,rollbacks.opex.dev")
+    kubectl("create", "rolebinding", "oncall", "-n", namespace, "--role=oncall", *[f"--user={u}" for u in users])
+    probe = json.dumps({"apiVersion": "opex.dev/v1alpha1", "kind": "Incident",
+                        "metadata": {"name": "probe", "annotations": {"opex.dev/created-by": "someone-else"}},
+                        "spec": {"type": "DeploymentFailure", "severity": "critical", "title": "probe",
+                                 "environment": "production", "targets": {"lambda": {"functionNames": ["probe"]}}}})
+    wait_for(lambda: "must be your own username" in kubectl("--as", users[0], "create", "-n", namespace, "--dry-run=server",
+                                                            "-f", "-", check=False, input=probe).stderr,
+             timeout=30, what="the admission policies enforced")
+
+
 def serve_fake_aws(host: str = "127.0.0.1"):
     """A fixture's body: moto's server in this process on ``host``; yields its URL, then stops it."""
     import fakeaws

@@ -49,6 +49,14 @@ OPEX_ALERT_INTAKE_MAX_BODY_BYTES  larger bodies are refused with 413            
 OPEX_ALERT_MAPPING_FILE    YAML rules from alert labels to Incidents (alerts/mapping)  (defaults)
 OPEX_ALERT_NAMESPACE       namespace of Incidents from alerts without a namespace       $POD_NAMESPACE
                            label                                                        or default
+OPEX_RECEIVERS_PORT        port of the PagerDuty and Slack receivers; off when unset    (off)
+OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE  file holding the v3 webhook subscription's secret   (none)
+                           (POST /pagerduty; off without it; re-read on every request)
+OPEX_SLACK_SIGNING_SECRET_FILE  file holding the Slack app's signing secret             (none)
+                           (POST /slack/interactions; off without it; re-read each time)
+OPEX_RECEIVERS_MAX_BODY_BYTES  larger bodies are refused with 413                        65536
+OPEX_PAGERDUTY_EVENTS_URL  the PagerDuty Events API v2 endpoint                         events.pagerduty.com
+OPEX_SLACK_API_URL         Slack's Web API base URL                                     https://slack.com/api
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -169,6 +177,36 @@ class AlertIntakeSettings:
 
 
 @dataclass(frozen=True)
+class ReceiverSettings:
+    """The on-call receivers (``receivers.server``): PagerDuty webhooks and Slack interactivity, each on
+    only with its secret."""
+
+    port: int
+    pagerduty_secret_file: Path | None = None
+    slack_secret_file: Path | None = None
+    max_body_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls) -> "ReceiverSettings | None":
+        """None when ``OPEX_RECEIVERS_PORT`` is unset. Raises ValueError naming the variable."""
+        port = _int("OPEX_RECEIVERS_PORT", 0)
+        if not port:
+            return None
+        files = {v: os.environ.get(v) or None for v in ("OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE",
+                                                         "OPEX_SLACK_SIGNING_SECRET_FILE")}
+        if not any(files.values()):
+            raise ValueError("OPEX_RECEIVERS_PORT is set but no receiver is: set OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE "
+                             "(the v3 webhook subscription's secret) or OPEX_SLACK_SIGNING_SECRET_FILE (the Slack "
+                             "app's signing secret), each a file mounted from a Secret")
+        for variable, value in files.items():
+            if value and not Path(value).is_file():
+                raise ValueError(f"{variable}: no such file {value}")
+        pd, slack = (Path(v) if v else None for v in files.values())
+        return cls(port=port, pagerduty_secret_file=pd, slack_secret_file=slack,
+                   max_body_bytes=_int("OPEX_RECEIVERS_MAX_BODY_BYTES", 64 * 1024))
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Raises ValueError from :meth:`from_env` on a malformed variable."""
 
@@ -197,6 +235,9 @@ class Settings:
     shard: str = ""
     default_shard: str = "default"
     alert_intake: AlertIntakeSettings | None = None
+    receivers: ReceiverSettings | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    slack_api_url: str = "https://slack.com/api"
 
     @property
     def namespace_globs(self) -> bool:
@@ -233,4 +274,7 @@ class Settings:
             shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
             default_shard=check_shard_name("OPEX_DEFAULT_SHARD", os.environ.get("OPEX_DEFAULT_SHARD") or "default"),
             alert_intake=AlertIntakeSettings.from_env(),
+            receivers=ReceiverSettings.from_env(),
+            pagerduty_events_url=os.environ.get("OPEX_PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue",
+            slack_api_url=os.environ.get("OPEX_SLACK_API_URL") or "https://slack.com/api",
         )

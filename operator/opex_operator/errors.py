@@ -94,6 +94,11 @@ class KubeError(Exception):
         return self.status == 409
 
     @property
+    def forbidden(self) -> bool:
+        """403: RBAC, or an admission policy, refused the request (the message says which and why)."""
+        return self.status == 403
+
+    @property
     def too_large(self) -> bool:
         """413/422 for an object over the API server's size limits."""
         return self.status == 413 or (self.status == 422 and "too long" in self.message.lower())

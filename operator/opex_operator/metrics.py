@@ -27,7 +27,7 @@ GCCollector(registry=REGISTRY)
 
 # Minutes-long runbook work and sub-second reconciles share these buckets.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-# MTTA / MTTR: seconds to hours.
+# Time to assess, MTTA and MTTR: seconds to hours.
 INCIDENT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
 BUILD_INFO = Gauge("opex_build_info", "Operator build; the value is always 1.", ["version"], registry=REGISTRY)
@@ -59,8 +59,12 @@ AWS_API_CALLS = Counter("opex_aws_api_calls", "AWS API requests (each attempt, r
 # Incidents (DESIGN.md §6). Gauges are recomputed from the operator's view of every Incident.
 INCIDENTS = Gauge("opex_incidents", "Incidents by phase, severity and type.", ["phase", "severity", "type"],
                   registry=REGISTRY)
-TIME_TO_ASSESS = Histogram("opex_incident_time_to_assess_seconds", "Detection to completed assessment (MTTA).",
+TIME_TO_ASSESS = Histogram("opex_incident_time_to_assess_seconds", "Detection to the end of the initial assessment "
+                           "(the operator's speed; MTTA is opex_incident_time_to_acknowledge_seconds).",
                            ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
+TIME_TO_ACKNOWLEDGE = Histogram("opex_incident_time_to_acknowledge_seconds", "Detection to acknowledgement (MTTA): "
+                                "how fast a person took the Incident on.", ["type", "severity"],
+                                buckets=INCIDENT_BUCKETS, registry=REGISTRY)
 TIME_TO_RESOLVE = Histogram("opex_incident_time_to_resolve_seconds", "Detection to verified resolution (MTTR).",
                             ["type", "severity"], buckets=INCIDENT_BUCKETS, registry=REGISTRY)
 ASSESSMENT_AWS_CALLS = Histogram("opex_incident_assessment_aws_calls", "AWS calls one initial assessment made "
@@ -69,7 +73,7 @@ ASSESSMENT_AWS_CALLS = Histogram("opex_incident_assessment_aws_calls", "AWS call
 RUNBOOK_ACTIONS = Counter("opex_runbook_actions", "Runbook steps by action and outcome "
                           "(succeeded, failed, denied, dry_run).", ["action", "outcome"], registry=REGISTRY)
 ESCALATIONS = Counter("opex_escalations", "Escalations by level.", ["level"], registry=REGISTRY)
-NOTIFICATIONS = Counter("opex_notifications", "Notifications by channel (sns, webhook) and outcome.",
+NOTIFICATIONS = Counter("opex_notifications", "Notifications by channel (sns, webhook, pagerduty, slack) and outcome.",
                         ["channel", "outcome"], registry=REGISTRY)
 
 # Rollbacks.
@@ -214,6 +218,9 @@ SEVERITIES = (("critical",), ("high",), ("medium",), ("low",))
 INCIDENTS_UNASSESSED = OldestGauge(
     "opex_incident_oldest_unassessed_seconds", "Seconds since detection of the oldest open Incident of this severity "
     "whose initial assessment has not finished (0 when none waits).", ("severity",), SEVERITIES, REGISTRY)
+INCIDENTS_UNACKNOWLEDGED = OldestGauge(
+    "opex_incident_oldest_unacknowledged_seconds", "Seconds since detection of the oldest open Incident of this "
+    "severity that nobody has acknowledged (0 when none waits).", ("severity",), SEVERITIES, REGISTRY)
 INCIDENTS_PAST_ESCALATION = OverdueGauge(
     "opex_incidents_past_escalation_window", "Open (not Resolved or Closed) Incidents past their escalation window: "
     "the last level of their escalation matrix is due and they are still unresolved.", ("severity",), SEVERITIES,
@@ -222,11 +229,17 @@ DRIFTCHECKS_OVERDUE = OverdueGauge(
     "opex_driftchecks_overdue", "DriftChecks (not suspended) that have not run within two schedule periods, by "
     "spec.environment.", ("environment",), (), REGISTRY)
 
-# -- the Alertmanager intake ------------------------------------------------------------------------
+# -- the Alertmanager intake and the on-call receivers ----------------------------------------------
 ALERT_REQUESTS = Counter("opex_alert_intake_requests", "Webhook requests to the alert intake by HTTP status code "
                          "(200, 400, 401, 413, 422, 500, 503).", ["code"], registry=REGISTRY)
 ALERTS_RECEIVED = Counter("opex_alert_intake_alerts", "Alerts received by status (firing, resolved) and what became "
                           "of them (created, updated, ignored, refused).", ["status", "outcome"], registry=REGISTRY)
+RECEIVER_REQUESTS = Counter("opex_receiver_requests", "Requests to the on-call receivers by receiver (pagerduty, "
+                            "slack) and HTTP status code (200, 400, 401, 413, 500, 503).", ["receiver", "code"],
+                            registry=REGISTRY)
+RECEIVER_ACTIONS = Counter("opex_receiver_actions", "What the on-call receivers did by receiver, action (acknowledge, "
+                           "approve) and outcome (recorded, unchanged, refused, ignored).",
+                           ["receiver", "action", "outcome"], registry=REGISTRY)
 ALERTS_TRUNCATED = Counter("opex_alert_intake_truncated_alerts", "Alerts Alertmanager left out of notifications "
                            "(truncatedAlerts: its max_alerts was reached); they opened no Incident.", registry=REGISTRY)
 
@@ -244,6 +257,7 @@ def _initialize() -> None:
     for type_ in IncidentType:
         for severity in Severity:
             TIME_TO_ASSESS.labels(type_.value, severity.value)
+            TIME_TO_ACKNOWLEDGE.labels(type_.value, severity.value)
             TIME_TO_RESOLVE.labels(type_.value, severity.value)
     for level in ("1", "2", "3"):
         ESCALATIONS.labels(level)

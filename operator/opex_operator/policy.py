@@ -23,12 +23,25 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
     escalation:                     # the default escalation matrix (an Incident may override it)
       levels: [...]
       snsTopicArns: [...]
+      incidentUrl: "https://console.example.com/incidents/{namespace}/{name}"   # linked from pages
+    oncall:                         # who is who in Slack and PagerDuty (the on-call receivers)
+      users:
+        - kubernetes: alice@example.com   # the Kubernetes username the operator impersonates
+          slack: U024BE7LH                # Slack user id (Acknowledge and Approve buttons)
+          pagerduty: PVE0ZR9              # PagerDuty user id (incident.acknowledged webhooks)
 
 Reads (describe/get/list/filter) need a matching rule, role and region; mutating actions must
 also match ``actions`` (fnmatch globs such as ``lambda:*``). Without a policy file every
 namespace may read with the operator's own credentials and no mutating action is allowed.
 ``limits`` cap the values a step may set in those namespaces (the lower of the policy's cap and
 the Incident's own wins).
+
+``oncall.users`` maps Slack and PagerDuty users to Kubernetes users: a Slack button or a
+PagerDuty acknowledgement is written in the mapped user's name, the operator impersonating that
+user (the chart grants ``impersonate`` on exactly these usernames), so the API server's RBAC and
+admission policy judge it as if that person used kubectl. A Slack user who is not listed can do
+nothing; a PagerDuty acknowledgement by an unlisted user is recorded in the operator's own name,
+naming the PagerDuty user in the note.
 
 Terraform (:meth:`Policy.check_terraform`, called before any Terraform runs): the actions
 ``terraform:Plan`` (a DriftCheck run), ``terraform:Apply`` (an Apply or RefreshOnly resolution),
@@ -49,6 +62,7 @@ from typing import Callable, Sequence
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .api.approvals import USERNAME_MAX
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
@@ -162,6 +176,45 @@ DEFAULT_LEVELS = [
 class EscalationDefaults(Model):
     levels: list[EscalationLevel] = Field(default_factory=lambda: list(DEFAULT_LEVELS))
     sns_topic_arns: list[TopicArn] = Field(default_factory=list, description="Topics every incident notifies.")
+    incident_url: str | None = Field(default=None, description="Where a person sees an Incident (a console, a "
+                                     "dashboard), linked from PagerDuty and Slack: {namespace} and {name} are "
+                                     "replaced.")
+
+    def incident_link(self, namespace: str, name: str) -> str | None:
+        """``incident_url`` for one Incident, None when unset."""
+        if not self.incident_url:
+            return None
+        return self.incident_url.replace("{namespace}", namespace).replace("{name}", name)
+
+
+class OnCallUser(Model):
+    """One person: their Kubernetes username and who they are in Slack and PagerDuty."""
+
+    kubernetes: str = Field(min_length=1, max_length=USERNAME_MAX, description="Kubernetes username the operator "
+                            "impersonates to write what this person did in Slack or PagerDuty.")
+    slack: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]+$", description="Slack user id, e.g. U024BE7LH.")
+    pagerduty: str | None = Field(default=None, pattern=r"^P[A-Z0-9]+$", description="PagerDuty user id, e.g. PVE0ZR9.")
+
+
+class OnCall(Model):
+    users: list[OnCallUser] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _each_identity_once(self) -> "OnCall":
+        for attr in ("slack", "pagerduty"):
+            ids = [getattr(u, attr) for u in self.users if getattr(u, attr)]
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                raise ValueError(f"oncall.users: {attr} user {twice[0]} is listed twice")
+        return self
+
+    def by_slack(self, user_id: str) -> str | None:
+        """The Kubernetes username of Slack user ``user_id``, None when not listed."""
+        return next((u.kubernetes for u in self.users if u.slack == user_id), None)
+
+    def by_pagerduty(self, user_id: str | None) -> str | None:
+        """The Kubernetes username of PagerDuty user ``user_id``, None when not listed."""
+        return next((u.kubernetes for u in self.users if user_id and u.pagerduty == user_id), None)
 
 
 class PolicyError(ValueError):
@@ -172,6 +225,7 @@ class Policy(Model):
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=lambda: [Rule(namespaces=["*"])])
     escalation: EscalationDefaults = Field(default_factory=EscalationDefaults)
+    oncall: OnCall = Field(default_factory=OnCall)
 
     @model_validator(mode="after")
     def _terraform_roles_defined(self) -> "Policy":

@@ -14,7 +14,10 @@ Three sets, by where they apply:
 * :data:`NAMESPACE_SCAN`, cluster-scoped, only when ``OPEX_NAMESPACES`` has a glob (Kopf lists
   and watches namespaces to expand it, and CRDs while it scans); exact names need neither;
 * :data:`OWN_NAMESPACE` in the operator's own namespace: the leader-election Lease of
-  ``replicas: 2`` (active/standby, the scale issue).
+  ``replicas: 2`` (active/standby, the scale issue);
+* :data:`IMPERSONATION`, cluster-scoped, only with the on-call receivers on: ``impersonate`` on
+  exactly the usernames of the policy's ``oncall.users`` (``resourceNames``), so what a person did
+  in Slack or PagerDuty is written in their name and judged as theirs.
 
 No wildcard verb, resource or API group, and nothing cluster-wide beyond the above.
 """
@@ -76,6 +79,13 @@ NAMESPACE_SCAN: tuple[Rule, ...] = (
 OWN_NAMESPACE: tuple[Rule, ...] = (
     Rule("coordination.k8s.io", "leases", ("create", "get", "update"),
          "leader election between replicas (active/standby): one Lease per Deployment"),
+)
+
+
+IMPERSONATION: tuple[Rule, ...] = (
+    Rule("", "users", ("impersonate",), "the on-call receivers write an acknowledgement or approval as the person "
+         "who clicked in Slack or acknowledged in PagerDuty (receivers/actions.py; resourceNames: the policy's "
+         "oncall.users)"),
 )
 
 

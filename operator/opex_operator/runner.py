@@ -1,4 +1,5 @@
-"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics and the alert intake."""
+"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics, the alert intake and the on-call
+receivers."""
 from __future__ import annotations
 
 import logging

@@ -20,7 +20,9 @@ from .aws.waf import WafActions
 from .api import KINDS
 from .config import Settings
 from .kube import Kube
+from .notify.pagerduty import PagerDutySender
 from .notify.senders import SnsSender, post_webhook
+from .notify.slack import SlackSender
 from .policy import Policy
 from .probes import LiveProbes
 from .terraform.session import Workspaces
@@ -85,7 +87,9 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
                             credentials=clients.role_environment)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
-                           shared_read_seconds=settings.shared_read_seconds),
+                           shared_read_seconds=settings.shared_read_seconds,
+                           pagerduty=PagerDutySender(settings.pagerduty_events_url),
+                           slack=SlackSender(settings.slack_api_url)),
         DriftCheckController(kube, workspaces, policy),
         RollbackController(aws, kube, policy),
     ]

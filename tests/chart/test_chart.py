@@ -126,7 +126,7 @@ def test_full_values_render_a_deployment_and_pdb_per_shard_with_irsa_policy_and_
     assert e["OPEX_POLICY_FILE"] == f"{mount['mountPath']}/policy.yaml"
     assert "checksum/policy" in first["spec"]["template"]["metadata"]["annotations"]
     (service,) = of_kind(docs, "Service")
-    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"metrics": 9090, "alerts": 9093}
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"metrics": 9090, "alerts": 9093, "receivers": 9094}
     for d in deployments.values():  # the Service reaches every shard's pods
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
@@ -169,6 +169,11 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
     assert rendered["OPEX_ALERT_MAPPING_FILE"] == f"{mounts['alert-mapping']}/mapping.yaml"
     (token := tmp_path / "token").write_text("t")  # the Secret, as the kubelet mounts it
     rendered["OPEX_ALERT_INTAKE_TOKEN_FILE"] = str(token)
+    assert rendered["OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE"] == f"{mounts['pagerduty-secret']}/secret"
+    assert rendered["OPEX_SLACK_SIGNING_SECRET_FILE"] == f"{mounts['slack-signing-secret']}/signing-secret"
+    for variable in ("OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE", "OPEX_SLACK_SIGNING_SECRET_FILE"):
+        (secret := tmp_path / variable).write_text("s")
+        rendered[variable] = str(secret)
     for name, value in rendered.items():
         monkeypatch.setenv(name, value if isinstance(value, str) else "opex-system")  # valueFrom: the Pod's namespace
     settings = Settings.from_env()
@@ -187,6 +192,11 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
     assert settings.aws_background_share == 0.1 and settings.aws_region == "eu-west-1"
     assert (settings.shard, settings.default_shard) == ("payments", "default")
     assert settings.namespaces == ("payments-*", "platform") and settings.metrics_port == 9090
+    receivers = settings.receivers
+    assert (receivers.port, receivers.max_body_bytes) == (9094, 65536)
+    assert receivers.pagerduty_secret_file and receivers.slack_secret_file
+    assert settings.pagerduty_events_url == "https://events.eu.pagerduty.com/v2/enqueue"
+    assert settings.slack_api_url == "https://slack.com/api"
 
 
 @pytest.mark.parametrize("values,sets,expected", [
@@ -224,9 +234,23 @@ def test_no_wildcard_and_no_cluster_admin(helm, values):
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], (role["metadata"]["name"], rule)
-            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+            assert not {"escalate", "bind"} & set(rule["verbs"])
+            if "impersonate" in rule["verbs"]:  # only named users: the on-call receivers' (next test)
+                assert rule["resources"] == ["users"] and rule["resourceNames"], (role["metadata"]["name"], rule)
     for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         assert binding["roleRef"]["name"] not in ("cluster-admin", "admin", "edit")
+
+
+def test_the_operator_may_impersonate_exactly_the_policys_oncall_users_and_only_with_the_receivers_on(helm):
+    docs = helm.template(FULL)
+    (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] == "opex-oncall-impersonation"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"],
+                              "resourceNames": ["alice@example.com", "bob@example.com"]}]
+    assert rule_triples(role) == rbac.triples(rbac.IMPERSONATION)
+    (binding,) = [b for b in of_kind(docs, "ClusterRoleBinding") if b["roleRef"]["name"] == "opex-oncall-impersonation"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "opex", "namespace": "opex-system"}]
+    off = helm.template(FULL, sets=("receivers.enabled=false",))
+    assert not [r for r in of_kind(off, "ClusterRole") if "impersonate" in str(r["rules"])]
 
 
 @pytest.mark.parametrize("override,phrase", [
@@ -285,3 +309,26 @@ def test_the_pods_termination_grace_leaves_terraform_time_to_release_its_lock(he
     assert env["OPEX_SHUTDOWN_GRACE"] == str(grace) and pod["terminationGracePeriodSeconds"] == grace + 15
     refused = helm.template(sets=("operator.shutdownGraceSeconds=10",), check=False)
     assert refused.returncode != 0 and "/operator/shutdownGraceSeconds" in refused.stderr
+
+
+def test_the_admission_policies_name_approvals_everywhere_and_the_two_person_rule_where_asked(helm):
+    default = [(d["kind"], d["metadata"]["name"]) for d in helm.template() if "AdmissionPolicy" in d["kind"]]
+    assert default == [("ValidatingAdmissionPolicy", "opex-opex-operator-named-approvals"),
+                       ("ValidatingAdmissionPolicyBinding", "opex-opex-operator-named-approvals")]
+    binding = next(d for d in helm.template() if d["kind"] == "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["validationActions"] == ["Deny"] and binding["spec"]["matchResources"] == {
+        "namespaceSelector": {}}
+    docs = helm.template(FULL)
+    policies = {d["metadata"]["name"]: d for d in of_kind(docs, "ValidatingAdmissionPolicy")}
+    bindings = {d["metadata"]["name"]: d for d in of_kind(docs, "ValidatingAdmissionPolicyBinding")}
+    assert sorted(policies) == sorted(bindings) == ["opex-named-approvals", "opex-two-person-rule"]
+    two = policies["opex-two-person-rule"]["spec"]
+    assert {v["name"]: v["expression"] for v in two["variables"]}["severities"] == '["critical","high"]'
+    assert bindings["opex-two-person-rule"]["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"opex.dev/two-person-rule": "true"}}
+    for policy in policies.values():
+        rules = policy["spec"]["matchConstraints"]["resourceRules"]
+        assert rules == [{"apiGroups": ["opex.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+                          "resources": ["incidents", "driftchecks", "rollbacks"]}]  # never the status writes
+        assert policy["spec"]["failurePolicy"] == "Fail"
+    assert not [d for d in helm.template(sets=("admission.enabled=false",)) if "AdmissionPolicy" in d["kind"]]

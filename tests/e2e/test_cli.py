@@ -48,7 +48,9 @@ def test_get_describe_and_approve_an_incident(cluster, kubectl, namespace, aws, 
     opex(cluster, "approve", "incident", "checkout-deploy-failed", "rollback-lambda-checkout-api", "-n", namespace)
     wait_for(lambda: phase_of(kubectl, namespace) == "Resolved", what="Resolved")
     spec = kubectl.get("incident", "checkout-deploy-failed", namespace)["spec"]
-    assert spec["remediation"]["approvedSteps"] == ["rollback-lambda-checkout-api"]
+    # In the approver's own name (the admin certificate's CN): the named approval alone let the step run.
+    assert spec["remediation"]["approvals"] == [{"step": "rollback-lambda-checkout-api", "by": "admin"}]
+    assert "approvedSteps" not in spec["remediation"]
     assert boto3.client("lambda").get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == \
         scenario.shas[0]
 
@@ -63,6 +65,8 @@ def test_run_and_approve_a_driftcheck(cluster, kubectl, namespace, infra, operat
     checksum = kubectl.get("driftcheck", "network", namespace)["status"]["lastResult"]["planChecksum"]
     approved = opex(cluster, "approve", "driftcheck", "network", "-n", namespace).stdout
     assert checksum in approved  # read before: once approved, the apply and its verification run may follow fast
+    assert approved.strip().endswith("as admin")
+    assert kubectl.get("driftcheck", "network", namespace)["spec"]["resolution"]["approvedBy"] == "admin"
     wait_for(lambda: (kubectl.get("driftcheck", "network", namespace)["status"].get("lastResolution") or {})
              .get("outcome") == "Succeeded", timeout=90, what="the apply")
     assert "NoDrift" in opex(cluster, "run", "driftcheck", "network", "-n", namespace).stdout
@@ -75,6 +79,7 @@ def test_approve_and_abort_rollbacks(cluster, kubectl, namespace, aws, operator)
     assert "Next: opex approve rollback www" in opex(cluster, "describe", "rb", "www", "-n", namespace).stdout
     opex(cluster, "approve", "rollback", "www", "-n", namespace)
     assert wait_phase(kubectl, namespace, "www", "Succeeded", "Failed")["phase"] == "Succeeded"
+    assert kubectl.get("rollback", "www", namespace)["spec"]["approvedBy"] == "admin"
     late = opex(cluster, "abort", "rollback", "www", "-n", namespace, check=False)
     assert late.returncode == 1 and "has already ended (Succeeded); there is nothing to abort" in late.stderr
 

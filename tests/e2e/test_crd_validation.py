@@ -169,6 +169,25 @@ CASES = [
      ["spec.remediation.performance.lambdaMemory.sizeMb", "less than or equal to 10240"]),
     ("inc-cache-size-unknown", mutate(INCIDENT, remediation__performance={"apiStage": {"cacheSizeGb": "2"}}),
      ["spec.remediation.performance.apiStage.cacheSizeGb", "Unsupported value"]),
+    # --- Incident: the on-call loop's fields ----------------------------------------------------
+    ("inc-re-escalate-too-soon", mutate(INCIDENT, escalation={"reEscalateAfter": "30s"}),
+     ["spec.escalation.reEscalateAfter", "must be at least 60s"]),
+    ("inc-acknowledgement-without-by", mutate(INCIDENT, acknowledgement={"note": "on it"}),
+     ["spec.acknowledgement.by", "Required value"]),
+    ("inc-step-approved-twice", mutate(INCIDENT, remediation__approvals=[{"step": "retry-stage", "by": "alice"},
+                                                                       {"step": "retry-stage", "by": "bob"}]),
+     ["spec.remediation.approvals[1]", "Duplicate value"]),
+    ("inc-unknown-sender", mutate(INCIDENT, escalation={"levels": [{"level": 1, "contact": "x", "senders": ["Email"]}]}),
+     ["spec.escalation.levels[0].senders[0]", "Unsupported value"]),
+    ("inc-slack-two-ways", mutate(INCIDENT, notify={"slack": {
+        "channel": "C0OPEX", "tokenSecretRef": {"name": "slack", "key": "token"},
+        "webhookUrlSecretRef": {"name": "slack", "key": "url"}}}),
+     ["spec.notify.slack", "set exactly one of slack.tokenSecretRef (with channel) or slack.webhookUrlSecretRef"]),
+    ("inc-slack-token-without-channel", mutate(INCIDENT, notify={"slack": {"tokenSecretRef": {"name": "s", "key": "t"}}}),
+     ["spec.notify.slack", "slack.channel goes with slack.tokenSecretRef"]),
+    ("inc-pagerduty-level-4", mutate(INCIDENT, notify={"pagerDuty": {"routes": [
+        {"level": 4, "routingKeySecretRef": {"name": "pd", "key": "l4"}}]}}),
+     ["spec.notify.pagerDuty.routes[0].level", "less than or equal to 3"]),
     # --- DriftCheck ---------------------------------------------------------------------------
     ("dc-missing-schedule", mutate(DRIFTCHECK, schedule=DELETE), ["spec.schedule", "Required value"]),
     ("dc-bad-cron", mutate(DRIFTCHECK, schedule=["every day at nine"]),
@@ -193,6 +212,8 @@ CASES = [
     ("dc-two-sources", mutate(DRIFTCHECK, source__configMapRef={"name": "tf"}),
      ["spec.source", "set exactly one of source.git or source.configMapRef"]),
     ("dc-missing-source", mutate(DRIFTCHECK, source=DELETE), ["spec.source", "Required value"]),
+    ("dc-approver-without-approval", mutate(DRIFTCHECK, resolution={"strategy": "Apply", "approvedBy": "alice"}),
+     ["spec.resolution", "approvedBy names who approved approvedPlanChecksum: set both"]),
     ("dc-bad-strategy", mutate(DRIFTCHECK, resolution={"strategy": "Destroy"}),
      ["spec.resolution.strategy", "Unsupported value"]),
     ("dc-import-without-imports", mutate(DRIFTCHECK, resolution={"strategy": "Import"}),
@@ -214,6 +235,8 @@ CASES = [
                                                                         "should match"]),
     # --- Rollback -----------------------------------------------------------------------------
     ("rb-no-target", mutate(ROLLBACK, **{"lambda": DELETE}), ["spec", "set exactly one target: lambda or staticSite"]),
+    ("rb-approver-without-approval", mutate(ROLLBACK, approvedBy="alice"),
+     ["spec", "approvedBy names who set approved: true; set both"]),
     ("rb-two-targets", mutate(ROLLBACK, staticSite={"bucket": "www-site", "backupPrefix": "backups/1/"}),
      ["spec", "set exactly one target: lambda or staticSite"]),
     ("rb-two-versions", mutate(ROLLBACK, lambda__to={"previous": True, "version": "3"}),

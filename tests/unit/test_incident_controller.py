@@ -51,7 +51,7 @@ def test_manual_incident_pages_level_one_with_the_root_cause_then_waits_for_appr
     st = w.status
     assert st.phase == "AwaitingApproval" and st.root_cause.category == "LambdaDeployment"
     ready = condition(st, "Ready")
-    assert ready.status == "False" and "approvedSteps" in ready.message and ready.observed_generation == 1
+    assert ready.status == "False" and "spec.remediation.approvals" in ready.message and ready.observed_generation == 1
     assert condition(st, "Escalated").reason == "Level1" and condition(st, "Reconciling") is None
     [(topic, subject, attributes)] = w.aws.the_sns.published
     assert topic == TOPIC and attributes == {"severity": "high", "level": "1", "type": "DeploymentFailure"}

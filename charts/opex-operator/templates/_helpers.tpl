@@ -104,3 +104,80 @@ opex.dev/shard: {{ .shard }}
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{/*
+The CEL variables both admission policies (admission-policy.yaml) use: who asks, who created the
+object, and what a request adds in approvals and acknowledgement (new or changed entries only:
+what was there before was admitted before).
+*/}}
+{{- define "opex.approvalVariables" -}}
+- name: user
+  expression: request.userInfo.username
+- name: creator
+  expression: >-
+    has(object.metadata.annotations) && 'opex.dev/created-by' in object.metadata.annotations
+    ? object.metadata.annotations['opex.dev/created-by'] : ''
+- name: oldCreator
+  expression: >-
+    oldObject != null && has(oldObject.metadata.annotations) && 'opex.dev/created-by' in oldObject.metadata.annotations
+    ? oldObject.metadata.annotations['opex.dev/created-by'] : ''
+- name: incident
+  expression: request.resource.resource == 'incidents'
+- name: approvals
+  expression: >-
+    variables.incident && has(object.spec.remediation) && has(object.spec.remediation.approvals)
+    ? object.spec.remediation.approvals : []
+- name: oldApprovals
+  expression: >-
+    variables.incident && oldObject != null && has(oldObject.spec.remediation)
+    && has(oldObject.spec.remediation.approvals) ? oldObject.spec.remediation.approvals : []
+- name: newApprovals
+  expression: "variables.approvals.filter(a, !variables.oldApprovals.exists(o, o.step == a.step && o.by == a.by))"
+- name: approvedSteps
+  expression: >-
+    variables.incident && has(object.spec.remediation) && has(object.spec.remediation.approvedSteps)
+    ? object.spec.remediation.approvedSteps : []
+- name: oldApprovedSteps
+  expression: >-
+    variables.incident && oldObject != null && has(oldObject.spec.remediation)
+    && has(oldObject.spec.remediation.approvedSteps) ? oldObject.spec.remediation.approvedSteps : []
+- name: newApprovedSteps
+  expression: "variables.approvedSteps.filter(s, !(s in variables.oldApprovedSteps))"
+- name: approvedByField
+  expression: "request.resource.resource == 'driftchecks' ? 'spec.resolution.approvedBy' : 'spec.approvedBy'"
+# DriftCheck: the approved plan checksum and its approver; Rollback: 'true' once approved, and its approver.
+- name: approved
+  expression: >-
+    request.resource.resource == 'driftchecks'
+    ? (has(object.spec.resolution) && has(object.spec.resolution.approvedPlanChecksum)
+       ? object.spec.resolution.approvedPlanChecksum : '')
+    : (request.resource.resource == 'rollbacks' && has(object.spec.approved) && object.spec.approved ? 'true' : '')
+- name: approvedBy
+  expression: >-
+    request.resource.resource == 'driftchecks'
+    ? (has(object.spec.resolution) && has(object.spec.resolution.approvedBy) ? object.spec.resolution.approvedBy : '')
+    : (request.resource.resource == 'rollbacks' && has(object.spec.approvedBy) ? object.spec.approvedBy : '')
+- name: oldApproved
+  expression: >-
+    oldObject == null ? ''
+    : request.resource.resource == 'driftchecks'
+    ? (has(oldObject.spec.resolution) && has(oldObject.spec.resolution.approvedPlanChecksum)
+       ? oldObject.spec.resolution.approvedPlanChecksum : '')
+    : (request.resource.resource == 'rollbacks' && has(oldObject.spec.approved) && oldObject.spec.approved ? 'true' : '')
+- name: oldApprovedBy
+  expression: >-
+    oldObject == null ? ''
+    : request.resource.resource == 'driftchecks'
+    ? (has(oldObject.spec.resolution) && has(oldObject.spec.resolution.approvedBy)
+       ? oldObject.spec.resolution.approvedBy : '')
+    : (request.resource.resource == 'rollbacks' && has(oldObject.spec.approvedBy) ? oldObject.spec.approvedBy : '')
+- name: newApproval
+  expression: >-
+    variables.approved != ''
+    && (variables.approved != variables.oldApproved || variables.approvedBy != variables.oldApprovedBy)
+- name: newAcknowledgement
+  expression: >-
+    variables.incident && has(object.spec.acknowledgement)
+    && !(oldObject != null && has(oldObject.spec.acknowledgement)
+         && oldObject.spec.acknowledgement == object.spec.acknowledgement)
+{{- end -}}

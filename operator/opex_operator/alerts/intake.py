@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from .. import metrics
 from ..api.common import EventType, now as utcnow
+from ..api.approvals import CREATED_BY_ANNOTATION
 from ..api.incident import ALERT_STATE_ANNOTATION, AlertRecord
 from ..errors import KubeError
 from ..kube import ObjectRef
@@ -92,13 +93,16 @@ class Intake:
     """Turns notifications into Incidents through ``store`` (see the module docstring).
 
     ``default_namespace`` takes alerts without a namespace label; ``namespaces`` are the globs the
-    operator watches (alerts for other namespaces are refused); ``clock`` gives UTC now.
+    operator watches (alerts for other namespaces are refused); ``creator`` is the operator's own
+    username, recorded on each Incident it creates (``opex.dev/created-by``: the admission policy
+    requires it where the two-person rule applies, so any person may approve); ``clock`` gives UTC now.
     """
 
     def __init__(self, store: IncidentStore, rules: MappingRules, default_namespace: str,
-                 namespaces: tuple[str, ...] = (), clock: Callable[[], dt.datetime] = utcnow):
+                 namespaces: tuple[str, ...] = (), clock: Callable[[], dt.datetime] = utcnow,
+                 creator: str | None = None):
         self.store, self.rules, self.default_namespace = store, rules, default_namespace
-        self.namespaces, self.clock = namespaces, clock
+        self.namespaces, self.clock, self.creator = namespaces, clock, creator
         # One write at a time per Incident in this process (other writers are caught by resourceVersion).
         self._locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
         self._parallel = asyncio.Semaphore(PARALLEL_WRITES)
@@ -165,7 +169,10 @@ class Intake:
         if body is None:
             if m.alert.status == AlertStatus.RESOLVED:
                 return Written(m.alert, Outcome.IGNORED, note="resolved; no Incident was opened for it"), created
-            body = await asyncio.to_thread(self.store.create, "incidents", m.namespace, m.body(name))
+            new = m.body(name)
+            if self.creator:
+                new["metadata"]["annotations"][CREATED_BY_ANNOTATION] = self.creator
+            body = await asyncio.to_thread(self.store.create, "incidents", m.namespace, new)
             if body is None:
                 return None, created  # created by another delivery meanwhile
             created = True

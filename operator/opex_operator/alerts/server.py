@@ -34,6 +34,7 @@ from aiohttp import web
 from .. import metrics
 from ..api.common import now as utcnow
 from ..config import AlertIntakeSettings
+from ..endpoint import Endpoint
 from .intake import Intake, Unavailable
 from .webhook import PayloadError, parse
 
@@ -74,41 +75,26 @@ def _reply(status: int, text: str = "", headers: dict[str, str] | None = None, *
     return web.Response(status=status, text=text + "\n", headers=headers)
 
 
-class AlertIntakeServer:
+class AlertIntakeServer(Endpoint):
     """Serves ``settings.path`` on ``settings.port``; ``start``/``stop`` from the operator's start-up."""
 
     def __init__(self, intake: Intake, settings: AlertIntakeSettings):
+        super().__init__(settings.port, settings.max_body_bytes)
         self.intake, self.settings = intake, settings
-        self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_post(self.settings.path, self.receive)
         return app
 
-    async def start(self, host: str) -> None:
-        """Listen on ``host``:``settings.port``. Raises OSError when the port is taken."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, host, self.settings.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
     async def receive(self, request: web.Request) -> web.Response:
         """One webhook notification (see the module docstring for the replies)."""
         if not authorized(request.headers.get("Authorization", ""), self.settings):
             return _reply(401, "unauthorized: a bearer token or basic auth is required",
                           {"WWW-Authenticate": 'Bearer realm="opex-alert-intake"'})
-        limit = self.settings.max_body_bytes
-        if (request.content_length or 0) > limit:
-            return _reply(413, f"the body is over {limit} bytes (OPEX_ALERT_INTAKE_MAX_BODY_BYTES)")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _reply(413, f"the body is over {limit} bytes (OPEX_ALERT_INTAKE_MAX_BODY_BYTES)")
+        body = await self.body(request)
+        if body is None:
+            return _reply(413, f"the body is over {self.max_body_bytes} bytes (OPEX_ALERT_INTAKE_MAX_BODY_BYTES)")
         try:
             notification = parse(body, utcnow())
         except PayloadError as err:

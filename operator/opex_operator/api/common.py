@@ -13,7 +13,7 @@ from typing import Annotated, Any, Iterator
 
 from annotated_types import GroupedMetadata, MaxLen
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # DNS-1123 label: names of Kubernetes objects, step ids, environments.
@@ -34,6 +34,22 @@ def duration_seconds(text: str) -> float:
     """Seconds in a :data:`Duration` such as ``90s``, ``5m`` or ``1h30m`` (the CRD checks the form)."""
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", text))
+
+
+def duration_at_least(seconds: int, why: str = "") -> Any:
+    """A :data:`Duration` of at least ``seconds``: refused below it by the API server (CEL) and by the
+    model, with ``why`` after the message."""
+    message = f"must be at least {seconds}s" + (f": {why}" if why else "")
+
+    def check(value: str) -> str:
+        if duration_seconds(value) < seconds:
+            raise ValueError(message)
+        return value
+
+    extra: dict[str, Any] = {"x-kubernetes-validations": [
+        DURATION_RULE,
+        {"rule": f"!self.matches(r'{DURATION}') || duration(self) >= duration('{seconds}s')", "message": message}]}
+    return Annotated[str, Field(max_length=32, json_schema_extra=extra), AfterValidator(check)]
 
 MAX_CONDITIONS = 16
 MAX_TIMELINE = 50

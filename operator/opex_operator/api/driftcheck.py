@@ -9,17 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
+from .approvals import USERNAME_MAX, BoundedUsername
 from .conditions import RECONCILING, STALLED
 
 # The DriftCheck's condition types (Ready is derived from them: DriftCheckStatus.READY_FROM).
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
 from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Bounded128, Bounded256, Bounded512,
                      Bounded1024, Bounded2048, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
-                     TimelineEntry, conditions_field, duration_seconds, obj_default, timeline_field)
+                     TimelineEntry, conditions_field, duration_at_least, duration_seconds, obj_default, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -168,6 +169,8 @@ class Resolution(Model):
          "message": "strategy Import needs at least one entry in resolution.imports"},
         {"rule": "!has(self.approvedPlanChecksum) || (has(self.strategy) && self.strategy != 'ReportOnly')",
          "message": "approvedPlanChecksum approves a resolution: it needs strategy Apply, RefreshOnly or Import"},
+        {"rule": "!has(self.approvedBy) || has(self.approvedPlanChecksum)",
+         "message": "approvedBy names who approved approvedPlanChecksum: set both"},
     ]}}
 
     strategy: ResolutionStrategy = Field(default=ResolutionStrategy.REPORT_ONLY, description=(
@@ -180,6 +183,10 @@ class Resolution(Model):
         default=None, max_length=71, pattern=CHECKSUM,
         description="With approval Manual, the resolution runs only for the run whose status.lastResult.planChecksum "
                     "equals this (Apply applies exactly that saved plan).")
+    approved_by: str | None = Field(default=None, min_length=1, max_length=USERNAME_MAX, description=(
+        "Kubernetes username of who approved approvedPlanChecksum (opex approve fills it in). The admission policy "
+        "admits a new approval only in the requester's own name, and under its two-person rule requires it and "
+        "refuses the DriftCheck's creator."))
     imports: list[ImportEntry] = Field(default_factory=list, max_length=50, description="For strategy Import.")
 
 
@@ -189,17 +196,11 @@ class ForceUnlock(StrEnum):
 
 
 MIN_ORPHANED_AFTER = 60  # seconds: a lock younger than this may belong to a Terraform run that is still going
-OrphanedAfter = Annotated[str, Field(max_length=32, json_schema_extra={"x-kubernetes-validations": [
-    DURATION_RULE,
-    {"rule": f"!self.matches(r'{DURATION}') || duration(self) >= duration('{MIN_ORPHANED_AFTER}s')",
-     "message": f"must be at least {MIN_ORPHANED_AFTER}s: a younger lock may be held by a Terraform run that is "
-                f"still going"}]}), AfterValidator(lambda v: _at_least(v, MIN_ORPHANED_AFTER))]
-
-
-def _at_least(value: str, seconds: float) -> str:
-    if duration_seconds(value) < seconds:
-        raise ValueError(f"must be at least {seconds}s")
-    return value
+if TYPE_CHECKING:  # a type built at run time: mypy sees the str it validates
+    OrphanedAfter = str
+else:
+    OrphanedAfter = duration_at_least(MIN_ORPHANED_AFTER, "a younger lock may be held by a Terraform run that is still "
+                                                           "going")
 
 
 class LockPolicy(Model):
@@ -375,6 +376,11 @@ class ResolutionPolicy(Status):
 
     strategy: ResolutionStrategy = Field(description="ReportOnly, Apply, RefreshOnly or Import.")
     approval: Approval = Field(description="Manual (only an approved plan checksum) or Auto.")
+    approved_plan_checksum: str | None = Field(default=None, max_length=71, description="The plan checksum approved "
+                                               "(spec.resolution.approvedPlanChecksum).")
+    approved_by: BoundedUsername | None = Field(default=None, description="Who approved it (spec.resolution.approvedBy, admitted only in the "
+                         "requester's own name); absent when the approval carries no name.")
+    approved_at: dt.datetime | None = Field(default=None, description="When the operator first saw this approval.")
 
 
 class DriftCheckStatus(Status):

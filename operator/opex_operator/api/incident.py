@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
+from .approvals import (Acknowledgement, AcknowledgementRecord, BoundedUsername, StepApproval, StepApprovalRecord,
+                        USERNAME_MAX)
 from .conditions import RECONCILING, STALLED
 
 # The Incident's condition types (Ready is derived from them: IncidentStatus.READY_FROM).
@@ -19,7 +21,7 @@ ASSESSED, ROOT_CAUSE_IDENTIFIED, REMEDIATED, ESCALATED = "Assessed", "RootCauseI
 APPROVALS_VALID, CLOSED, ALERT_RESOLVED = "ApprovalsValid", "Closed", "AlertResolved"
 from .common import (AWS_REGION, DNS_LABEL, Bounded128, Bounded512, Bounded1024, Bounded2048, Condition,
                      LocalObjectReference, Model, SecretKeyReference, StateLock, Status, TimelineEntry,
-                     conditions_field, obj_default, timeline_field)
+                     conditions_field, duration_at_least, obj_default, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
 from .performance import TARGET_RULES, CloudFrontTarget, MetricsQuery, PerformanceRemediation, Probes
 
@@ -193,13 +195,26 @@ class ForceUnlock(Model):
 
 
 class Remediation(Model):
-    """How far the operator may act: every step that changes AWS or Terraform state is gated here."""
+    """How far the operator may act: every step that changes AWS or Terraform state is gated here.
+
+    A step is approved when its id is in approvedSteps (no name recorded) or in approvals (with its
+    approver's name, admitted by the API server only in the requester's own name).
+    """
 
     mode: RemediationMode = Field(default=RemediationMode.MANUAL, description="DryRun records what would run; "
-                                  "Manual (default) waits until a step's id is in approvedSteps; Auto runs within policy.")
+                                  "Manual (default) waits until a step is approved (approvals or approvedSteps); "
+                                  "Auto runs within policy.")
     approved_steps: list[StepId] = Field(default_factory=list, max_length=50,
-                                                     description="Ids of approved steps.",
-                                                     json_schema_extra={"x-kubernetes-list-type": "set"})
+                                         description="Ids of approved steps, without a name (kept for compatibility; "
+                                                     "refused under the admission policy's two-person rule: use "
+                                                     "approvals).",
+                                         json_schema_extra={"x-kubernetes-list-type": "set"})
+    approvals: list[StepApproval] = Field(
+        default_factory=list, max_length=50,
+        description="Approved steps, each with its approver's Kubernetes username (opex approve). The admission "
+                    "policy admits a new entry only when by is the requester's own username, and under its "
+                    "two-person rule not the Incident's creator's.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["step"]})
     steps: list[StepPolicy] = Field(default_factory=list, max_length=40,
                                     description="Per-step onFailure, maxAttempts and timeoutSeconds, by step id.",
                                     json_schema_extra={"x-kubernetes-list-type": "map",
@@ -214,6 +229,22 @@ class Remediation(Model):
     security: SecurityRemediation = security_remediation_field()
     performance: PerformanceRemediation | None = None
 
+    # In the operator's model approved_steps holds every approved id (approvedSteps first, then the
+    # named approvals): the engine and the pages read one list.
+    @model_validator(mode="after")
+    def _named_approvals_approve(self) -> "Remediation":
+        self.approved_steps = list(dict.fromkeys([*self.approved_steps, *(a.step for a in self.approvals)]))
+        return self
+
+
+class Sender(StrEnum):
+    """Where a page goes: an SNS topic, the JSON webhook, PagerDuty (Events API v2) or Slack."""
+
+    SNS = "SNS"
+    WEBHOOK = "Webhook"
+    PAGER_DUTY = "PagerDuty"
+    SLACK = "Slack"
+
 
 class EscalationLevel(Model):
     """Who is notified, and when, while the incident is unresolved."""
@@ -225,10 +256,22 @@ class EscalationLevel(Model):
                                        description="Only for these severities (all when empty).")
     environments: list[Environment] = Field(default_factory=list, max_length=10,
                                                     description="Only in these environments (all when empty).")
+    senders: list[Sender] = Field(default_factory=list, max_length=4,
+                                  description="Which senders page this level: SNS, Webhook, PagerDuty, Slack (every "
+                                              "sender configured in spec.notify and the policy when empty).",
+                                  json_schema_extra={"x-kubernetes-list-type": "set"})
+
+
+# An acknowledgement holds escalation at least this long before it may escalate again.
+MIN_RE_ESCALATE_AFTER = 60
+if TYPE_CHECKING:  # a type built at run time: mypy sees the str it validates
+    ReEscalateAfter = str
+else:
+    ReEscalateAfter = duration_at_least(MIN_RE_ESCALATE_AFTER)
 
 
 class Escalation(Model):
-    """Override of the operator's default escalation matrix."""
+    """Override of the operator's default escalation matrix, and what an acknowledgement does to it."""
 
     levels: list[EscalationLevel] = Field(default_factory=list, max_length=3,
                                           description="Replaces the operator's default matrix (Level 1 DevOps lead "
@@ -236,6 +279,11 @@ class Escalation(Model):
                                                       "3 CTO for critical production).",
                                           json_schema_extra={"x-kubernetes-list-type": "map",
                                                              "x-kubernetes-list-map-keys": ["level"]})
+    re_escalate_after: ReEscalateAfter | None = Field(
+        default=None,
+        description=f"An acknowledged Incident still unresolved this long after its acknowledgement (a duration "
+                    f"such as 30m, at least {MIN_RE_ESCALATE_AFTER}s) escalates to the next level, and again each "
+                    f"time as long again passes; without it an acknowledgement stops escalation until resolution.")
 
 
 class Webhook(Model):
@@ -244,12 +292,48 @@ class Webhook(Model):
     url_secret_ref: SecretKeyReference = Field(description="Secret key holding the webhook URL (it may carry a token).")
 
 
+class PagerDutyRoute(Model):
+    """The PagerDuty Events API v2 integration (routing key) an escalation level triggers."""
+
+    level: int = Field(ge=1, le=3, description="Escalation level.")
+    routing_key_secret_ref: SecretKeyReference = Field(description="Secret key holding the 32-character "
+                                                       "integration key of an Events API v2 integration.")
+
+
+class PagerDutyNotify(Model):
+    """PagerDuty: one alert per Incident (dedup key from its uid), triggered, acknowledged and resolved."""
+
+    routes: list[PagerDutyRoute] = Field(min_length=1, max_length=3, description="Routing key per escalation level.",
+                                         json_schema_extra={"x-kubernetes-list-type": "map",
+                                                            "x-kubernetes-list-map-keys": ["level"]})
+
+
+class SlackNotify(Model):
+    """Slack: one message per Incident, through the Web API (updated in place, threaded) or an
+    incoming webhook (post only)."""
+
+    model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "has(self.tokenSecretRef) != has(self.webhookUrlSecretRef)",
+         "message": "set exactly one of slack.tokenSecretRef (with channel) or slack.webhookUrlSecretRef"},
+        {"rule": "has(self.tokenSecretRef) == has(self.channel)",
+         "message": "slack.channel goes with slack.tokenSecretRef (the Web API posts to a channel id)"}]}}
+
+    channel: str | None = Field(default=None, max_length=80, pattern=r"^[A-Z0-9]+$",
+                                description="Channel id for chat.postMessage, e.g. C0123456789.")
+    token_secret_ref: SecretKeyReference | None = Field(default=None, description="Secret key holding the bot token "
+                                                        "(xoxb-...) with chat:write.")
+    webhook_url_secret_ref: SecretKeyReference | None = Field(default=None, description="Secret key holding an "
+                                                              "incoming webhook URL (post only: no update in place).")
+
+
 class Notify(Model):
     """Where pages go (besides the topics the operator's policy adds to every incident)."""
 
     sns_topic_arns: list[TopicArn] = Field(default_factory=list, max_length=10,
                                            description="SNS topics; messages carry severity, level and type attributes.")
     webhook: Webhook | None = None
+    pager_duty: PagerDutyNotify | None = None
+    slack: SlackNotify | None = None
 
 
 class SourceKind(StrEnum):
@@ -309,6 +393,9 @@ class IncidentSpec(Model):
     notify: Notify | None = None
     source: Source | None = Field(default=None, description="Who opened it (set by the Alertmanager receiver).")
     closed: bool = Field(default=False, description="Set when the post-incident review is done; the phase becomes Closed.")
+    acknowledgement: Acknowledgement | None = Field(
+        default=None, description="Someone is on it (opex ack): escalation stops at the current level (see "
+                                  "escalation.reEscalateAfter); admitted only in the requester's own name.")
 
 
 # ---- status ----------------------------------------------------------------------------------
@@ -433,11 +520,21 @@ class Notification(Status):
 
     level: int = Field(ge=1, le=3, description="Escalation level paged.")
     contact: Bounded128 = Field(description="Who the level pages, e.g. DevOps lead.")
-    channel: str = Field(max_length=16, description="SNS or Webhook.")
-    target: str = Field(max_length=256, description="Topic ARN, or 'webhook' (its URL is a secret).")
+    channel: str = Field(max_length=16, description="SNS, Webhook, PagerDuty or Slack.")
+    target: str = Field(max_length=256, description="Topic ARN; 'webhook' (its URL is a secret); the Secret "
+                                                    "NAME/KEY of the PagerDuty routing key; the Slack channel id, or "
+                                                    "'slack-webhook'.")
     time: dt.datetime = Field(description="When it was sent.")
-    message_id: str | None = Field(default=None, max_length=128, description="SNS MessageId of a delivered page.")
+    message_id: str | None = Field(default=None, max_length=128, description="SNS MessageId, or Slack message ts, of "
+                                   "a delivered page.")
     error: Bounded1024 | None = Field(default=None, description="Why delivery failed.")
+
+
+class SlackMessage(Status):
+    """The Incident's one Slack message (Web API): updated in place, with replies in its thread."""
+
+    channel: str = Field(max_length=80, description="Channel id chat.postMessage answered with.")
+    ts: str = Field(max_length=32, description="The message's ts (its id in the channel; the thread's parent).")
 
 
 class EscalationStatus(Status):
@@ -448,6 +545,9 @@ class EscalationStatus(Status):
     next_escalation_at: dt.datetime | None = Field(default=None, description="When the next level is due.")
     notified: list[Notification] = Field(default_factory=list, max_length=30,
                                          description="Pages sent, newest last (the last 30).")
+    re_escalated_at: dt.datetime | None = Field(default=None, description="When an acknowledged Incident last "
+                                                "escalated again (spec.escalation.reEscalateAfter).")
+    slack: SlackMessage | None = Field(default=None, description="The Incident's Slack message, once posted.")
 
 
 class PostIncident(Status):
@@ -455,7 +555,13 @@ class PostIncident(Status):
 
     written_at: dt.datetime = Field(description="When the record was written.")
     duration_seconds: int | None = Field(default=None, ge=0, description="Detection to resolution, in seconds.")
-    time_to_assess_seconds: int | None = Field(default=None, ge=0, description="Detection to assessment, in seconds.")
+    time_to_assess_seconds: int | None = Field(default=None, ge=0, description="Detection to the end of the initial "
+                                               "assessment, in seconds.")
+    time_to_acknowledge_seconds: int | None = Field(default=None, ge=0, description="Detection to acknowledgement "
+                                                    "(MTTA's sample), in seconds; absent when nobody acknowledged.")
+    acknowledged_by: BoundedUsername | None = Field(default=None, description="Who acknowledged.")
+    approvals: list[StepApprovalRecord] = Field(default_factory=list, max_length=50,
+                                                description="Who approved each step that ran.")
     root_cause: Bounded1024 | None = Field(default=None, description="Category and summary of the root cause.")
     action_items: list[ActionItem] = Field(default_factory=list, max_length=20,
                                            description="Follow-ups (post-mortem, runbook updates, monitoring gaps).")
@@ -537,12 +643,20 @@ class IncidentStatus(Status):
     timeline: list[TimelineEntry] = timeline_field()
     detected_at: dt.datetime | None = Field(default=None, description="When the incident started (the alert's "
                                             "startsAt, else the object's creation).")
-    assessed_at: dt.datetime | None = Field(default=None, description="When the initial assessment finished (MTTA).")
+    assessed_at: dt.datetime | None = Field(default=None, description="When the initial assessment finished.")
     resolved_at: dt.datetime | None = Field(default=None, description="When the fix was verified (MTTR).")
     closed_at: dt.datetime | None = Field(default=None, description="When spec.closed was honoured.")
     post_incident: PostIncident | None = Field(default=None, description="The post-incident record.")
     alert: AlertRecord | None = Field(default=None, description="The alert that opened the incident, as the "
                                       "Alertmanager intake last received it (deliveries, firing or resolved).")
+    created_by: BoundedUsername | None = Field(default=None, description="Who created the Incident, as admission recorded it (the opex.dev/created-by "
+                        "annotation).")
+    acknowledgement: AcknowledgementRecord | None = Field(default=None, description="Who acknowledged, and when "
+                                                          "(spec.acknowledgement as the operator saw it).")
+    approvals: list[StepApprovalRecord] = Field(default_factory=list, max_length=50,
+                                                description="Who approved each approved step, and when the operator "
+                                                            "saw it (spec.remediation.approvals; approvedSteps without "
+                                                            "a name).")
 
 
 def effective_severity(spec: IncidentSpec, status: IncidentStatus) -> Severity:
@@ -557,6 +671,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Classified", "type": "string", "jsonPath": ".status.classification.severity", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Root Cause", "type": "string", "jsonPath": ".status.rootCause.category"},
+    {"name": "Acked By", "type": "string", "jsonPath": ".spec.acknowledgement.by"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

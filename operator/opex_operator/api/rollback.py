@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
+from .approvals import USERNAME_MAX, BoundedUsername
 from .conditions import RECONCILING, STALLED
 
 # The Rollback's condition types (Ready is derived from them: RollbackStatus.READY_FROM).
@@ -99,6 +100,8 @@ class RollbackSpec(Model):
 
     model_config = Model.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
         {"rule": "has(self.lambda) != has(self.staticSite)", "message": "set exactly one target: lambda or staticSite"},
+        {"rule": "!has(self.approvedBy) || (has(self.approved) && self.approved)",
+         "message": "approvedBy names who set approved: true; set both"},
         {"rule": "has(self.lambda) == has(oldSelf.lambda) && (!has(self.lambda) || self.lambda == oldSelf.lambda)",
          "message": "the lambda target is immutable; create a new Rollback"},
         {"rule": "has(self.staticSite) == has(oldSelf.staticSite) && "
@@ -116,6 +119,10 @@ class RollbackSpec(Model):
     approval: RollbackApproval = Field(default=RollbackApproval.MANUAL,
                                        description="Manual waits for approved: true; Auto runs at once.")
     approved: bool = Field(default=False, description="With approval Manual: true lets the rollback run.")
+    approved_by: str | None = Field(default=None, min_length=1, max_length=USERNAME_MAX, description=(
+        "Kubernetes username of who set approved (opex approve fills it in). The admission policy admits a new "
+        "approval only in the requester's own name, and under its two-person rule requires it and refuses the "
+        "Rollback's creator."))
     dry_run: bool = Field(default=False, description="Record what would change and change nothing.")
     abort: bool = Field(default=False, description="Stop a rollback in flight; it ends Aborted.")
     progress_deadline_seconds: int = Field(default=600, ge=30, le=7200,
@@ -230,6 +237,9 @@ class RollbackStatus(Status):
                                               "applies: this says which).")
     dry_run: bool | None = Field(default=None, description="Whether the operator treats this rollback as a dry run "
                                  "(spec.dryRun as it read it).")
+    approved_by: BoundedUsername | None = Field(default=None, description="Who approved it (spec.approvedBy, admitted only in the requester's own "
+                         "name); absent when the approval carries no name.")
+    approved_at: dt.datetime | None = Field(default=None, description="When the operator first saw the approval.")
     from_: Revision | None = Field(default=None, alias="from", description="What ran before the rollback (to undo it).")
     to: Revision | None = Field(default=None, description="The known-good release restored.")
     steps: list[RollbackStep] = Field(default_factory=list, max_length=20, description="Steps and their checkpoints.")

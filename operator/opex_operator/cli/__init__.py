@@ -46,7 +46,7 @@ def console() -> Console:
 
 def cluster(ctx: click.Context) -> Cluster:
     if "cluster" not in ctx.obj:
-        ctx.obj["cluster"] = Cluster(ctx.obj["kubeconfig"], ctx.obj["context"])
+        ctx.obj["cluster"] = Cluster(ctx.obj["kubeconfig"], ctx.obj["context"], ctx.obj.get("as_user"))
     return ctx.obj["cluster"]
 
 
@@ -60,9 +60,10 @@ namespace_option = click.option("-n", "--namespace", help="Namespace (default: t
 @click.group(cls=Opex, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig (default $KUBECONFIG).")
 @click.option("--context", help="kubeconfig context to use.")
+@click.option("--as", "as_user", help="Act as this user (impersonation, as kubectl --as).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, as_user: str | None, debug: bool) -> None:
     """opex: the AWS CI/CD operations runbook as Kubernetes custom resources.
 
     \b
@@ -71,7 +72,8 @@ def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, debug: 
       opex get -A
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(kubeconfig=kubeconfig.split(":")[0] if kubeconfig else None, context=context, debug=debug)
+    ctx.obj.update(kubeconfig=kubeconfig.split(":")[0] if kubeconfig else None, context=context, as_user=as_user,
+                   debug=debug)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -148,7 +150,11 @@ def describe(ctx: click.Context, kind: str, name: str, namespace: str | None, ou
 @click.pass_context
 def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...], checksum: str | None,
             namespace: str | None) -> None:
-    """Approve an incident's steps, a driftcheck's plan, or a rollback.
+    """Approve an incident's steps, a driftcheck's plan, or a rollback, in your own name.
+
+    The approval records who you are as the API server knows you (SelfSubjectReview); the
+    admission policy admits it only in that name, and under its two-person rule not from the
+    object's creator.
 
     \b
     Examples:
@@ -164,6 +170,7 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
     if kind == "incident":
         if not step_ids:
             raise CliError("name the step ids to approve, e.g. opex approve incident NAME rollback-lambda-my-fn")
+        me = c.whoami()
         for _ in range(5):
             obj = c.get("incidents", ns, name)
             steps = {s["id"]: s for s in (obj.get("status") or {}).get("steps", []) if s.get("mutating")}
@@ -171,17 +178,27 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
             if unknown:
                 known = ", ".join(steps) or "none yet (the incident has not been diagnosed)"
                 raise CliError(f"incident {name} has no step {', '.join(unknown)}; its remediation steps: {known}")
-            approved = list(dict.fromkeys(((obj["spec"].get("remediation") or {}).get("approvedSteps") or [])
-                                          + list(step_ids)))
-            if c.patch_unchanged(obj, {"spec": {"remediation": {"approvedSteps": approved}}}):
-                click.echo(f"incident {name}: approved {', '.join(step_ids)}")
+            remediation = obj["spec"].get("remediation") or {}
+            approvals = list(remediation.get("approvals") or [])
+            done = {a["step"]: a["by"] for a in approvals}
+            done.update({s: "(approvedSteps)" for s in remediation.get("approvedSteps") or [] if s not in done})
+            new = [s for s in dict.fromkeys(step_ids) if s not in done]
+            for step in step_ids:
+                if step in done:
+                    click.echo(f"incident {name}: {step} is already approved by {done[step]}")
+            if not new:
+                return
+            approvals += [{"step": s, "by": me} for s in new]
+            if c.patch_unchanged(obj, {"spec": {"remediation": {"approvals": approvals}}}):
+                click.echo(f"incident {name}: approved {', '.join(new)} as {me}")
                 return
         raise CliError(f"incident {name} kept changing while approving; try again")
     if step_ids:
         raise CliError(f"a {kind} has no step ids to approve; run: opex approve {kind} {name}")
     if kind == "rollback":
-        c.patch("rollbacks", ns, name, {"spec": {"approved": True}})
-        click.echo(f"rollback {name}: approved")
+        me = c.whoami()
+        c.patch("rollbacks", ns, name, {"spec": {"approved": True, "approvedBy": me}})
+        click.echo(f"rollback {name}: approved as {me}")
         return
     obj = c.get("driftchecks", ns, name)
     planned = ((obj.get("status") or {}).get("lastResult") or {}).get("planChecksum")
@@ -192,8 +209,37 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
     if checksum and planned and checksum != planned:
         click.echo(f"note: {checksum} is not the last run's plan ({planned}); it applies only when a run produces "
                    f"exactly that plan", err=True)
-    c.patch("driftchecks", ns, name, {"spec": {"resolution": {"approvedPlanChecksum": chosen}}})
-    click.echo(f"driftcheck {name}: approved plan {chosen}")
+    me = c.whoami()
+    c.patch("driftchecks", ns, name, {"spec": {"resolution": {"approvedPlanChecksum": chosen, "approvedBy": me}}})
+    click.echo(f"driftcheck {name}: approved plan {chosen} as {me}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["incident"]))
+@click.argument("name")
+@click.option("--note", help="What you are doing about it (shown in the timeline and the next pages).")
+@namespace_option
+@click.pass_context
+def ack(ctx: click.Context, kind: str, name: str, note: str | None, namespace: str | None) -> None:
+    """Acknowledge an incident in your own name: you are on it, escalation stops at its level.
+
+    \b
+    Example:
+      opex ack incident checkout-deploy-failed --note "rolling back the release"
+    """
+    c, ns = cluster(ctx), namespace_of(ctx, namespace)
+    me = c.whoami()
+    obj = c.get("incidents", ns, name)
+    before = obj["spec"].get("acknowledgement") or {}
+    phase = (obj.get("status") or {}).get("phase")
+    if phase in ("Resolved", "Closed"):
+        raise CliError(f"incident {name} is {phase} already; there is nothing to acknowledge")
+    if before.get("by") == me and before.get("note") == note:
+        click.echo(f"incident {name}: already acknowledged by you")
+        return
+    c.patch("incidents", ns, name, {"spec": {"acknowledgement": {"by": me, "note": note}}})
+    took_over = f" (was {before['by']})" if before.get("by") and before["by"] != me else ""
+    click.echo(f"incident {name}: acknowledged by {me}{took_over}")
 
 
 @cli.command()

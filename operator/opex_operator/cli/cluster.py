@@ -33,9 +33,10 @@ def plural_of(kind: str) -> str:
 
 
 class Cluster:
-    """The API server from ``kubeconfig`` (default $KUBECONFIG or ~/.kube/config) and ``context``."""
+    """The API server from ``kubeconfig`` (default $KUBECONFIG or ~/.kube/config) and ``context``;
+    with ``as_user`` every request impersonates that user (kubectl's ``--as``)."""
 
-    def __init__(self, kubeconfig: str | None, context: str | None):
+    def __init__(self, kubeconfig: str | None, context: str | None, as_user: str | None = None):
         config = kubernetes.client.Configuration()
         try:
             kubernetes.config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=config)
@@ -46,7 +47,20 @@ class Cluster:
         except (kubernetes.config.ConfigException, OSError, StopIteration) as err:
             raise CliError(f"no usable kubeconfig ({err}); set KUBECONFIG or pass --kubeconfig/--context") from None
         self.default_namespace = (active.get("context") or {}).get("namespace") or "default"
-        self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+        client = (kubernetes.client.ApiClient(config, header_name="Impersonate-User", header_value=as_user)
+                  if as_user else kubernetes.client.ApiClient(config))
+        self.api = kubernetes.client.CustomObjectsApi(client)
+        self.authentication = kubernetes.client.AuthenticationV1Api(client)
+        self._me: str | None = None
+
+    def whoami(self) -> str:
+        """The username the API server knows this client as (a SelfSubjectReview): who an approval or
+        acknowledgement is recorded for (the admission policy admits no other name)."""
+        if self._me is None:
+            review = self._call("who you are (SelfSubjectReview)", self.authentication.create_self_subject_review,
+                                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            self._me = review.status.user_info.username
+        return self._me
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

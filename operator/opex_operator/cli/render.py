@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..api.approvals import CREATED_BY_ANNOTATION
 from ..terraform.plan import PlanSet, PlanSummary
 
 GOOD = {"Resolved", "Closed", "Succeeded", "NoDrift"}
@@ -45,6 +46,7 @@ COLUMNS: dict[str, list[tuple[str, Any]]] = {
          or o["spec"].get("severity")),
         ("PHASE", lambda o: styled((o.get("status") or {}).get("phase"))),
         ("ROOT CAUSE", lambda o: ((o.get("status") or {}).get("rootCause") or {}).get("category", "-")),
+        ("ACKED BY", lambda o: (o["spec"].get("acknowledgement") or {}).get("by", "-")),
         ("WAITING FOR", lambda o: ", ".join(s["id"] for s in (o.get("status") or {}).get("steps", [])
                                             if s["state"] == "AwaitingApproval") or "-"),
     ],
@@ -139,6 +141,14 @@ def _severity(spec: dict, status: dict) -> str | None:
     return spec.get("severity")
 
 
+def _acknowledged(spec: dict, status: dict) -> str | None:
+    ack = spec.get("acknowledgement")
+    if not ack:
+        return None
+    seen = (status.get("acknowledgement") or {}).get("acknowledgedAt")
+    return f"{ack['by']}" + (f" at {seen}" if seen else "") + (f": {ack['note']}" if ack.get("note") else "")
+
+
 def describe_incident(obj: dict) -> Group:
     spec, st, meta = obj["spec"], obj.get("status") or {}, obj["metadata"]
     esc = st.get("escalation") or {}
@@ -147,6 +157,8 @@ def describe_incident(obj: dict) -> Group:
                              ("Environment", spec.get("environment")), ("Phase", styled(st.get("phase"))),
                              ("Mode", _acting((st.get("remediation") or {}).get("mode"),
                                               (spec.get("remediation") or {}).get("mode"))),
+                             ("Created by", (meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION)),
+                             ("Acknowledged", _acknowledged(spec, st)),
                              ("Detected", st.get("detectedAt")), ("Assessed", st.get("assessedAt")),
                              ("Resolved", st.get("resolvedAt"))])]
     cause = st.get("rootCause")
@@ -161,6 +173,11 @@ def describe_incident(obj: dict) -> Group:
         parts += [_section("Steps"), _rows(["STEP", "ACTION", "STATE", "ATTEMPTS", "OUTPUT / ERROR"], [
             [s["id"], s["action"], styled(s["state"]), s.get("attempts", 0), s.get("error") or s.get("outputs")
              or s.get("inputs")] for s in st["steps"]])]
+    approvals = (spec.get("remediation") or {}).get("approvals") or []
+    if approvals:  # who approved what: the API server admitted each only in its approver's name
+        seen = {a["step"]: a.get("approvedAt") for a in st.get("approvals", [])}
+        parts += [_section("Approvals"), _rows(["STEP", "APPROVED BY", "SEEN"], [
+            [a["step"], a["by"], seen.get(a["step"])] for a in approvals])]
     undo = [[s["id"], s["undo"]] for s in st.get("steps", []) if s.get("undo")]
     if undo:  # what a containment or remediation changed, and how to reverse it
         parts += [_section("Undo"), _rows(["STEP", "HOW TO REVERSE IT"], undo)]

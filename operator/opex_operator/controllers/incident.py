@@ -14,9 +14,11 @@ deadline or poll while it waits, never while it waits for a person (the spec cha
 Every mutating step is checkpointed in status before and after it acts (:meth:`_Pass.remediate`).
 
 Extension points for the lifecycle: a gate that holds an Auto step belongs in ``engine.decide``
-(before ``Move.RUN``, as approval is); an acknowledgement that stops escalation in
-``engine.decide``'s ESCALATE branch and ``paging.Paging.stop_escalating``; a verification that
-undoes a step calls its action's ``undo`` from :meth:`_Pass.verify` on ``VerifyOutcome.FAILED``.
+(before ``Move.RUN``, as approval is); a verification that undoes a step calls its action's
+``undo`` from :meth:`_Pass.verify` on ``VerifyOutcome.FAILED``. An acknowledgement holds
+escalation (``notify.acknowledgement.hold``, read into the :class:`Situation`; recorded by
+``paging.Paging.acknowledge``); each pass records who approved which step
+(``status.approvals``, :meth:`_Pass.record_approvals`).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .. import metrics
 from ..api import INCIDENT
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import get
+from ..api.approvals import creator, step_approvals
 from ..api.incident import (ALERT_RESOLVED, ALERT_STATE_ANNOTATION, APPROVALS_VALID, ASSESSED, CLOSED, MAX_FINDINGS,
                             REMEDIATED, ROOT_CAUSE_IDENTIFIED, AlertRecord, Classification, IncidentPhase as Phase,
                             IncidentSpec, IncidentStatus, RemediationMode, RemediationStatus, RootCauseCategory, Step,
@@ -40,13 +43,14 @@ from ..aws.budget import counting
 from ..environments import is_production
 from ..errors import AwsError
 from ..ports.objects import ObjectRef, child_name, label_value
-from ..notify import escalation as matrix
+from ..notify import acknowledgement as ack, escalation as matrix
 from ..playbooks import Classification as Found, Context, Limits, Playbook, playbook_for
 from ..playbooks.assessment import SharedReads, probe
 from ..playbooks.diagnose import bounded
 from ..playbooks.probes import failed_at_assessment, results as probe_results
 from ..policy import Policy
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
+from ..ports.notify import PagerDutyPort, SlackPort
 from ..ports.facts import ReadProblem
 from ..process import IDENTITY
 from ..runbooks import engine, postincident
@@ -74,11 +78,15 @@ class IncidentController:
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook | None,
                  clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = (),
-                 shared_read_seconds: float = 10.0):
+                 shared_read_seconds: float = 10.0, pagerduty: PagerDutyPort | None = None,
+                 slack: SlackPort | None = None):
         """``sources``: the CIDRs and security group ids the operator connects from
         (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused;
-        ``shared_read_seconds``: how long identical assessment reads are shared (SharedReads)."""
+        ``shared_read_seconds``: how long identical assessment reads are shared (SharedReads);
+        ``pagerduty``, ``slack``: the senders of the levels that name them (None: such a page fails
+        with why)."""
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
+        self.pagerduty, self.slack = pagerduty, slack
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
         self.shared_reads = SharedReads(shared_read_seconds)
         # (incident uid, step id) whose intent this process recorded and whose call it has not made
@@ -91,6 +99,7 @@ class IncidentController:
         metrics.INCIDENT_PHASES.forget(ref.uid)
         metrics.INCIDENTS_UNASSESSED.forget(ref.uid)
         metrics.INCIDENTS_PAST_ESCALATION.forget(ref.uid)
+        metrics.INCIDENTS_UNACKNOWLEDGED.forget(ref.uid)
 
     def priority(self, body: dict) -> int:
         """Severity first (critical 0 ... low 3), production before other environments."""
@@ -111,17 +120,27 @@ class IncidentController:
         levels = matrix.applicable(spec.escalation.levels if spec.escalation and spec.escalation.levels
                                    else self.policy.escalation.levels, severity, spec.environment,
                                    immediate=playbook.pages_every_level_at_once(severity, spec.environment))
-        situation = Situation(now=self.clock(), levels=levels,
-                              denied=self.policy.check(obj.ref.namespace, spec.targets.role_key, region))
+        now = self.clock()
+        hold = ack.hold(spec, obj.status, now)
+        current = obj.status.escalation.current_level if obj.status.escalation else 0
+        situation = Situation(now=now, levels=levels,
+                              denied=self.policy.check(obj.ref.namespace, spec.targets.role_key, region),
+                              holding=not hold.escalates,
+                              re_escalate=ack.re_escalation_level(levels, current)
+                              if hold.state == ack.HoldState.RE_ESCALATE else None)
         pass_ = _Pass(self, obj, spec, playbook, situation)
         if obj.status.phase is None:
             pass_.detect()
         pass_.note_interrupted()
+        pass_.record_approvals()
+        if obj.status.phase not in engine.TERMINAL:
+            await pass_.acknowledge(hold)
         self.track(obj, spec, situation)  # before the move, so a pass that fails or hangs still counts
         obj.status.remediation = RemediationStatus(mode=spec.remediation.mode)
         decision = engine.decide(spec, obj.status, situation)
         log.debug("%s %s: %s", self.resource.kind, obj.ref.key, decision.move)
         requeue = await pass_.carry_out(decision)
+        pass_.hold_escalation()
         pass_.check_approvals()
         await pass_.record_alert()
         obj.status.observed_generation = obj.generation
@@ -145,6 +164,7 @@ class IncidentController:
         metrics.INCIDENTS_UNASSESSED.track(obj.ref.uid, severity, (st.detected_at or obj.created_at or situation.now)
                                            if waiting else None)
         metrics.INCIDENTS_PAST_ESCALATION.track(obj.ref.uid, severity, engine.escalation_deadline(st, situation))
+        metrics.INCIDENTS_UNACKNOWLEDGED.track(obj.ref.uid, severity, ack.unacknowledged_since(spec, st))
 
 
 class _Pass(Paging):
@@ -181,7 +201,7 @@ class _Pass(Paging):
                 return await self.remediate(d.step)
             case Move.AWAIT_APPROVAL:
                 assert d.step is not None
-                self.await_approval(d.step)
+                await self.await_approval(d.step)
                 return None
             case Move.DRY_RUN:
                 assert d.step is not None
@@ -233,6 +253,7 @@ class _Pass(Paging):
         """A new incident: when it started (the alert's startsAt, else the object's creation)."""
         alert = self.spec.source.alert if self.spec.source and self.spec.source.alert else None
         self.st.detected_at = (alert.starts_at if alert and alert.starts_at else None) or self.obj.created_at or self.now
+        self.st.created_by = creator({"annotations": self.obj.annotations})
         self.phase(Phase.DETECTED, "Detected", f"{self.spec.type.value} incident ({self.spec.severity.value}) in "
                                                f"{self.spec.environment}: {self.spec.title}")
 
@@ -309,16 +330,18 @@ class _Pass(Paging):
         return found
 
     # -- remediation (mutating, gated) -------------------------------------------------------------
-    def await_approval(self, step: Step) -> None:
-        if step.state != StepState.AWAITING_APPROVAL:
+    async def await_approval(self, step: Step) -> None:
+        first = step.state != StepState.AWAITING_APPROVAL
+        if first:
             step.state = StepState.AWAITING_APPROVAL
             why = (" (a recovery step: a person approves it even in Auto mode)"
                    if step.requires_approval and self.spec.remediation.mode != RemediationMode.MANUAL else "")
             self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval{why}")
-        patch = '{"spec":{"remediation":{"approvedSteps":["%s"]}}}' % step.id
-        how = (f"approve step {step.id} ({step.inputs}): kubectl patch incident {self.obj.ref.name} "
-               f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (a merge patch replaces the list: "
-               f"keep any ids approved before)")
+            await self.update_slack()  # its Approve button
+        how = (f"approve step {step.id} ({step.inputs}) in your own name: opex approve incident "
+               f"{self.obj.ref.name} -n {self.obj.ref.namespace} {step.id} (adds {{step: {step.id}, by: <you>}} to "
+               f"spec.remediation.approvals), or from the Incident's Slack message; an id in "
+               f"spec.remediation.approvedSteps also approves it, without a name)")
         self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", how)
 
     def dry_run(self, step: Step) -> float:
@@ -481,6 +504,7 @@ class _Pass(Paging):
         ran = [s.id for s in st.steps if s.mutating and s.state == StepState.SUCCEEDED]
         self.phase(Phase.RESOLVED, "Resolved", f"resolved and verified after {', '.join(ran) or 'a manual fix'}; set "
                                                f"spec.closed: true after the post-incident review")
+        await self.update_slack()
         await self.post_incident()
 
     async def fail(self, step: Step, escalate: bool) -> None:
@@ -503,7 +527,10 @@ class _Pass(Paging):
         st.closed_at = self.ctl.clock()
         self.stop_escalating()
         self.condition(CLOSED, ConditionStatus.TRUE, "Closed", "closed (spec.closed: true)")
+        if not any(n.contact == "resolve" for n in (st.escalation.notified if st.escalation else [])):
+            await self.follow_up("resolve")  # closed before it resolved: PagerDuty's alert ends too
         self.phase(Phase.CLOSED, "Closed", "closed (spec.closed: true)")
+        await self.update_slack()
         if st.post_incident is None:
             await self.post_incident()
 
@@ -540,6 +567,19 @@ class _Pass(Paging):
         self.condition(ALERT_RESOLVED, wanted.status, wanted.reason, wanted.message)
         if flipped:
             self.event(f"Alert{wanted.reason}", wanted.message)
+
+    def record_approvals(self) -> None:
+        """Who approved each step (``status.approvals``: the named entries of
+        spec.remediation.approvals, admitted by the API server only in the requester's own name, and
+        ids of approvedSteps without a name), each new one an Event."""
+        rem = self.spec.remediation
+        before = {(a.step, a.by) for a in self.st.approvals}
+        self.st.approvals = step_approvals([i for i in rem.approved_steps if i not in {a.step for a in rem.approvals}],
+                                           rem.approvals, self.st.approvals, self.now)
+        for a in self.st.approvals:
+            if (a.step, a.by) not in before:
+                self.event("StepApproved", f"step {a.step} approved by {a.by}" if a.by else
+                           f"step {a.step} approved without a name (spec.remediation.approvedSteps)")
 
     def check_approvals(self) -> None:
         unknown = engine.unknown_approvals(self.spec, self.st)

@@ -6,6 +6,7 @@ that runs.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 import logging
 
@@ -25,7 +26,9 @@ async def start_alert_intake(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> 
     if config is None:
         return
     load_client_config()
-    intake = Intake(Kube(), memo.alert_rules, config.default_namespace, settings.namespaces)
+    kube = Kube()
+    intake = Intake(kube, memo.alert_rules, config.default_namespace, settings.namespaces,
+                    creator=await asyncio.to_thread(kube.whoami))
     memo.alert_intake = AlertIntakeServer(intake, config)
     await memo.alert_intake.start(settings.bind_address)
     logger.info("alert intake on :%d%s (Incidents without a namespace label go to %s)", config.port, config.path,

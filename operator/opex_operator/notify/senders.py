@@ -1,10 +1,10 @@
-"""Deliver a notification: SNS ``Publish`` with message attributes, or an HTTP POST to a webhook."""
+"""Deliver a notification: SNS ``Publish`` with message attributes, or an HTTP POST to a webhook
+(PagerDuty and Slack have their own modules)."""
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
+
+from .http import SendError, post_json
 
 
 class SnsSender:
@@ -23,15 +23,10 @@ class SnsSender:
 
 
 def post_webhook(url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
-    """POST ``payload`` as JSON; returns the HTTP status. Raises RuntimeError on a non-2xx answer or
-    no answer. The URL may carry a token: it never appears in the error."""
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "opex-operator"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as err:
-        raise RuntimeError(f"webhook answered HTTP {err.code}") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise RuntimeError(f"webhook unreachable: {type(reason).__name__}") from None
+    """POST ``payload`` as JSON; returns the HTTP status. Raises SendError (a RuntimeError) on a non-2xx
+    answer or no answer, RateLimited when it keeps answering 429. The URL may carry a token: it never
+    appears in the error."""
+    response = post_json(url, payload, what="webhook", timeout=timeout)
+    if not 200 <= response.status < 300:
+        raise SendError(f"webhook answered HTTP {response.status}", response.status)
+    return response.status

@@ -60,12 +60,16 @@ class Move(StrEnum):
 @dataclass(frozen=True)
 class Situation:
     """What the decision needs besides spec and status: ``now`` (UTC), ``denied`` (the operator
-    policy's refusal for the namespace, role and region, or None) and ``levels`` (the escalation
-    levels that apply to this severity and environment, lowest first)."""
+    policy's refusal for the namespace, role and region, or None), ``levels`` (the escalation
+    levels that apply to this severity and environment, lowest first), ``holding`` (an
+    acknowledgement holds escalation at the level reached: ``notify.acknowledgement.hold``) and
+    ``re_escalate`` (the level an acknowledged Incident past ``reEscalateAfter`` pages now)."""
 
     now: dt.datetime
     denied: str | None = None
     levels: list[EscalationLevel] = field(default_factory=list)
+    holding: bool = False
+    re_escalate: EscalationLevel | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,10 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
     if situation.denied:
         return Decision(Move.DENY)
     due, _ = levels_due(status, situation)
+    if situation.re_escalate is not None:
+        due = [situation.re_escalate]
+    elif situation.holding:
+        due = []  # acknowledged: no new level while the hold lasts
     waited = situation.now - (status.detected_at or situation.now) >= PAGE_WAITS_FOR_DIAGNOSIS
     if (classified(status) or waited) and (due or status.escalation is None):
         return Decision(Move.ESCALATE, levels=tuple(due))

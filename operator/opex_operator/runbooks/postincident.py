@@ -83,6 +83,11 @@ def record(spec: IncidentSpec, status: IncidentStatus, now: dt.datetime, report_
         duration_seconds=int((end - status.detected_at).total_seconds()) if status.detected_at else None,
         time_to_assess_seconds=int((status.assessed_at - status.detected_at).total_seconds())
         if status.assessed_at and status.detected_at else None,
+        time_to_acknowledge_seconds=int(max(0.0, (status.acknowledgement.acknowledged_at - status.detected_at)
+                                            .total_seconds())) if status.acknowledgement and status.detected_at else None,
+        acknowledged_by=status.acknowledgement.by if status.acknowledgement else None,
+        approvals=[a for a in status.approvals if any(s.id == a.step and s.mutating and s.state != StepState.PENDING
+                                                          for s in status.steps)],
         root_cause=f"{cause.category.value}: {cause.summary}" if cause else None,
         action_items=items, post_mortem_required=serious,
         report_ref=LocalObjectReference(name=report_name))
@@ -97,6 +102,10 @@ def markdown(namespace: str, name: str, spec: IncidentSpec, status: IncidentStat
            f"- Outcome: **{status.phase.value if status.phase else '-'}**",
            f"- Detected: {status.detected_at}; assessed: {status.assessed_at}; resolved: {status.resolved_at}",
            f"- Time to assess: {rec.time_to_assess_seconds} s; duration: {rec.duration_seconds} s",
+           f"- Acknowledged: " + (f"by {rec.acknowledged_by} after {rec.time_to_acknowledge_seconds} s (MTTA sample)"
+                                  if rec.acknowledged_by else "nobody acknowledged it"),
+           *[f"- Step {a.step} approved by {a.by or '(no name: approvedSteps)'} at {a.approved_at}"
+             for a in rec.approvals],
            f"- Post-mortem required: {'yes' if rec.post_mortem_required else 'no'}"]
     if status.classification is not None and status.classification.raised:
         out.append(f"- Classification: {status.classification.reason}")
