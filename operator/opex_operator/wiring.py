@@ -23,6 +23,9 @@ from .kube import Kube
 from .notify.senders import SnsSender, post_webhook
 from .policy import Policy
 from .probes import LiveProbes
+from .api.driftcheck import Runner
+from .ports import Workspaces as WorkspacesPort
+from .terraform.job_runner import JobWorkspaces, load_template
 from .terraform.session import Workspaces
 from .controllers.base import Controller
 from .controllers.driftcheck import DriftCheckController
@@ -81,8 +84,11 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     budget = Budget(rates=settings.aws_rates, background_share=settings.aws_background_share)
     clients = AwsClients(settings.aws_region, policy.assume_roles(), budget)
     aws = AwsAdapters(clients)
-    workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
-                            credentials=clients.role_environment)
+    workspaces: WorkspacesPort = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
+                                            credentials=clients.role_environment)
+    if settings.plan_job_template is not None:  # DriftCheck runs as Jobs (spec.runner, or the default)
+        workspaces = JobWorkspaces(workspaces, kube, policy, load_template(settings.plan_job_template),
+                                   Runner(settings.default_runner), credentials=clients.role_environment)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds),
