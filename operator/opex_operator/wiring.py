@@ -86,9 +86,10 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     aws = AwsAdapters(clients)
     workspaces: WorkspacesPort = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
                                             credentials=clients.role_environment)
-    if settings.plan_job_template is not None:  # DriftCheck runs as Jobs (spec.runner, or the default)
-        workspaces = JobWorkspaces(workspaces, kube, policy, load_template(settings.plan_job_template),
-                                   Runner(settings.default_runner), credentials=clients.role_environment)
+    # DriftCheck runs as Jobs (spec.runner, or the default) when the chart gave the Job template.
+    template = load_template(settings.plan_job_template) if settings.plan_job_template is not None else None
+    workspaces = JobWorkspaces(workspaces, kube, policy, template, Runner(settings.default_runner),
+                               credentials=clients.role_environment)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds),

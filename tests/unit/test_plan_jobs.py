@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opex_operator.api.driftcheck import DriftCheckSpec
+from opex_operator.api.driftcheck import DriftCheckSpec, Runner
 from opex_operator.policy import Policy
 from opex_operator.ports.objects import ObjectRef
 from opex_operator.ports.terraform import Result, SourceError, TerraformError
@@ -326,3 +326,14 @@ def test_a_lock_is_not_force_unlocked_while_a_job_of_the_driftcheck_runs():
     api.jobs["network-plan-1"]["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
     asyncio.run(runner(api, inner).open("team-a", "network", SPEC, 60, grant))
     assert inner.opened == ["terraform:ForceUnlock"]
+
+
+def test_without_the_charts_template_a_driftcheck_asking_for_a_job_fails_saying_so():
+    api, inner = FakeApi(), InProcess()
+    no_template = JobWorkspaces(inner, api, POLICY, None, Runner.IN_PROCESS, credentials=lambda key: {})
+    with pytest.raises(SourceError) as err:
+        asyncio.run(no_template.open("team-a", "network", SPEC, 60, POLICY.terraform_grant("team-a", "terraform:Plan", "d")))
+    assert err.value.reason == "RunnerUnavailable" and "spec.runner: InProcess" in str(err.value)
+    unset = SPEC.model_copy(update={"runner": None})   # the default without the chart: in process
+    asyncio.run(no_template.open("team-a", "network", unset, 60, POLICY.terraform_grant("team-a", "terraform:Plan", "d")))
+    assert inner.opened == ["terraform:Plan"] and api.created == []

@@ -80,9 +80,11 @@ def load_template(path: Path) -> dict[str, Any]:
 
 class JobWorkspaces:
     """``ports.Workspaces``: plans and approved applies of DriftChecks whose runner is Job (or
-    unset, with ``default_runner`` Job) as Jobs from ``template``; the rest through ``inner``."""
+    unset, with ``default_runner`` Job) as Jobs from ``template``; the rest through ``inner``.
+    Without a template (the embedded stack) a DriftCheck asking for a Job fails its run with
+    ``RunnerUnavailable``, saying so, rather than running where it did not ask."""
 
-    def __init__(self, inner: Workspaces, api: JobApi, policy: Policy, template: dict[str, Any],
+    def __init__(self, inner: Workspaces, api: JobApi, policy: Policy, template: dict[str, Any] | None,
                  default_runner: Runner = Runner.JOB, credentials: Callable[[str], dict[str, str]] | None = None,
                  poll: float = POLL_SECONDS):
         self.inner, self.api, self.policy, self.template = inner, api, policy, template
@@ -103,6 +105,11 @@ class JobWorkspaces:
             await self.refuse_unlock_while_running(namespace, name)
         if not self.as_job(spec, grant, purpose):
             return await self.inner.open(namespace, name, spec, timeout, grant, purpose)
+        if self.template is None:
+            raise SourceError("RunnerUnavailable", "spec.runner is Job, but this operator has no Job template "
+                                                   "(OPEX_PLAN_JOB_TEMPLATE, which the chart sets): it runs plans in "
+                                                   "its own process only; set spec.runner: InProcess, or install the "
+                                                   "operator with the chart")
         obj = await self._call(self.api.get, "driftchecks", namespace, name)
         if obj is None:
             raise SourceError("NotFound", f"DriftCheck {namespace}/{name} is gone")
@@ -235,7 +242,7 @@ class JobSession:
             log.info("DriftCheck %s: adopting the %s Job %s that is still running", self.owner.key, purpose, name)
         else:
             name = jobs.job_name(self.owner.name, purpose, self.owner.uid, slot)
-            body = jobs.build_job(self.runner.template, name, self.owner, purpose,
+            body = jobs.build_job(self.runner.template or {}, name, self.owner, purpose,
                                   jobs.deadline_seconds(self.remaining()), f"{name}-input")
             created = await call(api.create_job, ns, body)
             if created is not None:
