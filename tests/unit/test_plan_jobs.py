@@ -337,3 +337,13 @@ def test_without_the_charts_template_a_driftcheck_asking_for_a_job_fails_saying_
     unset = SPEC.model_copy(update={"runner": None})   # the default without the chart: in process
     asyncio.run(no_template.open("team-a", "network", unset, 60, POLICY.terraform_grant("team-a", "terraform:Plan", "d")))
     assert inner.opened == ["terraform:Plan"] and api.created == []
+
+
+def test_a_role_that_cannot_be_assumed_fails_the_run_before_any_job_is_created():
+    def refuse(key):
+        raise RuntimeError("AccessDenied")
+    api = FakeApi()
+    failing = JobWorkspaces(InProcess(), api, POLICY, TEMPLATE, credentials=refuse, poll=0)
+    with pytest.raises(SourceError) as err:
+        asyncio.run(failing.open("team-a", "network", SPEC, 60, POLICY.terraform_grant("team-a", "terraform:Plan", "d")))
+    assert err.value.reason == "CredentialsUnavailable" and api.created == [] and not api.secrets

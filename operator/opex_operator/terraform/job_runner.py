@@ -242,13 +242,13 @@ class JobSession:
             log.info("DriftCheck %s: adopting the %s Job %s that is still running", self.owner.key, purpose, name)
         else:
             name = jobs.job_name(self.owner.name, purpose, self.owner.uid, slot)
+            data = await self.input(purpose, name, extra)   # first: a role that cannot be assumed starts no Job
             body = jobs.build_job(self.runner.template or {}, name, self.owner, purpose,
                                   jobs.deadline_seconds(self.remaining()), f"{name}-input")
             created = await call(api.create_job, ns, body)
             if created is not None:
                 owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": created["metadata"]["uid"],
                          "controller": True, "blockOwnerDeletion": False}
-                data = await self.input(purpose, name, extra)
                 await call(api.create_secret, ns, f"{name}-input", {jobs.INPUT_KEY: json.dumps(data)}, owner,
                            self._labels(purpose))
         state = await self.wait(name)
