@@ -14,6 +14,7 @@ import platform
 from pathlib import Path
 
 import driftcheck_vs_plan
+import plan_job
 import pod_start
 import runtime
 from common import WRITES
@@ -43,6 +44,16 @@ def pod_rows(pods: dict) -> list[tuple[str, str, str]]:
          f"**{ms(pods['job_complete']['p50'])}** vs {ms(pods['process']['p50'])}: a Job costs "
          f"**{ms(pods['job_over_process_p50'])}** more", "(reported: the plan-as-Job overhead)"),
     ]
+
+
+def plan_job_rows(plans: dict) -> list[tuple[str, str, str]]:
+    if "skipped" in plans:
+        return [("a DriftCheck plan as a Job vs in the operator", f"not measured: {plans['skipped']}", "(reported)")]
+    ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
+    return [(f"`opex run driftcheck` round trip, runner Job vs InProcess (median of {plans['rounds']}; p95)",
+             f"**{ms(plans['job']['p50'])}** ({ms(plans['job']['p95'])}) vs {ms(plans['in_process']['p50'])} "
+             f"({ms(plans['in_process']['p95'])}): a Job costs **{ms(plans['job_over_in_process_p50'])}** more",
+             "(reported: bench/plan_job.py)")]
 
 
 def report(results: dict, drifts: list[dict], pods: dict, started: str, loads: tuple[str, str]) -> str:
@@ -101,6 +112,7 @@ def report(results: dict, drifts: list[dict], pods: dict, started: str, loads: t
                      f"{d['terraform plan inside the run (mean)'] * 1000:.0f} ms): **{d['ratio_run_to_plan']:.2f}x**",
                      "≤ 1.10x"))
     rows += pod_rows(pods)
+    rows += plan_job_rows(pods.get("plan_job") or {"skipped": "not run"})
     calls = ", ".join(f"{k} {v:.1f}" for k, v in sorted(lat["aws_calls_per_assessment"].items()))  # creation → rest
     table = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
     return f"""# Benchmarks
@@ -200,6 +212,7 @@ def main() -> int:
     rounds = 5 if args.quick else 15
     drifts = [driftcheck_vs_plan.measure(rounds), driftcheck_vs_plan.measure(rounds, resources=500)]
     pods = pod_start.measure(rounds)
+    pods["plan_job"] = plan_job.measure(rounds)
     OUT.parent.mkdir(exist_ok=True)
     # the raw figures first: a report that fails to format loses no run
     (OUT.parent / "benchmarks.json").write_text(json.dumps({"runtime": results, "driftcheck": drifts, "pods": pods},

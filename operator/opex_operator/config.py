@@ -33,6 +33,9 @@ AWS_REGION                 default AWS region                                   
 OPEX_TERRAFORM             the terraform (or tofu) binary                               terraform
 OPEX_WORK_DIR              DriftCheck run directories (saved plans live here)          $TMPDIR/opex/work
 OPEX_CACHE_DIR             git mirrors and the provider plugin cache                    $TMPDIR/opex/cache
+OPEX_PLAN_JOB_TEMPLATE     the chart's Job template (YAML) for DriftCheck runs as Jobs  (none: no Jobs)
+OPEX_DRIFTCHECK_RUNNER     the runner of a DriftCheck without spec.runner: Job or        InProcess
+                           InProcess (Job needs OPEX_PLAN_JOB_TEMPLATE)
 OPEX_SOURCE_CIDRS          comma-separated CIDRs and security group ids the operator    (none)
                            connects from (its pods' subnets or group): a database probe
                            refused while no group of the database admits one of them
@@ -230,6 +233,8 @@ class Settings:
     terraform: str = "terraform"
     work_dir: Path = field(default_factory=lambda: _TMP / "work")
     cache_dir: Path = field(default_factory=lambda: _TMP / "cache")
+    plan_job_template: Path | None = None
+    default_runner: str = "InProcess"
     source_cidrs: tuple[str, ...] = ()
     shared_read_seconds: float = 10.0
     shard: str = ""
@@ -269,6 +274,9 @@ class Settings:
             terraform=os.environ.get("OPEX_TERRAFORM") or "terraform",
             work_dir=Path(os.environ.get("OPEX_WORK_DIR") or _TMP / "work"),
             cache_dir=Path(os.environ.get("OPEX_CACHE_DIR") or _TMP / "cache"),
+            plan_job_template=Path(os.environ["OPEX_PLAN_JOB_TEMPLATE"]) if os.environ.get("OPEX_PLAN_JOB_TEMPLATE")
+            else None,
+            default_runner=_runner(),
             source_cidrs=_sources("OPEX_SOURCE_CIDRS"),
             shared_read_seconds=_number("OPEX_SHARED_READ_SECONDS", 10.0, float),
             shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
@@ -278,3 +286,12 @@ class Settings:
             pagerduty_events_url=os.environ.get("OPEX_PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue",
             slack_api_url=os.environ.get("OPEX_SLACK_API_URL") or "https://slack.com/api",
         )
+
+
+def _runner() -> str:
+    value = os.environ.get("OPEX_DRIFTCHECK_RUNNER") or "InProcess"
+    if value not in ("Job", "InProcess"):
+        raise ValueError(f"OPEX_DRIFTCHECK_RUNNER must be Job or InProcess, not {value!r}")
+    if value == "Job" and not os.environ.get("OPEX_PLAN_JOB_TEMPLATE"):
+        raise ValueError("OPEX_DRIFTCHECK_RUNNER=Job needs OPEX_PLAN_JOB_TEMPLATE (the chart's Job template)")
+    return value

@@ -76,6 +76,7 @@ class Kube:
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self._impersonating: dict[str, Kube] = {}
         self._me: str | None = None
+        self.batch = kubernetes.client.BatchV1Api(self.api_client)
 
     def as_user(self, username: str) -> "Kube":
         """The same API server, every request impersonating ``username`` (``Impersonate-User``): the
@@ -231,3 +232,64 @@ class Kube:
         except ApiException as err:
             if err.status != 404:
                 raise
+
+
+    # -- DriftCheck runs as Jobs (terraform.job_runner) --------------------------------------------
+    @_translated
+    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a batch/v1 Job; returns it, or None when one of that name exists already."""
+        try:
+            return self.api_client.sanitize_for_serialization(self.batch.create_namespaced_job(namespace, cast(Any, body)))
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+
+    @_translated
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job (as JSON), or None when it does not exist."""
+        try:
+            return self.api_client.sanitize_for_serialization(self.batch.read_namespaced_job(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    @_translated
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The Jobs matching the label ``selector``, as JSON."""
+        found = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        return [self.api_client.sanitize_for_serialization(job) for job in found]
+
+    @_translated
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its pods and what it owns; one already gone is fine."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    @_translated
+    def create_secret(self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any],
+                      labels: dict[str, str] | None = None) -> None:
+        """Create a Secret owned by ``owner`` (an ownerReference); ``data`` in plain text. One of that
+        name already there is left as it is (a restart creating the same input again)."""
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels or {}, "ownerReferences": [owner]},
+                "stringData": data}
+        try:
+            self.core.create_namespaced_secret(namespace, cast(Any, body))
+        except ApiException as err:
+            if err.status != 409:
+                raise
+
+    @_translated
+    def config_map_binary(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's ``binaryData`` (base64 text), or None when it does not exist."""
+        try:
+            return cast(dict[str, str], self.core.read_namespaced_config_map(name, namespace).binary_data or {})
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise

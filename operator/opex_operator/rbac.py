@@ -66,8 +66,18 @@ WATCHED: tuple[Rule, ...] = (
     Rule("", "configmaps", ("create", "delete", "get", "list", "update"),
          "reports the objects own (kube.py put_config_map, config_map_names, delete_config_map) and "
          "DriftCheck sources and values read from ConfigMaps (config_map_data)"),
-    Rule("", "secrets", ("get",), "webhook URLs, probe credentials and DriftCheck values read from Secrets by name, "
-         "each in the namespace of the object naming it (kube.py secret_data)"),
+    Rule("", "secrets", ("create", "get"), "webhook URLs, probe credentials and DriftCheck values read from Secrets "
+         "by name, each in the namespace of the object naming it (kube.py secret_data); create: the input of a "
+         "DriftCheck run as a Job, owned by the Job (terraform/job_runner.py, kube.py create_secret)"),
+    Rule("batch", "jobs", ("create", "delete", "get", "list"),
+         "DriftCheck plans and approved applies as Jobs (terraform/job_runner.py): create, get while it runs, list "
+         "to adopt one still running, delete once its result is read"),
+)
+
+# What a DriftCheck run as a Job may do, in its own namespace, under the runner ServiceAccount the
+# chart renders there (templates/plan-job.yaml): write its result (terraform/plan_job.py report).
+PLAN_JOB: tuple[Rule, ...] = (
+    Rule("", "configmaps", ("create",), "the run's result ConfigMap, owned by the DriftCheck"),
 )
 
 NAMESPACE_SCAN: tuple[Rule, ...] = (

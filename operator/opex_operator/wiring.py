@@ -25,6 +25,9 @@ from .notify.senders import SnsSender, post_webhook
 from .notify.slack import SlackSender
 from .policy import Policy
 from .probes import LiveProbes
+from .api.driftcheck import Runner
+from .ports import Workspaces as WorkspacesPort
+from .terraform.job_runner import JobWorkspaces, load_template
 from .terraform.session import Workspaces
 from .controllers.base import Controller
 from .controllers.driftcheck import DriftCheckController
@@ -83,8 +86,12 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     budget = Budget(rates=settings.aws_rates, background_share=settings.aws_background_share)
     clients = AwsClients(settings.aws_region, policy.assume_roles(), budget)
     aws = AwsAdapters(clients)
-    workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
-                            credentials=clients.role_environment)
+    workspaces: WorkspacesPort = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
+                                            credentials=clients.role_environment)
+    # DriftCheck runs as Jobs (spec.runner, or the default) when the chart gave the Job template.
+    template = load_template(settings.plan_job_template) if settings.plan_job_template is not None else None
+    workspaces = JobWorkspaces(workspaces, kube, policy, template, Runner(settings.default_runner),
+                               credentials=clients.role_environment)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds,

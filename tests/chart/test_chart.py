@@ -84,7 +84,9 @@ def test_default_values_render_one_restricted_deployment_with_probes_on_the_heal
         assert "emptyDir" in volumes[mounts[mount]], path
     assert e["OPEX_NAMESPACES"] == "" and "OPEX_SHARD" not in e and "OPEX_POLICY_FILE" not in e
     assert "AWS_ENDPOINT_URL" not in e  # AWS itself unless a test estate is named
-    assert not of_kind(docs, "ConfigMap") and not of_kind(docs, "ServiceMonitor")
+    # The one ConfigMap is the plan Job's template (no policy, no alert mapping by default).
+    assert [c["metadata"]["name"] for c in of_kind(docs, "ConfigMap")] == ["opex-opex-operator-plan-job"]
+    assert not of_kind(docs, "ServiceMonitor")
 
 
 def test_full_values_render_a_deployment_and_pdb_per_shard_with_irsa_policy_and_monitoring(helm):
@@ -112,7 +114,7 @@ def test_full_values_render_a_deployment_and_pdb_per_shard_with_irsa_policy_and_
     assert e["AWS_STS_REGIONAL_ENDPOINTS"] == "regional" and e["OPEX_METRICS_PORT"] == "9090"
     assert container(first)["image"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/opex-operator@sha256:")
     assert container(first)["args"] == ["--verbose"]
-    (sa,) = of_kind(docs, "ServiceAccount")
+    (sa,) = [a for a in of_kind(docs, "ServiceAccount") if a["metadata"]["name"] != "opex-plan-job"]
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/opex-operator",
                                              "eks.amazonaws.com/sts-regional-endpoints": "true"}
     assert {d["spec"]["template"]["spec"]["serviceAccountName"] for d in deployments.values()} == {"opex"}
@@ -208,7 +210,9 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
 def test_rendered_rbac_grants_exactly_the_rules_listed_beside_the_code(helm, values, sets, expected):
     rules, kind = expected
     docs = helm.template(*values, sets=sets)
-    watched = [r for r in of_kind(docs, kind) if not r["metadata"]["name"].endswith("-leader-election")]
+    runner = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == "opex-plan-job"]
+    watched = [r for r in of_kind(docs, kind) if not r["metadata"]["name"].endswith("-leader-election")
+               and r not in runner]
     if kind == "Role":
         assert sorted(r["metadata"]["namespace"] for r in watched) == ["checkout", "payments"]
         assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
@@ -220,7 +224,13 @@ def test_rendered_rbac_grants_exactly_the_rules_listed_beside_the_code(helm, val
     assert election["metadata"]["namespace"] == "opex-system"
     assert rule_triples(election) == rbac.triples(rbac.OWN_NAMESPACE)
     # Every Role is bound to the chart's ServiceAccount and to nothing else.
-    bindings = of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding")
+    # In each exact watched namespace, the plan Jobs' runner ServiceAccount may only create ConfigMaps.
+    assert sorted(r["metadata"]["namespace"] for r in runner) == (
+        ["checkout", "payments"] if kind == "Role" else ["platform"] if sets and "platform" in sets[0] else [])
+    for role in runner:
+        assert rule_triples(role) == rbac.triples(rbac.PLAN_JOB)
+    bindings = [b for b in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding")
+                if b["roleRef"]["name"] != "opex-plan-job"]
     assert len(bindings) == len(watched) + 1
     for b in bindings:
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": "opex-opex-operator", "namespace": "opex-system"}]

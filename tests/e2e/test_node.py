@@ -222,3 +222,111 @@ def test_a_job_pod_from_the_operator_image_runs_opex_help_to_completion(nkubectl
     # The garbage collector runs: deleting the Job deletes its pod (what a Job runner relies on).
     nkubectl("delete", "job", "opex-help", "-n", ns, "--cascade=foreground", "--wait=true", "--timeout=60s")
     wait_for(lambda: not nkubectl.json("get", "pods", "-n", ns)["items"], timeout=30, what="the Job's pod deleted")
+
+
+# -- DriftCheck plans as Jobs (spec.runner: Job) ----------------------------------------------------
+DRIFTCHECK_EXAMPLE = ROOT / "examples" / "driftcheck.yaml"
+
+
+def runner_namespace(kubectl: Kubectl, helm) -> str:
+    """A new namespace with the chart's runner ServiceAccount and Role in it (planJob.namespaces), as
+    the platform team renders them for a tenant namespace."""
+    ns = new_namespace(kubectl)
+    docs = helm.template(local_cluster.VALUES, sets=(f"planJob.namespaces={{{ns}}}",), namespace=NS, release=RELEASE)
+    for doc in docs:
+        if doc["metadata"].get("namespace") == ns:
+            kubectl.apply(json.dumps(doc), ns)
+    return ns
+
+
+def job_driftcheck(ns: str, kubectl: Kubectl, **spec) -> tuple[dict, dict]:
+    """The example DriftCheck (its ConfigMap source) with ``runner: Job``, its state bucket on moto."""
+    import yaml
+
+    config_map, dc = yaml.safe_load_all(DRIFTCHECK_EXAMPLE.read_text())
+    dc["spec"].update(runner="Job", **spec)
+    boto3.client("s3").create_bucket(Bucket=dc["spec"]["backendConfig"]["bucket"])
+    kubectl.apply(json.dumps(config_map), ns)
+    kubectl.apply(json.dumps(dc), ns)
+    return config_map, dc
+
+
+def dc_status(kubectl: Kubectl, ns: str) -> dict:
+    return kubectl.get("driftcheck", "production-network", ns).get("status") or {}
+
+
+def jobs_created(kubectl: Kubectl, ns: str, purpose: str) -> list[str]:
+    """Jobs of ``purpose`` the Job controller created a pod for (its SuccessfulCreate Events outlive the Job)."""
+    return sorted({e["involvedObject"]["name"] for e in kubectl.events(ns) if e["involvedObject"]["kind"] == "Job"
+                   and e["reason"] == "SuccessfulCreate" and f"-{purpose}-" in e["involvedObject"]["name"]})
+
+
+def test_a_driftcheck_with_runner_job_plans_in_a_job_pod_and_its_approved_apply_runs_in_a_second_job(
+        nkubectl, installed, node_aws, helm):
+    ns = runner_namespace(nkubectl, helm)
+    _, dc = job_driftcheck(ns, nkubectl)
+    token = uuid.uuid4().hex[:8]
+    nkubectl("annotate", "driftcheck", "production-network", "-n", ns, f"opex.dev/run-requested={token}")
+    result = wait_for(lambda: (r := dc_status(nkubectl, ns).get("lastResult") or {}).get("trigger", "").endswith(
+        f"={token})") and r.get("finishedAt") and r, timeout=120, what="the plan in a Job")
+    assert result["outcome"] == "DriftDetected" and result["add"] == 2, result
+    assert result["sourceRevision"] == "configmap/production-network-tf"
+    plans = jobs_created(nkubectl, ns, "plan")
+    assert len(plans) == 1 and plans[0].startswith("production-network-plan-")
+    # Its pod ran as the runner ServiceAccount; the Job is deleted once read, its result kept for the apply.
+    results = nkubectl.json("get", "configmaps", "-n", ns, "-l", "opex.dev/run=plan")["items"]
+    assert [r["metadata"]["name"] for r in results] == plans
+    assert results[0]["metadata"]["ownerReferences"][0]["kind"] == "DriftCheck"
+    assert not nkubectl.json("get", "jobs", "-n", ns)["items"]
+    saved = boto3.client("s3").list_objects_v2(Bucket=dc["spec"]["backendConfig"]["bucket"],
+                                               Prefix="opex-plans/")["Contents"]
+    assert len(saved) == 1 and saved[0]["Key"].startswith(f"opex-plans/{ns}/production-network/")
+    # No run directory in the operator pods: the plan did not run there.
+    for pod in ready_pods(nkubectl):
+        assert exec_in(nkubectl, pod, f"ls /var/lib/opex/work/{ns}").returncode != 0
+
+    nkubectl("patch", "driftcheck", "production-network", "-n", ns, "--type=merge", "-p",
+             json.dumps({"spec": {"resolution": {"approvedPlanChecksum": result["planChecksum"]}}}))
+    wait_for(lambda: (dc_status(nkubectl, ns).get("lastResolution") or {}).get("outcome") in ("Succeeded", "Failed"),
+             timeout=120, what="the approved apply")
+    resolution = dc_status(nkubectl, ns)["lastResolution"]
+    assert resolution["outcome"] == "Succeeded", resolution
+    applies = jobs_created(nkubectl, ns, "apply")
+    assert len(applies) == 1 and applies[0].startswith("production-network-apply-")
+    state = boto3.client("s3").get_object(Bucket=dc["spec"]["backendConfig"]["bucket"],
+                                          Key=dc["spec"]["backendConfig"]["key"])["Body"].read()
+    assert b"terraform_data" in state and b"10.0.0.0/16" in state
+    wait_for(lambda: (r := dc_status(nkubectl, ns).get("lastResult") or {}).get("trigger", "").startswith(
+        "verification") and r.get("finishedAt"), timeout=120, what="the verification run")
+    assert dc_status(nkubectl, ns)["lastResult"]["outcome"] == "NoDrift"
+    assert len(jobs_created(nkubectl, ns, "plan")) == 2
+
+
+def test_a_plan_job_killed_mid_plan_is_reported_and_the_next_slot_runs(nkubectl, installed, node_aws, helm):
+    ns = runner_namespace(nkubectl, helm)
+    import yaml
+
+    _, example = yaml.safe_load_all(DRIFTCHECK_EXAMPLE.read_text())
+    backend = example["spec"]["backendConfig"]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=backend["bucket"])
+    # Another process holds the state lock (S3 lock file): the plan waits for it, so it is mid-plan.
+    lock = {"ID": str(uuid.uuid4()), "Operation": "OperationTypeApply", "Who": "someone@elsewhere",
+            "Version": "1.11.4", "Created": "2026-12-06T09:00:00Z", "Path": f"{backend['bucket']}/{backend['key']}"}
+    s3.put_object(Bucket=backend["bucket"], Key=backend["key"] + ".tflock", Body=json.dumps(lock).encode())
+    job_driftcheck(ns, nkubectl, schedule=["* * * * *"], lock={"timeout": "300s"}, timeoutSeconds=600)
+    pod = wait_for(lambda: next((p["metadata"]["name"] for p in nkubectl.json(
+        "get", "pods", "-n", ns, "-l", "opex.dev/run=plan")["items"] if p["status"].get("phase") == "Running"), None),
+        timeout=120, what="the plan Job's pod running")
+    time.sleep(3)  # terraform is waiting for the lock
+    nkubectl("delete", "pod", pod, "-n", ns, "--grace-period=0", "--force", "--wait=false")
+    failed = wait_for(lambda: (r := dc_status(nkubectl, ns).get("lastResult") or {}).get("finishedAt") and r,
+                      timeout=120, what="the killed run reported")
+    assert failed["outcome"] == "PlanFailed" and failed["reason"] == "PlanFailed", failed
+    assert "failed before it reported" in failed["message"], failed
+    assert any(e["reason"] == "PlanFailed" for e in nkubectl.events(ns, "production-network"))
+    s3.delete_object(Bucket=backend["bucket"], Key=backend["key"] + ".tflock")
+    nxt = wait_for(lambda: (r := dc_status(nkubectl, ns).get("lastResult") or {}).get("finishedAt", "") >
+                   failed["finishedAt"] and r, timeout=150, what="the next slot's run")
+    assert nxt["outcome"] == "DriftDetected" and nxt["trigger"].startswith("schedule "), nxt
+    assert len(jobs_created(nkubectl, ns, "plan")) == 2

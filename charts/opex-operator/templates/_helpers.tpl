@@ -181,3 +181,31 @@ what was there before was admitted before).
     && !(oldObject != null && has(oldObject.spec.acknowledgement)
          && oldObject.spec.acknowledgement == object.spec.acknowledgement)
 {{- end -}}
+
+{{- /* The pod's and the container's security context: the operator's Deployment and the plan Job
+template (templates/plan-job.yaml) share them. */}}
+{{- define "opex.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "opex.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- /* Namespaces where DriftChecks may run as Jobs: the runner ServiceAccount and its Role are created there. */}}
+{{- define "opex.planJobNamespaces" -}}
+{{- $names := concat (.Values.planJob.namespaces | default list) (.Values.watch.namespaces | default list) | uniq -}}
+{{- range $names }}{{ if not (regexMatch "[*?\\[]" .) }}
+- {{ . }}{{ end }}{{ end }}
+{{- end }}

@@ -95,6 +95,13 @@ class ConcurrencyPolicy(StrEnum):
     REPLACE = "Replace"
 
 
+class Runner(StrEnum):
+    """Where plan and apply run (docs/scaling.md, section 4)."""
+
+    JOB = "Job"
+    IN_PROCESS = "InProcess"
+
+
 class GitSource(Model):
     """A git repository holding the configuration (cloned with the git CLI; a mirror is cached)."""
 
@@ -248,6 +255,10 @@ class DriftCheckSpec(Model):
         "module.legacy.* everything in that module."))
     timeout_seconds: int = Field(default=1800, ge=30, le=21600, description="Hard limit of one run; the Terraform "
                                  "process tree is interrupted, then killed.")
+    runner: Runner | None = Field(default=None, description=(
+        "Where the plan and an approved apply run: Job (a Kubernetes Job per run, from the chart's template, "
+        "under the namespace's role) or InProcess (a child process of the operator). Unset: the operator's "
+        "default (the chart's planJob.defaultRunner; InProcess without the chart)."))
     resolution: Resolution = Field(default_factory=Resolution, json_schema_extra=obj_default())
     lock: LockPolicy = Field(default_factory=LockPolicy, json_schema_extra=obj_default(),
                              description="How a held state lock is waited for and, if orphaned, released.")

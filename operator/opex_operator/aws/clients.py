@@ -128,7 +128,9 @@ class AwsClients:
                 params: dict[str, Any] = {"RoleArn": role.role_arn, "RoleSessionName": role.session_name}
                 if role.external_id:
                     params["ExternalId"] = role.external_id
-                sts = boto3.Session().client("sts", config=Config(retries=RETRIES))
+                # The region given, not the SDK's lookup: it reads AWS_DEFAULT_REGION, which a pod
+                # configured with AWS_REGION only (the chart) lacks.
+                sts = boto3.Session().client("sts", region_name=self.default_region, config=Config(retries=RETRIES))
                 creds = DeferredRefreshableCredentials(refresh_using=create_assume_role_refresher(sts, params),
                                                        method="sts-assume-role")
                 core = botocore.session.get_session()

@@ -327,6 +327,17 @@ def _read(path: str) -> str:
         raise CliError(f"cannot read {path}: {err.strerror}") from None
 
 
+@cli.command("plan-job", hidden=True)
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The run's input, as the operator mounted it from the Job's Secret.")
+def plan_job(input_path: str) -> None:
+    """Run a DriftCheck's plan or approved apply inside its Job's pod (the operator creates the Job:
+    spec.runner Job; see terraform/plan_job.py)."""
+    from ..terraform.plan_job import main as run_job
+
+    sys.exit(run_job(Path(input_path)))
+
+
 @cli.group()
 def plan() -> None:
     """Terraform plans without a cluster."""
