@@ -52,8 +52,8 @@ from .steps import StepContext
 
 log = logging.getLogger(__name__)
 
-ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS, CLOSED, ALERT_RESOLVED = (
-    "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid", "Closed", "AlertResolved")
+ASSESSED, ROOT_CAUSE, REMEDIATED, ESCALATED, APPROVALS, CLOSED = (
+    "Assessed", "RootCauseIdentified", "Remediated", "Escalated", "ApprovalsValid", "Closed")
 VERIFY_POLL = 10.0
 # A person's fix is looked for after 1 minute, then as long as it has been waiting, up to 15
 # minutes: doubling, and restart-safe (counted from the verify step's start in status).
@@ -202,9 +202,9 @@ class _Pass(Pass):
 
     # -- detection and assessment (read-only) -----------------------------------------------------
     def detect(self) -> None:
-        """A new incident: when it started (the alert's startsAt, else the object's creation)."""
-        alert = self.spec.source.alert if self.spec.source and self.spec.source.alert else None
-        self.st.detected_at = (alert.starts_at if alert and alert.starts_at else None) or self.obj.created_at or self.now
+        """A new incident: when it started (the alert's startsAt or the event's time, else the object's creation)."""
+        started = self.spec.source.started_at if self.spec.source else None
+        self.st.detected_at = started or self.obj.created_at or self.now
         self.phase(Phase.DETECTED, "Detected", f"{self.spec.type.value} incident ({self.spec.severity.value}) in "
                                                f"{self.spec.environment}: {self.spec.title}")
 
@@ -664,7 +664,7 @@ class _Pass(Pass):
                                            f"{len(rec.action_items)} action items")
 
     async def record_alert(self) -> None:
-        """AlertResolved from the intake's record; a timeline entry and an Event when the alert's state flips.
+        """AlertResolved (AlarmResolved) from the intake's record; a timeline entry and an Event when its state flips.
 
         The intake writes ``status.alert`` and then the annotation, so the annotation (fresh in
         every pass) is never ahead of the record in the API server. When it is ahead of the status
@@ -680,11 +680,11 @@ class _Pass(Pass):
         wanted = engine.alert_condition(self.spec, record)
         if wanted is None:
             return
-        before = get(self.st.conditions, ALERT_RESOLVED)
+        before = get(self.st.conditions, wanted.type)
         flipped = before is None or before.status != wanted.status
-        self.condition(ALERT_RESOLVED, wanted.status, wanted.reason, wanted.message)
+        self.condition(wanted.type, wanted.status, wanted.reason, wanted.message)
         if flipped:
-            self.event(f"Alert{wanted.reason}", wanted.message)
+            self.event(f"{wanted.type.removesuffix('Resolved')}{wanted.reason}", wanted.message)
 
     def check_approvals(self) -> None:
         unknown = engine.unknown_approvals(self.spec, self.st)
