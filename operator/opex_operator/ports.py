@@ -18,6 +18,7 @@ from .api.driftcheck import DriftCheckSpec
 from .api.performance import TlsMode
 from .api.security import WafScope
 from .aws.ec2 import IngressChange, RevokeIngressParams
+from .aws.events import Message
 from .aws.iam import (AccessKeyChange, AccessKeyParams, DeleteAccessKeyParams, DetachPolicyParams, InlinePolicyChange,
                       InlinePolicyParams, LoginProfileChange, LoginProfileParams, PolicyChange, PrincipalType,
                       QuarantineParams)
@@ -266,3 +267,21 @@ class LockSource(Protocol):
     """The state lock a DriftCheck last saw for its workspace, if any."""
 
     def __call__(self, drift_check: str) -> StateLock | None: ...
+
+
+class BuildLookup(Protocol):
+    """Which pipeline execution ran a CodeBuild build (``aws.events.PipelineLookup``). Raises AwsError."""
+
+    def execution_of_build(self, pipeline: str, build_id: str, region: str | None,
+                           role_key: str | None) -> str | None: ...
+
+
+class EventQueue(Protocol):
+    """An SQS queue the event intake consumes (``aws.events.SqsQueue``). Raises AwsError."""
+
+    name: str
+    role_key: str | None
+
+    def receive(self, max_messages: int, wait_seconds: int, visibility_seconds: int) -> list[Message]: ...
+    def delete(self, messages: list[Message]) -> list[str]: ...
+    def max_receive_count(self) -> int | None: ...

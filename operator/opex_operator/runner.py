@@ -1,4 +1,4 @@
-"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics and the alert intake."""
+"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics and the alert and event intakes."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,7 @@ import kopf
 
 from .alerts.mapping import MappingRules
 from .config import Settings
+from .events.mapping import EventRules
 from .kube import load_client_config
 from .policy import Policy, PolicyError
 
@@ -23,6 +24,11 @@ def run(verbose: bool = False) -> None:
         settings = Settings.from_env()
         policy = Policy.load(settings.policy_file)
         alert_rules = MappingRules.load(settings.alert_intake.mapping_file) if settings.alert_intake else None
+        event_rules = EventRules.load(settings.event_intake.mapping_file) if settings.event_intake else None
+        for queue in settings.event_intake.queues if settings.event_intake else ():
+            if queue.role_key and queue.role_key not in policy.roles:
+                raise ValueError(f"OPEX_EVENT_QUEUES: role {queue.role_key!r} of queue {queue.name} is not in the "
+                                 f"operator policy's roles")
     except (ValueError, PolicyError) as err:  # MappingError is a ValueError
         raise SystemExit(f"opex operator: {err}") from None
     try:
@@ -43,5 +49,5 @@ def run(verbose: bool = False) -> None:
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules),
+        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, event_rules=event_rules),
     )

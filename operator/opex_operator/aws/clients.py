@@ -40,6 +40,9 @@ READ_PREFIXES = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search"
 # Seconds, not botocore's 60 s default: a hung endpoint must not hold a worker (and an
 # assessment) for minutes; a timed-out read is retried, then reported as unreadable.
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
+# A long poll holds the response for up to its WaitTimeSeconds (20 s at most): the read timeout must
+# be longer (SQS Developer Guide, "Amazon SQS short and long polling").
+READ_TIMEOUTS = {"sqs": 30}
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class AwsClients:
             if key not in self._clients:
                 session = self._session(role_key or "")
                 clients = [session.client(service, region_name=region, config=Config(
-                    retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                    retries=retries, connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=READ_TIMEOUTS.get(service, READ_TIMEOUT),
                     user_agent_appid="opex-operator")) for retries in (RETRIES, NO_RETRIES)]
                 for raw in clients:
                     _count_attempts(raw)
