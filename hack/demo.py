@@ -29,7 +29,12 @@
    mode): the spec names only the key, CloudTrail shows what it did with itself (a user with a key
    and AdministratorAccess, SSH opened to ::/0, a role session); the operator followed it, contained
    each thing it made and resolved the incident. The demo shows what was found and each undo.
-8. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
+8. AWS published what went wrong elsewhere in the estate, and the operator consumed it from SQS
+   (examples/aws/opex-events.yaml's rules and queue): the orders pipeline's Build stage failed
+   (CodeBuild's build, the action, the stage and the pipeline each sent an event) and the
+   invoice-api Lambda's Errors alarm went to ALARM. One Incident per failure opened on its own; the
+   demo shows them assessed, and how many events each counts.
+9. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
    everything is left running (``make down``).
 """
 from __future__ import annotations
@@ -46,6 +51,7 @@ import uuid
 
 import yaml
 
+import aws_events
 import fakeaws
 import perf_estate
 import stack
@@ -193,6 +199,40 @@ def blast_radius(kc: str) -> None:
     say(f"  post-incident report in ConfigMap {inc['postIncident']['reportRef']['name']}")
 
 
+def publish_aws_events(aws_url: str) -> None:
+    """The orders pipeline's failure and invoice-api's Errors alarm, put to EventBridge as AWS publishes them."""
+    import boto3
+
+    os.environ.update(fakeaws.aws_env(aws_url))
+    execution = boto3.client("codepipeline").list_pipeline_executions(
+        pipelineName="orders-pipeline")["pipelineExecutionSummaries"][0]["pipelineExecutionId"]
+    build = boto3.client("codebuild").list_builds_for_project(projectName="orders-build")["ids"][0]
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=4)
+    aws_events.publish([
+        aws_events.build_failed("orders-build", build, "codepipeline/orders-pipeline", phase="INSTALL"),
+        aws_events.pipeline_failed("orders-pipeline", execution, "action", "Build", "BuildAndTest", build),
+        aws_events.pipeline_failed("orders-pipeline", execution, "stage", "Build"),
+        aws_events.pipeline_failed("orders-pipeline", execution),
+        aws_events.alarm_changed("invoice-api-errors", "AWS/Lambda", "Errors", {"FunctionName": "invoice-api"}, "ALARM",
+                                 since, description="invoice-api errors since its last release")])
+
+
+def event_incidents(kc: str) -> None:
+    """The Incidents the AWS events opened, assessed."""
+    def ready() -> list[dict] | None:
+        items = json.loads(kubectl(kc, "get", "incidents", "-l", "opex.dev/source=eventbridge", "-o", "json"))["items"]
+        return items if len(items) == 2 and all((i.get("status") or {}).get("rootCause") for i in items) else None
+
+    items = wait("the Incidents AWS events opened to be assessed", ready, 120)
+    say("\nAWS published, through EventBridge and the opex-events queue (examples/aws/opex-events.yaml):")
+    for inc in sorted(items, key=lambda i: i["metadata"]["name"]):
+        spec, st = inc["spec"], inc["status"]
+        say(f"  Incident {inc['metadata']['name']} ({spec['type']}, {spec['severity']}) from "
+            f"{spec['source']['event']['detailType']}: {st['alert']['occurrences']} event(s) of one occurrence; root "
+            f"cause {st['rootCause']['category']}, phase {st['phase']}")
+        say(f"    {st['rootCause']['summary'][:200]}")
+
+
 def main() -> int:
     for line in versions.lines():
         say(line)
@@ -202,6 +242,7 @@ def main() -> int:
         return stack.summary(stack.LOCAL / "kubeconfig")
     record = stack.up(timeout=120)
     kc = record["kubeconfig"]
+    publish_aws_events(record["aws"])
 
     incident = wait("the incident to need approval",
                     lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "AwaitingApproval"
@@ -269,6 +310,7 @@ def main() -> int:
 
     security_incident(kc)
     blast_radius(kc)
+    event_incidents(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
     say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT}\n"

@@ -104,3 +104,12 @@ opex.dev/shard: {{ .shard }}
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{/* OPEX_EVENT_QUEUES: each queue as <url>, or <roleKey>=<url> to read it as a role of the policy. */}}
+{{- define "opex.eventQueues" -}}
+{{- $out := list -}}
+{{- range .queues -}}
+{{- $out = append $out (ternary (printf "%s=%s" .roleKey .url) .url (not (empty .roleKey))) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
