@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from .aws.budget import DEFAULT_RATES, parse_rates
-from .aws.events import QueueRef
+from .ports.events import QueueRef
 
 from .sharding import check_shard_name
 from .terraform.runner import GRACE_SECONDS

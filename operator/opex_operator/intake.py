@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol
 from .api.common import now as utcnow
 from .api.incident import ALERT_STATE_ANNOTATION, AlertRecord
 from .errors import KubeError
-from .kube import ObjectRef
+from .ports.objects import ObjectRef
 from .ports import IncidentStore
 
 MAX_ATTEMPTS = 5          # reads and writes of one delivery's record before it is given up (Unavailable)

@@ -52,9 +52,17 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .api.common import Model
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
-from .aws.clients import AssumeRole
 from .notify.escalation import PRODUCTION
 from .terraform.backend import Backend
+
+
+@dataclass(frozen=True)
+class AssumeRole:
+    """A role from the operator's policy: ``role_arn`` and optional ``external_id``."""
+
+    role_arn: str
+    external_id: str | None = None
+    session_name: str = "opex-operator"
 
 
 class RoleSpec(Model):

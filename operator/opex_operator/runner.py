@@ -43,11 +43,13 @@ def run(verbose: bool = False) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("leaderelection").setLevel(logging.WARNING)  # one line per renewal otherwise
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .wiring import build_controllers, build_event_consumer
 
     kopf.run(
         standalone=True,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, event_rules=event_rules),
+        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, event_rules=event_rules,
+                       build_controllers=build_controllers, build_event_consumer=build_event_consumer),
     )

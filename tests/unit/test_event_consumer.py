@@ -11,7 +11,7 @@ import pytest
 
 import aws_events as aws
 from opex_operator import metrics
-from opex_operator.aws.events import Message, QueueRef
+from opex_operator.ports.events import Message, QueueRef
 from opex_operator.config import EventIntakeSettings
 from opex_operator.errors import AwsError
 from opex_operator.events import consumer as consumer_module

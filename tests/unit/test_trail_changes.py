@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from opex_operator.runbooks.cloudtrail import read_records
+from opex_operator.ports.cloudtrail import read_records
 from opex_operator.runbooks.trail_changes import (Identifier, changed_resources, identifiers, managed_resources,
                                                   mutating)
 

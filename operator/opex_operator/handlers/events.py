@@ -10,18 +10,12 @@ import logging
 
 import kopf
 
-from ..aws.budget import Budget
-from ..aws.clients import AwsClients
-from ..aws.events import PipelineLookup, SqsQueue
-from ..events.consumer import QueueConsumer
-from ..events.intake import EventIntake
-from ..kube import Kube
 
 
 @kopf.on.startup()
 async def start_event_intake(memo: kopf.Memo, logger: logging.Logger, **_) -> None:
     """Long-poll ``OPEX_EVENT_QUEUES`` once this replica leads (``memo.event_rules``: the mapping
-    read once by ``runner.run``)."""
+    read once by ``runner.run``; ``memo.build_event_consumer``: the composition root, ``wiring``)."""
     settings = memo.settings
     config = settings.event_intake
     if config is None:
@@ -29,12 +23,7 @@ async def start_event_intake(memo: kopf.Memo, logger: logging.Logger, **_) -> No
     runtime = getattr(memo, "runtime", None)
     if runtime is None:  # lifecycle.configure registers first; retried if it has not run yet
         raise kopf.TemporaryError("the runtime is not configured yet", delay=1)
-    clients = AwsClients(settings.aws_region, memo.policy.assume_roles(),
-                         Budget(rates=settings.aws_rates, background_share=settings.aws_background_share))
-    intake = EventIntake(Kube(), PipelineLookup(clients), memo.event_rules, config.default_namespace,
-                         settings.namespaces)
-    memo.event_consumer = QueueConsumer(intake, [SqsQueue(clients, q) for q in config.queues],
-                                        config.visibility_seconds)
+    memo.event_consumer = memo.build_event_consumer(settings, memo.policy, memo.kube, memo.event_rules)
 
     async def consume_when_leading() -> None:
         await runtime.leading.wait()

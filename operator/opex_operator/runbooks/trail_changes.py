@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from .cloudtrail import TrailEvent
+from ..ports.cloudtrail import TrailEvent
 
 READ_PREFIXES = ("Describe", "Get", "List", "Head", "Lookup", "Search", "Select", "BatchGet", "Query", "Scan",
                  "Check", "Test", "Filter", "Simulate", "Validate", "Estimate", "Preview")
