@@ -120,6 +120,11 @@ class Kube:
             raise
 
     @_translated
+    def list(self, plural: str) -> list[dict[str, Any]]:
+        """Every custom resource of ``plural`` the operator may read, across namespaces."""
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, plural).get("items") or []
+
+    @_translated
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create a custom resource of ``plural``; returns it, or None when one of that name exists
         already (a restart re-creating what it created before)."""

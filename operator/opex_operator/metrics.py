@@ -137,6 +137,12 @@ DRIFTED_RESOURCES = ObjectGauge(Gauge("opex_driftcheck_drifted_resources", "Reso
                                       "every DriftCheck, by planned action (create, update, delete, replace, import, "
                                       "read, forget) and spec.environment.", ["action", "environment"],
                                       registry=REGISTRY))
+OUT_OF_BAND_CHANGES = Counter("opex_driftcheck_out_of_band_changes", "CloudTrail calls by a principal that is not a "
+                              "deployer on resources a DriftCheck found drifted, by spec.environment.", ["environment"],
+                              registry=REGISTRY)
+DRIFT_TRIGGERS = Counter("opex_driftcheck_cloudtrail_triggers", "CloudTrail calls the event intake matched to a "
+                         "DriftCheck's managed resources, by outcome (recorded, duplicate).", ["outcome"],
+                         registry=REGISTRY)
 DRIFT_RESOLUTIONS = Counter("opex_driftcheck_resolutions", "Drift resolutions by strategy (Apply, RefreshOnly, "
                             "Import, ForceUnlock) and outcome (succeeded, failed, skipped, interrupted).", ["strategy", "outcome"],
                             registry=REGISTRY)

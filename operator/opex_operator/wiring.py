@@ -23,6 +23,7 @@ from .config import Settings
 from .events.consumer import QueueConsumer
 from .events.intake import EventIntake
 from .events.mapping import EventRules
+from .events.trail import TrailTrigger
 from .kube import Kube
 from .notify.senders import SnsSender, post_webhook
 from .policy import Policy
@@ -108,5 +109,6 @@ def build_event_consumer(settings: Settings, policy: Policy, kube: Kube, rules: 
     assert config is not None
     clients = AwsClients(settings.aws_region, policy.assume_roles(),
                          Budget(rates=settings.aws_rates, background_share=settings.aws_background_share))
-    intake = EventIntake(kube, PipelineLookup(clients), rules, config.default_namespace, settings.namespaces)
+    intake = EventIntake(kube, PipelineLookup(clients), rules, config.default_namespace, settings.namespaces,
+                         trail=TrailTrigger(kube, settings.namespaces))
     return QueueConsumer(intake, [SqsQueue(clients, q) for q in config.queues], config.visibility_seconds)

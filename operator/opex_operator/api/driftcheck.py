@@ -17,6 +17,8 @@ from .conditions import RECONCILING, STALLED
 
 # The DriftCheck's condition types (Ready is derived from them: DriftCheckStatus.READY_FROM).
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
+# Set when CloudTrail shows who changed a drifted resource: True when one of them is not a deployer.
+OUT_OF_BAND_CHANGE = "OutOfBandChange"
 from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
                      Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
                      text, timeline_field)
@@ -75,6 +77,11 @@ CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 SPEC_STALLS = ("InvalidSpec", "InvalidSchedule")
 # Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
 RUN_ANNOTATION = "opex.dev/run-requested"
+# The mutating CloudTrail calls the event intake found on resources of the DriftCheck's last plan
+# (a JSON list, newest last, at most MAX_CHANGES): written by the intake, read by the controller,
+# which runs the check for those newer than status.changesAnsweredAt (runbooks.trail_changes).
+CHANGES_ANNOTATION = "opex.dev/cloudtrail-changes"
+MAX_CHANGES = 20
 # A resource instance address (Terraform docs, "Resource Addressing"): module calls and a resource, each
 # with an optional instance key, a number or a quoted string holding any characters (\" and \\ escaped),
 # e.g. module.dns["eu west"].aws_route53_record.this["www A"].
@@ -215,6 +222,13 @@ class ReportPolicy(Model):
     keep: int = Field(default=5, ge=1, le=50, description="How many past report ConfigMaps to keep.")
 
 
+class Triggers(Model):
+    cloud_trail: bool = Field(default=False, description=(
+        "Run when CloudTrail shows a mutating call on a resource of the last plan's prior state (the "
+        "operator's event intake consumes 'AWS API Call via CloudTrail' events), debounced by "
+        "eventDebounceSeconds; the drift report then names who changed each drifted resource."))
+
+
 class DriftCheckSpec(Model):
     """Desired state of a DriftCheck: which configuration, when, and what to do about drift."""
 
@@ -252,6 +266,11 @@ class DriftCheckSpec(Model):
                              description="How a held state lock is waited for and, if orphaned, released.")
     report: ReportPolicy = Field(default_factory=ReportPolicy, json_schema_extra=obj_default(),
                                  description="Report ConfigMaps kept.")
+    triggers: Triggers = Field(default_factory=Triggers, json_schema_extra=obj_default(),
+                               description="What runs the check besides its schedule.")
+    event_debounce_seconds: int = Field(default=120, ge=0, le=86400, description=(
+        "At most one run started by CloudTrail changes per this many seconds (changes in between wait for "
+        "the next); never during a run."))
 
 
 # ---- status ----------------------------------------------------------------------------------
@@ -362,6 +381,21 @@ class ResolutionPolicy(Status):
     approval: Approval = Field(description="Manual (only an approved plan checksum) or Auto.")
 
 
+class ResourceChange(Status):
+    """A mutating call CloudTrail recorded on a resource of the last plan, and whether its caller deploys it."""
+
+    address: bounded(512, "The resource's address in the plan.")
+    event_name: bounded(128, "The API operation, e.g. UpdateIPSet.")
+    event_id: bounded(64, "CloudTrail's eventID.")
+    principal: bounded(512, "Who called: the user or assumed-role ARN.")
+    session_issuer: bounded(512, "The role of an assumed-role session.") | None = None
+    time: dt.datetime | None = Field(default=None, description="eventTime.")
+    source_address: bounded(256, "sourceIPAddress (an address, or the AWS service that called).") | None = None
+    user_agent: bounded(256, "userAgent.") | None = None
+    deployer: bool = Field(default=False, description="The caller is a deployer of this namespace (operator policy "
+                           "terraform.deployers, or Terraform's own role): not an out-of-band change.")
+
+
 class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
@@ -398,6 +432,12 @@ class DriftCheckStatus(Status):
     resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
                                                 "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
+    changes_answered_at: dt.datetime | None = Field(default=None, description=(
+        "When the event intake recorded the newest CloudTrail change a run has started for."))
+    last_change_run_time: dt.datetime | None = Field(default=None, description=(
+        "When the last run started by CloudTrail changes started (eventDebounceSeconds counts from it)."))
+    changes: list[ResourceChange] = Field(default_factory=list, max_length=MAX_CHANGES, description=(
+        "The CloudTrail calls on the resources that drifted in the last run (who changed what)."))
     interrupted_apply: InterruptedApply | None = Field(default=None, description="An apply whose outcome is "
                                                        "unknown: nothing is applied again without a new approval.")
     resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "

@@ -20,8 +20,9 @@ from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
-from ..api.driftcheck import (CHECKED, DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
-                              DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
+from ..api.driftcheck import (CHANGES_ANNOTATION, CHECKED, DRIFTED, MAX_CHANGES, OUT_OF_BAND_CHANGE, REMEDIATING, SCHEDULED,
+                              MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
+                              DriftedResource, ResourceChange, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
                               ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
@@ -30,7 +31,7 @@ from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
 from ..process import IDENTITY
 from ..redaction import Scrubber
-from ..runbooks import drift
+from ..runbooks import drift, trail_changes
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
@@ -55,7 +56,7 @@ class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION, CHANGES_ANNOTATION)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
                  clock: Callable[[], dt.datetime] = utcnow):
@@ -88,7 +89,9 @@ class DriftCheckController:
             return await self._stalled(obj, "InvalidSchedule", problem)
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
-        d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
+        changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
+                                        st.changes_answered_at)
+        d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION), changes)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
@@ -303,6 +306,8 @@ class _Pass(Pass):
             st.last_run_request = d.request
         if d.slot is not None:
             st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
+        if d.changes_at is not None:  # likewise: these changes are answered by this run, interrupted or not
+            st.changes_answered_at, st.last_change_run_time = d.changes_at, self.ctl.clock()
         started = self.ctl.clock()
         st.running_since, st.running_trigger, st.runner, st.pending_run = started, d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
@@ -314,6 +319,7 @@ class _Pass(Pass):
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
         summary, doc, lock, reason, message, plan_file, inputs = None, None, None, "PlanFailed", "", "", {}
+        managed: list[trail_changes.ManagedResource] | None = None
         broken = None  # the configuration file Terraform's error points at: only a change to it helps
         try:
             session = await self.open(budget, PLAN)
@@ -346,6 +352,8 @@ class _Pass(Pass):
                         inputs = self.plan_inputs(session)
                 else:
                     summary = parse_stream(plan.stdout, spec.ignore)
+                    if spec.triggers.cloud_trail:  # the prior state's ids, for the intake to match calls to
+                        managed = trail_changes.managed_resources(await session.show_plan())
                 if summary is not None and summary.outcome == Outcome.PLAN_FAILED:  # errored, or not applyable
                     reason, message, summary = "PlanFailed", "; ".join(summary.errors), None
                     broken = configuration_file(plan.stdout + plan.stderr + message)
@@ -375,7 +383,9 @@ class _Pass(Pass):
             self.failed(result, reason, message, Outcome.LOCK_HELD if reason == "LockHeld" else Outcome.PLAN_FAILED,
                         broken)
         else:
-            await self.succeeded(result, summary, doc, plan_file, inputs)
+            if managed is None and doc is not None and spec.triggers.cloud_trail:
+                managed = trail_changes.managed_resources(doc)
+            await self.succeeded(result, summary, doc, plan_file, inputs, managed)
         self.skip_slot_missed_by_the_run(started)
 
     def run_cut_short(self, trigger: str | None, lock: str) -> None:
@@ -397,9 +407,11 @@ class _Pass(Pass):
                                               f"still going (concurrencyPolicy: Forbid); it is skipped", warning=True)
 
     async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
-                        plan_file: str, inputs: dict[str, str]) -> None:
+                        plan_file: str, inputs: dict[str, str],
+                        managed: list[trail_changes.ManagedResource] | None = None) -> None:
         """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes,
-        ``inputs`` the digests its checksum covers besides (``TerraformSession.plan_inputs``).
+        ``inputs`` the digests its checksum covers besides (``TerraformSession.plan_inputs``),
+        ``managed`` the prior state's resources when CloudTrail triggers the check (for its report).
 
         The report is written first: status takes nothing of this run until its report exists, so
         it never pairs a new result with an old report or checksum. A refused write raises
@@ -409,12 +421,13 @@ class _Pass(Pass):
         result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
+        entries = summary.drift + summary.changes
+        changes = self.attribute({e.address for e in entries} if summary.drifted else set())
         try:
-            report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file)
+            report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file, managed, changes)
         except KubeError as err:
             await self.report_failed(result, err)
             raise
-        entries = summary.drift + summary.changes
         st.drifted_resources = [DriftedResource(address=e.address, actions=e.actions, reason=e.reason,
                                                 action_reason=e.action_reason) for e in entries[:MAX_DRIFTED]]
         st.drifted_count = len({e.address for e in entries})
@@ -427,10 +440,11 @@ class _Pass(Pass):
             st.interrupted_apply = None  # nothing differs: whatever that apply did, nothing is left to approve
         st.report_ref = report_ref
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
+        who = self.changed_by(changes)
         if summary.drifted:
             what = f"{st.drifted_count} resources differ ({counts}): " + ", ".join(
                 sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "") + (
-                f"; outputs change: {', '.join(summary.output_changes[:5])}" if summary.output_changes else "")
+                f"; outputs change: {', '.join(summary.output_changes[:5])}" if summary.output_changes else "") + who
             where = f"report in ConfigMap {report_ref.name}" + (
                 f" (the full plan did not fit: it is {report_ref.plan_file} in the operator's work directory)"
                 if report_ref.plan_file else "")
@@ -614,8 +628,48 @@ class _Pass(Pass):
         return True, f"imported {', '.join(done)}"
 
     # -- report and metrics -----------------------------------------------------------------------
+    def attribute(self, drifted: set[str]) -> list[ResourceChange] | None:
+        """Who changed the ``drifted`` resources, as the intake's CloudTrail records say (None when
+        CloudTrail does not trigger this check)."""
+        if not self.spec.triggers.cloud_trail:
+            return None
+        records = trail_changes.change_records(self.obj.annotations.get(CHANGES_ANNOTATION))
+        found = trail_changes.attributed(records, drifted, self.ctl.policy.deployers(self.obj.ref.namespace),
+                                         MAX_CHANGES)
+        return [ResourceChange(
+            address=f["address"], event_name=f["entry"].get("eventName") or "", event_id=f["entry"]["eventId"],
+            principal=f["entry"].get("principal") or "unknown", session_issuer=f["entry"].get("issuer"),
+            time=f["entry"].get("time"), source_address=f["entry"].get("sourceAddress"),
+            user_agent=f["entry"].get("userAgent"), deployer=f["deployer"]) for f in found]
+
+    def changed_by(self, changes: list[ResourceChange] | None) -> str:
+        """Record ``changes`` (:meth:`attribute`): ``status.changes``, and OutOfBandChange, an Event
+        and a metric when a caller is not a deployer; returns what the Drifted message gains."""
+        if changes is None:
+            return ""
+        st, ns = self.st, self.obj.ref.namespace
+        st.changes = changes
+        outside = [c for c in changes if not c.deployer]
+        if outside:
+            text = "; ".join(f"{c.address} changed by {c.principal} ({c.event_name}"
+                             + (f" at {c.time:%Y-%m-%d %H:%M:%S} UTC" if c.time else "")
+                             + (f" from {c.source_address}" if c.source_address else "")
+                             + f", event {c.event_id})" for c in outside[:3])
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.TRUE, "ChangedOutsideDeployers",
+                           f"{text}: not a deployer of namespace {ns} (operator policy terraform.deployers)")
+            self.event(OUT_OF_BAND_CHANGE, text, warning=True)
+            metrics.OUT_OF_BAND_CHANGES.labels(self.spec.environment or "").inc(len(outside))
+        elif changes:
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.FALSE, "DeployersOnly",
+                           f"the drifted resources were changed by deployers only: "
+                           f"{', '.join(sorted({c.principal for c in changes}))}")
+        if not changes:
+            return ""
+        return "; changed by " + ", ".join(f"{c.principal} ({c.event_name} on {c.address})" for c in changes[:3])
+
     def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
-                     plan_file: str) -> ReportRef:
+                     plan_file: str, managed: list[trail_changes.ManagedResource] | None = None,
+                     changes: list[ResourceChange] | None = None) -> ReportRef:
         """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
         Blocking; raises KubeError."""
         ref = self.obj.ref
@@ -628,7 +682,10 @@ class _Pass(Pass):
                 **self.st.interrupted_apply.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "note": "the apply's outcome is unknown; this plan shows what applying now would still do, and "
                         "only an approval of this plan's checksum applies it"}
-        report = drift_report.build(header, summary, doc, plan_file, self.scrub)
+        if changes:  # who changed the drifted resources (CloudTrail)
+            header["changes"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in changes]
+        extra = {trail_changes.MANAGED_KEY: trail_changes.managed_json(managed)} if managed is not None else {}
+        report = drift_report.build(header, summary, doc, plan_file, self.scrub, extra)
         label = label_value(ref.name)
         objects = self.ctl.objects
         objects.put_config_map(ref.namespace, name, report.data, ref,

@@ -24,11 +24,12 @@ from typing import Callable
 
 from .. import metrics
 from ..api.common import now as utcnow
-from ..errors import AwsError
+from ..errors import AwsError, KubeError
 from ..intake import IncidentWriter, Outcome, Refusal, Unavailable
 from ..ports import BuildLookup, IncidentStore
 from .envelope import AwsEvent, EnvelopeError, events_in
 from .kinds import SOURCES
+from .trail import CLOUDTRAIL_CALL, TrailTrigger
 from .mapping import EventRules, Ignored, Lookup, Mapped, Refused, map_event
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,11 @@ class EventIntake:
     watches."""
 
     def __init__(self, store: IncidentStore, lookups: BuildLookup | None, rules: EventRules, default_namespace: str,
-                 namespaces: tuple[str, ...] = (), clock: Callable[[], dt.datetime] = utcnow):
+                 namespaces: tuple[str, ...] = (), clock: Callable[[], dt.datetime] = utcnow,
+                 trail: TrailTrigger | None = None):
         self.lookups, self.rules, self.default_namespace, self.namespaces = lookups, rules, default_namespace, namespaces
         self.writer = IncidentWriter(store, clock)
+        self.trail = trail
 
     async def take(self, body: str, queue: str = "", receives: int = 1, last_receive: int | None = None,
                    role_key: str | None = None) -> Verdict:
@@ -97,6 +100,13 @@ class EventIntake:
 
     async def _event(self, event: AwsEvent, queue: str, final: bool, role_key: str | None) -> Taken:
         source = _source_label(event)
+        if event.detail_type == CLOUDTRAIL_CALL and self.trail is not None:
+            try:
+                outcome, note = await self.trail.take(event)
+            except KubeError as err:
+                return Taken(DEFERRED, note=f"the DriftChecks CloudTrail event {event.id} concerns: {err.describe()}",
+                             source=source)
+            return Taken(outcome, note=note, source=source)
         result = map_event(event, self.rules, self.default_namespace, self.namespaces, final=final)
         if isinstance(result, Lookup):
             try:

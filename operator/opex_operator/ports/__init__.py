@@ -220,6 +220,14 @@ class IncidentStore(Protocol):
     def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str) -> None: ...
 
 
+class DriftCheckStore(Protocol):
+    """The DriftChecks the event intake gives CloudTrail calls to (``kube.Kube``). Raises KubeError."""
+
+    def list(self, plural: str) -> list[dict[str, Any]]: ...
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None: ...
+    def annotate(self, ref: ObjectRef, annotations: dict[str, str]) -> None: ...
+
+
 class Webhook(Protocol):
     """POST of a notification to a webhook URL (``notify.senders.post_webhook``). Raises RuntimeError
     with a message that never contains the URL."""

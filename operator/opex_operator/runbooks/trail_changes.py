@@ -27,8 +27,11 @@ whose report names the callers) is built on these.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, Iterable, Iterator
 
 from ..ports.cloudtrail import TrailEvent
@@ -223,3 +226,94 @@ def changed_resources(calls: Iterable[TrailEvent], resources: list[ManagedResour
                     seen.add(resource.address)
                     out.append(Match(resource.address, call, ident))
     return out
+
+
+# -- what a DriftCheck keeps of them ------------------------------------------------------------
+# The managed resources of a DriftCheck's last plan, as its report ConfigMap carries them for the
+# event intake (``managed.json``): [[address, type, [ids], [arns], [names]], ...].
+MANAGED_KEY = "managed.json"
+
+
+def managed_json(resources: list[ManagedResource]) -> str:
+    """``resources`` as the report's :data:`MANAGED_KEY` value (compact JSON)."""
+    return json.dumps([[r.address, r.type, sorted(r.ids), sorted(r.arns), sorted(r.names)] for r in resources],
+                      separators=(",", ":"))
+
+
+def managed_from_json(text: str | None) -> list[ManagedResource]:
+    """The resources of a :data:`MANAGED_KEY` value; [] for anything else (never raises)."""
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError:
+        return []
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, list) and len(row) == 5 and all(isinstance(v, str) for v in row[:2]):
+            sets = [frozenset(str(v) for v in part) if isinstance(part, list) else frozenset() for part in row[2:]]
+            out.append(ManagedResource(row[0], row[1], *sets))
+    return out
+
+
+def change_record(call: TrailEvent, addresses: list[str], received: dt.datetime) -> dict[str, Any]:
+    """One entry of the DriftCheck's changes annotation (``api.driftcheck.CHANGES_ANNOTATION``): who
+    called what, on which managed ``addresses``, and when the intake ``received`` it."""
+    return {"eventId": call.event_id or "", "eventName": call.event_name, "principal": call.principal or "",
+            "issuer": call.session_issuer, "time": call.time.isoformat() if call.time else None,
+            "sourceAddress": call.source_ip, "userAgent": call.user_agent, "addresses": addresses[:50],
+            "receivedAt": received.isoformat()}
+
+
+def change_records(text: str | None) -> list[dict[str, Any]]:
+    """The entries of a changes annotation, oldest first; [] for anything unreadable (never raises)."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [e for e in value if isinstance(e, dict) and isinstance(e.get("eventId"), str)
+            and isinstance(e.get("addresses"), list)] if isinstance(value, list) else []
+
+
+def with_change(text: str | None, entry: dict[str, Any], keep: int) -> str | None:
+    """The annotation with ``entry`` added (newest last, the last ``keep``); None when an entry of the
+    same CloudTrail event is there already (a redelivered event changes nothing)."""
+    entries = change_records(text)
+    if any(e["eventId"] == entry["eventId"] for e in entries):
+        return None
+    return json.dumps((entries + [entry])[-keep:], separators=(",", ":"))
+
+
+def received_at(entry: dict[str, Any]) -> dt.datetime | None:
+    try:
+        when = dt.datetime.fromisoformat(str(entry.get("receivedAt")))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def pending(entries: list[dict[str, Any]], answered_at: dt.datetime | None) -> list[dict[str, Any]]:
+    """The entries recorded after ``answered_at`` (the newest one a run started for): each still owes a run."""
+    return [e for e in entries if (r := received_at(e)) is not None and (answered_at is None or r > answered_at)]
+
+
+def is_deployer(entry: dict[str, Any], deployers: Iterable[str]) -> bool:
+    """The call's principal, or the role behind its session, is one of ``deployers`` (ARNs; a
+    ``*`` glob allowed). An assumed-role session ``arn:aws:sts::<acct>:assumed-role/<role>/<session>``
+    also matches the role ``arn:aws:iam::<acct>:role/<role>`` (path-less, as IAM names it in sessions)."""
+    names = {entry.get("principal") or "", entry.get("issuer") or ""}
+    m = ASSUMED_ROLE.match(entry.get("principal") or "")
+    if m:
+        names.add(f"arn:{m['partition']}:iam::{m['account']}:role/{m['role']}")
+    return any(fnmatchcase(n, pattern) for n in names if n for pattern in deployers)
+
+
+ASSUMED_ROLE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/")
+
+
+def attributed(entries: list[dict[str, Any]], drifted: Iterable[str], deployers: Iterable[str],
+               limit: int) -> list[dict[str, Any]]:
+    """Per drifted resource address, the entries naming it: ``{address, entry, deployer}``, newest
+    call first, at most ``limit``."""
+    drifted, deployers = set(drifted), list(deployers)
+    out = [{"address": a, "entry": e, "deployer": is_deployer(e, deployers)}
+           for e in reversed(entries) for a in e["addresses"] if a in drifted]
+    return out[:limit]
