@@ -143,3 +143,29 @@ def publish(events: list[Published], bus: str = "default") -> list[str]:
             raise RuntimeError(f"PutEvents refused {failed}")
         ids += [r["EventId"] for r in answer["Entries"]]
     return ids
+
+
+def api_call(event_name: str, event_source: str, principal: str, request: dict[str, Any],
+             response: dict[str, Any] | None = None, source_ip: str = "203.0.113.77",
+             user_agent: str = "aws-cli/2.17.0 Python/3.11.8 Linux/6.1 exe/x86_64 command/wafv2.update-ip-set",
+             session_issuer: str | None = None, at: dt.datetime | None = None,
+             account: str = ACCOUNT, region: str = REGION) -> Published:
+    """An ``AWS API Call via CloudTrail`` event of a mutating call by ``principal`` (a user ARN, or an
+    assumed-role session ARN with its role as ``session_issuer``): the record's fields as CloudTrail
+    writes them (CloudTrail User Guide, "CloudTrail record contents" and "userIdentity element"; the
+    layout of a real wafv2 UpdateIPSet record: aws-solutions/aws-waf-security-automations,
+    source/ip_retention_handler/test/test_set_ip_retention.py)."""
+    at = at or dt.datetime.now(dt.timezone.utc)
+    identity: dict[str, Any] = {"type": "AssumedRole" if session_issuer else "IAMUser", "arn": principal,
+                                "accountId": account, "principalId": "AIDAEXAMPLEPRINCIPAL"}
+    if session_issuer:
+        identity["sessionContext"] = {"sessionIssuer": {"type": "Role", "arn": session_issuer, "accountId": account},
+                                      "attributes": {"creationDate": stamp(at), "mfaAuthenticated": "false"}}
+    else:
+        identity["userName"] = principal.rsplit("/", 1)[-1]
+    detail = {"eventVersion": "1.08", "userIdentity": identity, "eventTime": stamp(at), "eventSource": event_source,
+              "eventName": event_name, "awsRegion": region, "sourceIPAddress": source_ip, "userAgent": user_agent,
+              "requestParameters": request, "responseElements": response, "requestID": str(uuid.uuid4()),
+              "eventID": str(uuid.uuid4()), "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
+              "recipientAccountId": account, "eventCategory": "Management"}
+    return Published("AWS API Call via CloudTrail", f"aws.{event_source.split('.')[0]}", detail, time=at)

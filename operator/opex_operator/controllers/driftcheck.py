@@ -634,8 +634,10 @@ class _Pass(Pass):
         if not self.spec.triggers.cloud_trail:
             return None
         records = trail_changes.change_records(self.obj.annotations.get(CHANGES_ANNOTATION))
+        last = self.st.last_result  # still the run before this one
+        clean = last.started_at if last is not None and last.outcome == Outcome.NO_DRIFT else None
         found = trail_changes.attributed(records, drifted, self.ctl.policy.deployers(self.obj.ref.namespace),
-                                         MAX_CHANGES)
+                                         MAX_CHANGES, since=clean)
         return [ResourceChange(
             address=f["address"], event_name=f["entry"].get("eventName") or "", event_id=f["entry"]["eventId"],
             principal=f["entry"].get("principal") or "unknown", session_issuer=f["entry"].get("issuer"),

@@ -46,8 +46,12 @@ def eventbridge(record: dict, **changes) -> str:
                        "region": "us-east-1", "resources": [], "detail": detail})
 
 
-def open_ssh(**changes) -> str:
+def open_ssh(at: dt.datetime | None = None, **changes) -> str:
+    """The real record; ``at`` moves its eventTime to after the tests' first check (a call made before a
+    check that found no drift is not what a later drift is attributed to)."""
     [record] = json.loads((CORPUS / "stratus-sg-open-port-22.json").read_text())
+    if at is not None:
+        changes["eventTime"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return eventbridge(record, **changes)
 
 
@@ -90,7 +94,7 @@ def test_a_change_to_a_managed_group_runs_the_check_and_the_report_names_who_mad
     assert trail_changes.managed_from_json(w.objects.config_maps[("ns", w.status.report_ref.name)]["data"][
         trail_changes.MANAGED_KEY])[0].ids == {SG}
     before = metrics.OUT_OF_BAND_CHANGES.labels("")._value.get()
-    outcome, note = deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh())
+    outcome, note = deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh(w.clock.advance(1)))
     assert outcome == "updated" and "ns/network (aws_security_group.app)" in note
     w.ws.plans = [prior(("aws_security_group.app", ["update"]))]
     w.clock.advance(5)
@@ -127,7 +131,7 @@ def test_a_deployers_change_is_recorded_but_not_out_of_band():
     record = json.loads(open_ssh())["detail"]
     session = {**record["userIdentity"], "type": "AssumedRole",
                "arn": "arn:aws:sts::111122223333:assumed-role/ci-deploy/pipeline-42"}
-    deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh(userIdentity=session))
+    deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh(w.clock.advance(1), userIdentity=session))
     w.ws.plans = [prior(("aws_security_group.app", ["update"]))]
     w.drive()
     [change] = w.status.changes
@@ -179,6 +183,15 @@ def test_answered_changes_owe_nothing_and_newer_ones_do():
     entries = [entry(T0, "a"), entry(T0 + dt.timedelta(minutes=1), "b")]
     assert [e["eventId"] for e in trail_changes.pending(entries, T0)] == ["b"]
     assert trail_changes.pending(entries, T0 + dt.timedelta(minutes=1)) == []
+
+
+def test_a_call_made_before_the_last_check_that_found_no_drift_is_not_who_made_a_later_drift():
+    w = watched()
+    deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh())  # its eventTime is 2024
+    w.ws.plans = [prior(("aws_security_group.app", ["update"]))]
+    w.drive()
+    assert condition(w.status, "Drifted").reason == "DriftDetected" and w.status.changes == []
+    assert condition(w.status, "OutOfBandChange") is None
 
 
 def test_an_assumed_role_session_is_its_roles_deployer_and_a_user_is_not():
