@@ -199,3 +199,13 @@ def test_an_assumed_role_session_is_its_roles_deployer_and_a_user_is_not():
     assert trail_changes.is_deployer(session, [DEPLOYER])
     assert not trail_changes.is_deployer({"principal": "arn:aws:iam::111122223333:user/jane"}, [DEPLOYER])
     assert trail_changes.is_deployer({"principal": "arn:aws:iam::111122223333:user/jane"}, ["*:user/jane"])
+
+
+def test_explain_says_a_cloudtrail_call_opens_no_incident_and_names_what_it_would_match():
+    from opex_operator.events.explain import explain
+    from opex_operator.events.mapping import EventRules
+    [entry] = explain(open_ssh(), EventRules(), "default")
+    assert entry["outcome"] == "drift-trigger" and "AuthorizeSecurityGroupIngress" in entry["message"]
+    assert {"value": SG, "kind": "id", "where": "requestParameters.groupId"} in entry["identifiers"]
+    [read] = explain(open_ssh(readOnly=True), EventRules(), "default")
+    assert read["outcome"] == "ignored"

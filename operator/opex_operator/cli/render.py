@@ -336,13 +336,16 @@ def event_explanations(found: list[dict]) -> Group:
         what = (f"{event['detailType']} ({event['source'] or 'no source'}, id {event['id']}"
                 f"{', via ' + event['via'] if event['via'] != 'eventbridge' else ''})") if event else "(not an event)"
         outcome = entry["outcome"]
-        style = {"opens": "green", "resolves": "green", "refused": "red", "lookup": "yellow"}.get(outcome, "")
+        style = {"opens": "green", "resolves": "green", "refused": "red", "lookup": "yellow",
+                 "drift-trigger": "yellow"}.get(outcome, "")
         head = Text(f"{n}. {what}: ")
         head.append(outcome + (f" ({entry['reason']})" if entry.get("reason") else ""), style=style)
         parts.append(head)
         rows: list[tuple[str, Any]] = []
         if entry.get("message"):
             rows.append(("Why" if outcome in ("ignored", "refused") else "Note", entry["message"]))
+        if entry.get("identifiers"):
+            rows.append(("Names", ", ".join(f"{i['value']} ({i['where']})" for i in entry["identifiers"][:10])))
         inc = entry.get("incident")
         if inc:
             rows += [("Incident", f"{inc['namespace']}/{inc['name']}"),
@@ -352,7 +355,7 @@ def event_explanations(found: list[dict]) -> Group:
             parts.append(_kv(rows))
     refused = sum(1 for e in found if e["outcome"] == "refused")
     parts.append(Text(f"{len(found)} events: " + ", ".join(
-        f"{sum(1 for e in found if e['outcome'] == o)} {o}" for o in ("opens", "resolves", "lookup", "ignored", "refused")
+        f"{sum(1 for e in found if e['outcome'] == o)} {o}" for o in ("opens", "resolves", "lookup", "drift-trigger", "ignored", "refused")
         if any(e["outcome"] == o for e in found)) + (
         "; refused events stay in the queue until its dead-letter queue takes them" if refused else "")))
     return Group(*parts)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..ports.cloudtrail import TrailEvent
+from ..runbooks import trail_changes
 from .envelope import AwsEvent, EnvelopeError, events_in
 from .mapping import EventRules, Ignored, Lookup, Mapped, Refused, map_event
+from .trail import CLOUDTRAIL_CALL
 
 
 def _event(event: AwsEvent) -> dict[str, Any]:
@@ -30,13 +33,17 @@ def explain(text: str | bytes, rules: EventRules, default_namespace: str,
             namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One entry per event (or unreadable part) of ``text``: ``outcome`` is ``opens`` (opens the
     Incident, or adds to it), ``resolves`` (an alarm back to OK: resolves its Incident, opens none),
-    ``ignored``, ``refused`` (with ``reason``) or ``lookup`` (with the fallback ``incident``)."""
+    ``ignored``, ``refused`` (with ``reason``), ``lookup`` (with the fallback ``incident``) or
+    ``drift-trigger`` (a CloudTrail call, with the ``identifiers`` matched against DriftChecks' plans)."""
     out: list[dict[str, Any]] = []
     for item in events_in(text):
         if isinstance(item, EnvelopeError):
             out.append({"outcome": "refused", "reason": item.reason, "message": str(item)})
             continue
         entry: dict[str, Any] = {"event": _event(item)}
+        if item.detail_type == CLOUDTRAIL_CALL:
+            out.append({**entry, **_call(TrailEvent.from_record(item.detail))})
+            continue
         result = map_event(item, rules, default_namespace, namespaces)
         if isinstance(result, Lookup):
             entry.update(outcome="lookup", lookup={"pipeline": result.pipeline, "buildId": result.build_id},
@@ -53,3 +60,14 @@ def explain(text: str | bytes, rules: EventRules, default_namespace: str,
             entry.update(outcome="refused", reason=result.reason, message=result.message)
         out.append(entry)
     return out
+
+
+def _call(call: TrailEvent) -> dict[str, Any]:
+    if not trail_changes.mutating(call):
+        return {"outcome": "ignored", "message": f"{call.event_name} changed nothing (read-only, failed or a sign-in)"}
+    found = sorted(trail_changes.identifiers(call), key=lambda i: (i.kind != "arn", i.where, i.value))
+    return {"outcome": "drift-trigger", "identifiers": [{"value": i.value, "kind": i.kind, "where": i.where}
+                                                         for i in found],
+            "message": f"{call.event_name} by {call.principal or 'an unknown caller'}: opens no Incident; the "
+                       f"DriftChecks with triggers.cloudTrail whose last plan manages one of its identifiers run "
+                       f"and name the caller"}
