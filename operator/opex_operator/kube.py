@@ -120,8 +120,11 @@ class Kube:
             raise
 
     @_translated
-    def list(self, plural: str) -> list[dict[str, Any]]:
-        """Every custom resource of ``plural`` the operator may read, across namespaces."""
+    def list(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The custom resources of ``plural`` in ``namespace``, or across namespaces (None: needs a
+        ClusterRole; the chart grants only Roles when it watches a fixed list of namespaces)."""
+        if namespace is not None:
+            return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural).get("items") or []
         return self.custom.list_cluster_custom_object(GROUP, VERSION, plural).get("items") or []
 
     @_translated

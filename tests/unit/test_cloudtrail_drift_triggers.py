@@ -61,11 +61,11 @@ class Store:
     def __init__(self, *worlds: World):
         self.worlds = worlds
 
-    def list(self, plural):
+    def list(self, plural, namespace=None):
         return [{"metadata": {"namespace": w.obj.ref.namespace, "name": w.obj.ref.name, "uid": w.obj.ref.uid,
                               "annotations": dict(w.obj.annotations)},
                  "spec": w.spec, "status": w.status.model_dump(mode="json", by_alias=True, exclude_none=True)}
-                for w in self.worlds]
+                for w in self.worlds if namespace in (None, w.obj.ref.namespace)]
 
     def config_map_data(self, namespace, name):
         for w in self.worlds:
@@ -150,6 +150,12 @@ def test_reads_failures_and_unmanaged_resources_are_passed_over_and_unopted_chec
     assert CHANGES_ANNOTATION not in w.obj.annotations and CHANGES_ANNOTATION not in other.obj.annotations
     assert deliver(trigger, open_ssh())[0] == "updated"
     assert CHANGES_ANNOTATION in w.obj.annotations and CHANGES_ANNOTATION not in other.obj.annotations
+
+
+def test_a_fixed_list_of_namespaces_is_read_namespace_by_namespace():
+    w = watched()
+    assert deliver(TrailTrigger(Store(w), ("elsewhere",), clock=lambda: w.clock.now), open_ssh())[0] == "ignored"
+    assert deliver(TrailTrigger(Store(w), ("ns",), clock=lambda: w.clock.now), open_ssh())[0] == "updated"
 
 
 def entry(received: dt.datetime, event_id: str = "e1") -> dict:

@@ -50,7 +50,7 @@ class TrailTrigger:
         call = TrailEvent.from_record(event.detail)
         if not trail_changes.mutating(call):
             return Outcome.IGNORED, f"{call.event_name} changed nothing (read-only, failed or a sign-in)"
-        checks = await asyncio.to_thread(self.store.list, DRIFTCHECK.plural)
+        checks = await self._driftchecks()
         recorded, duplicates = [], []
         for check in checks:
             meta = check.get("metadata") or {}
@@ -81,6 +81,16 @@ class TrailTrigger:
         if duplicates:
             return Outcome.DUPLICATE, f"{call.event_name} ({call.event_id}) is recorded on {', '.join(duplicates)}"
         return Outcome.IGNORED, f"{call.event_name} names no resource a DriftCheck with triggers.cloudTrail manages"
+
+    async def _driftchecks(self) -> list[dict[str, Any]]:
+        """Across namespaces, or namespace by namespace when the operator watches a fixed list (the
+        chart then grants Roles in those namespaces only, no cluster-wide list)."""
+        if self.namespaces and not any(c in g for g in self.namespaces for c in "*?["):
+            found: list[dict[str, Any]] = []
+            for namespace in self.namespaces:
+                found += await asyncio.to_thread(self.store.list, DRIFTCHECK.plural, namespace)
+            return found
+        return await asyncio.to_thread(self.store.list, DRIFTCHECK.plural)
 
     async def _managed_of(self, namespace: str, name: str, check: dict[str, Any]) -> list[trail_changes.ManagedResource]:
         report = ((check.get("status") or {}).get("reportRef") or {}).get("name")
