@@ -52,7 +52,7 @@ def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | No
     listed, cut = capped(scrub(summary.to_dict()), lambda s: _render({**header, "summary": s}), SUMMARY_BYTES)
     base = {**header, "summary": listed}
     room, kept = MAX_CONFIG_MAP_BYTES - SUMMARY_BYTES - 4096, {}  # 4 KiB: the header and notes beside the summary
-    for key, value in (extra or {}).items():
+    for key, value in scrub(extra or {}).items():
         if len(value.encode()) <= room:
             kept[key], room = value, room - len(value.encode())
     used = sum(len(v.encode()) for v in kept.values())
