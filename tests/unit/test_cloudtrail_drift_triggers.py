@@ -112,6 +112,12 @@ def test_a_change_to_a_managed_group_runs_the_check_and_the_report_names_who_mad
     assert metrics.OUT_OF_BAND_CHANGES.labels("")._value.get() == before + 1
     report = json.loads(w.objects.config_maps[("ns", st.report_ref.name)]["data"]["summary.json"])
     assert report["changes"][0]["principal"] == change.principal
+    w.run_now()  # the drift stays: the same call is named again, but not counted or announced twice
+    assert condition(w.status, "OutOfBandChange").status == "True" and w.reasons().count("OutOfBandChange") == 1
+    assert metrics.OUT_OF_BAND_CHANGES.labels("")._value.get() == before + 1
+    w.ws.plans = [prior()]
+    w.run_now()  # someone put it back: nothing drifted, nothing out of band any more
+    assert w.status.changes == [] and condition(w.status, "OutOfBandChange").reason == "NoneDrifted"
 
 
 def test_the_same_event_delivered_again_changes_nothing_and_owes_no_second_run():

@@ -645,11 +645,13 @@ class _Pass(Pass):
             user_agent=f["entry"].get("userAgent"), deployer=f["deployer"]) for f in found]
 
     def changed_by(self, changes: list[ResourceChange] | None) -> str:
-        """Record ``changes`` (:meth:`attribute`): ``status.changes``, and OutOfBandChange, an Event
-        and a metric when a caller is not a deployer; returns what the Drifted message gains."""
+        """Record ``changes`` (:meth:`attribute`): ``status.changes`` and OutOfBandChange; an Event and
+        the metric for each call by a non-deployer not recorded by an earlier run (a drift that stays
+        is not counted again at every run); returns what the Drifted message gains."""
         if changes is None:
             return ""
         st, ns = self.st, self.obj.ref.namespace
+        known = {(c.event_id, c.address) for c in st.changes}
         st.changes = changes
         outside = [c for c in changes if not c.deployer]
         if outside:
@@ -659,12 +661,17 @@ class _Pass(Pass):
                              + f", event {c.event_id})" for c in outside[:3])
             self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.TRUE, "ChangedOutsideDeployers",
                            f"{text}: not a deployer of namespace {ns} (operator policy terraform.deployers)")
-            self.event(OUT_OF_BAND_CHANGE, text, warning=True)
-            metrics.OUT_OF_BAND_CHANGES.labels(self.spec.environment or "").inc(len(outside))
+            new = [c for c in outside if (c.event_id, c.address) not in known]
+            if new:
+                self.event(OUT_OF_BAND_CHANGE, text, warning=True)
+                metrics.OUT_OF_BAND_CHANGES.labels(self.spec.environment or "").inc(len(new))
         elif changes:
             self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.FALSE, "DeployersOnly",
                            f"the drifted resources were changed by deployers only: "
                            f"{', '.join(sorted({c.principal for c in changes}))}")
+        elif get(st.conditions, OUT_OF_BAND_CHANGE) is not None:
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.FALSE, "NoneDrifted",
+                           "no drifted resource was changed outside Terraform's deployers as of the last run")
         if not changes:
             return ""
         return "; changed by " + ", ".join(f"{c.principal} ({c.event_name} on {c.address})" for c in changes[:3])
