@@ -2,8 +2,11 @@
 
 The first half of "drift checked when someone changes a managed resource": the calls are ``AWS API
 Call via CloudTrail`` events (or any delivery :func:`~.cloudtrail.read_records` reads), the managed
-resources are those in a plan's prior state. The DriftCheck side (which checks run, debounced, and
-whose report names the callers) is built on these.
+resources are those in a plan's prior state. The DriftCheck side is built on these: the event
+intake (``events.trail``) records each matching call on the DriftCheck (:func:`change_record`,
+:func:`with_change`), whose controller runs the check for the calls still :func:`pending`
+(``runbooks.drift``: debounced) and names, per drifted resource, the calls :func:`attributed` to it
+and whether the caller :func:`is_deployer`.
 
 * **Mutating calls** (:func:`mutating`): ``readOnly`` false (CloudTrail User Guide, "CloudTrail
   record contents": ``readOnly`` says whether the operation only reads), or, in records without
