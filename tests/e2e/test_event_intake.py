@@ -82,7 +82,9 @@ def test_each_kind_of_event_opens_its_incident_and_an_alarm_back_to_ok_resolves_
                                  .get("AlarmResolved")) and c["status"] == "True" and c,
                         timeout=60, what="AlarmResolved=True")
     assert "back to OK" in resolved["message"]
-    assert "AlarmResolved" in [e["reason"] for e in kubectl.events(solo_namespace, alarm_name)]
+    # Events are posted after the status write that carries the condition
+    wait_for(lambda: "AlarmResolved" in [e["reason"] for e in kubectl.events(solo_namespace, alarm_name)],
+             timeout=15, what="the AlarmResolved Event")
     wait_for(lambda: messages(queues.queue_url) == 0, timeout=30, what="every message deleted")
     assert solo_operator.metric("opex_event_intake_events_total", source="aws.codepipeline", outcome="created") + \
         solo_operator.metric("opex_event_intake_events_total", source="aws.codebuild", outcome="created") == 1
