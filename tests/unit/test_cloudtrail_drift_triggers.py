@@ -180,7 +180,7 @@ def test_changes_run_at_most_once_per_debounce_and_the_pass_comes_back_when_it_e
     d = drift.decide(spec(), st, now, T0, None, [entry(now)])
     assert d.move == Move.WAIT and d.until == now + dt.timedelta(seconds=90)
     d = drift.decide(spec(), st, now + dt.timedelta(seconds=90), T0, None, [entry(now)])
-    assert d.move == Move.RUN and d.changes_at == now and "UpdateIPSet by user/jane" in d.trigger
+    assert d.move == Move.RUN and d.answers == "e1" and "UpdateIPSet by user/jane" in d.trigger
 
 
 def test_changes_do_not_run_a_check_that_did_not_opt_in_or_is_suspended():
@@ -191,17 +191,20 @@ def test_changes_do_not_run_a_check_that_did_not_opt_in_or_is_suspended():
     assert drift.decide(spec(suspend=True), st, now, T0, None, [entry(now)]).move == Move.WAIT
 
 
-def test_answered_changes_owe_nothing_and_newer_ones_do():
-    entries = [entry(T0, "a"), entry(T0 + dt.timedelta(minutes=1), "b")]
-    assert [e["eventId"] for e in trail_changes.pending(entries, T0)] == ["b"]
-    assert trail_changes.pending(entries, T0 + dt.timedelta(minutes=1)) == []
+def test_answered_changes_owe_nothing_and_newer_ones_do_even_within_one_second():
+    entries = [entry(T0, "a"), entry(T0, "b")]
+    assert [e["eventId"] for e in trail_changes.pending(entries, "a")] == ["b"]
+    assert trail_changes.pending(entries, "b") == []
+    assert [e["eventId"] for e in trail_changes.pending(entries, "dropped-off")] == ["a", "b"]
 
 
-def test_a_call_made_before_the_last_check_that_found_no_drift_is_not_who_made_a_later_drift():
+def test_a_call_a_check_found_no_drift_after_is_not_who_made_a_later_drift():
     w = watched()
-    deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh())  # its eventTime is 2024
+    deliver(TrailTrigger(Store(w), clock=lambda: w.clock.now), open_ssh())
+    w.drive()  # the run it triggers finds nothing changed
+    assert w.status.last_result.trigger.startswith("CloudTrail:") and w.status.last_result.outcome == "NoDrift"
     w.ws.plans = [prior(("aws_security_group.app", ["update"]))]
-    w.drive()
+    w.run_now()
     assert condition(w.status, "Drifted").reason == "DriftDetected" and w.status.changes == []
     assert condition(w.status, "OutOfBandChange") is None
 

@@ -79,7 +79,7 @@ SPEC_STALLS = ("InvalidSpec", "InvalidSchedule")
 RUN_ANNOTATION = "opex.dev/run-requested"
 # The mutating CloudTrail calls the event intake found on resources of the DriftCheck's last plan
 # (a JSON list, newest last, at most MAX_CHANGES): written by the intake, read by the controller,
-# which runs the check for those newer than status.changesAnsweredAt (runbooks.trail_changes).
+# which runs the check for those after status.answeredChange (runbooks.trail_changes).
 CHANGES_ANNOTATION = "opex.dev/cloudtrail-changes"
 MAX_CHANGES = 20
 # A resource instance address (Terraform docs, "Resource Addressing"): module calls and a resource, each
@@ -432,8 +432,11 @@ class DriftCheckStatus(Status):
     resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
                                                 "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
-    changes_answered_at: dt.datetime | None = Field(default=None, description=(
-        "When the event intake recorded the newest CloudTrail change a run has started for."))
+    answered_change: str | None = Field(default=None, max_length=128, description=(
+        "The CloudTrail eventID of the newest recorded change a run has started for (later ones owe a run)."))
+    settled_change: str | None = Field(default=None, max_length=128, description=(
+        "The newest recorded CloudTrail change when a run that found no drift started: calls up to it are not "
+        "named as the cause of a later drift."))
     last_change_run_time: dt.datetime | None = Field(default=None, description=(
         "When the last run started by CloudTrail changes started (eventDebounceSeconds counts from it)."))
     changes: list[ResourceChange] = Field(default_factory=list, max_length=MAX_CHANGES, description=(

@@ -90,7 +90,7 @@ class DriftCheckController:
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
         changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
-                                        st.changes_answered_at)
+                                        st.answered_change)
         d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION), changes)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
@@ -134,6 +134,7 @@ class _Pass(Pass):
         self.ctl, self.spec, self.created = ctl, spec, created
         self.scrub = Scrubber(())   # the values of the Secrets the run read, once a workspace is open
         self.session: TerraformSession | None = None
+        self.seen_change: str | None = None  # the newest CloudTrail change recorded when this pass's run started
 
     async def save(self) -> None:
         """The checkpoint, with every value read from a Secret masked in status and Events first."""
@@ -306,8 +307,11 @@ class _Pass(Pass):
             st.last_run_request = d.request
         if d.slot is not None:
             st.last_schedule_time = d.slot  # recorded before the run: a restart never runs this slot again
-        if d.changes_at is not None:  # likewise: these changes are answered by this run, interrupted or not
-            st.changes_answered_at, st.last_change_run_time = d.changes_at, self.ctl.clock()
+        if d.answers is not None:  # likewise: these changes are answered by this run, interrupted or not
+            st.answered_change, st.last_change_run_time = d.answers, self.ctl.clock()
+        # the newest change recorded before this run looked: if it finds no drift, calls up to it caused none
+        self.seen_change = next(iter(trail_changes.change_records(
+            self.obj.annotations.get(CHANGES_ANNOTATION))[-1:]), {}).get("eventId")
         started = self.ctl.clock()
         st.running_since, st.running_trigger, st.runner, st.pending_run = started, d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
@@ -634,10 +638,10 @@ class _Pass(Pass):
         if not self.spec.triggers.cloud_trail:
             return None
         records = trail_changes.change_records(self.obj.annotations.get(CHANGES_ANNOTATION))
-        last = self.st.last_result  # still the run before this one
-        clean = last.started_at if last is not None and last.outcome == Outcome.NO_DRIFT else None
+        if not drifted:
+            self.st.settled_change = self.seen_change or self.st.settled_change
         found = trail_changes.attributed(records, drifted, self.ctl.policy.deployers(self.obj.ref.namespace),
-                                         MAX_CHANGES, since=clean)
+                                         MAX_CHANGES, self.st.settled_change)
         return [ResourceChange(
             address=f["address"], event_name=f["entry"].get("eventName") or "", event_id=f["entry"]["eventId"],
             principal=f["entry"].get("principal") or "unknown", session_issuer=f["entry"].get("issuer"),

@@ -8,7 +8,7 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * a run is owed (``status.pendingRun``: to verify a resolution that succeeded, or after a
   force-unlock) → run it;
 * CloudTrail changed a resource of the last plan (``spec.triggers.cloudTrail``; the intake's
-  records newer than ``status.changesAnsweredAt``) → run it, at most once per
+  records after ``status.answeredChange``) → run it, at most once per
   ``eventDebounceSeconds`` (counted from ``status.lastChangeRunTime``; until then the other moves
   go on and the pass comes back when the wait is over);
 * a lock seen on runs at least ``orphanedAfter`` apart and older than that, with ``forceUnlock:
@@ -32,7 +32,6 @@ from .. import schedule
 from ..api.common import ConditionStatus, duration_seconds
 from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
                               ForceUnlock, ObservedLock, Outcome, ResolutionOutcome, ResolutionStrategy)
-from .trail_changes import received_at
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -59,7 +58,7 @@ class Decision:
     message: str = ""
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval);
                                        # WAIT: when debounced CloudTrail changes may run
-    changes_at: dt.datetime | None = None  # RUN for CloudTrail changes: the newest change it answers
+    answers: str | None = None         # RUN for CloudTrail changes: the eventID of the newest change it answers
 
 
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
@@ -116,7 +115,7 @@ def changes_run(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime
     who = (newest.get("principal") or "an unknown caller").rsplit(":", 1)[-1]
     more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
     return Decision(Move.RUN, trigger=f"CloudTrail: {newest.get('eventName')} by {who}{more}",
-                    changes_at=max(filter(None, (received_at(e) for e in changes)), default=now)), None
+                    answers=newest["eventId"]), None
 
 
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,

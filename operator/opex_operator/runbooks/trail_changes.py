@@ -285,27 +285,16 @@ def with_change(text: str | None, entry: dict[str, Any], keep: int) -> str | Non
     return json.dumps((entries + [entry])[-keep:], separators=(",", ":"))
 
 
-def _stamp(entry: dict[str, Any], key: str) -> dt.datetime | None:
-    try:
-        when = dt.datetime.fromisoformat(str(entry.get(key)))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+def after(entries: list[dict[str, Any]], event_id: str | None) -> list[dict[str, Any]]:
+    """The entries recorded after the one of CloudTrail event ``event_id`` (all of them when it is None
+    or no longer among them: the annotation keeps the newest only)."""
+    ids = [e["eventId"] for e in entries]
+    return entries[ids.index(event_id) + 1:] if event_id in ids else list(entries)
 
 
-def received_at(entry: dict[str, Any]) -> dt.datetime | None:
-    """When the intake recorded an entry (None when unreadable)."""
-    return _stamp(entry, "receivedAt")
-
-
-def call_time(entry: dict[str, Any]) -> dt.datetime | None:
-    """The call's ``eventTime`` as recorded in an entry (None when it has none)."""
-    return _stamp(entry, "time")
-
-
-def pending(entries: list[dict[str, Any]], answered_at: dt.datetime | None) -> list[dict[str, Any]]:
-    """The entries recorded after ``answered_at`` (the newest one a run started for): each still owes a run."""
-    return [e for e in entries if (r := received_at(e)) is not None and (answered_at is None or r > answered_at)]
+def pending(entries: list[dict[str, Any]], answered: str | None) -> list[dict[str, Any]]:
+    """The entries after ``answered`` (the newest one a run started for): each still owes a run."""
+    return after(entries, answered)
 
 
 ASSUMED_ROLE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/")
@@ -323,12 +312,13 @@ def is_deployer(entry: dict[str, Any], deployers: Iterable[str]) -> bool:
 
 
 def attributed(entries: list[dict[str, Any]], drifted: Iterable[str], deployers: Iterable[str], limit: int,
-               since: dt.datetime | None = None) -> list[dict[str, Any]]:
+               settled: str | None = None) -> list[dict[str, Any]]:
     """Per drifted resource address, the entries naming it: ``{address, entry, deployer}``, newest
-    call first, at most ``limit``. Calls made before ``since`` (the start of the last run that found
-    no drift) are left out: what they changed was gone, or never differed, when that run looked."""
+    call first, at most ``limit``. Entries up to ``settled`` (the newest recorded when the last run
+    that found no drift started) are left out: what they changed was gone, or never differed, when
+    that run looked."""
     drifted, deployers = set(drifted), list(deployers)
-    recent = [e for e in entries if since is None or (t := call_time(e)) is None or t > since]
+    recent = after(entries, settled) if settled else entries
     out = [{"address": a, "entry": e, "deployer": is_deployer(e, deployers)}
            for e in reversed(recent) for a in e["addresses"] if a in drifted]
     return out[:limit]
