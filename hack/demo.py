@@ -10,9 +10,12 @@
    configuration, the API called and SELECT 1 on its database (a real PostgreSQL and HTTP app the
    estate's RDS instance and API stage point at) show it memory-bound near its timeout; the demo
    approves the memory raise and Performance Insights, and the function's next minute runs faster.
-3. The production network's state was changed by an apply from an unreviewed branch (one extra
-   address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
-   drift and the plan checksum that would restore the reviewed configuration.
+3. The production network is checked once (its report records the ids of what it manages); then
+   an engineer applies an unreviewed branch from a laptop (one extra address in the WAF IP set).
+   CloudTrail's record of that UpdateIPSet reaches the operator's queue through EventBridge; the
+   DriftCheck (``triggers.cloudTrail``) runs at once instead of at 09:00, reports the drift, who
+   made it (not a deployer: OutOfBandChange) and the plan checksum that would restore the
+   reviewed configuration.
 4. The operator's own OpexDriftDetected alert (Prometheus evaluates the shipped rules on the
    operator's metrics) is shown as Alertmanager holds it.
 5. Meanwhile orders-api has been failing since its release: CloudWatch counts its errors, the
@@ -34,7 +37,12 @@
    mode): the spec names only the key, CloudTrail shows what it did with itself (a user with a key
    and AdministratorAccess, SSH opened to ::/0, a role session); the operator followed it, contained
    each thing it made and resolved the incident. The demo shows what was found and each undo.
-8. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
+8. AWS published what went wrong elsewhere in the estate, and the operator consumed it from SQS
+   (examples/aws/opex-events.yaml's rules and queue): the orders pipeline's Build stage failed
+   (CodeBuild's build, the action, the stage and the pipeline each sent an event) and the
+   invoice-api Lambda's Errors alarm went to ALARM. One Incident per failure opened on its own; the
+   demo shows them assessed, and how many events each counts.
+9. A summary table of every object is printed with the Prometheus and Alertmanager URLs;
    everything is left running (``make down``).
 """
 from __future__ import annotations
@@ -51,6 +59,7 @@ import uuid
 
 import yaml
 
+import aws_events
 import fakeaws
 import perf_estate
 import stack
@@ -141,14 +150,16 @@ def performance_resolved(kubeconfig: str) -> None:
     say(f"\nIncident {PERF_INCIDENT} resolved and verified: {verify['outputs']}")
 
 
-def hand_applied_change(aws_url: str) -> None:
-    """Apply the example network with one extra WAF address, as an unreviewed branch would."""
+def apply_network(aws_url: str, unreviewed: bool) -> str:
+    """Apply the example network as reviewed (the pipeline's deploy) or with one extra WAF address, as
+    an unreviewed branch would; returns the id the state records for the IP set (``terraform_data``
+    stands for ``aws_wafv2_ip_set``: no provider can be downloaded here)."""
     example = stack.ROOT / "examples" / "driftcheck.yaml"
     config_map, dc = yaml.safe_load_all(example.read_text())
-    work = stack.LOCAL / "unreviewed-branch"
+    work = stack.LOCAL / ("unreviewed-branch" if unreviewed else "reviewed")
     work.mkdir(exist_ok=True)
     (work / "main.tf").write_text(config_map["data"]["main.tf"].replace(
-        '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]'))
+        '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]') if unreviewed else config_map["data"]["main.tf"])
     env = {**os.environ, **fakeaws.aws_env(aws_url), "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull,
            "CHECKPOINT_DISABLE": "1"}
     binary = terraform_cli.ensure_terraform()
@@ -156,6 +167,23 @@ def hand_applied_change(aws_url: str) -> None:
                                                          for k, v in dc["spec"]["backendConfig"].items()]],
                  ["apply", "-auto-approve", "-input=false", "-no-color"]):
         subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
+    shown = json.loads(subprocess.run([binary, "show", "-json"], cwd=work, env=env, check=True, capture_output=True,
+                                      text=True).stdout)
+    return next(r["values"]["id"] for r in shown["values"]["root_module"]["resources"]
+                if r["address"] == "terraform_data.waf_ip_set")
+
+
+LAPTOP = "arn:aws:iam::123456789012:user/dana"
+
+
+def cloudtrail_records(ip_set_id: str) -> None:
+    """Publish what CloudTrail records for the laptop's UpdateIPSet, as EventBridge delivers it."""
+    aws_events.publish([aws_events.api_call(
+        "UpdateIPSet", "wafv2.amazonaws.com", LAPTOP,
+        {"name": "production-blocklist", "scope": "REGIONAL", "id": ip_set_id,
+         "addresses": ["203.0.113.0/24", "198.51.100.7/32", "192.0.2.66/32"], "lockToken": str(uuid.uuid4())},
+        {"nextLockToken": str(uuid.uuid4())}, source_ip="198.51.100.200",
+        user_agent="APN/1.0 HashiCorp/1.0 Terraform/1.11.4 (+https://www.terraform.io)")])
 
 
 def fetch(url: str, body: dict | None = None) -> dict:
@@ -243,6 +271,40 @@ def blast_radius(kc: str) -> None:
     say(f"  post-incident report in ConfigMap {inc['postIncident']['reportRef']['name']}")
 
 
+def publish_aws_events(aws_url: str) -> None:
+    """The orders pipeline's failure and invoice-api's Errors alarm, put to EventBridge as AWS publishes them."""
+    import boto3
+
+    os.environ.update(fakeaws.aws_env(aws_url))
+    execution = boto3.client("codepipeline").list_pipeline_executions(
+        pipelineName="orders-pipeline")["pipelineExecutionSummaries"][0]["pipelineExecutionId"]
+    build = boto3.client("codebuild").list_builds_for_project(projectName="orders-build")["ids"][0]
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=4)
+    aws_events.publish([
+        aws_events.build_failed("orders-build", build, "codepipeline/orders-pipeline", phase="INSTALL"),
+        aws_events.pipeline_failed("orders-pipeline", execution, "action", "Build", "BuildAndTest", build),
+        aws_events.pipeline_failed("orders-pipeline", execution, "stage", "Build"),
+        aws_events.pipeline_failed("orders-pipeline", execution),
+        aws_events.alarm_changed("invoice-api-errors", "AWS/Lambda", "Errors", {"FunctionName": "invoice-api"}, "ALARM",
+                                 since, description="invoice-api errors since its last release")])
+
+
+def event_incidents(kc: str) -> None:
+    """The Incidents the AWS events opened, assessed."""
+    def ready() -> list[dict] | None:
+        items = json.loads(kubectl(kc, "get", "incidents", "-l", "opex.dev/source=eventbridge", "-o", "json"))["items"]
+        return items if len(items) == 2 and all((i.get("status") or {}).get("rootCause") for i in items) else None
+
+    items = wait("the Incidents AWS events opened to be assessed", ready, 120)
+    say("\nAWS published, through EventBridge and the opex-events queue (examples/aws/opex-events.yaml):")
+    for inc in sorted(items, key=lambda i: i["metadata"]["name"]):
+        spec, st = inc["spec"], inc["status"]
+        say(f"  Incident {inc['metadata']['name']} ({spec['type']}, {spec['severity']}) from "
+            f"{spec['source']['event']['detailType']}: {st['alert']['occurrences']} event(s) of one occurrence; root "
+            f"cause {st['rootCause']['category']}, phase {st['phase']}")
+        say(f"    {st['rootCause']['summary'][:200]}")
+
+
 def main() -> int:
     for line in versions.lines():
         say(line)
@@ -252,6 +314,7 @@ def main() -> int:
         return stack.summary(stack.LOCAL / "kubeconfig")
     record = stack.up(timeout=120)
     kc = record["kubeconfig"]
+    publish_aws_events(record["aws"])
 
     incident = wait("the incident to need approval",
                     lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "AwaitingApproval"
@@ -277,20 +340,29 @@ def main() -> int:
     approve_performance_steps(kc)
     faster_after_the_raise(kc, record["aws"])
 
-    say("\nMeanwhile an apply from an unreviewed branch added 192.0.2.66/32 to the production WAF IP set.")
-    hand_applied_change(record["aws"])
+    apply_network(record["aws"], unreviewed=False)  # as the pipeline deployed it
     token = uuid.uuid4().hex[:8]
     kubectl(kc, "annotate", "driftcheck", DRIFTCHECK, f"opex.dev/run-requested={token}", "--overwrite")
-    result = wait("the drift check", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {})
-                                               .get("lastResult") or {}).get("finishedAt")
-                  and r.get("trigger", "").endswith(f"={token})") and r)
+    wait("the production network's first check", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {})
+                                                          .get("lastResult") or {}).get("finishedAt")
+         and r.get("trigger", "").endswith(f"={token})") and r)
+    say(f"\nMeanwhile {LAPTOP} applied an unreviewed branch from a laptop: 192.0.2.66/32 added to the production "
+        f"WAF IP set; CloudTrail records the UpdateIPSet and EventBridge sends it to the operator's queue.")
+    cloudtrail_records(apply_network(record["aws"], unreviewed=True))
+    result = wait("the drift check CloudTrail triggers", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status")
+                                                                        or {}).get("lastResult") or {}).get("finishedAt")
+                  and r.get("trigger", "").startswith("CloudTrail:") and r)
     dc = get(kc, "driftcheck", DRIFTCHECK)["status"]
-    say(f"\nDriftCheck {DRIFTCHECK} (run now instead of at 09:00 UTC): {result['outcome']}, "
+    say(f"\nDriftCheck {DRIFTCHECK} ({result['trigger']}, not at 09:00 UTC): {result['outcome']}, "
         f"{result['add']} to add, {result['change']} to change, {result['remove']} to destroy "
         f"in {result['durationSeconds']:.2f}s")
     if result["outcome"] == "DriftDetected":
         say(f"  differs from the configuration: {', '.join(r['address'] for r in dc['driftedResources'])}; report ConfigMap "
             f"{dc['reportRef']['name']}")
+        for change in dc.get("changes", []):
+            say(f"  {change['address']} changed by {change['principal']} ({change['eventName']} at {change['time']} "
+                f"from {change['sourceAddress']}, CloudTrail event {change['eventId']})"
+                + ("" if change["deployer"] else ": not a deployer, flagged OutOfBandChange"))
         say(f"  restore the reviewed configuration by approving that exact plan: opex approve driftcheck {DRIFTCHECK}")
         [drift_alert] = wait("OpexDriftDetected in Alertmanager", lambda: alertmanager(record, "OpexDriftDetected"), 60)
         say(f"\nPrometheus evaluated the operator's rules: {drift_alert['labels']['alertname']} "
@@ -320,6 +392,7 @@ def main() -> int:
     oncall(kc, record)
     security_incident(kc)
     blast_radius(kc)
+    event_incidents(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
     say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT}\n"

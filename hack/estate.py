@@ -375,8 +375,12 @@ def lambda_error_metrics(function: str, errors: list[float], invocations: float 
 def seed_demo() -> None:
     """The demo's estate: the checkout deployment failure, its static site, the Terraform state bucket,
     the leaked CI key of the security incident (with the ids examples/incident-security.yaml names), the
-    leaked deploy key that made itself at home (examples/incident-security-persistence.yaml), and
-    orders-api, whose release cannot reach its database (CloudWatch counts its errors)."""
+    leaked deploy key that made itself at home (examples/incident-security-persistence.yaml),
+    orders-api, whose release cannot reach its database (CloudWatch counts its errors), and the event
+    intake's side: examples/aws/opex-events.yaml's rules and queues, the orders pipeline whose Build
+    stage failed (npm cannot reach its registry) and invoice-api, whose release fails to import (the
+    demo publishes their events as AWS would)."""
+    import estate_events
     import estate_security
 
     deployment_failure("checkout")
@@ -386,3 +390,6 @@ def seed_demo() -> None:
     boto3.client("s3").create_bucket(Bucket="opex-tfstate")
     database_unreachable("orders-api")
     lambda_error_metrics("orders-api", [0, 0, 4, 9, 12])
+    estate_events.deploy()
+    pipeline_failure("orders")
+    lambda_with_versions("invoice-api", versions=2)

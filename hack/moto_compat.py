@@ -155,6 +155,16 @@ def _codepipeline_response() -> None:
     _params(JsonRESTError.__init__, "self", "error_type", "message")
 
 
+@internal("EventPattern._flatten_dict/_does_event_match", "moto_ext (event patterns over arrays of objects)")
+def _event_pattern() -> None:
+    import moto_ext
+
+    _params(moto_ext._original_flatten, "node", "prefix", "result")
+    from moto.events.models import EventPattern
+    _expect("self._flatten_dict(event)" in inspect.getsource(EventPattern.matches_event),
+            "matches_event no longer flattens the event with _flatten_dict")
+
+
 # ---- moto_perf: CloudWatch percentiles, RDS ---------------------------------------------------
 
 @internal("Statistics.get_statistics_for_type", "moto_perf (pNN percentiles)")

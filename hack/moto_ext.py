@@ -11,7 +11,11 @@ is added here follows the AWS API reference shapes:
 * Lambda ``GetFunction``'s ``Code.Location``: AWS returns a presigned URL of the deployment
   package; moto returns an AWS hostname nobody can reach. Here it is a URL on this server that
   serves the package bytes, so the operator downloads it exactly as from AWS;
-* Lambda ``LastUpdateStatus``/``StateReason`` of a failed deployment (:func:`fail_lambda_update`).
+* Lambda ``LastUpdateStatus``/``StateReason`` of a failed deployment (:func:`fail_lambda_update`);
+* EventBridge event patterns over arrays of objects (an alarm event's
+  ``detail.configuration.metrics[].metricStat.metric.namespace``): EventBridge matches a field of the
+  objects in an array when any element's matches (EventBridge User Guide, "Arrays in event patterns");
+  moto flattens only nested objects, so such a rule never matched.
 
 :class:`Server` is moto's ThreadedMotoServer with the package URL route in front.
 """
@@ -26,6 +30,7 @@ from moto.awslambda.models import LambdaFunction, lambda_backends
 from moto.codebuild.models import CodeBuildBackend
 from moto.codepipeline.models import codepipeline_backends
 from moto.codepipeline.responses import CodePipelineResponse
+from moto.events.models import EventPattern
 from moto.core.exceptions import JsonRESTError
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -244,6 +249,31 @@ def _retry_stage_execution(self: CodePipelineResponse) -> str:
 
 CodePipelineResponse.get_pipeline_state = _get_pipeline_state
 CodePipelineResponse.retry_stage_execution = _retry_stage_execution
+
+
+# ---- EventBridge -----------------------------------------------------------------------------
+
+def _flatten_dict(node: Any, prefix: str = "", result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """moto's ``EventPattern._flatten_dict``, with an array of objects flattened into each field's
+    values across its elements (a list the filters match when any element matches)."""
+    if result is None:
+        result = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict) and v:
+                _flatten_dict(v, key, result)
+            elif isinstance(v, list) and v and all(isinstance(item, dict) for item in v):
+                for item in v:
+                    for field, value in _flatten_dict(item, key).items():
+                        result.setdefault(field, []).extend(value if isinstance(value, list) else [value])
+            else:
+                result[key] = v
+    return result
+
+
+_original_flatten = EventPattern._flatten_dict
+EventPattern._flatten_dict = staticmethod(_flatten_dict)
 
 
 def reset() -> None:

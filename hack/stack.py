@@ -6,7 +6,8 @@
   3. a real PostgreSQL (pglocal.py) and a small HTTP app (apiapp.py, on port :data:`API_PORT`): the
      performance scenario's database and API, which its RDS instance and API stage point at;
   4. the fake AWS (moto's server; fakeaws.py);
-  5. the operator (``python -m opex_operator``) against both, its Alertmanager intake on;
+  5. the operator (``python -m opex_operator``) against both, its Alertmanager intake on and its
+     event intake polling the queue examples/aws/opex-events.yaml made on the fake AWS;
   6. Prometheus and Alertmanager (monitoring.py): Prometheus scrapes the operator and the estate's
      CloudWatch metrics (cloudwatch_exporter.py) and evaluates the shipped rules and
      ``estate-rules.yaml``; Alertmanager sends the estate's alerts to the operator's intake;
@@ -59,9 +60,10 @@ def intake_token(path: Path) -> Path:
 
 def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port: int,
                  terraform: str, workdir: Path, namespaces: str = "", alert_port: int | None = None,
-                 token_file: Path | None = None) -> dict[str, str]:
+                 token_file: Path | None = None, event_queue: str | None = None) -> dict[str, str]:
     """Environment of an operator process on the local stack (also used by the tests); with
-    ``alert_port`` its Alertmanager intake listens there, answering senders of ``token_file``'s token."""
+    ``alert_port`` its Alertmanager intake listens there, answering senders of ``token_file``'s token;
+    with ``event_queue`` (a queue URL) its event intake polls it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPEX_"))}
     env.update(fakeaws.aws_env(aws_url))
     env.update({
@@ -80,7 +82,18 @@ def operator_env(kubeconfig: Path, aws_url: str, metrics_port: int, health_port:
     if alert_port is not None:
         env.update({"OPEX_ALERT_INTAKE_PORT": str(alert_port), "OPEX_ALERT_INTAKE_TOKEN_FILE": str(token_file),
                     "OPEX_ALERT_NAMESPACE": "default"})
+    if event_queue is not None:
+        env.update({"OPEX_EVENT_QUEUES": event_queue, "OPEX_EVENT_NAMESPACE": "default"})
     return env
+
+
+def demo_event_queue(aws_url: str, name: str = "opex-events") -> str:
+    """The URL of the demo estate's event queue (examples/aws/opex-events.yaml) on the fake AWS."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=aws_url, region_name=fakeaws.REGION, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    return sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
 
 def running() -> dict | None:
@@ -119,7 +132,7 @@ def up(timeout: float) -> dict:
         print("starting the operator ...", flush=True)
         token = intake_token(LOCAL / "alert-intake-token")
         env = operator_env(cp.kubeconfig, aws_url, metrics_port, health_port, terraform, LOCAL,
-                           alert_port=alert_port, token_file=token)
+                           alert_port=alert_port, token_file=token, event_queue=demo_event_queue(aws_url))
         env.update(oncall_env)
         op = procs.spawn([sys.executable, "-m", "opex_operator"], LOCAL / "operator.log", env=env, cwd=ROOT)
         pids["operator"] = op.pid

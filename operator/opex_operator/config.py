@@ -60,6 +60,14 @@ OPEX_SLACK_SIGNING_SECRET_FILE  file holding the Slack app's signing secret     
 OPEX_RECEIVERS_MAX_BODY_BYTES  larger bodies are refused with 413                        65536
 OPEX_PAGERDUTY_EVENTS_URL  the PagerDuty Events API v2 endpoint                         events.pagerduty.com
 OPEX_SLACK_API_URL         Slack's Web API base URL                                     https://slack.com/api
+OPEX_EVENT_QUEUES          SQS queues of the EventBridge intake, comma-separated URLs   (off)
+                           or ARNs, each optionally ``<role key>=<queue>`` to read it
+                           as a role of the policy (the region is the queue's own)
+OPEX_EVENT_MAPPING_FILE    YAML rules from AWS events to Incidents (events/mapping)    (defaults)
+OPEX_EVENT_NAMESPACE       namespace of Incidents from events no rule places           $POD_NAMESPACE
+                                                                                        or default
+OPEX_EVENT_VISIBILITY_SECONDS  seconds a received message stays hidden while its       60
+                           Incidents are written (longer than a batch's writes)
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -73,6 +81,7 @@ from pathlib import Path
 from typing import Any
 
 from .aws.budget import DEFAULT_RATES, parse_rates
+from .ports.events import QueueRef
 
 from .sharding import check_shard_name
 from .terraform.runner import GRACE_SECONDS
@@ -210,6 +219,38 @@ class ReceiverSettings:
 
 
 @dataclass(frozen=True)
+class EventIntakeSettings:
+    """The EventBridge intake (``events/``): the SQS queues it long-polls (leader only)."""
+
+    queues: tuple[QueueRef, ...]
+    mapping_file: Path | None = None
+    default_namespace: str = "default"
+    visibility_seconds: int = 60
+
+    @classmethod
+    def from_env(cls) -> "EventIntakeSettings | None":
+        """None when ``OPEX_EVENT_QUEUES`` is unset. Raises ValueError naming the variable."""
+        queues = []
+        for entry in (e.strip() for e in os.environ.get("OPEX_EVENT_QUEUES", "").split(",")):
+            if not entry:
+                continue
+            role, _, queue = entry.partition("=") if re.match(r"^[a-z0-9-]+=", entry) else ("", "", entry)
+            try:
+                queues.append(QueueRef.parse(queue, role or None))
+            except ValueError as err:
+                raise ValueError(f"OPEX_EVENT_QUEUES: {err}") from None
+        if not queues:
+            return None
+        mapping = os.environ.get("OPEX_EVENT_MAPPING_FILE") or None
+        visibility = _int("OPEX_EVENT_VISIBILITY_SECONDS", 60)
+        if not 1 <= visibility <= 43200:  # SQS's bounds
+            raise ValueError(f"OPEX_EVENT_VISIBILITY_SECONDS must be 1 to 43200 seconds, got {visibility}")
+        return cls(queues=tuple(queues), mapping_file=Path(mapping) if mapping else None,
+                   default_namespace=os.environ.get("OPEX_EVENT_NAMESPACE") or os.environ.get("POD_NAMESPACE")
+                   or "default", visibility_seconds=visibility)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Raises ValueError from :meth:`from_env` on a malformed variable."""
 
@@ -243,6 +284,7 @@ class Settings:
     receivers: ReceiverSettings | None = None
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     slack_api_url: str = "https://slack.com/api"
+    event_intake: EventIntakeSettings | None = None
 
     @property
     def namespace_globs(self) -> bool:
@@ -285,6 +327,7 @@ class Settings:
             receivers=ReceiverSettings.from_env(),
             pagerduty_events_url=os.environ.get("OPEX_PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue",
             slack_api_url=os.environ.get("OPEX_SLACK_API_URL") or "https://slack.com/api",
+            event_intake=EventIntakeSettings.from_env(),
         )
 
 

@@ -108,12 +108,6 @@ class Kube:
             GROUP, VERSION, ref.namespace, ref.plural, ref.name, body))
 
     @_translated
-    def list_objects(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        """Every custom resource of ``plural`` in ``namespace``."""
-        answer = cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural))
-        return cast(list[dict[str, Any]], answer["items"])
-
-    @_translated
     def patch_status(self, ref: ObjectRef, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         """Merge-patch ``status`` into the object's status subresource; returns the object.
 
@@ -159,6 +153,16 @@ class Kube:
             if err.status == 404:
                 return None
             raise
+
+    @_translated
+    def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The custom resources of ``plural`` in ``namespace``, or across namespaces (None: needs a
+        ClusterRole; the chart grants only Roles when it watches a fixed list of namespaces)."""
+        if namespace is not None:
+            answer = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        else:
+            answer = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        return cast(list[dict[str, Any]], cast(dict[str, Any], answer).get("items") or [])
 
     @_translated
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:

@@ -141,6 +141,12 @@ DRIFTED_RESOURCES = ObjectGauge(Gauge("opex_driftcheck_drifted_resources", "Reso
                                       "every DriftCheck, by planned action (create, update, delete, replace, import, "
                                       "read, forget) and spec.environment.", ["action", "environment"],
                                       registry=REGISTRY))
+OUT_OF_BAND_CHANGES = Counter("opex_driftcheck_out_of_band_changes", "CloudTrail calls by a principal that is not a "
+                              "deployer on resources a DriftCheck found drifted, by spec.environment.", ["environment"],
+                              registry=REGISTRY)
+DRIFT_TRIGGERS = Counter("opex_driftcheck_cloudtrail_triggers", "CloudTrail calls the event intake matched to a "
+                         "DriftCheck's managed resources, by outcome (recorded, duplicate).", ["outcome"],
+                         registry=REGISTRY)
 DRIFT_RESOLUTIONS = Counter("opex_driftcheck_resolutions", "Drift resolutions by strategy (Apply, RefreshOnly, "
                             "Import, ForceUnlock) and outcome (succeeded, failed, skipped, interrupted).", ["strategy", "outcome"],
                             registry=REGISTRY)
@@ -243,6 +249,25 @@ RECEIVER_ACTIONS = Counter("opex_receiver_actions", "What the on-call receivers 
 ALERTS_TRUNCATED = Counter("opex_alert_intake_truncated_alerts", "Alerts Alertmanager left out of notifications "
                            "(truncatedAlerts: its max_alerts was reached); they opened no Incident.", registry=REGISTRY)
 
+# -- the EventBridge intake (events/) -----------------------------------------------------------------
+EVENT_MESSAGES = Counter("opex_event_intake_messages", "SQS messages the event intake received, by what became of "
+                         "them: deleted (every event written, found written already or passed over) or kept (left "
+                         "for a later receive, or for the dead-letter queue).", ["outcome"], registry=REGISTRY)
+EVENTS = Counter("opex_event_intake_events", "AWS events received, by source (aws.codepipeline, aws.codebuild, "
+                 "aws.cloudwatch, aws.guardduty, other) and outcome (created: an Incident opened; updated; duplicate: "
+                 "a redelivery its Incident holds already; ignored; refused; deferred: tried again later).",
+                 ["source", "outcome"], registry=REGISTRY)
+EVENTS_REFUSED = Counter("opex_event_intake_refused", "Events that can never open an Incident as the rules stand, by "
+                         "reason (not_json, not_an_event, unknown_detail_type, bad_detail, namespace, no_incident_type, "
+                         "no_target, invalid_spec, api_refused); their messages go to the dead-letter queue.",
+                         ["reason"], registry=REGISTRY)
+EVENT_QUEUE_OLDEST = Gauge("opex_event_intake_oldest_message_age_seconds", "Age of the oldest message in the last "
+                           "batch received from each queue (0 when the batch was empty).", ["queue"],
+                           registry=REGISTRY)
+EVENT_QUEUE_ERRORS = Counter("opex_event_intake_queue_errors", "Failed SQS calls by queue and operation "
+                             "(ReceiveMessage, DeleteMessageBatch, GetQueueAttributes).", ["queue", "operation"],
+                             registry=REGISTRY)
+
 
 def _initialize() -> None:
     """Known label sets start at 0 (Prometheus' "avoid missing metrics"): the first event then shows
@@ -271,6 +296,11 @@ def _initialize() -> None:
     for status in ("firing", "resolved"):
         for outcome in ("created", "updated", "ignored", "refused"):
             ALERTS_RECEIVED.labels(status, outcome)
+    for outcome in ("deleted", "kept"):
+        EVENT_MESSAGES.labels(outcome)
+    for source in ("aws.codepipeline", "aws.codebuild", "aws.cloudwatch", "aws.guardduty"):
+        for outcome in ("created", "updated", "duplicate", "refused"):
+            EVENTS.labels(source, outcome)
 
 
 _initialize()

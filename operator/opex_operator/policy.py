@@ -18,6 +18,7 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
               settings: {bucket: [opex-tfstate], key: ["payments/*"]}
               workspaces: [default]
           allowProvisioners: false  # refuse a plan whose configuration has provisioners
+          deployers: ["arn:aws:iam::123456789012:role/ci-deploy"]  # changes by these are not out-of-band
         probes:                     # addresses the endpoint checks may reach, after DNS resolution
           denyCidrs: [10.0.0.0/8]   # link-local and metadata addresses are refused unless allowCidrs has them
     escalation:                     # the default escalation matrix (an Incident may override it)
@@ -110,6 +111,10 @@ class TerraformRule(Model):
                                         "none: Terraform never runs in these namespaces.")
     allow_provisioners: bool = Field(default=True, description="false: a plan whose configuration has a "
                                      "provisioner (local-exec runs inside the operator's pod) is refused.")
+    deployers: list[str] = Field(default_factory=list, description="IAM role (or user) ARNs, * globs allowed, "
+                                 "that deploy these namespaces' configurations (the CI/CD pipeline's role): a "
+                                 "CloudTrail change by one of them, or by terraform.role, is not an out-of-band "
+                                 "change.")
 
 
 # Never probed unless a rule allows them: link-local addresses, where cloud metadata services
@@ -294,6 +299,13 @@ class Policy(Model):
         """What Terraform may do in ``namespace`` (nothing when no rule matches)."""
         _, rule = self._rule(namespace)
         return rule.terraform if rule else TerraformRule()
+
+    def deployers(self, namespace: str) -> list[str]:
+        """The ARNs whose changes to ``namespace``'s Terraform-managed resources are deployments:
+        ``terraform.deployers`` and the role Terraform runs as (issue 24)."""
+        rule = self.terraform(namespace)
+        own = [self.roles[rule.role].role_arn] if rule.role and rule.role in self.roles else []
+        return list(rule.deployers) + own
 
     def terraform_grant(self, namespace: str, action: str, workspace: str) -> "TerraformGrant":
         """What a Terraform run of ``action`` in ``namespace`` may use: the role whose credentials it

@@ -1,5 +1,5 @@
-"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics, the alert intake and the on-call
-receivers."""
+"""Run the operator: Kopf with our handlers, a liveness endpoint, /metrics, the alert and event intakes and
+the on-call receivers."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +8,7 @@ import kopf
 
 from .alerts.mapping import MappingRules
 from .config import Settings
+from .events.mapping import EventRules
 from .kube import load_client_config
 from .policy import Policy, PolicyError
 
@@ -24,6 +25,11 @@ def run(verbose: bool = False) -> None:
         settings = Settings.from_env()
         policy = Policy.load(settings.policy_file)
         alert_rules = MappingRules.load(settings.alert_intake.mapping_file) if settings.alert_intake else None
+        event_rules = EventRules.load(settings.event_intake.mapping_file) if settings.event_intake else None
+        for queue in settings.event_intake.queues if settings.event_intake else ():
+            if queue.role_key and queue.role_key not in policy.roles:
+                raise ValueError(f"OPEX_EVENT_QUEUES: role {queue.role_key!r} of queue {queue.name} is not in the "
+                                 f"operator policy's roles")
     except (ValueError, PolicyError) as err:  # MappingError is a ValueError
         raise SystemExit(f"opex operator: {err}") from None
     try:
@@ -38,12 +44,13 @@ def run(verbose: bool = False) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("leaderelection").setLevel(logging.WARNING)  # one line per renewal otherwise
     from . import handlers  # noqa: F401  (registers the handlers)
-    from .wiring import build_controllers
+    from .wiring import build_controllers, build_event_consumer
 
     kopf.run(
         standalone=True,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, build_controllers=build_controllers),
+        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, event_rules=event_rules,
+                       build_controllers=build_controllers, build_event_consumer=build_event_consumer),
     )

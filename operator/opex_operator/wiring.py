@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .aws.budget import Budget
 from .aws.clients import AwsClients
+from .aws.events import PipelineLookup, SqsQueue
 from .aws.cloudwatch import CloudWatchMetrics
 from .aws.ec2 import Ec2Actions
 from .aws.iam import IamActions
@@ -19,6 +20,10 @@ from .aws.site import SiteActions
 from .aws.waf import WafActions
 from .api import KINDS
 from .config import Settings
+from .events.consumer import QueueConsumer
+from .events.intake import EventIntake
+from .events.mapping import EventRules
+from .events.trail import TrailTrigger
 from .kube import Kube
 from .notify.pagerduty import PagerDutySender
 from .notify.senders import SnsSender, post_webhook
@@ -105,3 +110,16 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     if missing:
         raise RuntimeError(f"no controller for {', '.join(missing)}")
     return by_plural
+
+
+def build_event_consumer(settings: Settings, policy: Policy, kube: Kube, rules: EventRules) -> QueueConsumer:
+    """The EventBridge intake's consumer of ``OPEX_EVENT_QUEUES`` (``settings.event_intake`` is set),
+    with its own AWS clients: its long polls hold a connection for up to 20 s and must not take the
+    controllers' pool or budget."""
+    config = settings.event_intake
+    assert config is not None
+    clients = AwsClients(settings.aws_region, policy.assume_roles(),
+                         Budget(rates=settings.aws_rates, background_share=settings.aws_background_share))
+    intake = EventIntake(kube, PipelineLookup(clients), rules, config.default_namespace, settings.namespaces,
+                         trail=TrailTrigger(kube, settings.namespaces))
+    return QueueConsumer(intake, [SqsQueue(clients, q) for q in config.queues], config.visibility_seconds)

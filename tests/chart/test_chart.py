@@ -15,6 +15,7 @@ from helpers import CHART
 from opex_operator import rbac
 from opex_operator.alerts.mapping import MappingRules
 from opex_operator.config import Settings
+from opex_operator.events.mapping import EventRules
 from opex_operator.config import __doc__ as SETTINGS_TABLE
 from opex_operator.policy import Policy
 
@@ -201,6 +202,28 @@ def test_the_rendered_environment_is_what_the_operators_settings_read(helm, monk
     assert settings.slack_api_url == "https://slack.com/api"
 
 
+def test_the_event_intake_runs_in_the_default_shard_with_its_queues_roles_and_rules(helm, monkeypatch, tmp_path):
+    docs = helm.template(FULL)
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    assert not any(k.startswith("OPEX_EVENT_") for k in env(deployments["opex-payments"]))  # the default shard's alone
+    rendered = env(deployments["opex-default"])
+    mounts = {m["name"]: m["mountPath"] for m in container(deployments["opex-default"])["volumeMounts"]}
+    assert rendered["OPEX_EVENT_MAPPING_FILE"] == f"{mounts['event-mapping']}/mapping.yaml"
+    for key in [k for k in os.environ if k.startswith(("OPEX_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    for name in ("OPEX_EVENT_QUEUES", "OPEX_EVENT_VISIBILITY_SECONDS", "OPEX_EVENT_NAMESPACE"):
+        monkeypatch.setenv(name, rendered[name])
+    intake = Settings.from_env().event_intake
+    assert [(q.name, q.region, q.role_key) for q in intake.queues] == [("opex-events", "eu-west-1", None),
+                                                                     ("payments-events", "eu-west-1", "deployer")]
+    assert (intake.visibility_seconds, intake.default_namespace) == (90, "platform")
+    (mapping,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-event-mapping")]
+    (tmp_path / "mapping.yaml").write_text(mapping["data"]["mapping.yaml"])
+    assert EventRules.load(tmp_path / "mapping.yaml").rules[0].namespace == "payments-prod"
+    annotations = deployments["opex-default"]["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/event-mapping" in annotations  # a changed mapping rolls the pods that read it
+
+
 @pytest.mark.parametrize("values,sets,expected", [
     ((), (), (rbac.WATCHED, "ClusterRole")),
     ((), ("watch.namespaces={team-*,platform}",), (rbac.WATCHED + rbac.NAMESPACE_SCAN, "ClusterRole")),
@@ -294,6 +317,7 @@ def test_a_values_file_with_a_typo_or_a_wrong_type_is_refused_by_the_schema(helm
     (("watch.scope=Namespaced",), "watch.scope Namespaced needs watch.namespaces"),
     (("watch.scope=Namespaced", "watch.namespaces={team-*}"), "exact namespace names"),
     (("alertIntake.enabled=true",), "alertIntake.enabled needs alertIntake.tokenSecret.name"),
+    (("eventIntake.enabled=true",), "eventIntake.enabled needs eventIntake.queues"),
 ])
 def test_inconsistent_values_fail_at_install_with_a_message_naming_the_value(helm, sets, phrase):
     proc = helm.template(sets=sets, check=False)

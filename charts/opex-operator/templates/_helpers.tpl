@@ -209,3 +209,12 @@ seccompProfile:
 {{- range $names }}{{ if not (regexMatch "[*?\\[]" .) }}
 - {{ . }}{{ end }}{{ end }}
 {{- end }}
+
+{{/* OPEX_EVENT_QUEUES: each queue as <url>, or <roleKey>=<url> to read it as a role of the policy. */}}
+{{- define "opex.eventQueues" -}}
+{{- $out := list -}}
+{{- range .queues -}}
+{{- $out = append $out (ternary (printf "%s=%s" .roleKey .url) .url (not (empty .roleKey))) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}

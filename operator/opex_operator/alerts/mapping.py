@@ -45,33 +45,22 @@ after it was closed opens a successor named after its ``startsAt`` as well.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator
 
 from .. import API_VERSION
 from ..api.incident import ALERT_STATE_ANNOTATION, AlertRecord, AlertState, IncidentSpec, IncidentType, Severity
 from ..kube import label_value
+from ..mapping import DNS_LABEL, MappingError, Rules as _Rules, cut, load_rules, namespace_refusal, slug
 from .webhook import Alert, AlertStatus, Notification
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_TITLE, MAX_SUMMARY, MAX_GROUP_KEY, MAX_URL = 200, 4096, 1024, 2048
 SOURCE_LABEL, FINGERPRINT_LABEL, ALERTNAME_LABEL = "opex.dev/source", "opex.dev/alert-fingerprint", "opex.dev/alertname"
-
-
-class MappingError(ValueError):
-    """The mapping file is unusable; the message names the file and the field."""
-
-
-class _Rules(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 class TypeRule(_Rules):
@@ -132,40 +121,47 @@ class MappingRules(_Rules):
     @classmethod
     def load(cls, path: Path | None) -> "MappingRules":
         """The rules in the YAML file ``path`` (the defaults when None). Raises MappingError."""
-        if path is None:
-            return cls()
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-            return cls.model_validate(data)
-        except OSError as err:
-            raise MappingError(f"alert mapping {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise MappingError(f"alert mapping {path}: not YAML: {err}") from None
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise MappingError(f"alert mapping {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return load_rules(cls, path, "alert mapping")
 
 
 @dataclass(frozen=True)
 class Mapped:
-    """Where an alert's Incident lives and what it is."""
+    """Where an alert's Incident lives and what it is: an ``intake.Delivery``."""
 
     namespace: str
     name: str
     spec: dict[str, Any]        # the Incident's spec, wire form
     alert: Alert
+    receiver: str = ""          # the Alertmanager receiver that sent the notification
 
-    def successor(self) -> str:
+    @property
+    def opens(self) -> bool:
+        """A resolved alert opens nothing (it was never opened, or it was refused)."""
+        return self.alert.status == AlertStatus.FIRING
+
+    def successor(self, closed: dict[str, Any] | None = None) -> str:
         """The name used when the Incident of ``name`` was closed and the alert fires again."""
         starts = self.alert.starts_at.isoformat() if self.alert.starts_at else ""
         return f"{self.name}-{hashlib.sha256(starts.encode()).hexdigest()[:8]}"
+
+    def holds(self, incident: dict[str, Any]) -> bool:
+        """True when ``incident`` was opened by this firing of the alert (the same startsAt)."""
+        alert = (incident.get("status") or {}).get("alert") or {}
+        source = ((incident.get("spec") or {}).get("source") or {}).get("alert") or {}
+        recorded = alert.get("startsAt") or source.get("startsAt")
+        if recorded is None or self.alert.starts_at is None:
+            return recorded is None and self.alert.starts_at is None
+        return dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")) == self.alert.starts_at
+
+    def record(self, current: AlertRecord | None, now: dt.datetime) -> AlertRecord:
+        return next_record(current, self.alert, self.receiver, now)
 
     def body(self, name: str) -> dict[str, Any]:
         """The Incident to create under ``name``."""
         return {"apiVersion": API_VERSION, "kind": "Incident",
                 "metadata": {"name": name, "namespace": self.namespace,
                              "labels": {SOURCE_LABEL: "alertmanager", FINGERPRINT_LABEL: self.alert.fingerprint,
-                                        ALERTNAME_LABEL: label_value(_slug(self.alert.name) or "alert")},
+                                        ALERTNAME_LABEL: label_value(slug(self.alert.name) or "alert")},
                              "annotations": {ALERT_STATE_ANNOTATION: state_of(self.alert).value}},
                 "spec": self.spec}
 
@@ -178,10 +174,6 @@ class Refused:
     reason: str
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
-
-
 def _first(labels: dict[str, str], names: list[str]) -> str | None:
     return next((labels[n] for n in names if labels.get(n)), None)
 
@@ -192,10 +184,6 @@ def _environment(labels: dict[str, str], rule: "EnvironmentRule") -> str:
     raw = _first(labels, rule.labels)
     name = re.sub(r"[^a-z0-9-]+", "-", raw.strip().lower()).strip("-")[:63].strip("-") if raw else ""
     return name or rule.default
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def state_of(alert: Alert) -> AlertState:
@@ -237,20 +225,15 @@ def _targets(labels: dict[str, str], rules: TargetRules) -> dict[str, Any]:
 
 def _title(alert: Alert, subject: str | None) -> str:
     if alert.annotations.get("summary", "").strip():
-        return _cut(alert.annotations["summary"].strip().splitlines()[0], MAX_TITLE)
-    return _cut(f"{alert.name or 'alert'} firing" + (f" for {subject}" if subject else ""), MAX_TITLE)
+        return cut(alert.annotations["summary"].strip().splitlines()[0], MAX_TITLE)
+    return cut(f"{alert.name or 'alert'} firing" + (f" for {subject}" if subject else ""), MAX_TITLE)
 
 
 def _summary(alert: Alert, note: str = "") -> str:
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
     text = "\n\n".join(part for part in (alert.annotations.get("description", "").strip(), note,
                                           f"Alert labels: {labels}") if part)
-    return _cut(text, MAX_SUMMARY)
-
-
-def watched(namespace: str, globs: tuple[str, ...]) -> bool:
-    """True when the operator watches ``namespace`` (``OPEX_NAMESPACES`` globs; all when empty)."""
-    return not globs or any(fnmatch.fnmatchcase(namespace, g) for g in globs)
+    return cut(text, MAX_SUMMARY)
 
 
 def map_alert(alert: Alert, notification: Notification, rules: MappingRules, default_namespace: str,
@@ -260,11 +243,9 @@ def map_alert(alert: Alert, notification: Notification, rules: MappingRules, def
     is refused rather than written."""
     label = alert.name or alert.fingerprint
     namespace = _first(alert.labels, rules.namespace_labels) or default_namespace
-    if not DNS_LABEL.match(namespace) or len(namespace) > 63:
-        return Refused(alert, f"alert {label}: namespace {namespace!r} is not a namespace name")
-    if not watched(namespace, namespaces):
-        return Refused(alert, f"alert {label}: namespace {namespace} is not watched by this operator "
-                              f"(OPEX_NAMESPACES={','.join(namespaces)})")
+    refusal = namespace_refusal(namespace, namespaces)
+    if refusal:
+        return Refused(alert, f"alert {label}: {refusal}")
     kind = _incident_type(alert, rules.type)
     if not isinstance(kind, IncidentType):
         return Refused(alert, f"alert {label}: {kind}")
@@ -274,8 +255,8 @@ def map_alert(alert: Alert, notification: Notification, rules: MappingRules, def
                f"(its default) assumed.") if raw_severity and severity is None else ""
     severity = severity or rules.severity.default
     targets = _targets(alert.labels, rules.targets)
-    source_alert: dict[str, Any] = {"name": _cut(alert.name or "alert", 253), "fingerprint": alert.fingerprint,
-                                    "groupKey": _cut(notification.group_key, MAX_GROUP_KEY) or None,
+    source_alert: dict[str, Any] = {"name": cut(alert.name or "alert", 253), "fingerprint": alert.fingerprint,
+                                    "groupKey": cut(notification.group_key, MAX_GROUP_KEY) or None,
                                     "startsAt": alert.starts_at.isoformat() if alert.starts_at else None}
     if alert.generator_url and len(alert.generator_url) <= MAX_URL:
         source_alert["generatorUrl"] = alert.generator_url
@@ -290,9 +271,9 @@ def map_alert(alert: Alert, notification: Notification, rules: MappingRules, def
     except ValidationError as err:
         first = err.errors()[0]
         return Refused(alert, f"alert {label}: spec.{'.'.join(map(str, first['loc']))} from its labels: {first['msg']}")
-    name = f"{_slug(alert.name) or 'alert'}-{alert.fingerprint}"
+    name = f"{slug(alert.name) or 'alert'}-{alert.fingerprint}"
     return Mapped(namespace, name, spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True),
-                  alert)
+                  alert, notification.receiver)
 
 
 def next_record(current: AlertRecord | None, alert: Alert, receiver: str, now: dt.datetime) -> AlertRecord:

@@ -18,8 +18,10 @@ from .conditions import RECONCILING, STALLED
 
 # The DriftCheck's condition types (Ready is derived from them: DriftCheckStatus.READY_FROM).
 CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
+# Set when CloudTrail shows who changed a drifted resource: True when one of them is not a deployer.
+OUT_OF_BAND_CHANGE = "OutOfBandChange"
 from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Bounded128, Bounded256, Bounded512,
-                     Bounded1024, Bounded2048, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
+                     Bounded64, Bounded1024, Bounded2048, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
                      TimelineEntry, conditions_field, duration_at_least, duration_seconds, obj_default, timeline_field)
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
@@ -76,6 +78,11 @@ CHECKSUM = r"^sha256:[a-f0-9]{64}$"
 SPEC_STALLS = ("InvalidSpec", "InvalidSchedule")
 # Annotate a DriftCheck with this (any new value) to run it once now (``opex run driftcheck``).
 RUN_ANNOTATION = "opex.dev/run-requested"
+# The mutating CloudTrail calls the event intake found on resources of the DriftCheck's last plan
+# (a JSON list, newest last, at most MAX_CHANGES): written by the intake, read by the controller,
+# which runs the check for those after status.answeredChange (runbooks.trail_changes).
+CHANGES_ANNOTATION = "opex.dev/cloudtrail-changes"
+MAX_CHANGES = 20
 # A resource instance address (Terraform docs, "Resource Addressing"): module calls and a resource, each
 # with an optional instance key, a number or a quoted string holding any characters (\" and \\ escaped),
 # e.g. module.dns["eu west"].aws_route53_record.this["www A"].
@@ -223,6 +230,13 @@ class ReportPolicy(Model):
     keep: int = Field(default=5, ge=1, le=50, description="How many past report ConfigMaps to keep.")
 
 
+class Triggers(Model):
+    cloud_trail: bool = Field(default=False, description=(
+        "Run when CloudTrail shows a mutating call on a resource of the last plan's prior state (the "
+        "operator's event intake consumes 'AWS API Call via CloudTrail' events), debounced by "
+        "eventDebounceSeconds; the drift report then names who changed each drifted resource."))
+
+
 class DriftCheckSpec(Model):
     """Desired state of a DriftCheck: which configuration, when, and what to do about drift."""
 
@@ -264,6 +278,11 @@ class DriftCheckSpec(Model):
                              description="How a held state lock is waited for and, if orphaned, released.")
     report: ReportPolicy = Field(default_factory=ReportPolicy, json_schema_extra=obj_default(),
                                  description="Report ConfigMaps kept.")
+    triggers: Triggers = Field(default_factory=Triggers, json_schema_extra=obj_default(),
+                               description="What runs the check besides its schedule.")
+    event_debounce_seconds: int = Field(default=120, ge=0, le=86400, description=(
+        "At most one run started by CloudTrail changes per this many seconds (changes in between wait for "
+        "the next); never during a run."))
 
 
 # ---- status ----------------------------------------------------------------------------------
@@ -394,6 +413,21 @@ class ResolutionPolicy(Status):
     approved_at: dt.datetime | None = Field(default=None, description="When the operator first saw this approval.")
 
 
+class ResourceChange(Status):
+    """A mutating call CloudTrail recorded on a resource of the last plan, and whether its caller deploys it."""
+
+    address: Bounded512 = Field(description="The resource's address in the plan.")
+    event_name: Bounded128 = Field(description="The API operation, e.g. UpdateIPSet.")
+    event_id: Bounded64 = Field(description="CloudTrail's eventID.")
+    principal: Bounded512 = Field(description="Who called: the user or assumed-role ARN.")
+    session_issuer: Bounded512 | None = Field(default=None, description="The role of an assumed-role session.")
+    time: dt.datetime | None = Field(default=None, description="eventTime.")
+    source_address: Bounded256 | None = Field(default=None, description="sourceIPAddress (an address, or the AWS service that called).")
+    user_agent: Bounded256 | None = Field(default=None, description="userAgent.")
+    deployer: bool = Field(default=False, description="The caller is a deployer of this namespace (operator policy "
+                           "terraform.deployers, or Terraform's own role): not an out-of-band change.")
+
+
 class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
@@ -433,6 +467,15 @@ class DriftCheckStatus(Status):
     resolution: ResolutionPolicy | None = Field(default=None, description="The resolution strategy and approval the "
                                                 "operator acts under.")
     last_resolution: ResolutionRecord | None = Field(default=None, description="The last resolution of drift.")
+    answered_change: str | None = Field(default=None, max_length=128, description=(
+        "The CloudTrail eventID of the newest recorded change a run has started for (later ones owe a run)."))
+    settled_change: str | None = Field(default=None, max_length=128, description=(
+        "The newest recorded CloudTrail change when a run that found no drift started: calls up to it are not "
+        "named as the cause of a later drift."))
+    last_change_run_time: dt.datetime | None = Field(default=None, description=(
+        "When the last run started by CloudTrail changes started (eventDebounceSeconds counts from it)."))
+    changes: list[ResourceChange] = Field(default_factory=list, max_length=MAX_CHANGES, description=(
+        "The CloudTrail calls on the resources that drifted in the last run (who changed what)."))
     interrupted_apply: InterruptedApply | None = Field(default=None, description="An apply whose outcome is "
                                                        "unknown: nothing is applied again without a new approval.")
     resolution_attempts: int = Field(default=0, ge=0, description="Resolutions since the last run without drift; "

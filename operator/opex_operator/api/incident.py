@@ -18,7 +18,7 @@ from .conditions import RECONCILING, STALLED
 
 # The Incident's condition types (Ready is derived from them: IncidentStatus.READY_FROM).
 ASSESSED, ROOT_CAUSE_IDENTIFIED, REMEDIATED, ESCALATED = "Assessed", "RootCauseIdentified", "Remediated", "Escalated"
-APPROVALS_VALID, CLOSED, ALERT_RESOLVED = "ApprovalsValid", "Closed", "AlertResolved"
+APPROVALS_VALID, CLOSED, ALERT_RESOLVED, ALARM_RESOLVED = "ApprovalsValid", "Closed", "AlertResolved", "AlarmResolved"
 from .common import (AWS_REGION, DNS_LABEL, Bounded128, Bounded512, Bounded1024, Bounded2048, Condition,
                      LocalObjectReference, Model, SecretKeyReference, StateLock, Status, TimelineEntry,
                      conditions_field, duration_at_least, obj_default, timeline_field)
@@ -28,8 +28,8 @@ from .performance import TARGET_RULES, CloudFrontTarget, MetricsQuery, Performan
 STEP_ID = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 LAMBDA_NAME = r"^[a-zA-Z0-9-_]+$"
 SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+(\.fifo)?$"
-# Set by the Alertmanager intake when the alert's state flips (Firing/Resolved): wakes the reconcile
-# loop wherever it runs; the record itself is status.alert.
+# Set by the alert and event intakes when the state of what opened the Incident flips (Firing/Resolved):
+# wakes the reconcile loop wherever it runs; the record itself is status.alert.
 ALERT_STATE_ANNOTATION = "opex.dev/alert-state"
 MAX_FINDINGS = 40
 MAX_STEPS = 40
@@ -88,6 +88,11 @@ class OnFailure(StrEnum):
     STOP = "Stop"
     CONTINUE = "Continue"
     ESCALATE = "Escalate"
+
+
+MAX_EVENT_IDS = 20
+# The EventBridge source of CloudWatch alarm state changes: the one kind of event that resolves (back to OK).
+ALARM_EVENT_SOURCE = "aws.cloudwatch"
 
 
 class PipelineTarget(Model):
@@ -339,6 +344,7 @@ class Notify(Model):
 class SourceKind(StrEnum):
     MANUAL = "Manual"
     ALERTMANAGER = "Alertmanager"
+    EVENT_BRIDGE = "EventBridge"
 
 
 class AlertSource(Model):
@@ -351,19 +357,46 @@ class AlertSource(Model):
     starts_at: dt.datetime | None = Field(default=None, description="When the alert fired: the detection time.")
 
 
+class EventSource(Model):
+    """The AWS event (EventBridge, through SQS) that opened the incident: the first one of its occurrence."""
+
+    detail_type: str = Field(max_length=128, description="The event's detail-type, e.g. CodePipeline Pipeline "
+                                                         "Execution State Change.")
+    source: str = Field(max_length=64, description="The event's source, e.g. aws.codepipeline.")
+    id: str | None = Field(default=None, max_length=128, description="The event's id.")
+    account: str | None = Field(default=None, max_length=12, pattern=r"^[0-9]{12}$",
+                                description="The AWS account the event came from.")
+    region: str | None = Field(default=None, max_length=32, description="The region the event came from.")
+    time: dt.datetime | None = Field(default=None, description="When it happened (the state change, the finding's "
+                                                               "update): the detection time.")
+    occurrence: str = Field(max_length=512, description="What makes it one occurrence, e.g. pipeline checkout "
+                                                        "execution 1f0e...: events naming it add to this incident.")
+    resources: list[Annotated[str, Field(max_length=2048)]] = Field(default_factory=list, max_length=10,
+                                        description="ARNs the event names.")
+
+
 class Source(Model):
     """Who opened the incident."""
 
-    kind: SourceKind = Field(default=SourceKind.MANUAL, description="Manual (a person or GitOps) or Alertmanager.")
+    kind: SourceKind = Field(default=SourceKind.MANUAL, description="Manual (a person or GitOps), Alertmanager, or "
+                                                                    "EventBridge (an AWS event through SQS).")
     alert: AlertSource | None = None
+    event: EventSource | None = None
+
+    @property
+    def started_at(self) -> dt.datetime | None:
+        """When what opened the incident started: the alert's startsAt or the event's time."""
+        if self.alert and self.alert.starts_at:
+            return self.alert.starts_at
+        return self.event.time if self.event else None
 
 
 class IncidentSpec(Model):
     """Desired state of an Incident: what happened, where, and how far the operator may act."""
 
     model_config = Model.model_config | ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.type != 'PipelineFailure' || has(self.targets.pipeline)",
-         "message": "a PipelineFailure incident needs spec.targets.pipeline"},
+        {"rule": "self.type != 'PipelineFailure' || has(self.targets.pipeline) || has(self.targets.codeBuild)",
+         "message": "a PipelineFailure incident needs spec.targets.pipeline or codeBuild"},
         {"rule": "self.type != 'DeploymentFailure' || has(self.targets.pipeline) || has(self.targets.codeBuild) "
                  "|| has(self.targets.lambda) || has(self.targets.driftCheckRef)",
          "message": "a DeploymentFailure incident needs one of spec.targets.pipeline, codeBuild, lambda or driftCheckRef"},
@@ -391,7 +424,7 @@ class IncidentSpec(Model):
     remediation: Remediation = Field(default_factory=Remediation, json_schema_extra=obj_default())
     escalation: Escalation | None = None
     notify: Notify | None = None
-    source: Source | None = Field(default=None, description="Who opened it (set by the Alertmanager receiver).")
+    source: Source | None = Field(default=None, description="Who opened it (set by the alert and event intakes).")
     closed: bool = Field(default=False, description="Set when the post-incident review is done; the phase becomes Closed.")
     acknowledgement: Acknowledgement | None = Field(
         default=None, description="Someone is on it (opex ack): escalation stops at the current level (see "
@@ -589,21 +622,30 @@ class AlertState(StrEnum):
 
 
 class AlertRecord(Status):
-    """What the operator's Alertmanager intake has received of the alert that opened the incident.
+    """What the operator's intakes have received of the alert or AWS event that opened the incident.
 
-    Written by the intake alone (with the object's resourceVersion, so two deliveries never lose a
-    count); the Incident controller reads it and records AlertResolved and the timeline.
+    Written by the intakes alone (with the object's resourceVersion, so two deliveries never lose a
+    count); the Incident controller reads it and records AlertResolved (AlarmResolved for a
+    CloudWatch alarm's events) and the timeline.
     """
 
-    state: AlertState = Field(description="Firing, or Resolved as Alertmanager last reported it.")
+    state: AlertState = Field(description="Firing, or Resolved as Alertmanager or the alarm's events last reported it.")
     occurrences: int = Field(default=1, ge=1, description="Notifications that carried the alert firing (Alertmanager "
-                             "repeats a firing alert every repeat_interval; a burst of the same alert counts here).")
-    first_seen: dt.datetime = Field(description="When the intake first received the alert.")
-    last_seen: dt.datetime = Field(description="When the intake last received it, firing or resolved.")
-    starts_at: dt.datetime | None = Field(default=None, description="The alert's startsAt in the last notification.")
+                             "repeats a firing alert every repeat_interval; a burst of the same alert counts here), or "
+                             "AWS events of this occurrence (a failed execution's build, action, stage and pipeline "
+                             "events; a redelivered event is not counted again).")
+    first_seen: dt.datetime = Field(description="When the intake first received the alert or event.")
+    last_seen: dt.datetime = Field(description="When the intake last received one, firing or resolved.")
+    starts_at: dt.datetime | None = Field(default=None, description="The alert's startsAt in the last notification, "
+                                          "or the time of the occurrence's first event.")
     resolved_at: dt.datetime | None = Field(default=None, description="When the alert ended (its endsAt, else when the "
-                                            "resolved notification came); cleared when it fires again.")
-    receiver: Bounded128 | None = Field(default=None, description="The Alertmanager receiver that sent the last notification.")
+                                            "resolved notification came; an alarm's return to OK); cleared when it "
+                                            "fires again.")
+    receiver: Bounded128 | None = Field(default=None, description="The Alertmanager receiver that sent the last "
+                                        "notification, or the SQS queue the last event came through.")
+    event_ids: list[Bounded128] = Field(default_factory=list, max_length=MAX_EVENT_IDS,
+                                        description="Ids of the last AWS events recorded (newest last): a message "
+                                                    "delivered again finds its id here and is not counted twice.")
 
 
 class RemediationStatus(Status):
@@ -629,7 +671,8 @@ class IncidentStatus(Status):
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field(
         "Ready (the summary of Stalled, Reconciling, Closed and Remediated), Assessed, RootCauseIdentified, "
-        "Remediated, Escalated, ApprovalsValid, Closed, AlertResolved (an incident opened by an alert).")
+        "Remediated, Escalated, ApprovalsValid, Closed, AlertResolved (an incident opened by an alert), "
+        "AlarmResolved (one opened by a CloudWatch alarm's event).")
     findings: list[Finding] = Field(default_factory=list, max_length=MAX_FINDINGS,
                                     description="What the assessment saw (F1, F2, ...).")
     root_cause: RootCause | None = Field(default=None, description="The diagnosis and the findings it cites.")
@@ -647,8 +690,8 @@ class IncidentStatus(Status):
     resolved_at: dt.datetime | None = Field(default=None, description="When the fix was verified (MTTR).")
     closed_at: dt.datetime | None = Field(default=None, description="When spec.closed was honoured.")
     post_incident: PostIncident | None = Field(default=None, description="The post-incident record.")
-    alert: AlertRecord | None = Field(default=None, description="The alert that opened the incident, as the "
-                                      "Alertmanager intake last received it (deliveries, firing or resolved).")
+    alert: AlertRecord | None = Field(default=None, description="The alert or AWS event that opened the incident, as "
+                                      "the intakes last received it (deliveries, firing or resolved).")
     created_by: BoundedUsername | None = Field(default=None, description="Who created the Incident, as admission recorded it (the opex.dev/created-by "
                         "annotation).")
     acknowledgement: AcknowledgementRecord | None = Field(default=None, description="Who acknowledged, and when "

@@ -53,6 +53,9 @@ READ_PREFIXES = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search"
 # Seconds, not botocore's 60 s default: a hung endpoint must not hold a worker (and an
 # assessment) for minutes; a timed-out read is retried, then reported as unreadable.
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
+# A long poll holds the response for up to its WaitTimeSeconds (20 s at most): the read timeout must
+# be longer (SQS Developer Guide, "Amazon SQS short and long polling").
+READ_TIMEOUTS = {"sqs": 30}
 # Connections kept per client (botocore keeps 10): as many as threads may call at once
 # (OPEX_MAX_WORKERS, 32 by default). With fewer, every call past the tenth in a burst opens a
 # new connection and throws it away after (a TCP and, on AWS, a TLS handshake each: 7.6 % of the
@@ -87,7 +90,8 @@ class AwsClients:
                 # botocore-stubs lacks Config's user_agent_appid (botocore docs, "Config", since 1.31).
                 clients: list[BaseClient] = [session.client(  # type: ignore[call-overload]
                     service, region_name=region, config=Config(  # type: ignore[call-arg]
-                        retries=retries, connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                        retries=retries, connect_timeout=CONNECT_TIMEOUT,
+                        read_timeout=READ_TIMEOUTS.get(service, READ_TIMEOUT),
                         max_pool_connections=self.pool_connections, user_agent_appid="opex-operator"))
                     for retries in (RETRIES, NO_RETRIES)]
                 for raw in clients:

@@ -439,6 +439,53 @@ def lock_parse(file: str, as_json: bool) -> None:
         click.echo(f"\nIf its holder is dead: terraform force-unlock {found.lock.id}")
 
 
+@cli.group()
+def event() -> None:
+    """AWS events (EventBridge, SNS, SQS) without a cluster."""
+
+
+@event.command("explain")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--rules", "rules_file", envvar="OPEX_EVENT_MAPPING_FILE", type=click.Path(dir_okay=False),
+              help="The event mapping (default $OPEX_EVENT_MAPPING_FILE, else the built-in defaults).")
+@click.option("--namespace", envvar="OPEX_EVENT_NAMESPACE", default="default", show_default=True,
+              help="Namespace of Incidents no rule places (default $OPEX_EVENT_NAMESPACE).")
+def event_explain(file: str, as_json: bool, rules_file: str | None, namespace: str) -> None:
+    """Show the Incident each AWS event in FILE (or - for stdin) would open, or why it opens none.
+
+    FILE holds an EventBridge event, an SQS message body, an SNS notification, a CodeStar
+    Notifications message, a JSON array of them, or `aws sqs receive-message` output. The intake's
+    own mapping runs on it (no cluster, no AWS): the Incident's namespace, name, type, severity and
+    targets; `ignored` for events that report no failure; `refused` with the reason for events the
+    intake would leave for the dead-letter queue. Exits 1 when any event is refused.
+
+    \b
+    Example:
+      aws sqs receive-message --queue-url "$DLQ" --max-number-of-messages 10 | opex event explain -
+      opex event explain --rules mapping.yaml failed-pipeline.json
+    """
+    import os
+
+    from ..events.explain import explain
+    from ..events.mapping import EventRules
+    from ..mapping import MappingError
+    from . import render
+
+    try:
+        rules = EventRules.load(Path(rules_file) if rules_file else None)
+    except MappingError as err:
+        raise CliError(str(err)) from None
+    namespaces = tuple(n.strip() for n in os.environ.get("OPEX_NAMESPACES", "").split(",") if n.strip())
+    found = explain(_read(file), rules, namespace, namespaces)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        console().print(render.event_explanations(found))
+    if any(e["outcome"] == "refused" for e in found):
+        sys.exit(1)
+
+
 # -- operator and local stack ------------------------------------------------------------------------
 @cli.command()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")

@@ -331,3 +331,48 @@ def plan_summary(summary: PlanSummary) -> Group:
              if n]
     parts.append(Text(", ".join([counts, *extra])))
     return Group(*parts)
+
+
+def _targets(targets: dict) -> str:
+    parts = []
+    for key, value in targets.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k}={v if not isinstance(v, list) else ','.join(map(str, v))}" for k, v in value.items()
+                              if v not in (None, [], {}))
+            parts.append(f"{key}({inner})" if inner else key)
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts) or "-"
+
+
+def event_explanations(found: list[dict]) -> Group:
+    """``opex event explain``: per event, what it is and the Incident it opens, or why none."""
+    parts: list[Any] = []
+    for n, entry in enumerate(found, start=1):
+        event = entry.get("event")
+        what = (f"{event['detailType']} ({event['source'] or 'no source'}, id {event['id']}"
+                f"{', via ' + event['via'] if event['via'] != 'eventbridge' else ''})") if event else "(not an event)"
+        outcome = entry["outcome"]
+        style = {"opens": "green", "resolves": "green", "refused": "red", "lookup": "yellow",
+                 "drift-trigger": "yellow"}.get(outcome, "")
+        head = Text(f"{n}. {what}: ")
+        head.append(outcome + (f" ({entry['reason']})" if entry.get("reason") else ""), style=style)
+        parts.append(head)
+        rows: list[tuple[str, Any]] = []
+        if entry.get("message"):
+            rows.append(("Why" if outcome in ("ignored", "refused") else "Note", entry["message"]))
+        if entry.get("identifiers"):
+            rows.append(("Names", ", ".join(f"{i['value']} ({i['where']})" for i in entry["identifiers"][:10])))
+        inc = entry.get("incident")
+        if inc:
+            rows += [("Incident", f"{inc['namespace']}/{inc['name']}"),
+                     ("Type", f"{inc['type']}, {inc['severity']}, {inc['environment']}"), ("Title", inc["title"]),
+                     ("Targets", _targets(inc["targets"])), ("Occurrence", inc["occurrence"])]
+        if rows:
+            parts.append(_kv(rows))
+    refused = sum(1 for e in found if e["outcome"] == "refused")
+    parts.append(Text(f"{len(found)} events: " + ", ".join(
+        f"{sum(1 for e in found if e['outcome'] == o)} {o}" for o in ("opens", "resolves", "lookup", "drift-trigger", "ignored", "refused")
+        if any(e["outcome"] == o for e in found)) + (
+        "; refused events stay in the queue until its dead-letter queue takes them" if refused else "")))
+    return Group(*parts)

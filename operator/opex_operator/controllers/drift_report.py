@@ -43,7 +43,7 @@ class Report:
 
 
 def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | None, plan_file: str,
-          scrub: Callable[[Any], Any] = lambda value: value) -> Report:
+          scrub: Callable[[Any], Any] = lambda value: value, extra: dict[str, str] | None = None) -> Report:
     """The report of one run: ``header`` (the DriftCheck and the run result, wire form), the plan's
     ``summary``, the saved plan's JSON ``doc`` (None when nothing changes) and the path of the saved
     plan file. Its values add up to at most :data:`~opex_operator.ports.objects.MAX_CONFIG_MAP_BYTES` bytes.
@@ -51,19 +51,24 @@ def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | No
     header, doc = scrub(header), scrub(redact(doc)) if doc is not None else None
     listed, cut = capped(scrub(summary.to_dict()), lambda s: _render({**header, "summary": s}), SUMMARY_BYTES)
     base = {**header, "summary": listed}
+    room, kept = MAX_CONFIG_MAP_BYTES - SUMMARY_BYTES - 4096, {}  # 4 KiB: the header and notes beside the summary
+    for key, value in scrub(extra or {}).items():
+        if len(value.encode()) <= room:
+            kept[key], room = value, room - len(value.encode())
+    used = sum(len(v.encode()) for v in kept.values())
     if doc is None:
         text = _render({**base, "planIncluded": False, "note": "no changes: the plan itself is not kept"})
-        return Report({"summary.json": text}, {}, False, cut, None)
+        return Report({"summary.json": text, **kept}, {}, False, cut, None)
     plan_gz = gzip.compress(json.dumps(doc, separators=(",", ":")).encode())
     text = _render({**base, "planIncluded": True,
                     "note": "plan.json.gz is the redacted `terraform show -json` of the saved plan"})
-    if len(text) + len(plan_gz) <= MAX_CONFIG_MAP_BYTES:
-        return Report({"summary.json": text}, {"plan.json.gz": base64.b64encode(plan_gz).decode()}, True, cut, None)
+    if len(text) + len(plan_gz) + used <= MAX_CONFIG_MAP_BYTES:
+        return Report({"summary.json": text, **kept}, {"plan.json.gz": base64.b64encode(plan_gz).decode()}, True, cut, None)
     text = _render({**base, "planIncluded": False, "planFile": plan_file,
                     "note": f"the gzipped plan ({len(plan_gz)} bytes) does not fit in a ConfigMap beside the summary: "
                             f"the full plan is planFile, the saved plan in the operator's work directory "
                             f"(`terraform show -json` in its directory reads it) until the next run replaces it"})
-    return Report({"summary.json": text}, {}, False, cut, plan_file)
+    return Report({"summary.json": text, **kept}, {}, False, cut, plan_file)
 
 
 def capped(summary: dict[str, Any], render: Callable[[dict[str, Any]], str], limit: int) -> tuple[dict[str, Any], bool]:

@@ -22,10 +22,11 @@ from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, apply, get, mark, remove, set_condition
-from ..api.driftcheck import (DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
+from ..api.driftcheck import (CHANGES_ANNOTATION, CHECKED, DRIFTED, MAX_CHANGES, OUT_OF_BAND_CHANGE, REMEDIATING,
+                              SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
-                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult,
-                              UnfinishedReason, UnfinishedRun)
+                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, ResourceChange,
+                              RunResult, UnfinishedReason, UnfinishedRun)
 from ..api.common import StateLock
 from ..errors import KubeError
 from ..ports.objects import ObjectRef, label_value
@@ -33,7 +34,7 @@ from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
 from ..process import IDENTITY
 from ..redaction import Scrubber
-from ..runbooks import drift
+from ..runbooks import drift, trail_changes
 from ..runbooks.drift import Decision, Move
 from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
@@ -57,7 +58,7 @@ class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION, CHANGES_ANNOTATION)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
                  clock: Callable[[], dt.datetime] = utcnow):
@@ -92,7 +93,9 @@ class DriftCheckController:
             return None
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
-        d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION))
+        changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
+                                        st.answered_change)
+        d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION), changes)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
@@ -134,6 +137,8 @@ class _Ran:
     doc: dict[str, Any] | None = None
     plan_file: str = ""
     inputs: dict[str, str] = field(default_factory=dict)
+    # the prior state's ids when the plan found no change (spec.triggers.cloudTrail), for the intake to match calls to
+    managed: list[trail_changes.ManagedResource] | None = None
 
 
 class _Pass(Pass):
@@ -145,6 +150,7 @@ class _Pass(Pass):
         self.ctl, self.spec, self.created = ctl, spec, created
         self.scrub = Scrubber(())   # the values of the Secrets the run read, once a workspace is open
         self.session: TerraformSession | None = None
+        self.seen_change: str | None = None  # the newest CloudTrail change recorded when this pass's run started
 
     async def save(self) -> None:
         """The checkpoint: Scheduled and Checked derived, then every value read from a Secret masked
@@ -293,6 +299,8 @@ class _Pass(Pass):
             st.last_run_request = d.request
         if d.slot is not None:
             st.last_schedule_time = d.slot
+        if d.answers is not None:  # likewise: these changes are answered by this run, interrupted or not
+            st.answered_change, st.last_change_run_time = d.answers, self.ctl.clock()
         st.running_since, st.running_trigger, st.runner, st.pending_run = self.ctl.clock(), d.trigger, IDENTITY, None
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
@@ -307,6 +315,9 @@ class _Pass(Pass):
         budget, replaced_at_next_slot = drift.run_budget(spec, st, started)
         cut = ("the next scheduled slot came first and replaces it (concurrencyPolicy: Replace)"
                if replaced_at_next_slot else f"the run exceeded timeoutSeconds ({spec.timeout_seconds}s)")
+        # the newest change recorded before this run looked: if it finds no drift, calls up to it caused none
+        self.seen_change = next(iter(trail_changes.change_records(
+            self.obj.annotations.get(CHANGES_ANNOTATION))[-1:]), {}).get("eventId")
         ran = _Ran()
         try:
             facts = await self.plan(budget, cut, result, ran)
@@ -335,7 +346,10 @@ class _Pass(Pass):
         elif verdict.summary is None:
             self.failed(result, verdict)
         else:
-            await self.succeeded(result, verdict.summary, ran.doc, ran.plan_file, ran.inputs)
+            managed = ran.managed
+            if managed is None and ran.doc is not None and spec.triggers.cloud_trail:
+                managed = trail_changes.managed_resources(ran.doc)
+            await self.succeeded(result, verdict.summary, ran.doc, ran.plan_file, ran.inputs, managed)
         self.skip_slot_missed_by_the_run(started)
 
     async def plan(self, budget: float, cut: str, result: RunResult, ran: _Ran) -> drift.PlanRun:
@@ -368,6 +382,8 @@ class _Pass(Pass):
                 ran.inputs = self.plan_inputs(session)
         else:
             summary = parse_stream(plan.stdout, spec.ignore)
+            if spec.triggers.cloud_trail:  # the prior state's ids, for the intake to match calls to
+                ran.managed = trail_changes.managed_resources(await session.show_plan())
         broken = configuration_file(output + "; ".join(summary.errors)) if summary.outcome == Outcome.PLAN_FAILED else None
         return drift.PlanRun(exit_code=plan.exit_code, summary=summary, refused=refused, config_file=broken)
 
@@ -390,9 +406,11 @@ class _Pass(Pass):
                                               f"still going (concurrencyPolicy: Forbid); it is skipped", warning=True)
 
     async def succeeded(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
-                        plan_file: str, inputs: dict[str, str]) -> None:
+                        plan_file: str, inputs: dict[str, str],
+                        managed: list[trail_changes.ManagedResource] | None = None) -> None:
         """Record a plan that worked; ``doc`` is the saved plan's JSON when there were changes,
-        ``inputs`` the digests its checksum covers besides (``TerraformSession.plan_inputs``).
+        ``inputs`` the digests its checksum covers besides (``TerraformSession.plan_inputs``),
+        ``managed`` the prior state's resources when CloudTrail triggers the check (for its report).
 
         The report is written first: status takes nothing of this run until its report exists, so
         it never pairs a new result with an old report or checksum. A refused write raises
@@ -402,12 +420,13 @@ class _Pass(Pass):
         result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
+        entries = summary.drift + summary.changes
+        changes = self.attribute({e.address for e in entries} if summary.drifted else set())
         try:
-            report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file)
+            report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file, managed, changes)
         except KubeError as err:
             await self.report_failed(result, err)
             raise
-        entries = summary.drift + summary.changes
         st.drifted_resources = [DriftedResource(address=e.address, actions=e.actions, reason=e.reason,
                                                 action_reason=e.action_reason) for e in entries[:MAX_DRIFTED]]
         st.drifted_count = len({e.address for e in entries})
@@ -420,10 +439,11 @@ class _Pass(Pass):
             st.interrupted_apply = None  # nothing differs: whatever that apply did, nothing is left to approve
         st.report_ref = report_ref
         counts = f"{summary.add} to add, {summary.change} to change, {summary.remove} to destroy"
+        who = self.changed_by(changes)
         if summary.drifted:
             what = f"{st.drifted_count} resources differ ({counts}): " + ", ".join(
                 sorted({e.address for e in entries})[:5]) + ("…" if st.drifted_count > 5 else "") + (
-                f"; outputs change: {', '.join(summary.output_changes[:5])}" if summary.output_changes else "")
+                f"; outputs change: {', '.join(summary.output_changes[:5])}" if summary.output_changes else "") + who
             where = f"report in ConfigMap {report_ref.name}" + (
                 f" (the full plan did not fit: it is {report_ref.plan_file} in the operator's work directory)"
                 if report_ref.plan_file else "")
@@ -591,8 +611,57 @@ class _Pass(Pass):
         return True, f"imported {', '.join(done)}"
 
     # -- report and metrics -----------------------------------------------------------------------
+    def attribute(self, drifted: set[str]) -> list[ResourceChange] | None:
+        """Who changed the ``drifted`` resources, as the intake's CloudTrail records say (None when
+        CloudTrail does not trigger this check)."""
+        if not self.spec.triggers.cloud_trail:
+            return None
+        records = trail_changes.change_records(self.obj.annotations.get(CHANGES_ANNOTATION))
+        if not drifted:
+            self.st.settled_change = self.seen_change or self.st.settled_change
+        found = trail_changes.attributed(records, drifted, self.ctl.policy.deployers(self.obj.ref.namespace),
+                                         MAX_CHANGES, self.st.settled_change)
+        return [ResourceChange(
+            address=f["address"], event_name=f["entry"].get("eventName") or "", event_id=f["entry"]["eventId"],
+            principal=f["entry"].get("principal") or "unknown", session_issuer=f["entry"].get("issuer"),
+            time=f["entry"].get("time"), source_address=f["entry"].get("sourceAddress"),
+            user_agent=f["entry"].get("userAgent"), deployer=f["deployer"]) for f in found]
+
+    def changed_by(self, changes: list[ResourceChange] | None) -> str:
+        """Record ``changes`` (:meth:`attribute`): ``status.changes`` and OutOfBandChange; an Event and
+        the metric for each call by a non-deployer not recorded by an earlier run (a drift that stays
+        is not counted again at every run); returns what the Drifted message gains."""
+        if changes is None:
+            return ""
+        st, ns = self.st, self.obj.ref.namespace
+        known = {(c.event_id, c.address) for c in st.changes}
+        st.changes = changes
+        outside = [c for c in changes if not c.deployer]
+        if outside:
+            text = "; ".join(f"{c.address} changed by {c.principal} ({c.event_name}"
+                             + (f" at {c.time:%Y-%m-%d %H:%M:%S} UTC" if c.time else "")
+                             + (f" from {c.source_address}" if c.source_address else "")
+                             + f", event {c.event_id})" for c in outside[:3])
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.TRUE, "ChangedOutsideDeployers",
+                           f"{text}: not a deployer of namespace {ns} (operator policy terraform.deployers)")
+            new = [c for c in outside if (c.event_id, c.address) not in known]
+            if new:
+                self.event(OUT_OF_BAND_CHANGE, text, warning=True)
+                metrics.OUT_OF_BAND_CHANGES.labels(self.spec.environment or "").inc(len(new))
+        elif changes:
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.FALSE, "DeployersOnly",
+                           f"the drifted resources were changed by deployers only: "
+                           f"{', '.join(sorted({c.principal for c in changes}))}")
+        elif get(st.conditions, OUT_OF_BAND_CHANGE) is not None:
+            self.condition(OUT_OF_BAND_CHANGE, ConditionStatus.FALSE, "NoneDrifted",
+                           "no drifted resource was changed outside Terraform's deployers as of the last run")
+        if not changes:
+            return ""
+        return "; changed by " + ", ".join(f"{c.principal} ({c.event_name} on {c.address})" for c in changes[:3])
+
     def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
-                     plan_file: str) -> ReportRef:
+                     plan_file: str, managed: list[trail_changes.ManagedResource] | None = None,
+                     changes: list[ResourceChange] | None = None) -> ReportRef:
         """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
         Blocking; raises KubeError."""
         ref = self.obj.ref
@@ -605,7 +674,10 @@ class _Pass(Pass):
                 **self.st.interrupted_apply.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "note": "the apply's outcome is unknown; this plan shows what applying now would still do, and "
                         "only an approval of this plan's checksum applies it"}
-        report = drift_report.build(header, summary, doc, plan_file, self.scrub)
+        if changes:  # who changed the drifted resources (CloudTrail)
+            header["changes"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in changes]
+        extra = {trail_changes.MANAGED_KEY: trail_changes.managed_json(managed)} if managed is not None else {}
+        report = drift_report.build(header, summary, doc, plan_file, self.scrub, extra)
         label = label_value(ref.name)
         objects = self.ctl.objects
         objects.put_config_map(ref.namespace, name, report.data, ref,

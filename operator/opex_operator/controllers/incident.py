@@ -250,9 +250,9 @@ class _Pass(Paging):
 
     # -- detection and assessment (read-only) -----------------------------------------------------
     def detect(self) -> None:
-        """A new incident: when it started (the alert's startsAt, else the object's creation)."""
-        alert = self.spec.source.alert if self.spec.source and self.spec.source.alert else None
-        self.st.detected_at = (alert.starts_at if alert and alert.starts_at else None) or self.obj.created_at or self.now
+        """A new incident: when it started (the alert's startsAt or the event's time, else the object's creation)."""
+        started = self.spec.source.started_at if self.spec.source else None
+        self.st.detected_at = started or self.obj.created_at or self.now
         self.st.created_by = creator({"annotations": self.obj.annotations})
         self.phase(Phase.DETECTED, "Detected", f"{self.spec.type.value} incident ({self.spec.severity.value}) in "
                                                f"{self.spec.environment}: {self.spec.title}")
@@ -546,7 +546,7 @@ class _Pass(Paging):
                                            f"{len(rec.action_items)} action items")
 
     async def record_alert(self) -> None:
-        """AlertResolved from the intake's record; a timeline entry and an Event when the alert's state flips.
+        """AlertResolved (AlarmResolved) from the intake's record; a timeline entry and an Event when its state flips.
 
         The intake writes ``status.alert`` and then the annotation, so the annotation (fresh in
         every pass) is never ahead of the record in the API server. When it is ahead of the status
@@ -562,11 +562,11 @@ class _Pass(Paging):
         wanted = engine.alert_condition(self.spec, record)
         if wanted is None:
             return
-        before = get(self.st.conditions, ALERT_RESOLVED)
+        before = get(self.st.conditions, wanted.type)
         flipped = before is None or before.status != wanted.status
-        self.condition(ALERT_RESOLVED, wanted.status, wanted.reason, wanted.message)
+        self.condition(wanted.type, wanted.status, wanted.reason, wanted.message)
         if flipped:
-            self.event(f"Alert{wanted.reason}", wanted.message)
+            self.event(f"{wanted.type.removesuffix('Resolved')}{wanted.reason}", wanted.message)
 
     def record_approvals(self) -> None:
         """Who approved each step (``status.approvals``: the named entries of

@@ -19,6 +19,7 @@ from ..api.driftcheck import DriftCheckSpec
 from ..api.performance import TlsMode
 from ..api.security import WafScope
 from .ec2 import IngressChange, RevokeIngressParams
+from .events import Message
 from .iam import (AccessKeyChange, AccessKeyParams, DeleteAccessKeyParams, DetachPolicyParams, InlinePolicyChange,
                       InlinePolicyParams, LoginProfileChange, LoginProfileParams, PolicyChange, PrincipalType,
                       QuarantineParams)
@@ -219,6 +220,14 @@ class IncidentStore(Protocol):
     def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str) -> None: ...
 
 
+class DriftCheckStore(Protocol):
+    """The DriftChecks the event intake gives CloudTrail calls to (``kube.Kube``). Raises KubeError."""
+
+    def list_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]: ...
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None: ...
+    def annotate(self, ref: ObjectRef, annotations: dict[str, str]) -> None: ...
+
+
 class Webhook(Protocol):
     """POST of a notification to a webhook URL (``notify.senders.post_webhook``). Raises RuntimeError
     with a message that never contains the URL."""
@@ -270,3 +279,21 @@ class LockSource(Protocol):
     """The state lock a DriftCheck last saw for its workspace, if any."""
 
     def __call__(self, drift_check: str) -> StateLock | None: ...
+
+
+class BuildLookup(Protocol):
+    """Which pipeline execution ran a CodeBuild build (``aws.events.PipelineLookup``). Raises AwsError."""
+
+    def execution_of_build(self, pipeline: str, build_id: str, region: str | None,
+                           role_key: str | None) -> str | None: ...
+
+
+class EventQueue(Protocol):
+    """An SQS queue the event intake consumes (``aws.events.SqsQueue``). Raises AwsError."""
+
+    name: str
+    role_key: str | None
+
+    def receive(self, max_messages: int, wait_seconds: int, visibility_seconds: int) -> list[Message]: ...
+    def delete(self, messages: list[Message]) -> list[str]: ...
+    def max_receive_count(self) -> int | None: ...

@@ -128,6 +128,13 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _flag(value: Any) -> bool | None:
+    """A boolean field, also as some exporters write it (``"false"``); None when absent or neither."""
+    if isinstance(value, bool):
+        return value
+    return {"true": True, "false": False}.get(str(value).lower()) if isinstance(value, str) else None
+
+
 def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
     return str(value)[:limit] if value not in (None, "") else None
 
@@ -159,6 +166,9 @@ class TrailEvent:
     request: dict[str, Any] = field(default_factory=dict)    # requestParameters
     response: dict[str, Any] = field(default_factory=dict)   # responseElements
     additional: dict[str, Any] = field(default_factory=dict)  # additionalEventData
+    read_only: bool | None = None      # readOnly: the call only read (None when the record does not say)
+    region: str | None = None          # awsRegion
+    resources: list[str] = field(default_factory=list)      # resources[].ARN, when the service lists them
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "TrailEvent":
@@ -184,7 +194,11 @@ class TrailEvent:
                    invoked_by=_text(identity.get("invokedBy"), 128), session_issuer=_text(issuer.get("arn"), 512),
                    session_created=parse_time(_dict(context.get("attributes")).get("creationDate")),
                    request=_dict(record.get("requestParameters")), response=_dict(record.get("responseElements")),
-                   additional=_dict(record.get("additionalEventData")))
+                   additional=_dict(record.get("additionalEventData")),
+                   read_only=_flag(record.get("readOnly")),
+                   region=_text(record.get("awsRegion"), 32),
+                   resources=[str(r["ARN"])[:2048] for r in record.get("resources") or []
+                              if isinstance(r, dict) and isinstance(r.get("ARN"), str)])
 
     # -- what it means ----------------------------------------------------------------------------
     @property

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Callable, Protocol
 
-from ..alerts.mapping import watched
+from ..mapping import watched
 from ..errors import KubeError
 from ..kube import ObjectRef
 

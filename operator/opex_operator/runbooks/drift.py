@@ -7,6 +7,10 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * a run was asked for (``opex.dev/run-requested``) or a cron slot is due → run a plan;
 * a run is owed (``status.pendingRun``: to verify a resolution that succeeded, or after a
   force-unlock) → run it;
+* CloudTrail changed a resource of the last plan (``spec.triggers.cloudTrail``; the intake's
+  records after ``status.answeredChange``) → run it, at most once per
+  ``eventDebounceSeconds`` (counted from ``status.lastChangeRunTime``; until then the other moves
+  go on and the pass comes back when the wait is over);
 * a lock seen on runs at least ``orphanedAfter`` apart and older than that, with ``forceUnlock:
   IfOrphaned`` → force-unlock it (once per lock; see :func:`orphaned`);
 * drift with a resolution strategy → resolve it when the approval allows (``Manual``: only the
@@ -25,8 +29,9 @@ Scheduled and Checked from the typed status alone, on every status write.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from .. import schedule
 from ..api.common import ConditionStatus, StateLock, duration_seconds
@@ -60,8 +65,10 @@ class Decision:
     slot: dt.datetime | None = None    # RUN on schedule (or a skipped slot): recorded before the run
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
-    until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
+    until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval);
+                                       # WAIT: when debounced CloudTrail changes may run
     started: bool = False              # RUN: on record as started (the pass before wrote it); now make it
+    answers: str | None = None         # RUN for CloudTrail changes: the eventID of the newest change it answers
 
 
 FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
@@ -229,15 +236,42 @@ def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datet
     return schedule.next_slot(spec.schedule, spec.time_zone, first) + dt.timedelta(seconds=spec.timeout_seconds)
 
 
+def changes_run(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime,
+                changes: list[dict[str, Any]]) -> tuple[Decision | None, dt.datetime | None]:
+    """The run CloudTrail ``changes`` (``trail_changes.pending`` entries) owe now, or when the
+    debounce lets them run: (decision, None) or (None, until); (None, None) when nothing is owed."""
+    if not spec.triggers.cloud_trail or spec.suspend or not changes:
+        return None, None
+    last = status.last_change_run_time
+    if last is not None and now < last + dt.timedelta(seconds=spec.event_debounce_seconds):
+        return None, last + dt.timedelta(seconds=spec.event_debounce_seconds)
+    newest = changes[-1]
+    who = (newest.get("principal") or "an unknown caller").rsplit(":", 1)[-1]
+    more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
+    return Decision(Move.RUN, trigger=f"CloudTrail: {newest.get('eventName')} by {who}{more}",
+                    answers=newest["eventId"]), None
+
+
 def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
-           requested: str | None) -> Decision:
-    """The next move (see the module docstring). ``requested`` is the run annotation's value; the
-    schedule must be valid (``schedule.invalid`` is checked first, by the controller).
+           requested: str | None, changes: list[dict[str, Any]] | None = None) -> Decision:
+    """The next move (see the module docstring). ``requested`` is the run annotation's value,
+    ``changes`` the CloudTrail changes that owe a run (``trail_changes.pending``); the schedule must
+    be valid (``schedule.invalid`` is checked first, by the controller).
 
     A run is two passes, each with one status write: the first puts it on record as started
     (``status.runningSince``: its slot or request is never run again), the second runs it. A run on
     record as started by another operator process was interrupted; the controller clears it first
     (it runs again as ``status.pendingRun``)."""
+    decided = _decide(spec, status, now, created, requested, changes or [])
+    if decided.move == Move.WAIT and decided.until is None:
+        _, until = changes_run(spec, status, now, changes or [])
+        if until is not None:
+            return replace(decided, until=until)
+    return decided
+
+
+def _decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, created: dt.datetime,
+            requested: str | None, changes: list[dict[str, Any]]) -> Decision:
     if status.running_since is not None:
         return Decision(Move.RUN, trigger=status.running_trigger, started=True)
     if requested and requested != status.last_run_request:
@@ -250,6 +284,9 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
         return Decision(Move.RUN, trigger=f"schedule {due.slot:%Y-%m-%dT%H:%M}Z", slot=due.slot)
     if status.pending_run:
         return Decision(Move.RUN, trigger=status.pending_run)
+    changed, _ = changes_run(spec, status, now, changes)
+    if changed is not None:
+        return changed
     last, lock = status.last_result, status.lock
     if (last is not None and last.outcome == Outcome.LOCK_HELD and lock is not None and lock.unlock_attempted_at is None
             and spec.lock.force_unlock == ForceUnlock.IF_ORPHANED and orphaned(spec, status, now)):

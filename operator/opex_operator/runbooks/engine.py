@@ -21,8 +21,9 @@ from enum import StrEnum
 
 from ..api.common import ConditionStatus
 from ..api.conditions import ConditionValue
-from ..api.incident import (AlertRecord, AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
-                            RemediationMode, Step, StepPolicy, StepState)
+from ..api.incident import (ALARM_EVENT_SOURCE, ALARM_RESOLVED, ALERT_RESOLVED, AlertRecord, AlertState, EscalationLevel,
+                            IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode, SourceKind, Step,
+                            StepPolicy, StepState)
 from .. import steps as actions
 from ..notify import escalation as matrix
 from ..steps import Held
@@ -140,32 +141,46 @@ def escalation_deadline(status: IncidentStatus, situation: Situation) -> dt.date
     return (status.detected_at or situation.now) + dt.timedelta(seconds=last)
 
 
+
+
 @dataclass(frozen=True)
 class AlertCondition:
-    """``AlertResolved`` as the alert intake's record (``status.alert``) says."""
+    """``AlertResolved`` (``AlarmResolved`` for a CloudWatch alarm's events) as the intake's record
+    (``status.alert``) says."""
 
+    type: str
     status: ConditionStatus
     reason: str
     message: str
 
 
 def alert_condition(spec: IncidentSpec, record: AlertRecord | None) -> AlertCondition | None:
-    """AlertResolved from the intake's ``record`` of the alert that opened the incident (None
-    before the first record).
+    """AlertResolved (AlarmResolved) from the intake's ``record`` of the alert or alarm that opened
+    the incident (None before the first record, and for AWS events that never resolve: a failed
+    pipeline execution or a finding).
 
     A resolved alert is recorded, nothing more: it starts no remediation, cancels no approved
     step and does not close the incident, whose resolution the runbook verifies itself.
     """
     if record is None:
         return None
-    name = spec.source.alert.name if spec.source and spec.source.alert else "the alert"
+    source = spec.source
+    event = source.event if source and source.kind == SourceKind.EVENT_BRIDGE else None
+    if event is not None:
+        if event.source != ALARM_EVENT_SOURCE:
+            return None
+        kind, name, who = ALARM_RESOLVED, event.occurrence, "CloudWatch"
+        back = "back to OK"
+    else:
+        kind, name, who = ALERT_RESOLVED, (source.alert.name if source and source.alert else "the alert"), "Alertmanager"
+        back = "resolved"
     if record.state == AlertState.RESOLVED:
         at = record.resolved_at or record.last_seen
-        return AlertCondition(ConditionStatus.TRUE, "Resolved", (
-            f"Alertmanager reports {name} resolved at {at:%Y-%m-%dT%H:%M:%S}Z; the incident stays open until the "
+        return AlertCondition(kind, ConditionStatus.TRUE, "Resolved", (
+            f"{who} reports {name} {back} at {at:%Y-%m-%dT%H:%M:%S}Z; the incident stays open until the "
             f"runbook verifies the fix or spec.closed is set"))
     since = record.starts_at or record.first_seen
-    return AlertCondition(ConditionStatus.FALSE, "Firing", f"{name} is firing since {since:%Y-%m-%dT%H:%M:%S}Z")
+    return AlertCondition(kind, ConditionStatus.FALSE, "Firing", f"{name} is firing since {since:%Y-%m-%dT%H:%M:%S}Z")
 
 
 def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> Decision:
