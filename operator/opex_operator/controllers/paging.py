@@ -35,6 +35,7 @@ class Paging(Pass):
     spec: IncidentSpec
     st: IncidentStatus
     situation: Situation
+    paged: bool
 
     def channels(self) -> tuple[list[str], Webhook | None]:
         topics = list(dict.fromkeys((self.spec.notify.sns_topic_arns if self.spec.notify else [])
@@ -131,4 +132,5 @@ class Paging(Pass):
                 note.error = str(err)
                 metrics.NOTIFICATIONS.labels("webhook", "failed").inc()
             sent.append(note)
+        self.paged = self.paged or bool(sent)
         return sent

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 
 from .. import metrics
@@ -191,6 +191,8 @@ class Runtime:
             delay = await self._pass(controller, obj, key, priority)
             if delay != 0 or self.queue.dirty(key) or self.queue.closed or self.queue.waiting_before(priority):
                 break
+        if delay is not _FAILED:  # the chain ends: what its passes held (``controllers.status``) is written
+            delay = await self._guarded(controller, obj, key, priority, _flushed(obj, delay))
         foreground = priority % BACKGROUND
         if delay is _FAILED:
             return
@@ -206,13 +208,25 @@ class Runtime:
         kind = controller.resource.kind
         started = time.monotonic()
         try:
-            with background(priority >= BACKGROUND):
-                delay = await controller.reconcile(obj)
-            metrics.RECONCILES.labels(kind, "success").inc()
-            if self.queue.failures(key):
-                await _recovered(obj)
-            self.queue.forget(key)
-            return delay
+            return await self._guarded(controller, obj, key, priority, self._reconcile(controller, obj, key, priority))
+        finally:
+            metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
+
+    async def _reconcile(self, controller: Controller, obj: Observed, key: Key, priority: int) -> Any:
+        with background(priority >= BACKGROUND):
+            delay = await controller.reconcile(obj)
+        metrics.RECONCILES.labels(controller.resource.kind, "success").inc()
+        if self.queue.failures(key):
+            await _recovered(obj)
+        self.queue.forget(key)
+        return delay
+
+    async def _guarded(self, controller: Controller, obj: Observed, key: Key, priority: int,
+                       work: Awaitable[Any]) -> Any:
+        """``work``'s answer, or _FAILED when it raised: the object gone (forgotten), any other
+        failure reported on the object and retried with backoff (:meth:`_failed`)."""
+        try:
+            return await work
         except KubeError as err:
             if err.not_found:
                 self.queue.remove(key)
@@ -222,8 +236,6 @@ class Runtime:
         except Exception as err:  # noqa: BLE001 - every other failure is logged, reported and retried
             await self._failed(controller, obj, key, err, priority)
             return _FAILED
-        finally:
-            metrics.RECONCILE_DURATION.labels(kind).observe(time.monotonic() - started)
 
     async def _failed(self, controller: Controller, obj: Observed, key: Key, err: Exception, priority: int) -> None:
         kind = controller.resource.kind
@@ -303,6 +315,11 @@ def _observed(controller: Controller, kube: Kube, body: dict[str, Any],
                     labels=dict(meta.get("labels") or {}), spec=dict(body.get("spec") or {}), status=status,
                     recorder=writer, owner_references=list(meta.get("ownerReferences") or []),
                     created_at=parse_time(meta.get("creationTimestamp")))
+
+
+async def _flushed(obj: Observed, delay: Any) -> Any:
+    await obj.recorder.flush()
+    return delay
 
 
 async def _recovered(obj: Observed) -> None:
