@@ -14,7 +14,7 @@
             standby holds the Lease and until that Incident is assessed.
 
 Usage: ``.venv/bin/python bench/runtime.py [--quick] [--only burst,latency] [--count 600]
-[--profile FILE]``; ``bench/run.py`` runs every part for ``make bench``.
+[--profile FILE] [--workers N]``; ``bench/run.py`` runs every part for ``make bench``.
 """
 from __future__ import annotations
 
@@ -356,14 +356,15 @@ PARTS = ("latency", "burst", "takeover", "scale")
 
 
 def main(quick: bool = False, only: tuple[str, ...] = PARTS, count: int | None = None,
-         profile: Path | None = None) -> dict:
+         profile: Path | None = None, workers: int | None = None) -> dict:
     """The figures of ``only`` (all by default); ``count``: Incidents in the burst (1,000; 200 quick);
-    ``profile``: where py-spy writes its record of the operator during the burst."""
+    ``profile``: where py-spy writes its record of the operator during the burst; ``workers``: the
+    operator's OPEX_WORKERS for the latency and burst parts (its default, 4, when None)."""
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     stack = start_stack(work)
     results: dict = {}
     try:
-        stack.start_operator()
+        stack.start_operator(**({"OPEX_WORKERS": str(workers)} if workers else {}))
         if "latency" in only:
             results["latency"] = latency(stack, 10 if quick else 30)
             print("latency", json.dumps(results["latency"], indent=1), flush=True)
@@ -396,5 +397,6 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, help="Incidents in the burst")
     parser.add_argument("--profile", type=Path, help="record the operator during the burst with py-spy into this "
                                                      "file (.json: speedscope; else SVG); slows the operator a little")
+    parser.add_argument("--workers", type=int, help="the operator's OPEX_WORKERS (reconcile passes at once; default 4)")
     args = parser.parse_args()
-    print(json.dumps(main(args.quick, tuple(args.only.split(",")), args.count, args.profile), indent=2))
+    print(json.dumps(main(args.quick, tuple(args.only.split(",")), args.count, args.profile, args.workers), indent=2))

@@ -86,6 +86,7 @@ def drive(controller: Any, obj: Observed, passes: int = 60) -> float | None:
     for _ in range(passes):
         delay = asyncio.run(controller.reconcile(obj))
         if delay != 0.0:
+            asyncio.run(obj.recorder.flush())  # as the runtime does when a chain of passes ends
             return delay
     raise AssertionError(f"the controller never waited in {passes} passes")
 

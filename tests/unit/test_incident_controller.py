@@ -313,3 +313,16 @@ def test_a_pass_that_changes_nothing_writes_nothing():
     before = len(sink.patches)
     asyncio.run(w.ctl.reconcile(w.obj))  # still waiting for approval: nothing new to record
     assert len(sink.patches) == before
+
+
+def test_an_incident_reaches_approval_in_one_write_per_page_and_its_reads_are_never_written_alone():
+    # The assessment only reads: its status waits for the next pass's write. Paging is on record
+    # before anything else happens (a restart must not page again).
+    paged, quiet = World(incident()), World({**incident(), "notify": None})
+    for w in (paged, quiet):
+        assert w.drive() is not None and w.status.phase == "AwaitingApproval"
+    assert len(sink_of(paged.obj).patches) == 2 and len(sink_of(quiet.obj).patches) == 1
+    first = sink_of(paged.obj).patches[0]
+    assert first["escalation"]["notified"] and first["phase"] == "Diagnosing"  # the assessment went with the page
+    reasons = quiet.reasons()
+    assert reasons.count("AwaitingApproval") == 1 and {"Detected", "Assessed", "RootCauseIdentified"} <= set(reasons)

@@ -92,3 +92,47 @@ def test_a_refused_write_is_reported_as_one_line_with_the_api_servers_message(mo
     assert message.startswith(f"KubeError: put_config_map: HTTP 422 Unprocessable Entity: {REFUSAL}; retrying in ")
     assert "\n" not in message and "Audit-Id" not in message and "headers" not in message.lower()
     assert api.events == [("ReconcileError", message)]   # posted before stop() returned
+
+
+class Reader:
+    """A controller whose first two passes only read (saved without a checkpoint), then waits."""
+
+    resource, wake_annotations = DRIFTCHECK, ()
+
+    def __init__(self):
+        self.passes = 0
+
+    def priority(self, body):
+        return 0
+
+    def forget(self, ref):
+        pass
+
+    async def finalize(self, ref):
+        pass
+
+    async def reconcile(self, obj):
+        from opex_operator.api.common import EventType
+
+        self.passes += 1
+        obj.status.observed_generation = self.passes
+        await obj.recorder.save(obj.status, [(EventType.NORMAL, "Read", f"pass {self.passes}")],
+                                checkpoint=self.passes == 3)
+        return 0.0 if self.passes < 3 else None
+
+
+def test_passes_that_only_read_are_written_with_the_pass_that_ends_the_chain():
+    api, reader = ApiServer(), Reader()
+    runtime = Runtime({"driftchecks": reader}, api, workers=1, resync_seconds=0)
+
+    async def chain():
+        runtime.observe("driftchecks", "ADDED", api.body)
+        runtime.leading.set()
+        while reader.passes < 3 or not api.events:
+            await asyncio.sleep(0.01)
+        await runtime.stop(grace=1)
+
+    asyncio.run(chain())
+    [patch] = api.patches
+    assert patch["observedGeneration"] == 3 and [e["message"] for e in patch["timeline"]] == ["pass 1", "pass 2", "pass 3"]
+    assert api.events == [("Read", "pass 1; pass 2; pass 3")]

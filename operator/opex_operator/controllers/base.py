@@ -28,8 +28,12 @@ S = TypeVar("S", bound=KindStatus)
 class Recorder(Protocol):
     """Persists an object's status; the only way a controller writes it."""
 
-    async def save(self, status: KindStatus, events: Sequence[Event] = ()) -> None:
-        """Append ``events`` to the timeline, write ``status`` (a checkpoint), then post the Events."""
+    async def save(self, status: KindStatus, events: Sequence[Event] = (), checkpoint: bool = True) -> None:
+        """Append ``events`` to the timeline, write ``status`` (a checkpoint), then post the Events;
+        ``checkpoint=False``: a pass that only read may have both held until the next write."""
+
+    async def flush(self) -> None:
+        """Write what a save without a checkpoint held (the runtime, when a chain of passes ends)."""
 
 
 @dataclass

@@ -48,10 +48,11 @@ class Pass:
         self.obj, self.st, self.gen = obj, obj.status, obj.generation
         self.events: list[Event] = []
 
-    async def save(self) -> None:
-        """Write status with the Events gathered since the last save (a checkpoint)."""
+    async def save(self, checkpoint: bool = True) -> None:
+        """Write status with the Events gathered since the last save (a checkpoint; see
+        ``StatusWriter`` for a pass that only read and may save without one)."""
         events, self.events = self.events, []
-        await self.obj.recorder.save(self.st, events)
+        await self.obj.recorder.save(self.st, events, checkpoint)
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append((EventType.WARNING if warning else EventType.NORMAL, reason, message))

@@ -152,7 +152,7 @@ class _Pass(Pass):
         self.session: TerraformSession | None = None
         self.seen_change: str | None = None  # the newest CloudTrail change recorded when this pass's run started
 
-    async def save(self) -> None:
+    async def save(self, checkpoint: bool = True) -> None:
         """The checkpoint: Scheduled and Checked derived, then every value read from a Secret masked
         in status and Events."""
         self.derive()
@@ -162,7 +162,7 @@ class _Pass(Pass):
             for name in type(self.st).model_fields:
                 setattr(self.st, name, getattr(clean, name))
             self.events = [(kind, reason, self.scrub.text(message)) for kind, reason, message in self.events]
-        await super().save()
+        await super().save(checkpoint)
 
     async def missing_source(self) -> bool:
         """A ``configMapRef`` source that does not exist is Stalled at once (not Ready), from the

@@ -144,7 +144,7 @@ class IncidentController:
         pass_.check_approvals()
         await pass_.record_alert()
         obj.status.observed_generation = obj.generation
-        await pass_.save()
+        await pass_.save(checkpoint=not pass_.only_read(decision))
         st = obj.status
         if st.phase is not None:
             metrics.INCIDENT_PHASES.set(obj.ref.uid, st.phase.value, effective_severity(spec, st).value,
@@ -176,6 +176,13 @@ class _Pass(Paging):
         self.ctl, self.spec, self.playbook = ctl, spec, playbook
         self.now, self.situation = situation.now, situation
         self.st: IncidentStatus = obj.status
+        self.paged = False  # a notification went out (or was tried) in this pass
+
+    def only_read(self, d: Decision) -> bool:
+        """Whether this pass changed nothing outside the operator (an assessment, a dry run, a level
+        with nobody to page): its write may wait for the next pass's (``controllers.status``); a
+        restart in between makes its reads again, and pages nobody twice."""
+        return d.move in (Move.ASSESS, Move.DRY_RUN) or (d.move == Move.ESCALATE and not self.paged)
 
     def phase(self, phase: StrEnum, reason: str, message: str, warning: bool = False) -> None:
         """The phase, its Reconciling/Stalled marker and the Remediated it makes (``engine.remediated``)."""

@@ -43,6 +43,7 @@ class Paging(Pass):
     st: IncidentStatus
     situation: Situation
     now: dt.datetime
+    paged: bool
 
     def channels(self, level: EscalationLevel) -> list[routing.Channel]:
         """Where ``level`` is paged: its senders among those configured (``notify.routing``)."""
@@ -250,6 +251,7 @@ class Paging(Pass):
                 note.error = str(err)
                 metrics.NOTIFICATIONS.labels(label, "failed").inc()
             sent.append(note)
+        self.paged = self.paged or bool(sent)
         return sent
 
     async def page_pagerduty(self, routing_key: SecretKeyReference) -> str:

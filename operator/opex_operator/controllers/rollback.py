@@ -104,11 +104,11 @@ class _Pass(Pass):
         self.ctl, self.spec, self.events = ctl, spec, events
         self.region, self.role = spec.region, spec.role_key
 
-    async def save(self) -> None:
+    async def save(self, checkpoint: bool = True) -> None:
         """The checkpoint, with RolledBack and Planned derived from the typed status first
         (``runbooks.rollback.conditions``): no move writes them."""
         apply(self.st.conditions, rb.conditions(self.st), self.gen)
-        await super().save()
+        await super().save(checkpoint)
 
     def step(self, step_id: Id) -> RollbackStep:
         step = next((s for s in self.st.steps if s.id == step_id), None)

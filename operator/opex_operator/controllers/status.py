@@ -6,6 +6,15 @@ recorded as started is on record before the call it guards is made. Before each 
 summarised from the kind's own conditions (``READY_FROM`` on its status model; see
 ``api.conditions.summarize``), so no controller sets Ready and Ready never disagrees with the
 conditions and phase it summarises. Only what changed is sent (a JSON merge patch).
+
+A pass that made no call with an effect outside the operator (an assessment reads only) may
+``save(..., checkpoint=False)``: its status and Events are held in memory and go out with the
+next write (the next pass's, chained at once on the same object, or :meth:`StatusWriter.flush`
+when the runtime's chain ends), so an Incident reaches "waiting for approval" in one or two
+writes instead of one per pass. Losing a held save (the process dies) loses only reads, which the
+next pass makes again. Events of one write are posted once per reason (the Kubernetes events
+convention: similar events of one object aggregate), their messages joined; the timeline keeps
+every entry.
 """
 from __future__ import annotations
 
@@ -35,9 +44,12 @@ class StatusWriter:
 
     def __init__(self, sink: StatusSink, saved: dict[str, Any], generation: int = 0):
         self.sink, self.saved, self.generation = sink, saved, generation
+        self._held: KindStatus | None = None       # status saved without a checkpoint, not written yet
+        self._events: list[TimelineEntry] = []    # Events of saves not written yet
 
-    async def save(self, status: KindStatus, events: Sequence[Event] = ()) -> None:
-        """Append ``events`` to the timeline, derive Ready, write what changed, then post the Events."""
+    async def save(self, status: KindStatus, events: Sequence[Event] = (), checkpoint: bool = True) -> None:
+        """Append ``events`` to the timeline, derive Ready, write what changed, then post the Events;
+        with ``checkpoint=False`` hold both until the next write or :meth:`flush`."""
         timeline = getattr(status, "timeline", None)
         entries = [TimelineEntry(time=now(), type=type_, reason=reason, message=message)
                    for type_, reason, message in events]
@@ -45,12 +57,35 @@ class StatusWriter:
             timeline.extend(entries)
             del timeline[:-MAX_TIMELINE]
         summarize(status.conditions, type(status).READY_FROM, self.generation)
-        wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        if wire != self.saved:
-            await self.sink.patch(merge_patch(self.saved, wire))
-            self.saved = wire
-        for entry in entries:
-            self.sink.event(entry.type, entry.reason, entry.message)
+        self._events += entries
+        self._held = status
+        if checkpoint:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the status held by a save without a checkpoint (if it changed), then post its Events."""
+        status, self._held = self._held, None
+        if status is not None:
+            wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if wire != self.saved:
+                await self.sink.patch(merge_patch(self.saved, wire))
+                self.saved = wire
+        entries, self._events = self._events, []
+        for type_, reason, message in coalesced(entries):
+            self.sink.event(type_, reason, message)
+
+
+def coalesced(entries: Sequence[TimelineEntry]) -> list[Event]:
+    """One Event per reason, in the order the reasons first came: the messages of a repeated reason
+    joined with "; ", a Warning if any of them was one."""
+    merged: dict[str, tuple[EventType, list[str]]] = {}
+    for entry in entries:
+        type_, messages = merged.setdefault(entry.reason, (entry.type, []))
+        if entry.message not in messages:
+            messages.append(entry.message)
+        if entry.type == EventType.WARNING:
+            merged[entry.reason] = (EventType.WARNING, messages)
+    return [(type_, reason, "; ".join(messages)) for reason, (type_, messages) in merged.items()]
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
