@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, Field
 
 from .conditions import RECONCILING, STALLED
+from .gates import PlanGates
 from .common import (DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
                      Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
                      text, timeline_field)
@@ -178,6 +179,10 @@ class Resolution(Model):
         description="With approval Manual, the resolution runs only for the run whose status.lastResult.planChecksum "
                     "equals this (Apply applies exactly that saved plan).")
     imports: list[ImportEntry] = Field(default_factory=list, max_length=50, description="For strategy Import.")
+    gates: PlanGates | None = Field(default=None, description=(
+        "With approval Auto, the plan is applied only if it passes these gates and the operator policy's (which "
+        "these can narrow, never widen); a plan that fails one waits for approval, as with Manual, and the "
+        "Drifted condition names the gate and the resources."))
 
 
 class ForceUnlock(StrEnum):

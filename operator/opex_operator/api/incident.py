@@ -13,6 +13,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from .conditions import RECONCILING, STALLED
+from .gates import PlanGates
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
                      Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
@@ -187,6 +188,10 @@ class Remediation(Model):
                                       description="Limits of the terraform-force-unlock step.")
     security: SecurityRemediation = security_remediation_field()
     performance: PerformanceRemediation | None = None
+    gates: PlanGates | None = Field(default=None, description=(
+        "Plan gates of the incident's Terraform steps in Auto (an import, an apply): added to the operator "
+        "policy's and to the DriftCheck's (spec.targets.driftCheckRef), never wider; a step whose plan fails "
+        "one waits for approval."))
 
 
 class EscalationLevel(Model):
