@@ -43,7 +43,7 @@ def test_the_shipped_rules_pass_promtool_with_series_the_running_operator_emits(
         assert used and used <= live, f"{source.name} names series the operator does not emit: {used - live}"
     promtool = str(monitoring_build.prometheus_dir() / "promtool")
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 9 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 10 rules found" in check.stdout, check.stdout + check.stderr
     test = subprocess.run([promtool, "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent, capture_output=True,
                           text=True)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
@@ -58,7 +58,8 @@ def test_prometheus_evaluates_the_shipped_rules_on_the_operator(operator, monito
     evaluated = wait_for(rules, timeout=30, what="every shipped rule evaluated")
     assert set(evaluated) == {"OpexOperatorAbsent", "OpexOperatorDown", "OpexDriftDetected", "OpexDriftCheckOverdue",
                               "OpexIncidentPastEscalationWindow", "OpexCriticalIncidentNotAssessed",
-                              "OpexRollbackFailed", "OpexReconcileErrorsRising", "OpexAlertsRefused"}
+                              "OpexRollbackFailed", "OpexReconcileErrorsRising", "OpexAlertsRefused",
+                              "OpexCircuitBreakerOpen"}
     assert evaluated["OpexOperatorAbsent"]["state"] == "inactive"  # the operator is scraped: up{job="opex-operator"}
     assert monitoring.query('up{job="opex-operator"}')[0]["value"][1] == "1"
 

@@ -182,7 +182,7 @@ def test_lock_parse_without_lock_info_says_nothing_can_be_force_unlocked():
 
 def test_every_command_has_help_with_an_example():
     for args in (["get"], ["describe"], ["approve"], ["abort"], ["run"], ["plan", "summarize"], ["lock", "parse"],
-                 ["operator"], ["crds"], ["demo"], ["down"]):
+                 ["operator"], ["crds"], ["demo"], ["down"], ["breaker", "status"], ["breaker", "reset"]):
         result = invoke(*args, "--help")
         assert result.exit_code == 0 and "Example" in result.output, args
 

@@ -270,6 +270,105 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
                + ("" if last.get("trigger", "").endswith(f"={token})") else f" [the last run: {last.get('trigger')}]"))
 
 
+@cli.group()
+def breaker() -> None:
+    """The circuit breaker on automated changes (operator policy limits.automatedChangesPerHour)."""
+
+
+def _breaker_store(ctx: click.Context, namespace: str, operator_namespace: str | None) -> Any:
+    """The store of ``namespace``'s breaker: in ``operator_namespace``, or wherever its Lease is found."""
+    from ..errors import KubeError
+    from ..guardrails.breaker_store import LABEL, BreakerStore
+    from ..kube import Kube, Leases
+
+    leases = Leases(Kube(cluster(ctx).api_client))
+    if operator_namespace:
+        return BreakerStore(leases, operator_namespace)
+    try:
+        found = leases.leases(f"{LABEL}={namespace}")
+    except KubeError as err:
+        raise CliError(f"cannot look for the breaker of namespace {namespace} in every namespace ({err.describe()}); "
+                       f"name the operator's namespace with --operator-namespace") from None
+    homes = sorted({lease.namespace for lease in found})
+    if len(homes) > 1:
+        raise CliError(f"operators in {', '.join(homes)} each count namespace {namespace}: choose one with "
+                       f"--operator-namespace")
+    return BreakerStore(leases, homes[0]) if homes else None
+
+
+operator_namespace_option = click.option(
+    "--operator-namespace", help="Where the operator keeps its Leases (its own namespace; found by label when "
+    "omitted).")
+
+
+@breaker.command("status")
+@click.argument("namespace")
+@operator_namespace_option
+@click.pass_context
+def breaker_status(ctx: click.Context, namespace: str, operator_namespace: str | None) -> None:
+    """The automated changes counted in NAMESPACE in the last hour, and the last reset.
+
+    \b
+    Example:
+      opex breaker status payments
+    """
+    from ..api.common import now
+    from ..errors import KubeError
+    from ..guardrails.breaker_store import lease_name
+
+    store = _breaker_store(ctx, namespace, operator_namespace)
+    if store is None:
+        click.echo(f"namespace {namespace}: no automated change counted (no breaker Lease); nothing is held")
+        return
+    try:
+        window = store.window(namespace).current(now())
+    except (KubeError, ValueError) as err:
+        raise CliError(f"namespace {namespace}: {err}") from None
+    click.echo(f"namespace {namespace}: {window.count()} automated change(s) in the last hour "
+               f"(Lease {store.home}/{lease_name(namespace)})")
+    for change in window.changes:
+        click.echo(f"  {change.time:%Y-%m-%d %H:%M:%S}Z  {change.environment or '-':<12} {change.id}")
+    if window.reset_at:
+        click.echo(f"last reset {window.reset_at:%Y-%m-%d %H:%M:%S}Z by {window.reset_by}")
+
+
+@breaker.command("reset")
+@click.argument("namespace")
+@operator_namespace_option
+@click.pass_context
+def breaker_reset(ctx: click.Context, namespace: str, operator_namespace: str | None) -> None:
+    """Forget the automated changes counted in NAMESPACE: its Auto may act again at once.
+
+    Every Incident and DriftCheck of NAMESPACE held by the breaker (condition CircuitOpen) is
+    annotated so that the operator looks at it again now.
+
+    \b
+    Example:
+      opex breaker reset payments
+    """
+    from ..api.guardrails import BREAKER_RESET_ANNOTATION, CIRCUIT_OPEN
+    from ..errors import KubeError
+
+    store = _breaker_store(ctx, namespace, operator_namespace)
+    try:
+        before = store.reset(namespace, f"{cluster(ctx).user} (opex breaker reset)") if store else None
+    except KubeError as err:
+        raise CliError(f"namespace {namespace}: {err.describe()}") from None
+    if before is None:
+        click.echo(f"namespace {namespace}: no automated change counted; nothing to reset")
+        return
+    token, woken = uuid.uuid4().hex[:10], []
+    for plural in ("incidents", "driftchecks"):
+        for obj in cluster(ctx).list(plural, namespace):
+            if any(c.get("type") == CIRCUIT_OPEN and c.get("status") == "True"
+                   for c in (obj.get("status") or {}).get("conditions", [])):
+                cluster(ctx).patch(plural, namespace, obj["metadata"]["name"],
+                                   {"metadata": {"annotations": {BREAKER_RESET_ANNOTATION: token}}})
+                woken.append(f"{SINGULAR[plural]} {obj['metadata']['name']}")
+    click.echo(f"namespace {namespace}: forgot {before.count()} automated change(s) of the last hour; Auto may act "
+               f"again" + (f" ({', '.join(woken)} looked at again now)" if woken else ""))
+
+
 # -- offline: the product's own parsers on files -----------------------------------------------------
 def _read(path: str) -> str:
     if path == "-":

@@ -44,7 +44,9 @@ class Cluster:
         except (kubernetes.config.ConfigException, OSError, StopIteration) as err:
             raise CliError(f"no usable kubeconfig ({err}); set KUBECONFIG or pass --kubeconfig/--context") from None
         self.default_namespace = (active.get("context") or {}).get("namespace") or "default"
-        self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
+        self.user = (active.get("context") or {}).get("user") or "unknown"
+        self.api_client = kubernetes.client.ApiClient(config)
+        self.api = kubernetes.client.CustomObjectsApi(self.api_client)
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:

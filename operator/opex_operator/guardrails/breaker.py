@@ -129,12 +129,14 @@ def admit(window: Window, namespace: str, change_id: str, environment: str | Non
     """May the automated change ``change_id`` of ``environment`` in ``namespace`` run ``now``?
 
     ``window`` is the namespace's persisted window, ``limits`` the policy's
-    (``Policy.change_limits``). Each limit counts the changes of the last hour in its scope; the
-    change runs when every count is below its limit, and is then recorded in the returned window.
+    (``Policy.change_limits``). Each limit counts the changes of the last hour in its scope (an
+    environment's limit applies to that environment's changes only); the change runs when every
+    count is below its limit, and is then recorded in the returned window.
     """
     window = window.current(now)
     if any(c.id == change_id for c in window.changes):
         return Admission(Verdict.ALREADY_COUNTED, window, f"automated change {change_id} was counted already")
+    limits = [lim for lim in limits if lim.environment is None or same(lim.environment, environment)]
     held = [(limit, window.count(limit.environment)) for limit in limits
             if window.count(limit.environment) >= limit.per_hour]
     if not held:
