@@ -49,6 +49,10 @@ OPEX_ALERT_INTAKE_MAX_BODY_BYTES  larger bodies are refused with 413            
 OPEX_ALERT_MAPPING_FILE    YAML rules from alert labels to Incidents (alerts/mapping)  (defaults)
 OPEX_ALERT_NAMESPACE       namespace of Incidents from alerts without a namespace       $POD_NAMESPACE
                            label                                                        or default
+OPEX_PROMETHEUS_URL        the Prometheus whose HTTP API evaluates bake conditions     (none)
+                           (``spec.remediation.verify.promql``), e.g.
+                           http://prometheus-operated.monitoring:9090
+OPEX_PROMETHEUS_TOKEN_FILE file holding a bearer token for it (re-read on each query)   (none)
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -168,6 +172,14 @@ class AlertIntakeSettings:
                    or "default")
 
 
+def _http_url(variable: str) -> str | None:
+    """An http(s) URL from the environment (None when unset). Raises ValueError naming the variable."""
+    value = os.environ.get(variable) or None
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{variable} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide settings. Raises ValueError from :meth:`from_env` on a malformed variable."""
@@ -197,6 +209,8 @@ class Settings:
     shard: str = ""
     default_shard: str = "default"
     alert_intake: AlertIntakeSettings | None = None
+    prometheus_url: str | None = None
+    prometheus_token_file: Path | None = None
 
     @property
     def namespace_globs(self) -> bool:
@@ -233,4 +247,7 @@ class Settings:
             shard=check_shard_name("OPEX_SHARD", os.environ.get("OPEX_SHARD", ""), empty_ok=True),
             default_shard=check_shard_name("OPEX_DEFAULT_SHARD", os.environ.get("OPEX_DEFAULT_SHARD") or "default"),
             alert_intake=AlertIntakeSettings.from_env(),
+            prometheus_url=_http_url("OPEX_PROMETHEUS_URL"),
+            prometheus_token_file=Path(os.environ["OPEX_PROMETHEUS_TOKEN_FILE"])
+            if os.environ.get("OPEX_PROMETHEUS_TOKEN_FILE") else None,
         )

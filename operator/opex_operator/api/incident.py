@@ -14,6 +14,7 @@ from pydantic import Field
 
 from .conditions import RECONCILING, STALLED
 from .gates import PlanGates
+from .guardrails import BakeVerification, StepVerification, verify_rules
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
                      Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
@@ -192,6 +193,10 @@ class Remediation(Model):
         "Plan gates of the incident's Terraform steps in Auto (an import, an apply): added to the operator "
         "policy's and to the DriftCheck's (spec.targets.driftCheckRef), never wider; a step whose plan fails "
         "one waits for approval."))
+    verify: BakeVerification | None = Field(default=None, description=(
+        "A bake window after each step that changed something reversible (Lambda code or configuration, an alias, "
+        "stage settings): a breach undoes the step once and pages; a security containment step is never undone "
+        "automatically, its breach only pages."))
 
 
 class EscalationLevel(Model):
@@ -271,6 +276,7 @@ class IncidentSpec(Model):
         {"rule": "!has(oldSelf.closed) || !oldSelf.closed || (has(self.closed) && self.closed)",
          "message": "a closed Incident cannot be reopened; create a new one"},
         *SECURITY_RULES,
+        *verify_rules(),
     ]}}
 
     type: IncidentType = Field(description="Which runbook: DeploymentFailure, PipelineFailure, "
@@ -378,6 +384,7 @@ class StepState(StrEnum):
     FAILED = "Failed"
     SKIPPED = "Skipped"
     DRY_RUN = "DryRun"
+    ROLLED_BACK = "RolledBack"   # its bake window breached and its undo ran (status.steps[].verification says why)
 
 
 class Step(Status):
@@ -391,7 +398,7 @@ class Step(Status):
                                     "spec.remediation.approvedSteps even in Auto mode (a SecurityIncident's "
                                     "recovery: rotating secrets and redeploying are a person's decision).")
     state: StepState = Field(default=StepState.PENDING, description="Pending, AwaitingApproval, Running, Succeeded, "
-                                                                    "Failed, Skipped or DryRun.")
+                                                                    "Failed, Skipped, DryRun or RolledBack.")
     attempts: int = Field(default=0, ge=0, description="How many times the step was started.")
     inputs: bounded(1024, "What the step does, in words (no secret values).") | None = None
     params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with (its "
@@ -403,6 +410,8 @@ class Step(Status):
     undo: bounded(1024, "How to reverse what the step changed (an AWS CLI command or an instruction); "
                         "absent when it changed nothing.") | None = None
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
+    verification: StepVerification | None = Field(default=None, description="The bake window after the step "
+                                                  "(spec.remediation.verify) and what it found.")
     runner: bounded(128, "The operator process (host/pid/start) with a call of this step in flight; found under "
                     "another one, that call was cut off (interrupted) and the step resumes from the real state.") | None = None
 
