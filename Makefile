@@ -61,8 +61,11 @@ test: lock-check tools
 	cd hack && ../$(BIN)/python cluster.py image
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The inner loop: unit tests only (seconds; no control plane, AWS or terraform).
+# The inner loop: the layers of DESIGN section 4 (.importlinter), the types ([tool.mypy] in
+# pyproject.toml), then the unit tests (seconds; no control plane, AWS or terraform).
 unit: lock-check $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
 # Figures, not tests: every benchmark on the local stack, written to docs/benchmarks.md (~16 minutes).
@@ -80,10 +83,11 @@ cluster: lock-check tools
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python hack/stack.py down; else echo "nothing was running"; fi
 
-# Regenerate crds/ (and the chart's copy) from the API models (tests fail when they differ).
+# Regenerate crds/ (and the chart's copy) from the API models, and the policy's part of the chart's
+# values schema from the policy model (tests fail when they differ).
 crds: $(STAMP)
 	$(BIN)/opex crds crds
-	$(BIN)/opex crds charts/opex-operator/crds
+	$(BIN)/opex crds charts/opex-operator/crds --policy-schema charts/opex-operator/values.schema.json
 
 # Regenerate the Grafana dashboard JSON from hack/grafana_dashboard.py (a test fails when it is stale).
 dashboard: $(STAMP)

@@ -6,6 +6,7 @@ writes them beside their targets into docs/benchmarks.md.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import statistics
@@ -29,6 +30,9 @@ NAMESPACE = "bench"
 UNLIMITED = ",".join(f"{s}=100000" for s in ("logs", "logs:FilterLogEvents", "logs:GetLogEvents", "cloudtrail",
                                               "cloudtrail:LookupEvents", "lambda", "lambda:GetFunction",
                                               "codepipeline", "codebuild", "sns", "sts", "s3"))
+# The operator's default (the tests' helper turns sharing off): an alert storm's identical reads are
+# made once. Every benchmark's estates have names of their own, so nothing carries over between them.
+SHARED_READ_SECONDS = "10"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,7 +62,8 @@ class Stack:
         workdir = self.work / f"operator-{int(time.monotonic() * 1000)}"
         workdir.mkdir()
         self.operator = OperatorProcess(self.cp.kubeconfig, self.url, self.terraform, workdir, NAMESPACE,
-                                        {"OPEX_AWS_RATES": UNLIMITED, **env})
+                                        {"OPEX_AWS_RATES": UNLIMITED, "OPEX_SHARED_READ_SECONDS": SHARED_READ_SECONDS,
+                                         **env})
         self.operator.start()
         return self.operator
 
@@ -97,12 +102,17 @@ def api(stack: Stack):
 
 class Watch:
     """Timestamps (time.monotonic) when each object of ``plural`` first satisfies ``done(obj)``, as a
-    client watching the API server sees it."""
+    client watching the API server sees it (``seen``); and, per name of ``marks`` (more predicates),
+    when it first satisfies that one (``marked[mark]``). One watch for all: each watching client
+    costs the API server and this process CPU."""
 
-    def __init__(self, stack: Stack, plural: str, done: Callable[[dict], bool]):
+    def __init__(self, stack: Stack, plural: str, done: Callable[[dict], bool], **marks: Callable[[dict], bool]):
         import kubernetes
 
         self.seen: dict[str, float] = {}
+        self.marked: dict[str, dict[str, float]] = {mark: {} for mark in marks}
+        self.last: dict[str, dict] = {}  # each object as last seen
+        self._marks = marks
         self._done, self._plural, self._api = done, plural, api(stack)
         self._stop = threading.Event()
         self._kubernetes = kubernetes
@@ -122,15 +132,22 @@ class Watch:
                 obj = event["object"]
                 rv = obj["metadata"]["resourceVersion"]
                 name = obj["metadata"]["name"]
+                now = time.monotonic()
+                self.last[name] = obj
                 if name not in self.seen and self._done(obj):
-                    self.seen[name] = time.monotonic()
+                    self.seen[name] = now
+                for mark, done in self._marks.items():
+                    if name not in self.marked[mark] and done(obj):
+                        self.marked[mark][name] = now
                 if self._stop.is_set():
                     return
 
-    def wait(self, names: set[str], timeout: float) -> bool:
+    def wait(self, names: set[str], timeout: float, mark: str | None = None) -> bool:
+        """Whether every one of ``names`` satisfied ``done`` (or the predicate ``mark``) within ``timeout`` s."""
+        seen = self.seen if mark is None else self.marked[mark]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if names <= self.seen.keys():
+            if names <= seen.keys():
                 return True
             time.sleep(0.01)
         return False
@@ -187,3 +204,72 @@ def aws_calls_by_operation(op: OperatorProcess) -> dict[tuple[str, str], float]:
                     key = (s.labels["service"], s.labels["operation"])
                     out[key] = out.get(key, 0) + s.value
     return out
+
+
+WRITES = ("POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION")
+
+
+def apiserver_requests(stack: Stack) -> dict[tuple[str, str], float]:
+    """Requests kube-apiserver has served so far, by (verb, resource[/subresource]), from its own
+    ``apiserver_request_total`` on /metrics (every client's: subtract the benchmark's own)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text = stack.cp.get("/metrics")
+    if status != 200:
+        raise RuntimeError(f"kube-apiserver /metrics: HTTP {status}")
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "apiserver_request":
+            for s in family.samples:
+                if s.name == "apiserver_request_total":
+                    resource = s.labels.get("resource", "") + (f"/{s.labels['subresource']}"
+                                                               if s.labels.get("subresource") else "")
+                    key = (s.labels.get("verb", ""), resource)
+                    out[key] = out.get(key, 0) + s.value
+    return out
+
+
+def control_plane_pids(stack: Stack) -> dict[str, int]:
+    """The pids of etcd and kube-apiserver (the control plane records them)."""
+    return json.loads((stack.cp.state_dir / "controlplane.json").read_text())["pids"]
+
+
+@dataclass
+class Usage:
+    """What the stack has used so far: CPU seconds per process, API requests, the operator's AWS calls."""
+
+    cpu: dict[str, float]
+    requests: dict[tuple[str, str], float]
+    aws_calls: float
+    at: float
+
+
+def usage(stack: Stack) -> Usage:
+    """A snapshot of :class:`Usage`: CPU of the operator, kube-apiserver, etcd and this process (which
+    hosts moto's server and the benchmark's clients)."""
+    pids = {"operator": stack.operator.proc.pid, **control_plane_pids(stack), "moto and the benchmark": os.getpid()}
+    return Usage(cpu={name: process_cpu_seconds(pid) for name, pid in pids.items()},
+                 requests=apiserver_requests(stack), aws_calls=aws_calls(stack.operator), at=time.monotonic())
+
+
+def cost(before: Usage, after: Usage, incidents: int, own: dict[tuple[str, str], float] | None = None) -> dict:
+    """Per Incident between two snapshots: CPU milliseconds per process, API requests by verb and
+    resource (``own``: the benchmark's own requests, subtracted), writes in all, AWS calls.
+
+    Requests a watching client makes (LIST/WATCH) and the API server's own (leases) are left out:
+    only requests on the opex kinds and on Events count.
+    """
+    own = own or {}
+    requests: dict[str, float] = {}
+    for key, n in after.requests.items():
+        verb, resource = key
+        if resource.split("/")[0] not in ("incidents", "driftchecks", "rollbacks", "events", "configmaps"):
+            continue
+        delta = n - before.requests.get(key, 0) - own.get(key, 0)
+        if delta > 0 and verb not in ("WATCH", "LIST"):
+            requests[f"{verb} {resource}"] = delta / incidents
+    writes = sum(v for k, v in requests.items() if k.split()[0] in WRITES)
+    return {"incidents": incidents, "seconds": after.at - before.at,
+            "cpu_ms": {name: 1000 * (after.cpu[name] - before.cpu[name]) / incidents for name in after.cpu},
+            "api_requests": dict(sorted(requests.items())), "api_writes": writes,
+            "aws_calls": (after.aws_calls - before.aws_calls) / incidents}

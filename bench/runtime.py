@@ -2,9 +2,10 @@
 
 * latency:  one Incident at a time, created → Assessed as a watching client sees it, against the
             floor: the same AWS reads made directly (AwsReader, all in parallel) plus one status
-            patch, measured side by side in the same run;
+            patch, from a process of its own (bench/floor.py), once the Incident rests;
 * burst:    1,000 Incidents created at once (20 per estate, as an alert storm is), time until all
             are assessed, and the latency of a critical production Incident created right after;
+            what each Incident cost (CPU, API requests by verb, AWS calls) until all rest;
 * scale:    1,000 and 5,000 objects of the three kinds at rest: RSS, idle CPU, AWS calls per
             second, ``/metrics`` time; then a restart: time to healthy, to every object reconciled,
             CPU and AWS calls in the first minute;
@@ -12,14 +13,18 @@
             (SIGKILL: it releases nothing) and an Incident created at that moment: time until the
             standby holds the Lease and until that Incident is assessed.
 
-Usage: ``.venv/bin/python bench/runtime.py [--quick]``; ``bench/run.py`` runs it for ``make bench``.
+Usage: ``.venv/bin/python bench/runtime.py [--quick] [--only burst,latency] [--count 600]
+[--profile FILE]``; ``bench/run.py`` runs every part for ``make bench``.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -27,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (NAMESPACE, UNLIMITED, OperatorProcess, Stack, Watch, api, assessed, aws_calls,
-                    aws_calls_by_operation, incident, process_cpu_seconds, process_rss_bytes, start_stack, summary)
+                    aws_calls_by_operation, cost, incident, process_cpu_seconds, process_rss_bytes, start_stack, summary,
+                    usage)
 
 import estate  # noqa: E402  (hack/, on the path through common)
 from helpers import wait_for  # noqa: E402  (tests/, on the path through common)
@@ -48,48 +54,47 @@ def own_trail(body: dict, prefix: str) -> dict:
     return body
 
 
-def floor(prefix: str, patch, reader) -> float:
-    """The same reads an assessment makes, directly and all at once, then one status patch (seconds)."""
-    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        builds = pool.submit(reader.builds, f"{prefix}-deploy", [])
-        jobs = [pool.submit(reader.pipeline, f"{prefix}-pipeline", None),
-                pool.submit(reader.lambda_function, f"{prefix}-api", since),
-                pool.submit(reader.trail_errors_from_logs, f"CloudTrail/{prefix}", since)]
-        build = builds.result()[0]
-        jobs.append(pool.submit(reader.stream_lines, build.log_group, build.log_stream))
-        for job in jobs:
-            job.result()
-    patch()
-    return time.monotonic() - t0
+# Where an Incident rests until a person acts (or it is over): creation → here is one lifecycle.
+RESTING = {"AwaitingApproval", "ManualActionRequired", "Resolved", "Failed", "Closed"}
+
+
+def resting(obj: dict) -> bool:
+    return (obj.get("status") or {}).get("phase") in RESTING
+
+
+class Floor:
+    """``bench/floor.py`` as a process of its own (the operator is one; moto's server is in this one):
+    the reads an assessment makes, directly and all at once, then one status patch."""
+
+    def __init__(self, stack: Stack, namespace: str, name: str):
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor.py")),
+                                      str(stack.cp.kubeconfig), namespace, name],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "OPEX_AWS_RATES": UNLIMITED})
+
+    def __call__(self, prefix: str) -> float:
+        """Seconds the floor took on the estate ``prefix``."""
+        self.proc.stdin.write(prefix + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if not answer or answer.startswith("error"):
+            raise RuntimeError(f"the floor failed: {answer or 'no answer'}")
+        return float(answer)
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
 
 def latency(stack: Stack, rounds: int) -> dict:
     prefixes = [f"lat{i}" for i in range(rounds + 2)]
     seed(prefixes)
     client = api(stack)
-    from opex_operator.kube import Kube, ObjectRef
-    import kubernetes
-
-    config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(stack.cp.kubeconfig), client_configuration=config)
-    kube = Kube(kubernetes.client.ApiClient(config))
     stack.kubectl("create", "namespace", "floor")
     client.create_namespaced_custom_object("opex.dev", "v1alpha1", "floor", "incidents",
                                            {**incident("floor", "lat0"), "metadata": {"name": "floor"}})
-    ref = ObjectRef("incidents", "floor", "floor")
-
-    def patch():
-        kube.patch_status(ref, {"phase": "Diagnosing", "assessedAt": dt.datetime.now(dt.timezone.utc).isoformat()})
-
-    from opex_operator.aws.budget import Budget, parse_rates
-    from opex_operator.aws.clients import AwsClients
-    from opex_operator.aws.reader import AwsReader
-
-    # warm clients and the same raised budget as the operator's
-    reader = AwsReader(AwsClients("us-east-1", budget=Budget(rates=parse_rates(UNLIMITED))), None, None)
-    watch = Watch(stack, "incidents", assessed)
+    floor = Floor(stack, "floor", "floor")  # the same raised budget as the operator's; warmed by the first rounds
+    watch = Watch(stack, "incidents", assessed, resting=resting)
     ours, floors = [], []
     calls_before = aws_calls_by_operation(stack.operator)
     try:
@@ -101,13 +106,17 @@ def latency(stack: Stack, rounds: int) -> dict:
             if not watch.wait({name}, 60):
                 raise RuntimeError(f"{name} was not assessed within 60 s")
             took = watch.seen[name] - t0
-            floor_took = floor(prefix, patch, reader)
+            # The floor on a machine as quiet as the assessment had: not while the operator goes on
+            # with this Incident (classification, escalation, approval: writes and Events).
+            watch.wait({name}, 60, "resting")
+            floor_took = floor(prefix)
             if i >= 2:  # the first rounds warm clients and caches
                 ours.append(took)
                 floors.append(floor_took)
             time.sleep(0.2)
     finally:
         watch.stop()
+        floor.stop()
     calls = {f"{svc}:{op}": (n - calls_before.get((svc, op), 0)) / len(prefixes)
              for (svc, op), n in aws_calls_by_operation(stack.operator).items()
              if svc != "sns" and n > calls_before.get((svc, op), 0)}
@@ -126,18 +135,23 @@ def default_budget(calls: dict[str, float], incidents: int) -> dict:
     return {"incidents": incidents, "seconds": seconds[slowest], "limited_by": slowest}
 
 
-def burst(stack: Stack, count: int, estates: int) -> dict:
+def burst(stack: Stack, count: int, estates: int, profile: Path | None = None) -> dict:
+    """``count`` Incidents at once on ``estates`` estates, then a critical production one: when each
+    is assessed, and what the burst cost per Incident (operator and control-plane CPU, API requests
+    by verb, AWS calls) until all were assessed and until all rested (waiting for approval)."""
     prefixes = [f"burst{i}" for i in range(estates)]
     seed(prefixes + ["crit"])
     client = api(stack)
     names = {f"burst-{i}" for i in range(count)}
-    watch = Watch(stack, "incidents", assessed)
+    watch = Watch(stack, "incidents", assessed, resting=resting)
+    spy = profiler(stack, profile) if profile else None
     try:
         def create(i: int) -> None:
             body = incident(f"burst-{i}", prefixes[i % estates], severity=["low", "medium", "high"][i % 3],
                             environment="development")
             client.create_namespaced_custom_object("opex.dev", "v1alpha1", NAMESPACE, "incidents", body)
 
+        before = usage(stack)
         t0 = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(create, range(count)))
@@ -149,13 +163,38 @@ def burst(stack: Stack, count: int, estates: int) -> dict:
         critical = watch.seen.get("critical", float("nan")) - critical_t0
         watch.wait(names, 600)
         done = max(watch.seen.get(n, float("nan")) for n in names) - t0
+        at_assessed = usage(stack)
+        watch.wait(names | {"critical"}, 600, "resting")
+        at_rest = usage(stack)
         backlog_at_critical = count - sum(1 for n in names if watch.seen.get(n, float("inf")) <= watch.seen.get(
             "critical", 0))
+        phases: dict[str, int] = {}
+        for obj in watch.last.values():
+            phase = (obj.get("status") or {}).get("phase") or "-"
+            phases[phase] = phases.get(phase, 0) + 1
     finally:
         watch.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+    own = {("POST", "incidents"): count + 1}  # the benchmark's own creates
     return {"count": count, "estates": estates, "create_seconds": created - t0, "all_assessed_seconds": done,
             "per_second": count / done, "critical_seconds": critical, "backlog_when_critical_assessed":
-            backlog_at_critical}
+            backlog_at_critical, "phases": phases,
+            "cost_to_assessed": cost(before, at_assessed, count + 1, own),
+            "cost_to_rest": cost(before, at_rest, count + 1, own)}
+
+
+def profiler(stack: Stack, out: Path) -> subprocess.Popen:
+    """py-spy (a bench-only tool) sampling the operator without stopping it, into ``out`` (speedscope
+    JSON when it ends in .json, else a flame graph SVG), until SIGINT. Only samples of the thread
+    holding the interpreter lock count: the CPU the operator's Python spends, not its waits."""
+    fmt = "speedscope" if out.suffix == ".json" else "flamegraph"
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "--gil", "--rate", "200",
+                            "--format", fmt, "--output", str(out), "--pid", str(stack.operator.proc.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return spy
 
 
 def population(stack: Stack, total: int, prefixes: list[str]) -> None:
@@ -313,20 +352,29 @@ def clear(stack: Stack) -> None:
         client.delete_collection_namespaced_custom_object("opex.dev", "v1alpha1", NAMESPACE, plural)
 
 
-def main(quick: bool = False) -> dict:
+PARTS = ("latency", "burst", "takeover", "scale")
+
+
+def main(quick: bool = False, only: tuple[str, ...] = PARTS, count: int | None = None,
+         profile: Path | None = None) -> dict:
+    """The figures of ``only`` (all by default); ``count``: Incidents in the burst (1,000; 200 quick);
+    ``profile``: where py-spy writes its record of the operator during the burst."""
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     stack = start_stack(work)
     results: dict = {}
     try:
         stack.start_operator()
-        results["latency"] = latency(stack, 10 if quick else 30)
-        print("latency", json.dumps(results["latency"], indent=1), flush=True)
-        results["burst"] = burst(stack, 200 if quick else 1000, 50)
-        print("burst", json.dumps(results["burst"], indent=1), flush=True)
-        results["takeover"] = takeover(stack, 2 if quick else 5)
-        print("takeover", json.dumps(results["takeover"], indent=1), flush=True)
+        if "latency" in only:
+            results["latency"] = latency(stack, 10 if quick else 30)
+            print("latency", json.dumps(results["latency"], indent=1), flush=True)
+        if "burst" in only:
+            results["burst"] = burst(stack, count or (200 if quick else 1000), 50, profile)
+            print("burst", json.dumps(results["burst"], indent=1), flush=True)
+        if "takeover" in only:
+            results["takeover"] = takeover(stack, 2 if quick else 5)
+            print("takeover", json.dumps(results["takeover"], indent=1), flush=True)
         estates = [f"burst{i}" for i in range(50)]
-        for total in ((300,) if quick else (1000, 5000)):
+        for total in ((300,) if quick else (1000, 5000)) if "scale" in only else ():
             clear(stack)
             stack.start_operator()  # a fresh process: its memory is what these objects cost
             population(stack, total, estates)
@@ -344,4 +392,9 @@ def main(quick: bool = False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and objects (a smoke run)")
-    print(json.dumps(main(parser.parse_args().quick), indent=2))
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
+    parser.add_argument("--count", type=int, help="Incidents in the burst")
+    parser.add_argument("--profile", type=Path, help="record the operator during the burst with py-spy into this "
+                                                     "file (.json: speedscope; else SVG); slows the operator a little")
+    args = parser.parse_args()
+    print(json.dumps(main(args.quick, tuple(args.only.split(",")), args.count, args.profile), indent=2))

@@ -33,7 +33,10 @@ from werkzeug.serving import make_server
 
 CODE_PATH = "/_opex_ext/lambda-code/"
 _lock = threading.Lock()
-_base_url = ""
+# The URL the request being served was sent to (scheme and Host): a package's Code.Location names
+# the server the client reached, however many servers this process runs and whichever address the
+# client used (a pod reaches the node's address, a test 127.0.0.1). Each request has its own thread.
+_request = threading.local()
 # (account, region, pipeline) -> {"executionId": str, "stages": [{"stageName", "status", "actions": [...]}]}
 _pipeline_states: dict[tuple[str, str, str], dict[str, Any]] = {}
 _final_builds: set[str] = set()
@@ -48,9 +51,6 @@ class Server(ThreadedMotoServer):
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(self._ip_address, self._port, _with_code_route(app), True,
                                    request_handler=MotoRequestHandler)
-        global _base_url
-        host, port = self._server.server_address[:2]
-        _base_url = f"http://{host}:{port}"
         self._server_ready_event.set()
         self._server.serve_forever()
 
@@ -59,6 +59,7 @@ def _with_code_route(app):
     def wsgi(environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(CODE_PATH):
+            _request.base_url = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
             return app(environ, start_response)
         try:
             account, region, name, version = path[len(CODE_PATH):].split("/")
@@ -81,8 +82,9 @@ _original_update_code = LambdaFunction.update_function_code
 
 def _get_code(self: LambdaFunction) -> dict[str, Any]:
     resp = _original_get_code(self)
-    if "Code" in resp and resp["Code"].get("RepositoryType") == "S3" and _base_url:
-        resp["Code"]["Location"] = (f"{_base_url}{CODE_PATH}{self.account_id}/{self.region}/"
+    base_url = getattr(_request, "base_url", "")
+    if "Code" in resp and resp["Code"].get("RepositoryType") == "S3" and base_url:
+        resp["Code"]["Location"] = (f"{base_url}{CODE_PATH}{self.account_id}/{self.region}/"
                                     f"{self.function_name}/{self.version}")
     return resp
 

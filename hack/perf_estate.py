@@ -19,7 +19,7 @@ import boto3
 import estate
 import moto_perf
 import pglocal
-from opex_operator.runbooks.perf_plan import first_period
+from opex_operator.steps.lambda_configuration import first_period
 
 ACCOUNT, REGION = estate.ACCOUNT, estate.REGION
 

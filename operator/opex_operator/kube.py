@@ -20,49 +20,16 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from . import GROUP, VERSION
+from .ports.objects import MAX_CONFIG_MAP_BYTES, MAX_LABEL_VALUE, MAX_NAME, ObjectRef, child_name, label_value  # noqa: F401
 from .errors import KubeError
 
-MAX_NAME = 253          # DNS-1123 subdomain: names of ConfigMaps and custom resources
-MAX_LABEL_VALUE = 63    # label values
 # The API server refuses a ConfigMap whose data and binaryData values (binaryData decoded) add up to
 # more than this (core.MaxSecretSize): 422 "Too long".
-MAX_CONFIG_MAP_BYTES = 1024 * 1024
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """Identity of a custom resource: ``plural`` as in the URL, e.g. ``incidents``."""
-
-    plural: str
-    namespace: str
-    name: str
-    uid: str = ""
-    kind: str = ""
-
-    def owner_reference(self, controller: bool = True) -> dict[str, Any]:
-        """An ownerReference to this object, for objects it owns (reports, child Rollbacks)."""
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": self.kind, "name": self.name, "uid": self.uid,
-                "controller": controller, "blockOwnerDeletion": True}
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``, as logs and work queues name an object."""
-        return f"{self.namespace}/{self.name}"
-
-
-def child_name(parent: str, suffix: str) -> str:
-    """A deterministic object name ``<parent>-<suffix>`` within 253 characters (a restart finds the
-    same child again); a long one keeps its start and ends in a hash of the whole."""
-    name = f"{parent}-{suffix}"
-    if len(name) <= MAX_NAME:
-        return name
-    return f"{name[:MAX_NAME - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def label_value(value: str) -> str:
-    """``value`` as a label value (at most 63 characters, ending in an alphanumeric)."""
-    return value[:MAX_LABEL_VALUE].rstrip("-_.")
+# Connections kept to the API server: as many as threads may call at once (OPEX_MAX_WORKERS, 32 by
+# default); the client keeps 5 per core, and each call past them opens a TLS connection (a
+# handshake on both sides) and throws it away after.
+POOL_CONNECTIONS = 32
 
 
 def load_client_config() -> None:
@@ -98,7 +65,11 @@ class Kube:
     """Blocking helpers over the ``kubernetes`` client (one ApiClient, thread-safe for requests)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None):
-        self.api_client = api_client or kubernetes.client.ApiClient()
+        if api_client is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            config.connection_pool_maxsize = max(config.connection_pool_maxsize, POOL_CONNECTIONS)
+            api_client = kubernetes.client.ApiClient(config)
+        self.api_client = api_client
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.coordination = kubernetes.client.CoordinationV1Api(self.api_client)
@@ -124,9 +95,10 @@ class Kube:
                                                    {"metadata": {"annotations": annotations}})
 
     @_translated
-    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str) -> None:
-        """Post a core/v1 Event on ``ref`` from ``component`` (for writers outside a reconcile pass,
-        which posts its Events through Kopf). Raises KubeError."""
+    def post_event(self, ref: ObjectRef, type_: str, reason: str, message: str, component: str,
+                   instance: str = "") -> None:
+        """Post a core/v1 Event on ``ref`` from ``component``, ``instance`` naming the replica (and
+        shard) that posts it (``reportingInstance``, ``source.host``). Raises KubeError."""
         stamp = datetime.datetime.now(datetime.timezone.utc)
         self.core.create_namespaced_event(ref.namespace, {
             "apiVersion": "v1", "kind": "Event",
@@ -135,7 +107,8 @@ class Kube:
                                "namespace": ref.namespace, "uid": ref.uid},
             "type": type_, "reason": reason, "message": message[:1024], "count": 1,
             "firstTimestamp": stamp.isoformat(), "lastTimestamp": stamp.isoformat(),
-            "source": {"component": component}, "reportingComponent": component})
+            "source": {"component": component, **({"host": instance} if instance else {})},
+            "reportingComponent": component, "reportingInstance": instance})
 
     @_translated
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

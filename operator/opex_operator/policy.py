@@ -67,12 +67,20 @@ from .api.common import Model
 from .api.gates import PlanGates
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
-from .aws.clients import AssumeRole
 from .environments import same as same_environment
 from .guardrails.breaker import ChangeLimit
 from .guardrails.gates import Layer
 from .notify.escalation import PRODUCTION
 from .terraform.backend import Backend
+
+
+@dataclass(frozen=True)
+class AssumeRole:
+    """A role from the operator's policy: ``role_arn`` and optional ``external_id``."""
+
+    role_arn: str
+    external_id: str | None = None
+    session_name: str = "opex-operator"
 
 
 MAX_CHANGES_PER_HOUR = 1000

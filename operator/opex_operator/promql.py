@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import PrometheusError
-from .guardrails.bake import QueryResult, Sample
+from .ports.verification import QueryResult, Sample
 
 TIMEOUT = 10.0
 
@@ -40,7 +40,7 @@ def parse_answer(body: bytes | str, status: int = 200) -> QueryResult:
     if kind == "vector":
         return QueryResult("vector", tuple(Sample(tuple(sorted((item.get("metric") or {}).items())),
                                                   float(item["value"][1])) for item in result or []))
-    if kind == "scalar":
+    if kind == "scalar" and isinstance(result, list):
         return QueryResult("scalar", (Sample((), float(result[1])),))
     return QueryResult(str(kind), ())
 

@@ -37,11 +37,12 @@ def run(verbose: bool = False) -> None:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("leaderelection").setLevel(logging.WARNING)  # one line per renewal otherwise
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .wiring import build_controllers
 
     kopf.run(
         standalone=True,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules),
+        memo=kopf.Memo(settings=settings, policy=policy, alert_rules=alert_rules, build_controllers=build_controllers),
     )

@@ -120,6 +120,16 @@ class WorkQueue:
         """An add came for ``key`` while a worker held it (the object changed meanwhile)."""
         return key in self._dirty
 
+    def waiting_before(self, priority: int) -> bool:
+        """A key more urgent than ``priority`` is ready: a worker chaining passes of one object
+        lets it go first (a critical production Incident never waits for a chain of low ones)."""
+        while self._ready:
+            top = self._ready[0]
+            if self._queued.get(top[3]) == top[:3]:
+                return top[0] < priority
+            heapq.heappop(self._ready)  # superseded or removed: drop it here rather than in get()
+        return False
+
     def failures(self, key: Key) -> int:
         return self._failures.get(key, 0)
 

@@ -16,7 +16,7 @@ from opex_operator.aws.pipeline import PipelineActions
 from opex_operator.aws.reader import AwsReader
 from opex_operator.errors import AwsError
 from opex_operator.notify.senders import SnsSender, post_webhook
-from opex_operator.runbooks.facts import ReadProblem
+from opex_operator.ports.facts import ReadProblem
 
 NOW = dt.datetime.now(dt.timezone.utc)
 

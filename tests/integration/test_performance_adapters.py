@@ -13,8 +13,9 @@ from opex_operator.aws.clients import AwsClients
 from opex_operator.aws.cloudwatch import CloudWatchMetrics
 from opex_operator.aws.perf_actions import PerformanceActions
 from opex_operator.aws.perf_reader import PerformanceReader
-from opex_operator.runbooks import perf_plan, performance as perf
-from opex_operator.runbooks.steps import PerformanceInsightsParams, StageSettingsParams
+from opex_operator.playbooks.performance import metrics as perf
+from opex_operator.steps import lambda_configuration as perf_plan
+from opex_operator.ports.performance import PerformanceInsightsParams, StageSettingsParams
 
 FN = "checkout-api"
 

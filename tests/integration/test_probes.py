@@ -18,8 +18,8 @@ from opex_operator.aws.perf_reader import PerformanceReader
 from opex_operator.probes import secrets
 from opex_operator.probes.database import probe_database
 from opex_operator.probes.http import probe_http
-from opex_operator.runbooks.perf_facts import Credentials, ProbeFailure
-from opex_operator.runbooks.probes import database_cause
+from opex_operator.ports.performance import Credentials, ProbeFailure
+from opex_operator.playbooks.probes import database_cause
 from opex_operator.api.incident import RootCauseCategory as Cat
 
 

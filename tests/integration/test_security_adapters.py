@@ -26,8 +26,8 @@ from opex_operator.aws.secrets import (RotateSecretParams, RotationInProgress, R
                                        SecretsActions)
 from opex_operator.aws.waf import BlockAddressesParams, WafActions
 from opex_operator.errors import AwsError
-from opex_operator.runbooks.facts import ReadProblem
-from opex_operator.runbooks.security import (SecurityFacts, access_log_pattern, follow_ups, investigate,
+from opex_operator.ports.facts import ReadProblem
+from opex_operator.playbooks.security.investigation import (SecurityFacts, access_log_pattern, follow_ups, investigate,
                                              lookup_attributes, trail_terms, window_start)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-security.yaml"

@@ -5,7 +5,7 @@ import dataclasses
 import datetime as dt
 
 from opex_operator.api.incident import IncidentSpec
-from opex_operator.runbooks.facts import (ActionState, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
+from opex_operator.ports.facts import (ActionState, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
                                           Observations, PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts,
                                           TrailEvent)
 
@@ -120,7 +120,7 @@ def assessed(pipeline=None, builds=(), log=(), lambdas=(), rds=None, **spec_over
     """The Incident's assessment of these facts (raw logs made plain, the failed command's lock parsed)."""
     import asyncio
 
-    from opex_operator.controllers.incident_assess import assess
+    from opex_operator.playbooks.assessment import assess
 
     targets = {}
     if pipeline is not None:

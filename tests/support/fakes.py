@@ -22,11 +22,11 @@ from opex_operator.controllers.base import Observed
 from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError, KubeError
 from opex_operator.kube import MAX_CONFIG_MAP_BYTES, ObjectRef
-from opex_operator.runbooks.cloudtrail import TrailRead
-from opex_operator.runbooks.facts import FunctionState, LambdaVersion, ObjectInfo
-from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
+from opex_operator.ports.cloudtrail import TrailRead
+from opex_operator.ports.facts import FunctionState, LambdaVersion, ObjectInfo
+from opex_operator.ports.performance import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
-from opex_operator.runbooks.security import IngressRule, SecurityGroupRules
+from opex_operator.playbooks.security.investigation import IngressRule, SecurityGroupRules
 from opex_operator.policy import Policy
 from opex_operator.terraform.backend import Backend
 from opex_operator.terraform.runner import Result, TerraformError
@@ -881,7 +881,7 @@ class FakeIncidentStore:
         obj["metadata"].setdefault("annotations", {}).update(annotations)
         self._bump(obj)
 
-    def post_event(self, ref, type_, reason, message, component):
+    def post_event(self, ref, type_, reason, message, component, instance=""):
         self.events.append((ref.name, type_, reason, message))
 
     def alert(self, namespace: str, name: str) -> dict[str, Any]:

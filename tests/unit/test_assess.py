@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 
 from support.builders import NOW, build, erroring_lambda, failed_pipeline, lines, spec
 from opex_operator.aws.errors import translate
-from opex_operator.controllers.incident_assess import assess
+from opex_operator.playbooks.assessment import assess
 from test_lock_parse import BOXED
 
 
@@ -114,7 +114,7 @@ def test_cloudwatch_any_term_patterns_keep_quoted_phrases():
 
 
 def test_identical_reads_of_a_storm_are_made_once_and_each_incident_gets_its_own_copy():
-    from opex_operator.controllers.incident_assess import SharedReads
+    from opex_operator.playbooks.assessment import SharedReads
 
     clock = [100.0]
     shared = SharedReads(clock=lambda: clock[0])
@@ -134,7 +134,7 @@ def test_a_shared_failure_reaches_every_caller_and_concurrent_reads_wait_for_the
     import threading
     import time as _time
 
-    from opex_operator.controllers.incident_assess import SharedReads
+    from opex_operator.playbooks.assessment import SharedReads
     from opex_operator.errors import AwsError
 
     class Slow(FakeReader):

@@ -1,4 +1,4 @@
-"""Following what compromised credentials did (``runbooks.blast_radius``): sessions, credentials and
+"""Following what compromised credentials did (``playbooks.security.blast_radius``): sessions, credentials and
 principals made, rules opened, and the lookups that find more.
 
 Records are built in the shapes AWS documents them: the IAM User Guide's "Logging IAM and AWS STS
@@ -13,8 +13,8 @@ import datetime as dt
 import json
 import uuid
 
-from opex_operator.runbooks.blast_radius import follow, ingress_rules
-from opex_operator.runbooks.cloudtrail import read_records
+from opex_operator.playbooks.security.blast_radius import follow, ingress_rules
+from opex_operator.ports.cloudtrail import read_records
 from support.trail_samples import ASSUME_ROLE
 
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)

@@ -273,6 +273,9 @@ class OperatorScript:
     def patch(self, plural, namespace, name, body):
         self.token = body["metadata"]["annotations"]["opex.dev/run-requested"]
 
+    def wait_for_change(self, plural, namespace, name, resource_version, timeout):
+        """The operator's next write: the next state."""
+
     def get(self, plural, namespace, name):
         state = self.states[min(self.reads, len(self.states) - 1)](self.token)
         self.reads += 1
@@ -285,8 +288,7 @@ def result(outcome, trigger, **extra):
             **extra}
 
 
-def test_run_driftcheck_reports_the_run_that_answers_the_request_not_the_lock_held_before_it(monkeypatch):
-    monkeypatch.setattr("opex_operator.cli.time.sleep", lambda s: None)
+def test_run_driftcheck_reports_the_run_that_answers_the_request_not_the_lock_held_before_it():
     asked = "on demand (opex.dev/run-requested={})".format
     lock_held = result("LockHeld", "", message="state lock 0c3f is held by ci@runner-7")
     cluster = OperatorScript(
@@ -304,8 +306,7 @@ def test_run_driftcheck_reports_the_run_that_answers_the_request_not_the_lock_he
     assert "LockHeld" not in out.output and cluster.reads == 4
 
 
-def test_run_driftcheck_stops_at_once_when_the_driftcheck_cannot_run(monkeypatch):
-    monkeypatch.setattr("opex_operator.cli.time.sleep", lambda s: None)
+def test_run_driftcheck_stops_at_once_when_the_driftcheck_cannot_run():
     stalled = {"type": "Stalled", "status": "True", "reason": "InvalidSpec", "observedGeneration": 1,
                "message": "spec.lock.orphanedAfter: Value error, must be at least 60s",
                "lastTransitionTime": "2026-11-29T09:00:00Z"}

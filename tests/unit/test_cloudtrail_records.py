@@ -1,4 +1,4 @@
-"""CloudTrail records read by what they mean (``runbooks.cloudtrail``), one kind at a time.
+"""CloudTrail records read by what they mean (``ports.cloudtrail``), one kind at a time.
 
 The records are the samples of AWS's documentation, cited per test: the CloudTrail User Guide
 ("AWS Management Console sign-in events", "CloudTrail userIdentity element", "CloudTrail record
@@ -15,7 +15,7 @@ import json
 import pytest
 
 from opex_operator.errors import AwsError, is_denied
-from opex_operator.runbooks.cloudtrail import AddressKind, TrailEvent, read_records, source_address
+from opex_operator.ports.cloudtrail import AddressKind, TrailEvent, read_records, source_address
 from support.trail_samples import (ASSUME_ROLE, HIDDEN_USER, KMS_ROTATION, SESSION_CALL, SIGN_IN_FAILURE,
                                    SIGN_IN_SUCCESS, UPDATE_TRAIL_ERROR)
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from opex_operator.api import KINDS, INCIDENT
-from opex_operator.api.crdgen import crd, render
+from opex_operator.api.crdgen import crd, render, values_schema
 from opex_operator.api.incident import IncidentSpec, RemediationMode
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
@@ -17,6 +17,23 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 def test_committed_crd_equals_generated(kind):
     committed = (CRDS / f"opex.dev_{kind.plural}.yaml").read_text()
     assert committed == render(kind), "crds/ is stale: run `make crds` and commit the result"
+
+
+def test_the_charts_policy_schema_is_the_policy_models():
+    import json
+
+    from opex_operator.policy import Policy
+
+    chart = json.loads((CRDS.parent / "charts" / "opex-operator" / "values.schema.json").read_text())
+    committed = {k: v for k, v in chart["properties"]["policy"].items() if k != "description"}
+    assert committed == values_schema(Policy), "values.schema.json is stale: run `make crds` and commit the result"
+
+
+def test_a_misspelt_policy_key_is_refused_by_the_values_schema():
+    from opex_operator.policy import Policy
+
+    rule = values_schema(Policy)["properties"]["rules"]["items"]
+    assert rule["additionalProperties"] is False and "terraform" in rule["properties"]
 
 
 def _walk(node, path="openAPIV3Schema"):

@@ -18,10 +18,10 @@ from support.builders import (CODE_ERROR, IMPORT_ERROR, NOW, SHA1, SHA2, assesse
                               erroring_lambda,
                        failed_pipeline, healthy_lambda, lambda_errors, lines, observations, rds, report)
 from opex_operator.api.incident import RootCauseCategory as Cat
-from opex_operator.runbooks.diagnose import (MAX_EVIDENCE, classify, error_lines, failure_context, findings,
+from opex_operator.playbooks.diagnose import (MAX_EVIDENCE, classify, error_lines, failure_context, findings,
                                              release_evidence)
-from opex_operator.runbooks.facts import LambdaVersion
-from opex_operator.runbooks.plan import remediation_steps
+from opex_operator.ports.facts import LambdaVersion
+from opex_operator.playbooks.deployment.plan import remediation_steps
 from support.builders import spec
 from test_lock_parse import BOXED, DYNAMODB_NO_INFO, HCP, coloured
 from test_termtext import WRAPPED_DENIAL
@@ -405,7 +405,7 @@ def test_findings_are_bounded():
 
 
 def test_unreadable_sources_become_warning_findings():
-    from opex_operator.runbooks.facts import ReadProblem
+    from opex_operator.ports.facts import ReadProblem
 
     obs = observations(problems=[ReadProblem("Lambda", "function/ghost", "ResourceNotFoundException on "
                                              "lambda:GetFunction: Function not found", not_found=True)])
@@ -437,7 +437,7 @@ def test_a_denied_lock_is_not_replaced_by_the_lock_the_drift_check_saw():
 
     from support.fakes import FakeReader
     from opex_operator.api.common import StateLock
-    from opex_operator.controllers.incident_assess import assess
+    from opex_operator.playbooks.assessment import assess
 
     reader = FakeReader(failed_pipeline("Deploy", "DeployLambda"), [build("BUILD")],
                         lines(*codebuild_log(("terraform apply -auto-approve", LOCK_DENIED, 1))))

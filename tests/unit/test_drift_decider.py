@@ -120,3 +120,22 @@ def test_forbid_skips_the_slot_that_came_during_the_run_and_replace_keeps_it():
     assert drift.slot_missed_by_run(spec(concurrencyPolicy="Forbid"), T0, later) == T0 + dt.timedelta(minutes=5)
     assert drift.slot_missed_by_run(spec(concurrencyPolicy="Replace"), T0, later) is None
     assert drift.slot_missed_by_run(spec(concurrencyPolicy="Forbid"), T0 + dt.timedelta(minutes=6), later) is None
+
+
+def test_checked_is_derived_from_the_last_runs_typed_outcome_not_read_back_from_a_message():
+    from opex_operator.api.common import ConditionStatus
+    from opex_operator.api.driftcheck import ObservedLock, RunResult
+
+    NOW = T0
+    nxt = NOW + dt.timedelta(hours=2)
+    failed = DriftCheckStatus(last_result=RunResult(outcome=Outcome.PLAN_FAILED, reason="InitFailed", message="no init",
+                                                    finished_at=NOW), consecutive_failures=2, next_schedule_time=nxt)
+    status, reason, message = drift.checked_condition(failed)
+    assert (status, reason) == (ConditionStatus.FALSE, "InitFailed") and message.endswith(drift.FAILED_SCHEDULED)
+    failed.next_schedule_time = None  # suspended since: the same run, the schedule told anew
+    assert drift.checked_condition(failed)[2].endswith(drift.FAILED_SUSPENDED)
+    worked = DriftCheckStatus(last_result=RunResult(outcome=Outcome.NO_DRIFT, reason="Checked", finished_at=NOW))
+    assert drift.checked_condition(worked)[:2] == (ConditionStatus.TRUE, "Checked")
+    held = DriftCheckStatus(last_result=RunResult(outcome=Outcome.LOCK_HELD, reason="LockHeld", finished_at=NOW),
+                            lock=ObservedLock(id="abc"))
+    assert drift.checked_condition(held) is None  # its condition says how to release the lock: kept as written

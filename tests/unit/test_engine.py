@@ -8,9 +8,11 @@ import datetime as dt
 from support.builders import NOW, spec
 from opex_operator.api.incident import EscalationLevel, EscalationStatus, IncidentPhase, IncidentStatus, Step, StepState
 from opex_operator.runbooks import engine
-from opex_operator.runbooks.engine import Move, Situation, VerifyFacts, VerifyOutcome, unknown_approvals
-from opex_operator.runbooks.facts import FunctionState
-from opex_operator.runbooks.plan import read_step
+from opex_operator.runbooks.engine import Move, Situation, VerifyOutcome, read_step, unknown_approvals
+from opex_operator.ports.facts import FunctionState
+from opex_operator.playbooks import playbook_for
+from opex_operator.steps import action_of
+from opex_operator.steps.lambda_code import FunctionSeen, LambdaRollbackParams
 
 ROLLBACK = "rollback-lambda-checkout-api"
 
@@ -146,25 +148,37 @@ def running(sha="v1sha", update="Successful") -> FunctionState:
     return FunctionState("checkout-api", "$LATEST", sha, "Active", update)
 
 
+def held(seen: FunctionSeen):
+    """What the rollback's action makes of ``seen``."""
+    step = Step(id=ROLLBACK, action="lambda:UpdateFunctionCode", mutating=True, state=StepState.SUCCEEDED)
+    action = action_of(step.action)
+    return action.holds(step, LambdaRollbackParams(function_name="checkout-api", to_version="1"), seen)
+
+
+NO_FIX = (VerifyOutcome.PENDING, "nothing to observe automatically")
+
+
 def test_verified_when_the_function_settled_and_logged_no_error_since_its_step():
     st = status(("assess", DONE), ("classify", DONE), (ROLLBACK, DONE))
-    outcome, text = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(), [])}), None)
+    outcome, text = engine.verify(st, held(FunctionSeen(running())), [], False, NO_FIX)
     assert outcome == VerifyOutcome.VERIFIED and "no ERROR events" in text
 
 
 def test_errors_after_the_step_fail_verification_and_an_update_in_flight_waits():
     st = status(("assess", DONE), ("classify", DONE), (ROLLBACK, DONE))
-    failed, text = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(), ["[ERROR] boom"])}), None)
+    failed, text = engine.verify(st, held(FunctionSeen(running(), ["[ERROR] boom"])), [], False, NO_FIX)
     assert failed == VerifyOutcome.FAILED and "[ERROR] boom" in text
-    pending, _ = engine.verify(st, VerifyFacts(functions={"checkout-api": (running(update="InProgress"), [])}), None)
+    pending, _ = engine.verify(st, held(FunctionSeen(running(update="InProgress"))), [], False, NO_FIX)
     assert pending == VerifyOutcome.PENDING
 
 
 def test_without_a_step_only_a_new_successful_pipeline_execution_verifies_a_manual_fix():
     st = status(("assess", DONE), ("classify", DONE))
-    old = VerifyFacts(newest_execution=("e-1", "Succeeded", NOW - dt.timedelta(minutes=5)))
-    new = VerifyFacts(newest_execution=("e-2", "Succeeded", NOW + dt.timedelta(minutes=5)))
-    assert engine.verify(st, old, "checkout-pipeline")[0] == VerifyOutcome.PENDING
-    assert engine.verify(st, new, "checkout-pipeline") == (VerifyOutcome.VERIFIED,
-                                                             "a new execution e-2 of checkout-pipeline succeeded")
-    assert engine.verify(st, VerifyFacts(), None) == (VerifyOutcome.PENDING, "nothing to observe automatically")
+    deployment, with_pipeline = playbook_for("DeploymentFailure"), spec()
+    old = deployment.judge_fix(with_pipeline, st, ("e-1", "Succeeded", NOW - dt.timedelta(minutes=5)))
+    new = deployment.judge_fix(with_pipeline, st, ("e-2", "Succeeded", NOW + dt.timedelta(minutes=5)))
+    assert engine.verify(st, [], [], False, old)[0] == VerifyOutcome.PENDING
+    assert engine.verify(st, [], [], False, new) == (VerifyOutcome.VERIFIED,
+                                                       "a new execution e-2 of checkout-pipeline succeeded")
+    without = spec(targets={"lambda": {"functionNames": ["checkout-api"]}})
+    assert engine.verify(st, [], [], False, deployment.judge_fix(without, st, None)) == NO_FIX

@@ -10,9 +10,10 @@ import pytest
 from opex_operator.api.incident import IncidentType, Severity
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.environments import canonical, is_production, same
-from opex_operator.notify.escalation import applicable, immediate
+from opex_operator.notify.escalation import applicable
+from opex_operator.playbooks import playbook_for
 from opex_operator.policy import DEFAULT_LEVELS
-from opex_operator.runbooks.security import Usage, evidence
+from opex_operator.playbooks.security.investigation import Usage, evidence
 
 PRODUCTION = ["production", "prod", "prd", "live", "Production", "PROD", " live "]
 OTHERS = ["staging", "development", "dev", "preprod", "production-eu", ""]
@@ -36,9 +37,11 @@ def test_level_3_of_the_default_matrix_applies_to_a_critical_prod_incident(name)
 
 @pytest.mark.parametrize("name", ["prd", "live"])
 def test_a_critical_security_incident_in_prod_pages_every_level_at_once(name):
-    assert immediate(IncidentType.SECURITY_INCIDENT, Severity.CRITICAL, name)
-    assert all(lv.after_seconds == 0 for lv in applicable(DEFAULT_LEVELS, Severity.CRITICAL, name,
-                                                          IncidentType.SECURITY_INCIDENT))
+    playbook = playbook_for(IncidentType.SECURITY_INCIDENT)
+    assert playbook.pages_every_level_at_once(Severity.CRITICAL, name)
+    assert not playbook_for(IncidentType.DEPLOYMENT_FAILURE).pages_every_level_at_once(Severity.CRITICAL, name)
+    immediate = playbook.pages_every_level_at_once(Severity.CRITICAL, name)
+    assert all(lv.after_seconds == 0 for lv in applicable(DEFAULT_LEVELS, Severity.CRITICAL, name, immediate))
 
 
 @pytest.mark.parametrize("name,severity", [("prd", Severity.CRITICAL), ("live", Severity.CRITICAL),

@@ -1,6 +1,7 @@
 import datetime as dt
 
 from opex_operator.api.incident import EscalationLevel, IncidentType, Severity
+from opex_operator.playbooks import playbook_for
 from opex_operator.notify.escalation import applicable, due
 from opex_operator.policy import DEFAULT_LEVELS
 
@@ -45,7 +46,8 @@ def test_spec_levels_replace_the_default():
 
 
 def test_a_critical_production_security_incident_pages_every_level_at_once():
-    chain = applicable(DEFAULT_LEVELS, Severity.CRITICAL, "production", IncidentType.SECURITY_INCIDENT)
+    immediate = playbook_for(IncidentType.SECURITY_INCIDENT).pages_every_level_at_once(Severity.CRITICAL, "production")
+    chain = applicable(DEFAULT_LEVELS, Severity.CRITICAL, "production", immediate)
     now_due, next_at = due(chain, T0, T0, current_level=0)
     assert [lv.level for lv in now_due] == [1, 2, 3] and next_at is None
     assert [lv.after_seconds for lv in DEFAULT_LEVELS] == [0, 1800, 1800]  # the matrix itself is unchanged
@@ -55,5 +57,6 @@ def test_other_incidents_keep_the_level_2_window():
     for severity, env, kind in ((Severity.CRITICAL, "production", IncidentType.DEPLOYMENT_FAILURE),
                                 (Severity.HIGH, "production", IncidentType.SECURITY_INCIDENT),
                                 (Severity.CRITICAL, "development", IncidentType.SECURITY_INCIDENT)):
-        now_due, next_at = due(applicable(DEFAULT_LEVELS, severity, env, kind), T0, T0, current_level=0)
+        immediate = playbook_for(kind).pages_every_level_at_once(severity, env)
+        now_due, next_at = due(applicable(DEFAULT_LEVELS, severity, env, immediate), T0, T0, current_level=0)
         assert [lv.level for lv in now_due] == [1] and next_at == T0 + 30 * MIN, (severity, env, kind)

@@ -279,3 +279,37 @@ def test_a_step_waiting_to_be_retried_is_not_said_to_be_running():
         assert cond.reason == "StepRetrying" and "running" not in cond.message
         assert cond.message.startswith("step retry-stage-build attempt 1 failed (ThrottlingException")
         assert cond.message.endswith("retrying in 5s")
+
+
+def test_every_pass_writes_status_at_most_once_and_a_step_is_on_record_before_its_call():
+    import asyncio
+
+    w = World(incident("Auto"))
+    sink = sink_of(w.obj)
+    writes_per_pass, intent_recorded_before_call = [], False
+    for _ in range(40):
+        before, calls = len(sink.patches), len(w.aws.the_lambda.mutations()) + len(w.objects.created)
+        delay = asyncio.run(w.ctl.reconcile(w.obj))
+        writes_per_pass.append(len(sink.patches) - before)
+        step = next((s for s in w.status.steps if s.id == STEP), None)
+        if step is not None and step.state == StepState.RUNNING and not intent_recorded_before_call:
+            # the pass that started the step wrote it Running and made no call
+            last = sink.patches[-1]
+            assert any(s.get("id") == STEP and s.get("state") == "Running" for s in last.get("steps", []))
+            assert len(w.aws.the_lambda.mutations()) + len(w.objects.created) == calls
+            intent_recorded_before_call = True
+        if delay != 0.0:
+            break
+    assert intent_recorded_before_call and max(writes_per_pass) == 1
+    assert w.objects.created  # the rollback's call came in the pass after its intent
+
+
+def test_a_pass_that_changes_nothing_writes_nothing():
+    import asyncio
+
+    w = World(incident())
+    w.drive()
+    sink = sink_of(w.obj)
+    before = len(sink.patches)
+    asyncio.run(w.ctl.reconcile(w.obj))  # still waiting for approval: nothing new to record
+    assert len(sink.patches) == before

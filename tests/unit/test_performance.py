@@ -6,16 +6,21 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from opex_operator.api.incident import FindingSeverity, IncidentSpec, RootCauseCategory as Cat
+from opex_operator.api.incident import Step, FindingSeverity, IncidentSpec, RootCauseCategory as Cat
 from opex_operator.api.performance import (MetricsQuery, PerformanceRemediation, Thresholds, check_window,
                                            retention_seconds)
-from opex_operator.runbooks import perf_plan, performance as perf
-from opex_operator.runbooks.diagnose import Diagnosis, bounded
-from opex_operator.runbooks.perf_facts import (ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
+from opex_operator.playbooks.performance import metrics as perf, plan as perf_plan
+from opex_operator.steps import action_of, lambda_configuration as memory
+from opex_operator.steps.lambda_code import FunctionSeen
+from opex_operator.ports.facts import FunctionState
+from opex_operator.playbooks.diagnose import Diagnosis, bounded
+from opex_operator.ports.performance import (ProbeFailure, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                PerformanceFacts, RdsConfig, Series, StageConfig)
-from opex_operator.runbooks.probes import add_database_finding, add_http_finding, database_cause
+from opex_operator.playbooks.probes import add_database_finding, add_http_finding, database_cause
 from opex_operator.runbooks.postincident import FOLLOW_UP
-from opex_operator.runbooks.steps import LambdaConfigurationParams, PerformanceInsightsParams, StageSettingsParams
+from opex_operator.steps.api_stage import StageSettingsParams
+from opex_operator.steps.lambda_configuration import LambdaConfigurationParams
+from opex_operator.steps.rds_insights import PerformanceInsightsParams
 
 NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.timezone.utc)
 FN = "checkout-api"
@@ -277,20 +282,20 @@ def after(values, start):
 
 def test_duration_drop_in_the_next_whole_period_is_verified():
     changed = NOW - dt.timedelta(minutes=12)
-    verdict, text = perf_plan.duration_dropped(2950, after([1100.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
-    assert verdict == perf_plan.Verdict.DROPPED and "63% lower" in text
+    verdict, text = memory.duration_dropped(2950, after([1100.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
+    assert verdict == memory.Verdict.DROPPED and "63% lower" in text
 
 
 def test_duration_that_did_not_drop_is_not_verified():
     changed = NOW - dt.timedelta(minutes=12)
-    verdict, _ = perf_plan.duration_dropped(2950, after([2900.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
-    assert verdict == perf_plan.Verdict.NOT_DROPPED
+    verdict, _ = memory.duration_dropped(2950, after([2900.0], NOW - dt.timedelta(minutes=10)), changed, 300, NOW)
+    assert verdict == memory.Verdict.NOT_DROPPED
 
 
 def test_period_not_yet_over_is_pending():
     changed = NOW - dt.timedelta(minutes=3)
-    verdict, _ = perf_plan.duration_dropped(2950, after([900.0], NOW - dt.timedelta(minutes=2)), changed, 300, NOW)
-    assert verdict == perf_plan.Verdict.PENDING
+    verdict, _ = memory.duration_dropped(2950, after([900.0], NOW - dt.timedelta(minutes=2)), changed, 300, NOW)
+    assert verdict == memory.Verdict.PENDING
 
 
 def test_max_memory_used_comes_from_report_lines():
@@ -343,19 +348,19 @@ def test_probe_findings_carry_status_latency_and_body():
 
 def test_first_whole_period_after_a_change_is_aligned_to_the_period():
     changed = dt.datetime(2026, 11, 30, 10, 3, 20, tzinfo=dt.timezone.utc)
-    assert perf_plan.first_period(changed, 300) == dt.datetime(2026, 11, 30, 10, 5, tzinfo=dt.timezone.utc)
-    assert perf_plan.first_period(changed.replace(minute=5, second=0), 300) == changed.replace(minute=5, second=0)
-    assert perf_plan.periods_ended(changed, 300, changed + dt.timedelta(minutes=6)) is None
-    end, seconds = perf_plan.periods_ended(changed, 300, changed + dt.timedelta(minutes=12))
+    assert memory.first_period(changed, 300) == dt.datetime(2026, 11, 30, 10, 5, tzinfo=dt.timezone.utc)
+    assert memory.first_period(changed.replace(minute=5, second=0), 300) == changed.replace(minute=5, second=0)
+    assert memory.periods_ended(changed, 300, changed + dt.timedelta(minutes=6)) is None
+    end, seconds = memory.periods_ended(changed, 300, changed + dt.timedelta(minutes=12))
     assert (end, seconds) == (dt.datetime(2026, 11, 30, 10, 15, tzinfo=dt.timezone.utc), 600)
-    _, longest = perf_plan.periods_ended(changed, 10, changed + dt.timedelta(days=1))
+    _, longest = memory.periods_ended(changed, 10, changed + dt.timedelta(days=1))
     assert longest == 3 * 3600  # never longer than CloudWatch keeps 10-second datapoints
 
 
 def check(before, after_values, minutes_since_change=12):
     changed = NOW - dt.timedelta(minutes=minutes_since_change)
-    first = perf_plan.first_period(changed, 300)
-    return perf_plan.DurationCheck(FN, before, changed, 300, NOW,
+    first = memory.first_period(changed, 300)
+    return memory.DurationCheck(FN, before, changed, 300, NOW,
                                    after(after_values, first) if after_values is not None else None)
 
 
@@ -367,24 +372,34 @@ def check(before, after_values, minutes_since_change=12):
 ])
 def test_memory_raise_holds_when_the_duration_dropped(memory_check, held, says):
     params = LambdaConfigurationParams(function_name=FN, memory_size_mb=256)
-    ok, text = perf_plan.holds("raise", params, perf_plan.TuningFacts(durations={"raise": memory_check}))
-    assert ok is held and says in text and text.startswith(f"{FN}: ")
+    settled = FunctionSeen(FunctionState(FN, "$LATEST", "sha", "Active", "Successful"))
+    step = Step(id="raise", action=memory.UPDATE_FUNCTION_CONFIGURATION, mutating=True)
+    function, duration = action_of(step.action).holds(step, params, memory.ConfigurationSeen(settled, memory_check))
+    assert function.ok is True
+    assert duration.ok is held and says in duration.seen and duration.seen.startswith(f"{FN}: ")
 
 
 def test_other_steps_hold_when_aws_shows_what_they_set():
-    facts = perf_plan.TuningFacts(insights={"orders-db": RdsConfig("orders-db", performance_insights=True,
-                                                                   performance_insights_retention_days=7)},
-                                  stages={"a1b2c3/prod": StageConfig("a1b2c3", "orders-api", "prod")})
-    assert perf_plan.holds("x", PerformanceInsightsParams(db_instance_identifier="orders-db"), facts)[0] is True
-    ok, text = perf_plan.holds("x", StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod",
-                                                        caching_enabled=True), facts)
-    assert ok is None and "does not show caching as asked yet" in text
-    assert perf_plan.holds("x", LambdaConfigurationParams(function_name=FN, keys="A"), facts) is None
+    insights = Step(id="x", action="rds:ModifyDBInstance", mutating=True)
+    [on] = action_of(insights.action).holds(insights, PerformanceInsightsParams(db_instance_identifier="orders-db"),
+                                            RdsConfig("orders-db", performance_insights=True,
+                                                      performance_insights_retention_days=7))
+    assert on.ok is True
+    stage = Step(id="x", action="apigateway:UpdateStage", mutating=True)
+    [cached] = action_of(stage.action).holds(stage, StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod",
+                                                                        caching_enabled=True),
+                                             StageConfig("a1b2c3", "orders-api", "prod"))
+    assert cached.ok is None and "does not show caching as asked yet" in cached.seen
+    env = Step(id="x", action="lambda:UpdateFunctionConfiguration", mutating=True)
+    settled = FunctionSeen(FunctionState(FN, "$LATEST", "sha", "Active", "Successful"))
+    [function] = action_of(env.action).holds(env, LambdaConfigurationParams(function_name=FN, keys="A"),
+                                             memory.ConfigurationSeen(settled))
+    assert function.ok is True  # an environment update is verified as the function, without a metric
 
 
 def test_failing_at_a_limit_outranks_being_close_to_it():
-    from opex_operator.runbooks.facts import LambdaFacts, LogLine, Observations
-    from opex_operator.runbooks.perf_assess import analyse, root_cause
+    from opex_operator.ports.facts import LambdaFacts, LogLine, Observations
+    from opex_operator.playbooks.performance.assess import analyse, root_cause
 
     f = facts(SLOW, [lam(memory=128, timeout=3, used=124)])
     d = Diagnosis()
@@ -397,8 +412,8 @@ def test_failing_at_a_limit_outranks_being_close_to_it():
 
 
 def test_unknown_after_judging_metrics_says_what_the_metrics_showed():
-    from opex_operator.runbooks.facts import Observations
-    from opex_operator.runbooks.perf_assess import analyse, root_cause
+    from opex_operator.ports.facts import Observations
+    from opex_operator.playbooks.performance.assess import analyse, root_cause
 
     d = Diagnosis()
     a = analyse(facts({}, [lam()]), Thresholds(), d, None, None)

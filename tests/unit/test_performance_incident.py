@@ -9,13 +9,13 @@ import logging
 import time
 
 from opex_operator.api.incident import IncidentStatus, RootCauseCategory as Cat, StepState
-from opex_operator.controllers import incident_assess
+from opex_operator.playbooks import assessment as incident_assess
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
-from opex_operator.runbooks.facts import RdsFacts, SecurityGroupFacts
-from opex_operator.runbooks.perf_facts import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
+from opex_operator.ports.facts import RdsFacts, SecurityGroupFacts
+from opex_operator.ports.performance import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                ProbeFailure, RdsConfig, StageConfig)
-from opex_operator.runbooks.performance import key
+from opex_operator.playbooks.performance.metrics import key
 from support.builders import SHA1, SHA2, healthy_lambda
 from support.fakes import Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, condition, drive, observed, sink_of
 

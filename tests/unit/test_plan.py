@@ -1,7 +1,7 @@
 from support.builders import CODE_ERROR, erroring_lambda, failed_pipeline, healthy_lambda, observations, spec
 from opex_operator.api.common import StateLock
 from opex_operator.api.incident import RootCause, RootCauseCategory as Cat
-from opex_operator.runbooks.plan import remediation_steps, slug
+from opex_operator.playbooks.deployment.plan import remediation_steps, slug
 
 LAMBDA = RootCause(category=Cat.LAMBDA_DEPLOYMENT, summary="s")
 

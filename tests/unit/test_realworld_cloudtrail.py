@@ -10,9 +10,9 @@ import pytest
 
 from opex_operator.api.incident import Severity
 from opex_operator.api.security import SecurityTargets
-from opex_operator.runbooks import security
-from opex_operator.runbooks.blast_radius import ingress_rules
-from opex_operator.runbooks.cloudtrail import read_records
+from opex_operator.playbooks.security import investigation as security
+from opex_operator.playbooks.security.blast_radius import ingress_rules
+from opex_operator.ports.cloudtrail import read_records
 from realworld import corpus
 
 INGRESS = ("AuthorizeSecurityGroupIngress", "ModifySecurityGroupRules")

@@ -16,10 +16,10 @@ import pytest
 from realworld.corpus import Case, params
 from support.builders import NOW, build, codebuild_log, failed_pipeline, healthy_lambda, lambda_errors, lines, spec
 from support.fakes import FakeReader
-from opex_operator.controllers.incident_assess import assess
-from opex_operator.runbooks.diagnose import classify, findings
-from opex_operator.runbooks.facts import BuildFacts, BuildPhase, PhaseContext
-from opex_operator.runbooks.plan import remediation_steps
+from opex_operator.playbooks.assessment import assess
+from opex_operator.playbooks.diagnose import classify, findings
+from opex_operator.ports.facts import BuildFacts, BuildPhase, PhaseContext
+from opex_operator.playbooks.deployment.plan import remediation_steps
 
 TARGETS = {"pipeline": {"name": "checkout-pipeline"}, "codeBuild": {"project": "checkout-deploy"},
            "driftCheckRef": {"name": "prod-network"}}

@@ -67,7 +67,7 @@ class ApiServer:
     def patch_status(self, ref, status):
         self.patches.append(status)
 
-    def post_event(self, ref, type_, reason, message, component):
+    def post_event(self, ref, type_, reason, message, component, instance=""):
         self.events.append((reason, message))
 
 

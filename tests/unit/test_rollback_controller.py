@@ -7,7 +7,7 @@ import asyncio
 from opex_operator.api.rollback import RollbackStatus, RollbackStepState as State
 from opex_operator.controllers.rollback import RollbackController
 from opex_operator.policy import Policy
-from opex_operator.runbooks.facts import ObjectInfo
+from opex_operator.ports.facts import ObjectInfo
 from support.fakes import drive, Clock, FakeAws, FakeObjects, aws_error, condition, observed, sink_of
 
 ALL = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["lambda:*", "s3:*", "cloudfront:*"]}]})

@@ -17,8 +17,8 @@ from opex_operator.aws.errors import translate
 from opex_operator.aws.secrets import (PendingRotation, RotateSecretParams, RotationFunctionMissing,
                                        RotationInProgress, RotationNotConfigured, RotationState, RotationStuck,
                                        SecretsActions, pending_rotation, rotation_window)
-from opex_operator.controllers import incident_security
-from opex_operator.runbooks.steps import RotateSecretParams as StepParams
+from opex_operator.steps import action_of
+from opex_operator.steps.secret_rotation import RotateSecretParams as StepParams
 
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.timezone.utc)
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/checkout-db-a1b2c3"
@@ -163,6 +163,6 @@ class Ctx:
                                            (RotationInProgress("in progress"), True),
                                            (RotationStuck("stuck"), False)])
 def test_only_a_rotation_in_progress_is_retried(error, retried):
-    outcome = asyncio.run(incident_security.rotate_secret(Ctx(error), StepParams(secret_id=ARN)))
+    outcome = asyncio.run(action_of("secretsmanager:RotateSecret").execute(Ctx(error), StepParams(secret_id=ARN)))
     assert outcome.done and not outcome.ok and outcome.retryable is retried and outcome.error == str(error)
 

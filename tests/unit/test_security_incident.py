@@ -11,9 +11,9 @@ import pytest
 from opex_operator.api.incident import IncidentStatus, StepState
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
-from opex_operator.runbooks.facts import LogLine, TrailEvent
-from opex_operator.runbooks.security import IngressRule
-from opex_operator.runbooks.steps import request_token
+from opex_operator.ports.facts import LogLine, TrailEvent
+from opex_operator.playbooks.security.investigation import IngressRule
+from opex_operator.steps import request_token
 from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, aws_error,
                            condition, observed, sink_of)
 
@@ -318,8 +318,8 @@ def test_delete_when_the_spec_says_so_and_a_resumed_delete_is_a_no_op():
 
 async def _run(w: World, step, resumed: bool):
     from opex_operator.api.incident import IncidentSpec
-    from opex_operator.controllers.incident_steps import run_step
-    from opex_operator.controllers.steps import StepContext
+    from opex_operator.controllers.incident import run_step
+    from opex_operator.steps import StepContext
 
     return await run_step(StepContext(w.obj.ref, IncidentSpec.model_validate(w.obj.spec), step, w.clock(), w.aws,
                                       FakeObjects(), FakeWorkspaces(), resumed))
@@ -410,7 +410,7 @@ BLAST_TRAIL = [
 
 
 def blast_world(spec: dict, **kwargs) -> World:
-    from opex_operator.runbooks.cloudtrail import trail_events
+    from opex_operator.ports.cloudtrail import trail_events
 
     w = World(spec, allowed=ALL_ACTIONS + POLICY_ACTIONS,
               trail=trail_events(json.dumps(r) for r in BLAST_TRAIL), **kwargs)
@@ -476,7 +476,7 @@ def test_a_quarantine_undone_by_someone_fails_verification():
 
 
 def test_when_the_call_budget_runs_out_the_finding_says_what_was_left_unread(monkeypatch):
-    from opex_operator.runbooks import security
+    from opex_operator.playbooks.security import investigation as security
 
     monkeypatch.setattr(security, "TRAIL_CALLS", 1)
     w = blast_world(incident("Auto", secrets=()))
@@ -490,7 +490,7 @@ def test_when_the_call_budget_runs_out_the_finding_says_what_was_left_unread(mon
 
 
 def test_an_incident_of_failed_sign_ins_only_keeps_its_declared_severity():
-    from opex_operator.runbooks.cloudtrail import trail_events
+    from opex_operator.ports.cloudtrail import trail_events
 
     attempt = {"type": "IAMUser", "accountId": "123456789012", "accessKeyId": "", "userName": USER}
     sign_ins = [trail_record(30 - i, attempt, "signin", "ConsoleLogin", response={"ConsoleLogin": "Failure"})

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from opex_operator.api.incident import FindingSeverity, Severity
 from opex_operator.api.security import SecurityTargets, is_private, is_world, parse_cidr, refuse_unblockable
 from opex_operator.aws.waf import BlockAddressesParams
-from opex_operator.runbooks.diagnose import MAX_EVIDENCE, Diagnosis
-from opex_operator.runbooks.facts import LogLine, trail_events
-from opex_operator.runbooks.security import (Evidence, IngressRule, SecurityFacts, SecurityGroupRules, access_log_hits,
+from opex_operator.playbooks.diagnose import MAX_EVIDENCE, Diagnosis
+from opex_operator.ports.facts import LogLine, trail_events
+from opex_operator.playbooks.security.investigation import (Evidence, IngressRule, SecurityFacts, SecurityGroupRules, access_log_hits,
                                              access_log_pattern, classify, evidence, investigate, lookup_attributes,
                                              root_cause, trail_terms, usage, world_open_admin_rules)
 
@@ -353,7 +353,7 @@ def test_an_admin_port_the_compromise_opened_to_the_world_is_a_finding_with_its_
 
 
 def test_the_finding_says_when_the_lookback_or_the_call_budget_cut_the_investigation_short():
-    from opex_operator.runbooks.blast_radius import FollowUp
+    from opex_operator.playbooks.security.blast_radius import FollowUp
 
     facts = SecurityFacts(trail_events=events(record(24 * 60 - 20)), trail_sources=["logs:ct"], trail_calls=20,
                           unread_follow_ups=[FollowUp("AccessKeyId", "AKIANEWKEYEXAMPLE001")],

@@ -9,13 +9,30 @@ import pytest
 from opex_operator.api.incident import IncidentSpec, IncidentStatus, StepState
 from opex_operator.aws import ec2, iam, pipeline, secrets, waf
 from opex_operator.runbooks import engine
-from opex_operator.runbooks.engine import Move, Situation, VerifyFacts, VerifyOutcome
-from opex_operator.runbooks.plan import ASSESS, CLASSIFY, read_step
-from opex_operator.runbooks.cloudtrail import trail_events
-from opex_operator.runbooks.security import IngressRule, SecurityFacts, investigate
-from opex_operator.runbooks.security_response import ContainmentFacts, holds, steps
-from opex_operator.runbooks.steps import (PARAMS, BlockIpsParams, DetachPolicyParams, InlinePolicyParams,
-                                          QuarantineParams, RevokeIngressParams, StepAction, params_of, request_token)
+from opex_operator.runbooks.engine import ASSESS, CLASSIFY, Move, Situation, VerifyOutcome, read_step
+from opex_operator.ports.cloudtrail import trail_events
+from opex_operator.playbooks.security.investigation import IngressRule, SecurityFacts, investigate
+from opex_operator.playbooks.security.response import steps
+from opex_operator.steps import action_of, params_of, request_token
+from opex_operator.steps.access_keys import AccessKeyParams
+from opex_operator.steps.iam_policies import DetachPolicyParams, InlinePolicyParams, QuarantineParams
+from opex_operator.steps.revoke_ingress import RevokeIngressParams
+from opex_operator.steps.secret_rotation import RotateSecretParams
+from opex_operator.steps.waf_block import BlockIpsParams
+from opex_operator.api.incident import Step
+
+# The action of each params model, to ask it whether what it changed holds.
+ACTIONS = {AccessKeyParams: "iam:UpdateAccessKey", BlockIpsParams: "wafv2:UpdateIPSet",
+           RevokeIngressParams: "ec2:RevokeSecurityGroupIngress", DetachPolicyParams: "iam:DetachUserPolicy",
+           InlinePolicyParams: "iam:DeleteRolePolicy", QuarantineParams: "iam:AttachUserPolicy",
+           RotateSecretParams: "secretsmanager:RotateSecret"}
+
+
+def holds(p, seen):
+    """(ok, seen) as the step's action judges what verification observed."""
+    step = Step(id="x", action=ACTIONS[type(p)], mutating=True)
+    [held] = action_of(step.action).holds(step, p, seen)
+    return held.ok, held.seen
 from support.builders import NOW
 
 SET_ID = "5f3c1a9e-7b2d-4e8f-9a6b-0c1d2e3f4a5b"
@@ -81,14 +98,14 @@ def test_no_block_without_source_ips_and_nothing_without_security_targets():
 
 
 def test_step_actions_are_the_adapters_iam_actions():
-    pairs = {StepAction.DEACTIVATE_ACCESS_KEY: iam.AccessKeyParams, StepAction.DELETE_ACCESS_KEY:
-             iam.DeleteAccessKeyParams, StepAction.DELETE_LOGIN_PROFILE: iam.LoginProfileParams,
-             StepAction.UPDATE_IP_SET: waf.BlockAddressesParams,
-             StepAction.REVOKE_SECURITY_GROUP_INGRESS: ec2.RevokeIngressParams,
-             StepAction.ROTATE_SECRET: secrets.RotateSecretParams,
-             StepAction.START_PIPELINE_EXECUTION: pipeline.StartPipelineParams}
+    pairs = {"iam:UpdateAccessKey": iam.AccessKeyParams, "iam:DeleteAccessKey":
+             iam.DeleteAccessKeyParams, "iam:DeleteLoginProfile": iam.LoginProfileParams,
+             "wafv2:UpdateIPSet": waf.BlockAddressesParams,
+             "ec2:RevokeSecurityGroupIngress": ec2.RevokeIngressParams,
+             "secretsmanager:RotateSecret": secrets.RotateSecretParams,
+             "codepipeline:StartPipelineExecution": pipeline.StartPipelineParams}
     for action, adapter in pairs.items():
-        assert adapter.action == action.value and action in PARAMS
+        assert adapter.action == action and action_of(action) is not None
 
 
 def test_request_tokens_are_stable_per_incident_and_step_and_fit_aws():
@@ -128,26 +145,24 @@ KEY = "AKIAIOSFODNN7LEAKED1"
 
 
 @pytest.mark.parametrize("facts, outcome, seen", [
-    (ContainmentFacts(access_keys={KEY: "Inactive"}), True, f"access key {KEY} is Inactive"),
-    (ContainmentFacts(access_keys={KEY: None}), True, f"access key {KEY} is deleted"),
-    (ContainmentFacts(access_keys={KEY: "Active"}), False, f"access key {KEY} of u is Active again"),
+    ("Inactive", True, f"access key {KEY} is Inactive"),
+    (None, True, f"access key {KEY} is deleted"),
+    ("Active", False, f"access key {KEY} of u is Active again"),
 ])
 def test_a_key_holds_while_it_is_not_active(facts, outcome, seen):
-    from opex_operator.runbooks.steps import AccessKeyParams
-
     assert holds(AccessKeyParams(user_name="u", access_key_id=KEY), facts) == (outcome, seen)
 
 
 def test_blocks_hold_per_ip_version_and_a_revoked_rule_must_stay_gone():
     block = BlockIpsParams(name="s", id="i", scope="REGIONAL", addresses=["203.0.113.66/32", "2001:db8::7/128"])
-    assert holds(block, ContainmentFacts(ip_sets={"i": ("IPV4", ["192.0.2.0/24", "203.0.113.66/32"])}))[0] is True
-    assert holds(block, ContainmentFacts(ip_sets={"i": ("IPV4", ["192.0.2.0/24"])})) == (
+    assert holds(block, ("IPV4", ["192.0.2.0/24", "203.0.113.66/32"]))[0] is True
+    assert holds(block, ("IPV4", ["192.0.2.0/24"])) == (
         False, "WAF IP set s no longer blocks 203.0.113.66/32")
     revoke = RevokeIngressParams(group_id="sg-1", protocol="tcp", from_port=22, to_port=22, cidrs=["0.0.0.0/0"])
     vpn = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="10.0.0.0/8")
     back = IngressRule(protocol="tcp", from_port=22, to_port=22, cidr="0.0.0.0/0")
-    assert holds(revoke, ContainmentFacts(ingress={"sg-1": [vpn]}))[0] is True
-    assert holds(revoke, ContainmentFacts(ingress={"sg-1": [vpn, back]})) == (
+    assert holds(revoke, [vpn])[0] is True
+    assert holds(revoke, [vpn, back]) == (
         False, "sg-1 has tcp/22 from 0.0.0.0/0 again")
 
 
@@ -156,12 +171,14 @@ def test_verification_waits_for_a_rotation_and_fails_when_its_version_is_gone():
     st = planned_status(spec)
     rotate = next(s for s in st.steps if s.action == "secretsmanager:RotateSecret")
     rotate.state, rotate.params = StepState.SUCCEEDED, {**rotate.params, "versionId": "v2"}
-    running = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "InProgress"}))
-    assert engine.verify(st, running, None) == (VerifyOutcome.PENDING, "secret prod/db: rotation in progress")
-    gone = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "missing"}))
-    assert engine.verify(st, gone, None)[0] == VerifyOutcome.FAILED
-    done = VerifyFacts(security=ContainmentFacts(rotations={"prod/db": "Rotated"}))
-    assert engine.verify(st, done, None) == (VerifyOutcome.VERIFIED, "secret prod/db rotated")
+    action, p = action_of(rotate.action), params_of(rotate)
+
+    def verified(seen: str):
+        return engine.verify(st, action.holds(rotate, p, seen), [], False, (VerifyOutcome.PENDING, "-"))
+
+    assert verified("InProgress") == (VerifyOutcome.PENDING, "secret prod/db: rotation in progress")
+    assert verified("missing")[0] == VerifyOutcome.FAILED
+    assert verified("Rotated") == (VerifyOutcome.VERIFIED, "secret prod/db rotated")
 
 
 # ---- containment of what the compromise made, changed and opened ---------------------------------
@@ -252,27 +269,27 @@ def test_an_exposure_a_named_rule_covers_gets_no_second_step_and_an_uncovered_on
 def test_the_new_step_actions_are_what_their_adapters_may_do():
     from fnmatch import fnmatchcase
 
-    pairs = {iam.DetachPolicyParams: (StepAction.DETACH_USER_POLICY, StepAction.DETACH_ROLE_POLICY,
-                                      StepAction.DETACH_GROUP_POLICY),
-             iam.InlinePolicyParams: (StepAction.DELETE_USER_POLICY, StepAction.DELETE_ROLE_POLICY,
-                                      StepAction.DELETE_GROUP_POLICY),
-             iam.QuarantineParams: (StepAction.ATTACH_USER_POLICY, StepAction.ATTACH_ROLE_POLICY)}
+    pairs = {iam.DetachPolicyParams: ("iam:DetachUserPolicy", "iam:DetachRolePolicy",
+                                      "iam:DetachGroupPolicy"),
+             iam.InlinePolicyParams: ("iam:DeleteUserPolicy", "iam:DeleteRolePolicy",
+                                      "iam:DeleteGroupPolicy"),
+             iam.QuarantineParams: ("iam:AttachUserPolicy", "iam:AttachRolePolicy")}
     for adapter, actions in pairs.items():
-        assert all(fnmatchcase(a.value, adapter.action) and a in PARAMS for a in actions)
+        assert all(fnmatchcase(a, adapter.action) and action_of(a) is not None for a in actions)
 
 
 @pytest.mark.parametrize("p, facts, outcome", [
     (QuarantineParams(principal_type="user", principal_name="svc-backup"),
-     ContainmentFacts(attached={"user/svc-backup": ["arn:aws:iam::aws:policy/AWSDenyAll"]}),
+     ["arn:aws:iam::aws:policy/AWSDenyAll"],
      (True, "IAM user svc-backup is quarantined (AWSDenyAll attached)")),
     (QuarantineParams(principal_type="user", principal_name="svc-backup"),
-     ContainmentFacts(attached={"user/svc-backup": []}), (False, "AWSDenyAll is no longer attached to IAM user svc-backup")),
+     [], (False, "AWSDenyAll is no longer attached to IAM user svc-backup")),
     (DetachPolicyParams(principal_type="user", principal_name="svc-backup", policy_arn=ADMIN),
-     ContainmentFacts(attached={"user/svc-backup": [ADMIN]}), (False, "IAM user svc-backup has AdministratorAccess again")),
+     [ADMIN], (False, "IAM user svc-backup has AdministratorAccess again")),
     (DetachPolicyParams(principal_type="role", principal_name="deploy", policy_arn=ADMIN),
-     ContainmentFacts(attached={"role/deploy": None}), (True, "IAM role deploy no longer exists")),
+     None, (True, "IAM role deploy no longer exists")),
     (InlinePolicyParams(principal_type="role", principal_name="deploy", policy_name="all"),
-     ContainmentFacts(inline={"role/deploy": ["other"]}), (True, "IAM role deploy does not have all")),
+     ["other"], (True, "IAM role deploy does not have all")),
 ])
 def test_what_the_compromise_made_holds_while_it_stays_contained(p, facts, outcome):
     assert holds(p, facts) == outcome

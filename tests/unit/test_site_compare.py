@@ -1,7 +1,7 @@
 """Which static-site objects a rollback copies: a multipart copy's ETag never equals its backup's."""
 import pytest
 
-from opex_operator.runbooks.facts import ObjectInfo
+from opex_operator.ports.facts import ObjectInfo
 from opex_operator.runbooks.rollback import restore_plan
 
 SINGLE = "9b2cf535f27731c974343645a3985328"          # MD5 of a single-part upload

@@ -47,6 +47,20 @@ def test_critical_work_overtakes_a_backlog_and_namespaces_take_turns():
     assert ("quiet", "low-x") in first[1:], "a busy namespace starved a quiet one"
 
 
+def test_a_worker_chaining_passes_learns_when_more_urgent_work_waits():
+    q = queue()
+    q.add(("dev", "low"), priority=7)
+    [key] = take(q, 1)
+    q.add(("dev", "other-low"), priority=7)
+    assert not q.waiting_before(7), "work as urgent as the chain's does not interrupt it"
+    q.add(("prod", "critical"), priority=0)
+    q.remove(("prod", "critical"))
+    assert not q.waiting_before(7), "a removed key is not waiting"
+    q.add(("prod", "critical"), priority=0)
+    assert q.waiting_before(7) and not q.waiting_before(0)
+    q.done(key)
+
+
 def test_timers_fire_in_order_and_an_earlier_deadline_wins():
     clock = Clock()
     q = queue(clock)

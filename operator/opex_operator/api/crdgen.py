@@ -1,4 +1,6 @@
-"""Render the CustomResourceDefinitions from the pydantic models (``make crds`` writes ``crds/``).
+"""Render the CustomResourceDefinitions from the pydantic models (``make crds`` writes ``crds/``),
+and the JSON Schema of a values file (:func:`values_schema`: ``opex crds --policy-schema`` writes the
+operator policy's into the chart's values schema).
 
 Pydantic's JSON Schema (draft 2020-12) is turned into the structural OpenAPI v3 subset the API
 server accepts (apiextensions.k8s.io/v1, "Specifying a structural schema"): ``$ref`` inlined,
@@ -79,6 +81,30 @@ def openapi_schema(model: type) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     return _structural(_resolve(raw, defs))
+
+
+def values_schema(model: type) -> dict[str, Any]:
+    """The JSON Schema (draft-07, as Helm validates values) of a pydantic model: ``$ref`` inlined,
+    ``Optional`` unwrapped, titles dropped, and every object closed (``additionalProperties:
+    false``) so that a misspelt key in a values file is refused by ``helm install`` instead of being
+    ignored by the model."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+
+    def closed(node: Any) -> Any:
+        if isinstance(node, list):
+            return [closed(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: (({n: closed(v) for n, v in value.items()} if k == "properties" else closed(value)))
+               for k, value in node.items() if k not in _DROP}
+        if "properties" in out:
+            out.setdefault("additionalProperties", False)
+        if out.get("default", 0) is None:
+            del out["default"]
+        return out
+
+    return closed(_resolve(raw, defs))
 
 
 def crd(kind: Kind) -> dict[str, Any]:

@@ -14,10 +14,13 @@ from typing import Annotated, ClassVar
 from pydantic import AfterValidator, Field
 
 from .conditions import RECONCILING, STALLED
-from .gates import PlanGates
-from .common import (DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
+
+# The DriftCheck's condition types (Ready is derived from them: DriftCheckStatus.READY_FROM).
+CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
+from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
                      Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
                      text, timeline_field)
+from .gates import PlanGates
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -287,6 +290,10 @@ class RunResult(Status):
     source_revision: bounded(256, "Git commit or ConfigMap checked.") | None = None
     trigger: bounded(128, "Schedule slot or on-demand request.") | None = None
     message: bounded(2048, "First lines of Terraform's diagnostic when the run failed.") | None = None
+    reason: str | None = Field(default=None, max_length=64, pattern=REASON,
+                               description="Why the run ended as it did, as the Checked condition says it: Checked, "
+                                           "PlanFailed, InitFailed, TimedOut, LockHeld, PolicyRefused, InvalidPlan "
+                                           "or why the source could not be read.")
 
 
 class DriftedResource(Status):
@@ -363,7 +370,7 @@ class ResolutionPolicy(Status):
 class DriftCheckStatus(Status):
     """Observed state of a DriftCheck, written only by the operator."""
 
-    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Checked", "Scheduled")
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, CHECKED, SCHEDULED)
 
     observed_generation: int | None = Field(default=None, ge=0, description="The generation last reconciled.")
     conditions: list[Condition] = conditions_field(

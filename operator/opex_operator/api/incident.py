@@ -15,6 +15,10 @@ from pydantic import Field
 from .conditions import RECONCILING, STALLED
 from .gates import PlanGates
 from .guardrails import BakeVerification, StepVerification, verify_rules
+
+# The Incident's condition types (Ready is derived from them: IncidentStatus.READY_FROM).
+ASSESSED, ROOT_CAUSE_IDENTIFIED, REMEDIATED, ESCALATED = "Assessed", "RootCauseIdentified", "Remediated", "Escalated"
+APPROVALS_VALID, CLOSED, ALERT_RESOLVED = "ApprovalsValid", "Closed", "AlertResolved"
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, SecretKeyReference, StateLock,
                      Status, TimelineEntry, bounded, conditions_field, obj_default, text, timeline_field)
 from .security import SPEC_RULES as SECURITY_RULES, SecurityRemediation, SecurityTargets, security_remediation_field
@@ -36,11 +40,32 @@ TopicArn = text(256, SNS_TOPIC_ARN)
 FindingId = text(16)
 ActionItem = text(512)
 
+_EXTENSION_TYPES: set[str] = set()
+
+
 class IncidentType(StrEnum):
+    """Which runbook, and so which playbook (``playbooks.playbook_for``), works the incident."""
+
     DEPLOYMENT_FAILURE = "DeploymentFailure"
     PIPELINE_FAILURE = "PipelineFailure"
     PERFORMANCE_DEGRADATION = "PerformanceDegradation"
     SECURITY_INCIDENT = "SecurityIncident"
+
+    @classmethod
+    def _missing_(cls, value: object) -> "IncidentType | None":
+        if isinstance(value, str) and value in _EXTENSION_TYPES:
+            member = str.__new__(cls, value)
+            member._name_, member._value_ = value, value
+            return member
+        return None
+
+
+def accept_incident_type(name: str) -> IncidentType:
+    """Accept ``name`` as an incident type besides the built-in ones, for a playbook registered at
+    run time (a test's toy type). The CRD lists the built-in types only: a type Incidents are
+    created with in a cluster is a member above, with its own playbook package."""
+    _EXTENSION_TYPES.add(name)
+    return IncidentType(name)
 
 
 class Severity(StrEnum):
@@ -504,7 +529,7 @@ class IncidentStatus(Status):
         IncidentPhase.DIAGNOSING: RECONCILING, IncidentPhase.REMEDIATING: RECONCILING,
         IncidentPhase.FAILED: STALLED, IncidentPhase.AWAITING_APPROVAL: None,
         IncidentPhase.MANUAL_ACTION_REQUIRED: None, IncidentPhase.RESOLVED: None, IncidentPhase.CLOSED: None}
-    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Closed", "Remediated")
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, CLOSED, REMEDIATED)
 
     phase: IncidentPhase | None = Field(default=None, description="Detected, Assessing, Diagnosing, AwaitingApproval, "
                                         "Remediating, ManualActionRequired, Resolved, Failed or Closed.")

@@ -13,6 +13,9 @@ from typing import ClassVar
 from pydantic import Field
 
 from .conditions import RECONCILING, STALLED
+
+# The Rollback's condition types (Ready is derived from them: RollbackStatus.READY_FROM).
+ROLLED_BACK, PLANNED = "RolledBack", "Planned"
 from .common import (AWS_REGION, DNS_LABEL, Condition, LocalObjectReference, Model, Status, TimelineEntry, bounded,
                      conditions_field, text, timeline_field)
 from .incident import LAMBDA_NAME
@@ -199,7 +202,7 @@ class RollbackStatus(Status):
         RollbackPhase.PENDING: RECONCILING, RollbackPhase.IN_PROGRESS: RECONCILING,
         RollbackPhase.VERIFYING: RECONCILING, RollbackPhase.FAILED: STALLED, RollbackPhase.AWAITING_APPROVAL: None,
         RollbackPhase.SUCCEEDED: None, RollbackPhase.ABORTED: None}
-    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, "Planned", "RolledBack")
+    READY_FROM: ClassVar[tuple[str, ...]] = (STALLED, RECONCILING, PLANNED, ROLLED_BACK)
 
     phase: RollbackPhase | None = Field(default=None, description="Pending, AwaitingApproval, InProgress, Verifying, "
                                         "Succeeded, Failed or Aborted.")

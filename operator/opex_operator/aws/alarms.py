@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from ..api.common import parse_time
-from ..guardrails.bake import ALARM, AlarmState
+from ..ports.verification import ALARM, AlarmState
 from .clients import AwsClients
 
 MAX_NAMES = 100    # DescribeAlarms' AlarmNames limit

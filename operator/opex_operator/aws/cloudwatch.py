@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ..api.performance import check_window
-from ..runbooks.perf_facts import Series, SeriesSpec
+from ..ports.performance import Series, SeriesSpec
 from .clients import AwsClients
 
 MAX_QUERIES = 500  # GetMetricData's limit of MetricDataQueries per request

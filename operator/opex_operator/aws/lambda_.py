@@ -10,7 +10,7 @@ import hashlib
 import urllib.request
 from typing import Any
 
-from ..runbooks.facts import FunctionState, LambdaVersion
+from ..ports.facts import FunctionState, LambdaVersion
 from .clients import READ_TIMEOUT, AwsClients
 
 # UpdateFunctionCode takes a ZipFile of at most 50 MB (Lambda quotas, "Deployment package size").

@@ -1,6 +1,6 @@
 """The performance runbook's changes: Lambda memory, RDS Performance Insights, API stage settings.
 
-Each method takes what its step asks (``runbooks.steps``: the memory size of a
+Each method takes what its step asks (``ports.performance`` and ``steps``: the memory size of a
 ``LambdaConfigurationParams``, a ``PerformanceInsightsParams``, a ``StageSettingsParams``), reads
 the current state first and calls AWS only when it differs, so running a step again (after a restart, or when a
 person already made the change) changes nothing. Each returns a :class:`Change` saying what was
@@ -8,27 +8,12 @@ found and done. Errors propagate as :class:`~opex_operator.errors.AwsError`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..runbooks.steps import PerformanceInsightsParams, StageSettingsParams
+from ..ports.performance import Change, PerformanceInsightsParams, StageSettingsParams
 from .clients import AwsClients
 
 ALL_METHODS = "/*/*"
-
-
-@dataclass
-class Change:
-    """``changed`` False: the resource already was as asked (no call was made)."""
-
-    changed: bool
-    before: str
-    after: str
-    settling: bool = False     # the change was accepted but is still being applied (ask again)
-
-    @property
-    def summary(self) -> str:
-        return f"{self.before} -> {self.after}" if self.changed else f"already {self.after}"
 
 
 class PerformanceActions:

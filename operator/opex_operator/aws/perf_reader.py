@@ -11,8 +11,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from ..runbooks.perf_facts import Credentials, GroupIngress, LambdaConfig, RdsConfig, StageConfig
-from ..runbooks.performance import max_memory_used
+from ..ports.performance import Credentials, GroupIngress, LambdaConfig, RdsConfig, StageConfig
+from ..ports.performance import max_memory_used
 from ..errors import AwsError
 from .clients import AwsClients
 

@@ -1,38 +1,14 @@
 """CodePipeline actions of the runbook's "retry the failed stage or start a new execution"."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import ClassVar
 
 from pydantic import Field
 
 from ..api.security import PIPELINE_NAME
-from .actions import Change, Params
+from ..ports.pipeline import FINISHED, PipelineStart, StartPipelineParams  # noqa: F401 - the port's types
 from .clients import AwsClients
-
-# PipelineExecution.status values after which nothing more happens (CodePipeline API reference).
-FINISHED = {"Succeeded", "Failed", "Stopped", "Superseded", "Cancelled"}
-
-
-class StartPipelineParams(Params):
-    """A new execution of a pipeline (the security runbook's "force re-deployment of affected services")."""
-
-    action: ClassVar[str] = "codepipeline:StartPipelineExecution"
-    name: str = Field(min_length=1, max_length=100, pattern=PIPELINE_NAME)
-    client_request_token: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9-]+$",
-                                             description="Idempotency token: the same for every attempt of one step.")
-
-
-class PipelineStart(Change):
-    pipeline: str
-    execution_id: str
-
-    def describe(self) -> str:
-        return f"started execution {self.execution_id} of pipeline {self.pipeline}"
-
-    def undo(self) -> str | None:
-        return (f"a deployment cannot be unstarted; to stop it: aws codepipeline stop-pipeline-execution "
-                f"--pipeline-name {self.pipeline} --pipeline-execution-id {self.execution_id}")
-
 
 class PipelineActions:
     def __init__(self, clients: AwsClients, region: str | None, role_key: str | None):
@@ -70,7 +46,7 @@ class PipelineActions:
         return self.cp.get_pipeline_execution(pipelineName=pipeline,
                                               pipelineExecutionId=execution_id)["pipelineExecution"]["status"]
 
-    def newest_execution(self, pipeline: str) -> tuple[str, str, object] | None:
+    def newest_execution(self, pipeline: str) -> tuple[str, str, dt.datetime | None] | None:
         """(id, status, startTime) of the newest execution, or None."""
         runs = self.cp.list_pipeline_executions(pipelineName=pipeline, maxResults=1)["pipelineExecutionSummaries"]
         return (runs[0]["pipelineExecutionId"], runs[0]["status"], runs[0].get("startTime")) if runs else None

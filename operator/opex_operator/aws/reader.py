@@ -10,8 +10,8 @@ import shlex
 from typing import Any, Iterable, Iterator
 
 from ..api.common import parse_time
-from ..runbooks.cloudtrail import TrailRead, read_records
-from ..runbooks.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
+from ..ports.cloudtrail import MAX_TRAIL_RECORDS, TrailRead, read_records
+from ..ports.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
                               PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent, trail_events)
 from .clients import AwsClients
 from ..errors import AwsError
@@ -27,7 +27,6 @@ REPORT_FILTER = '?REPORT ?"platform.report"'
 MAX_REPORTS = 500
 TRAIL_FILTER = "?errorCode"
 MAX_LOG_EVENTS = 2000
-MAX_TRAIL_RECORDS = 2000
 MAX_LOG_PAGES = 5
 # CloudWatch Logs filter patterns are at most 1,024 characters: terms go in patterns this long at most.
 PATTERN_CHARS = 1000

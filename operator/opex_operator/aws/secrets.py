@@ -35,26 +35,10 @@ from pydantic import Field
 from ..api.common import parse_time
 from ..api.security import SECRET_ID
 from ..errors import AwsError
-from .actions import Change, Params
+from ..ports.secrets import (RotationNotConfigured, RotationInProgress, RotationStuck, RotationFunctionMissing, RotateSecretParams, RotationState, SecretRotation)  # noqa: F401 - the port's types
 from .clients import AwsClients
 
-CURRENT, PENDING, PREVIOUS = "AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"
-
-
-class RotationNotConfigured(ValueError):
-    """The secret has no rotation function nor managed rotation: RotateSecret must not be called."""
-
-
-class RotationInProgress(RuntimeError):
-    """Another rotation of the secret (a version other than ours) has not finished, within its window."""
-
-
-class RotationStuck(RuntimeError):
-    """A rotation's version stayed AWSPENDING past the rotation window (or never finished): it failed."""
-
-
-class RotationFunctionMissing(LookupError):
-    """The secret's rotation function (RotationLambdaARN) does not exist."""
+from ..ports.secrets import CURRENT, PENDING, PREVIOUS  # noqa: E402
 
 
 class PendingRotation(StrEnum):
@@ -100,43 +84,6 @@ def pending_rotation(secret: dict[str, Any], versions: list[dict[str, Any]], ver
 def _hours(delta: dt.timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days"
-
-
-class RotateSecretParams(Params):
-    action: ClassVar[str] = "secretsmanager:RotateSecret"
-    secret_id: str = Field(min_length=1, max_length=2048, pattern=SECRET_ID, description="ARN or name.")
-    client_request_token: str = Field(min_length=32, max_length=64, pattern=r"^[A-Za-z0-9-]+$",
-                                      description="Idempotency token, the new version's id: the same for every "
-                                                  "attempt of one step (e.g. a UUID derived from incident and step).")
-
-
-class RotationState(StrEnum):
-    IN_PROGRESS = "InProgress"   # the new version is AWSPENDING
-    ROTATED = "Rotated"          # AWSCURRENT is on the new version
-    STUCK = "Stuck"              # the new version stayed AWSPENDING past the rotation window
-
-
-class SecretRotation(Change):
-    """A rotation started (or found already started/finished) with this step's token."""
-
-    secret_arn: str
-    name: str
-    previous_version_id: str | None = Field(default=None, description="The version that was AWSCURRENT before.")
-    version_id: str = Field(description="The new version (the step's ClientRequestToken).")
-    state: RotationState
-
-    def describe(self) -> str:
-        what = {RotationState.ROTATED: "rotated", RotationState.IN_PROGRESS: "rotation in progress",
-                RotationState.STUCK: "rotation stuck (see the rotation function's logs)"}[self.state]
-        again = "" if self.changed else " (started by an earlier attempt: not started again)"
-        return f"secret {self.name}: {what}, version {self.previous_version_id} -> {self.version_id}{again}"
-
-    def undo(self) -> str | None:
-        if self.previous_version_id is None:
-            return None
-        return (f"only if the old credentials still work where they are used: aws secretsmanager "
-                f"update-secret-version-stage --secret-id {self.secret_arn} --version-stage {CURRENT} "
-                f"--move-to-version-id {self.previous_version_id} --remove-from-version-id {self.version_id}")
 
 
 def _with(stages: dict[str, list[str]], label: str) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..runbooks.facts import ObjectInfo
+from ..ports.facts import ObjectInfo
 from .clients import AwsClients
 from ..errors import AwsError
 

@@ -260,7 +260,10 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
             if st.get("lastRunRequest") == token and last.get("finishedAt"):
                 spinner.update(f"driftcheck {name}: {last['outcome']}; the operator goes on"
                                + (f" ({st['pendingRun']})" if st.get("pendingRun") else "") + " ...")
-            time.sleep(0.5)
+            # the next write of the operator, at once (polling every half second made a sub-second
+            # run take up to half a second more)
+            c.wait_for_change("driftchecks", ns, name, obj["metadata"].get("resourceVersion", ""),
+                              min(10.0, max(0.0, deadline - time.monotonic())))
         else:
             raise CliError(f"driftcheck {name}: no result within {timeout:.0f}s (is the operator running?)")
     last = st.get("lastResult") or {}
@@ -562,7 +565,10 @@ def operator(verbose: bool) -> None:
 
 @cli.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def crds(directory: Path | None) -> None:
+@click.option("--policy-schema", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also set properties.policy of this values schema (the chart's values.schema.json) to the "
+                   "operator policy's schema.")
+def crds(directory: Path | None, policy_schema: Path | None) -> None:
     """Print the CustomResourceDefinitions, or write one file per kind into DIRECTORY.
 
     \b
@@ -570,8 +576,15 @@ def crds(directory: Path | None) -> None:
       opex crds | kubectl apply --server-side -f -
     """
     from ..api import KINDS
-    from ..api.crdgen import render, write_all
+    from ..api.crdgen import render, values_schema, write_all
 
+    if policy_schema is not None:
+        from ..policy import Policy
+
+        doc = json.loads(policy_schema.read_text())
+        doc["properties"]["policy"] = {**values_schema(Policy),
+                                       "description": doc["properties"]["policy"].get("description", "")}
+        policy_schema.write_text(json.dumps(doc, indent=2) + "\n")
     if directory is None:
         click.echo("---\n".join(render(k) for k in KINDS), nl=False)
     else:

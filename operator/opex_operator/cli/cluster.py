@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import click
 import kubernetes
+import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION
@@ -69,6 +71,22 @@ class Cluster:
             result = self._call(f"{plural} in namespace {namespace}", self.api.list_namespaced_custom_object,
                                 GROUP, VERSION, namespace, plural)
         return sorted(result["items"], key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+    def wait_for_change(self, plural: str, namespace: str, name: str, resource_version: str, timeout: float) -> None:
+        """Return once the object changed after ``resource_version`` (a watch event), or after
+        ``timeout`` seconds at the latest. A watch that cannot start or breaks (no ``watch``
+        permission, an old version, a dropped connection) returns after half a second instead:
+        the caller reads the object again either way."""
+        watch = kubernetes.watch.Watch()
+        try:
+            for _ in watch.stream(self.api.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                                  field_selector=f"metadata.name={name}", resource_version=resource_version,
+                                  timeout_seconds=max(1, int(timeout)), _request_timeout=timeout + 5):
+                return
+        except Exception:  # noqa: BLE001 - the caller polls instead
+            time.sleep(min(timeout, 0.5))
+        finally:
+            watch.stop()
 
     def patch(self, plural: str, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the object."""

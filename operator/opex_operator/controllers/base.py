@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ..api import Kind
 from ..api.common import EventType
-from ..kube import ObjectRef
+from ..ports.objects import ObjectRef
 
 S = TypeVar("S", bound=BaseModel)
 Event = tuple[EventType, str, str]  # (type, reason, message)

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..kube import MAX_CONFIG_MAP_BYTES
+from ..ports.objects import MAX_CONFIG_MAP_BYTES
 from ..terraform.plan import PlanSummary, redact
 
 SUMMARY_BYTES = 256 * 1024
@@ -46,7 +46,7 @@ def build(header: dict[str, Any], summary: PlanSummary, doc: dict[str, Any] | No
           scrub: Callable[[Any], Any] = lambda value: value) -> Report:
     """The report of one run: ``header`` (the DriftCheck and the run result, wire form), the plan's
     ``summary``, the saved plan's JSON ``doc`` (None when nothing changes) and the path of the saved
-    plan file. Its values add up to at most :data:`~opex_operator.kube.MAX_CONFIG_MAP_BYTES` bytes.
+    plan file. Its values add up to at most :data:`~opex_operator.ports.objects.MAX_CONFIG_MAP_BYTES` bytes.
     ``scrub`` (``redaction.Scrubber``) masks the values that came from Secrets, sensitive or not."""
     header, doc = scrub(header), scrub(redact(doc)) if doc is not None else None
     listed, cut = capped(scrub(summary.to_dict()), lambda s: _render({**header, "summary": s}), SUMMARY_BYTES)

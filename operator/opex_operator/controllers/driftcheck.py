@@ -20,12 +20,12 @@ from .. import metrics, schedule
 from ..api import DRIFTCHECK
 from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
-from ..api.driftcheck import (MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
+from ..api.driftcheck import (CHECKED, DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
                               ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
-from ..kube import ObjectRef, label_value
+from ..ports.objects import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
 from ..process import IDENTITY
@@ -35,30 +35,27 @@ from ..runbooks.drift import Decision, Move
 from ..terraform.locks import LockProblem, parse_lock_error
 from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configuration_file, diagnostics_text,
                               parse_show_json, parse_stream, provisioners)
-from ..terraform.runner import TerraformError
-from ..terraform.workspace import SourceError
+from ..ports.terraform import TerraformError
+from ..ports.terraform import SourceError
 from . import drift_report
 from .base import Observed
 from .common import Pass, spec_error
 
 log = logging.getLogger(__name__)
 
-CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", "Scheduled"
 POLICY_REFUSED = "PolicyRefused"
 SOURCE_RECHECK = 60.0   # seconds between checks of a source ConfigMap that does not exist
 # The operator policy's action for each thing Terraform is run for (policy.Policy.check_terraform).
 PLAN, APPLY, IMPORT, FORCE_UNLOCK = "terraform:Plan", "terraform:Apply", "terraform:Import", "terraform:ForceUnlock"
 RESOLUTION_ACTIONS = {ResolutionStrategy.APPLY: APPLY, ResolutionStrategy.REFRESH_ONLY: APPLY,
                       ResolutionStrategy.IMPORT: IMPORT}
-# How a failed run's Checked message ends: what the schedule does next.
-FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
 
 
 class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations = (RUN_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION,)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
                  clock: Callable[[], dt.datetime] = utcnow):
@@ -211,39 +208,31 @@ class _Pass(Pass):
         """The first pass: say when the first check happens. ``Scheduled=True`` makes Ready True:
         set up and waiting for its slot is a healthy state (kstatus Current, so a Flux Kustomization
         with ``wait: true`` does not time out on a DriftCheck it just applied)."""
-        text = self.checked_text("Scheduled")
+        text = drift.scheduled_text(self.st)
         self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", text)
         self.event("Scheduled", text)
 
-    def checked_text(self, reason: str) -> str:
-        """The Checked message of a first pass (``Scheduled``), a run that worked (``Checked``) or a
-        failed run (its reason), from status: what the last run found and what the schedule does next."""
-        st, upcoming, last = self.st, self.st.next_schedule_time, self.st.last_result
-        if reason == "Scheduled":
-            how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
-            return (f"first check at {upcoming:%Y-%m-%d %H:%M} UTC (or {how})" if upcoming
-                    else f"suspended: no scheduled check; {how}")
-        if reason == "Checked":
-            return f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
-                f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
-        return (f"{reason}: {last.message} (failed {st.consecutive_failures} runs in a row; "
-                f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
+    def checked(self) -> None:
+        """Set Checked as the typed status says (``runbooks.drift.checked_condition``)."""
+        wanted = drift.checked_condition(self.st)
+        if wanted is not None:
+            self.condition(CHECKED, *wanted)
 
     def refresh_checked(self) -> None:
         """Keep what Scheduled (before the first check) or Checked says about the schedule true when
-        suspend or the schedule changed (only a message :meth:`checked_text` wrote: LockHeld,
-        Interrupted, ... say nothing about it)."""
-        cond, last = get(self.st.conditions, CHECKED), self.st.last_result
+        suspend or the schedule changed: a Checked condition derived from the last run
+        (:func:`~opex_operator.runbooks.drift.checked_condition`, the same reason) is derived again;
+        LockHeld, Interrupted, ReportWriteFailed say nothing about the schedule and stay."""
+        cond = get(self.st.conditions, CHECKED)
         legacy = cond is not None and cond.reason == "Scheduled"  # an older operator's Checked Unknown "Scheduled"
         if legacy:
             remove(self.st.conditions, CHECKED)
         if legacy or get(self.st.conditions, SCHEDULED) is not None:
-            self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", self.checked_text("Scheduled"))
+            self.condition(SCHEDULED, ConditionStatus.TRUE, "Scheduled", drift.scheduled_text(self.st))
             return
-        if cond is None or last is None:
-            return
-        if cond.reason == "Checked" or cond.message.endswith((FAILED_SCHEDULED, FAILED_SUSPENDED)):
-            self.condition(CHECKED, cond.status, cond.reason, self.checked_text(cond.reason))
+        wanted = drift.checked_condition(self.st)
+        if cond is not None and wanted is not None and cond.reason == wanted[1]:
+            self.condition(CHECKED, *wanted)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
@@ -453,7 +442,8 @@ class _Pass(Pass):
             extra = f"; changed outside Terraform, nothing depends on it: {', '.join(noise[:5])}" if noise else ""
             self.condition(DRIFTED, ConditionStatus.FALSE, "NoDrift", f"infrastructure matches the configuration{extra}")
             self.event("NoDrift", f"no drift (revision {result.source_revision}){extra}")
-        self.condition(CHECKED, ConditionStatus.TRUE, "Checked", self.checked_text("Checked"))
+        result.reason = "Checked"
+        self.checked()
         self.observe(result, summary)
 
     async def report_failed(self, result: RunResult, err: KubeError) -> None:
@@ -477,10 +467,10 @@ class _Pass(Pass):
         a build that cannot succeed (kstatus Failed, Argo CD Degraded). Runs go on; the next one
         clears it."""
         st = self.st
-        result.outcome, result.message = outcome, message
+        result.outcome, result.message, result.reason = outcome, message, reason
         st.last_result, st.lock = result, None
         st.consecutive_failures += 1
-        self.condition(CHECKED, ConditionStatus.FALSE, reason, self.checked_text(reason))
+        self.checked()
         if config_file is not None:
             mark(st.conditions, STALLED, reason, f"the configuration does not work ({config_file}): {message}; fix it "
                                                  f"in the source: the next run checks again", self.gen)
@@ -497,7 +487,7 @@ class _Pass(Pass):
         st.lock = ObservedLock(**lock.model_dump(), first_seen_at=st.lock.first_seen_at if same else now,
                                last_seen_at=now, seen_count=st.lock.seen_count + 1 if same else 1,
                                unlock_attempted_at=st.lock.unlock_attempted_at if same else None)
-        result.outcome = Outcome.LOCK_HELD
+        result.outcome, result.reason = Outcome.LOCK_HELD, "LockHeld"
         held = (f"state lock {lock.id} on {lock.path} is held by {lock.who} ({lock.operation}, since "
                 f"{lock.created:%Y-%m-%d %H:%M:%S} UTC)" if lock.created else f"state lock {lock.id} is held")
         result.message = held

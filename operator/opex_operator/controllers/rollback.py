@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api import ROLLBACK
 from ..api.common import ConditionStatus, LocalObjectReference, now as utcnow
-from ..api.rollback import (Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
+from ..api.rollback import (PLANNED, ROLLED_BACK, Invalidation, Progress, Revision, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStep, RollbackStepId as Id, RollbackStepState as State)
 from ..errors import AwsError
-from ..kube import ObjectRef, child_name, label_value
+from ..ports.objects import ObjectRef, child_name, label_value
 from ..policy import Policy
 from ..process import IDENTITY
 from ..ports import AwsPorts, Objects
@@ -36,7 +36,6 @@ from .common import Pass, reject_spec, transition
 
 log = logging.getLogger(__name__)
 
-ROLLED_BACK, PLANNED = "RolledBack", "Planned"
 COPY_BATCH_SECONDS = 5.0            # a copy batch stops early after this: an abort is seen between batches
 MAX_MANIFEST_GZ = 700 * 1024        # a ConfigMap holds at most 1 MiB
 TRANSIENT_RETRY_SECONDS = 5.0

@@ -23,7 +23,6 @@ semantics (an expression holds while it returns a sample).
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -31,8 +30,10 @@ from typing import Any, TypeVar
 from ..api.common import Status
 from ..api.guardrails import BakeOutcome, Breach, BreachSource, StepVerification
 from ..api.incident import Step, StepState
+from ..ports.verification import ALARM, AlarmState, QueryResult, Sample
 
-ALARM = "ALARM"
+__all__ = ["ALARM", "AlarmState", "QueryResult", "Sample"]  # what the readers answer, defined with their ports
+
 MIN_POLL, MAX_POLL = 10.0, 60.0   # seconds between looks: a tenth of the window, within these
 
 
@@ -47,18 +48,6 @@ class Reversibility(StrEnum):
 # -- what the readers saw ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class AlarmState:
-    """One CloudWatch alarm as DescribeAlarms gives it: ``state`` OK, ALARM or INSUFFICIENT_DATA,
-    ``since`` when it entered that state (``StateTransitionedTimestamp``, else
-    ``StateUpdatedTimestamp``), ``reason`` its ``StateReason``."""
-
-    name: str
-    state: str
-    since: dt.datetime | None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class AlarmReading:
     """An alarm during the window: its state (None: it does not exist), and the first transition to
     ALARM since the window began that its history shows (read only when it changed state in the
@@ -68,44 +57,6 @@ class AlarmReading:
     state: AlarmState | None
     went_to_alarm_at: dt.datetime | None = None
     history_error: str | None = None
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One sample of a Prometheus result: its labels and value."""
-
-    labels: tuple[tuple[str, str], ...]
-    value: float
-
-    def describe(self) -> str:
-        labels = ", ".join(f'{k}="{v}"' for k, v in self.labels if k != "__name__")
-        name = dict(self.labels).get("__name__", "")
-        return f"{name}{{{labels}}} {self.value:g}" if labels or name else f"{self.value:g}"
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """A Prometheus instant query's result: ``result_type`` vector, scalar (or matrix, string), its
-    samples (a scalar is one sample without labels)."""
-
-    result_type: str
-    samples: tuple[Sample, ...] = ()
-
-    def holds(self) -> bool:
-        """Whether the condition holds: a vector holds while it has a sample (as an alert rule fires); a
-        scalar while it is neither 0 nor NaN; other result types never."""
-        if self.result_type == "vector":
-            return bool(self.samples)
-        if self.result_type == "scalar":
-            return bool(self.samples) and self.samples[0].value != 0 and not math.isnan(self.samples[0].value)
-        return False
-
-    def describe(self, most: int = 5) -> str:
-        """``no sample`` or the first samples, for a status message."""
-        if not self.samples:
-            return "no sample"
-        shown = "; ".join(s.describe() for s in self.samples[:most])
-        return shown + (f"; and {len(self.samples) - most} more" if len(self.samples) > most else "")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,10 @@ def merge(*layers: Layer) -> EffectiveGates:
     a constraint appears in several layers). Never wider than any one layer: see the module docstring."""
     denied: dict[GateAction, str] = {}
     max_changed: tuple[int, str] | None = None
-    allowed_types, denied_types, allowed_addresses, denied_addresses = [], [], [], []
+    allowed_types: list[tuple[tuple[str, ...], str]] = []
+    denied_types: list[tuple[str, str]] = []
+    allowed_addresses: list[tuple[tuple[str, ...], str]] = []
+    denied_addresses: list[tuple[str, str]] = []
     deny_ignored: str | None = None
     for layer in layers:
         g = layer.gates
@@ -133,7 +136,9 @@ def resource_type(address: str) -> str:
     ``aws_lambda_invoke`` for ``action.aws_lambda_invoke.notify`` (Terraform docs, "Resource
     Addressing": module path, then ``[data.|ephemeral.|action.]TYPE.NAME[KEY]``). Instance keys may
     hold dots and brackets inside their quotes."""
-    parts, current, depth, quoted, escaped = [], [], 0, False, False
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted, escaped = 0, False, False
     for char in address:
         if quoted:
             quoted = not (char == '"' and not escaped)

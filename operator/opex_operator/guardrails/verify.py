@@ -10,24 +10,11 @@ DescribeAlarms call per look otherwise; both draw on the AWS call budget).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
 
 from ..api.guardrails import BakeVerification
 from ..errors import AwsError, PrometheusError
-from .bake import ALARM, AlarmReading, AlarmState, Observation, QueryReading, QueryResult
-
-
-class AlarmPort(Protocol):
-    """CloudWatch alarms (``aws.alarms.AlarmReader``). Raises AwsError."""
-
-    def alarms(self, names: list[str]) -> dict[str, AlarmState]: ...
-    def went_to_alarm(self, name: str, since: dt.datetime) -> dt.datetime | None: ...
-
-
-class QueryPort(Protocol):
-    """Prometheus instant queries (``promql.Prometheus``). Raises PrometheusError."""
-
-    def instant(self, query: str) -> QueryResult: ...
+from ..ports.verification import ALARM, AlarmPort, AlarmState, QueryPort
+from .bake import AlarmReading, Observation, QueryReading
 
 
 def observe(verify: BakeVerification, since: dt.datetime, alarms: AlarmPort | None, prometheus: QueryPort | None,
@@ -38,7 +25,7 @@ def observe(verify: BakeVerification, since: dt.datetime, alarms: AlarmPort | No
     errors: list[str] = []
     if verify.alarms and alarms is None:
         errors.append("the operator has no CloudWatch reader for this incident")
-    elif verify.alarms:
+    elif verify.alarms and alarms is not None:
         try:
             found = alarms.alarms(list(verify.alarms))
         except AwsError as err:

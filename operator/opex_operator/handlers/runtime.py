@@ -1,10 +1,12 @@
 """The reconcile runtime: watch events in, a bounded pool of workers out (controller-runtime's shape).
 
-Kopf watches the three kinds and hands every event to :meth:`Runtime.observe`, which adds the
+Kopf watches the three kinds and hands events to :meth:`Runtime.observe`, which adds the
 object's key to the work queue when something the controller reacts to changed (a new
-object, its generation, a request annotation), never for the operator's own status writes.
+object, its generation, a request annotation), never for the operator's own status writes:
+those stop at Kopf's ``when=`` filter (:meth:`Runtime.wants`), before Kopf runs a handler.
 ``OPEX_WORKERS`` workers take keys; a pass reads the object fresh from the API server (so it
-always sees its own last checkpoint), runs the kind's controller for one move and schedules
+always sees its own last checkpoint; only a new object, with no status yet, has none to miss and
+is taken from the watch event that queued it), runs the kind's controller for one move and schedules
 the next pass from its answer: at once, after N seconds (one timer heap for all objects), or
 not until a watch event. A pass that raises is logged with the object, counted, reported as
 ``Reconciling=True/ReconcileError`` and retried with backoff per key. Work a person or a
@@ -23,7 +25,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 from .. import metrics
@@ -68,19 +70,41 @@ class Runtime:
     """The queue, its workers and what they know about each object (only what wakes it)."""
 
     def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float,
-                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True):
+                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True,
+                 reporting_instance: str = ""):
+        """``reporting_instance``: which replica and shard posts this runtime's Events (``host/shard``)."""
         self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
+        self.reporting_instance = reporting_instance
         self.restart_spread = restart_spread
         self.owns = owns  # sharding: whether an object's labels make it this replica's (sharding.belongs)
         self.queue = WorkQueue(namespace_of=lambda key: key[1])
         self.workers = workers
         self.leading = asyncio.Event()
         self._triggers: dict[Key, tuple] = {}
+        # A new object (no status yet, never passed here) is taken from the watch event that queued
+        # it, not read again: it has no checkpoint to miss. Any event with a status drops it.
+        self._new: dict[Key, dict[str, Any]] = {}
+        self._passed: set[Key] = set()   # keys this runtime has run a pass of
         self._tasks: list[asyncio.Task] = []
         self._in_flight: set[Key] = set()
         self._posting: set[asyncio.Task] = set()   # Events on their way to the API server
 
     # -- watch events ---------------------------------------------------------------------------
+    def wants(self, plural: str, event_type: str | None, body: Mapping[str, Any]) -> bool:
+        """Whether :meth:`observe` has anything to do with this watch event: Kopf's ``when=`` filter,
+        so that the operator's own status writes (most events in a burst) and other changes the
+        controller does not react to are dropped before Kopf runs a handler for them. Every event
+        passes here: one with a status drops the body kept of a new object (see ``_new``)."""
+        if not self._tasks or event_type == "DELETED":
+            return True
+        meta = body.get("metadata") or {}
+        key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+        if body.get("status"):
+            self._new.pop(key, None)  # somebody checkpointed it: its next pass reads it fresh
+        if not self.owns(meta.get("labels") or {}):
+            return key in self._triggers  # moved to another shard: forget it once
+        return self._triggers.get(key) != _trigger(body, self.controllers[plural].wake_annotations)
+
     def observe(self, plural: str, event_type: str | None, body: dict[str, Any]) -> None:
         """A watch event (Kopf's ``on.event``): queue the object when something it reacts to changed."""
         if not self._tasks:
@@ -88,9 +112,14 @@ class Runtime:
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
         controller = self.controllers[plural]
+        status = body.get("status") or {}
+        if status or key in self._passed:
+            self._new.pop(key, None)
         if event_type == "DELETED" or not self.owns(meta.get("labels") or {}):  # gone, or another shard's
             self.queue.remove(key)
             self._triggers.pop(key, None)
+            self._new.pop(key, None)
+            self._passed.discard(key)
             controller.forget(_ref(controller, body))
             return
         trigger = _trigger(body, controller.wake_annotations)
@@ -98,7 +127,8 @@ class Runtime:
             return  # our own status write, or a change the controller does not react to
         self._triggers[key] = trigger
         priority = controller.priority(body)
-        status = body.get("status") or {}
+        if not status and key not in self._passed:
+            self._new[key] = body
         if event_type is None and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation"):
             # The listing at start (or after a watch restart): objects whose spec was reconciled
             # before are looked at again spread over ``restart_spread`` seconds, at background
@@ -142,8 +172,9 @@ class Runtime:
     async def _process(self, key: Key, priority: int) -> None:
         plural, namespace, name = key
         controller = self.controllers[plural]
+        self._passed.add(key)
         try:
-            body = await asyncio.to_thread(self.kube.get, plural, namespace, name)
+            body = self._new.pop(key, None) or await asyncio.to_thread(self.kube.get, plural, namespace, name)
         except KubeError as err:
             log.warning("cannot read %s %s/%s: %s", controller.resource.kind, namespace, name, err)
             self.queue.add_rate_limited(key, priority)
@@ -154,10 +185,11 @@ class Runtime:
         obj = _observed(controller, self.kube, body, self.post_event)
         # A pass that asks for the next one at once continues with the object as it just wrote it
         # (its status in memory is the API server's): no read in between, unless the object
-        # changed meanwhile (an event came), then the next pass reads it fresh.
+        # changed meanwhile (an event came), then the next pass reads it fresh; or more urgent work
+        # is waiting, which goes first.
         for _ in range(CHAINED_PASSES):
             delay = await self._pass(controller, obj, key, priority)
-            if delay != 0 or self.queue.dirty(key) or self.queue.closed:
+            if delay != 0 or self.queue.dirty(key) or self.queue.closed or self.queue.waiting_before(priority):
                 break
         foreground = priority % BACKGROUND
         if delay is _FAILED:
@@ -213,7 +245,8 @@ class Runtime:
         way (an Event of a pass that finished during shutdown is not lost, as it was in Kopf's queue)."""
         async def post() -> None:
             try:
-                await asyncio.to_thread(self.kube.post_event, ref, type_, reason, message, EVENT_COMPONENT)
+                await asyncio.to_thread(self.kube.post_event, ref, type_, reason, message, EVENT_COMPONENT,
+                                        self.reporting_instance)
             except KubeError as err:
                 log.warning("could not post Event %s on %s: %s", reason, ref.key, err)
 
@@ -244,7 +277,7 @@ class Runtime:
         await self.flush_events()
 
 
-def _trigger(body: dict[str, Any], annotations: tuple[str, ...]) -> tuple:
+def _trigger(body: Mapping[str, Any], annotations: tuple[str, ...]) -> tuple:
     meta = body.get("metadata") or {}
     notes = meta.get("annotations") or {}
     return (meta.get("uid"), meta.get("generation"), tuple(notes.get(a) for a in annotations))

@@ -7,37 +7,31 @@ matrix is operator policy (``policy.DEFAULT_LEVELS``); an Incident's ``spec.esca
 replaces it. Times count from ``status.detectedAt``; ``status.escalation.nextEscalationAt`` is
 persisted so a restart neither skips nor repeats a level.
 
-A critical security incident in production pages every level at once: the matrix's Level 3 is
-for critical production issues, and the runbook's "Security Incident Response" contains one
-within 15 minutes, long before the Level 2 window of 30 minutes has passed.
+An incident's playbook may page every level at once (``Playbook.pages_every_level_at_once``: a
+critical security incident in production, which the runbook contains within 15 minutes, long
+before the Level 2 window of 30 minutes has passed).
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from ..api.incident import EscalationLevel, IncidentType, Severity
-from ..environments import PRODUCTION, is_production, same
+from ..api.incident import EscalationLevel, Severity
+from ..environments import PRODUCTION, same
 
-__all__ = ["PRODUCTION", "applicable", "due", "immediate"]
-
-
-def immediate(incident_type: IncidentType | None, severity: Severity, environment: str) -> bool:
-    """True when every level is paged at detection: a critical SecurityIncident in production (any
-    spelling of it: ``prod``, ``prd``, ``live``; :mod:`opex_operator.environments`)."""
-    return (incident_type == IncidentType.SECURITY_INCIDENT and severity == Severity.CRITICAL
-            and is_production(environment))
+__all__ = ["PRODUCTION", "applicable", "due"]
 
 
 def applicable(levels: list[EscalationLevel], severity: Severity, environment: str,
-               incident_type: IncidentType | None = None) -> list[EscalationLevel]:
-    """The levels that apply to this severity, environment and type, lowest first; with their
-    ``afterSeconds`` set to 0 when :func:`immediate` (each level is paged at once). A level's
-    environments match any spelling of the same environment (``prod`` is ``production``)."""
+               immediate: bool = False) -> list[EscalationLevel]:
+    """The levels that apply to this severity and environment, lowest first; with their
+    ``afterSeconds`` set to 0 when ``immediate`` (each level is paged at once: the playbook says
+    when). A level's environments match any spelling of the same environment (``prod`` is
+    ``production``)."""
     chosen = sorted((lv for lv in levels
                      if (not lv.severities or severity in lv.severities)
                      and (not lv.environments or any(same(environment, e) for e in lv.environments))),
                     key=lambda lv: lv.level)
-    if immediate(incident_type, severity, environment):
+    if immediate:
         return [lv.model_copy(update={"after_seconds": 0}) for lv in chosen]
     return chosen
 

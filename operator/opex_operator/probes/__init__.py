@@ -1,11 +1,11 @@
 """Checks against live endpoints (the runbook's ``curl`` and ``psql -c "SELECT 1"``), reporting
-what they saw as ``runbooks.perf_facts`` results; never a password or header value."""
+what they saw as ``ports.performance`` results; never a password or header value."""
 from __future__ import annotations
 
 from typing import Any
 
 from ..api.performance import TlsMode
-from ..runbooks.perf_facts import Credentials, DbProbeResult, HttpProbeResult
+from ..ports.performance import Credentials, DbProbeResult, HttpProbeResult
 from .database import probe_database
 from .http import Guard, probe_http
 

@@ -13,7 +13,7 @@ from typing import Callable
 import pg8000.native
 
 from ..api.performance import TlsMode
-from ..runbooks.perf_facts import Credentials, ProbeFailure, DbProbeResult
+from ..ports.performance import Credentials, ProbeFailure, DbProbeResult
 
 # SQLSTATEs a connection attempt ends with (PostgreSQL docs, Appendix A "Error Codes").
 AUTH_STATES = {"28P01": "invalid password", "28000": "invalid authorization specification (no pg_hba.conf entry)"}

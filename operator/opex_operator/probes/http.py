@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from ..runbooks.perf_facts import HttpProbeResult, ProbeFailure
+from ..ports.performance import HttpProbeResult, ProbeFailure
 
 BODY_HEAD_BYTES = 256
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..api.performance import DatabaseSecretRef
-from ..runbooks.perf_facts import Credentials
+from ..ports.performance import Credentials
 
 
 def _value(data: dict[str, str] | None, name: str, key: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .. import schedule
-from ..api.common import duration_seconds
+from ..api.common import ConditionStatus, duration_seconds
 from ..api.driftcheck import (RUN_ANNOTATION, Approval, ConcurrencyPolicy, DriftCheckSpec, DriftCheckStatus,
                               ForceUnlock, ObservedLock, Outcome, ResolutionOutcome, ResolutionStrategy)
 # Auto resolution: a plan that still differs after an apply is resolved again only after
@@ -52,6 +52,36 @@ class Decision:
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval)
+
+
+FAILED_SCHEDULED, FAILED_SUSPENDED = "the next scheduled run still happens)", "suspended: no scheduled run)"
+
+
+def scheduled_text(status: DriftCheckStatus) -> str:
+    """The Scheduled condition's message before the first check: when it comes, or how to run now."""
+    upcoming = status.next_schedule_time
+    how = f"annotate {RUN_ANNOTATION}=<any value> (or opex run driftcheck) to run now"
+    return (f"first check at {upcoming:%Y-%m-%d %H:%M} UTC (or {how})" if upcoming
+            else f"suspended: no scheduled check; {how}")
+
+
+def checked_condition(status: DriftCheckStatus) -> tuple[ConditionStatus, str, str] | None:
+    """(status, reason, message) of the Checked condition that the last run (``status.lastResult``,
+    its ``reason``) and the schedule (``status.nextScheduleTime``) make: True/Checked after a run that
+    worked, False/<reason> with what the schedule does next after one that failed; None when the
+    condition is not derived from status: no run yet, or a held lock whose id the run named
+    (``status.lock``: its condition says how to release it)."""
+    last, upcoming = status.last_result, status.next_schedule_time
+    if last is None or last.reason is None:
+        return None
+    if last.reason == "Checked" and last.finished_at is not None:
+        return ConditionStatus.TRUE, "Checked", f"last check {last.finished_at:%Y-%m-%d %H:%M:%S} UTC; " + (
+            f"next {upcoming:%Y-%m-%d %H:%M} UTC" if upcoming else "suspended: no scheduled check")
+    if not (last.outcome == Outcome.LOCK_HELD and status.lock is not None):
+        return ConditionStatus.FALSE, last.reason, (
+            f"{last.reason}: {last.message} (failed {status.consecutive_failures} runs in a row; "
+            f"{FAILED_SCHEDULED if upcoming else FAILED_SUSPENDED}")
+    return None
 
 
 def overdue_at(spec: DriftCheckSpec, status: DriftCheckStatus, created: dt.datetime) -> dt.datetime | None:

@@ -22,11 +22,15 @@ from enum import StrEnum
 from ..api.common import ConditionStatus
 from ..api.incident import (AlertRecord, AlertState, EscalationLevel, IncidentPhase, IncidentSpec, IncidentStatus, OnFailure,
                             RemediationMode, Step, StepPolicy, StepState)
+from .. import steps as actions
 from ..notify import escalation as matrix
-from . import perf_plan, probes, security_response
-from .facts import FunctionState
-from .plan import ASSESS, CLASSIFY, NOTIFY, VERIFY, read_step
-from .steps import params_of
+from ..steps import Held
+
+# The runbook's fixed read steps, by id, and where each stands among the others (the remediation
+# steps a playbook plans sit between classify and verify).
+ASSESS, CLASSIFY, VERIFY, NOTIFY = "assess", "classify", "verify", "notify-resolved"
+READ_STEPS = {ASSESS: actions.ASSESS, CLASSIFY: actions.CLASSIFY, VERIFY: actions.VERIFY, NOTIFY: actions.NOTIFY}
+ORDER = {ASSESS: 0, CLASSIFY: 1, VERIFY: 3, NOTIFY: 4}
 
 TERMINAL = {IncidentPhase.RESOLVED, IncidentPhase.FAILED, IncidentPhase.CLOSED}
 # A page carries the root cause, so it waits for the diagnosis, but never longer than this.
@@ -72,6 +76,11 @@ class VerifyOutcome(StrEnum):
     VERIFIED = "Verified"
     PENDING = "Pending"
     FAILED = "Failed"
+
+
+def read_step(step_id: str) -> Step:
+    """A new Pending read step (assess, classify, verify or notify-resolved)."""
+    return actions.step(step_id, READ_STEPS[step_id])
 
 
 def step_policy(spec: IncidentSpec, step_id: str) -> StepPolicy:
@@ -193,80 +202,34 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
 
 # -- verification: does the fix hold? --------------------------------------------------------------
 
-@dataclass
-class VerifyFacts:
-    """What verification observed: per function its state and the ERROR lines logged since its
-    step finished; per pipeline the execution a step started or retried and its status; and,
-    when no step ran, the newest execution of the target pipeline ``(id, status, startTime)``;
-    the state of what the security steps contained; what the performance steps changed
-    (``perf_plan.TuningFacts``); and the spec's probes, run again, as (passed, what was seen)."""
-
-    functions: dict[str, tuple[FunctionState, list[str]]] = field(default_factory=dict)
-    executions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
-    newest_execution: tuple[str, str, dt.datetime | None] | None = None
-    security: security_response.ContainmentFacts = field(default_factory=security_response.ContainmentFacts)
-    performance: perf_plan.TuningFacts = field(default_factory=perf_plan.TuningFacts)
-    probes: list[tuple[bool, str]] = field(default_factory=list)
-
-
-def verify(status: IncidentStatus, facts: VerifyFacts, pipeline: str | None) -> tuple[VerifyOutcome, str]:
+def verify(status: IncidentStatus, held: list[Held], probes: list[tuple[bool, str]], probes_failed_before: bool,
+           fix: tuple[VerifyOutcome, str]) -> tuple[VerifyOutcome, str]:
     """Whether the remediation that ran holds, and what was seen (the runbook's "verify").
 
-    A function must be Active with its last update Successful and have logged no ERROR since its
-    step; a pipeline execution must have Succeeded; what a security step contained must still be
-    contained (``security_response.holds``); a performance change must hold (``perf_plan.holds``:
-    a memory raise when the Duration dropped in the next whole period); the spec's probes must
-    pass. With no automated step, a manual fix is verified by the probes that
-    failed at the assessment passing again, or else by a new successful execution of the target
-    ``pipeline`` after detection.
+    ``held`` is what each step's action saw of its change (``steps.StepAction.holds``), in step
+    order: one that no longer holds fails the verification, one not settled yet keeps it pending.
+    ``probes`` are the spec's endpoint probes run again, as (passed, what was seen); they must pass
+    too. With no automated step, a manual fix is verified by the probes that failed at the
+    assessment (``probes_failed_before``) passing again, or else as the playbook judges it
+    (``fix``: e.g. a new successful execution of the target pipeline after detection).
     """
     seen: list[str] = []
     pending = False
-    for fn, (state, errors) in facts.functions.items():
-        if state.update_failed:
-            return VerifyOutcome.FAILED, f"{fn}: last update failed: {state.last_update_reason}"
-        if not state.settled:
-            pending = True
-            seen.append(f"{fn} is {state.state}/{state.last_update_status}")
-            continue
-        if errors:
-            return VerifyOutcome.FAILED, f"{fn} logged {len(errors)} ERROR events after its step: {errors[-1]}"
-        seen.append(f"{fn} Active/Successful, no ERROR events since its step")
-    for name, (execution, state) in facts.executions.items():
-        if state in ("Failed", "Stopped", "Cancelled", "missing"):
-            return VerifyOutcome.FAILED, f"execution {execution} of {name} is {state}"
-        pending = pending or state != "Succeeded"
-        seen.append(f"execution {execution} of {name} is {state}")
-    for s in status.steps:
-        if s.state != StepState.SUCCEEDED:
-            continue
-        if s.action in security_response.CHECKED:
-            held = security_response.holds(params_of(s), facts.security)
-        elif s.action in perf_plan.ACTIONS:
-            held = perf_plan.holds(s.id, params_of(s), facts.performance)
-        else:
-            continue
-        if held is None:
-            continue
-        ok, text = held
-        if ok is False:
-            return VerifyOutcome.FAILED, text
-        pending = pending or ok is None
-        seen.append(text)
-    probed = "; ".join(text for _, text in facts.probes)
-    passing = all(ok for ok, _ in facts.probes)
+    for h in held:
+        if h.ok is False:
+            return VerifyOutcome.FAILED, h.seen
+        pending = pending or h.ok is None
+        if h.seen not in seen:
+            seen.append(h.seen)
+    probed = "; ".join(text for _, text in probes)
+    passing = all(ok for ok, _ in probes)
     if not any(s.mutating and s.state == StepState.SUCCEEDED for s in status.steps):
-        if facts.probes and probes.failed_at_assessment(status.findings):
+        if probes and probes_failed_before:
             if passing:
                 return VerifyOutcome.VERIFIED, f"the probes pass again: {probed}"
             return VerifyOutcome.PENDING, f"waiting for the probes to pass: {probed}"
-        newest = facts.newest_execution
-        if pipeline is None:
-            return VerifyOutcome.PENDING, "nothing to observe automatically"
-        if newest and newest[1] == "Succeeded" and newest[2] and status.detected_at and newest[2] > status.detected_at:
-            return VerifyOutcome.VERIFIED, f"a new execution {newest[0]} of {pipeline} succeeded"
-        return VerifyOutcome.PENDING, f"waiting for a new successful execution of {pipeline}"
-    if facts.probes:
+        return fix
+    if probes:
         pending = pending or not passing
         seen.append(probed)
     return (VerifyOutcome.PENDING if pending else VerifyOutcome.VERIFIED), "; ".join(seen)

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from ..api.rollback import (Revision, RollbackApproval, RollbackPhase as Phase, RollbackSpec, RollbackStatus,
                             RollbackStepId as Id, RollbackStepState as State)
-from .facts import FunctionState, LambdaVersion, ObjectInfo, previous_version
+from ..ports.facts import FunctionState, LambdaVersion, ObjectInfo, previous_version
 
 TERMINAL = {Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED}
 POLL_SECONDS = 1.0

@@ -18,17 +18,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ports.terraform import SourceError  # noqa: F401 - the port's type
 from ..process import die_with_operator
 
 GIT_TIMEOUT = 120.0
-
-
-class SourceError(Exception):
-    """The configuration could not be fetched: ``reason`` (CamelCase) and a message to act on."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT) -> tuple[int, bytes, str]:
