@@ -19,7 +19,8 @@ from .aws.site import SiteActions
 from .aws.waf import WafActions
 from .api import KINDS
 from .config import Settings
-from .kube import Kube
+from .guardrails.breaker_store import BreakerStore
+from .kube import Kube, Leases
 from .notify.senders import SnsSender, post_webhook
 from .policy import Policy
 from .probes import LiveProbes
@@ -83,10 +84,11 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     aws = AwsAdapters(clients)
     workspaces = Workspaces(kube, settings.terraform, settings.work_dir, settings.cache_dir,
                             credentials=clients.role_environment)
+    breaker = BreakerStore(Leases(kube), settings.lease_namespace)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds),
-        DriftCheckController(kube, workspaces, policy),
+        DriftCheckController(kube, workspaces, policy, breaker=breaker),
         RollbackController(aws, kube, policy),
     ]
     by_plural = {c.resource.plural: c for c in controllers}

@@ -20,7 +20,7 @@ CHECKED, DRIFTED, REMEDIATING, SCHEDULED = "Checked", "Drifted", "Remediating", 
 from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Condition, Duration, LocalObjectReference,
                      Model, StateLock, Status, TimelineEntry, bounded, conditions_field, duration_seconds, obj_default,
                      text, timeline_field)
-from .gates import PlanGates
+from .gates import MAX_GATE_FAILURES, GateFailureRecord, PlanGates
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -294,6 +294,10 @@ class RunResult(Status):
                                description="Why the run ended as it did, as the Checked condition says it: Checked, "
                                            "PlanFailed, InitFailed, TimedOut, LockHeld, PolicyRefused, InvalidPlan "
                                            "or why the source could not be read.")
+    gate_failures: list[GateFailureRecord] = Field(
+        default_factory=list, max_length=MAX_GATE_FAILURES,
+        description="The plan gates this plan fails (spec.resolution.gates and the operator policy's): approval "
+                    "Auto does not apply it; it waits for spec.resolution.approvedPlanChecksum like Manual.")
 
 
 class DriftedResource(Status):

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 
-from .common import Model, text
+from .common import Model, Status, bounded, text
 
 # A resource type or address pattern: ``*`` matches any characters (dots and brackets included),
 # every other character itself (terraform.plan.address_matches), e.g. aws_iam_* or module.legacy.*.
@@ -79,3 +79,17 @@ class PlanGates(Model):
     def empty(self) -> bool:
         """True when no gate is set."""
         return self == PlanGates()
+
+
+MAX_GATE_FAILURES = 10
+
+
+class GateFailureRecord(Status):
+    """A gate the last plan failed (``guardrails.gates.GateFailure``): an automatic apply of that plan
+    is held until a person approves its checksum."""
+
+    gate: str = Field(max_length=32, description="The gate, by its field name, e.g. denyActions.")
+    source: bounded(256, "Whose gate: the operator policy rule (and environment) or spec.resolution.gates.")
+    detail: bounded(512, "What failed it: the action, the count, the pattern.")
+    resources: list[bounded(512)] = Field(default_factory=list, max_length=10,
+                                          description="The resources that failed it, in plan order (the first 10).")

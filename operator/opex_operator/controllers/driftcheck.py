@@ -22,9 +22,14 @@ from ..api.common import ConditionStatus, EventType, now as utcnow
 from ..api.conditions import RECONCILING, STALLED, get, mark, remove, set_condition
 from ..api.driftcheck import (CHECKED, DRIFTED, REMEDIATING, SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
-                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, RunResult)
+                              Approval, ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy,
+                              RunResult)
 from ..api.common import StateLock
 from ..errors import KubeError
+from ..guardrails import gates
+from ..api.gates import MAX_GATE_FAILURES, GateFailureRecord
+from ..api.guardrails import BREAKER_RESET_ANNOTATION, CIRCUIT_OPEN
+from ..ports.breaker import Breaker
 from ..ports.objects import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
@@ -55,11 +60,12 @@ class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION, BREAKER_RESET_ANNOTATION)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow, breaker: Breaker | None = None):
         self.objects, self.workspaces, self.policy, self.clock = objects, workspaces, policy, clock
+        self.breaker = breaker
 
     def priority(self, body: dict) -> int:
         """Drift checks are scheduled background work: after every Incident and Rollback."""
@@ -244,17 +250,20 @@ class _Pass(Pass):
                 await self.force_unlock()
                 return 0.0
             case Move.RESOLVE:
+                held = await self.circuit_held()
+                if held is not None:
+                    return held or None
                 await self.resolve()
                 return 0.0
             case Move.AWAIT_APPROVAL:
-                if self.condition(REMEDIATING, ConditionStatus.FALSE, "AwaitingApproval", d.message):
-                    self.event("AwaitingApproval", d.message)
+                if self.condition(REMEDIATING, ConditionStatus.FALSE, d.reason, d.message):
+                    self.event(d.reason, d.message, warning=d.reason != "AwaitingApproval")
             case Move.BACK_OFF:
                 if self.condition(REMEDIATING, ConditionStatus.FALSE, "ResolutionBackoff", d.message):
                     self.event("ResolutionBackoff", d.message, warning=True)
             case Move.WAIT:
                 waiting = get(self.st.conditions, REMEDIATING)
-                if waiting is not None and waiting.reason in ("AwaitingApproval", "ResolutionBackoff"):
+                if waiting is not None and waiting.reason in ("AwaitingApproval", "CircuitOpen", "GateFailed", "ResolutionBackoff"):
                     remove(self.st.conditions, REMEDIATING)  # the plan it waited for is no longer the last run's
                 if d.skipped is not None:
                     self.st.last_schedule_time = d.skipped
@@ -265,6 +274,33 @@ class _Pass(Pass):
                 elif d.slot is not None:  # suspended: the slot passes without a run
                     self.st.last_schedule_time = d.slot
         return None
+
+    async def circuit_held(self) -> float | None:
+        """Ask the circuit breaker before a resolution no person approved (approval Auto): None when it
+        may run (counted before it runs), else seconds until the hour frees a place (0: only a person, by
+        approving the plan or ``opex breaker reset``). A resolution a person approved is never counted
+        nor held. A breaker that cannot be read holds (fail closed) and asks again in a minute."""
+        r, ref, planned = self.spec.resolution, self.obj.ref, self.st.last_result.plan_checksum
+        if self.ctl.breaker is None or r.approval != Approval.AUTO or r.approved_plan_checksum == planned:
+            return None
+        limits = self.ctl.policy.change_limits(ref.namespace, self.spec.environment)
+        try:
+            admission = await asyncio.to_thread(self.ctl.breaker.admit, ref.namespace,
+                                                f"DriftCheck/{ref.name}/{planned}", self.spec.environment, limits)
+        except KubeError as err:
+            message, wait = f"circuit breaker unreadable ({err.describe()}); Auto waits and asks again", 60.0
+        else:
+            if admission.allowed:
+                if self.condition(CIRCUIT_OPEN, ConditionStatus.FALSE, "Admitted", admission.message):
+                    self.event("CircuitClosed", admission.message)
+                return None
+            message = admission.message
+            wait = max(1.0, (admission.reopens_at - self.ctl.clock()).total_seconds()) if admission.reopens_at else 0.0
+        if self.condition(CIRCUIT_OPEN, ConditionStatus.TRUE, "AutomatedChangeLimit", message):
+            self.event("CircuitOpen", message, warning=True)
+        self.condition(REMEDIATING, ConditionStatus.FALSE, "CircuitOpen",
+                       f"{message}; or set spec.resolution.approvedPlanChecksum to {planned} to apply it now")
+        return wait
 
     async def open(self, timeout: float, action: str) -> TerraformSession:
         """The workspace, ready for ``action`` under the operator policy (checked before any
@@ -283,6 +319,14 @@ class _Pass(Pass):
             done = self.st.interrupted_apply
             inputs["interruptedApply"] = f"{done.plan_checksum}@{done.time.isoformat()}"
         return inputs
+
+    def gate_result(self, doc: dict[str, Any]) -> gates.GateResult:
+        """The saved plan ``doc`` against the gates in force: the operator policy's for this namespace
+        and environment, then spec.resolution.gates (which can only add to them)."""
+        ref, spec = self.obj.ref, self.spec
+        layers = [*self.ctl.policy.gate_layers(ref.namespace, spec.environment),
+                  gates.Layer("spec.resolution.gates", spec.resolution.gates)]
+        return gates.evaluate_plan(parse_show_json(doc), gates.merge(*layers), spec.ignore)
 
     def refused_provisioners(self, doc: dict[str, Any]) -> str | None:
         """Why the plan ``doc`` may not be applied here: its configuration has provisioners and the
@@ -409,6 +453,10 @@ class _Pass(Pass):
         result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
+        if doc is not None and summary.drifted:
+            result.gate_failures = [GateFailureRecord(gate=f.gate.value, source=f.source, detail=f.detail,
+                                                      resources=list(f.resources[:10]))
+                                    for f in self.gate_result(doc).failures[:MAX_GATE_FAILURES]]
         try:
             report_ref = await asyncio.to_thread(self.write_report, result, summary, doc, plan_file)
         except KubeError as err:
@@ -596,6 +644,9 @@ class _Pass(Pass):
             saved = checksum(doc, self.plan_inputs(session))
             if saved != planned:
                 return False, f"the saved plan is {saved}, not the approved {planned}; nothing was applied"
+            if self.spec.resolution.approved_plan_checksum != planned and not (held := self.gate_result(doc)).passed:
+                # The gates changed since the plan was checked (spec or policy): no person approved it.
+                return False, f"approval Auto does not apply it: it fails {held.message()}; nothing was applied"
             applied = await session.apply_saved_plan(lock_timeout)
             return applied.ok, "applied the approved plan" if applied.ok else applied.diagnostic()
         if strategy == ResolutionStrategy.REFRESH_ONLY:
