@@ -87,7 +87,7 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     breaker = BreakerStore(Leases(kube), settings.lease_namespace)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
-                           shared_read_seconds=settings.shared_read_seconds),
+                           shared_read_seconds=settings.shared_read_seconds, breaker=breaker),
         DriftCheckController(kube, workspaces, policy, breaker=breaker),
         RollbackController(aws, kube, policy),
     ]

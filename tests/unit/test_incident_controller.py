@@ -313,3 +313,23 @@ def test_a_pass_that_changes_nothing_writes_nothing():
     before = len(sink.patches)
     asyncio.run(w.ctl.reconcile(w.obj))  # still waiting for approval: nothing new to record
     assert len(sink.patches) == before
+
+
+def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_open_and_runs_once_approved():
+    from opex_operator.guardrails.breaker_store import BreakerStore
+    from test_circuit_breaker import FakeLeases
+
+    w = World(incident(mode="Auto"))
+    w.ctl.policy = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["lambda:*", "codepipeline:*"],
+                                                     "limits": {"automatedChangesPerHour": 0}}]})
+    w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
+    w.drive()
+    assert w.objects.created == [] and w.step(STEP).state == StepState.AWAITING_APPROVAL
+    assert w.status.phase == "AwaitingApproval" and condition(w.status, "Remediated").reason == "CircuitOpen"
+    assert condition(w.status, "CircuitOpen").status == "True" and "CircuitOpen" in w.reasons()
+    assert "automatedChangesPerHour" in condition(w.status, "Remediated").message
+    w.drive()
+    assert w.objects.created == [] and w.reasons().count("CircuitOpen") == 1  # said once
+    w.change_spec(approvedSteps=[STEP])  # a person approves: it runs and is not counted
+    w.drive()
+    assert w.objects.created == [f"checkout-{STEP}"]

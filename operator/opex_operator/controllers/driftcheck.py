@@ -28,7 +28,7 @@ from ..api.common import StateLock
 from ..errors import KubeError
 from ..guardrails import gates
 from ..api.gates import MAX_GATE_FAILURES, GateFailureRecord
-from ..api.guardrails import BREAKER_RESET_ANNOTATION, CIRCUIT_OPEN
+from ..api.guardrails import BREAKER_RESET_ANNOTATION
 from ..ports.breaker import Breaker
 from ..ports.objects import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
@@ -42,7 +42,7 @@ from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configurat
                               parse_show_json, parse_stream, provisioners)
 from ..ports.terraform import TerraformError
 from ..ports.terraform import SourceError
-from . import drift_report
+from . import drift_report, guard_rails
 from .base import Observed
 from .common import Pass, spec_error
 
@@ -283,21 +283,13 @@ class _Pass(Pass):
         r, ref, planned = self.spec.resolution, self.obj.ref, self.st.last_result.plan_checksum
         if self.ctl.breaker is None or r.approval != Approval.AUTO or r.approved_plan_checksum == planned:
             return None
-        limits = self.ctl.policy.change_limits(ref.namespace, self.spec.environment)
-        try:
-            admission = await asyncio.to_thread(self.ctl.breaker.admit, ref.namespace,
-                                                f"DriftCheck/{ref.name}/{planned}", self.spec.environment, limits)
-        except KubeError as err:
-            message, wait = f"circuit breaker unreadable ({err.describe()}); Auto waits and asks again", 60.0
-        else:
-            if admission.allowed:
-                if self.condition(CIRCUIT_OPEN, ConditionStatus.FALSE, "Admitted", admission.message):
-                    self.event("CircuitClosed", admission.message)
-                return None
-            message = admission.message
-            wait = max(1.0, (admission.reopens_at - self.ctl.clock()).total_seconds()) if admission.reopens_at else 0.0
-        if self.condition(CIRCUIT_OPEN, ConditionStatus.TRUE, "AutomatedChangeLimit", message):
-            self.event("CircuitOpen", message, warning=True)
+        now = self.ctl.clock()
+        admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, self.spec.environment,
+                                          f"DriftCheck/{ref.name}/{planned}", now)
+        wait = guard_rails.record(self, admission, now)
+        if wait is None:
+            return None
+        message = admission.message
         self.condition(REMEDIATING, ConditionStatus.FALSE, "CircuitOpen",
                        f"{message}; or set spec.resolution.approvedPlanChecksum to {planned} to apply it now")
         return wait

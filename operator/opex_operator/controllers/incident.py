@@ -31,6 +31,10 @@ from .. import metrics
 from ..api import INCIDENT
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
 from ..api.conditions import get
+from ..api.guardrails import BREAKER_RESET_ANNOTATION
+from ..guardrails import gates
+from ..ports.breaker import Breaker
+from ..steps.terraform import ImportParams
 from ..api.incident import (ALERT_RESOLVED, ALERT_STATE_ANNOTATION, APPROVALS_VALID, ASSESSED, CLOSED, MAX_FINDINGS,
                             REMEDIATED, ROOT_CAUSE_IDENTIFIED, AlertRecord, Classification, IncidentPhase as Phase,
                             IncidentSpec, IncidentStatus, RemediationMode, RemediationStatus, RootCauseCategory, Step,
@@ -53,6 +57,7 @@ from ..runbooks.engine import ASSESS, CLASSIFY, NOTIFY, ORDER, VERIFY, Decision,
 from ..steps import Held, Outcome, StepContext, action_of, params_of
 from ..workqueue import jittered
 from .base import Observed
+from . import guard_rails
 from .common import reject_spec
 from .paging import Paging
 
@@ -69,16 +74,17 @@ class IncidentController:
     """The Incident reconciler (``controllers.base.Controller``)."""
 
     resource = INCIDENT
-    wake_annotations: tuple[str, ...] = (ALERT_STATE_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (ALERT_STATE_ANNOTATION, BREAKER_RESET_ANNOTATION)
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook | None,
                  clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = (),
-                 shared_read_seconds: float = 10.0):
+                 shared_read_seconds: float = 10.0, breaker: Breaker | None = None):
         """``sources``: the CIDRs and security group ids the operator connects from
         (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused;
         ``shared_read_seconds``: how long identical assessment reads are shared (SharedReads)."""
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
+        self.breaker = breaker
         self.shared_reads = SharedReads(shared_read_seconds)
         # (incident uid, step id) whose intent this process recorded and whose call it has not made
         self.intents: set[tuple[str, str]] = set()
@@ -156,8 +162,8 @@ class _Pass(Paging):
         self.now, self.situation = situation.now, situation
         self.st: IncidentStatus = obj.status
 
-    def remediated(self, status: ConditionStatus, reason: str, message: str) -> None:
-        self.condition(REMEDIATED, status, reason, message)
+    def remediated(self, status: ConditionStatus, reason: str, message: str) -> bool:
+        return self.condition(REMEDIATED, status, reason, message)
 
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None to wait for a change."""
@@ -306,18 +312,46 @@ class _Pass(Paging):
         return found
 
     # -- remediation (mutating, gated) -------------------------------------------------------------
-    def await_approval(self, step: Step) -> None:
-        if step.state != StepState.AWAITING_APPROVAL:
-            step.state = StepState.AWAITING_APPROVAL
+    def await_approval(self, step: Step, reason: str = "AwaitingApproval", held: str | None = None) -> None:
+        """``step`` waits for its id in approvedSteps; ``held`` says why an Auto step waits (``reason``
+        GateFailed or CircuitOpen: a guard rail held it)."""
+        if step.state != StepState.AWAITING_APPROVAL and not held:
             why = (" (a recovery step: a person approves it even in Auto mode)"
                    if step.requires_approval and self.spec.remediation.mode != RemediationMode.MANUAL else "")
             self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval{why}")
+        step.state = StepState.AWAITING_APPROVAL
         patch = '{"spec":{"remediation":{"approvedSteps":["%s"]}}}' % step.id
         how = (f"approve step {step.id} ({step.inputs}): kubectl patch incident {self.obj.ref.name} "
                f"-n {self.obj.ref.namespace} --type merge -p '{patch}' (a merge patch replaces the list: "
                f"keep any ids approved before)")
+        if held:
+            how = f"Auto is held: {held}; {how}"
         self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", how)
-        self.remediated(ConditionStatus.FALSE, "AwaitingApproval", how)
+        if self.remediated(ConditionStatus.FALSE, reason, how) and reason == "GateFailed":
+            self.event(reason, f"step {step.id}: {how}", warning=True)  # CircuitOpen has its own (guard_rails.record)
+
+    async def held_by_guard_rails(self, step: Step) -> tuple[bool, float | None]:
+        """Before an Auto step no person approved starts: its plan gates (a Terraform import: the
+        policy's, then spec.remediation.gates), then the circuit breaker (which counts it once admitted).
+        (False, _): it may start; (True, seconds or None): it waits for approval like Manual until then."""
+        ref, env = self.obj.ref, self.spec.environment
+        p = params_of(step)
+        if isinstance(p, ImportParams):
+            layers = [*self.ctl.policy.gate_layers(ref.namespace, env),
+                      gates.Layer("spec.remediation.gates", self.spec.remediation.gates)]
+            result = gates.evaluate([gates.import_change(p.address)], gates.merge(*layers))
+            if not result.passed:
+                self.await_approval(step, "GateFailed", f"it fails {result.message()}")
+                return True, None
+        if self.ctl.breaker is None:
+            return False, None
+        admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, env,
+                                          f"Incident/{ref.name}/{step.id}", self.now)
+        wait = guard_rails.record(self, admission, self.now)
+        if wait is not None:
+            self.await_approval(step, "CircuitOpen", admission.message)
+            return True, wait or None
+        return False, None
 
     def dry_run(self, step: Step) -> float:
         step.state, step.outputs = StepState.DRY_RUN, f"dry run: would {step.inputs}"
@@ -345,6 +379,10 @@ class _Pass(Paging):
             self.event("PolicyDenied", f"step {step.id} refused: {denied}", warning=True)
             return 0.0
         key = (self.obj.ref.uid, step.id)
+        if step.state != StepState.RUNNING and step.mutating and step.id not in self.spec.remediation.approved_steps:
+            held, wait = await self.held_by_guard_rails(step)  # Auto, and no person approved it
+            if held:
+                return wait
         if step.state != StepState.RUNNING:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error, step.runner = None, IDENTITY
