@@ -81,12 +81,17 @@ def test_a_lock_younger_than_the_threshold_is_left_alone(kubectl, namespace, inf
     assert any(o["Key"].endswith(".tflock") for o in objects)
 
 
-def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubectl, namespace, infra, operator):
+def already_exists(infra) -> None:
+    """The configuration adopts an object that exists; the deploy failed because it exists."""
     infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}
                   + '\nresource "terraform_data" "lambda_exec" {\n  input = "checkout-lambda-exec"\n}\n'},
                  "adopt the lambda execution role")
     estate.terraform_deploy_failure("net", estate.already_exists_error("terraform_data.lambda_exec",
                                                                        "checkout-lambda-exec"))
+
+
+def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubectl, namespace, infra, operator):
+    already_exists(infra)
     kubectl.apply(driftcheck(infra), namespace)
     kubectl.apply(json.dumps(INCIDENT), namespace)
     status = remediation_end(kubectl, namespace)
@@ -104,11 +109,7 @@ def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubect
 
 def test_an_auto_import_its_gates_deny_waits_for_approval_naming_the_gate_then_runs_once_approved(kubectl, namespace,
                                                                                                    infra, operator):
-    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}
-                  + '\nresource "terraform_data" "lambda_exec" {\n  input = "checkout-lambda-exec"\n}\n'},
-                 "adopt the lambda execution role")
-    estate.terraform_deploy_failure("net", estate.already_exists_error("terraform_data.lambda_exec",
-                                                                       "checkout-lambda-exec"))
+    already_exists(infra)
     kubectl.apply(driftcheck(infra), namespace)
     gated = json.loads(json.dumps(INCIDENT))
     gated["spec"]["remediation"]["gates"] = {"deniedAddresses": ["terraform_data.lambda_*"]}
