@@ -4,6 +4,7 @@ operator's start-up (``handlers.lifecycle``) through Kopf's memo, so no handler,
 playbook imports an adapter."""
 from __future__ import annotations
 
+from .aws.alarms import AlarmReader
 from .aws.budget import Budget
 from .aws.clients import AwsClients
 from .aws.cloudwatch import CloudWatchMetrics
@@ -24,6 +25,7 @@ from .kube import Kube, Leases
 from .notify.senders import SnsSender, post_webhook
 from .policy import Policy
 from .probes import LiveProbes
+from .promql import Prometheus
 from .terraform.session import Workspaces
 from .controllers.base import Controller
 from .controllers.driftcheck import DriftCheckController
@@ -73,6 +75,9 @@ class AwsAdapters:
     def perf_actions(self, region: str | None, role_key: str | None) -> PerformanceActions:
         return PerformanceActions(self.clients, region, role_key)
 
+    def alarms(self, region: str | None, role_key: str | None) -> AlarmReader:
+        return AlarmReader(self.clients, region, role_key)
+
     def probes(self) -> LiveProbes:
         return LiveProbes()
 
@@ -87,7 +92,9 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     breaker = BreakerStore(Leases(kube), settings.lease_namespace)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
-                           shared_read_seconds=settings.shared_read_seconds, breaker=breaker),
+                           shared_read_seconds=settings.shared_read_seconds, breaker=breaker,
+                           prometheus=Prometheus(settings.prometheus_url, settings.prometheus_token_file)
+                           if settings.prometheus_url else None),
         DriftCheckController(kube, workspaces, policy, breaker=breaker),
         RollbackController(aws, kube, policy),
     ]
