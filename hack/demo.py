@@ -13,6 +13,9 @@
 3. The production network's state was changed by an apply from an unreviewed branch (one extra
    address in the WAF IP set); the DriftCheck is run now instead of at 09:00 and reports that
    drift and the plan checksum that would restore the reviewed configuration.
+   A second DriftCheck resolves drift on its own (``examples/driftcheck-gated.yaml``, approval Auto)
+   within plan gates: its first plan is applied without a person; a plan that would replace the edge
+   certificate is held, the gate and the resource named.
 4. The operator's own OpexDriftDetected alert (Prometheus evaluates the shipped rules on the
    operator's metrics) is shown as Alertmanager holds it.
 5. Meanwhile orders-api has been failing since its release: CloudWatch counts its errors, the
@@ -55,6 +58,7 @@ import versions
 INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network", "ci-key-leaked"
 PERSISTENCE = "deploy-key-persistence"
 PERF_INCIDENT = "catalog-slow"
+GATED = "production-edge"
 
 
 def kubectl(kubeconfig: str, *args: str) -> str:
@@ -137,12 +141,15 @@ def performance_resolved(kubeconfig: str) -> None:
 
 def hand_applied_change(aws_url: str) -> None:
     """Apply the example network with one extra WAF address, as an unreviewed branch would."""
-    example = stack.ROOT / "examples" / "driftcheck.yaml"
-    config_map, dc = yaml.safe_load_all(example.read_text())
-    work = stack.LOCAL / "unreviewed-branch"
+    unreviewed_apply(aws_url, "driftcheck.yaml", '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]')
+
+
+def unreviewed_apply(aws_url: str, example_file: str, old: str, new: str) -> None:
+    """Apply an example DriftCheck's configuration with ``old`` replaced by ``new``, outside the operator."""
+    config_map, dc = yaml.safe_load_all((stack.ROOT / "examples" / example_file).read_text())
+    work = stack.LOCAL / f"unreviewed-{example_file.removesuffix('.yaml')}"
     work.mkdir(exist_ok=True)
-    (work / "main.tf").write_text(config_map["data"]["main.tf"].replace(
-        '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]'))
+    (work / "main.tf").write_text(config_map["data"]["main.tf"].replace(old, new))
     env = {**os.environ, **fakeaws.aws_env(aws_url), "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull,
            "CHECKPOINT_DISABLE": "1"}
     binary = terraform_cli.ensure_terraform()
@@ -150,6 +157,36 @@ def hand_applied_change(aws_url: str) -> None:
                                                          for k, v in dc["spec"]["backendConfig"].items()]],
                  ["apply", "-auto-approve", "-input=false", "-no-color"]):
         subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
+
+
+def run_driftcheck(kc: str, name: str) -> dict:
+    """Run DriftCheck ``name`` now; its status once that run (and what it decided) is recorded."""
+    token = uuid.uuid4().hex[:8]
+    kubectl(kc, "annotate", "driftcheck", name, f"opex.dev/run-requested={token}", "--overwrite")
+    return wait(f"the drift check {name}", lambda: (s := get(kc, "driftcheck", name).get("status") or {})
+                .get("lastResult", {}).get("finishedAt") and s["lastResult"].get("trigger", "").endswith(f"={token})")
+                and s)
+
+
+def gate_holds_a_plan(kc: str, aws_url: str) -> None:
+    """examples/driftcheck-gated.yaml: Auto applies a plan that passes its gates (the first one creates
+    the edge); a later plan that would replace the certificate is held with the gate named."""
+    first = run_driftcheck(kc, GATED)
+    wait("the gated DriftCheck's first apply", lambda: (get(kc, "driftcheck", GATED).get("status") or {})
+         .get("lastResolution", {}).get("planChecksum") == first["lastResult"]["planChecksum"]
+         and get(kc, "driftcheck", GATED)["status"]["lastResolution"]["outcome"] == "Succeeded")
+    say(f"\nDriftCheck {GATED} (approval Auto, gates: no delete or replace, at most 5 changes): its first plan "
+        f"({first['lastResult']['add']} to add) passed the gates and was applied without a person")
+    say("Then an unreviewed branch pointed the edge certificate at another domain (applied by hand).")
+    unreviewed_apply(aws_url, "driftcheck-gated.yaml", '"shop.example.com"', '"shop-old.example.com"')
+    held = run_driftcheck(kc, GATED)
+    remediating = wait("the gate to hold the plan", lambda: next(
+        (c for c in (get(kc, "driftcheck", GATED).get("status") or {}).get("conditions", [])
+         if c["type"] == "Remediating" and c["reason"] == "GateFailed"), None), 60)
+    say(f"  restoring it means a replacement: plan {held['lastResult']['planChecksum'][:19]}... "
+        f"({held['lastResult']['add']} to add, {held['lastResult']['remove']} to destroy) is NOT applied")
+    say(f"  Remediating=False GateFailed: {remediating['message']}")
+    say(f"  a person decides: opex approve driftcheck {GATED} (or fix the configuration)")
 
 
 def security_incident(kc: str) -> None:
@@ -248,6 +285,7 @@ def main() -> int:
             f"{drift_alert['annotations']['summary']}")
 
     performance_resolved(kc)
+    gate_holds_a_plan(kc, record["aws"])
 
     opened = wait("the incident the LambdaErrors alert opened to be assessed", lambda: assessed_alert_incident(kc), 90)
     st, spec = opened["status"], opened["spec"]
