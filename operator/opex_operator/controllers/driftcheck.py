@@ -263,7 +263,8 @@ class _Pass(Pass):
                     self.event("ResolutionBackoff", d.message, warning=True)
             case Move.WAIT:
                 waiting = get(self.st.conditions, REMEDIATING)
-                if waiting is not None and waiting.reason in ("AwaitingApproval", "CircuitOpen", "GateFailed", "ResolutionBackoff"):
+                if waiting is not None and waiting.reason in ("AwaitingApproval", "CircuitOpen", "GateFailed",
+                                                              "ResolutionBackoff"):
                     remove(self.st.conditions, REMEDIATING)  # the plan it waited for is no longer the last run's
                 if d.skipped is not None:
                     self.st.last_schedule_time = d.skipped

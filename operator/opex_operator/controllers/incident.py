@@ -31,18 +31,14 @@ from .. import metrics
 from ..api import INCIDENT
 from ..api.common import ConditionStatus, LocalObjectReference, StateLock, duration_seconds, now as utcnow
 from ..api.conditions import get
-
 from ..api.guardrails import BREAKER_RESET_ANNOTATION, BakeOutcome
-from ..guardrails import bake, gates
-from ..guardrails.verify import observe as observe_bake
-from ..ports.verification import QueryPort
-from ..ports.breaker import Breaker
-from ..steps.terraform import ImportParams
 from ..api.incident import (ALERT_RESOLVED, ALERT_STATE_ANNOTATION, APPROVALS_VALID, ASSESSED, CLOSED, MAX_FINDINGS,
                             REMEDIATED, ROOT_CAUSE_IDENTIFIED, AlertRecord, Classification, IncidentPhase as Phase,
-                            IncidentSpec, IncidentStatus, IncidentType, RemediationMode, RemediationStatus, RootCauseCategory, Step,
-                            StepState, effective_severity)
+                            IncidentSpec, IncidentStatus, IncidentType, RemediationMode, RemediationStatus,
+                            RootCauseCategory, Step, StepState, effective_severity)
 from ..aws.budget import counting
+from ..guardrails import bake, gates
+from ..guardrails.verify import observe as observe_bake
 from ..environments import is_production
 from ..errors import AwsError
 from ..ports.objects import ObjectRef, child_name, label_value
@@ -53,14 +49,17 @@ from ..playbooks.diagnose import bounded
 from ..playbooks.probes import failed_at_assessment, results as probe_results
 from ..policy import Policy
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
+from ..ports.breaker import Breaker
 from ..ports.facts import ReadProblem
+from ..ports.verification import QueryPort
 from ..process import IDENTITY
 from ..runbooks import engine, postincident
 from ..runbooks.engine import ASSESS, CLASSIFY, NOTIFY, ORDER, VERIFY, Decision, Move, Situation, VerifyOutcome
 from ..steps import Held, Outcome, StepContext, action_of, params_of
+from ..steps.terraform import ImportParams
 from ..workqueue import jittered
-from .base import Observed
 from . import guard_rails
+from .base import Observed
 from .common import reject_spec
 from .paging import Paging
 
