@@ -604,3 +604,14 @@ def test_past_the_limit_an_auto_apply_waits_with_circuit_open_and_an_approved_on
     w.approve(w.status.last_result.plan_checksum)  # a person approves this plan: it runs, uncounted
     w.drive()
     assert w.ws.calls.count("apply") == 2
+
+
+def test_an_auto_apply_the_breaker_admits_carries_no_circuit_condition():
+    from opex_operator.guardrails.breaker_store import BreakerStore
+    from test_circuit_breaker import FakeLeases
+
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply", "approval": "Auto"})
+    w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
+    w.run_now()
+    assert w.ws.calls == ["plan", "apply", "plan"] and condition(w.status, "CircuitOpen") is None

@@ -333,3 +333,5 @@ def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_op
     w.change_spec(approvedSteps=[STEP])  # a person approves: it runs and is not counted
     w.drive()
     assert w.objects.created == [f"checkout-{STEP}"]
+    released = condition(w.status, "CircuitOpen")
+    assert (released.status, released.reason) == ("False", "Approved")

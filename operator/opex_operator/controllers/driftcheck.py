@@ -283,6 +283,7 @@ class _Pass(Pass):
         nor held. A breaker that cannot be read holds (fail closed) and asks again in a minute."""
         r, ref, planned = self.spec.resolution, self.obj.ref, self.st.last_result.plan_checksum
         if self.ctl.breaker is None or r.approval != Approval.AUTO or r.approved_plan_checksum == planned:
+            guard_rails.approved(self, f"plan {planned}")
             return None
         now = self.ctl.clock()
         admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, self.spec.environment,

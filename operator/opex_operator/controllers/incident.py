@@ -389,6 +389,8 @@ class _Pass(Paging):
             held, wait = await self.held_by_guard_rails(step)  # Auto, and no person approved it
             if held:
                 return wait
+        elif step.state != StepState.RUNNING:
+            guard_rails.approved(self, f"step {step.id}")
         if step.state != StepState.RUNNING:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error, step.runner = None, IDENTITY
