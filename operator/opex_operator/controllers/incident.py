@@ -352,7 +352,7 @@ class _Pass(Paging):
         if self.ctl.breaker is None:
             return False, None
         admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, env,
-                                          f"Incident/{ref.name}/{step.id}", self.now)
+                                          f"Incident/{ref.name}/{ref.uid}/{step.id}", self.now)
         wait = guard_rails.record(self, admission, self.now)
         if wait is not None:
             self.await_approval(step, "CircuitOpen", admission.message)
