@@ -615,3 +615,13 @@ def test_an_auto_apply_the_breaker_admits_carries_no_circuit_condition():
     w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
     w.run_now()
     assert w.ws.calls == ["plan", "apply", "plan"] and condition(w.status, "CircuitOpen") is None
+
+
+def test_an_auto_import_its_gates_deny_waits_for_approval():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["create"]))]),
+              resolution={"strategy": "Import", "approval": "Auto", "gates": {"denyActions": ["import"]},
+                          "imports": [{"address": "terraform_data.net", "id": "net-1"}]})
+    w.run_now()
+    held = condition(w.status, "Remediating")
+    assert held.reason == "GateFailed" and "import of terraform_data.net" in held.message
+    assert "import" not in w.ws.calls and "state_list" not in w.ws.calls

@@ -314,13 +314,23 @@ class _Pass(Pass):
             inputs["interruptedApply"] = f"{done.plan_checksum}@{done.time.isoformat()}"
         return inputs
 
-    def gate_result(self, doc: dict[str, Any]) -> gates.GateResult:
-        """The saved plan ``doc`` against the gates in force: the operator policy's for this namespace
-        and environment, then spec.resolution.gates (which can only add to them)."""
+    def gate_result(self, doc: dict[str, Any] | None) -> gates.GateResult:
+        """What the resolution would do against the gates in force (the operator policy's for this
+        namespace and environment, then spec.resolution.gates, which can only add to them): the saved
+        plan ``doc`` for an Apply, the imports of spec.resolution.imports for an Import."""
         ref, spec = self.obj.ref, self.spec
-        layers = [*self.ctl.policy.gate_layers(ref.namespace, spec.environment),
-                  gates.Layer("spec.resolution.gates", spec.resolution.gates)]
-        return gates.evaluate_plan(parse_show_json(doc), gates.merge(*layers), spec.ignore)
+        in_force = gates.merge(*self.ctl.policy.gate_layers(ref.namespace, spec.environment),
+                               gates.Layer("spec.resolution.gates", spec.resolution.gates))
+        if spec.resolution.strategy == ResolutionStrategy.IMPORT:
+            return gates.evaluate([gates.import_change(e.address) for e in spec.resolution.imports], in_force)
+        return gates.evaluate_plan(parse_show_json(doc or {}), in_force, spec.ignore)
+
+    def gates_refuse(self, planned: str, doc: dict[str, Any] | None) -> str | None:
+        """Why a resolution no person approved may not run now (the gates or the policy changed since
+        the plan was checked); None when a person approved it or it passes."""
+        if self.spec.resolution.approved_plan_checksum == planned or (held := self.gate_result(doc)).passed:
+            return None
+        return f"approval Auto does not run it: it fails {held.message()}; nothing was changed"
 
     def refused_provisioners(self, doc: dict[str, Any]) -> str | None:
         """Why the plan ``doc`` may not be applied here: its configuration has provisioners and the
@@ -447,7 +457,7 @@ class _Pass(Pass):
         result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
-        if doc is not None and summary.drifted:
+        if summary.drifted and (doc is not None or self.spec.resolution.strategy == ResolutionStrategy.IMPORT):
             result.gate_failures = [GateFailureRecord(gate=f.gate.value, source=f.source, detail=f.detail,
                                                       resources=list(f.resources[:10]))
                                     for f in self.gate_result(doc).failures[:MAX_GATE_FAILURES]]
@@ -638,14 +648,15 @@ class _Pass(Pass):
             saved = checksum(doc, self.plan_inputs(session))
             if saved != planned:
                 return False, f"the saved plan is {saved}, not the approved {planned}; nothing was applied"
-            if self.spec.resolution.approved_plan_checksum != planned and not (held := self.gate_result(doc)).passed:
-                # The gates changed since the plan was checked (spec or policy): no person approved it.
-                return False, f"approval Auto does not apply it: it fails {held.message()}; nothing was applied"
+            if refused := self.gates_refuse(planned, doc):
+                return False, refused
             applied = await session.apply_saved_plan(lock_timeout)
             return applied.ok, "applied the approved plan" if applied.ok else applied.diagnostic()
         if strategy == ResolutionStrategy.REFRESH_ONLY:
             refreshed = await session.apply_refresh_only(lock_timeout)
             return refreshed.ok, "state refreshed from the real infrastructure" if refreshed.ok else refreshed.diagnostic()
+        if refused := self.gates_refuse(planned, None):
+            return False, refused
         # Import: only what the state does not have yet (so a retry imports nothing twice).
         done: list[str] = []
         for entry in self.spec.resolution.imports:

@@ -130,7 +130,7 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
             f"since ({last.add} to add, {last.change} to change, {last.remove} to destroy) is {planned}: read report "
             f"{status.report_ref.name if status.report_ref else '(none)'}, then set "
             f"spec.resolution.approvedPlanChecksum to {planned} to apply it"))
-    if (r.approval == Approval.AUTO and r.strategy == ResolutionStrategy.APPLY and last.gate_failures
+    if (r.approval == Approval.AUTO and r.strategy != ResolutionStrategy.REFRESH_ONLY and last.gate_failures
             and r.approved_plan_checksum != planned):
         return Decision(Move.AWAIT_APPROVAL, reason="GateFailed", message=(
             f"approval Auto does not apply plan {planned}: it fails {gates_text(last.gate_failures)}; read report "
