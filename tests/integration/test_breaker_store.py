@@ -30,10 +30,14 @@ def leases_as(kubeconfig) -> Leases:
 @pytest.fixture
 def home(kubectl, helm, tmp_path):
     """The operator's own namespace with the chart's RBAC, and a kubeconfig of its ServiceAccount."""
-    namespace = f"breaker-{uuid.uuid4().hex[:6]}"
-    identity = chart_service_account(kubectl, helm, tmp_path, namespace, "opex", sets=("watch.namespaces={e2e-*}",))
+    suffix = uuid.uuid4().hex[:6]
+    namespace, release = f"breaker-{suffix}", f"b{suffix}"
+    # A release of its own: the session operator's release ("opex") owns the cluster-wide ClusterRole
+    # and binding of the same chart, and applying them again here would take them from it.
+    identity = chart_service_account(kubectl, helm, tmp_path, namespace, release, sets=("watch.namespaces={e2e-*}",))
     yield namespace, identity
     kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    kubectl("delete", "clusterrole,clusterrolebinding", f"{release}-opex-operator", check=False)
 
 
 def test_the_window_lives_in_a_lease_of_the_operators_namespace_and_a_fresh_store_reads_it(kubectl, home):
