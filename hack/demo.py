@@ -16,6 +16,9 @@
    DriftCheck (``triggers.cloudTrail``) runs at once instead of at 09:00, reports the drift, who
    made it (not a deployer: OutOfBandChange) and the plan checksum that would restore the
    reviewed configuration.
+   A second DriftCheck resolves drift on its own (``examples/driftcheck-gated.yaml``, approval Auto)
+   within plan gates: its first plan is applied without a person; a plan that would replace the edge
+   certificate is held, the gate and the resource named.
 4. The operator's own OpexDriftDetected alert (Prometheus evaluates the shipped rules on the
    operator's metrics) is shown as Alertmanager holds it.
 5. Meanwhile orders-api has been failing since its release: CloudWatch counts its errors, the
@@ -70,6 +73,7 @@ INCIDENT, DRIFTCHECK, SECURITY = "checkout-deploy-failed", "production-network",
 PERSISTENCE = "deploy-key-persistence"
 PERF_INCIDENT = "catalog-slow"
 ONCALL = "checkout-pipeline-red"
+GATED = "production-edge"
 
 
 def kubectl(kubeconfig: str, *args: str) -> str:
@@ -154,12 +158,25 @@ def apply_network(aws_url: str, unreviewed: bool) -> str:
     """Apply the example network as reviewed (the pipeline's deploy) or with one extra WAF address, as
     an unreviewed branch would; returns the id the state records for the IP set (``terraform_data``
     stands for ``aws_wafv2_ip_set``: no provider can be downloaded here)."""
-    example = stack.ROOT / "examples" / "driftcheck.yaml"
-    config_map, dc = yaml.safe_load_all(example.read_text())
-    work = stack.LOCAL / ("unreviewed-branch" if unreviewed else "reviewed")
+    change = ('"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]') if unreviewed else None
+    shown = apply_example(aws_url, "driftcheck.yaml", change, "unreviewed-branch" if unreviewed else "reviewed")
+    return next(r["values"]["id"] for r in shown["values"]["root_module"]["resources"]
+                if r["address"] == "terraform_data.waf_ip_set")
+
+
+def unreviewed_apply(aws_url: str, example_file: str, old: str, new: str) -> None:
+    """Apply an example DriftCheck's configuration with ``old`` replaced by ``new``, outside the operator."""
+    apply_example(aws_url, example_file, (old, new), f"unreviewed-{example_file.removesuffix('.yaml')}")
+
+
+def apply_example(aws_url: str, example_file: str, change: tuple[str, str] | None, work_name: str) -> dict:
+    """Apply an example DriftCheck's configuration (with ``change``'s text replaced) outside the
+    operator, as a person at a laptop would; returns ``terraform show -json`` of the result."""
+    config_map, dc = yaml.safe_load_all((stack.ROOT / "examples" / example_file).read_text())
+    work = stack.LOCAL / work_name
     work.mkdir(exist_ok=True)
-    (work / "main.tf").write_text(config_map["data"]["main.tf"].replace(
-        '"198.51.100.7/32"]', '"198.51.100.7/32", "192.0.2.66/32"]') if unreviewed else config_map["data"]["main.tf"])
+    source = config_map["data"]["main.tf"]
+    (work / "main.tf").write_text(source.replace(*change) if change else source)
     env = {**os.environ, **fakeaws.aws_env(aws_url), "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": os.devnull,
            "CHECKPOINT_DISABLE": "1"}
     binary = terraform_cli.ensure_terraform()
@@ -167,10 +184,8 @@ def apply_network(aws_url: str, unreviewed: bool) -> str:
                                                          for k, v in dc["spec"]["backendConfig"].items()]],
                  ["apply", "-auto-approve", "-input=false", "-no-color"]):
         subprocess.run([binary, *args], cwd=work, env=env, check=True, capture_output=True)
-    shown = json.loads(subprocess.run([binary, "show", "-json"], cwd=work, env=env, check=True, capture_output=True,
-                                      text=True).stdout)
-    return next(r["values"]["id"] for r in shown["values"]["root_module"]["resources"]
-                if r["address"] == "terraform_data.waf_ip_set")
+    return json.loads(subprocess.run([binary, "show", "-json"], cwd=work, env=env, check=True, capture_output=True,
+                                     text=True).stdout)
 
 
 LAPTOP = "arn:aws:iam::123456789012:user/dana"
@@ -228,6 +243,36 @@ def oncall(kc: str, record: dict) -> None:
     say(f"  PagerDuty: {len(said)} acknowledge event(s); the Slack message now reads: "
         f"{fetch(record['slack'] + '/_state')['messages'][posted['channel']][posted['ts']]['text']}")
     say("  " + kubectl(kc, "get", "incident", ONCALL).strip().replace("\n", "\n  "))
+
+
+def run_driftcheck(kc: str, name: str) -> dict:
+    """Run DriftCheck ``name`` now; its status once that run (and what it decided) is recorded."""
+    token = uuid.uuid4().hex[:8]
+    kubectl(kc, "annotate", "driftcheck", name, f"opex.dev/run-requested={token}", "--overwrite")
+    return wait(f"the drift check {name}", lambda: (s := get(kc, "driftcheck", name).get("status") or {})
+                .get("lastResult", {}).get("finishedAt") and s["lastResult"].get("trigger", "").endswith(f"={token})")
+                and s)
+
+
+def gate_holds_a_plan(kc: str, aws_url: str) -> None:
+    """examples/driftcheck-gated.yaml: Auto applies a plan that passes its gates (the first one creates
+    the edge); a later plan that would replace the certificate is held with the gate named."""
+    first = run_driftcheck(kc, GATED)
+    wait("the gated DriftCheck's first apply", lambda: (get(kc, "driftcheck", GATED).get("status") or {})
+         .get("lastResolution", {}).get("planChecksum") == first["lastResult"]["planChecksum"]
+         and get(kc, "driftcheck", GATED)["status"]["lastResolution"]["outcome"] == "Succeeded")
+    say(f"\nDriftCheck {GATED} (approval Auto, gates: no delete or replace, at most 5 changes): its first plan "
+        f"({first['lastResult']['add']} to add) passed the gates and was applied without a person")
+    say("Then an unreviewed branch pointed the edge certificate at another domain (applied by hand).")
+    unreviewed_apply(aws_url, "driftcheck-gated.yaml", '"shop.example.com"', '"shop-old.example.com"')
+    held = run_driftcheck(kc, GATED)
+    remediating = wait("the gate to hold the plan", lambda: next(
+        (c for c in (get(kc, "driftcheck", GATED).get("status") or {}).get("conditions", [])
+         if c["type"] == "Remediating" and c["reason"] == "GateFailed"), None), 60)
+    say(f"  restoring it means a replacement: plan {held['lastResult']['planChecksum'][:19]}... "
+        f"({held['lastResult']['add']} to add, {held['lastResult']['remove']} to destroy) is NOT applied")
+    say(f"  Remediating=False GateFailed: {remediating['message']}")
+    say(f"  a person decides: opex approve driftcheck {GATED} (or fix the configuration)")
 
 
 def security_incident(kc: str) -> None:
@@ -370,6 +415,7 @@ def main() -> int:
             f"{drift_alert['annotations']['summary']}")
 
     performance_resolved(kc)
+    gate_holds_a_plan(kc, record["aws"])
 
     opened = wait("the incident the LambdaErrors alert opened to be assessed", lambda: assessed_alert_incident(kc), 90)
     st, spec = opened["status"], opened["spec"]

@@ -127,6 +127,16 @@ def build() -> dashboard.Dashboard:
             "No metric carries an object's name (docs/metrics.md): drift is shown per environment and "
             "planned action. Which check drifted, and the resources, are in `kubectl get driftchecks -A` "
             "(columns Last Result, Drifted) and `kubectl describe dc NAME`."))
+        .with_row(dashboard.Row("Automation guard rails"))
+        .with_panel(figure("Namespaces with the circuit breaker open", [(
+            "count(max by (resource_namespace) (opex_circuit_breaker_open) > 0) or vector(0)", "namespaces")],
+            width=8, description="Namespaces whose limit of automated changes per hour is reached: their Auto "
+                                 "waits for a person (OpexCircuitBreakerOpen). `opex breaker status NAMESPACE` "
+                                 "lists the changes counted."))
+        .with_panel(series("Automated changes admitted", [(
+            f"sum(increase(opex_automated_changes_total[{RATE}]))", "changes")], width=16,
+            description="Changes made without a person's approval, as the circuit breaker counted them (only "
+                        "namespaces with limits.automatedChangesPerHour)."))
         .with_row(dashboard.Row("Rollbacks"))
         .with_panel(series("Rollbacks by target type and outcome", [(
             f"sum by (target_type, outcome) (increase(opex_rollbacks_total[{RATE}]))", "{{target_type}} {{outcome}}")],

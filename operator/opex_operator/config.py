@@ -68,6 +68,10 @@ OPEX_EVENT_NAMESPACE       namespace of Incidents from events no rule places    
                                                                                         or default
 OPEX_EVENT_VISIBILITY_SECONDS  seconds a received message stays hidden while its       60
                            Incidents are written (longer than a batch's writes)
+OPEX_PROMETHEUS_URL        the Prometheus whose HTTP API evaluates bake conditions     (none)
+                           (``spec.remediation.verify.promql``), e.g.
+                           http://prometheus-operated.monitoring:9090
+OPEX_PROMETHEUS_TOKEN_FILE file holding a bearer token for it (re-read on each query)   (none)
 =========================  ==========================================================  ========
 """
 from __future__ import annotations
@@ -188,6 +192,14 @@ class AlertIntakeSettings:
                    or "default")
 
 
+def _http_url(variable: str) -> str | None:
+    """An http(s) URL from the environment (None when unset). Raises ValueError naming the variable."""
+    value = os.environ.get(variable) or None
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{variable} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ReceiverSettings:
     """The on-call receivers (``receivers.server``): PagerDuty webhooks and Slack interactivity, each on
@@ -285,6 +297,8 @@ class Settings:
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     slack_api_url: str = "https://slack.com/api"
     event_intake: EventIntakeSettings | None = None
+    prometheus_url: str | None = None
+    prometheus_token_file: Path | None = None
 
     @property
     def namespace_globs(self) -> bool:
@@ -328,6 +342,9 @@ class Settings:
             pagerduty_events_url=os.environ.get("OPEX_PAGERDUTY_EVENTS_URL") or "https://events.pagerduty.com/v2/enqueue",
             slack_api_url=os.environ.get("OPEX_SLACK_API_URL") or "https://slack.com/api",
             event_intake=EventIntakeSettings.from_env(),
+            prometheus_url=_http_url("OPEX_PROMETHEUS_URL"),
+            prometheus_token_file=Path(os.environ["OPEX_PROMETHEUS_TOKEN_FILE"])
+            if os.environ.get("OPEX_PROMETHEUS_TOKEN_FILE") else None,
         )
 
 

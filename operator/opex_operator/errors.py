@@ -111,3 +111,13 @@ class KubeError(Exception):
         code = f"HTTP {self.status} {self.reason}".strip() if self.status else "no answer from the API server"
         where = f"{self.what}: " if self.what else ""
         return truncate(f"{where}{code}: {self.message}", MAX_MESSAGE)
+
+
+class PrometheusError(Exception):
+    """A Prometheus query failed: ``refused`` when Prometheus answered that the query is wrong (HTTP
+    400 bad_data, 422 execution), else it could not be asked or did not answer in time (``message``
+    says which; never the URL's credentials)."""
+
+    def __init__(self, message: str, refused: bool = False):
+        self.message, self.refused = " ".join(message.split())[:MAX_MESSAGE], refused
+        super().__init__(self.message)

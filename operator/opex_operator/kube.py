@@ -87,6 +87,7 @@ class Kube:
         self._impersonating: dict[str, Kube] = {}
         self._me: str | None = None
         self.batch = kubernetes.client.BatchV1Api(self.api_client)
+        self.coordination = kubernetes.client.CoordinationV1Api(self.api_client)
 
     def as_user(self, username: str) -> "Kube":
         """The same API server, every request impersonating ``username`` (``Impersonate-User``): the
@@ -308,3 +309,66 @@ class Kube:
             if err.status == 404:
                 return None
             raise
+
+
+@dataclass(frozen=True)
+class StoredLease:
+    """A coordination.k8s.io Lease as the operator keeps state in one (the circuit breaker's
+    window): its identity, labels, annotations and ``resource_version`` for a conditional write."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    resource_version: str
+
+
+def _stored(lease: Any) -> StoredLease:
+    meta = lease.metadata
+    return StoredLease(meta.namespace, meta.name, dict(meta.labels or {}), dict(meta.annotations or {}),
+                       meta.resource_version)
+
+
+class Leases:
+    """Leases holding operator state, read and written with optimistic concurrency (blocking; every
+    method raises KubeError, ``conflict`` when the Lease exists already or changed since it was read)."""
+
+    def __init__(self, kube: Kube):
+        self.api = kube.coordination
+
+    @_translated
+    def lease(self, namespace: str, name: str) -> StoredLease | None:
+        """The Lease, or None when it does not exist."""
+        try:
+            return _stored(self.api.read_namespaced_lease(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    @_translated
+    def create_lease(self, namespace: str, name: str, labels: dict[str, str],
+                     annotations: dict[str, str]) -> StoredLease:
+        """Create the Lease (``conflict`` when one of that name exists: read it and try again)."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+                "spec": {}}
+        return _stored(self.api.create_namespaced_lease(namespace, cast(Any, body)))
+
+    @_translated
+    def update_lease(self, lease: StoredLease, annotations: dict[str, str]) -> StoredLease:
+        """Replace ``lease``'s annotations only if it is still at the version read (``conflict`` when
+        someone wrote it since: read it again and recompute). A replace, not a patch: the verb the
+        operator already holds on Leases in its namespace (``rbac.OWN_NAMESPACE``)."""
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": lease.name, "namespace": lease.namespace, "labels": lease.labels,
+                             "annotations": annotations, "resourceVersion": lease.resource_version},
+                "spec": {}}
+        return _stored(self.api.replace_namespaced_lease(lease.name, lease.namespace, cast(Any, body)))
+
+    @_translated
+    def leases(self, selector: str, namespace: str | None = None) -> list[StoredLease]:
+        """The Leases matching the label ``selector``, in ``namespace`` or in every namespace."""
+        found = (self.api.list_namespaced_lease(namespace, label_selector=selector) if namespace else
+                 self.api.list_lease_for_all_namespaces(label_selector=selector))
+        return [_stored(item) for item in found.items]

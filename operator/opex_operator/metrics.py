@@ -213,6 +213,13 @@ class OverdueGauge(_ObjectTimes):
         return float(sum(1 for deadline in times if deadline <= now))
 
 
+class UntilGauge(_ObjectTimes):
+    """1 while any object's recorded time (``track(uid, labels, until)``) is still ahead, else 0."""
+
+    def _value(self, times: list[float], now: float) -> float:
+        return 1.0 if any(until > now for until in times) else 0.0
+
+
 class OldestGauge(_ObjectTimes):
     """Seconds since the oldest start recorded (``track(uid, labels, since)``); 0 when there is none."""
 
@@ -234,6 +241,16 @@ INCIDENTS_PAST_ESCALATION = OverdueGauge(
 DRIFTCHECKS_OVERDUE = OverdueGauge(
     "opex_driftchecks_overdue", "DriftChecks (not suspended) that have not run within two schedule periods, by "
     "spec.environment.", ("environment",), (), REGISTRY)
+
+# -- guard rails of automation: the circuit breaker -------------------------------------------------
+AUTOMATED_CHANGES = Counter("opex_automated_changes", "Changes the circuit breaker admitted to run without a "
+                            "person's approval (Auto), each counted once (limits.automatedChangesPerHour).",
+                            registry=REGISTRY)
+CIRCUIT_OPEN = UntilGauge(
+    "opex_circuit_breaker_open", "1 while the namespace's circuit breaker holds automated changes (its limit of "
+    "automated changes per hour is reached; Auto waits for a person), else 0, by the namespace of the held objects "
+    "(resource_namespace: a scrape through a ServiceMonitor sets namespace to the operator's own).",
+    ("resource_namespace",), (), REGISTRY)
 
 # -- the Alertmanager intake and the on-call receivers ----------------------------------------------
 ALERT_REQUESTS = Counter("opex_alert_intake_requests", "Webhook requests to the alert intake by HTTP status code "

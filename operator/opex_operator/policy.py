@@ -21,6 +21,13 @@ The policy is a YAML file (``OPEX_POLICY_FILE``; the Helm chart mounts it from a
           deployers: ["arn:aws:iam::123456789012:role/ci-deploy"]  # changes by these are not out-of-band
         probes:                     # addresses the endpoint checks may reach, after DNS resolution
           denyCidrs: [10.0.0.0/8]   # link-local and metadata addresses are refused unless allowCidrs has them
+        gates:                      # plan gates every automatic Terraform apply here must pass
+          denyActions: [delete]
+          maxChangedResources: 20
+        environments:               # stricter settings for an environment (prod, prd, live: production)
+          production:
+            gates: {denyActions: [replace], deniedResourceTypes: ["aws_iam_*"]}
+            limits: {automatedChangesPerHour: 3}
     escalation:                     # the default escalation matrix (an Incident may override it)
       levels: [...]
       snsTopicArns: [...]
@@ -44,6 +51,13 @@ admission policy judge it as if that person used kubectl. A Slack user who is no
 nothing; a PagerDuty acknowledgement by an unlisted user is recorded in the operator's own name,
 naming the PagerDuty user in the note.
 
+Guard rails of automation (issue 26): ``gates`` (``api.gates.PlanGates``) are the plan gates an
+automatic apply in the rule's namespaces must pass, and ``environments.<name>.gates`` add to them
+for that environment; a resource's own gates only add to both (:meth:`Policy.gate_layers`,
+``guardrails.gates.merge``). ``limits.automatedChangesPerHour`` (and per environment) is the
+circuit breaker: at most that many changes made without a person in one sliding hour
+(:meth:`Policy.change_limits`, ``guardrails.breaker``).
+
 Terraform (:meth:`Policy.check_terraform`, called before any Terraform runs): the actions
 ``terraform:Plan`` (a DriftCheck run), ``terraform:Apply`` (an Apply or RefreshOnly resolution),
 ``terraform:Import`` and ``terraform:ForceUnlock`` must match ``actions``; the backend the
@@ -61,12 +75,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .api.approvals import USERNAME_MAX
 from .api.common import Model
+from .api.gates import PlanGates
 from .api.incident import EscalationLevel, Severity, TopicArn
 from .api.performance import LAMBDA_MAX_MB, LAMBDA_MIN_MB
+from .environments import same as same_environment
+from .guardrails.breaker import ChangeLimit
+from .guardrails.gates import Layer
 from .notify.escalation import PRODUCTION
 from .terraform.backend import Backend
 
@@ -80,6 +98,9 @@ class AssumeRole:
     session_name: str = "opex-operator"
 
 
+MAX_CHANGES_PER_HOUR = 1000
+
+
 class RoleSpec(Model):
     role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
     external_id: str | None = None
@@ -90,6 +111,27 @@ class Limits(Model):
 
     lambda_memory_mb: int | None = Field(default=None, ge=LAMBDA_MIN_MB, le=LAMBDA_MAX_MB,
                                          description="The most memory (MB) a raise-lambda-memory step may set.")
+    automated_changes_per_hour: int | None = Field(
+        default=None, ge=0, le=MAX_CHANGES_PER_HOUR, description="The circuit breaker: at most this many changes "
+        "made without a person's approval (Auto) in one namespace in any hour; past it, Auto waits for a person.")
+
+
+class EnvironmentLimits(Model):
+    """The circuit breaker of one environment (counted apart from the namespace's own limit)."""
+
+    model_config = Model.model_config | ConfigDict(extra="forbid")
+
+    automated_changes_per_hour: int | None = Field(default=None, ge=0, le=MAX_CHANGES_PER_HOUR)
+
+
+class EnvironmentRule(Model):
+    """Stricter settings for one environment of a rule's namespaces: gates added to the rule's, and a
+    limit of automated changes counted over that environment's changes alone."""
+
+    model_config = Model.model_config | ConfigDict(extra="forbid")
+
+    gates: PlanGates | None = None
+    limits: EnvironmentLimits = Field(default_factory=EnvironmentLimits)
 
 
 class BackendRule(Model):
@@ -166,6 +208,14 @@ class Rule(Model):
     limits: Limits = Field(default_factory=Limits)
     terraform: TerraformRule = Field(default_factory=TerraformRule)
     probes: ProbeRule = Field(default_factory=ProbeRule)
+    gates: PlanGates | None = None
+    environments: dict[str, EnvironmentRule] = Field(default_factory=dict)
+
+    def environment(self, name: str | None) -> tuple[str, EnvironmentRule] | None:
+        """The settings of environment ``name`` (any spelling of it: ``prod`` is ``production``), with
+        the key they are listed under; None when the rule has none for it."""
+        return next(((key, rule) for key, rule in self.environments.items() if name and same_environment(key, name)),
+                    None)
 
 
 # The seed's escalation matrix: Level 1 DevOps lead immediately, Level 2 engineering manager when
@@ -294,6 +344,37 @@ class Policy(Model):
         probes = rule.probes if rule else ProbeRule()
         where = f"operator policy rule {index} (namespaces {rule.namespaces})" if rule else "the operator policy"
         return lambda address: probes.refusal(address, where)
+
+    def gate_layers(self, namespace: str, environment: str | None) -> list[Layer]:
+        """The policy's plan gates for an apply in ``namespace`` and ``environment``: the matching
+        rule's ``gates``, then its environment's; a resource's own go after them
+        (``guardrails.gates.merge``). None set: no layer."""
+        index, rule = self._rule(namespace)
+        if rule is None:
+            return []
+        where = f"operator policy rule {index} (namespaces {rule.namespaces})"
+        layers = [Layer(where, rule.gates)] if rule.gates else []
+        found = rule.environment(environment)
+        if found and found[1].gates:
+            layers.append(Layer(f"{where}, environment {found[0]}", found[1].gates))
+        return layers
+
+    def change_limits(self, namespace: str, environment: str | None) -> list[ChangeLimit]:
+        """The circuit breaker's limits for an automated change in ``namespace`` and ``environment``:
+        the rule's ``limits.automatedChangesPerHour`` (over the namespace's changes) and its
+        environment's (over that environment's changes in the namespace). None set: no limit."""
+        index, rule = self._rule(namespace)
+        if rule is None:
+            return []
+        where = f"operator policy rule {index} (namespaces {rule.namespaces})"
+        limits = []
+        if rule.limits.automated_changes_per_hour is not None:
+            limits.append(ChangeLimit(rule.limits.automated_changes_per_hour, None, where))
+        found = rule.environment(environment)
+        if found and found[1].limits.automated_changes_per_hour is not None:
+            limits.append(ChangeLimit(found[1].limits.automated_changes_per_hour, found[0],
+                                      f"{where}, environment {found[0]}"))
+        return limits
 
     def terraform(self, namespace: str) -> TerraformRule:
         """What Terraform may do in ``namespace`` (nothing when no rule matches)."""

@@ -4,6 +4,7 @@ operator's start-up (``handlers.lifecycle``) through Kopf's memo, so no handler,
 playbook imports an adapter."""
 from __future__ import annotations
 
+from .aws.alarms import AlarmReader
 from .aws.budget import Budget
 from .aws.clients import AwsClients
 from .aws.events import PipelineLookup, SqsQueue
@@ -24,8 +25,9 @@ from .events.consumer import QueueConsumer
 from .events.intake import EventIntake
 from .events.mapping import EventRules
 from .events.trail import TrailTrigger
-from .kube import Kube
+from .kube import Kube, Leases
 from .notify.pagerduty import PagerDutySender
+from .guardrails.breaker_store import BreakerStore
 from .notify.senders import SnsSender, post_webhook
 from .notify.slack import SlackSender
 from .policy import Policy
@@ -33,6 +35,7 @@ from .probes import LiveProbes
 from .api.driftcheck import Runner
 from .ports import Workspaces as WorkspacesPort
 from .terraform.job_runner import JobWorkspaces, load_template
+from .promql import Prometheus
 from .terraform.session import Workspaces
 from .controllers.base import Controller
 from .controllers.driftcheck import DriftCheckController
@@ -82,6 +85,9 @@ class AwsAdapters:
     def perf_actions(self, region: str | None, role_key: str | None) -> PerformanceActions:
         return PerformanceActions(self.clients, region, role_key)
 
+    def alarms(self, region: str | None, role_key: str | None) -> AlarmReader:
+        return AlarmReader(self.clients, region, role_key)
+
     def probes(self) -> LiveProbes:
         return LiveProbes()
 
@@ -97,12 +103,15 @@ def build_controllers(settings: Settings, policy: Policy, kube: Kube) -> dict[st
     template = load_template(settings.plan_job_template) if settings.plan_job_template is not None else None
     workspaces = JobWorkspaces(workspaces, kube, policy, template, Runner(settings.default_runner),
                                credentials=clients.role_environment)
+    breaker = BreakerStore(Leases(kube), settings.lease_namespace)
     controllers: list[Controller] = [
         IncidentController(aws, kube, workspaces, policy, post_webhook, sources=settings.source_cidrs,
                            shared_read_seconds=settings.shared_read_seconds,
                            pagerduty=PagerDutySender(settings.pagerduty_events_url),
-                           slack=SlackSender(settings.slack_api_url)),
-        DriftCheckController(kube, workspaces, policy),
+                           slack=SlackSender(settings.slack_api_url), breaker=breaker,
+                           prometheus=Prometheus(settings.prometheus_url, settings.prometheus_token_file)
+                           if settings.prometheus_url else None),
+        DriftCheckController(kube, workspaces, policy, breaker=breaker),
         RollbackController(aws, kube, policy),
     ]
     by_plural = {c.resource.plural: c for c in controllers}

@@ -257,6 +257,26 @@ CASES = [
     ("rb-unknown-field", mutate(ROLLBACK, force=True), ['unknown field "spec.force"']),
     ("rb-dryrun-wrong-type", mutate(ROLLBACK, dryRun="yes"), ["spec.dryRun", "must be of type boolean"]),
     ("rb-missing-to", mutate(ROLLBACK, lambda__to=DELETE), ["spec.lambda.to", "Required value"]),
+    # --- guard rails: plan gates and the bake window ---------------------------------------------
+    ("dc-gate-unknown-action", mutate(DRIFTCHECK, resolution={"gates": {"denyActions": ["destroy"]}}),
+     ["spec.resolution.gates.denyActions[0]", "Unsupported value", '"destroy"']),
+    ("dc-gate-misspelt", mutate(DRIFTCHECK, resolution={"gates": {"denyAction": ["delete"]}}),
+     ['unknown field "spec.resolution.gates.denyAction"']),
+    ("dc-gate-negative-max", mutate(DRIFTCHECK, resolution={"gates": {"maxChangedResources": -1}}),
+     ["spec.resolution.gates.maxChangedResources", "greater than or equal to 0"]),
+    ("inc-verify-nothing-to-watch", mutate(INCIDENT, remediation__verify={"window": "5m"}),
+     ["spec.remediation.verify", "verify needs alarms, promql or both"]),
+    ("inc-verify-window-too-long", mutate(INCIDENT, remediation__verify={"window": "2h", "alarms": ["errors"]}),
+     ["spec.remediation.verify.window", "must be between 30s and 60m"]),
+    ("inc-verify-bool-comparison", mutate(INCIDENT, remediation__verify={
+        "window": "5m", "promql": "sum(rate(errors_total[1m])) < bool 5"}),
+     ["spec.remediation.verify.promql", "not with bool"]),
+    ("inc-verify-outlasts-escalation", mutate(INCIDENT, remediation__verify={"window": "20m", "alarms": ["errors"]},
+                                              escalation={"levels": [{"level": 1, "contact": "DevOps lead"},
+                                                                     {"level": 2, "contact": "EM", "afterSeconds": 600},
+                                                                     {"level": 3, "contact": "CTO", "afterSeconds": 3600,
+                                                                      "severities": ["critical"]}]}),
+     ["spec", "spec.remediation.verify.window is longer than the incident's escalation window"]),
 ]
 
 
@@ -338,6 +358,27 @@ def test_performance_spec_keeps_the_probe_body_and_fills_defaults(kubectl, names
     assert (spec["targets"]["metrics"]["windowSeconds"], spec["targets"]["metrics"]["periodSeconds"]) == (3600, 300)
     assert spec["targets"]["metrics"]["thresholds"]["lambdaDurationMs"] == 3000
     assert spec["remediation"]["performance"]["lambdaMemory"]["maxMb"] == 3008
+
+
+def test_a_bake_window_within_the_escalation_window_and_gates_are_accepted(kubectl, namespace):
+    """The window counts against the levels of the incident's severity only; without levels in the spec (or
+    with Level 1 alone, which has no window) the operator checks the policy's matrix itself."""
+    levels = [{"level": 1, "contact": "DevOps lead"}, {"level": 2, "contact": "EM", "afterSeconds": 1800},
+              {"level": 3, "contact": "CTO", "afterSeconds": 600, "severities": ["critical"]}]
+    within = mutate(INCIDENT, escalation={"levels": levels},
+                    remediation={"mode": "Auto", "gates": {"denyActions": ["delete", "replace"]},
+                                 "verify": {"window": "20m", "alarms": ["checkout-errors"],
+                                            "promql": "sum(rate(errors_total[1m])) < 5"}})
+    kubectl.create(json.dumps(within), namespace)
+    only_level_one = mutate(INCIDENT, escalation={"levels": [{"level": 1, "contact": "DevOps lead"}]},
+                            remediation__verify={"window": "1h", "alarms": ["checkout-errors"]})
+    only_level_one["metadata"]["name"] = "no-window"
+    kubectl.create(json.dumps(only_level_one), namespace)
+    check = mutate(DRIFTCHECK, resolution={"strategy": "Apply", "approval": "Auto", "gates": {
+        "denyActions": ["delete"], "maxChangedResources": 3, "deniedResourceTypes": ["aws_iam_*"],
+        "denyChangesToIgnored": True}})
+    kubectl.create(json.dumps(check), namespace)
+    assert kubectl.get("driftcheck", "bad", namespace)["spec"]["resolution"]["gates"]["maxChangedResources"] == 3
 
 
 def test_incident_type_is_immutable_and_closed_cannot_be_reopened(kubectl, namespace):

@@ -123,6 +123,34 @@ def test_a_plan_that_changes_after_approval_is_not_applied(kubectl, namespace, i
     assert b'"small"' in state and b'"large"' not in state
 
 
+def test_an_auto_plan_that_would_replace_a_resource_waits_with_the_gate_named(kubectl, namespace, infra, operator):
+    kubectl.apply(driftcheck(infra, resolution={"strategy": "Apply", "approval": "Auto",
+                                                "gates": {"denyActions": ["replace"]}}), namespace)
+    replacing = tfrepo.MAIN_TF.replace("  input = var.size\n", "  input = var.size\n  triggers_replace = var.size\n")
+    infra.commit({"network/main.tf": replacing % {"size": "large"}}, "network: replaced when its size changes")
+    result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
+    assert result["outcome"] == "DriftDetected"
+    assert result["gateFailures"] == [{"gate": "denyActions", "source": "spec.resolution.gates", "detail": "replace",
+                                       "resources": ["terraform_data.network"]}]
+    held = wait_for(lambda: (c := conditions(kubectl, namespace).get("Remediating")) and c["reason"] == "GateFailed"
+                    and c, timeout=30, what="the gate holding the plan")
+    assert "denyActions of spec.resolution.gates: replace of terraform_data.network" in held["message"]
+    assert result["planChecksum"] in held["message"]
+    event = next(e for e in kubectl.events(namespace, "network") if e["reason"] == "GateFailed")
+    assert event["type"] == "Warning" and "terraform_data.network" in event["message"]
+    status = bump(kubectl, "driftcheck", "network", namespace, json.dumps({"spec": {"timeoutSeconds": 121}}))
+    assert "lastResolution" not in status  # not applied, not even tried
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b'"small"' in state and b'"large"' not in state
+
+    kubectl("patch", "driftcheck", "network", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"resolution": {"approvedPlanChecksum": result["planChecksum"]}}}))
+    wait_for(lambda: resolution(kubectl, namespace).get("outcome") == "Succeeded", timeout=90,
+             what="the apply a person approved")
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b'"large"' in state
+
+
 def hold_lock(terraform_bin, tmp_path, infra, seconds=60):
     """Another terraform process applying to the same state: it holds the lock while it sleeps."""
     other = tmp_path / "other"

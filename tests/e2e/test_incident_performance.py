@@ -179,3 +179,38 @@ def test_performance_example_targets_the_demo_estate_and_the_local_api_app():
     assert spec["targets"]["probes"]["http"]["url"].startswith(f"{stack.API_URL}/prod/")
     credentials = spec["targets"]["probes"]["database"]["secretsManager"]["secretId"]
     assert credentials == f"{perf_estate.DEMO_DATABASE}/credentials"
+
+
+def test_an_auto_memory_raise_whose_bake_alarm_goes_to_alarm_is_undone_once_and_the_incident_fails(
+        kubectl, namespace, aws, operator):
+    perf_estate.slow_lambda(FN, memory_mb=128, timeout_seconds=3, used_mb=124)
+    cloudwatch = boto3.client("cloudwatch")
+    cloudwatch.put_metric_alarm(AlarmName="checkout-errors", Namespace="AWS/Lambda", MetricName="Errors",
+                                Dimensions=[{"Name": "FunctionName", "Value": FN}], Statistic="Sum", Period=60,
+                                EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cloudwatch.set_alarm_state(AlarmName="checkout-errors", StateValue="OK", StateReason="no errors")
+    doc = yaml.safe_load(SLOW)
+    doc["spec"]["remediation"] = {"mode": "Auto", "verify": {"window": "60s", "alarms": ["checkout-errors"]}}
+    kubectl.apply(json.dumps(doc), namespace)
+    baking = wait_for(lambda: (s := step_of(status_of(kubectl, namespace, "checkout-slow"), STEP))
+                      and s["state"] == "Succeeded" and s.get("verification") and s, timeout=90, what="the bake window")
+    assert baking["verification"]["outcome"] == "Baking" and memory_of(FN) == 256
+
+    cloudwatch.set_alarm_state(AlarmName="checkout-errors", StateValue="ALARM", StateReason="errors since the change")
+    status = wait_for(lambda: (s := status_of(kubectl, namespace, "checkout-slow")).get("phase") == "Failed" and s,
+                      timeout=60, what="the undo and the incident's end")
+    step = step_of(status, STEP)
+    assert step["state"] == "RolledBack" and memory_of(FN) == 128
+    breach = step["verification"]["breach"]
+    assert (breach["source"], breach["name"]) == ("CloudWatchAlarm", "checkout-errors")
+    assert "errors since the change" in breach["value"] and "checkout-errors" in step["error"]
+    assert step["verification"]["undoStartedAt"] and step["verification"]["undoneAt"]
+    events = kubectl.events(namespace, "checkout-slow")
+    reasons = [e["reason"] for e in events]
+    for reason in ("BakeStarted", "BakeBreached", "RolledBack"):
+        assert reason in reasons
+    assert reasons.count("RolledBack") == 1 and step["attempts"] == 1  # undone once, the step never tried again
+    timeline = [t.get("reason") for t in status.get("timeline", [])]
+    assert "RolledBack" in timeline
+    assert operator.metric("opex_runbook_actions_total", action="lambda:UpdateFunctionConfiguration",
+                           outcome="rolled_back") == 1

@@ -81,12 +81,17 @@ def test_a_lock_younger_than_the_threshold_is_left_alone(kubectl, namespace, inf
     assert any(o["Key"].endswith(".tflock") for o in objects)
 
 
-def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubectl, namespace, infra, operator):
+def already_exists(infra) -> None:
+    """The configuration adopts an object that exists; the deploy failed because it exists."""
     infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"}
                   + '\nresource "terraform_data" "lambda_exec" {\n  input = "checkout-lambda-exec"\n}\n'},
                  "adopt the lambda execution role")
     estate.terraform_deploy_failure("net", estate.already_exists_error("terraform_data.lambda_exec",
                                                                        "checkout-lambda-exec"))
+
+
+def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubectl, namespace, infra, operator):
+    already_exists(infra)
     kubectl.apply(driftcheck(infra), namespace)
     kubectl.apply(json.dumps(INCIDENT), namespace)
     status = remediation_end(kubectl, namespace)
@@ -100,3 +105,30 @@ def test_an_object_that_already_exists_is_imported_then_the_stage_retried(kubect
     assert steps["retry-stage-deploy"]["state"] == "Succeeded"
     state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
     assert b"terraform_data" in state and b"lambda_exec" in state
+
+
+def test_an_auto_import_its_gates_deny_waits_for_approval_naming_the_gate_then_runs_once_approved(kubectl, namespace,
+                                                                                                   infra, operator):
+    already_exists(infra)
+    kubectl.apply(driftcheck(infra), namespace)
+    gated = json.loads(json.dumps(INCIDENT))
+    gated["spec"]["remediation"]["gates"] = {"deniedAddresses": ["terraform_data.lambda_*"]}
+    kubectl.apply(json.dumps(gated), namespace)
+    step_id = "terraform-import-terraform-data-lambda-exec"
+    status = wait_for(lambda: (s := kubectl.get("incident", "network-deploy-locked", namespace).get("status") or {})
+                      .get("phase") == "AwaitingApproval" and s, timeout=120, what="the gate holding the import")
+    held = next(c for c in status["conditions"] if c["type"] == "Remediated")
+    assert held["reason"] == "GateFailed"
+    assert ("deniedAddresses of spec.remediation.gates: address terraform_data.lambda_*: terraform_data.lambda_exec"
+            in held["message"]) and step_id in held["message"]
+    assert {s["id"]: s for s in status["steps"]}[step_id]["state"] == "AwaitingApproval"
+    event = next(e for e in kubectl.events(namespace, "network-deploy-locked") if e["reason"] == "GateFailed")
+    assert event["type"] == "Warning"
+    state = boto3.client("s3").get_object(Bucket=infra.bucket, Key="network/terraform.tfstate")["Body"].read()
+    assert b"lambda_exec" not in state  # not imported
+
+    kubectl("patch", "incident", "network-deploy-locked", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"remediation": {"approvedSteps": [step_id]}}}))
+    status = remediation_end(kubectl, namespace)
+    assert status["phase"] == "Resolved", status.get("conditions")
+    assert {s["id"]: s for s in status["steps"]}[step_id]["state"] == "Succeeded"

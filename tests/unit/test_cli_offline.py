@@ -4,8 +4,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -81,6 +83,70 @@ def test_missing_file_is_one_line():
         "opex: cannot read /nonexistent/plan.json: No such file or directory"
 
 
+REALWORLD = Path(__file__).resolve().parents[1] / "realworld" / "plan"
+REPLACE = str(REALWORLD / "terraform-show-json-requires-replace.json")
+MULTI = str(REALWORLD / "plan-comment-terragrunt-multiplan.ndjson")
+
+
+def test_plan_gates_pass_exit_0_and_fail_exit_3_naming_the_gate_and_the_resource(tmp_path):
+    gates = tmp_path / "gates.yaml"
+    gates.write_text("denyActions: [replace]\n")
+    failed = invoke("plan", "summarize", "--gates", str(gates), REPLACE)
+    assert failed.exit_code == 3, failed.output
+    assert f"denyActions of {gates}: replace of test_instance.test" in failed.output
+    gates.write_text("denyActions: [forget]\nmaxChangedResources: 1\n")
+    passed = invoke("plan", "summarize", "--gates", str(gates), REPLACE)
+    assert passed.exit_code == 0 and "Gates: passed (1 resource(s) changed)" in passed.output
+    assert invoke("plan", "summarize", REPLACE).exit_code == 2  # without gates: terraform's exit code
+
+
+def test_plan_gates_of_a_driftcheck_manifest_use_its_ignore_and_the_policy_for_its_namespace(tmp_path):
+    manifest = tmp_path / "dc.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck",
+        "metadata": {"name": "network", "namespace": "payments-eu"},
+        "spec": {"environment": "prod", "ignore": ["local_file.server"],
+                 "resolution": {"strategy": "Apply", "approval": "Auto", "gates": {"denyChangesToIgnored": True}}}}))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"rules": [{"namespaces": ["payments-*"], "environments": {
+        "production": {"gates": {"deniedAddresses": ["local_file.database"]}}}}]}))
+    result = invoke("plan", "summarize", "--json", "--gates", str(manifest), "--policy", str(policy), MULTI)
+    assert result.exit_code == 3, result.output
+    verdicts = [p["gates"] for p in json.loads(result.output)["plans"]]
+    assert [v["passed"] for v in verdicts] == [True, False, False]
+    assert verdicts[1]["failures"] == [{
+        "gate": "deniedAddresses", "source": "operator policy rule 1 (namespaces ['payments-*']), environment production",
+        "detail": "address local_file.database", "resources": ["local_file.database"]}]
+    assert verdicts[2]["failures"][0]["gate"] == "denyChangesToIgnored"
+    assert verdicts[2]["failures"][0]["source"] == "DriftCheck network spec.resolution.gates"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("denyAction: [delete]\n", "invalid gates"),             # a misspelt gate is refused, not ignored
+    ("denyActions: [destroy]\n", "invalid gates"),
+    ("- delete\n", "expected gates"),
+])
+def test_a_gates_file_that_is_not_gates_is_one_line_exit_1(tmp_path, content, message):
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(content)
+    result = invoke("plan", "summarize", "--gates", str(gates), REPLACE)
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_an_errored_plan_exits_1_with_gates_too(tmp_path):
+    path, gates = tmp_path / "plan.json", tmp_path / "gates.yaml"
+    path.write_text(json.dumps(ERRORED))
+    gates.write_text("maxChangedResources: 5\n")
+    assert invoke("plan", "summarize", "--gates", str(gates), str(path)).exit_code == 1
+
+
+def test_policy_gates_need_a_namespace(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("rules: [{namespaces: ['*']}]\n")
+    result = invoke("plan", "summarize", "--policy", str(policy), REPLACE)
+    assert result.exit_code == 1 and "--policy needs --namespace" in result.output
+
+
 @pytest.mark.parametrize("text,lock_id", [(BOXED, "4cb1a7e2-7d4f-d2f1-0a6b-3f1c2e9d8b7a"), (FLAT, "tflock-2020-06-01-prod")])
 def test_lock_parse_both_layouts(text, lock_id):
     result = invoke("lock", "parse", "-", input=text)
@@ -116,7 +182,7 @@ def test_lock_parse_without_lock_info_says_nothing_can_be_force_unlocked():
 
 def test_every_command_has_help_with_an_example():
     for args in (["get"], ["describe"], ["approve"], ["abort"], ["run"], ["plan", "summarize"], ["lock", "parse"],
-                 ["operator"], ["crds"], ["demo"], ["down"]):
+                 ["operator"], ["crds"], ["demo"], ["down"], ["breaker", "status"], ["breaker", "reset"]):
         result = invoke(*args, "--help")
         assert result.exit_code == 0 and "Example" in result.output, args
 

@@ -7,6 +7,7 @@ import pytest
 
 from opex_operator.api.driftcheck import (DriftCheckSpec, DriftCheckStatus, ObservedLock, Outcome, ResolutionOutcome,
                                           ResolutionRecord, ResolutionStrategy, RunResult)
+from opex_operator.api.gates import GateFailureRecord
 from opex_operator.runbooks import drift
 from opex_operator.runbooks.drift import Move
 
@@ -173,3 +174,17 @@ def test_a_runs_verdict_comes_from_its_typed_facts():
     assert refused.reason == drift.POLICY_REFUSED and refused.summary is None and "operator policy" in refused.stalled
     worked = drift.judge(drift.PlanRun(exit_code=2, summary=drifted))
     assert (worked.outcome, worked.reason, worked.summary) == (Outcome.DRIFT_DETECTED, "Checked", drifted)
+
+
+def test_an_auto_plan_that_fails_a_gate_waits_like_manual_naming_the_gate_and_resources():
+    failed = drifted()
+    failed.last_result.gate_failures = [GateFailureRecord(gate="denyActions", source="spec.resolution.gates",
+                                                          detail="replace", resources=["terraform_data.network"])]
+    auto = {"resolution": {"strategy": "Apply", "approval": "Auto"}}
+    d = decide(spec(**auto), failed)
+    assert (d.move, d.reason) == (Move.AWAIT_APPROVAL, "GateFailed")
+    assert "denyActions of spec.resolution.gates: replace of terraform_data.network" in d.message
+    assert SUM_A in d.message
+    approved = {"resolution": {"strategy": "Apply", "approval": "Auto", "approvedPlanChecksum": SUM_A}}
+    assert decide(spec(**approved), failed).move == Move.RESOLVE  # a person approved this very plan
+    assert decide(spec(**auto), drifted()).move == Move.RESOLVE     # a plan that passes goes ahead

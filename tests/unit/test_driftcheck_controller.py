@@ -558,3 +558,73 @@ def test_a_lock_the_operator_may_not_write_is_a_failed_plan_naming_the_permissio
     checked = condition(w.status, "Checked")
     assert checked.reason == "PlanFailed" and "dynamodb:PutItem denied to arn:aws:sts::123456789012" in checked.message
     assert not [c for c in w.ws.calls if c.startswith("force-unlock")]
+
+
+def test_an_auto_plan_that_fails_a_gate_is_not_applied_until_a_person_approves_it():
+    w = World(FakeWorkspaces(plans=[plan_doc(("aws_db_instance.main", ["delete", "create"])), plan_doc()]),
+              resolution={"strategy": "Apply", "approval": "Auto", "gates": {"denyActions": ["replace"]}})
+    w.run_now()
+    held = condition(w.status, "Remediating")
+    assert held.reason == "GateFailed" and "replace of aws_db_instance.main" in held.message
+    assert [f.gate for f in w.status.last_result.gate_failures] == ["denyActions"]
+    w.drive()
+    assert w.ws.calls == ["plan"] and "GateFailed" in w.reasons()
+    w.approve(w.status.last_result.plan_checksum)
+    w.drive()
+    assert w.ws.calls == ["plan", "apply", "plan"]
+
+
+def test_the_policys_gates_hold_an_auto_plan_the_resource_does_not_gate():
+    policy = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["terraform:*"],
+                                               "terraform": {"backends": [{"type": "s3"}]},
+                                               "gates": {"maxChangedResources": 1}}]})
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.a", ["update"]), ("terraform_data.b", ["update"]))]),
+              policy=policy, resolution={"strategy": "Apply", "approval": "Auto", "gates": {"maxChangedResources": 5}})
+    w.run_now()
+    held = condition(w.status, "Remediating")
+    assert held.reason == "GateFailed" and "2 resources changed, at most 1 allowed" in held.message
+    assert "operator policy rule" in held.message and w.ws.calls == ["plan"]
+
+
+def test_past_the_limit_an_auto_apply_waits_with_circuit_open_and_an_approved_one_is_never_held():
+    from opex_operator.guardrails.breaker_store import BreakerStore
+    from test_circuit_breaker import FakeLeases
+
+    policy = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["terraform:*"],
+                                               "terraform": {"backends": [{"type": "s3"}]},
+                                               "limits": {"automatedChangesPerHour": 1}}]})
+    plans = [plan_doc(("terraform_data.net", ["update"]), marker=m) for m in ("a", "a2", "b", "b2", "c", "c2")]
+    w = World(FakeWorkspaces(plans=[plans[0], plan_doc(), plans[2], plans[4], plan_doc()]), policy=policy,
+              resolution={"strategy": "Apply", "approval": "Auto"})
+    w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
+    w.run_now()
+    assert w.ws.calls == ["plan", "apply", "plan"]  # the first automated change of the hour
+    wait = w.run_now()
+    assert w.ws.calls.count("apply") == 1
+    assert condition(w.status, "CircuitOpen").status == "True" and "CircuitOpen" in w.reasons()
+    assert condition(w.status, "Remediating").reason == "CircuitOpen"
+    assert 3500 <= wait <= 3600  # when the hour frees a place
+    w.approve(w.status.last_result.plan_checksum)  # a person approves this plan: it runs, uncounted
+    w.drive()
+    assert w.ws.calls.count("apply") == 2
+
+
+def test_an_auto_apply_the_breaker_admits_carries_no_circuit_condition():
+    from opex_operator.guardrails.breaker_store import BreakerStore
+    from test_circuit_breaker import FakeLeases
+
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply", "approval": "Auto"})
+    w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
+    w.run_now()
+    assert w.ws.calls == ["plan", "apply", "plan"] and condition(w.status, "CircuitOpen") is None
+
+
+def test_an_auto_import_its_gates_deny_waits_for_approval():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["create"]))]),
+              resolution={"strategy": "Import", "approval": "Auto", "gates": {"denyActions": ["import"]},
+                          "imports": [{"address": "terraform_data.net", "id": "net-1"}]})
+    w.run_now()
+    held = condition(w.status, "Remediating")
+    assert held.reason == "GateFailed" and "import of terraform_data.net" in held.message
+    assert "import" not in w.ws.calls and "state_list" not in w.ws.calls

@@ -326,3 +326,25 @@ def test_an_incident_reaches_approval_in_one_write_per_page_and_its_reads_are_ne
     assert first["escalation"]["notified"] and first["phase"] == "Diagnosing"  # the assessment went with the page
     reasons = quiet.reasons()
     assert reasons.count("AwaitingApproval") == 1 and {"Detected", "Assessed", "RootCauseIdentified"} <= set(reasons)
+
+
+def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_open_and_runs_once_approved():
+    from opex_operator.guardrails.breaker_store import BreakerStore
+    from test_circuit_breaker import FakeLeases
+
+    w = World(incident(mode="Auto"))
+    w.ctl.policy = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["lambda:*", "codepipeline:*"],
+                                                     "limits": {"automatedChangesPerHour": 0}}]})
+    w.ctl.breaker = BreakerStore(FakeLeases(), "opex-system", clock=w.clock)
+    w.drive()
+    assert w.objects.created == [] and w.step(STEP).state == StepState.AWAITING_APPROVAL
+    assert w.status.phase == "AwaitingApproval" and condition(w.status, "Remediated").reason == "CircuitOpen"
+    assert condition(w.status, "CircuitOpen").status == "True" and "CircuitOpen" in w.reasons()
+    assert "automatedChangesPerHour" in condition(w.status, "Remediated").message
+    w.drive()
+    assert w.objects.created == [] and w.reasons().count("CircuitOpen") == 1  # said once
+    w.change_spec(approvedSteps=[STEP])  # a person approves: it runs and is not counted
+    w.drive()
+    assert w.objects.created == [f"checkout-{STEP}"]
+    released = condition(w.status, "CircuitOpen")
+    assert (released.status, released.reason) == ("False", "Approved")

@@ -12,6 +12,7 @@ from opex_operator.api.incident import IncidentStatus, RootCauseCategory as Cat,
 from opex_operator.playbooks import assessment as incident_assess
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
+from opex_operator.ports.verification import AlarmState
 from opex_operator.ports.facts import RdsFacts, SecurityGroupFacts
 from opex_operator.ports.performance import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                ProbeFailure, RdsConfig, StageConfig)
@@ -342,3 +343,66 @@ def test_passwords_reach_no_status_event_or_log(caplog):
     events = json.dumps(sink_of(w.obj).events)
     assert PASSWORD not in wire and PASSWORD not in events and PASSWORD not in caplog.text
     assert "SELECT 1 on" in wire  # the probe did report
+
+
+class FakeAlarms:
+    """``ports.verification.AlarmPort``: alarms by name, set by the test."""
+
+    def __init__(self):
+        self.states: dict[str, AlarmState] = {}
+
+    def alarms(self, names):
+        return {n: self.states[n] for n in names if n in self.states}
+
+    def went_to_alarm(self, name, since):
+        return None
+
+
+def raised(w: World) -> None:
+    """Drive until the memory raise has succeeded (it waits for the function to settle)."""
+    for _ in range(10):
+        w.drive()
+        if w.step(STEP).state == StepState.SUCCEEDED:
+            return
+        w.clock.advance(2)
+    raise AssertionError(f"the memory raise did not end: {w.step(STEP)}")
+
+
+def test_a_bake_alarm_in_alarm_after_an_auto_memory_raise_undoes_it_once_and_fails_the_incident():
+    w = World(performance(mode="Auto", remediation={"verify": {"window": "5m", "alarms": ["checkout-errors"]}}))
+    alarms = FakeAlarms()
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "OK", w.clock.now - dt.timedelta(days=1))
+    w.aws.alarms = lambda region, role: alarms
+    perf_calls = w.aws.the_perf_actions.calls
+    raised(w)
+    assert w.step(STEP).state == StepState.SUCCEEDED and w.step(STEP).verification.outcome == "Baking"
+    assert w.step("verify").state != StepState.SUCCEEDED  # verification waits for the bake window
+    w.clock.advance(30)
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "ALARM", w.clock.now, "Errors >= 1")
+    w.clock.advance(1)
+    w.drive()
+    assert w.step(STEP).verification.undo_started_at is not None and "BakeBreached" in w.reasons()
+    for _ in range(3):  # the undo sets the size back, then waits for the function to settle
+        w.clock.advance(2)
+        w.drive()
+    step = w.step(STEP)
+    assert step.state == StepState.ROLLED_BACK and w.aws.the_perf_reader.lambdas[FN].memory_mb == 128
+    assert step.verification.breach.name == "checkout-errors" and "Errors >= 1" in step.verification.breach.value
+    assert step.verification.undo_started_at is not None and step.verification.undone_at is not None
+    assert [c[2] for c in perf_calls if c[0] == "UpdateFunctionConfiguration"] == [256, 128]
+    assert w.status.phase == "Failed" and {"BakeStarted", "BakeBreached", "RolledBack"} <= set(w.reasons())
+    w.clock.advance(60)
+    w.drive()
+    assert [c[2] for c in perf_calls if c[0] == "UpdateFunctionConfiguration"] == [256, 128]  # never twice
+
+
+def test_a_bake_window_that_ends_clean_lets_verification_go_on():
+    w = World(performance(mode="Auto", remediation={"verify": {"window": "60s", "alarms": ["checkout-errors"]}}))
+    alarms = FakeAlarms()
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "OK", w.clock.now - dt.timedelta(days=1))
+    w.aws.alarms = lambda region, role: alarms
+    raised(w)
+    w.clock.advance(61)
+    w.drive()
+    assert w.step(STEP).verification.outcome == "Passed" and "BakePassed" in w.reasons()
+    assert w.step(STEP).state == StepState.SUCCEEDED

@@ -23,6 +23,7 @@ OUT_OF_BAND_CHANGE = "OutOfBandChange"
 from .common import (REASON, DNS_LABEL, DNS_SUBDOMAIN, DURATION, DURATION_RULE, Bounded128, Bounded256, Bounded512,
                      Bounded64, Bounded1024, Bounded2048, Condition, Duration, LocalObjectReference, Model, StateLock, Status,
                      TimelineEntry, conditions_field, duration_at_least, duration_seconds, obj_default, timeline_field)
+from .gates import MAX_GATE_FAILURES, GateFailureRecord, PlanGates
 
 # Five cron fields (minute hour day-of-month month day-of-week) or a macro. The API server checks
 # the shape and then each field's values, so '25' as an hour or a '*/0' step is refused at
@@ -202,6 +203,10 @@ class Resolution(Model):
         "admits a new approval only in the requester's own name, and under its two-person rule requires it and "
         "refuses the DriftCheck's creator."))
     imports: list[ImportEntry] = Field(default_factory=list, max_length=50, description="For strategy Import.")
+    gates: PlanGates | None = Field(default=None, description=(
+        "With approval Auto, the plan is applied only if it passes these gates and the operator policy's (which "
+        "these can narrow, never widen); a plan that fails one waits for approval, as with Manual, and the "
+        "Drifted condition names the gate and the resources."))
 
 
 class ForceUnlock(StrEnum):
@@ -320,6 +325,10 @@ class RunResult(Status):
                                description="Why the run ended as it did, as the Checked condition says it: Checked, "
                                            "PlanFailed, InitFailed, TimedOut, LockHeld, PolicyRefused, InvalidPlan "
                                            "or why the source could not be read.")
+    gate_failures: list[GateFailureRecord] = Field(
+        default_factory=list, max_length=MAX_GATE_FAILURES,
+        description="The plan gates this plan fails (spec.resolution.gates and the operator policy's): approval "
+                    "Auto does not apply it; it waits for spec.resolution.approvedPlanChecksum like Manual.")
 
 
 class DriftedResource(Status):

@@ -15,6 +15,8 @@ from pydantic import ConfigDict, Field, model_validator
 from .approvals import (Acknowledgement, AcknowledgementRecord, BoundedUsername, StepApproval, StepApprovalRecord,
                         USERNAME_MAX)
 from .conditions import RECONCILING, STALLED
+from .gates import PlanGates
+from .guardrails import BakeVerification, StepVerification, verify_rules
 
 # The Incident's condition types (Ready is derived from them: IncidentStatus.READY_FROM).
 ASSESSED, ROOT_CAUSE_IDENTIFIED, REMEDIATED, ESCALATED = "Assessed", "RootCauseIdentified", "Remediated", "Escalated"
@@ -233,6 +235,14 @@ class Remediation(Model):
                                       description="Limits of the terraform-force-unlock step.")
     security: SecurityRemediation = security_remediation_field()
     performance: PerformanceRemediation | None = None
+    gates: PlanGates | None = Field(default=None, description=(
+        "Plan gates of the incident's Terraform steps in Auto (an import, an apply): added to the operator "
+        "policy's and to the DriftCheck's (spec.targets.driftCheckRef), never wider; a step whose plan fails "
+        "one waits for approval."))
+    verify: BakeVerification | None = Field(default=None, description=(
+        "A bake window after each step that changed something reversible (Lambda code or configuration, an alias, "
+        "stage settings): a breach undoes the step once and pages; a security containment step is never undone "
+        "automatically, its breach only pages."))
 
     # In the operator's model approved_steps holds every approved id (approvedSteps first, then the
     # named approvals): the engine and the pages read one list.
@@ -409,6 +419,7 @@ class IncidentSpec(Model):
         {"rule": "!has(oldSelf.closed) || !oldSelf.closed || (has(self.closed) && self.closed)",
          "message": "a closed Incident cannot be reopened; create a new one"},
         *SECURITY_RULES,
+        *verify_rules(),
     ]})
 
     type: IncidentType = Field(description="Which runbook: DeploymentFailure, PipelineFailure, "
@@ -519,6 +530,7 @@ class StepState(StrEnum):
     FAILED = "Failed"
     SKIPPED = "Skipped"
     DRY_RUN = "DryRun"
+    ROLLED_BACK = "RolledBack"   # its bake window breached and its undo ran (status.steps[].verification says why)
 
 
 class Step(Status):
@@ -532,7 +544,7 @@ class Step(Status):
                                     "spec.remediation.approvedSteps even in Auto mode (a SecurityIncident's "
                                     "recovery: rotating secrets and redeploying are a person's decision).")
     state: StepState = Field(default=StepState.PENDING, description="Pending, AwaitingApproval, Running, Succeeded, "
-                                                                    "Failed, Skipped or DryRun.")
+                                                                    "Failed, Skipped, DryRun or RolledBack.")
     attempts: int = Field(default=0, ge=0, description="How many times the step was started.")
     inputs: Bounded1024 | None = Field(default=None, description="What the step does, in words (no secret values).")
     params: dict[str, str] = Field(default_factory=dict, description="Structured inputs the step runs with (its "
@@ -544,6 +556,8 @@ class Step(Status):
     undo: Bounded1024 | None = Field(default=None, description="How to reverse what the step changed (an AWS CLI command or an instruction); "
                         "absent when it changed nothing.")
     rollback_ref: LocalObjectReference | None = Field(default=None, description="The Rollback this step created.")
+    verification: StepVerification | None = Field(default=None, description="The bake window after the step "
+                                                  "(spec.remediation.verify) and what it found.")
     runner: Bounded128 | None = Field(default=None, description="The operator process (host/pid/start) with a call of this step in flight; found under "
                     "another one, that call was cut off (interrupted) and the step resumes from the real state.")
 

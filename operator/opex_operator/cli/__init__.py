@@ -1,7 +1,8 @@
 """The ``opex`` command line, also installed as ``kubectl-opex`` (so ``kubectl opex ...`` works).
 
 Exit codes: 0 ok; 1 error (a one-line message; ``--debug`` shows the traceback); 2 changes found
-(``opex plan summarize``, like ``terraform plan -detailed-exitcode``).
+(``opex plan summarize``, like ``terraform plan -detailed-exitcode``); 3 a plan fails a gate
+(``opex plan summarize --gates``).
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, as_user
     """opex: the AWS CI/CD operations runbook as Kubernetes custom resources.
 
     \b
-    Exit codes: 0 ok, 1 error, 2 changes found (plan summarize, like terraform plan -detailed-exitcode).
+    Exit codes: 0 ok, 1 error, 2 changes found (plan summarize, like terraform plan -detailed-exitcode),
+    3 a plan fails a gate (plan summarize --gates).
     Example:
       opex get -A
     """
@@ -317,6 +319,105 @@ def run(ctx: click.Context, kind: str, name: str, namespace: str | None, wait: b
                + ("" if last.get("trigger", "").endswith(f"={token})") else f" [the last run: {last.get('trigger')}]"))
 
 
+@cli.group()
+def breaker() -> None:
+    """The circuit breaker on automated changes (operator policy limits.automatedChangesPerHour)."""
+
+
+def _breaker_store(ctx: click.Context, namespace: str, operator_namespace: str | None) -> Any:
+    """The store of ``namespace``'s breaker: in ``operator_namespace``, or wherever its Lease is found."""
+    from ..errors import KubeError
+    from ..guardrails.breaker_store import LABEL, BreakerStore
+    from ..kube import Kube, Leases
+
+    leases = Leases(Kube(cluster(ctx).api_client))
+    if operator_namespace:
+        return BreakerStore(leases, operator_namespace)
+    try:
+        found = leases.leases(f"{LABEL}={namespace}")
+    except KubeError as err:
+        raise CliError(f"cannot look for the breaker of namespace {namespace} in every namespace ({err.describe()}); "
+                       f"name the operator's namespace with --operator-namespace") from None
+    homes = sorted({lease.namespace for lease in found})
+    if len(homes) > 1:
+        raise CliError(f"operators in {', '.join(homes)} each count namespace {namespace}: choose one with "
+                       f"--operator-namespace")
+    return BreakerStore(leases, homes[0]) if homes else None
+
+
+operator_namespace_option = click.option(
+    "--operator-namespace", help="Where the operator keeps its Leases (its own namespace; found by label when "
+    "omitted).")
+
+
+@breaker.command("status")
+@click.argument("namespace")
+@operator_namespace_option
+@click.pass_context
+def breaker_status(ctx: click.Context, namespace: str, operator_namespace: str | None) -> None:
+    """The automated changes counted in NAMESPACE in the last hour, and the last reset.
+
+    \b
+    Example:
+      opex breaker status payments
+    """
+    from ..api.common import now
+    from ..errors import KubeError
+    from ..guardrails.breaker_store import lease_name
+
+    store = _breaker_store(ctx, namespace, operator_namespace)
+    if store is None:
+        click.echo(f"namespace {namespace}: no automated change counted (no breaker Lease); nothing is held")
+        return
+    try:
+        window = store.window(namespace).current(now())
+    except (KubeError, ValueError) as err:
+        raise CliError(f"namespace {namespace}: {err}") from None
+    click.echo(f"namespace {namespace}: {window.count()} automated change(s) in the last hour "
+               f"(Lease {store.home}/{lease_name(namespace)})")
+    for change in window.changes:
+        click.echo(f"  {change.time:%Y-%m-%d %H:%M:%S}Z  {change.environment or '-':<12} {change.id}")
+    if window.reset_at:
+        click.echo(f"last reset {window.reset_at:%Y-%m-%d %H:%M:%S}Z by {window.reset_by}")
+
+
+@breaker.command("reset")
+@click.argument("namespace")
+@operator_namespace_option
+@click.pass_context
+def breaker_reset(ctx: click.Context, namespace: str, operator_namespace: str | None) -> None:
+    """Forget the automated changes counted in NAMESPACE: its Auto may act again at once.
+
+    Every Incident and DriftCheck of NAMESPACE held by the breaker (condition CircuitOpen) is
+    annotated so that the operator looks at it again now.
+
+    \b
+    Example:
+      opex breaker reset payments
+    """
+    from ..api.guardrails import BREAKER_RESET_ANNOTATION, CIRCUIT_OPEN
+    from ..errors import KubeError
+
+    store = _breaker_store(ctx, namespace, operator_namespace)
+    try:
+        before = store.reset(namespace, f"{cluster(ctx).whoami()} (opex breaker reset)") if store else None
+    except KubeError as err:
+        raise CliError(f"namespace {namespace}: {err.describe()}") from None
+    if before is None:
+        click.echo(f"namespace {namespace}: no automated change counted; nothing to reset")
+        return
+    token, woken = uuid.uuid4().hex[:10], []
+    for plural in ("incidents", "driftchecks"):
+        for obj in cluster(ctx).list(plural, namespace):
+            if any(c.get("type") == CIRCUIT_OPEN and c.get("status") == "True"
+                   for c in (obj.get("status") or {}).get("conditions", [])):
+                cluster(ctx).patch(plural, namespace, obj["metadata"]["name"],
+                                   {"metadata": {"annotations": {BREAKER_RESET_ANNOTATION: token}}})
+                woken.append(f"{SINGULAR[plural]} {obj['metadata']['name']}")
+    click.echo(f"namespace {namespace}: forgot {before.count()} automated change(s) of the last hour; Auto may act "
+               f"again" + (f" ({', '.join(woken)} looked at again now)" if woken else ""))
+
+
 # -- offline: the product's own parsers on files -----------------------------------------------------
 def _read(path: str) -> str:
     if path == "-":
@@ -348,7 +449,14 @@ def plan() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--ignore", multiple=True, help="Resource-address pattern to leave out (repeatable): * matches any "
               "characters, everything else itself, e.g. 'module.legacy.*' or 'aws_instance.web[0]'.")
-def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
+@click.option("--gates", "gates_file", help="Evaluate plan gates: a YAML file of gates (the fields of "
+              "spec.resolution.gates), or a DriftCheck or Incident manifest (its gates, and a DriftCheck's ignore).")
+@click.option("--policy", "policy_file", help="The operator policy file: its gates for --namespace and "
+              "--environment apply too, as the operator applies them.")
+@click.option("--namespace", help="With --policy: the namespace (default: the manifest's).")
+@click.option("--environment", help="With --policy: the environment (default: the DriftCheck's spec.environment).")
+def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...], gates_file: str | None,
+                   policy_file: str | None, namespace: str | None, environment: str | None) -> None:
     """Summarize `terraform show -json PLAN` or a `terraform plan -json` stream (FILE or - for stdin).
 
     Terraform's and OpenTofu's formats 0.x and 1.x; several plans in one input (terragrunt's
@@ -360,27 +468,85 @@ def plan_summarize(file: str, as_json: bool, ignore: tuple[str, ...]) -> None:
     depends on is listed, not counted), 1 when the plan errored or is not a plan; with several
     plans, as the most severe.
 
+    With --gates or --policy it checks the plan gates the operator checks before an automatic
+    apply, and exits 0 when every plan passes them, 3 when one fails a gate, 1 as above.
+
     \b
     Example:
       terraform show -json plan.out | opex plan summarize -
       terragrunt run --all show -json plan.out | opex plan summarize -
+      opex plan summarize --gates gates.yaml plan.json     # in CI: 3 when a gate fails
     """
     from ..terraform.plan import PlanFormatError, parse_input
     from . import render
 
+    text = _read(file)
     try:
-        found = parse_input(_read(file), list(ignore))
+        found = parse_input(text, list(ignore))
     except PlanFormatError as err:
         raise CliError(f"{file}: {err}") from None
+    verdicts = None
+    if gates_file or policy_file:
+        verdicts = _gate_verdicts(text, gates_file, policy_file, namespace, environment, list(ignore))
     single = found.plans[0] if len(found.plans) == 1 and found.plans[0].directory is None else None
     if as_json:
-        data = single.summary.to_dict() if single else {
-            "plans": [{"directory": p.directory, **p.summary.to_dict()} for p in found.plans],
-            "exit_code": found.exit_code}
+        datas = [{**({"directory": p.directory} if not single else {}), **p.summary.to_dict(),
+                  **({"gates": render.gate_data(verdicts[i])} if verdicts else {})} for i, p in enumerate(found.plans)]
+        data = datas[0] if single else {"plans": datas, "exit_code": found.exit_code}
         click.echo(json.dumps(data, indent=2))
     else:
-        console().print(render.plan_summary(single.summary) if single else render.plan_set(found))
-    sys.exit(found.exit_code)
+        console().print(render.plan_summary(single.summary, verdicts[0] if verdicts else None) if single else
+                        render.plan_set(found, verdicts))
+    if verdicts is None or found.exit_code == 1:
+        sys.exit(found.exit_code)
+    sys.exit(0 if all(v.passed for v in verdicts) else GATE_FAILED)
+
+
+GATE_FAILED = 3  # opex plan summarize --gates: a plan fails a gate
+
+
+def _gate_verdicts(text: str, gates_file: str | None, policy_file: str | None, namespace: str | None,
+                   environment: str | None, ignore: list[str]) -> list[Any]:
+    """Each plan of ``text`` checked against the gates of ``gates_file`` and ``policy_file``, as the
+    operator merges them (policy first; ``guardrails.gates.merge``)."""
+    from pydantic import ValidationError
+
+    from ..api.gates import PlanGates
+    from ..guardrails.gates import Layer, evaluate_plan, merge
+    from ..policy import Policy, PolicyError
+    from ..terraform.plan import parse_input
+
+    layers: list[Layer] = []
+    if gates_file:
+        try:
+            doc = yaml.safe_load(_read(gates_file)) or {}
+        except yaml.YAMLError as err:
+            raise CliError(f"{gates_file}: not YAML: {err}") from None
+        if not isinstance(doc, dict):
+            raise CliError(f"{gates_file}: expected gates (denyActions, maxChangedResources, ...) or a manifest")
+        kind, spec, meta = doc.get("kind"), doc.get("spec") or {}, doc.get("metadata") or {}
+        field, data = {"DriftCheck": ("spec.resolution.gates", (spec.get("resolution") or {}).get("gates")),
+                       "Incident": ("spec.remediation.gates", (spec.get("remediation") or {}).get("gates"))}.get(
+            str(kind), (gates_file, doc))
+        try:
+            gates = PlanGates.model_validate(data or {})
+        except ValidationError as err:
+            raise CliError(f"{gates_file}: invalid gates: {err}") from None
+        if kind:
+            field = f"{kind} {meta.get('name', '?')} {field}"
+            ignore = ignore or list(spec.get("ignore") or [])
+            namespace = namespace or meta.get("namespace")
+            environment = environment or spec.get("environment")
+        layers.append(Layer(field, gates))
+    if policy_file:
+        if not namespace:
+            raise CliError("--policy needs --namespace (or a manifest in --gates that names its namespace)")
+        try:
+            layers = Policy.load(Path(policy_file)).gate_layers(namespace, environment) + layers
+        except PolicyError as err:
+            raise CliError(str(err)) from None
+    effective = merge(*layers)
+    return [evaluate_plan(p.summary, effective, ignore) for p in parse_input(text).plans]
 
 
 @cli.group()

@@ -49,6 +49,7 @@ class Cluster:
         self.default_namespace = (active.get("context") or {}).get("namespace") or "default"
         client = (kubernetes.client.ApiClient(config, header_name="Impersonate-User", header_value=as_user)
                   if as_user else kubernetes.client.ApiClient(config))
+        self.api_client = client
         self.api = kubernetes.client.CustomObjectsApi(client)
         self.authentication = kubernetes.client.AuthenticationV1Api(client)
         self._me: str | None = None

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..api.approvals import CREATED_BY_ANNOTATION
+from ..guardrails.gates import GateResult
 from ..terraform.plan import PlanSet, PlanSummary
 
 GOOD = {"Resolved", "Closed", "Succeeded", "NoDrift"}
@@ -272,19 +273,41 @@ SYMBOL = {"create": "+", "update": "~", "delete": "-", "read": "<=", "forget": "
 HEADLINE = {0: ("no changes", "bold green"), 1: ("the plan failed", "bold red"), 2: ("changes", "bold red")}
 
 
-def plan_set(found: PlanSet) -> Group:
-    """Each plan of a terragrunt-style input under its unit's directory, then the outcome of them all."""
+def plan_set(found: PlanSet, gates: list[GateResult] | None = None) -> Group:
+    """Each plan of a terragrunt-style input under its unit's directory (with its gate verdict when
+    ``gates`` has one per plan), then the outcome of them all."""
     parts: list[Any] = []
     for i, unit in enumerate(found.plans, 1):
         parts += [Text(f"== {unit.directory or f'plan {i} of {len(found.plans)}'}", style="bold"),
-                  plan_summary(unit.summary)]
+                  plan_summary(unit.summary, gates[i - 1] if gates else None)]
     head, style = HEADLINE[found.exit_code]
     parts.append(Text(f"{len(found.plans)} plans: {head} (exit code {found.exit_code}, the most severe)", style=style))
+    if gates:
+        failed = sum(1 for g in gates if not g.passed)
+        parts.append(Text(f"gates: {failed} of {len(gates)} plans fail a gate" if failed else "gates: every plan passes",
+                          style="bold red" if failed else "bold green"))
     return Group(*parts)
 
 
-def plan_summary(summary: PlanSummary) -> Group:
-    """The same drift/changes summary a DriftCheck report holds, for a terminal."""
+def gate_data(result: GateResult) -> dict[str, Any]:
+    """A gate verdict as plain data (``opex plan summarize --gates --json``)."""
+    return {"passed": result.passed, "changed": result.changed,
+            "failures": [{"gate": f.gate.value, "source": f.source, "detail": f.detail, "resources": list(f.resources)}
+                         for f in result.failures]}
+
+
+def gate_verdict(result: GateResult) -> Text:
+    """Whether the plan may be applied automatically, and every gate it fails with the resources."""
+    if result.passed:
+        return Text(f"Gates: passed ({result.changed} resource(s) changed); an automatic apply may go ahead",
+                    style="bold green")
+    lines = [f"  x {f.describe()}" for f in result.failures]
+    return Text("Gates: failed; an automatic apply waits for a person:\n" + "\n".join(lines), style="bold red")
+
+
+def plan_summary(summary: PlanSummary, gates: GateResult | None = None) -> Group:
+    """The same drift/changes summary a DriftCheck report holds, for a terminal (and the verdict of
+    the plan gates, when ``gates`` is given)."""
     head, style = HEADLINE[summary.exit_code]
     if summary.exit_code == 2 and not (summary.changes or summary.output_changes or summary.action_invocations):
         head = "changes to the state only (a refresh-only plan)"
@@ -330,6 +353,8 @@ def plan_summary(summary: PlanSummary) -> Group:
                                               (summary.read, "read"), (len(summary.action_invocations), "invoke"))
              if n]
     parts.append(Text(", ".join([counts, *extra])))
+    if gates is not None:
+        parts.append(gate_verdict(gates))
     return Group(*parts)
 
 

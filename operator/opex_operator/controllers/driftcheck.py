@@ -25,10 +25,14 @@ from ..api.conditions import RECONCILING, STALLED, apply, get, mark, remove, set
 from ..api.driftcheck import (CHANGES_ANNOTATION, CHECKED, DRIFTED, MAX_CHANGES, OUT_OF_BAND_CHANGE, REMEDIATING,
                               SCHEDULED, MAX_DRIFTED, RUN_ANNOTATION, SPEC_STALLS, DriftCheckSpec, DriftCheckStatus,
                               DriftedResource, ForceUnlock, InterruptedApply, ObservedLock, Outcome, ReportRef,
-                              ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, ResourceChange,
+                              Approval, ResolutionOutcome, ResolutionPolicy, ResolutionRecord, ResolutionStrategy, ResourceChange,
                               RunResult, UnfinishedReason, UnfinishedRun)
 from ..api.common import StateLock
 from ..errors import KubeError
+from ..guardrails import gates
+from ..api.gates import MAX_GATE_FAILURES, GateFailureRecord
+from ..api.guardrails import BREAKER_RESET_ANNOTATION
+from ..ports.breaker import Breaker
 from ..ports.objects import ObjectRef, label_value
 from ..ports import Objects, TerraformSession, Workspaces
 from ..policy import Policy
@@ -41,7 +45,7 @@ from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configurat
                               parse_show_json, parse_stream, provisioners)
 from ..ports.terraform import TerraformError
 from ..ports.terraform import SourceError
-from . import drift_report
+from . import drift_report, guard_rails
 from .base import Observed
 from .common import Pass, spec_error
 
@@ -58,11 +62,12 @@ class DriftCheckController:
     """The DriftCheck reconciler (``controllers.base.Controller``)."""
 
     resource = DRIFTCHECK
-    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION, CHANGES_ANNOTATION)
+    wake_annotations: tuple[str, ...] = (RUN_ANNOTATION, CHANGES_ANNOTATION, BREAKER_RESET_ANNOTATION)
 
     def __init__(self, objects: Objects, workspaces: Workspaces, policy: Policy,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow, breaker: Breaker | None = None):
         self.objects, self.workspaces, self.policy, self.clock = objects, workspaces, policy, clock
+        self.breaker = breaker
 
     def priority(self, body: dict) -> int:
         """Drift checks are scheduled background work: after every Incident and Rollback."""
@@ -239,17 +244,21 @@ class _Pass(Pass):
                 await self.force_unlock()
                 return 0.0
             case Move.RESOLVE:
+                held = await self.circuit_held()
+                if held is not None:
+                    return held or None
                 await self.resolve()
                 return 0.0
             case Move.AWAIT_APPROVAL:
-                if self.condition(REMEDIATING, ConditionStatus.FALSE, "AwaitingApproval", d.message):
-                    self.event("AwaitingApproval", d.message)
+                if self.condition(REMEDIATING, ConditionStatus.FALSE, d.reason, d.message):
+                    self.event(d.reason, d.message, warning=d.reason != "AwaitingApproval")
             case Move.BACK_OFF:
                 if self.condition(REMEDIATING, ConditionStatus.FALSE, "ResolutionBackoff", d.message):
                     self.event("ResolutionBackoff", d.message, warning=True)
             case Move.WAIT:
                 waiting = get(self.st.conditions, REMEDIATING)
-                if waiting is not None and waiting.reason in ("AwaitingApproval", "ResolutionBackoff"):
+                if waiting is not None and waiting.reason in ("AwaitingApproval", "CircuitOpen", "GateFailed",
+                                                              "ResolutionBackoff"):
                     remove(self.st.conditions, REMEDIATING)  # the plan it waited for is no longer the last run's
                 if d.skipped is not None:
                     self.st.last_schedule_time = d.skipped
@@ -260,6 +269,26 @@ class _Pass(Pass):
                 elif d.slot is not None:  # suspended: the slot passes without a run
                     self.st.last_schedule_time = d.slot
         return None
+
+    async def circuit_held(self) -> float | None:
+        """Ask the circuit breaker before a resolution no person approved (approval Auto): None when it
+        may run (counted before it runs), else seconds until the hour frees a place (0: only a person, by
+        approving the plan or ``opex breaker reset``). A resolution a person approved is never counted
+        nor held. A breaker that cannot be read holds (fail closed) and asks again in a minute."""
+        r, ref, planned = self.spec.resolution, self.obj.ref, self.st.last_result.plan_checksum
+        if self.ctl.breaker is None or r.approval != Approval.AUTO or r.approved_plan_checksum == planned:
+            guard_rails.approved(self, f"plan {planned}")
+            return None
+        now = self.ctl.clock()
+        admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, self.spec.environment,
+                                          f"DriftCheck/{ref.name}/{planned}", now)
+        wait = guard_rails.record(self, admission, now)
+        if wait is None:
+            return None
+        message = admission.message
+        self.condition(REMEDIATING, ConditionStatus.FALSE, "CircuitOpen",
+                       f"{message}; or set spec.resolution.approvedPlanChecksum to {planned} to apply it now")
+        return wait
 
     async def open(self, timeout: float, action: str) -> TerraformSession:
         """The workspace, ready for ``action`` under the operator policy (checked before any
@@ -278,6 +307,24 @@ class _Pass(Pass):
             done = self.st.interrupted_apply
             inputs["interruptedApply"] = f"{done.plan_checksum}@{done.time.isoformat()}"
         return inputs
+
+    def gate_result(self, doc: dict[str, Any] | None) -> gates.GateResult:
+        """What the resolution would do against the gates in force (the operator policy's for this
+        namespace and environment, then spec.resolution.gates, which can only add to them): the saved
+        plan ``doc`` for an Apply, the imports of spec.resolution.imports for an Import."""
+        ref, spec = self.obj.ref, self.spec
+        in_force = gates.merge(*self.ctl.policy.gate_layers(ref.namespace, spec.environment),
+                               gates.Layer("spec.resolution.gates", spec.resolution.gates))
+        if spec.resolution.strategy == ResolutionStrategy.IMPORT:
+            return gates.evaluate([gates.import_change(e.address) for e in spec.resolution.imports], in_force)
+        return gates.evaluate_plan(parse_show_json(doc or {}), in_force, spec.ignore)
+
+    def gates_refuse(self, planned: str, doc: dict[str, Any] | None) -> str | None:
+        """Why a resolution no person approved may not run now (the gates or the policy changed since
+        the plan was checked); None when a person approved it or it passes."""
+        if self.spec.resolution.approved_plan_checksum == planned or (held := self.gate_result(doc)).passed:
+            return None
+        return f"approval Auto does not run it: it fails {held.message()}; nothing was changed"
 
     def refused_provisioners(self, doc: dict[str, Any]) -> str | None:
         """Why the plan ``doc`` may not be applied here: its configuration has provisioners and the
@@ -420,6 +467,10 @@ class _Pass(Pass):
         result.plan_checksum = checksum(doc or {}, inputs)
         result.add, result.change, result.import_, result.remove = (summary.add, summary.change, summary.import_,
                                                                     summary.remove)
+        if summary.drifted and (doc is not None or self.spec.resolution.strategy == ResolutionStrategy.IMPORT):
+            result.gate_failures = [GateFailureRecord(gate=f.gate.value, source=f.source, detail=f.detail,
+                                                      resources=list(f.resources[:10]))
+                                    for f in self.gate_result(doc).failures[:MAX_GATE_FAILURES]]
         entries = summary.drift + summary.changes
         changes = self.attribute({e.address for e in entries} if summary.drifted else set())
         try:
@@ -593,11 +644,15 @@ class _Pass(Pass):
             saved = checksum(doc, self.plan_inputs(session))
             if saved != planned:
                 return False, f"the saved plan is {saved}, not the approved {planned}; nothing was applied"
+            if refused := self.gates_refuse(planned, doc):
+                return False, refused
             applied = await session.apply_saved_plan(lock_timeout)
             return applied.ok, "applied the approved plan" if applied.ok else applied.diagnostic()
         if strategy == ResolutionStrategy.REFRESH_ONLY:
             refreshed = await session.apply_refresh_only(lock_timeout)
             return refreshed.ok, "state refreshed from the real infrastructure" if refreshed.ok else refreshed.diagnostic()
+        if refused := self.gates_refuse(planned, None):
+            return False, refused
         # Import: only what the state does not have yet (so a retry imports nothing twice).
         done: list[str] = []
         for entry in self.spec.resolution.imports:

@@ -32,14 +32,17 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api import INCIDENT
-from ..api.common import ConditionStatus, LocalObjectReference, StateLock, now as utcnow
+from ..api.common import ConditionStatus, LocalObjectReference, StateLock, duration_seconds, now as utcnow
 from ..api.conditions import get
 from ..api.approvals import creator, step_approvals
+from ..api.guardrails import BREAKER_RESET_ANNOTATION, BakeOutcome
 from ..api.incident import (ALERT_RESOLVED, ALERT_STATE_ANNOTATION, APPROVALS_VALID, ASSESSED, CLOSED, MAX_FINDINGS,
                             REMEDIATED, ROOT_CAUSE_IDENTIFIED, AlertRecord, Classification, IncidentPhase as Phase,
-                            IncidentSpec, IncidentStatus, RemediationMode, RemediationStatus, RootCauseCategory, Step,
-                            StepState, effective_severity)
+                            IncidentSpec, IncidentStatus, IncidentType, RemediationMode, RemediationStatus,
+                            RootCauseCategory, Step, StepState, effective_severity)
 from ..aws.budget import counting
+from ..guardrails import bake, gates
+from ..guardrails.verify import observe as observe_bake
 from ..environments import is_production
 from ..errors import AwsError
 from ..ports.objects import ObjectRef, child_name, label_value
@@ -51,12 +54,16 @@ from ..playbooks.probes import failed_at_assessment, results as probe_results
 from ..policy import Policy
 from ..ports import AwsPorts, Objects, Webhook, Workspaces
 from ..ports.notify import PagerDutyPort, SlackPort
+from ..ports.breaker import Breaker
 from ..ports.facts import ReadProblem
+from ..ports.verification import QueryPort
 from ..process import IDENTITY
 from ..runbooks import engine, postincident
 from ..runbooks.engine import ASSESS, CLASSIFY, NOTIFY, ORDER, VERIFY, Decision, Move, Situation, VerifyOutcome
 from ..steps import Held, Outcome, StepContext, action_of, params_of
+from ..steps.terraform import ImportParams
 from ..workqueue import jittered
+from . import guard_rails
 from .base import Observed
 from .common import reject_spec
 from .paging import Paging
@@ -74,12 +81,13 @@ class IncidentController:
     """The Incident reconciler (``controllers.base.Controller``)."""
 
     resource = INCIDENT
-    wake_annotations: tuple[str, ...] = (ALERT_STATE_ANNOTATION,)
+    wake_annotations: tuple[str, ...] = (ALERT_STATE_ANNOTATION, BREAKER_RESET_ANNOTATION)
 
     def __init__(self, aws: AwsPorts, objects: Objects, workspaces: Workspaces, policy: Policy, webhook: Webhook | None,
                  clock: Callable[[], dt.datetime] = utcnow, sources: Sequence[str] = (),
                  shared_read_seconds: float = 10.0, pagerduty: PagerDutyPort | None = None,
-                 slack: SlackPort | None = None):
+                 slack: SlackPort | None = None, breaker: Breaker | None = None,
+                 prometheus: QueryPort | None = None):
         """``sources``: the CIDRs and security group ids the operator connects from
         (``OPEX_SOURCE_CIDRS``), checked against a database's groups when its probe is refused;
         ``shared_read_seconds``: how long identical assessment reads are shared (SharedReads);
@@ -88,6 +96,7 @@ class IncidentController:
         self.aws, self.objects, self.workspaces, self.policy = aws, objects, workspaces, policy
         self.pagerduty, self.slack = pagerduty, slack
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
+        self.breaker, self.prometheus = breaker, prometheus
         self.shared_reads = SharedReads(shared_read_seconds)
         # (incident uid, step id) whose intent this process recorded and whose call it has not made
         self.intents: set[tuple[str, str]] = set()
@@ -190,6 +199,9 @@ class _Pass(Paging):
         if (wanted := engine.remediated(Phase(phase), reason, message)) is not None:
             self.condition(REMEDIATED, *wanted)
 
+    def remediated(self, status: ConditionStatus, reason: str, message: str) -> bool:
+        return self.condition(REMEDIATED, status, reason, message)
+
     async def carry_out(self, d: Decision) -> float | None:
         """Carry out one decision; seconds until the next pass (0: at once), or None to wait for a change."""
         match d.move:
@@ -213,6 +225,9 @@ class _Pass(Paging):
             case Move.DRY_RUN:
                 assert d.step is not None
                 return self.dry_run(d.step)
+            case Move.BAKE:
+                assert d.step is not None
+                return await self.bake(d.step)
             case Move.DRY_RUN_DONE:
                 ids = [s.id for s in self.st.steps if s.state == StepState.DRY_RUN]
                 text = (f"dry run: {', '.join(ids)} would run; set spec.remediation.mode to Manual (and approve) or "
@@ -337,19 +352,49 @@ class _Pass(Paging):
         return found
 
     # -- remediation (mutating, gated) -------------------------------------------------------------
-    async def await_approval(self, step: Step) -> None:
+    async def await_approval(self, step: Step, reason: str = "AwaitingApproval", held: str | None = None) -> None:
+        """``step`` waits for a named approval (spec.remediation.approvals) or its id in approvedSteps;
+        ``held`` says why an Auto step waits (``reason`` GateFailed or CircuitOpen: a guard rail held it)."""
         first = step.state != StepState.AWAITING_APPROVAL
-        if first:
-            step.state = StepState.AWAITING_APPROVAL
+        if first and not held:
             why = (" (a recovery step: a person approves it even in Auto mode)"
                    if step.requires_approval and self.spec.remediation.mode != RemediationMode.MANUAL else "")
             self.event("AwaitingApproval", f"step {step.id} ({step.inputs}) waits for approval{why}")
+        step.state = StepState.AWAITING_APPROVAL
+        if first:
             await self.update_slack()  # its Approve button
         how = (f"approve step {step.id} ({step.inputs}) in your own name: opex approve incident "
                f"{self.obj.ref.name} -n {self.obj.ref.namespace} {step.id} (adds {{step: {step.id}, by: <you>}} to "
                f"spec.remediation.approvals), or from the Incident's Slack message; an id in "
                f"spec.remediation.approvedSteps also approves it, without a name)")
+        if held:
+            how = f"Auto is held: {held}; {how}"
         self.phase(Phase.AWAITING_APPROVAL, "AwaitingApproval", how)
+        if self.remediated(ConditionStatus.FALSE, reason, how) and reason == "GateFailed":
+            self.event(reason, f"step {step.id}: {how}", warning=True)  # CircuitOpen has its own (guard_rails.record)
+
+    async def held_by_guard_rails(self, step: Step) -> tuple[bool, float | None]:
+        """Before an Auto step no person approved starts: its plan gates (a Terraform import: the
+        policy's, then spec.remediation.gates), then the circuit breaker (which counts it once admitted).
+        (False, _): it may start; (True, seconds or None): it waits for approval like Manual until then."""
+        ref, env = self.obj.ref, self.spec.environment
+        p = params_of(step)
+        if isinstance(p, ImportParams):
+            layers = [*self.ctl.policy.gate_layers(ref.namespace, env),
+                      gates.Layer("spec.remediation.gates", self.spec.remediation.gates)]
+            result = gates.evaluate([gates.import_change(p.address)], gates.merge(*layers))
+            if not result.passed:
+                await self.await_approval(step, "GateFailed", f"it fails {result.message()}")
+                return True, None
+        if self.ctl.breaker is None:
+            return False, None
+        admission = await guard_rails.ask(self.ctl.breaker, self.ctl.policy, ref.namespace, env,
+                                          f"Incident/{ref.name}/{ref.uid}/{step.id}", self.now)
+        wait = guard_rails.record(self, admission, self.now)
+        if wait is not None:
+            await self.await_approval(step, "CircuitOpen", admission.message)
+            return True, wait or None
+        return False, None
 
     def dry_run(self, step: Step) -> float:
         step.state, step.outputs = StepState.DRY_RUN, f"dry run: would {step.inputs}"
@@ -377,6 +422,12 @@ class _Pass(Paging):
             self.event("PolicyDenied", f"step {step.id} refused: {denied}", warning=True)
             return 0.0
         key = (self.obj.ref.uid, step.id)
+        if step.state != StepState.RUNNING and step.mutating and step.id not in self.spec.remediation.approved_steps:
+            held, wait = await self.held_by_guard_rails(step)  # Auto, and no person approved it
+            if held:
+                return wait
+        elif step.state != StepState.RUNNING:
+            guard_rails.approved(self, f"step {step.id}")
         if step.state != StepState.RUNNING:  # a Running step is resumed, not counted again
             step.state, step.attempts, step.started_at = StepState.RUNNING, step.attempts + 1, self.now
             step.error, step.runner = None, IDENTITY
@@ -405,9 +456,96 @@ class _Pass(Paging):
             step.state, step.outputs, step.finished_at = StepState.SUCCEEDED, outcome.outputs, self.ctl.clock()
             metrics.RUNBOOK_ACTIONS.labels(step.action, "succeeded").inc()
             self.event("StepSucceeded", f"step {step.id}: {outcome.outputs}")
+            self.start_bake(step)
             self.phase(Phase.REMEDIATING, "Remediating", f"step {step.id} succeeded: {outcome.outputs}")
             return 0.0
         return self.step_failed(step, outcome.error or "failed", outcome.retryable, policy.max_attempts)
+
+    # -- the bake window (spec.remediation.verify): undo a change that made things worse -----------
+    def start_bake(self, step: Step) -> None:
+        """Open the bake window of a step that changed something, cut to what is left of the
+        incident's escalation window (``guardrails.bake.effective_window``)."""
+        verify = self.spec.remediation.verify
+        if verify is None or not step.mutating:
+            return
+        now = self.ctl.clock()
+        window, note = bake.effective_window(duration_seconds(verify.window),
+                                             engine.escalation_deadline(self.st, self.situation), now)
+        if window <= 0:
+            self.event("BakeSkipped", f"step {step.id}: {note}", warning=True)
+            return
+        step.verification = bake.start(window, now)
+        self.event("BakeStarted", f"step {step.id}: watching {', '.join(verify.alarms) or 'no alarm'}"
+                                  f"{' and ' + verify.promql if verify.promql else ''} for {window:g}s"
+                                  f"{'; ' + note if note else ''}")
+
+    def reversibility(self, step: Step) -> bake.Reversibility:
+        if self.spec.type == IncidentType.SECURITY_INCIDENT:
+            return bake.Reversibility.CONTAINMENT  # undoing a containment is a person's decision
+        action = action_of(step.action)
+        undoable = action is not None and action.undoable(params_of(step))
+        return bake.Reversibility.UNDOABLE if undoable else bake.Reversibility.NONE
+
+    async def bake(self, step: Step) -> float | None:
+        """One look at ``step``'s bake window, and what :func:`guardrails.bake.decide` says to do.
+
+        A breach of an undoable step records ``undoStartedAt`` in this pass's write and runs the undo
+        in the next (the intent is on record before the call, as for any step); the action checks
+        the current state first, so an undo resumed after a restart never acts twice. Once the undo
+        is confirmed the step is ``RolledBack`` and the incident fails with a page (never tried again)."""
+        v, verify = step.verification, self.spec.remediation.verify
+        assert v is not None
+        observation = None
+        if verify is not None and not (v.undo_started_at is not None and v.undone_at is None):
+            region = self.spec.targets.region or self.ctl.aws.default_region
+            alarms = self.ctl.aws.alarms(region, self.spec.targets.role_key) if verify.alarms else None
+            observation = await asyncio.to_thread(observe_bake, verify, v.started_at, alarms, self.ctl.prometheus,
+                                                  self.now)
+        elif verify is None and v.undo_started_at is None:  # the spec dropped its verify: the window ends here
+            step.verification = v.model_copy(update={"outcome": BakeOutcome.PASSED,
+                                                     "message": "spec.remediation.verify was removed"})
+            return 0.0
+        d = bake.decide(v, self.reversibility(step), observation, self.now)
+        step.verification = bake.record(v, d, observation)
+        match d.verdict:
+            case bake.Verdict.WAIT:
+                assert d.next_check_at is not None
+                return max(1.0, (d.next_check_at - self.now).total_seconds())
+            case bake.Verdict.PASSED:
+                self.event("BakePassed", f"step {step.id}: {d.message}")
+            case bake.Verdict.PAGE:
+                reason = "BakeBreached" if d.outcome == BakeOutcome.BREACHED else "BakeUnverified"
+                self.event(reason, f"step {step.id}: {d.message}", warning=True)
+                due, _ = engine.levels_due(self.st, self.situation, force_next=True)
+                await self.escalate(due)
+            case bake.Verdict.UNDO:
+                step.verification = bake.undo_started(step.verification, self.now)
+                self.event("BakeBreached", f"step {step.id}: {d.message}", warning=True)
+                self.remediated(ConditionStatus.FALSE, "BakeBreached", f"step {step.id}: {d.message}")
+            case bake.Verdict.CONFIRM_UNDO:
+                return await self.undo(step)
+        return 0.0
+
+    async def undo(self, step: Step) -> float | None:
+        """Run (or check) the recorded undo of a step whose bake window breached."""
+        action = action_of(step.action)
+        outcome = await action.undo(self.step_context(step, resumed=True), params_of(step)) if action else None
+        if outcome is None:
+            outcome = Outcome(done=True, ok=False, error="the action has no automated undo")
+        if not outcome.done:
+            if outcome.outputs:
+                step.outputs = outcome.outputs
+            return outcome.requeue
+        if not outcome.ok:
+            step.state, step.error = StepState.FAILED, f"its bake window breached and its undo failed: {outcome.error}"
+            self.event("UndoFailed", f"step {step.id}: {step.error}", warning=True)
+            return 0.0
+        rolled = bake.rolled_back(step, self.ctl.clock())
+        rolled.outputs = outcome.outputs
+        self.st.steps[next(i for i, s in enumerate(self.st.steps) if s.id == step.id)] = rolled
+        metrics.RUNBOOK_ACTIONS.labels(step.action, "rolled_back").inc()
+        self.event("RolledBack", f"step {step.id} {rolled.error}; {outcome.outputs}", warning=True)
+        return 0.0
 
     def step_failed(self, step: Step, error: str, retryable: bool, max_attempts: int = 1) -> float:
         step.error, step.finished_at = error, self.ctl.clock()

@@ -33,6 +33,7 @@ from .facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVers
 from .performance import (Change, PerformanceInsightsParams, StageSettingsParams, Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig, RdsConfig,
                                   Series, SeriesSpec, StageConfig)
 from .security import SecurityGroupRules
+from .verification import AlarmPort
 from .terraform import Result
 
 
@@ -189,6 +190,7 @@ class AwsPorts(Protocol):
     def cloudwatch(self, region: str | None, role_key: str | None) -> MetricsPort: ...
     def perf_reader(self, region: str | None, role_key: str | None) -> PerfReaderPort: ...
     def perf_actions(self, region: str | None, role_key: str | None) -> PerfActionsPort: ...
+    def alarms(self, region: str | None, role_key: str | None) -> AlarmPort: ...
     def probes(self) -> ProbesPort:
         """The endpoint probes: no AWS call, but I/O the assessment reaches the same way."""
 

@@ -14,7 +14,8 @@ resolutions (import, configuration update, apply, refresh). The moves, in priori
 * a lock seen on runs at least ``orphanedAfter`` apart and older than that, with ``forceUnlock:
   IfOrphaned`` → force-unlock it (once per lock; see :func:`orphaned`);
 * drift with a resolution strategy → resolve it when the approval allows (``Manual``: only the
-  plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`; after an
+  plan whose checksum was approved; ``Auto``: with backoff, see :func:`auto_backoff`, and only a
+  plan that passes its gates, ``status.lastResult.gateFailures``, else like ``Manual``; after an
   interrupted apply, ``status.interruptedApply``, only a plan approved since, whatever the
   approval), or say that it waits for approval;
 * otherwise wait for the next slot.
@@ -41,6 +42,8 @@ from ..api.driftcheck import (CHECKED, RUN_ANNOTATION, SCHEDULED, Approval, Conc
                               ResolutionStrategy)
 from ..terraform.locks import LockError, LockProblem
 from ..terraform.plan import PlanSummary
+from ..api.gates import GateFailureRecord
+from ..guardrails.gates import Gate, GateFailure
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -65,6 +68,7 @@ class Decision:
     slot: dt.datetime | None = None    # RUN on schedule (or a skipped slot): recorded before the run
     skipped: dt.datetime | None = None  # a slot missed beyond startingDeadlineSeconds, to record
     message: str = ""
+    reason: str = "AwaitingApproval"  # AWAIT_APPROVAL: the Remediating condition's reason (GateFailed: a gate holds Auto)
     until: dt.datetime | None = None   # BACK_OFF: when Auto may resolve again (None: not without approval);
                                        # WAIT: when debounced CloudTrail changes may run
     started: bool = False              # RUN: on record as started (the pass before wrote it); now make it
@@ -304,6 +308,12 @@ def _decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cr
             f"since ({last.add} to add, {last.change} to change, {last.remove} to destroy) is {planned}: read report "
             f"{status.report_ref.name if status.report_ref else '(none)'}, then set "
             f"spec.resolution.approvedPlanChecksum to {planned} to apply it"))
+    if (r.approval == Approval.AUTO and r.strategy != ResolutionStrategy.REFRESH_ONLY and last.gate_failures
+            and r.approved_plan_checksum != planned):
+        return Decision(Move.AWAIT_APPROVAL, reason="GateFailed", message=(
+            f"approval Auto does not apply plan {planned}: it fails {gates_text(last.gate_failures)}; read report "
+            f"{status.report_ref.name if status.report_ref else '(none)'}, then set "
+            f"spec.resolution.approvedPlanChecksum to {planned} to apply it"))
     if r.approval == Approval.MANUAL:
         if r.approved_plan_checksum != planned:
             return Decision(Move.AWAIT_APPROVAL, message=(
@@ -316,6 +326,12 @@ def _decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cr
     if paused:
         return Decision(Move.BACK_OFF, message=paused, until=until)
     return Decision(Move.RESOLVE)
+
+
+def gates_text(failures: list[GateFailureRecord]) -> str:
+    """The failed gates for a condition or Event: ``denyActions of spec.resolution.gates: replace of
+    aws_s3_bucket.logs; ...`` (as ``guardrails.gates.GateFailure.describe``)."""
+    return "; ".join(GateFailure(Gate(f.gate), f.source, f.detail, tuple(f.resources)).describe() for f in failures)
 
 
 def drift_to_resolve(spec: DriftCheckSpec, status: DriftCheckStatus) -> bool:

@@ -24,6 +24,7 @@ from ..api.conditions import ConditionValue
 from ..api.incident import (ALARM_EVENT_SOURCE, ALARM_RESOLVED, ALERT_RESOLVED, AlertRecord, AlertState, EscalationLevel,
                             IncidentPhase, IncidentSpec, IncidentStatus, OnFailure, RemediationMode, SourceKind, Step,
                             StepPolicy, StepState)
+from ..api.guardrails import BakeOutcome
 from .. import steps as actions
 from ..notify import escalation as matrix
 from ..steps import Held
@@ -49,6 +50,7 @@ class Move(StrEnum):
     RUN = "Run"                       # run (or resume) the remediation ``step``
     DRY_RUN = "DryRun"                # record ``step`` as what would run
     AWAIT_APPROVAL = "AwaitApproval"  # wait for ``step``'s id in approvedSteps
+    BAKE = "Bake"                     # look at ``step``'s bake window (spec.remediation.verify)
     DRY_RUN_DONE = "DryRunDone"       # every mutating step recorded; wait for a mode change
     VERIFY = "Verify"                 # observe whether the fix holds
     NOTIFY = "Notify"                 # announce the resolution
@@ -206,6 +208,12 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
     mode = spec.remediation.mode
     recorded_dry_run = False
     for step in status.steps:
+        if step.state == StepState.SUCCEEDED and step.verification is not None and (
+                step.verification.outcome == BakeOutcome.BAKING or step.verification.undo_started_at is not None
+                and step.verification.undone_at is None):
+            return Decision(Move.BAKE, step)  # the next step waits for this one's bake window
+        if step.state == StepState.ROLLED_BACK:
+            return Decision(Move.FAIL, step, escalate=True)  # its change made things worse: never tried again
         if step.id in (ASSESS, CLASSIFY, VERIFY, NOTIFY) or step.state in (StepState.SUCCEEDED, StepState.SKIPPED):
             continue
         policy = step_policy(spec, step.id)

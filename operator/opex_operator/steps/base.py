@@ -122,6 +122,10 @@ class StepAction(Generic[P]):
         metrics period after a change); None: at once. The Verify step's timeout counts from it."""
         return None
 
+    def undoable(self, p: P) -> bool:
+        """Whether :meth:`undo` can reverse this step's change (it recorded what was there before)."""
+        return False
+
     async def undo(self, ctx: StepContext, p: P) -> Outcome | None:
         """Reverse what the step did (extension point for a verification that rolls a change back):
         None when this action has no automated undo."""

@@ -201,6 +201,23 @@ class UpdateConfiguration(StepAction[LambdaConfigurationParams]):
         return [function_holds(p.function_name, seen.function)] + (
             [memory_holds(seen.duration)] if seen.duration is not None else [])
 
+    def undoable(self, p: LambdaConfigurationParams) -> bool:
+        """A memory change alone, with the size it replaced recorded (``from_mb``), is undone by setting
+        that size back; environment variables keep no previous values, so they are not."""
+        return p.keys is None and p.memory_size_mb is not None and p.from_mb is not None
+
+    async def undo(self, ctx: StepContext, p: LambdaConfigurationParams) -> Outcome | None:
+        """The function's memory back to ``from_mb`` (check first: a size already back is done with no
+        call, so a resumed undo never acts twice); done once it is set and the function settled."""
+        if not self.undoable(p):
+            return None
+        assert p.from_mb is not None
+        fn = p.function_name
+        change = await asyncio.to_thread(ctx.aws.perf_actions(*ctx.region_role()).set_lambda_memory, fn, p.from_mb)
+        if change.changed or change.settling:
+            return Outcome(done=False, outputs=f"undo: memory of {fn} {change.summary}")
+        return Outcome(done=True, outputs=f"{fn} has {change.after} of memory again, as before the step")
+
     def settles_at(self, ctx: StepContext, p: LambdaConfigurationParams) -> dt.datetime | None:
         """A memory raise cannot be judged before the first whole metrics period after it ends."""
         if p.memory_size_mb is None or p.changed_at is None:
