@@ -105,7 +105,8 @@ def chart_service_account(kubectl: Kubectl, helm: Helm, workdir: Path, namespace
     if kubectl("get", "namespace", namespace, check=False).returncode:
         kubectl("create", "namespace", namespace)
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all([d for d in docs if d["kind"] in RBAC_KINDS]))
-    (sa,) = [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"]
+    # the operator's (the chart also makes a plan-Job runner's in each namespace DriftChecks run Jobs in)
+    (sa,) = {d["spec"]["template"]["spec"]["serviceAccountName"] for d in docs if d["kind"] == "Deployment"}
     token = kubectl("create", "token", sa, "-n", namespace, "--duration=24h").stdout.strip()
     admin = yaml.safe_load(kubectl.kubeconfig.read_text())
     config = {"apiVersion": "v1", "kind": "Config", "current-context": sa, "clusters": admin["clusters"],

@@ -37,7 +37,7 @@ def ensure_namespace(kubectl, name: str) -> None:
 
 @pytest.mark.parametrize("values", [(), (FULL,), (NAMESPACED,)], ids=["default", "full", "namespaced"])
 def test_every_rendered_manifest_is_accepted_by_the_api_server(kubectl, helm, monitoring_crds, values):
-    for ns in ("opex-dryrun", "payments", "checkout"):
+    for ns in ("opex-dryrun", "payments", "checkout", "platform"):  # platform: full-values' watch.namespaces
         ensure_namespace(kubectl, ns)
     docs = helm.template(*values, namespace="opex-dryrun", release="dryrun")
     proc = kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump_all(docs),
@@ -51,6 +51,7 @@ def test_every_rendered_manifest_is_accepted_by_the_api_server(kubectl, helm, mo
 
 def test_helm_install_creates_the_release_and_says_what_to_do_next(cluster, kubectl, helm, monitoring_crds):
     namespace = f"opex-install-{uuid.uuid4().hex[:5]}"
+    ensure_namespace(kubectl, "platform")  # a namespace full-values watches: the plan-Job runner is made there
     env_kube = ["--kubeconfig", str(cluster.kubeconfig)]
     proc = helm.run("install", "opex", str(CHART), "-f", str(FULL), "--namespace", namespace, "--create-namespace",
                     "--set", "fullnameOverride=opex-" + namespace[-5:], *env_kube)
