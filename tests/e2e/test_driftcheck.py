@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import gzip
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -220,7 +221,10 @@ def test_orphaned_lock_is_force_unlocked_only_after_runs_orphaned_after_apart(ku
     status = kubectl.get("driftcheck", "network", namespace)["status"]
     assert status["lastResult"]["outcome"] == "NoDrift" and "lock" not in status
     unlocked = [e for e in kubectl.events(namespace, "network") if e["reason"] == "ForceUnlocked"]
-    assert len(unlocked) == 1 and lock["id"] in unlocked[0]["message"] and "seen on 3 runs" in unlocked[0]["message"]
+    assert len(unlocked) == 1 and lock["id"] in unlocked[0]["message"], unlocked
+    # the two requested runs and the one after orphanedAfter at least (a cron slot may add one on a slow machine)
+    seen = re.search(r"seen on (\d+) runs", unlocked[0]["message"])
+    assert seen and int(seen[1]) >= 3, unlocked[0]["message"]
 
 
 @pytest.mark.parametrize("change,reason,phrase", [
