@@ -83,11 +83,11 @@ class Intake:
                 mapped.append(result)
         results = await asyncio.gather(*(self._write(m) for m in mapped), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
-        for result in results:
-            if isinstance(result, Written):
-                receipt.written.append(result)
-            elif isinstance(result, Refused):
-                receipt.refused.append(result)
+        for done in results:
+            if isinstance(done, Written):
+                receipt.written.append(done)
+            elif isinstance(done, Refused):
+                receipt.refused.append(done)
         for w in receipt.written:
             metrics.ALERTS_RECEIVED.labels(w.alert.status.value, w.outcome.value).inc()
         for r in receipt.refused:

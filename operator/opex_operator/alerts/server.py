@@ -28,6 +28,8 @@ import base64
 import binascii
 import hmac
 import logging
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -41,7 +43,7 @@ from .webhook import PayloadError, parse
 log = logging.getLogger(__name__)
 
 
-def _read(path) -> str:
+def _read(path: Path) -> str:
     try:
         return path.read_text().strip()
     except OSError as err:  # a Secret being rotated: nobody gets in until it is back
@@ -68,7 +70,7 @@ def authorized(header: str, settings: AlertIntakeSettings) -> bool:
     return False
 
 
-def _reply(status: int, text: str = "", headers: dict[str, str] | None = None, **json_body) -> web.Response:
+def _reply(status: int, text: str = "", headers: dict[str, str] | None = None, **json_body: Any) -> web.Response:
     metrics.ALERT_REQUESTS.labels(str(status)).inc()
     if json_body:
         return web.json_response(json_body, status=status)
