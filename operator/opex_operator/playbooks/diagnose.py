@@ -561,21 +561,60 @@ class ScoredCause(Protocol):
 
 def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[ScoredCause] = ()) -> RootCause:
     """The root cause the observations and the ``extra`` causes support best, citing its findings
-    (Unknown when none does). An extra cause loses a tie to this module's rules."""
+    (Unknown when none does). An extra cause loses a tie to this module's rules.
+
+    Each rule group proposes candidates with a score; the highest wins and, among equal scores, the
+    first proposed (the groups run in a fixed order: the state lock, the deployment's own signals,
+    each function's logs, then the build's steps)."""
     ref = d.refs.get
     ctx = failure_context(obs)
-    build = ctx.build
-    text = ctx.text
     failure_refs: list[str | None] = [r for r in (ref("pipeline"), ref("build"), ref("build-log")) if r]
-    phase = ctx.phase.phase_type if ctx.phase else None
-    before_deploy = phase in BUILD_PHASES_BEFORE_DEPLOY
-    command = ctx.command or ""
     c: list[_Candidate] = []
 
     def add(score: int, category: Cat, summary: str, evidence: list[str | None] | None = None,
             lock: StateLock | None = None) -> None:
         c.append(_Candidate(score, category, summary, [e for e in (evidence or failure_refs) if e], lock))
 
+    _lock_candidates(obs, add, ref, failure_refs)
+    _deployment_candidates(obs, ctx, add, ref, failure_refs, now)
+    if (ctx.phase.phase_type if ctx.phase else None) not in BUILD_PHASES_BEFORE_DEPLOY:
+        for fn in obs.lambdas:
+            _lambda_candidates(fn, add, ref, failure_refs)
+    _build_step_candidates(ctx, add)
+    for x in extra:
+        add(x.score, x.category, x.summary, [ref(k) for k in x.evidence])
+    if not c:
+        return RootCause(category=Cat.UNKNOWN, summary=_nothing_found(obs), evidence=[], identified_at=now)
+    best = max(c, key=lambda x: x.score)  # max keeps the first of equal scores: rule order breaks ties
+    log.debug("root-cause candidates: %s; chosen %s", [(x.category.value, x.score) for x in c], best.category.value)
+    evidence = list(dict.fromkeys(best.evidence))[:10]
+    return RootCause(category=best.category, summary=best.summary, evidence=evidence, identified_at=now,
+                     lock=best.lock)
+
+
+def _nothing_found(obs: Observations) -> str:
+    """What an Unknown root cause says: where the assessment looked, and what it could not read."""
+    read = [name for name, seen in (("the pipeline", obs.pipeline), ("the builds", obs.builds),
+                                     ("the build log", obs.build_log_lines), ("Lambda", obs.lambdas),
+                                     ("API Gateway", obs.api_id), ("RDS", obs.rds),
+                                     ("CloudTrail", obs.trail_source and not any(
+                                         p.source == "CloudTrail" for p in obs.problems))) if seen]
+    what = ("no failure signal was found in " + ", ".join(read)) if read else "no target could be read"
+    if obs.problems:
+        what += f"; {len(obs.problems)} sources could not be read (see findings)"
+    return what
+
+
+class _Add(Protocol):
+    """How a rule proposes a root cause (``score``: higher wins; ``evidence``: finding refs)."""
+
+    def __call__(self, score: int, category: Cat, summary: str, evidence: list[str | None] | None = None,
+                 lock: StateLock | None = None) -> None: ...
+
+
+def _lock_candidates(obs: Observations, add: _Add, ref: Callable[[str], str | None],
+                     failure_refs: list[str | None]) -> None:
+    """The Terraform state lock: a denial on it, a backend fault, or a lock held (score 100)."""
     lock_error = obs.lock_error
     problem = lock_error.problem if lock_error is not None else None
     if problem == LockProblem.DENIED and lock_error is not None:
@@ -588,6 +627,14 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
         add(100, category, lock_error.describe(), [ref("lock")] + failure_refs)
     elif lock_error is not None or obs.terraform_lock is not None:
         add(100, Cat.TERRAFORM_STATE_LOCK, f"Terraform {_held(obs)}", [ref("lock")] + failure_refs, obs.terraform_lock)
+
+
+def _deployment_candidates(obs: Observations, ctx: FailureContext, add: _Add, ref: Callable[[str], str | None],
+                           failure_refs: list[str | None], now: dt.datetime) -> None:
+    """The deployment's own signals (scores 95 to 70): the build's timeout, denials, failed Lambda
+    deployments, invalid buildspec or configuration, name clashes, rate limits and quotas, the database."""
+    text, command, build = ctx.text, ctx.command or "", ctx.build
+    phase = ctx.phase.phase_type if ctx.phase else None
     if ctx.timed_out:
         where = f" in phase {phase}" if phase else ""
         running = f" while `{command[:200]}` ran" if command else ""
@@ -620,9 +667,13 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
             [ref("rds")] + [ref(f"lambda-errors:{f.name}") for f in obs.lambdas] + failure_refs)
     if (m := DB_CONNECT.search(text)):
         add(70, Cat.DATABASE_CONNECTIVITY, f"database connectivity: {_line(text, m)}", [ref("rds")] + failure_refs)
-    if not before_deploy:
-        for fn in obs.lambdas:
-            _lambda_candidates(fn, add, ref, failure_refs)
+
+
+def _build_step_candidates(ctx: FailureContext, add: _Add) -> None:
+    """The build's own steps (scores 66 to 40): installing dependencies, tests, lint, the network,
+    then the failed phase itself."""
+    text, command, build = ctx.text, ctx.command or "", ctx.build
+    phase = ctx.phase.phase_type if ctx.phase else None
     m = DEPENDENCY.search(text)
     if m or phase == "INSTALL" or INSTALL_COMMAND.search(command):
         why = _line(text, m) if m else f"`{command}` failed" if command else "the INSTALL phase failed"
@@ -638,30 +689,6 @@ def classify(obs: Observations, d: Diagnosis, now: dt.datetime, extra: Sequence[
     if build is not None and ctx.phase is not None:
         detail = f": {ctx.messages[0]}" if ctx.messages else ""
         add(40, Cat.BUILD_FAILURE, f"build {build.id} failed in phase {phase}{detail}")
-    for x in extra:
-        add(x.score, x.category, x.summary, [ref(k) for k in x.evidence])
-    if not c:
-        read = [name for name, seen in (("the pipeline", obs.pipeline), ("the builds", obs.builds),
-                                         ("the build log", obs.build_log_lines), ("Lambda", obs.lambdas),
-                                         ("API Gateway", obs.api_id), ("RDS", obs.rds),
-                                         ("CloudTrail", obs.trail_source and not any(
-                                             p.source == "CloudTrail" for p in obs.problems))) if seen]
-        what = ("no failure signal was found in " + ", ".join(read)) if read else "no target could be read"
-        if obs.problems:
-            what += f"; {len(obs.problems)} sources could not be read (see findings)"
-        return RootCause(category=Cat.UNKNOWN, summary=what, evidence=[], identified_at=now)
-    best = max(c, key=lambda x: x.score)  # max keeps the first of equal scores: rule order breaks ties
-    log.debug("root-cause candidates: %s; chosen %s", [(x.category.value, x.score) for x in c], best.category.value)
-    evidence = list(dict.fromkeys(best.evidence))[:10]
-    return RootCause(category=best.category, summary=best.summary, evidence=evidence, identified_at=now,
-                     lock=best.lock)
-
-
-class _Add(Protocol):
-    """How a rule proposes a root cause (``score``: higher wins; ``evidence``: finding refs)."""
-
-    def __call__(self, score: int, category: Cat, summary: str, evidence: list[str | None] | None = None,
-                 lock: StateLock | None = None) -> None: ...
 
 
 def _lambda_candidates(fn: LambdaFacts, add: _Add, ref: Callable[[str], str | None],
