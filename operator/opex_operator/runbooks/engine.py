@@ -186,13 +186,35 @@ def alert_condition(spec: IncidentSpec, record: AlertRecord | None) -> AlertCond
 
 
 def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> Decision:
-    """The next move (see the module docstring)."""
+    """The next move (see the module docstring): closing, paging, the assessment, the next step,
+    then verification and notification, in that order of precedence."""
     if spec.closed:
         return Decision(Move.IDLE) if status.phase == IncidentPhase.CLOSED else Decision(Move.CLOSE)
     if status.phase in TERMINAL:
         return Decision(Move.IDLE)
     if situation.denied:
         return Decision(Move.DENY)
+    if (paging := _escalation(status, situation)) is not None:
+        return paging
+    for fixed in (ASSESS, CLASSIFY):
+        step = find(status, fixed)
+        if step is None or step.state != StepState.SUCCEEDED:
+            return Decision(Move.ASSESS)
+    if (next_step := _remediation(spec, status)) is not None:
+        return next_step
+    for fixed, move in ((VERIFY, Move.VERIFY), (NOTIFY, Move.NOTIFY)):
+        step = find(status, fixed) or read_step(fixed)
+        if step.state == StepState.FAILED:
+            return Decision(Move.FAIL, step)
+        if step.state not in (StepState.SUCCEEDED, StepState.SKIPPED):
+            return Decision(move, step)
+    return Decision(Move.RESOLVE)
+
+
+def _escalation(status: IncidentStatus, situation: Situation) -> Decision | None:
+    """The levels to page now, if any (the runbook, "Escalation Matrix"): those due, none while an
+    acknowledgement holds, the next one when it is due again (``reEscalateAfter``). A page waits
+    for the classification, up to PAGE_WAITS_FOR_DIAGNOSIS, so it says what is known."""
     due, _ = levels_due(status, situation)
     if situation.re_escalate is not None:
         due = [situation.re_escalate]
@@ -201,16 +223,23 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
     waited = situation.now - (status.detected_at or situation.now) >= PAGE_WAITS_FOR_DIAGNOSIS
     if (classified(status) or waited) and (due or status.escalation is None):
         return Decision(Move.ESCALATE, levels=tuple(due))
-    for fixed in (ASSESS, CLASSIFY):
-        step = find(status, fixed)
-        if step is None or step.state != StepState.SUCCEEDED:
-            return Decision(Move.ASSESS)
+    return None
+
+
+def _baking(step: Step) -> bool:
+    """The step succeeded and its bake window is open, or its undo started and has not finished."""
+    v = step.verification
+    return step.state == StepState.SUCCEEDED and v is not None and (
+        v.outcome == BakeOutcome.BAKING or v.undo_started_at is not None and v.undone_at is None)
+
+
+def _remediation(spec: IncidentSpec, status: IncidentStatus) -> Decision | None:
+    """The move for the first remediation step not done (None when all are): bake, fail, run, dry
+    run, or wait for approval, as the mode and the step's policy say."""
     mode = spec.remediation.mode
     recorded_dry_run = False
     for step in status.steps:
-        if step.state == StepState.SUCCEEDED and step.verification is not None and (
-                step.verification.outcome == BakeOutcome.BAKING or step.verification.undo_started_at is not None
-                and step.verification.undone_at is None):
+        if _baking(step):
             return Decision(Move.BAKE, step)  # the next step waits for this one's bake window
         if step.state == StepState.ROLLED_BACK:
             return Decision(Move.FAIL, step, escalate=True)  # its change made things worse: never tried again
@@ -233,15 +262,7 @@ def decide(spec: IncidentSpec, status: IncidentStatus, situation: Situation) -> 
                     and step.id not in spec.remediation.approved_steps):
                 return Decision(Move.AWAIT_APPROVAL, step)
         return Decision(Move.RUN, step)
-    if recorded_dry_run:
-        return Decision(Move.DRY_RUN_DONE)
-    for fixed, move in ((VERIFY, Move.VERIFY), (NOTIFY, Move.NOTIFY)):
-        step = find(status, fixed) or read_step(fixed)
-        if step.state == StepState.FAILED:
-            return Decision(Move.FAIL, step)
-        if step.state not in (StepState.SUCCEEDED, StepState.SKIPPED):
-            return Decision(move, step)
-    return Decision(Move.RESOLVE)
+    return Decision(Move.DRY_RUN_DONE) if recorded_dry_run else None
 
 
 # -- verification: does the fix hold? --------------------------------------------------------------
