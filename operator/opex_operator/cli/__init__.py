@@ -170,38 +170,49 @@ def approve(ctx: click.Context, kind: str, name: str, step_ids: tuple[str, ...],
                        "--checksum is for driftchecks only")
     c, ns = cluster(ctx), namespace_of(ctx, namespace)
     if kind == "incident":
-        if not step_ids:
-            raise CliError("name the step ids to approve, e.g. opex approve incident NAME rollback-lambda-my-fn")
-        me = c.whoami()
-        for _ in range(5):
-            obj = c.get("incidents", ns, name)
-            steps = {s["id"]: s for s in (obj.get("status") or {}).get("steps", []) if s.get("mutating")}
-            unknown = [s for s in step_ids if s not in steps]
-            if unknown:
-                known = ", ".join(steps) or "none yet (the incident has not been diagnosed)"
-                raise CliError(f"incident {name} has no step {', '.join(unknown)}; its remediation steps: {known}")
-            remediation = obj["spec"].get("remediation") or {}
-            approvals = list(remediation.get("approvals") or [])
-            done = {a["step"]: a["by"] for a in approvals}
-            done.update({s: "(approvedSteps)" for s in remediation.get("approvedSteps") or [] if s not in done})
-            new = [s for s in dict.fromkeys(step_ids) if s not in done]
-            for step in step_ids:
-                if step in done:
-                    click.echo(f"incident {name}: {step} is already approved by {done[step]}")
-            if not new:
-                return
-            approvals += [{"step": s, "by": me} for s in new]
-            if c.patch_unchanged(obj, {"spec": {"remediation": {"approvals": approvals}}}):
-                click.echo(f"incident {name}: approved {', '.join(new)} as {me}")
-                return
-        raise CliError(f"incident {name} kept changing while approving; try again")
-    if step_ids:
+        _approve_steps(c, ns, name, step_ids)
+    elif step_ids:
         raise CliError(f"a {kind} has no step ids to approve; run: opex approve {kind} {name}")
-    if kind == "rollback":
+    elif kind == "rollback":
         me = c.whoami()
         c.patch("rollbacks", ns, name, {"spec": {"approved": True, "approvedBy": me}})
         click.echo(f"rollback {name}: approved as {me}")
-        return
+    else:
+        _approve_plan(c, ns, name, checksum)
+
+
+def _approve_steps(c: Cluster, ns: str, name: str, step_ids: tuple[str, ...]) -> None:
+    """Add a named approval for each of ``step_ids`` (those not approved already) to the incident's
+    spec.remediation.approvals, retrying a write that lost a race. Raises CliError."""
+    if not step_ids:
+        raise CliError("name the step ids to approve, e.g. opex approve incident NAME rollback-lambda-my-fn")
+    me = c.whoami()
+    for _ in range(5):
+        obj = c.get("incidents", ns, name)
+        steps = {s["id"]: s for s in (obj.get("status") or {}).get("steps", []) if s.get("mutating")}
+        unknown = [s for s in step_ids if s not in steps]
+        if unknown:
+            known = ", ".join(steps) or "none yet (the incident has not been diagnosed)"
+            raise CliError(f"incident {name} has no step {', '.join(unknown)}; its remediation steps: {known}")
+        remediation = obj["spec"].get("remediation") or {}
+        approvals = list(remediation.get("approvals") or [])
+        done = {a["step"]: a["by"] for a in approvals}
+        done.update({s: "(approvedSteps)" for s in remediation.get("approvedSteps") or [] if s not in done})
+        new = [s for s in dict.fromkeys(step_ids) if s not in done]
+        for step in step_ids:
+            if step in done:
+                click.echo(f"incident {name}: {step} is already approved by {done[step]}")
+        if not new:
+            return
+        approvals += [{"step": s, "by": me} for s in new]
+        if c.patch_unchanged(obj, {"spec": {"remediation": {"approvals": approvals}}}):
+            click.echo(f"incident {name}: approved {', '.join(new)} as {me}")
+            return
+    raise CliError(f"incident {name} kept changing while approving; try again")
+
+
+def _approve_plan(c: Cluster, ns: str, name: str, checksum: str | None) -> None:
+    """Approve the driftcheck's plan ``checksum`` (default: its last run's) in your own name. Raises CliError."""
     obj = c.get("driftchecks", ns, name)
     planned = ((obj.get("status") or {}).get("lastResult") or {}).get("planChecksum")
     chosen = checksum or planned
