@@ -121,6 +121,23 @@ def test_plan_gates_of_a_driftcheck_manifest_use_its_ignore_and_the_policy_for_i
     assert verdicts[2]["failures"][0]["source"] == "DriftCheck network spec.resolution.gates"
 
 
+def test_plan_gates_of_the_shipped_example_take_the_driftcheck_beside_its_configmap():
+    example = Path(__file__).resolve().parents[2] / "examples" / "driftcheck-gated.yaml"
+    result = invoke("plan", "summarize", "--gates", str(example), REPLACE)
+    assert result.exit_code == 3, result.output
+    assert "denyActions of DriftCheck production-edge spec.resolution.gates: replace of test_instance.test" in result.output
+
+
+def test_describe_prints_an_arn_as_written_not_as_an_emoji_shortcode():
+    from opex_operator import cli as cli_module
+
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/checkout/db-swehSx"
+    con = cli_module.console()
+    with con.capture() as captured:
+        con.print(f"undo: restore {arn}")
+    assert arn in captured.get()
+
+
 @pytest.mark.parametrize("content,message", [
     ("denyAction: [delete]\n", "invalid gates"),             # a misspelt gate is refused, not ignored
     ("denyActions: [destroy]\n", "invalid gates"),

@@ -42,7 +42,8 @@ class Opex(click.Group):
 def console() -> Console:
     """Colours only on a terminal; off a terminal (a pipe, a file) lines are not cut to 80 columns."""
     terminal = sys.stdout.isatty()
-    return Console(highlight=False, width=None if terminal else 220, soft_wrap=not terminal)
+    # emoji off: ':secret:' in an ARN is text, not a shortcode
+    return Console(highlight=False, emoji=False, width=None if terminal else 220, soft_wrap=not terminal)
 
 
 def cluster(ctx: click.Context) -> Cluster:
@@ -530,9 +531,12 @@ def _gate_verdicts(text: str, gates_file: str | None, policy_file: str | None, n
     layers: list[Layer] = []
     if gates_file:
         try:
-            doc = yaml.safe_load(_read(gates_file)) or {}
+            docs = [d for d in yaml.safe_load_all(_read(gates_file)) if d]
         except yaml.YAMLError as err:
             raise CliError(f"{gates_file}: not YAML: {err}") from None
+        # a manifest file may hold the DriftCheck beside its ConfigMap (as the examples do): take the kind's
+        doc = next((d for d in docs if isinstance(d, dict) and d.get("kind") in ("DriftCheck", "Incident")),
+                   docs[0] if len(docs) == 1 else None)
         if not isinstance(doc, dict):
             raise CliError(f"{gates_file}: expected gates (denyActions, maxChangedResources, ...) or a manifest")
         kind, spec, meta = doc.get("kind"), doc.get("spec") or {}, doc.get("metadata") or {}
