@@ -430,7 +430,11 @@ class _Pass(Pass):
         else:
             summary = parse_stream(plan.stdout, spec.ignore)
             if spec.triggers.cloud_trail:  # the prior state's ids, for the intake to match calls to
-                ran.managed = trail_changes.managed_resources(await session.show_plan())
+                try:
+                    ran.managed = trail_changes.managed_resources(await session.show_plan())
+                except TerraformError as err:  # the check stands; only CloudTrail matching misses this run's ids
+                    self.event("ManagedResourcesUnread", f"the plan's prior state could not be read, so CloudTrail "
+                                                         f"calls are matched to the last ids known: {err}", warning=True)
         broken = configuration_file(output + "; ".join(summary.errors)) if summary.outcome == Outcome.PLAN_FAILED else None
         return drift.PlanRun(exit_code=plan.exit_code, summary=summary, refused=refused, config_file=broken)
 

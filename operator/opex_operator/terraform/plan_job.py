@@ -89,6 +89,9 @@ async def run(request: dict[str, Any], work: Path, cache: Path, binary: str) -> 
                 key = jobs.plan_key(ns, name, sha)
                 await asyncio.to_thread(s3_client(session, role_env).put_object, Bucket=bucket, Key=key, Body=data)
                 out.plan = {"bucket": bucket, "key": key, "sha256": sha}
+            elif out.result.exit_code == 0 and spec.triggers.cloud_trail:
+                # no change, but the prior state's ids are what the event intake matches CloudTrail calls to
+                out.doc = await session.show_plan()
         else:
             plan = request["plan"]
             body = await asyncio.to_thread(s3_client(session, role_env).get_object, Bucket=plan["bucket"],
