@@ -351,9 +351,9 @@ def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_op
 
 
 
-def rolled_back_and_breached(w: World) -> None:
-    """An Auto code rollback baking on alarm checkout-errors, whose child Rollback replaced $LATEST
-    (version 2's code) and succeeded; then the alarm goes to ALARM."""
+def rolled_back_and_breached(w: World, was: dict | None = None) -> None:
+    """An Auto code rollback baking on alarm checkout-errors, whose child Rollback replaced ``was``
+    (default: $LATEST running version 2's code) and succeeded; then the alarm goes to ALARM."""
     from opex_operator.ports.verification import AlarmState
     from test_performance_incident import FakeAlarms
 
@@ -363,7 +363,7 @@ def rolled_back_and_breached(w: World) -> None:
     w.aws.alarms = lambda region, role: alarms
     w.drive()
     w.objects.custom[("rollbacks", "ns", f"checkout-{STEP}")]["status"] = {
-        "phase": "Succeeded", "message": "rolled back to v1", "from": {"version": "$LATEST", "codeSha256": SHA2}}
+        "phase": "Succeeded", "message": "rolled back to v1", "from": was or {"version": "$LATEST", "codeSha256": SHA2}}
     w.drive()
     assert w.step(STEP).state == StepState.SUCCEEDED and w.step(STEP).verification.outcome == "Baking"
     w.clock.advance(30)
@@ -420,3 +420,14 @@ def test_a_code_rollback_whose_replaced_code_no_published_version_has_only_pages
     assert step.verification.outcome == "Breached" and w.status.escalation.current_level == 2
     w.drive()
     assert w.objects.created == [f"checkout-{STEP}"] and w.step(STEP).state == StepState.SUCCEEDED
+
+
+def test_an_alias_rollback_is_undone_by_pointing_the_alias_back_at_the_version_it_replaced():
+    w = World(incident(mode="Auto"))
+    w.obj.spec["remediation"]["lambdaRollback"] = {"alias": "live", "toVersion": "1"}
+    rolled_back_and_breached(w, was={"version": "2", "codeSha256": SHA2})
+    assert w.step(STEP).params["fromVersion"] == "2"
+    assert w.step(STEP).undo == "a Rollback of checkout-api:live back to version 2"
+    w.drive()
+    spec = w.objects.custom[("rollbacks", "ns", f"checkout-{STEP}-undo")]["spec"]
+    assert spec["lambda"] == {"functionName": "checkout-api", "alias": "live", "to": {"version": "2"}}
