@@ -92,6 +92,45 @@ def test_deployment_failure_is_diagnosed_then_rolled_back_after_approval(kubectl
     assert operator.metric("opex_rollbacks_total", target_type="lambda", outcome="succeeded") >= 1
 
 
+
+def test_an_auto_code_rollback_whose_bake_alarm_goes_to_alarm_is_undone_by_a_second_rollback_once(
+        kubectl, namespace, aws, operator):
+    scenario = estate.deployment_failure("checkout")
+    cloudwatch, lam = boto3.client("cloudwatch"), boto3.client("lambda")
+    cloudwatch.put_metric_alarm(AlarmName="checkout-5xx", Namespace="AWS/Lambda", MetricName="Errors",
+                                Dimensions=[{"Name": "FunctionName", "Value": "checkout-api"}], Statistic="Sum",
+                                Period=60, EvaluationPeriods=1, Threshold=1,
+                                ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cloudwatch.set_alarm_state(AlarmName="checkout-5xx", StateValue="OK", StateReason="no errors")
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["remediation"] = {"mode": "Auto", "verify": {"window": "60s", "alarms": ["checkout-5xx"]}}
+    kubectl.apply(json.dumps(doc), namespace)
+    step_id = "rollback-lambda-checkout-api"
+
+    def step():
+        status = kubectl.get("incident", "checkout-deploy-failed", namespace).get("status") or {}
+        return next((s for s in status.get("steps", []) if s["id"] == step_id), None)
+
+    baking = wait_for(lambda: (s := step()) and s["state"] == "Succeeded" and s.get("verification") and s,
+                      timeout=90, what="the bake window after the rollback")
+    assert baking["params"]["fromVersion"] == "2" and baking["verification"]["outcome"] == "Baking"
+    assert lam.get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == scenario.shas[0]
+
+    cloudwatch.set_alarm_state(AlarmName="checkout-5xx", StateValue="ALARM", StateReason="errors since the rollback")
+    wait_for(lambda: phase_of(kubectl, namespace) == "Failed", timeout=90, what="the undo and the incident's end")
+    rolled = step()
+    assert rolled["state"] == "RolledBack" and rolled["attempts"] == 1
+    assert rolled["verification"]["breach"]["name"] == "checkout-5xx"
+    assert lam.get_function(FunctionName="checkout-api")["Configuration"]["CodeSha256"] == scenario.shas[1]
+    undo = kubectl.get("rollback", f"checkout-deploy-failed-{step_id}-undo", namespace)
+    assert undo["spec"]["lambda"]["to"] == {"version": "2"} and undo["status"]["phase"] == "Succeeded"
+    rollbacks = kubectl.json("get", "rollbacks", "-n", namespace, "-l", "opex.dev/incident=checkout-deploy-failed")
+    assert len(rollbacks["items"]) == 2  # the rollback and its one undo
+    reasons = [e["reason"] for e in kubectl.events(namespace, "checkout-deploy-failed")]
+    assert {"BakeStarted", "BakeBreached", "RolledBack"} <= set(reasons) and reasons.count("RolledBack") == 1
+    assert operator.metric("opex_runbook_actions_total", action="lambda:UpdateFunctionCode",
+                           outcome="rolled_back") == 1
+
 def test_example_manifest_targets_the_seeded_estate():
     spec = yaml.safe_load(EXAMPLE.read_text())["spec"]
     assert spec["targets"]["lambda"]["functionNames"] == ["checkout-api"]

@@ -678,6 +678,11 @@ class FakePerfActions:
 
     def update_stage(self, p):
         stage = self.reader.stages[(p.rest_api_id, p.stage_name)]
+        if all(want is None or want == has for want, has in (
+                (p.caching_enabled, stage.cache_cluster_enabled and stage.caching_enabled),
+                (p.caching_enabled, stage.cache_cluster_enabled or stage.caching_enabled),
+                (p.metrics_enabled, stage.metrics_enabled))):
+            return Change(False, "as asked", "as asked")  # no call, as the adapter reads the stage first
         self.calls.append(("UpdateStage", p.stage_name, p.caching_enabled, p.metrics_enabled))
         if p.caching_enabled is not None:
             stage.cache_cluster_enabled = stage.caching_enabled = p.caching_enabled

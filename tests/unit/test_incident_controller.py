@@ -348,3 +348,86 @@ def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_op
     assert w.objects.created == [f"checkout-{STEP}"]
     released = condition(w.status, "CircuitOpen")
     assert (released.status, released.reason) == ("False", "Approved")
+
+
+
+def rolled_back_and_breached(w: World, was: dict | None = None) -> None:
+    """An Auto code rollback baking on alarm checkout-errors, whose child Rollback replaced ``was``
+    (default: $LATEST running version 2's code) and succeeded; then the alarm goes to ALARM."""
+    from opex_operator.ports.verification import AlarmState
+    from test_performance_incident import FakeAlarms
+
+    w.change_spec(verify={"window": "5m", "alarms": ["checkout-errors"]})
+    alarms = FakeAlarms()
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "OK", w.clock.now - dt.timedelta(days=1))
+    w.aws.alarms = lambda region, role: alarms
+    w.drive()
+    w.objects.custom[("rollbacks", "ns", f"checkout-{STEP}")]["status"] = {
+        "phase": "Succeeded", "message": "rolled back to v1", "from": was or {"version": "$LATEST", "codeSha256": SHA2}}
+    w.drive()
+    assert w.step(STEP).state == StepState.SUCCEEDED and w.step(STEP).verification.outcome == "Baking"
+    w.clock.advance(30)
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "ALARM", w.clock.now, "Errors >= 1")
+    w.clock.advance(1)
+    w.drive()
+    assert "BakeBreached" in w.reasons()
+
+
+def test_a_bake_breach_after_a_code_rollback_undoes_it_once_through_a_child_rollback_back_to_the_replaced_version():
+    w = World(incident(mode="Auto"))
+    rolled_back_and_breached(w)
+    step = w.step(STEP)
+    assert step.params["fromVersion"] == "2" and step.undo == "a Rollback of checkout-api back to version 2"
+    assert step.verification.undo_started_at is not None
+    w.drive()
+    undo = f"checkout-{STEP}-undo"
+    assert w.objects.created == [f"checkout-{STEP}", undo]
+    spec = w.objects.custom[("rollbacks", "ns", undo)]["spec"]
+    assert spec["lambda"] == {"functionName": "checkout-api", "to": {"version": "2"}} and spec["approval"] == "Auto"
+    w.drive()
+    assert w.step(STEP).state == StepState.SUCCEEDED and w.objects.created == [f"checkout-{STEP}", undo]
+    w.objects.custom[("rollbacks", "ns", undo)]["status"] = {"phase": "Succeeded", "message": "rolled back to v2"}
+    w.drive()
+    step = w.step(STEP)
+    assert step.state == StepState.ROLLED_BACK and step.verification.breach.name == "checkout-errors"
+    assert step.verification.undone_at is not None and step.outputs == "rolled back to v2"
+    assert w.status.phase == "Failed" and {"BakeBreached", "RolledBack"} <= set(w.reasons())
+    w.clock.advance(60)
+    w.drive()
+    assert w.objects.created == [f"checkout-{STEP}", undo]  # never undone twice
+
+
+def test_an_undo_resumed_by_a_restarted_operator_finds_its_child_rollback_and_does_not_create_another():
+    w = World(incident(mode="Auto"))
+    rolled_back_and_breached(w)
+    w.drive()
+    undo = f"checkout-{STEP}-undo"
+    w.ctl = IncidentController(w.aws, w.objects, FakeWorkspaces(), policy("lambda:*", "codepipeline:*"), webhook=None,
+                               clock=w.clock)  # a new process: nothing in memory
+    w.drive()
+    assert w.objects.created == [f"checkout-{STEP}", undo] and w.step(STEP).state == StepState.SUCCEEDED
+    w.objects.custom[("rollbacks", "ns", undo)]["status"] = {"phase": "Succeeded", "message": "rolled back to v2"}
+    w.drive()
+    assert w.step(STEP).state == StepState.ROLLED_BACK and w.objects.created == [f"checkout-{STEP}", undo]
+
+
+def test_a_code_rollback_whose_replaced_code_no_published_version_has_only_pages_on_a_breach():
+    w = World(incident(mode="Auto"))
+    w.aws.the_lambda.published["checkout-api"] = w.aws.the_lambda.published["checkout-api"][:1]  # v2's code unpublished
+    rolled_back_and_breached(w)
+    step = w.step(STEP)
+    assert "fromVersion" not in step.params and step.undo is None and step.verification.undo_started_at is None
+    assert step.verification.outcome == "Breached" and w.status.escalation.current_level == 2
+    w.drive()
+    assert w.objects.created == [f"checkout-{STEP}"] and w.step(STEP).state == StepState.SUCCEEDED
+
+
+def test_an_alias_rollback_is_undone_by_pointing_the_alias_back_at_the_version_it_replaced():
+    w = World(incident(mode="Auto"))
+    w.obj.spec["remediation"]["lambdaRollback"] = {"alias": "live", "toVersion": "1"}
+    rolled_back_and_breached(w, was={"version": "2", "codeSha256": SHA2})
+    assert w.step(STEP).params["fromVersion"] == "2"
+    assert w.step(STEP).undo == "a Rollback of checkout-api:live back to version 2"
+    w.drive()
+    spec = w.objects.custom[("rollbacks", "ns", f"checkout-{STEP}-undo")]["spec"]
+    assert spec["lambda"] == {"functionName": "checkout-api", "alias": "live", "to": {"version": "2"}}

@@ -358,14 +358,14 @@ class FakeAlarms:
         return None
 
 
-def raised(w: World) -> None:
-    """Drive until the memory raise has succeeded (it waits for the function to settle)."""
+def raised(w: World, step_id: str = STEP) -> None:
+    """Drive until step ``step_id`` (default: the memory raise, which waits for the function to settle) succeeded."""
     for _ in range(10):
         w.drive()
-        if w.step(STEP).state == StepState.SUCCEEDED:
+        if w.step(step_id).state == StepState.SUCCEEDED:
             return
         w.clock.advance(2)
-    raise AssertionError(f"the memory raise did not end: {w.step(STEP)}")
+    raise AssertionError(f"step {step_id} did not end: {w.step(step_id)}")
 
 
 def test_a_bake_alarm_in_alarm_after_an_auto_memory_raise_undoes_it_once_and_fails_the_incident():
@@ -406,3 +406,58 @@ def test_a_bake_window_that_ends_clean_lets_verification_go_on():
     w.drive()
     assert w.step(STEP).verification.outcome == "Passed" and "BakePassed" in w.reasons()
     assert w.step(STEP).state == StepState.SUCCEEDED
+
+
+def stage_caching_baking(w: World, alarms: FakeAlarms) -> None:
+    """Drive an Auto stage-caching step until it has run and its bake window is open."""
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "OK", w.clock.now - dt.timedelta(days=1))
+    w.aws.alarms = lambda region, role: alarms
+    w.aws.the_perf_reader.lambdas[FN] = LambdaConfig(FN, 1024, 30, max_memory_used_mb=200)
+    w.aws.the_perf_reader.stages[("a1b2c3", "prod")] = StageConfig("a1b2c3", "orders-api", "prod")
+    w.aws.the_cloudwatch.put(key("api/orders-api/prod", "Latency", "p99"), w.clock.now - dt.timedelta(minutes=9), 2400)
+    raised(w, STAGE_STEP)
+
+
+STAGE_STEP = "update-api-stage-prod"
+
+
+def test_a_bake_breach_after_stage_caching_turns_it_off_again_once_and_fails_the_incident():
+    spec = performance(mode="Auto", targets={"lambda": {"functionNames": [FN]},
+                                             "apiGateway": {"restApiId": "a1b2c3", "stage": "prod"}},
+                       remediation={"verify": {"window": "5m", "alarms": ["checkout-errors"]}})
+    spec["remediation"]["performance"] = {"apiStage": {"cachingEnabled": True}}
+    w, alarms = World(spec), FakeAlarms()
+    stage_caching_baking(w, alarms)
+    step = w.step(STAGE_STEP)
+    assert step.params["wasCachingEnabled"] == "False" and step.verification.outcome == "Baking"
+    stage = w.aws.the_perf_reader.stages[("a1b2c3", "prod")]
+    assert stage.cache_cluster_enabled and stage.caching_enabled
+    w.clock.advance(30)
+    alarms.states["checkout-errors"] = AlarmState("checkout-errors", "ALARM", w.clock.now, "5XXError >= 1")
+    w.clock.advance(1)
+    w.drive()
+    assert w.step(STAGE_STEP).verification.undo_started_at is not None
+    w.drive()
+    step = w.step(STAGE_STEP)
+    assert step.state == StepState.ROLLED_BACK and "5XXError >= 1" in step.verification.breach.value
+    assert not stage.cache_cluster_enabled and not stage.caching_enabled
+    assert w.status.phase == "Failed" and {"BakeBreached", "RolledBack"} <= set(w.reasons())
+    calls = [c for c in w.aws.the_perf_actions.calls if c[0] == "UpdateStage"]
+    assert calls == [("UpdateStage", "prod", True, None), ("UpdateStage", "prod", False, None)]
+    w.ctl.intents.clear()  # as after a restart: nothing in memory
+    w.clock.advance(60)
+    w.drive()
+    assert [c for c in w.aws.the_perf_actions.calls if c[0] == "UpdateStage"] == calls  # never twice
+
+
+def test_a_stage_step_is_undoable_only_with_what_it_replaced_recorded_for_every_setting_it_asked():
+    from opex_operator.ports.performance import StageSettingsParams
+    from opex_operator.steps.api_stage import UpdateApiStage, replaced
+
+    asked = StageSettingsParams(rest_api_id="a1b2c3", stage_name="prod", caching_enabled=True, metrics_enabled=True)
+    assert not UpdateApiStage().undoable(asked)
+    assert not UpdateApiStage().undoable(asked.model_copy(update={"was_caching_enabled": False}))  # metrics unknown
+    assert UpdateApiStage().undoable(asked.model_copy(update=replaced(asked, StageConfig("a1b2c3", "api", "prod"))))
+    # a cache cluster on with the methods' caching off: one flag cannot set that back, so it is not recorded
+    cluster_only = StageConfig("a1b2c3", "api", "prod", cache_cluster_enabled=True)
+    assert replaced(asked, cluster_only) == {"was_metrics_enabled": False}

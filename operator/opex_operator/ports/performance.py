@@ -244,13 +244,18 @@ class PerformanceInsightsParams(Params):
 
 
 class StageSettingsParams(Params):
-    """Stage settings to reach; None leaves a setting as it is."""
+    """Stage settings to reach; None leaves a setting as it is. ``was_caching_enabled`` and
+    ``was_metrics_enabled``: what the step replaced, read just before its first call (the step's
+    undo puts them back); caching is recorded only when the cache cluster and the methods' caching
+    were both on or both off, the states ``caching_enabled`` can set again."""
 
     rest_api_id: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]+$")
     stage_name: str = Field(min_length=1, max_length=128)
     caching_enabled: bool | None = None
     cache_size_gb: CacheSize | None = None
     metrics_enabled: bool | None = None
+    was_caching_enabled: bool | None = None
+    was_metrics_enabled: bool | None = None
 
 
 def max_memory_used(lines: list[str]) -> tuple[int | None, str | None, int]:
