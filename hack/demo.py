@@ -249,20 +249,21 @@ def run_driftcheck(kc: str, name: str) -> dict:
     """Run DriftCheck ``name`` now; its status once that run (and what it decided) is recorded."""
     token = uuid.uuid4().hex[:8]
     kubectl(kc, "annotate", "driftcheck", name, f"opex.dev/run-requested={token}", "--overwrite")
+    # answered: the run is recorded and the operator has decided what follows it (an Auto apply and the
+    # verification after it may have replaced lastResult since)
     return wait(f"the drift check {name}", lambda: (s := get(kc, "driftcheck", name).get("status") or {})
-                .get("lastResult", {}).get("finishedAt") and s["lastResult"].get("trigger", "").endswith(f"={token})")
-                and s)
+                .get("answeredRunRequest") == token and s.get("lastResult") and s)
 
 
 def gate_holds_a_plan(kc: str, aws_url: str) -> None:
     """examples/driftcheck-gated.yaml: Auto applies a plan that passes its gates (the first one creates
     the edge); a later plan that would replace the certificate is held with the gate named."""
-    first = run_driftcheck(kc, GATED)
-    wait("the gated DriftCheck's first apply", lambda: (get(kc, "driftcheck", GATED).get("status") or {})
-         .get("lastResolution", {}).get("planChecksum") == first["lastResult"]["planChecksum"]
-         and get(kc, "driftcheck", GATED)["status"]["lastResolution"]["outcome"] == "Succeeded")
+    run_driftcheck(kc, GATED)
+    applied = wait("the gated DriftCheck's first apply", lambda: (s := get(kc, "driftcheck", GATED).get("status") or {})
+                   .get("lastResolution", {}).get("outcome") == "Succeeded" and s)
     say(f"\nDriftCheck {GATED} (approval Auto, gates: no delete or replace, at most 5 changes): its first plan "
-        f"({first['lastResult']['add']} to add) passed the gates and was applied without a person")
+        f"({applied['lastResolution']['planChecksum'][:19]}...) passed the gates and was applied without a person; "
+        f"the check after it: {applied['lastResult']['outcome']}")
     say("Then an unreviewed branch pointed the edge certificate at another domain (applied by hand).")
     unreviewed_apply(aws_url, "driftcheck-gated.yaml", '"shop.example.com"', '"shop-old.example.com"')
     held = run_driftcheck(kc, GATED)
