@@ -5,8 +5,6 @@ without a new approval, even under approval Auto."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 
 import boto3
@@ -15,6 +13,7 @@ import pytest
 import procs
 import tfrepo
 from helpers import wait_for
+from support.endpoints import silent_port
 
 APPLY_MARKER = """
 variable "marker" {
@@ -44,25 +43,8 @@ data "terraform_remote_state" "upstream" {
 @pytest.fixture
 def silent_endpoint():
     """A TCP port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield server.getsockname()[1]
-    stop.set()
-    for s in held + [server]:
-        s.close()
+    with silent_port() as port:
+        yield port
 
 
 def status_of(kubectl, ns):

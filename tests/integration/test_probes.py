@@ -3,7 +3,6 @@ from the pgserver wheel's binaries and a local HTTP app, reached through the see
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
@@ -21,6 +20,7 @@ from opex_operator.probes.http import probe_http
 from opex_operator.ports.performance import Credentials, ProbeFailure
 from opex_operator.playbooks.probes import database_cause
 from opex_operator.api.incident import RootCauseCategory as Cat
+from support.endpoints import silent_port
 
 
 def db_probe(pg, **kw):
@@ -66,28 +66,8 @@ def test_unknown_host_is_a_dns_failure():
 @pytest.fixture
 def silent_listener():
     """A TCP port that accepts connections and never says a word (a hung server)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_port() as port:
+        yield port
 
 
 def test_server_that_never_answers_times_out_within_the_probe_timeout(silent_listener):
