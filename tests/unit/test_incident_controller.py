@@ -57,7 +57,11 @@ def test_manual_incident_pages_level_one_with_the_root_cause_then_waits_for_appr
     assert topic == TOPIC and attributes == {"severity": "high", "level": "1", "type": "DeploymentFailure"}
     assert w.aws.the_lambda.mutations() == [] and w.objects.created == []
     assert 1790 <= wait <= 1800  # nothing to do until level 2 is due (30 minutes)
-    assert w.reasons()[:6] == ["Detected", "Assessing", "Diagnosing", "Assessed", "RootCauseIdentified", "Escalated"]
+    # the timeline keeps every step; Events only what a person acts on, one per change (controllers.status)
+    assert [e.reason for e in st.timeline][:6] == ["Detected", "Assessing", "Diagnosing", "Assessed",
+                                                     "RootCauseIdentified", "Escalated"]
+    assert w.reasons() == ["Diagnosing", "RootCauseIdentified", "Escalated", "AwaitingApproval"]
+    assert "assessed: " in sink_of(w.obj).events[1][2]  # the complete assessment is told with its diagnosis
 
 
 def test_approved_rollback_runs_once_through_a_child_rollback_then_is_verified_and_resolved():
@@ -324,8 +328,10 @@ def test_an_incident_reaches_approval_in_one_write_per_page_and_its_reads_are_ne
     assert len(sink_of(paged.obj).patches) == 2 and len(sink_of(quiet.obj).patches) == 1
     first = sink_of(paged.obj).patches[0]
     assert first["escalation"]["notified"] and first["phase"] == "Diagnosing"  # the assessment went with the page
-    reasons = quiet.reasons()
-    assert reasons.count("AwaitingApproval") == 1 and {"Detected", "Assessed", "RootCauseIdentified"} <= set(reasons)
+    # one write: the phases it passed through (Detected, Assessing, Diagnosing) are in the timeline
+    # only, as is the complete assessment (told with the diagnosis); three Events, one per change
+    assert quiet.reasons() == ["RootCauseIdentified", "Escalated", "AwaitingApproval"]
+    assert {"Detected", "Assessing", "Diagnosing", "Assessed"} <= {e.reason for e in quiet.status.timeline}
 
 
 def test_past_the_breakers_limit_an_auto_step_waits_for_approval_with_circuit_open_and_runs_once_approved():

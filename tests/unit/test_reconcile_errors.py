@@ -113,10 +113,11 @@ class Reader:
 
     async def reconcile(self, obj):
         from opex_operator.api.common import EventType
+        from opex_operator.controllers.base import Event
 
         self.passes += 1
         obj.status.observed_generation = self.passes
-        await obj.recorder.save(obj.status, [(EventType.NORMAL, "Read", f"pass {self.passes}")],
+        await obj.recorder.save(obj.status, [Event(EventType.NORMAL, "Read", f"pass {self.passes}")],
                                 checkpoint=self.passes == 3)
         return 0.0 if self.passes < 3 else None
 

@@ -3,13 +3,26 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, Sequence, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, Sequence, TypeVar
 
 from ..api import Kind
 from ..api.common import Condition, EventType
 from ..ports.objects import ObjectRef
 
-Event = tuple[EventType, str, str]  # (type, reason, message)
+
+
+class Event(NamedTuple):
+    """A change a pass records: always a timeline entry, and a Kubernetes Event unless it is one
+    of the changes the status writer keeps to the timeline (``controllers.status``, ``posted``).
+
+    ``phase``: the change of ``status.phase`` (``controllers.common.transition``); ``timeline_only``:
+    never posted (the change adds nothing a person acts on beyond the Event it comes with)."""
+
+    type: EventType
+    reason: str
+    message: str
+    phase: bool = False
+    timeline_only: bool = False
 
 
 class KindStatus(Protocol):

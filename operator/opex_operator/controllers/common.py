@@ -23,7 +23,7 @@ def transition(status: Any, phase: StrEnum, reason: str, message: str, generatio
     mark(status.conditions, type(status).PHASE_MARKERS[phase], reason, message, generation)
     if not changed:
         return []
-    return [(EventType.WARNING if warning else EventType.NORMAL, reason, message)]
+    return [Event(EventType.WARNING if warning else EventType.NORMAL, reason, message, phase=True)]
 
 
 def spec_error(err: ValidationError) -> str:
@@ -55,7 +55,11 @@ class Pass:
         await self.obj.recorder.save(self.st, events, checkpoint)
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
-        self.events.append((EventType.WARNING if warning else EventType.NORMAL, reason, message))
+        self.events.append(Event(EventType.WARNING if warning else EventType.NORMAL, reason, message))
+
+    def note(self, reason: str, message: str) -> None:
+        """A timeline entry that is not posted as an Event (see ``Event.timeline_only``)."""
+        self.events.append(Event(EventType.NORMAL, reason, message, timeline_only=True))
 
     def phase(self, phase: StrEnum, reason: str, message: str, warning: bool = False) -> None:
         self.events += transition(self.st, phase, reason, message, self.gen, warning)

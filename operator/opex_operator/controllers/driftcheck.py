@@ -46,7 +46,7 @@ from ..terraform.plan import (PlanFormatError, PlanSummary, checksum, configurat
 from ..ports.terraform import TerraformError
 from ..ports.terraform import SourceError
 from . import drift_report, guard_rails
-from .base import Observed
+from .base import Event, Observed
 from .common import Pass, spec_error
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class DriftCheckController:
         st = obj.status
         changed = set_condition(st.conditions, STALLED, ConditionStatus.TRUE, reason, message, obj.generation)
         st.observed_generation, st.next_schedule_time = obj.generation, None
-        await obj.recorder.save(st, [(EventType.WARNING, reason, message)] if changed else [])
+        await obj.recorder.save(st, [Event(EventType.WARNING, reason, message)] if changed else [])
 
 
 @dataclass
@@ -166,7 +166,7 @@ class _Pass(Pass):
                                                                                exclude_none=True)))
             for name in type(self.st).model_fields:
                 setattr(self.st, name, getattr(clean, name))
-            self.events = [(kind, reason, self.scrub.text(message)) for kind, reason, message in self.events]
+            self.events = [e._replace(message=self.scrub.text(e.message)) for e in self.events]
         await super().save(checkpoint)
 
     async def missing_source(self) -> bool:

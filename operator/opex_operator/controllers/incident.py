@@ -308,7 +308,10 @@ class _Pass(Paging):
         reason, text = assessed(problems, len(d.findings))
         self.condition(ASSESSED, ConditionStatus.TRUE, reason, text)
         self.phase(Phase.DIAGNOSING, "Diagnosing", f"assessed: {a.outputs}")
-        self.event("Assessed", f"{a.outputs}" + (f"; {reason}: {text}" if problems else ""), warning=bool(problems))
+        if problems:  # a source unread is worth a person's look; a complete assessment is told by its diagnosis
+            self.event("Assessed", f"{a.outputs}; {reason}: {text}", warning=True)
+        else:
+            self.note("Assessed", a.outputs)
 
         c = self.step(CLASSIFY)
         st.root_cause = cause
@@ -327,7 +330,8 @@ class _Pass(Paging):
         c.state, c.started_at, c.finished_at, c.attempts = StepState.SUCCEEDED, now, now, c.attempts + 1
         c.outputs = (f"{cause.category.value}; {len(found.steps)} remediation steps: "
                      f"{', '.join(s.id for s in found.steps) or 'none'}")
-        self.event("RootCauseIdentified", f"{cause.category.value}: {cause.summary}", warning=not known)
+        self.event("RootCauseIdentified", f"{cause.category.value}: {cause.summary} (assessed: {a.outputs})",
+                   warning=not known)
 
     def record_classification(self, c: Found, now: dt.datetime) -> None:
         """The playbook's severity in status; a raise (never a lowering) also in the timeline."""

@@ -12,9 +12,17 @@ A pass that made no call with an effect outside the operator (an assessment read
 next write (the next pass's, chained at once on the same object, or :meth:`StatusWriter.flush`
 when the runtime's chain ends), so an Incident reaches "waiting for approval" in one or two
 writes instead of one per pass. Losing a held save (the process dies) loses only reads, which the
-next pass makes again. Events of one write are posted once per reason (the Kubernetes events
-convention: similar events of one object aggregate), their messages joined; the timeline keeps
-every entry.
+next pass makes again.
+
+The timeline keeps every entry; the Kubernetes Events of one write are fewer (:func:`posted`),
+after the Kubernetes event style guide (kubernetes/community, contributors/devel/sig-instrumentation/
+event-style-guide.md: "no more than one per change/attempt", no "about to do X" beside "did X",
+nothing a watcher of the object already sees): a phase the write passed through on its way to
+the next (an Incident created, assessed and diagnosed in the write that lands it in
+AwaitingApproval) is not posted, only the phase it lands in; entries kept to the timeline
+(``Event.timeline_only``) are not posted; and the rest once per reason, their messages joined
+(similar events of one object aggregate). Each Event is a POST to the API server (there is no
+batch create): in a burst of a thousand Incidents they were most of the operator's writes.
 """
 from __future__ import annotations
 
@@ -45,19 +53,18 @@ class StatusWriter:
     def __init__(self, sink: StatusSink, saved: dict[str, Any], generation: int = 0):
         self.sink, self.saved, self.generation = sink, saved, generation
         self._held: KindStatus | None = None       # status saved without a checkpoint, not written yet
-        self._events: list[TimelineEntry] = []    # Events of saves not written yet
+        self._events: list[Event] = []            # Events of saves not written yet
 
     async def save(self, status: KindStatus, events: Sequence[Event] = (), checkpoint: bool = True) -> None:
         """Append ``events`` to the timeline, derive Ready, write what changed, then post the Events;
         with ``checkpoint=False`` hold both until the next write or :meth:`flush`."""
         timeline = getattr(status, "timeline", None)
-        entries = [TimelineEntry(time=now(), type=type_, reason=reason, message=message)
-                   for type_, reason, message in events]
-        if timeline is not None and entries:
-            timeline.extend(entries)
+        if timeline is not None and events:
+            at = now()
+            timeline.extend(TimelineEntry(time=at, type=e.type, reason=e.reason, message=e.message) for e in events)
             del timeline[:-MAX_TIMELINE]
         summarize(status.conditions, type(status).READY_FROM, self.generation)
-        self._events += entries
+        self._events += events
         self._held = status
         if checkpoint:
             await self.flush()
@@ -70,22 +77,27 @@ class StatusWriter:
             if wire != self.saved:
                 await self.sink.patch(merge_patch(self.saved, wire))
                 self.saved = wire
-        entries, self._events = self._events, []
-        for type_, reason, message in coalesced(entries):
-            self.sink.event(type_, reason, message)
+        events, self._events = self._events, []
+        for event in posted(events):
+            self.sink.event(event.type, event.reason, event.message)
 
 
-def coalesced(entries: Sequence[TimelineEntry]) -> list[Event]:
-    """One Event per reason, in the order the reasons first came: the messages of a repeated reason
-    joined with "; ", a Warning if any of them was one."""
+def posted(events: Sequence[Event]) -> list[Event]:
+    """The Kubernetes Events one write posts for the changes it records (see the module docstring):
+    of its phase changes only the last, none of the timeline-only entries, and one Event per reason
+    in the order the reasons first came, the messages of a repeated reason joined with "; " (a
+    Warning if any of them was one)."""
+    last_phase = max((i for i, e in enumerate(events) if e.phase), default=None)
     merged: dict[str, tuple[EventType, list[str]]] = {}
-    for entry in entries:
-        type_, messages = merged.setdefault(entry.reason, (entry.type, []))
-        if entry.message not in messages:
-            messages.append(entry.message)
-        if entry.type == EventType.WARNING:
-            merged[entry.reason] = (EventType.WARNING, messages)
-    return [(type_, reason, "; ".join(messages)) for reason, (type_, messages) in merged.items()]
+    for i, event in enumerate(events):
+        if event.timeline_only or (event.phase and i != last_phase):
+            continue
+        type_, messages = merged.setdefault(event.reason, (event.type, []))
+        if event.message not in messages:
+            messages.append(event.message)
+        if event.type == EventType.WARNING:
+            merged[event.reason] = (EventType.WARNING, messages)
+    return [Event(type_, reason, "; ".join(messages)) for reason, (type_, messages) in merged.items()]
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

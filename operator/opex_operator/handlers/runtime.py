@@ -32,7 +32,7 @@ from .. import metrics
 from ..api.common import EventType, parse_time
 from ..api.conditions import RECONCILING, get, mark, remove
 from ..aws.budget import background
-from ..controllers.base import Controller, Observed
+from ..controllers.base import Controller, Event, Observed
 from ..controllers.status import StatusWriter
 from ..errors import KubeError
 from ..kube import Kube, ObjectRef
@@ -249,7 +249,7 @@ class Runtime:
         message = f"{type(err).__name__}: {err}; retrying in {delay:.0f}s"
         try:
             mark(obj.status.conditions, RECONCILING, RECONCILE_ERROR, message, obj.generation)
-            await obj.recorder.save(obj.status, [(EventType.WARNING, RECONCILE_ERROR, message)])
+            await obj.recorder.save(obj.status, [Event(EventType.WARNING, RECONCILE_ERROR, message)])
         except KubeError:  # the report itself fails when the API server is down
             log.warning("could not report the reconcile error of %s", obj.ref.key)
 
