@@ -106,14 +106,15 @@ class Watch:
     when it first satisfies that one (``marked[mark]``). One watch for all: each watching client
     costs the API server and this process CPU."""
 
-    def __init__(self, stack: Stack, plural: str, done: Callable[[dict], bool], **marks: Callable[[dict], bool]):
+    def __init__(self, stack: Stack, plural: str, done: Callable[[dict], bool], namespace: str = NAMESPACE,
+                 **marks: Callable[[dict], bool]):
         import kubernetes
 
         self.seen: dict[str, float] = {}
         self.marked: dict[str, dict[str, float]] = {mark: {} for mark in marks}
         self.last: dict[str, dict] = {}  # each object as last seen
         self._marks = marks
-        self._done, self._plural, self._api = done, plural, api(stack)
+        self._done, self._plural, self._namespace, self._api = done, plural, namespace, api(stack)
         self._stop = threading.Event()
         self._kubernetes = kubernetes
         self._ready = queue.Queue()
@@ -123,11 +124,11 @@ class Watch:
 
     def _run(self) -> None:
         w = self._kubernetes.watch.Watch()
-        listed = self._api.list_namespaced_custom_object("opex.dev", "v1alpha1", NAMESPACE, self._plural)
+        listed = self._api.list_namespaced_custom_object("opex.dev", "v1alpha1", self._namespace, self._plural)
         self._ready.put(True)
         rv = listed["metadata"]["resourceVersion"]
         while not self._stop.is_set():
-            for event in w.stream(self._api.list_namespaced_custom_object, "opex.dev", "v1alpha1", NAMESPACE,
+            for event in w.stream(self._api.list_namespaced_custom_object, "opex.dev", "v1alpha1", self._namespace,
                                   self._plural, resource_version=rv, timeout_seconds=5):
                 obj = event["object"]
                 rv = obj["metadata"]["resourceVersion"]

@@ -1,13 +1,21 @@
-"""The floor of an assessment, in a process of its own: the reads an assessment makes, made directly
-through the AWS reader all at once in threads, then one status patch.
+"""The floor of an assessment: the least any controller does to assess an Incident, in a process of
+its own, measured between the same two points as the operator's assessment.
 
-The operator is a process of its own and moto's server runs in the benchmark's process: a floor made
-from the benchmark's process would share moto's interpreter lock and be slower than the operator,
-so the ratio of the two would flatter the operator. This process is started once, its clients and
-thread pool warmed by the first rounds (as the operator's are), and driven over stdin/stdout: one
-estate prefix per line in, the seconds the floor took (or ``error: ...``) per line out.
+It watches Incidents in its own namespace (the operator watches only the benchmark's), and for
+each new one makes the reads an assessment makes, directly through the AWS reader and all at once
+in threads, then one status patch with the ``Assessed`` condition. The benchmark times it as it
+times the operator: from its create call to the moment its own watching client sees ``Assessed``.
+So the two figures differ only by what the operator does beyond that (Kopf's handling of the watch
+event, the work queue, reading the object, the playbook's reads in their order, the diagnosis,
+the status it writes); the create, the two watch deliveries and the reads themselves are in both.
 
-Usage (``bench/runtime.py`` starts it): ``python bench/floor.py KUBECONFIG NAMESPACE NAME`` with the
+The operator is a process of its own and moto's server runs in the benchmark's process: a floor
+in the benchmark's process would share moto's interpreter lock and be slower than the operator.
+This process is started once and warmed by the first rounds (as the operator's clients are); it
+prints ``ready`` once its watch is open, then ``error: ...`` for an Incident it could not assess.
+The estate of an Incident is its ``bench.opex.dev/estate`` annotation.
+
+Usage (``bench/runtime.py`` starts it): ``python bench/floor.py KUBECONFIG NAMESPACE`` with the
 fake AWS's environment (``AWS_ENDPOINT_URL`` ...) and the raised call budget in ``OPEX_AWS_RATES``.
 """
 from __future__ import annotations
@@ -15,11 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
+ESTATE = "bench.opex.dev/estate"
 
-def main(kubeconfig: str, namespace: str, name: str) -> None:
+
+def main(kubeconfig: str, namespace: str) -> None:
     import kubernetes
 
     from opex_operator.aws.budget import Budget, parse_rates
@@ -29,15 +38,15 @@ def main(kubeconfig: str, namespace: str, name: str) -> None:
 
     config = kubernetes.client.Configuration()
     kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
-    kube = Kube(kubernetes.client.ApiClient(config))
-    ref = ObjectRef("incidents", namespace, name)
+    client = kubernetes.client.ApiClient(config)
+    kube, custom = Kube(client), kubernetes.client.CustomObjectsApi(client)
     reader = AwsReader(AwsClients("us-east-1", budget=Budget(rates=parse_rates(os.environ.get("OPEX_AWS_RATES", "")))),
                        None, None)
     pool = ThreadPoolExecutor(8)
 
-    def floor(prefix: str) -> float:
-        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-        t0 = time.monotonic()
+    def assess(name: str, prefix: str) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        since = now - dt.timedelta(hours=1)
         builds = pool.submit(reader.builds, f"{prefix}-deploy", [])
         jobs = [pool.submit(reader.pipeline, f"{prefix}-pipeline", None),
                 pool.submit(reader.lambda_function, f"{prefix}-api", since),
@@ -46,15 +55,27 @@ def main(kubeconfig: str, namespace: str, name: str) -> None:
         jobs.append(pool.submit(reader.stream_lines, build.log_group, build.log_stream))
         for job in jobs:
             job.result()
-        kube.patch_status(ref, {"phase": "Diagnosing", "assessedAt": dt.datetime.now(dt.timezone.utc).isoformat()})
-        return time.monotonic() - t0
+        at = dt.datetime.now(dt.timezone.utc).isoformat()
+        kube.patch_status(ObjectRef("incidents", namespace, name), {"phase": "Diagnosing", "assessedAt": at, "conditions": [
+            {"type": "Assessed", "status": "True", "reason": "Assessed", "message": "floor", "lastTransitionTime": at}]})
 
-    for line in sys.stdin:
-        try:
-            print(f"{floor(line.strip()):.6f}", flush=True)
-        except Exception as err:  # noqa: BLE001 - reported to the benchmark, which stops
-            print(f"error: {type(err).__name__}: {err}", flush=True)
+    listed = custom.list_namespaced_custom_object("opex.dev", "v1alpha1", namespace, "incidents")
+    version = listed["metadata"]["resourceVersion"]
+    print("ready", flush=True)
+    watch = kubernetes.watch.Watch()
+    while True:
+        for event in watch.stream(custom.list_namespaced_custom_object, "opex.dev", "v1alpha1", namespace, "incidents",
+                                  resource_version=version, timeout_seconds=60):
+            obj = event["object"]
+            version = obj["metadata"]["resourceVersion"]
+            if event["type"] != "ADDED" or obj.get("status"):
+                continue
+            name = obj["metadata"]["name"]
+            try:
+                assess(name, obj["metadata"]["annotations"][ESTATE])
+            except Exception as err:  # noqa: BLE001 - reported to the benchmark, which stops
+                print(f"error: {name}: {type(err).__name__}: {err}", flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:3])

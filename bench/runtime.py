@@ -1,8 +1,9 @@
 """Benchmarks of the reconcile runtime on the local stack (figures, not tests).
 
 * latency:  one Incident at a time, created → Assessed as a watching client sees it, against the
-            floor: the same AWS reads made directly (AwsReader, all in parallel) plus one status
-            patch, from a process of its own (bench/floor.py), once the Incident rests;
+            floor timed the same way: a minimal controller in a process of its own (bench/floor.py)
+            that learns of an Incident from its watch, makes the same AWS reads directly
+            (AwsReader, all in parallel) and writes one status patch; once the Incident rests;
 * burst:    1,000 Incidents created at once (20 per estate, as an alert storm is), time until all
             are assessed, and the latency of a critical production Incident created right after;
             what each Incident cost (CPU, API requests by verb, AWS calls) until all rest;
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import queue
+import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +39,10 @@ from common import (NAMESPACE, UNLIMITED, OperatorProcess, Stack, Watch, api, as
                     usage)
 
 import estate  # noqa: E402  (hack/, on the path through common)
+from floor import ESTATE  # noqa: E402
 from helpers import wait_for  # noqa: E402  (tests/, on the path through common)
+
+FLOOR = "floor"   # the floor's namespace: the operator watches only NAMESPACE
 
 
 def seed(prefixes: list[str]) -> None:
@@ -64,37 +70,39 @@ def resting(obj: dict) -> bool:
 
 class Floor:
     """``bench/floor.py`` as a process of its own (the operator is one; moto's server is in this one):
-    the reads an assessment makes, directly and all at once, then one status patch."""
+    a minimal controller of the Incidents of ``namespace``, which the operator does not watch."""
 
-    def __init__(self, stack: Stack, namespace: str, name: str):
+    def __init__(self, stack: Stack, namespace: str):
+        self.namespace, self.lines = namespace, queue.Queue()
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor.py")),
-                                      str(stack.cp.kubeconfig), namespace, name],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "OPEX_AWS_RATES": UNLIMITED})
+                                      str(stack.cp.kubeconfig), namespace],
+                                     stdout=subprocess.PIPE, text=True, env={**os.environ, "OPEX_AWS_RATES": UNLIMITED})
+        threading.Thread(target=lambda: [self.lines.put(line.strip()) for line in self.proc.stdout], daemon=True).start()
+        if self.lines.get(timeout=60) != "ready":
+            raise RuntimeError("the floor did not start")
 
-    def __call__(self, prefix: str) -> float:
-        """Seconds the floor took on the estate ``prefix``."""
-        self.proc.stdin.write(prefix + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        if not answer or answer.startswith("error"):
-            raise RuntimeError(f"the floor failed: {answer or 'no answer'}")
-        return float(answer)
+    def errors(self) -> list[str]:
+        """What the floor could not assess so far."""
+        found = []
+        while not self.lines.empty():
+            found.append(self.lines.get())
+        return found
 
     def stop(self) -> None:
-        self.proc.stdin.close()
+        self.proc.terminate()
         self.proc.wait(10)
 
 
 def latency(stack: Stack, rounds: int) -> dict:
+    """Create → Assessed (as a watching client sees it) of one Incident at a time, each on an estate
+    of its own, for the operator and for the floor (``bench/floor.py``), alternately."""
     prefixes = [f"lat{i}" for i in range(rounds + 2)]
     seed(prefixes)
     client = api(stack)
-    stack.kubectl("create", "namespace", "floor")
-    client.create_namespaced_custom_object("opex.dev", "v1alpha1", "floor", "incidents",
-                                           {**incident("floor", "lat0"), "metadata": {"name": "floor"}})
-    floor = Floor(stack, "floor", "floor")  # the same raised budget as the operator's; warmed by the first rounds
+    stack.kubectl("create", "namespace", FLOOR)
+    floor = Floor(stack, FLOOR)  # the same raised budget as the operator's; warmed by the first rounds
     watch = Watch(stack, "incidents", assessed, resting=resting)
+    floor_watch = Watch(stack, "incidents", assessed, namespace=FLOOR)
     ours, floors = [], []
     calls_before = aws_calls_by_operation(stack.operator)
     try:
@@ -109,13 +117,19 @@ def latency(stack: Stack, rounds: int) -> dict:
             # The floor on a machine as quiet as the assessment had: not while the operator goes on
             # with this Incident (classification, escalation, approval: writes and Events).
             watch.wait({name}, 60, "resting")
-            floor_took = floor(prefix)
+            body = own_trail(incident(name, prefix), prefix)
+            body["metadata"]["annotations"] = {ESTATE: prefix}
+            t1 = time.monotonic()
+            client.create_namespaced_custom_object("opex.dev", "v1alpha1", FLOOR, "incidents", body)
+            if not floor_watch.wait({name}, 60):
+                raise RuntimeError(f"the floor did not assess {name} within 60 s: {floor.errors()}")
             if i >= 2:  # the first rounds warm clients and caches
                 ours.append(took)
-                floors.append(floor_took)
+                floors.append(floor_watch.seen[name] - t1)
             time.sleep(0.2)
     finally:
         watch.stop()
+        floor_watch.stop()
         floor.stop()
     calls = {f"{svc}:{op}": (n - calls_before.get((svc, op), 0)) / len(prefixes)
              for (svc, op), n in aws_calls_by_operation(stack.operator).items()
