@@ -93,9 +93,10 @@ class Floor:
         self.proc.wait(10)
 
 
-def latency(stack: Stack, rounds: int) -> dict:
+def latency(stack: Stack, rounds: int, profile: Path | None = None) -> dict:
     """Create → Assessed (as a watching client sees it) of one Incident at a time, each on an estate
-    of its own, for the operator and for the floor (``bench/floor.py``), alternately."""
+    of its own, for the operator and for the floor (``bench/floor.py``), alternately; ``profile``:
+    where py-spy writes its record of the operator over the measured rounds."""
     prefixes = [f"lat{i}" for i in range(rounds + 2)]
     seed(prefixes)
     client = api(stack)
@@ -105,9 +106,12 @@ def latency(stack: Stack, rounds: int) -> dict:
     floor_watch = Watch(stack, "incidents", assessed, namespace=FLOOR)
     ours, floors = [], []
     calls_before = aws_calls_by_operation(stack.operator)
+    spy = None
     try:
         for i, prefix in enumerate(prefixes):
             name = f"lat-{i}"
+            if i == 2 and profile is not None:
+                spy = profiler(stack, profile)
             t0 = time.monotonic()
             client.create_namespaced_custom_object("opex.dev", "v1alpha1", NAMESPACE, "incidents",
                                                    own_trail(incident(name, prefix), prefix))
@@ -128,6 +132,9 @@ def latency(stack: Stack, rounds: int) -> dict:
                 floors.append(floor_watch.seen[name] - t1)
             time.sleep(0.2)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         watch.stop()
         floor_watch.stop()
         floor.stop()
@@ -372,7 +379,8 @@ PARTS = ("latency", "burst", "takeover", "scale")
 def main(quick: bool = False, only: tuple[str, ...] = PARTS, count: int | None = None,
          profile: Path | None = None, workers: int | None = None) -> dict:
     """The figures of ``only`` (all by default); ``count``: Incidents in the burst (1,000; 200 quick);
-    ``profile``: where py-spy writes its record of the operator during the burst; ``workers``: the
+    ``profile``: where py-spy writes its record of the operator during the burst (and, named
+    ``latency-<it>``, during the latency rounds); ``workers``: the
     operator's OPEX_WORKERS for the latency and burst parts (its default, 4, when None)."""
     work = Path(tempfile.mkdtemp(prefix="opex-bench-"))
     stack = start_stack(work)
@@ -380,7 +388,8 @@ def main(quick: bool = False, only: tuple[str, ...] = PARTS, count: int | None =
     try:
         stack.start_operator(**({"OPEX_WORKERS": str(workers)} if workers else {}))
         if "latency" in only:
-            results["latency"] = latency(stack, 10 if quick else 30)
+            results["latency"] = latency(stack, 10 if quick else 30,
+                                         profile.with_name(f"latency-{profile.name}") if profile else None)
             print("latency", json.dumps(results["latency"], indent=1), flush=True)
         if "burst" in only:
             results["burst"] = burst(stack, count or (200 if quick else 1000), 50, profile)
