@@ -10,7 +10,6 @@ from ..api.common import Condition, EventType
 from ..ports.objects import ObjectRef
 
 
-
 class Event(NamedTuple):
     """A change a pass records: always a timeline entry, and a Kubernetes Event unless it is one
     of the changes the status writer keeps to the timeline (``controllers.status``, ``posted``).
