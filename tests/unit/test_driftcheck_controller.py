@@ -488,6 +488,23 @@ def test_no_plan_runs_when_the_run_cannot_be_put_on_record():
     assert w.ws.calls == [] and w.status.last_result is None
 
 
+def test_a_run_whose_opening_runs_the_plan_is_on_record_before_it_opens():
+    """A Job runner's open runs the plan, named after the started record: that write comes first."""
+    seen = []
+
+    class PlansInOpen(FakeWorkspaces):
+        def opens_by_reading(self, spec, grant, purpose=""):
+            return False
+
+        async def open(self, *args, **kwargs):
+            seen.append([dict(p) for p in sink_of(w.obj).patches])
+            return await super().open(*args, **kwargs)
+
+    w = World(PlansInOpen())
+    w.run_now()
+    assert len(seen[0]) == 1 and seen[0][0]["runningSince"] and w.status.last_result.outcome == "NoDrift"
+
+
 def test_the_resolution_it_acts_under_is_in_status():
     w = World(FakeWorkspaces(), resolution={"stratgy": "Apply", "approval": "Auto"})  # misspelt: ReportOnly
     w.run_now()

@@ -429,8 +429,15 @@ class _Pass(Pass):
         and runs ``init``, none of which changes infrastructure or state, and it returns only once
         the write is done, so Terraform never plans a run that is not on record. A run cut short
         before the write landed is simply run again (its request or slot is not answered yet).
-        Raises KubeError (the write), SourceError or TerraformError."""
+        Where opening runs the plan itself (a Job, named after the started record) the write
+        comes first. Raises KubeError (the write), SourceError or TerraformError."""
         if not checkpoint:
+            return await self.open(budget, PLAN)
+        grant = self.ctl.policy.terraform_grant(self.obj.ref.namespace, PLAN, self.spec.workspace)
+        if not self.ctl.workspaces.opens_by_reading(self.spec, grant):
+            started = time.monotonic()
+            await self.save()
+            ran.held = time.monotonic() - started
             return await self.open(budget, PLAN)
         saving = asyncio.ensure_future(self.save())
         try:
