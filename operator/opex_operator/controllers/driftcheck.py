@@ -425,8 +425,9 @@ class _Pass(Pass):
 
     async def opened(self, budget: float, checkpoint: bool, ran: _Ran) -> TerraformSession:
         """The workspace for a plan. With ``checkpoint`` this pass's status (the run on record as
-        started) is written while the workspace opens: opening fetches the source, reads variables
-        and runs ``init``, none of which changes infrastructure or state, and it returns only once
+        started) is written while the workspace opens: opening fetches the source, reads variables,
+        runs ``init`` and selects the workspace (at most creating it, empty), none of which changes
+        infrastructure or an existing state, and it returns only once
         the write is done, so Terraform never plans a run that is not on record. A run cut short
         before the write landed is simply run again (its request or slot is not answered yet).
         Where opening runs the plan itself (a Job, named after the started record) the write
