@@ -10,9 +10,12 @@ process, moto's S3 backend with locking, the terraform CLI. Per round it measure
                    (one PATCH, as ``opex run driftcheck`` writes it) to the result in status as a
                    watching client sees it; split into the annotation's PATCH, annotation →
                    ``Running`` in status (the watch, the queue, the read and the first status
-                   write) and ``Running`` → result less the run (the report ConfigMap, the last
-                   status write and the watch back); and until the request is answered
-                   (``status.answeredRunRequest``, what ``opex run driftcheck`` waits for).
+                   write, which the run's source check and ``init`` overlap: Terraform starts
+                   once it is written) and ``Running`` → result less the run (the report
+                   ConfigMap, the result's status write and the watch back, less whatever of
+                   the run overlapped the first write: it can be negative); and until the request
+                   is answered (``status.answeredRunRequest``, what ``opex run driftcheck`` waits
+                   for: in the result's own write when nothing more follows at once).
 
 The configuration is the tests' two ``terraform_data`` resources, plus ``resources`` more (a
 ``count``): the run's own work (``git ls-remote``, reading the ``-json`` stream, the run directory)

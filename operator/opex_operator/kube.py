@@ -202,12 +202,14 @@ class Kube:
                 "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
                              "ownerReferences": [owner.owner_reference()]},
                 "data": data, "binaryData": binary or {}}
-        try:
-            self.core.create_namespaced_config_map(namespace, body)
+        try:  # the answer is the ConfigMap sent back, unread (see _drain): a report can be hundreds of KB
+            _drain(cast(urllib3.BaseHTTPResponse, self.core.create_namespaced_config_map(
+                namespace, body, _preload_content=False)))
         except ApiException as err:
             if err.status != 409:
                 raise
-            self.core.replace_namespaced_config_map(name, namespace, body)
+            _drain(cast(urllib3.BaseHTTPResponse, self.core.replace_namespaced_config_map(
+                name, namespace, body, _preload_content=False)))
 
     @_translated
     def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:

@@ -1006,6 +1006,9 @@ class FakeWorkspaces:
             raise self.open_error
         return FakeSession(self, secret_values=self.secret_values)
 
+    def opens_by_reading(self, spec, grant, purpose=""):
+        return True
+
     def discard(self, namespace, name):
         self.calls.append(f"discard {namespace}/{name}")
 

@@ -361,9 +361,9 @@ def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
     w.obj.annotations["opex.dev/run-requested"] = "r1"
 
     async def stop_midway():
-        assert await w.ctl.reconcile(w.obj) == 0.0  # the run on record as started: its pass's one write
-        task = aio.create_task(w.ctl.reconcile(w.obj))  # the run itself
+        task = aio.create_task(w.ctl.reconcile(w.obj))
         await aio.sleep(0.05)
+        assert sink_of(w.obj).patches[0]["runningSince"]  # on record as started while the workspace opened
         task.cancel()
         try:
             await task
@@ -457,10 +457,52 @@ def test_a_run_request_is_answered_once_nothing_more_follows_at_once():
         answered.append((last.outcome.value if last else None, w.status.answered_run_request))
         if delay != 0.0:
             break
-    # Each run is two passes: on record as started, then run.
-    assert answered == [(None, None), ("DriftDetected", None), ("DriftDetected", None), ("DriftDetected", None),
-                        ("NoDrift", None), ("NoDrift", "r1")]
+    # A run is one pass; the apply is the next; the verification run's pass answers (it waits then).
+    assert answered == [("DriftDetected", None), ("DriftDetected", None), ("NoDrift", "r1")]
     assert w.ws.calls == ["plan", "apply", "plan"]
+
+
+def test_a_run_request_is_answered_in_the_write_of_its_result():
+    w = World(FakeWorkspaces())
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+    assert asyncio.run(w.ctl.reconcile(w.obj)) not in (0.0, None)  # one pass: nothing more at once
+    started, done = sink_of(w.obj).patches
+    assert started["runningSince"] and started["lastRunRequest"] == "r1" and "lastResult" not in started
+    assert done["lastResult"]["outcome"] == "NoDrift" and done["answeredRunRequest"] == "r1"
+    assert done["runningSince"] is None
+
+
+def test_no_plan_runs_when_the_run_cannot_be_put_on_record():
+    class Refusing:
+        async def patch(self, patch):
+            raise KubeError(503, "ServiceUnavailable", "etcdserver: request timed out")
+
+        def event(self, *args):
+            pass
+
+    w = World(FakeWorkspaces())
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+    w.obj.recorder.sink = Refusing()
+    with pytest.raises(KubeError):
+        asyncio.run(w.ctl.reconcile(w.obj))
+    assert w.ws.calls == [] and w.status.last_result is None
+
+
+def test_a_run_whose_opening_runs_the_plan_is_on_record_before_it_opens():
+    """A Job runner's open runs the plan, named after the started record: that write comes first."""
+    seen = []
+
+    class PlansInOpen(FakeWorkspaces):
+        def opens_by_reading(self, spec, grant, purpose=""):
+            return False
+
+        async def open(self, *args, **kwargs):
+            seen.append([dict(p) for p in sink_of(w.obj).patches])
+            return await super().open(*args, **kwargs)
+
+    w = World(PlansInOpen())
+    w.run_now()
+    assert len(seen[0]) == 1 and seen[0][0]["runningSince"] and w.status.last_result.outcome == "NoDrift"
 
 
 def test_the_resolution_it_acts_under_is_in_status():

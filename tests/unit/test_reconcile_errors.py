@@ -26,7 +26,7 @@ class Refusal:
 
 
 class RefusingCore:
-    def create_namespaced_config_map(self, namespace, body):
+    def create_namespaced_config_map(self, namespace, body, **options):
         raise ApiException(http_resp=Refusal())
 
 

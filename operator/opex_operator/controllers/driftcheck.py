@@ -1,11 +1,13 @@
 """Reconcile a DriftCheck: one move of ``runbooks.drift.decide`` per pass, through the Terraform port.
 
-A run is two passes with one status write each: the first puts it on record as started, the
-second fetches the source, runs ``init`` and ``plan -detailed-exitcode -out`` with a lock timeout
-under a hard run timeout, reads the saved plan's JSON, writes a report ConfigMap the DriftCheck
-owns and records the result (``runbooks.drift.judge`` says what the run's facts mean). Resolving drift (apply the approved plan, refresh-only, import),
-force-unlocking an orphaned lock and verifying a resolution are moves of their own, decided
-afresh on the next pass.
+A run is one pass with two status writes. The first puts it on record as started; the source is
+fetched, the variables written and ``init`` run meanwhile (they read only), and Terraform starts
+only once that write is done. Then ``plan -detailed-exitcode -out`` with a lock timeout under a
+hard run timeout, the saved plan's JSON read, a report ConfigMap the DriftCheck owns written, and
+the result recorded (``runbooks.drift.judge`` says what the run's facts mean) in the second write,
+with the next move when it calls nothing outside the operator (a wait: the request is answered in
+the same write). Resolving drift (apply the approved plan, refresh-only, import), force-unlocking
+an orphaned lock and verifying a resolution are moves of their own, decided afresh on the next pass.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 SOURCE_RECHECK = 60.0   # seconds between checks of a source ConfigMap that does not exist
 # The operator policy's action for each thing Terraform is run for (policy.Policy.check_terraform).
 PLAN, APPLY, IMPORT, FORCE_UNLOCK = "terraform:Plan", "terraform:Apply", "terraform:Import", "terraform:ForceUnlock"
+# Moves that only record (conditions, Events, a skipped slot): decided after a run, they go in its write.
+QUIET_MOVES = (Move.WAIT, Move.AWAIT_APPROVAL, Move.BACK_OFF)
 RESOLUTION_ACTIONS = {ResolutionStrategy.APPLY: APPLY, ResolutionStrategy.REFRESH_ONLY: APPLY,
                       ResolutionStrategy.IMPORT: IMPORT}
 
@@ -113,9 +117,19 @@ class DriftCheckController:
         st.observed_generation = gen
         log.debug("DriftCheck %s: %s", obj.ref.key, d.move)
         requeue = await pass_.carry_out(d)
+        if d.move == Move.RUN and requeue == 0:
+            # What follows a run, decided on the status it leaves: a move that calls nothing outside
+            # the operator is carried out now and goes in the run's own write (no pass, no write of
+            # its own); the others are the next pass's.
+            changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
+                                            st.answered_change)
+            after = drift.decide(spec, st, self.clock(), created, obj.annotations.get(RUN_ANNOTATION), changes)
+            if after.move in QUIET_MOVES:
+                d, requeue = after, await pass_.carry_out(after)
         if requeue is None:  # nothing more at once: the last request has its final answer
             st.answered_run_request = st.last_run_request
         await pass_.save()
+        await pass_.pruned()
         metrics.DRIFTCHECKS_OVERDUE.track(obj.ref.uid, (spec.environment or "",), drift.overdue_at(spec, st, created))
         if requeue is not None:
             return requeue
@@ -144,6 +158,7 @@ class _Ran:
     inputs: dict[str, str] = field(default_factory=dict)
     # the prior state's ids when the plan found no change (spec.triggers.cloudTrail), for the intake to match calls to
     managed: list[trail_changes.ManagedResource] | None = None
+    held: float = 0.0   # seconds the workspace, ready, waited for the started checkpoint (not the run's own)
 
 
 class _Pass(Pass):
@@ -156,6 +171,7 @@ class _Pass(Pass):
         self.scrub = Scrubber(())   # the values of the Secrets the run read, once a workspace is open
         self.session: TerraformSession | None = None
         self.seen_change: str | None = None  # the newest CloudTrail change recorded when this pass's run started
+        self.pruning: asyncio.Future | None = None  # the old reports' removal, alongside the result's write
 
     async def save(self, checkpoint: bool = True) -> None:
         """The checkpoint: Scheduled and Checked derived, then every value read from a Secret masked
@@ -168,6 +184,12 @@ class _Pass(Pass):
                 setattr(self.st, name, getattr(clean, name))
             self.events = [e._replace(message=self.scrub.text(e.message)) for e in self.events]
         await super().save(checkpoint)
+
+    async def pruned(self) -> None:
+        """Wait for the old reports' removal started by :meth:`succeeded` (if any)."""
+        if self.pruning is not None:
+            pruning, self.pruning = self.pruning, None
+            await pruning
 
     async def missing_source(self) -> bool:
         """A ``configMapRef`` source that does not exist is Stalled at once (not Ready), from the
@@ -235,10 +257,9 @@ class _Pass(Pass):
         """Carry out one decision; seconds until the next pass (0: at once), or None for the schedule's."""
         match d.move:
             case Move.RUN:
-                if d.started:
-                    await self.run(d)
-                else:
+                if not d.started:  # else the checkpoint is written already (a pass before, whose chain broke)
                     self.start_run(d)
+                await self.run(d, checkpoint=not d.started)
                 return 0.0
             case Move.FORCE_UNLOCK:
                 await self.force_unlock()
@@ -339,8 +360,8 @@ class _Pass(Pass):
 
     # -- a run ------------------------------------------------------------------------------------
     def start_run(self, d: Decision) -> None:
-        """Put the run on record as started: this pass's one write, before any Terraform runs, so a
-        restart never runs its slot or request again (the next pass runs it)."""
+        """Put the run on record as started (:meth:`run` writes it before any Terraform runs), so a
+        restart never runs its slot or request again (and the run left unfinished is run again)."""
         st = self.st
         if d.request is not None:
             st.last_run_request = d.request
@@ -352,9 +373,12 @@ class _Pass(Pass):
         mark(st.conditions, RECONCILING, "Running", f"terraform plan ({d.trigger})", self.gen)
         self.event("RunStarted", f"terraform plan ({d.trigger})")
 
-    async def run(self, d: Decision) -> None:
-        """One check, on record as started by the pass before; Terraform and source failures end it
-        as a failed run (never raised). What the run's facts mean is :func:`runbooks.drift.judge`'s to decide."""
+    async def run(self, d: Decision, checkpoint: bool = False) -> None:
+        """One check; with ``checkpoint`` its started record (:meth:`start_run`) is written first,
+        alongside opening the workspace (see :meth:`opened`), else a pass before wrote it.
+        Terraform and source failures end it as a failed run (never raised); a refused status
+        write raises KubeError before Terraform starts. What the run's facts mean is
+        :func:`runbooks.drift.judge`'s to decide."""
         st, spec = self.st, self.spec
         started = st.running_since or self.ctl.clock()
         t0 = time.monotonic()  # the run's own duration: source, init, plan (status writes are not in it)
@@ -367,7 +391,7 @@ class _Pass(Pass):
             self.obj.annotations.get(CHANGES_ANNOTATION))[-1:]), {}).get("eventId")
         ran = _Ran()
         try:
-            facts = await self.plan(budget, cut, result, ran)
+            facts = await self.plan(budget, cut, result, ran, checkpoint)
         except SourceError as err:
             facts = drift.PlanRun(source=(err.reason, str(err)))
         except TerraformError as err:
@@ -387,7 +411,7 @@ class _Pass(Pass):
         result.finished_at = self.ctl.clock()
         if st.next_schedule_time is not None:  # a long run may outlast the slot named at its start
             st.next_schedule_time = schedule.next_slot(spec.schedule, spec.time_zone, result.finished_at)
-        result.duration_seconds = round(time.monotonic() - t0, 3)
+        result.duration_seconds = round(time.monotonic() - t0 - ran.held, 3)
         if verdict.lock is not None:
             self.lock_held(result, verdict)
         elif verdict.summary is None:
@@ -399,11 +423,40 @@ class _Pass(Pass):
             await self.succeeded(result, verdict.summary, ran.doc, ran.plan_file, ran.inputs, managed)
         self.skip_slot_missed_by_the_run(started)
 
-    async def plan(self, budget: float, cut: str, result: RunResult, ran: _Ran) -> drift.PlanRun:
+    async def opened(self, budget: float, checkpoint: bool, ran: _Ran) -> TerraformSession:
+        """The workspace for a plan. With ``checkpoint`` this pass's status (the run on record as
+        started) is written while the workspace opens: opening fetches the source, reads variables,
+        runs ``init`` and selects the workspace (at most creating it, empty), none of which changes
+        infrastructure or an existing state, and it returns only once
+        the write is done, so Terraform never plans a run that is not on record. A run cut short
+        before the write landed is simply run again (its request or slot is not answered yet).
+        Where opening runs the plan itself (a Job, named after the started record) the write
+        comes first. Raises KubeError (the write), SourceError or TerraformError."""
+        if not checkpoint:
+            return await self.open(budget, PLAN)
+        grant = self.ctl.policy.terraform_grant(self.obj.ref.namespace, PLAN, self.spec.workspace)
+        if not self.ctl.workspaces.opens_by_reading(self.spec, grant):
+            started = time.monotonic()
+            await self.save()
+            ran.held = time.monotonic() - started
+            return await self.open(budget, PLAN)
+        saving = asyncio.ensure_future(self.save())
+        try:
+            session = await self.open(budget, PLAN)
+        except BaseException:
+            await saving  # on record either way: what opening found is this run's result
+            raise
+        ready = time.monotonic()
+        await saving
+        ran.held = time.monotonic() - ready
+        return session
+
+    async def plan(self, budget: float, cut: str, result: RunResult, ran: _Ran, checkpoint: bool = False) -> drift.PlanRun:
         """Source, init and one ``terraform plan``: its typed facts (the saved plan's JSON, file and
-        checksum inputs in ``ran``). Raises SourceError, TerraformError or PlanFormatError."""
+        checksum inputs in ``ran``); with ``checkpoint`` see :meth:`opened`. Raises SourceError,
+        TerraformError, PlanFormatError or KubeError."""
         spec = self.spec
-        session = await self.open(budget, PLAN)
+        session = await self.opened(budget, checkpoint, ran)
         result.terraform_version, result.source_revision = session.version, session.revision
         ran.plan_file = session.plan_file
         # One invocation: its -json stream has the drift, the changes and the diagnostics; the
@@ -482,6 +535,8 @@ class _Pass(Pass):
         except KubeError as err:
             await self.report_failed(result, err)
             raise
+        # The old reports go while status is written: the new one exists already, and only older ones go.
+        self.pruning = asyncio.ensure_future(asyncio.to_thread(self.prune_reports, report_ref.name))
         st.drifted_resources = [DriftedResource(address=e.address, actions=e.actions, reason=e.reason,
                                                 action_reason=e.action_reason) for e in entries[:MAX_DRIFTED]]
         st.drifted_count = len({e.address for e in entries})
@@ -721,8 +776,7 @@ class _Pass(Pass):
     def write_report(self, result: RunResult, summary: PlanSummary, doc: dict[str, Any] | None,
                      plan_file: str, managed: list[trail_changes.ManagedResource] | None = None,
                      changes: list[ResourceChange] | None = None) -> ReportRef:
-        """The report ConfigMap of a run (bounded: see ``drift_report``), then the old ones pruned.
-        Blocking; raises KubeError."""
+        """The report ConfigMap of a run (bounded: see ``drift_report``). Blocking; raises KubeError."""
         ref = self.obj.ref
         stamp = (result.finished_at or self.ctl.clock()).strftime("%Y%m%d%H%M%S")
         name = f"{ref.name[:230]}-drift-{stamp}"
@@ -742,11 +796,20 @@ class _Pass(Pass):
         objects.put_config_map(ref.namespace, name, report.data, ref,
                                {"opex.dev/driftcheck": label, "app.kubernetes.io/managed-by": "opex-operator"},
                                binary=report.binary)
-        for old in sorted(objects.config_map_names(ref.namespace, f"opex.dev/driftcheck={label}"),
-                          reverse=True)[self.spec.report.keep:]:
-            objects.delete_config_map(ref.namespace, old)
         return ReportRef(name=name, truncated=bool(doc) and not report.plan_included,
                          summary_truncated=report.summary_truncated, plan_file=report.plan_file)
+
+    def prune_reports(self, newest: str) -> None:
+        """Delete the reports beyond ``spec.report.keep`` counting ``newest`` (the one just written),
+        oldest first (their names end in the run's time). Blocking; a refused call is logged and
+        the next run prunes again (the reports are bounded in size and owned by the DriftCheck)."""
+        ref = self.obj.ref
+        try:
+            names = set(self.ctl.objects.config_map_names(ref.namespace, f"opex.dev/driftcheck={label_value(ref.name)}"))
+            for old in sorted(names - {newest}, reverse=True)[self.spec.report.keep - 1:]:
+                self.ctl.objects.delete_config_map(ref.namespace, old)
+        except KubeError as err:
+            log.warning("DriftCheck %s: old reports not pruned (the next run tries again): %s", ref.key, err)
 
     def observe(self, result: RunResult, summary: PlanSummary | None, lock_held: bool = False) -> None:
         uid = self.obj.ref.uid

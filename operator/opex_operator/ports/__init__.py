@@ -273,6 +273,10 @@ class Workspaces(Protocol):
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
                    purpose: str = "") -> TerraformSession: ...
 
+    def opens_by_reading(self, spec: DriftCheckSpec, grant: TerraformGrant, purpose: str = "") -> bool:
+        """Whether ``open`` only reads (the source, variables, ``init``), so a run's started
+        record may be written while it opens; False when opening runs the command itself (a Job)."""
+
     def discard(self, namespace: str, name: str) -> None:
         """Remove every run directory of the DriftCheck (blocking)."""
 

@@ -262,10 +262,10 @@ def decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cre
     ``changes`` the CloudTrail changes that owe a run (``trail_changes.pending``); the schedule must
     be valid (``schedule.invalid`` is checked first, by the controller).
 
-    A run is two passes, each with one status write: the first puts it on record as started
-    (``status.runningSince``: its slot or request is never run again), the second runs it. A run on
-    record as started by another operator process was interrupted; the controller clears it first
-    (it runs again as ``status.pendingRun``)."""
+    A run is put on record as started (``status.runningSince``: its slot or request is never run
+    again) before Terraform plans; the controller writes that and runs it in one pass (``started``:
+    a pass before wrote it). A run on record as started by another operator process was
+    interrupted; the controller clears it first (it runs again as ``status.pendingRun``)."""
     decided = _decide(spec, status, now, created, requested, changes or [])
     if decided.move == Move.WAIT and decided.until is None:
         _, until = changes_run(spec, status, now, changes or [])

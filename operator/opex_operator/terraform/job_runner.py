@@ -98,6 +98,10 @@ class JobWorkspaces:
         return grant.action == PLAN_ACTION or (
             grant.action == APPLY_ACTION and spec.resolution.strategy == ResolutionStrategy.APPLY)
 
+    def opens_by_reading(self, spec: DriftCheckSpec, grant: TerraformGrant, purpose: str = "") -> bool:
+        """Not for a Job's run: opening runs it (and names it after the started record in status)."""
+        return not self.as_job(spec, grant, purpose) and self.inner.opens_by_reading(spec, grant, purpose)
+
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
                    purpose: str = "") -> TerraformSession:
         """As ``ports.Workspaces.open``; a plan runs its Job here (see the module docstring)."""

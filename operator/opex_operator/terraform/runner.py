@@ -9,7 +9,7 @@ otherwise outlive it). Cancelling the awaiting task does the same.
 
 Terraform writes its output to files in the run directory (``logs/<command>.stdout`` and
 ``.stderr``), never to pipes: a Terraform whose operator died (SIGKILL) gets SIGINT from the
-kernel (``process.die_with_operator``) and must be able to print while it releases its lock; a
+kernel (``process.tied``) and must be able to print while it releases its lock; a
 pipe with no reader would kill it with SIGPIPE and leave the lock behind. While a command runs,
 ``process.json`` in the run directory records its process group (id, leader start time, command,
 operator); :func:`reap` stops whatever such a record names at the next start, so a
@@ -34,7 +34,7 @@ from typing import Any
 
 from .. import metrics
 from ..ports.terraform import Result, TerraformError  # noqa: F401 - the port's types
-from ..process import IDENTITY, die_with_operator, group_members, start_ticks
+from ..process import IDENTITY, group_members, start_ticks, tied
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,11 @@ class Terraform:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out_path, err_path = logs / f"{command}.stdout", logs / f"{command}.stderr"
+        argv, preexec = tied(self.binary, *args)
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = await asyncio.create_subprocess_exec(
-                self.binary, *args, cwd=self.workdir, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=err, start_new_session=True, preexec_fn=die_with_operator)
+                *argv, cwd=self.workdir, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=err, start_new_session=True, preexec_fn=preexec)
         record = self.run_dir / RECORD
         _write_record(record, proc.pid, command)
         exited = asyncio.ensure_future(proc.wait())

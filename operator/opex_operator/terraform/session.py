@@ -180,6 +180,10 @@ class Workspaces:
         return await prepare(self.source, namespace, spec, run_dir, self.binary, self.cache_dir, timeout, grant,
                              role_env)
 
+    def opens_by_reading(self, spec: DriftCheckSpec, grant: TerraformGrant, purpose: str = "") -> bool:
+        """Always: opening fetches the source, writes variables and runs ``init`` (no plan, no state change)."""
+        return True
+
     def discard(self, namespace: str, name: str) -> None:
         """Remove the DriftCheck's run directories."""
         shutil.rmtree(self.work_dir / namespace / name, ignore_errors=True)

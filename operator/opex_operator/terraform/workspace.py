@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ports.terraform import SourceError  # noqa: F401 - the port's type
-from ..process import die_with_operator
+from ..process import tied
 
 GIT_TIMEOUT = 120.0
 
 
 async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT) -> tuple[int, bytes, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    proc = await asyncio.create_subprocess_exec("git", *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+    argv, preexec = tied("git", *args)
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                start_new_session=True, preexec_fn=die_with_operator)
+                                                start_new_session=True, preexec_fn=preexec)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except (TimeoutError, asyncio.CancelledError):
