@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import shutil
 import signal
@@ -67,11 +68,16 @@ def die_with_operator() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
-def tied(program: str, *args: str) -> tuple[list[str], Callable[[], None] | None]:
+def tied(program: str, *args: str, path: str | None = None) -> tuple[list[str], Callable[[], None] | None]:
     """(argv, preexec_fn) to start ``program ARGS`` as a child the kernel sends SIGINT when the
     operator dies (see the module docstring): through ``setpriv --pdeathsig INT``, which execs the
     program in the same process (same pid, process group and start time), else with
-    :func:`die_with_operator` as ``preexec_fn``."""
-    if _SETPRIV:
-        return [_SETPRIV, "--pdeathsig", "INT", "--", program, *args], None
-    return [program, *args], die_with_operator
+    :func:`die_with_operator` as ``preexec_fn``. ``path``: the child's PATH (the operator's when
+    None). Raises FileNotFoundError when ``program`` is not on it, as starting it directly does
+    (setpriv would start and exit 127 instead)."""
+    if not _SETPRIV:
+        return [program, *args], die_with_operator
+    found = shutil.which(program, path=path)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return [_SETPRIV, "--pdeathsig", "INT", "--", found, *args], None

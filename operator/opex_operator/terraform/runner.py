@@ -64,7 +64,7 @@ class Terraform:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out_path, err_path = logs / f"{command}.stdout", logs / f"{command}.stderr"
-        argv, preexec = tied(self.binary, *args)
+        argv, preexec = tied(self.binary, *args, path=self.env.get("PATH"))
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=self.workdir, env=self.env, stdin=asyncio.subprocess.DEVNULL,

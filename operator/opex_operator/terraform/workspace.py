@@ -26,7 +26,7 @@ GIT_TIMEOUT = 120.0
 
 async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT) -> tuple[int, bytes, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    argv, preexec = tied("git", *args)
+    argv, preexec = tied("git", *args, path=env.get("PATH"))
     proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 start_new_session=True, preexec_fn=preexec)
