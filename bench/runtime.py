@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import queue
 import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,7 +73,7 @@ class Floor:
     a minimal controller of the Incidents of ``namespace``, which the operator does not watch."""
 
     def __init__(self, stack: Stack, namespace: str):
-        self.namespace, self.lines = namespace, queue.Queue()
+        self.lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor.py")),
                                       str(stack.cp.kubeconfig), namespace],
                                      stdout=subprocess.PIPE, text=True, env={**os.environ, "OPEX_AWS_RATES": UNLIMITED})
