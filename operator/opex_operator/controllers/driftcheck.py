@@ -102,9 +102,14 @@ class DriftCheckController:
             return None
         pass_ = _Pass(self, obj, spec, created)
         pass_.note_interrupted()
-        changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
-                                        st.answered_change)
-        d = drift.decide(spec, st, now, created, obj.annotations.get(RUN_ANNOTATION), changes)
+
+        def decide(at: dt.datetime) -> Decision:
+            """The move the status asks for now (the CloudTrail changes it has not answered yet)."""
+            changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
+                                            st.answered_change)
+            return drift.decide(spec, st, at, created, obj.annotations.get(RUN_ANNOTATION), changes)
+
+        d = decide(now)
         st.next_schedule_time = None if spec.suspend else schedule.next_slot(spec.schedule, spec.time_zone, now)
         st.resolution = ResolutionPolicy(strategy=spec.resolution.strategy, approval=spec.resolution.approval)
         if (stalled := get(st.conditions, STALLED)) is not None and stalled.reason in SPEC_STALLS:
@@ -121,9 +126,7 @@ class DriftCheckController:
             # What follows a run, decided on the status it leaves: a move that calls nothing outside
             # the operator is carried out now and goes in the run's own write (no pass, no write of
             # its own); the others are the next pass's.
-            changes = trail_changes.pending(trail_changes.change_records(obj.annotations.get(CHANGES_ANNOTATION)),
-                                            st.answered_change)
-            after = drift.decide(spec, st, self.clock(), created, obj.annotations.get(RUN_ANNOTATION), changes)
+            after = decide(self.clock())
             if after.move in QUIET_MOVES:
                 d, requeue = after, await pass_.carry_out(after)
         if requeue is None:  # nothing more at once: the last request has its final answer
