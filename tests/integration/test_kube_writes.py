@@ -72,3 +72,15 @@ def test_a_report_with_its_plan_uses_the_room_a_config_map_has(kube):
     size = len(report.data["summary.json"]) + len(base64.b64decode(report.binary["plan.json.gz"]))
     assert 700 * 1024 < size <= 1024 * 1024  # more than the old fixed 700 KiB allowance for the plan
     api.put_config_map(namespace, "fleet-drift-full", report.data, owner(namespace), binary=report.binary)
+
+
+def test_a_status_write_answers_with_the_resource_version_its_watch_event_will_carry(kube):
+    """The runtime recognises its own writes in the watch by this version (handlers.runtime)."""
+    api, namespace = kube
+    body = api.create("driftchecks", namespace, {
+        "apiVersion": "opex.dev/v1alpha1", "kind": "DriftCheck", "metadata": {"name": "network"},
+        "spec": {"schedule": ["0 9 * * *"], "source": {"configMapRef": {"name": "tf"}}}})
+    ref = ObjectRef("driftchecks", namespace, "network", body["metadata"]["uid"], "DriftCheck")
+    version = api.patch_status(ref, {"observedGeneration": 1})
+    assert version != body["metadata"]["resourceVersion"]
+    assert api.get("driftchecks", namespace, "network")["metadata"]["resourceVersion"] == version

@@ -4,11 +4,12 @@ Kopf watches the three kinds and hands events to :meth:`Runtime.observe`, which 
 object's key to the work queue when something the controller reacts to changed (a new
 object, its generation, a request annotation), never for the operator's own status writes:
 those stop at Kopf's ``when=`` filter (:meth:`Runtime.wants`), before Kopf runs a handler.
-``OPEX_WORKERS`` workers take keys; a pass reads the object fresh from the API server (so it
-always sees its own last checkpoint; only a new object, with no status yet, has none to miss and
-is taken from the watch event that queued it), runs the kind's controller for one move and schedules
-the next pass from its answer: at once, after N seconds (one timer heap for all objects), or
-not until a watch event. A pass that raises is logged with the object, counted, reported as
+``OPEX_WORKERS`` workers take keys; a pass starts from the body of the watch event that queued
+the object when that is still the newest state this runtime knows of (no later event came, and
+the event of its own last status write has arrived: a pass always sees its own last checkpoint),
+and otherwise reads the object from the API server (a timed pass, a restart's re-checks); it runs
+the kind's controller for one move and schedules the next pass from its answer: at once, after N
+seconds (one timer heap for all objects), or not until a watch event. A pass that raises is logged with the object, counted, reported as
 ``Reconciling=True/ReconcileError`` and retried with backoff per key. Work a person or a
 schedule is waiting for costs nothing until its deadline or an event.
 
@@ -48,6 +49,7 @@ EVENT_FLUSH_SECONDS = 5.0   # the most a stop waits for Events still being poste
 CHAINED_PASSES = 8
 RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled       # passes in a row on one read of the object, while each asks for the next at once
 _FAILED = object()
+_UNKNOWN = object()   # the resourceVersion of a write that did not say it (never equals an event's)
 Key = tuple[str, str, str]   # (plural, namespace, name)
 
 
@@ -56,11 +58,12 @@ class ApiSink:
     poster (:meth:`Runtime.post_event`: flushed before the operator exits)."""
 
     def __init__(self, kube: Kube, ref: ObjectRef, body: dict[str, Any],
-                 post: Callable[[ObjectRef, str, str, str], None]):
-        self.kube, self.ref, self.body, self.post = kube, ref, body, post
+                 post: Callable[[ObjectRef, str, str, str], None], wrote: Callable[[str | None], None]):
+        """``wrote``: told the resourceVersion each status write left (:meth:`Runtime.wrote`)."""
+        self.kube, self.ref, self.body, self.post, self.wrote = kube, ref, body, post, wrote
 
     async def patch(self, patch: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.kube.patch_status, self.ref, patch)
+        self.wrote(await asyncio.to_thread(self.kube.patch_status, self.ref, patch))
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
         self.post(self.ref, str(type_), reason, message)
@@ -81,10 +84,13 @@ class Runtime:
         self.workers = workers
         self.leading = asyncio.Event()
         self._triggers: dict[Key, tuple] = {}
-        # A new object (no status yet, never passed here) is taken from the watch event that queued
-        # it, not read again: it has no checkpoint to miss. Any event with a status drops it.
-        self._new: dict[Key, dict[str, Any]] = {}
-        self._passed: set[Key] = set()   # keys this runtime has run a pass of
+        # The body of the watch event that queued a key, taken by its next pass instead of a read
+        # (see ``_fresh_body``); any later event of the key drops it.
+        self._fresh: dict[Key, dict[str, Any]] = {}
+        self._seen: dict[Key, str | None] = {}   # the resourceVersion of the key's last watch event
+        # This runtime's last status write of a key whose watch event has not arrived yet (its
+        # resourceVersion; _UNKNOWN when the write did not say): a body queued before it misses it.
+        self._unseen: dict[Key, object] = {}
         self._tasks: list[asyncio.Task] = []
         self._in_flight: set[Key] = set()
         self._posting: set[asyncio.Task] = set()   # Events on their way to the API server
@@ -95,13 +101,12 @@ class Runtime:
         """Whether :meth:`observe` has anything to do with this watch event: Kopf's ``when=`` filter,
         so that the operator's own status writes (most events in a burst) and other changes the
         controller does not react to are dropped before Kopf runs a handler for them. Every event
-        passes here: one with a status drops the body kept of a new object (see ``_new``)."""
-        if not self._tasks or event_type == "DELETED":
-            return True
+        passes here, so every one is noted first (:meth:`_saw`)."""
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
-        if body.get("status"):
-            self._new.pop(key, None)  # somebody checkpointed it: its next pass reads it fresh
+        self._saw(key, meta)
+        if not self._tasks or event_type == "DELETED":
+            return True
         if not self.owns(meta.get("labels") or {}):
             return key in self._triggers  # moved to another shard: forget it once
         return self._triggers.get(key) != _trigger(body, self.controllers[plural].wake_annotations)
@@ -112,15 +117,13 @@ class Runtime:
             self.start()  # on the first event: the loop is running
         meta = body.get("metadata") or {}
         key = (plural, meta.get("namespace", ""), meta.get("name", ""))
+        self._saw(key, meta)  # again for a kind watched without the filter (Rollbacks): a no-op otherwise
         controller = self.controllers[plural]
         status = body.get("status") or {}
-        if status or key in self._passed:
-            self._new.pop(key, None)
         if event_type == "DELETED" or not self.owns(meta.get("labels") or {}):  # gone, or another shard's
             self.queue.remove(key)
-            self._triggers.pop(key, None)
-            self._new.pop(key, None)
-            self._passed.discard(key)
+            for known in (self._triggers, self._seen, self._unseen):
+                known.pop(key, None)
             controller.forget(_ref(controller, body))
             return
         trigger = _trigger(body, controller.wake_annotations)
@@ -128,17 +131,42 @@ class Runtime:
             return  # our own status write, or a change the controller does not react to
         self._triggers[key] = trigger
         priority = controller.priority(body)
-        if not status and key not in self._passed:
-            self._new[key] = body
-        if event_type is None and status.get("observedGeneration") == (body.get("metadata") or {}).get("generation"):
+        if event_type is None and status.get("observedGeneration") == meta.get("generation"):
             # The listing at start (or after a watch restart): objects whose spec was reconciled
             # before are looked at again spread over ``restart_spread`` seconds, at background
             # priority, so a restart with thousands of objects is no burst (new and changed ones
-            # still go first).
+            # still go first). Their passes read them then: no body is held for thousands.
             self.queue.add_after(key, random.uniform(0, self.restart_spread), priority + BACKGROUND)
         else:
+            self._fresh[key] = body
             self.queue.add(key, priority)
         metrics.WORKQUEUE_ADDS.labels(controller.resource.kind).inc()
+
+    def _saw(self, key: Key, meta: Mapping[str, Any]) -> None:
+        """Note a watch event of ``key`` (its ``metadata``): the body kept for the key's next pass
+        is no longer the newest (``observe`` keeps this one instead when it queues the key), and
+        when it is the event of this runtime's last status write of the key, none is missing."""
+        version = meta.get("resourceVersion")
+        self._seen[key] = version
+        self._fresh.pop(key, None)
+        if key in self._unseen and self._unseen[key] == version:
+            del self._unseen[key]
+
+    def wrote(self, key: Key, version: str | None) -> None:
+        """This runtime wrote ``key``'s status, which left it at resourceVersion ``version`` (None:
+        not known). Until the watch brings that version, a body queued before it lacks the write,
+        and the key's passes read the object (see :meth:`_fresh_body`); the event may have come
+        already, while the write's answer was on its way."""
+        if version is None or self._seen.get(key) != version:
+            self._unseen[key] = _UNKNOWN if version is None else version
+
+    def _fresh_body(self, key: Key) -> dict[str, Any] | None:
+        """The body of the watch event that queued ``key``, when a pass may start from it instead of
+        reading the object: no event of the key came after it, and the event of this runtime's last
+        status write of the key came before it (watch events arrive in the order of their writes:
+        that body holds the write). None otherwise: the pass reads it."""
+        body = self._fresh.pop(key, None)
+        return None if key in self._unseen else body
 
     async def finalize(self, plural: str, body: dict[str, Any]) -> None:
         """The object is being deleted: no more passes; its controller releases what it holds."""
@@ -173,9 +201,8 @@ class Runtime:
     async def _process(self, key: Key, priority: int) -> None:
         plural, namespace, name = key
         controller = self.controllers[plural]
-        self._passed.add(key)
         try:
-            body = self._new.pop(key, None) or await asyncio.to_thread(self.kube.get, plural, namespace, name)
+            body = self._fresh_body(key) or await asyncio.to_thread(self.kube.get, plural, namespace, name)
         except KubeError as err:
             log.warning("cannot read %s %s/%s: %s", controller.resource.kind, namespace, name, err)
             self.queue.add_rate_limited(key, priority)
@@ -183,7 +210,7 @@ class Runtime:
         if body is None or not self.owns((body.get("metadata") or {}).get("labels") or {}):
             self.queue.remove(key)
             return
-        obj = _observed(controller, self.kube, body, self.post_event)
+        obj = _observed(controller, self.kube, body, self.post_event, lambda version: self.wrote(key, version))
         # A pass that asks for the next one at once continues with the object as it just wrote it
         # (its status in memory is the API server's): no read in between, unless the object
         # changed meanwhile (an event came), then the next pass reads it fresh; or more urgent work
@@ -314,13 +341,14 @@ def _ref(controller: Controller, body: dict[str, Any]) -> ObjectRef:
 
 
 def _observed(controller: Controller, kube: Kube, body: dict[str, Any],
-              post: Callable[[ObjectRef, str, str, str], None]) -> Observed:
-    """A pass's view of ``body`` (as just read): its status validated, written through a StatusWriter."""
+              post: Callable[[ObjectRef, str, str, str], None], wrote: Callable[[str | None], None]) -> Observed:
+    """A pass's view of ``body`` (as just read): its status validated, written through a StatusWriter
+    (``post``, ``wrote``: see ``ApiSink``)."""
     meta = body["metadata"]
     ref = _ref(controller, body)
     status = controller.resource.status.model_validate(body.get("status") or {})
     generation = meta.get("generation", 0)
-    writer = StatusWriter(ApiSink(kube, ref, body, post),
+    writer = StatusWriter(ApiSink(kube, ref, body, post, wrote),
                           status.model_dump(mode="json", by_alias=True, exclude_none=True),
                           generation)
     return Observed(ref=ref, generation=generation, annotations=dict(meta.get("annotations") or {}),
