@@ -71,9 +71,12 @@ def test_committed_change_is_drift_with_a_report_then_approved_apply_converges(k
     kubectl.apply(driftcheck(infra, resolution={"strategy": "Apply", "approval": "Manual"}), namespace)
     assert wait_run(kubectl, namespace, run_now(kubectl, namespace))["outcome"] == "NoDrift"
 
-    infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "large"}}, "network: large")
+    # The branch moved since the run that exported it: that revision is planned while git asks, and
+    # thrown away; the new one is fetched and planned, and the result is its.
+    moved = infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "large"}}, "network: large")
     result = wait_run(kubectl, namespace, run_now(kubectl, namespace))
     assert result["outcome"] == "DriftDetected" and result["exitCode"] == 2 and result["change"] == 1
+    assert result["sourceRevision"] == moved
     status = kubectl.get("driftcheck", "network", namespace)["status"]
     assert status["driftedResources"] == [{"address": "terraform_data.network", "actions": ["update"],
                                            "reason": "change"}]

@@ -142,6 +142,46 @@ def test_git_source_export_and_its_failures(tmp_path):
     assert err.value.reason == "SourceUnavailable"
 
 
+def test_a_plan_of_the_exported_revision_runs_while_git_asks_whether_the_ref_moved(terraform_bin, tmp_path):
+    """``check_source_later``: the revision an earlier run exported is planned at once, and
+    ``git ls-remote`` says meanwhile whether the branch still names it; checked first, a moved
+    branch is fetched and planned."""
+    from opex_operator.api.driftcheck import DriftCheckSpec
+    from opex_operator.terraform.session import Workspaces
+
+    class NoObjects:
+        def config_map_data(self, namespace, name):
+            return None
+
+        def secret_data(self, namespace, name):
+            return None
+
+    repo = tfrepo.Repo(tmp_path)
+    first = repo.commit({"network/main.tf": LOCAL % "one"}, "one")
+    spec = DriftCheckSpec.model_validate({"schedule": ["0 9 * * *"], "source": {"git": {
+        "url": repo.url, "ref": "main", "path": "network"}}})
+    workspaces = Workspaces(NoObjects(), terraform_bin, tmp_path / "work", tmp_path / "cache")
+    grant = Policy.model_validate({"rules": [{"namespaces": ["*"], "actions": ["terraform:Plan"], "terraform": {
+        "backends": [{"type": "local"}]}}]}).terraform_grant("ns", "terraform:Plan", "default")
+
+    async def run(later: bool) -> tuple[str, int | None, bool, bool]:
+        session = await workspaces.open("ns", "net", spec, 120, grant, check_source_later=later)
+        left_running = session.source_check is not None
+        try:
+            plan = await session.plan("5s", json_stream=True)
+            moved = await session.source_moved()
+        finally:
+            await session.cancel_source_check()
+        return session.revision, plan.exit_code, left_running, moved
+
+    assert asyncio.run(run(True)) == (first, 2, False, False)   # nothing exported yet: fetched first
+    assert asyncio.run(run(True)) == (first, 2, True, False)    # exported: asked while it planned; not moved
+    second = repo.commit({"network/main.tf": LOCAL % "two"}, "two")
+    assert asyncio.run(run(True)) == (first, 2, True, True)     # the branch moved: this plan is not the source's
+    assert asyncio.run(run(False)) == (second, 2, False, False)  # checked first: the new revision, planned
+    assert '"two"' in (tmp_path / "work" / "ns" / "net" / "check" / "src" / "network" / "main.tf").read_text()
+
+
 AGREEMENT = [  # configuration after "a" and "b" were applied -> what terraform plan -detailed-exitcode says
     ("nothing changed", 'resource "terraform_data" "a" { input = "one" }\nresource "terraform_data" "b" {}\n'),
     ("a change", 'resource "terraform_data" "a" { input = "two" }\nresource "terraform_data" "b" {}\n'),

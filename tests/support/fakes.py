@@ -930,9 +930,23 @@ class FakeSession:
     plan_file: str = "/var/lib/opex/work/ns/x/check/drift.tfplan"
     secret_values: frozenset[str] = frozenset()
     last_result: Result | None = None
+    remote: str | None = None   # what the ref names, as the check left running will say (None: no check)
+    check: str = ""             # what became of that check: "asked" or "cancelled"
 
     def plan_inputs(self) -> dict[str, str]:
         return dict(self.workspaces.plan_inputs)
+
+    async def source_moved(self) -> bool:
+        if self.remote is None or self.check:
+            return False
+        self.check = "asked"
+        if self.workspaces.source_check_error is not None:
+            raise self.workspaces.source_check_error
+        return self.remote != self.revision
+
+    async def cancel_source_check(self) -> None:
+        if self.remote is not None and not self.check:
+            self.check = "cancelled"
 
     def has_saved_plan(self) -> bool:
         return self.workspaces.saved is not None
@@ -996,15 +1010,27 @@ class FakeWorkspaces:
     secret_values: frozenset[str] = frozenset()  # what its varsFrom/envFrom Secrets hold
     plan_inputs: dict[str, str] = field(default_factory=lambda: {"configuration": "c0", "backend": "b0"})
     grants: list[Any] = field(default_factory=list)
+    exported: str = "abc123"    # the revision in the run directory
+    remote: str = "abc123"      # the one the source's ref names now (the source moved when they differ)
+    source_check_error: Exception | None = None   # what asking the remote raises
+    sessions: list[FakeSession] = field(default_factory=list)
+    opens: list[str] = field(default_factory=list)   # how each open checked the source
 
-    async def open(self, namespace, name, spec, timeout, grant, purpose=""):
-        """As the adapter: the grant's verdict on the declared backend first, then the workspace."""
+    async def open(self, namespace, name, spec, timeout, grant, purpose="", check_source_later=False):
+        """As the adapter: the grant's verdict on the declared backend first, then the workspace;
+        the exported revision, checked against the remote first unless ``check_source_later``."""
         self.grants.append(grant)
+        self.opens.append("source checked later" if check_source_later else "source checked first")
         if refused := grant.refusal(Backend(self.backend_type, dict(spec.backend_config))):
             raise PolicyRefused(f"{grant.action} refused: {refused}")
         if self.open_error is not None:
             raise self.open_error
-        return FakeSession(self, secret_values=self.secret_values)
+        if not check_source_later:
+            self.exported = self.remote
+        session = FakeSession(self, revision=self.exported, secret_values=self.secret_values,
+                              remote=self.remote if check_source_later else None)
+        self.sessions.append(session)
+        return session
 
     def opens_by_reading(self, spec, grant, purpose=""):
         return True

@@ -350,6 +350,24 @@ def test_a_plan_run_left_by_a_dead_operator_runs_again():
     assert w.status.running_since is None and w.status.last_result.trigger == "schedule x, again after an interruption"
 
 
+def stopped_midway(w: World) -> str:
+    """Request a run and cancel its pass 50 ms in, as the operator stopping does; "cancelled" when
+    the pass let the cancellation through."""
+    w.obj.annotations["opex.dev/run-requested"] = "r1"
+
+    async def stop_midway():
+        task = asyncio.create_task(w.ctl.reconcile(w.obj))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "finished"
+
+    return asyncio.run(stop_midway())
+
+
 def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
     import asyncio as aio
 
@@ -358,19 +376,8 @@ def test_a_run_cut_short_by_the_operator_stopping_says_so_and_is_owed():
             await aio.sleep(3600)
 
     w = World(Hanging())
-    w.obj.annotations["opex.dev/run-requested"] = "r1"
-
-    async def stop_midway():
-        task = aio.create_task(w.ctl.reconcile(w.obj))
-        await aio.sleep(0.05)
-        assert sink_of(w.obj).patches[0]["runningSince"]  # on record as started while the workspace opened
-        task.cancel()
-        try:
-            await task
-        except aio.CancelledError:
-            return "cancelled"
-
-    assert aio.run(stop_midway()) == "cancelled"
+    assert stopped_midway(w) == "cancelled"
+    assert sink_of(w.obj).patches[0]["runningSince"]  # on record as started while the workspace opened
     assert condition(w.status, "Checked").reason == "Interrupted" and w.status.running_since is None
     assert w.status.pending_run.endswith("again after an interruption")
     assert sink_of(w.obj).patches[-1]["pendingRun"]  # written before the operator went
@@ -550,8 +557,8 @@ def test_approval_is_no_longer_asked_for_once_the_drift_is_gone():
 
 def test_a_run_that_outlasts_its_slot_names_the_next_slot_after_it():
     class SlowPlans(FakeWorkspaces):
-        async def open(self, namespace, name, spec, timeout, grant, purpose=""):
-            session = await super().open(namespace, name, spec, timeout, grant, purpose)
+        async def open(self, namespace, name, spec, timeout, grant, purpose="", **kw):
+            session = await super().open(namespace, name, spec, timeout, grant, purpose, **kw)
             plan = session.plan
 
             async def slow(lock_timeout, json_stream=False):
@@ -670,3 +677,91 @@ def test_an_auto_import_its_gates_deny_waits_for_approval():
     held = condition(w.status, "Remediating")
     assert held.reason == "GateFailed" and "import of terraform_data.net" in held.message
     assert "import" not in w.ws.calls and "state_list" not in w.ws.calls
+
+
+# -- the source checked while Terraform plans ------------------------------------------------------
+
+def test_a_plan_of_the_exported_revision_stands_when_the_source_did_not_move():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"]))]))
+    w.run_now()
+    assert w.ws.opens == ["source checked later"] and w.ws.calls == ["plan"]
+    assert w.ws.sessions[0].check == "asked"
+    assert w.status.last_result.source_revision == "abc123" and w.status.last_result.outcome == "DriftDetected"
+    report, _ = report_of(w)
+    assert report["sourceRevision"] == "abc123"
+
+
+def test_a_source_that_moved_while_it_was_planned_is_planned_again_and_reports_the_new_revision():
+    w = World(FakeWorkspaces(plans=[plan_doc(), plan_doc(("terraform_data.net", ["update"]))], remote="def456"))
+    w.run_now()
+    assert w.ws.opens == ["source checked later", "source checked first"] and w.ws.calls == ["plan", "plan"]
+    st = w.status
+    assert st.last_result.source_revision == "def456"
+    assert st.last_result.outcome == "DriftDetected" and st.drifted_count == 1   # the new revision's plan, not the first
+    report, _ = report_of(w)
+    assert report["sourceRevision"] == "def456" and report["planChecksum"] == st.last_result.plan_checksum
+    assert "NoDrift" not in w.reasons()   # the thrown-away plan said nothing
+    assert len([n for (_, n) in w.objects.config_maps if n.startswith("network-drift-")]) == 1
+
+
+def test_a_source_git_cannot_answer_for_is_planned_again_checked_first():
+    from opex_operator.ports.terraform import SourceError
+
+    w = World(FakeWorkspaces(source_check_error=SourceError("SourceUnavailable", "git is not installed")))
+    w.run_now()
+    st = w.status
+    assert w.ws.opens == ["source checked later"] and w.ws.calls == ["plan"]
+    assert st.last_result.reason == "SourceUnavailable" and "git is not installed" in st.last_result.message
+    assert st.report_ref is None and condition(st, "Drifted").status == "Unknown"
+
+
+def test_resolutions_and_unlocks_check_the_source_before_terraform_runs():
+    w = World(FakeWorkspaces(plans=[plan_doc(("terraform_data.net", ["update"])), plan_doc()]),
+              resolution={"strategy": "Apply"})
+    w.run_now()
+    w.ws.remote = "def456"    # the remote moved after the plan that was approved
+    w.approve(w.status.last_result.plan_checksum)
+    w.drive()
+    by_action = list(zip([g.action for g in w.ws.grants], w.ws.opens))
+    assert by_action[:2] == [("terraform:Plan", "source checked later"), ("terraform:Apply", "source checked first")]
+    assert all(how == "source checked first" for action, how in by_action if action != "terraform:Plan")
+    assert w.ws.sessions[1].revision == "def456" and w.ws.sessions[1].remote is None   # nothing left running
+
+
+def test_a_source_check_left_running_is_cancelled_when_the_plan_times_out():
+    w = World(FakeWorkspaces(plans=[result("plan", None)], remote="def456"))
+    w.run_now()
+    assert w.ws.calls == ["plan"] and w.ws.opens == ["source checked later"]   # no budget left for a second
+    assert w.ws.sessions[0].check == "cancelled" and w.status.last_result.outcome == "PlanFailed"
+
+
+def test_a_source_check_left_running_is_cancelled_when_reading_the_plan_fails():
+    class Unreadable(FakeWorkspaces):
+        async def open(self, *args, **kwargs):
+            session = await super().open(*args, **kwargs)
+
+            async def show_plan():
+                raise TerraformError("terraform show failed", result("show", 1, stderr="Error: bad plan"))
+            session.show_plan = show_plan
+            return session
+
+    w = World(Unreadable(plans=[plan_doc(("terraform_data.net", ["update"]))]))
+    w.run_now()
+    assert w.ws.sessions[0].check == "cancelled" and w.status.last_result.outcome == "PlanFailed"
+
+
+def test_a_source_check_left_running_is_cancelled_when_the_operator_stops_during_the_plan():
+    import asyncio as aio
+
+    class Hanging(FakeWorkspaces):
+        async def open(self, *args, **kwargs):
+            session = await super().open(*args, **kwargs)
+
+            async def plan(lock_timeout, json_stream=False):
+                await aio.sleep(3600)
+            session.plan = plan
+            return session
+
+    w = World(Hanging())
+    assert stopped_midway(w) == "cancelled"
+    assert w.ws.sessions[0].check == "cancelled" and condition(w.status, "Checked").reason == "Interrupted"

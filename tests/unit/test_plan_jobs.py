@@ -193,9 +193,11 @@ class FakeApi:
 class InProcess:
     def __init__(self):
         self.opened: list[str] = []
+        self.checked_later: list[bool] = []
 
-    async def open(self, namespace, name, spec, timeout, grant, purpose=""):
+    async def open(self, namespace, name, spec, timeout, grant, purpose="", check_source_later=False):
         self.opened.append(grant.action)
+        self.checked_later.append(check_source_later)
         return "in-process session"
 
     def discard(self, namespace, name):

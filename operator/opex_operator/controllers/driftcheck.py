@@ -314,12 +314,14 @@ class _Pass(Pass):
                        f"{message}; or set spec.resolution.approvedPlanChecksum to {planned} to apply it now")
         return wait
 
-    async def open(self, timeout: float, action: str) -> TerraformSession:
+    async def open(self, timeout: float, action: str, check_source_later: bool = False) -> TerraformSession:
         """The workspace, ready for ``action`` under the operator policy (checked before any
-        Terraform runs); raises SourceError (PolicyRefused among them) or TerraformError."""
+        Terraform runs; ``check_source_later``: ``ports.Workspaces.open``, a plan's only); raises
+        SourceError (PolicyRefused among them) or TerraformError."""
         ref = self.obj.ref
         grant = self.ctl.policy.terraform_grant(ref.namespace, action, self.spec.workspace)
-        session = await self.ctl.workspaces.open(ref.namespace, ref.name, self.spec, timeout, grant)
+        session = await self.ctl.workspaces.open(ref.namespace, ref.name, self.spec, timeout, grant,
+                                                 check_source_later=check_source_later)
         self.scrub, self.session = Scrubber(session.secret_values), session
         return session
 
@@ -434,32 +436,58 @@ class _Pass(Pass):
         the write is done, so Terraform never plans a run that is not on record. A run cut short
         before the write landed is simply run again (its request or slot is not answered yet).
         Where opening runs the plan itself (a Job, named after the started record) the write
-        comes first. Raises KubeError (the write), SourceError or TerraformError."""
+        comes first. The source is checked while Terraform plans (see :meth:`plan`).
+        Raises KubeError (the write), SourceError or TerraformError."""
         if not checkpoint:
-            return await self.open(budget, PLAN)
+            return await self.open(budget, PLAN, check_source_later=True)
         grant = self.ctl.policy.terraform_grant(self.obj.ref.namespace, PLAN, self.spec.workspace)
         if not self.ctl.workspaces.opens_by_reading(self.spec, grant):
             started = time.monotonic()
             await self.save()
             ran.held = time.monotonic() - started
-            return await self.open(budget, PLAN)
+            return await self.open(budget, PLAN, check_source_later=True)
         saving = asyncio.ensure_future(self.save())
         try:
-            session = await self.open(budget, PLAN)
+            session = await self.open(budget, PLAN, check_source_later=True)
         except BaseException:
             await saving  # on record either way: what opening found is this run's result
             raise
         ready = time.monotonic()
-        await saving
+        try:
+            await saving
+        except BaseException:
+            await session.cancel_source_check()
+            raise
         ran.held = time.monotonic() - ready
         return session
 
     async def plan(self, budget: float, cut: str, result: RunResult, ran: _Ran, checkpoint: bool = False) -> drift.PlanRun:
-        """Source, init and one ``terraform plan``: its typed facts (the saved plan's JSON, file and
+        """Source, init and ``terraform plan``: its typed facts (the saved plan's JSON, file and
         checksum inputs in ``ran``); with ``checkpoint`` see :meth:`opened`. Raises SourceError,
-        TerraformError, PlanFormatError or KubeError."""
-        spec = self.spec
+        TerraformError, PlanFormatError or KubeError.
+
+        A git revision an earlier run exported is planned while git asks the remote whether the ref
+        still names it (``git ls-remote`` is then off the run's critical path: the common case is a
+        source that did not move). When it does not, or git cannot tell, that plan is thrown away and
+        the workspace opens again, the source checked (fetched) first, and plans again: a plan of one
+        revision is never reported as another's."""
+        started = time.monotonic()
         session = await self.opened(budget, checkpoint, ran)
+        try:
+            facts = await self.planned(session, cut, result, ran)
+            if facts.timed_out or not await session.source_moved():
+                return facts
+        finally:
+            await session.cancel_source_check()
+        log.info("DriftCheck %s: the source moved past %s while it was planned; planning the new revision",
+                 self.obj.ref.key, session.revision)
+        ran.doc, ran.inputs, ran.managed = None, {}, None
+        session = await self.open(max(1.0, budget - (time.monotonic() - started)), PLAN)
+        return await self.planned(session, cut, result, ran)
+
+    async def planned(self, session: TerraformSession, cut: str, result: RunResult, ran: _Ran) -> drift.PlanRun:
+        """One ``terraform plan`` in the open ``session`` (see :meth:`plan`)."""
+        spec = self.spec
         result.terraform_version, result.source_revision = session.version, session.revision
         ran.plan_file = session.plan_file
         # One invocation: its -json stream has the drift, the changes and the diagnostics; the

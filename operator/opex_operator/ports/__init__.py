@@ -265,13 +265,27 @@ class TerraformSession(Protocol):
     async def state_list(self) -> list[str]: ...
     async def force_unlock(self, lock_id: str) -> Result: ...
 
+    async def source_moved(self) -> bool:
+        """Whether the source's revision moved while Terraform ran on ``revision`` (a workspace
+        opened with ``check_source_later``): True when the git ref now names another commit or git
+        cannot tell, so what Terraform found is not the source's; False when nothing was left to
+        check. Asked once. Raises SourceError."""
+
+    async def cancel_source_check(self) -> None:
+        """End the check :meth:`source_moved` would have answered (a run cut short or failed
+        before asking); nothing when there is none. Never raises."""
+
 
 class Workspaces(Protocol):
     """Opens a DriftCheck's Terraform workspace. Raises SourceError (configuration, variables or
     credentials missing) or TerraformError (``init`` or workspace selection failed)."""
 
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
-                   purpose: str = "") -> TerraformSession: ...
+                   purpose: str = "", check_source_later: bool = False) -> TerraformSession:
+        """The workspace, ready. ``check_source_later`` (a plan's, whose caller asks
+        ``TerraformSession.source_moved`` before it uses the plan): an exported git revision may
+        be planned while the remote is asked whether it still names it; otherwise the remote is
+        asked first (an apply never runs a configuration the remote no longer names)."""
 
     def opens_by_reading(self, spec: DriftCheckSpec, grant: TerraformGrant, purpose: str = "") -> bool:
         """Whether ``open`` only reads (the source, variables, ``init``), so a run's started

@@ -103,12 +103,14 @@ class JobWorkspaces:
         return not self.as_job(spec, grant, purpose) and self.inner.opens_by_reading(spec, grant, purpose)
 
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
-                   purpose: str = "") -> TerraformSession:
-        """As ``ports.Workspaces.open``; a plan runs its Job here (see the module docstring)."""
+                   purpose: str = "", check_source_later: bool = False) -> TerraformSession:
+        """As ``ports.Workspaces.open``; a plan runs its Job here (see the module docstring), which
+        fetches its source checked first (``check_source_later`` is for the in-process runner)."""
         if grant.action == FORCE_UNLOCK_ACTION:
             await self.refuse_unlock_while_running(namespace, name)
         if not self.as_job(spec, grant, purpose):
-            return await self.inner.open(namespace, name, spec, timeout, grant, purpose)
+            return await self.inner.open(namespace, name, spec, timeout, grant, purpose,
+                                         check_source_later=check_source_later)
         if self.template is None:
             raise SourceError("RunnerUnavailable", "spec.runner is Job, but this operator has no Job template "
                                                    "(OPEX_PLAN_JOB_TEMPLATE, which the chart sets): it runs plans in "
@@ -214,6 +216,13 @@ class JobSession:
 
     async def force_unlock(self, lock_id: str) -> Result:
         raise self._in_process_only("force-unlock")
+
+    async def source_moved(self) -> bool:
+        """Never: the Job fetched its source checked first."""
+        return False
+
+    async def cancel_source_check(self) -> None:
+        """Nothing to end (see :meth:`source_moved`)."""
 
     @staticmethod
     def _in_process_only(what: str) -> TerraformError:

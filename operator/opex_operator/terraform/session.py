@@ -48,6 +48,8 @@ PASSED_PREFIXES = ("AWS_ENDPOINT_URL",)
 REFUSED_ENV = re.compile(r"^(TF_(?!VAR_).*|HOME|TMPDIR|PATH|LD_.*|AWS_EC2_METADATA_.*|AWS_CONTAINER_.*|"
                          r"AWS_WEB_IDENTITY_TOKEN_FILE|AWS_ROLE_ARN|AWS_ROLE_SESSION_NAME|AWS_SHARED_CREDENTIALS_FILE|"
                          r"AWS_CONFIG_FILE|KUBECONFIG|KUBERNETES_.*)$")
+# A ref that is (an abbreviation of) a commit id names it forever: ls-remote cannot answer for it.
+COMMIT_ID = re.compile(r"[0-9a-f]{7,64}")
 Credentials = Callable[[str], dict[str, str]]
 """Role key -> ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN`` of that role,
 assumed now (``aws.clients.AwsClients.role_environment``); blocking, raises on failure."""
@@ -79,6 +81,9 @@ class Session:
     deadline: float                  # time.monotonic() by which the whole run must end
     backend: Backend = field(default_factory=lambda: Backend("local"))   # as init recorded it
     secret_values: frozenset[str] = frozenset()   # values read from Secrets: never in a report or status
+    # The commit the git ref names now (``remote_revision``), asked while Terraform plans the revision
+    # already exported (``prepare`` with ``check_source_later``); see :meth:`source_moved`.
+    source_check: asyncio.Future[str | None] | None = None
 
     @property
     def last_result(self) -> Result | None:
@@ -153,6 +158,27 @@ class Session:
         """``force-unlock -force ID``."""
         return await self.tf.force_unlock(lock_id, timeout=self.remaining())
 
+    async def source_moved(self) -> bool:
+        """Whether the git ref names another commit than ``revision`` now, by the check ``prepare``
+        left running (``check_source_later``): True also when git cannot tell (the check-first path
+        fetches again then); False when no check was left running. Asked once. Raises SourceError
+        (git is not installed)."""
+        check, self.source_check = self.source_check, None
+        if check is None:
+            return False
+        return await check != self.revision
+
+    async def cancel_source_check(self) -> None:
+        """Cancel the check :meth:`source_moved` was not asked for (a run cut short or failed) and
+        wait for it to end (its git is killed); its outcome, an error included, is dropped."""
+        check, self.source_check = self.source_check, None
+        if check is None:
+            return
+        check.cancel()
+        await asyncio.wait([check])
+        if not check.cancelled():
+            check.exception()  # retrieved: an error of a check no one asked about is not logged as lost
+
 
 class Workspaces:
     """Opens DriftChecks' workspaces under ``work_dir/<namespace>/<name>/<purpose>`` (``check`` for the
@@ -164,9 +190,10 @@ class Workspaces:
         self.credentials = credentials
 
     async def open(self, namespace: str, name: str, spec: DriftCheckSpec, timeout: float, grant: TerraformGrant,
-                   purpose: str = "") -> Session:
+                   purpose: str = "", check_source_later: bool = False) -> Session:
         """Prepare the workspace under ``grant`` (the operator policy's answer for this run);
-        raises SourceError (PolicyRefused among them) or TerraformError (see :func:`prepare`)."""
+        ``check_source_later``: see :func:`prepare`. Raises SourceError (PolicyRefused among them)
+        or TerraformError (see :func:`prepare`)."""
         run_dir = RunDir(self.work_dir / namespace / name / (purpose or "check"))
         role_env: dict[str, str] = {}
         if grant.role_key:
@@ -178,7 +205,7 @@ class Workspaces:
                 raise SourceError("CredentialsUnavailable", f"cannot assume role {grant.role_key!r} of the operator "
                                                             f"policy for Terraform: {err}") from None
         return await prepare(self.source, namespace, spec, run_dir, self.binary, self.cache_dir, timeout, grant,
-                             role_env)
+                             role_env, check_source_later)
 
     def opens_by_reading(self, spec: DriftCheckSpec, grant: TerraformGrant, purpose: str = "") -> bool:
         """Always: opening fetches the source, writes variables and runs ``init`` (no plan, no state change)."""
@@ -211,9 +238,16 @@ def environment(operator_env: dict[str, str], run_dir: RunDir, role_env: dict[st
 
 
 async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_dir: RunDir, binary: str, cache: Path,
-                  timeout: float, grant: TerraformGrant, role_env: dict[str, str] | None = None) -> Session:
+                  timeout: float, grant: TerraformGrant, role_env: dict[str, str] | None = None,
+                  check_source_later: bool = False) -> Session:
     """Fetch the source, check its backend against ``grant``, write variables, ``init``, check
     the backend init recorded, select the workspace.
+
+    ``check_source_later`` (a plan only: it changes nothing, so a plan of a revision the remote no
+    longer names can be thrown away): a git branch or tag whose revision is exported already is not
+    asked about (``git ls-remote``) before Terraform may run; the question is left running in
+    ``Session.source_check``, and the caller must ask :meth:`Session.source_moved` before it uses
+    what Terraform found (or :meth:`Session.cancel_source_check`).
 
     Raises SourceError (source, variables or secrets missing; PolicyRefused) or TerraformError
     (init failed).
@@ -221,8 +255,9 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
     deadline = time.monotonic() + timeout
     run_dir.root.mkdir(parents=True, exist_ok=True)
     src = spec.source
+    unchecked = False   # the exported git revision, not asked about yet (check_source_later)
     if src.git is not None:
-        revision = await _git_source(src.git.url, src.git.ref, cache, run_dir)
+        revision, unchecked = await _git_source(src.git.url, src.git.ref, cache, run_dir, check_source_later)
         config_dir = run_dir.config_dir(src.git.path)
     else:
         assert src.config_map_ref is not None  # the CRD requires git or configMapRef
@@ -289,13 +324,15 @@ async def prepare(kube: ConfigSource, namespace: str, spec: DriftCheckSpec, run_
     if refused := grant.refusal(session.backend):  # what init took, should the file reading have missed it
         _mark(run_dir, "init", "")
         raise PolicyRefused(f"{grant.action} refused after init: {refused}")
-    if _marker(run_dir, "init") == init_key():
-        return session
-    if spec.workspace != "default":
-        selected = await tf.select_workspace(spec.workspace, timeout=session.remaining())
-        if not selected.ok:
-            raise TerraformError(f"terraform workspace select {spec.workspace} failed", selected)
-    _mark(run_dir, "init", init_key())
+    if _marker(run_dir, "init") != init_key():
+        if spec.workspace != "default":
+            selected = await tf.select_workspace(spec.workspace, timeout=session.remaining())
+            if not selected.ok:
+                raise TerraformError(f"terraform workspace select {spec.workspace} failed", selected)
+        _mark(run_dir, "init", init_key())
+    if unchecked:  # started last: nothing above can fail and leave it running
+        assert src.git is not None
+        session.source_check = asyncio.ensure_future(remote_revision(src.git.url, src.git.ref))
     return session
 
 
@@ -314,15 +351,21 @@ async def _version(tf: Terraform, binary: str) -> str:
     return _VERSIONS[key]
 
 
-async def _git_source(url: str, ref: str, cache: Path, run_dir: RunDir) -> str:
+async def _git_source(url: str, ref: str, cache: Path, run_dir: RunDir, check_later: bool) -> tuple[str, bool]:
     """The configuration at ``ref`` in the run directory: fetched and exported only when the
-    revision changed since the last run (``git ls-remote`` tells without a fetch)."""
+    revision changed since the last run (``git ls-remote`` tells without a fetch). With
+    ``check_later`` a branch or tag exported already is not asked about: (revision, True)."""
     exported = _marker(run_dir, "source")
-    if exported and run_dir.source.is_dir() and (ref == exported or await remote_revision(url, ref) == exported):
-        return exported
+    if exported and run_dir.source.is_dir():
+        if ref == exported:
+            return exported, False
+        if check_later and not COMMIT_ID.fullmatch(ref):
+            return exported, True
+        if await remote_revision(url, ref) == exported:
+            return exported, False
     commit = await fetch_git(url, ref, cache, run_dir.source)
     _mark(run_dir, "source", commit)
-    return commit
+    return commit, False
 
 
 def _digest(values: dict[str, str]) -> str:

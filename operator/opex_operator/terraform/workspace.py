@@ -26,10 +26,14 @@ GIT_TIMEOUT = 120.0
 
 async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT) -> tuple[int, bytes, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    argv, preexec = tied("git", *args, path=env.get("PATH"))
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                                                start_new_session=True, preexec_fn=preexec)
+    try:
+        argv, preexec = tied("git", *args, path=env.get("PATH"))
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                    start_new_session=True, preexec_fn=preexec)
+    except FileNotFoundError:
+        raise SourceError("SourceUnavailable", "git is not installed in the operator's image (not on its PATH): "
+                                               "a spec.source.git cannot be fetched") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except (TimeoutError, asyncio.CancelledError):
@@ -41,7 +45,8 @@ async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT
 
 
 async def fetch_git(url: str, ref: str, cache: Path, into: Path) -> str:
-    """Export ``ref`` of ``url`` into ``into``; returns the commit id. Raises SourceError."""
+    """Export ``ref`` of ``url`` into ``into``; returns the commit id. Raises SourceError (also when
+    git is not installed)."""
     mirror = cache / "git" / hashlib.sha256(url.encode()).hexdigest()[:20]
     try:
         if (mirror / "HEAD").exists():
@@ -70,7 +75,8 @@ async def fetch_git(url: str, ref: str, cache: Path, into: Path) -> str:
 
 async def remote_revision(url: str, ref: str) -> str | None:
     """The commit ``ref`` (a branch or tag) names in ``url`` now, by ``git ls-remote`` (no fetch);
-    None when it names none there (e.g. ``ref`` is a commit id) or git cannot tell."""
+    None when it names none there (e.g. ``ref`` is a commit id) or git cannot tell. Raises
+    SourceError when git is not installed."""
     try:
         code, out, _ = await _git("ls-remote", "--exit-code", url, ref, f"refs/tags/{ref}^{{}}", timeout=30)
     except TimeoutError:
