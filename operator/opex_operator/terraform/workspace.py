@@ -31,7 +31,9 @@ async def _git(*args: str, cwd: Path | None = None, timeout: float = GIT_TIMEOUT
         proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                     start_new_session=True, preexec_fn=preexec)
-    except FileNotFoundError:
+    except FileNotFoundError as missing:
+        if missing.filename != "git":  # a working directory that is gone is not a missing git
+            raise
         raise SourceError("SourceUnavailable", "git is not installed in the operator's image (not on its PATH): "
                                                "a spec.source.git cannot be fetched") from None
     try:
