@@ -937,8 +937,16 @@ class FakeSession:
         return dict(self.workspaces.plan_inputs)
 
     async def source_moved(self) -> bool:
+        import asyncio
+
         if self.remote is None or self.check:
             return False
+        self.check = "asking"
+        try:
+            await asyncio.sleep(self.workspaces.source_check_seconds)
+        except asyncio.CancelledError:
+            self.check = "cancelled"
+            raise
         self.check = "asked"
         if self.workspaces.source_check_error is not None:
             raise self.workspaces.source_check_error
@@ -1013,6 +1021,7 @@ class FakeWorkspaces:
     exported: str = "abc123"    # the revision in the run directory
     remote: str = "abc123"      # the one the source's ref names now (the source moved when they differ)
     source_check_error: Exception | None = None   # what asking the remote raises
+    source_check_seconds: float = 0.0             # how long asking the remote takes
     sessions: list[FakeSession] = field(default_factory=list)
     opens: list[str] = field(default_factory=list)   # how each open checked the source
 

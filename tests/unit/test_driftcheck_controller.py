@@ -729,7 +729,7 @@ def test_resolutions_and_unlocks_check_the_source_before_terraform_runs():
 
 
 def test_a_source_check_left_running_is_cancelled_when_the_plan_times_out():
-    w = World(FakeWorkspaces(plans=[result("plan", None)], remote="def456"))
+    w = World(FakeWorkspaces(plans=[result("plan", None)], remote="def456", source_check_seconds=3600))
     w.run_now()
     assert w.ws.calls == ["plan"] and w.ws.opens == ["source checked later"]   # no budget left for a second
     assert w.ws.sessions[0].check == "cancelled" and w.status.last_result.outcome == "PlanFailed"
@@ -745,7 +745,7 @@ def test_a_source_check_left_running_is_cancelled_when_reading_the_plan_fails():
             session.show_plan = show_plan
             return session
 
-    w = World(Unreadable(plans=[plan_doc(("terraform_data.net", ["update"]))]))
+    w = World(Unreadable(plans=[plan_doc(("terraform_data.net", ["update"]))], source_check_seconds=3600))
     w.run_now()
     assert w.ws.sessions[0].check == "cancelled" and w.status.last_result.outcome == "PlanFailed"
 
@@ -762,6 +762,26 @@ def test_a_source_check_left_running_is_cancelled_when_the_operator_stops_during
             session.plan = plan
             return session
 
-    w = World(Hanging())
+    w = World(Hanging(source_check_seconds=3600))
     assert stopped_midway(w) == "cancelled"
     assert w.ws.sessions[0].check == "cancelled" and condition(w.status, "Checked").reason == "Interrupted"
+
+
+def test_a_plan_of_a_revision_the_remote_no_longer_names_is_stopped_at_once_not_awaited():
+    import asyncio as aio
+
+    class FirstHangs(FakeWorkspaces):
+        async def open(self, *args, **kwargs):
+            session = await super().open(*args, **kwargs)
+            if len(self.sessions) == 1:
+                async def plan(lock_timeout, json_stream=False):
+                    self.calls.append("plan of the old revision")
+                    await aio.sleep(3600)   # e.g. it reads a remote state that never answers
+                session.plan = plan
+            return session
+
+    w = World(FirstHangs(plans=[plan_doc(("terraform_data.net", ["update"]))], remote="def456"))
+    w.run_now()
+    assert w.ws.calls == ["plan of the old revision", "plan"]
+    assert w.ws.opens == ["source checked later", "source checked first"]
+    assert w.status.last_result.source_revision == "def456" and w.status.last_result.outcome == "DriftDetected"

@@ -473,11 +473,24 @@ class _Pass(Pass):
         revision is never reported as another's."""
         started = time.monotonic()
         session = await self.opened(budget, checkpoint, ran)
+        moving = asyncio.ensure_future(session.source_moved())
+        planning = asyncio.ensure_future(self.planned(session, cut, result, ran))
         try:
-            facts = await self.planned(session, cut, result, ran)
-            if facts.timed_out or not await session.source_moved():
-                return facts
+            # A moved source stops the old revision's plan at once (Terraform gets SIGINT): a plan
+            # of a revision the remote no longer names may be slow, or never end (the e2e test of
+            # a plan cut off: its configuration reads a remote state that never answers).
+            done, _ = await asyncio.wait([moving, planning], return_when=asyncio.FIRST_COMPLETED)
+            if moving not in done or not moving.result():
+                facts = await planning
+                if facts.timed_out or not await moving:   # timed out: no time left to plan again
+                    return facts
         finally:
+            for task in (planning, moving):
+                if not task.done():
+                    task.cancel()
+                    await asyncio.wait([task])
+                elif not task.cancelled():
+                    task.exception()  # retrieved: raised above when it mattered
             await session.cancel_source_check()
         log.info("DriftCheck %s: the source moved past %s while it was planned; planning the new revision",
                  self.obj.ref.key, session.revision)
