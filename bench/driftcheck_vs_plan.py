@@ -9,17 +9,17 @@ process, moto's S3 backend with locking, the terraform CLI. Per round it measure
                    plan, show -json), and the end-to-end latency from the on-demand annotation
                    (one PATCH, as ``opex run driftcheck`` writes it) to the result in status as a
                    watching client sees it; split into the annotation's PATCH, annotation →
-                   ``Running`` in status (the watch, the queue, the read and the first status
-                   write, which the run's source check and ``init`` overlap: Terraform starts
-                   once it is written) and ``Running`` → result less the run (the report
+                   ``Running`` in status (the watch, the queue and the first status write,
+                   which the run's source and ``init`` overlap: Terraform starts once it is
+                   written; the pass starts from the annotation's watch event, no read) and ``Running`` → result less the run (the report
                    ConfigMap, the result's status write and the watch back, less whatever of
                    the run overlapped the first write: it can be negative); and until the request
                    is answered (``status.answeredRunRequest``, what ``opex run driftcheck`` waits
                    for: in the result's own write when nothing more follows at once).
 
 The configuration is the tests' two ``terraform_data`` resources, plus ``resources`` more (a
-``count``): the run's own work (``git ls-remote``, reading the ``-json`` stream, the run directory)
-is a fixed cost of some tens of milliseconds, so the ratio depends on how long the plan itself
+``count``): the run's own work (reading the ``-json`` stream, the run directory; ``git ls-remote``
+runs beside the plan, timed here on its own) is a fixed cost of some tens of milliseconds, so the ratio depends on how long the plan itself
 takes; a real configuration, with providers refreshing real resources, plans for seconds.
 
 Usage: ``.venv/bin/python bench/driftcheck_vs_plan.py [--rounds 10] [--resources 500]`` (after ``make tools``).
@@ -107,7 +107,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
             tfrepo.terraform(terraform, clone, "plan", "-input=false", "-no-color", "-detailed-exitcode",
                              "-out=bench.tfplan", check=False)
             t2 = time.monotonic()
-            # what a run adds to the plan: asking git whether the revision moved (no fetch when not)
+            # what a run does beside the plan: asking git whether the revision moved (no fetch when not)
             subprocess.run(["git", "ls-remote", "--exit-code", repo.url, "main", "refs/tags/main^{}"],
                            capture_output=True, check=False)
             ls, t2b = time.monotonic() - t2, time.monotonic()
@@ -159,7 +159,7 @@ def measure(rounds: int, resources: int = 0) -> dict:
         print(f"{'':<34} {'median':>8} {'p90':>8} {'min':>8} {'max':>8}")
         rows = (("bare terraform plan", bare), ("bare terraform plan -json", bare_json),
                 ("bare terraform init + plan", bare_init), ("DriftCheck run (source, init, plan)", run),
-                ("annotation -> result in status", latency), ("git ls-remote (part of a run)", ls_remote),
+                ("annotation -> result in status", latency), ("git ls-remote (beside the plan)", ls_remote),
                 ("  the annotation PATCH", patch_call), ("  annotation -> Running in status", to_running),
                 ("  Running -> result, less the run", after_run),
                 ("annotation -> request answered", answer))

@@ -107,8 +107,8 @@ def report(results: dict, drifts: list[dict], pods: dict, started: str, loads: t
     for d in drifts:
         rows.append((f"DriftCheck run vs bare `terraform plan`, {d['resources']} resources (median)",
                      f"{d['DriftCheck run (source, init, plan)'] * 1000:.0f} ms vs {d['bare terraform plan'] * 1000:.0f} ms"
-                     f" (`plan -json` {d['bare terraform plan -json'] * 1000:.0f} ms, `git ls-remote` "
-                     f"{d['git ls-remote (part of a run)'] * 1000:.0f} ms; Terraform's own plan inside the run "
+                     f" (`plan -json` {d['bare terraform plan -json'] * 1000:.0f} ms, `git ls-remote` beside the plan "
+                     f"{d['git ls-remote (beside the plan)'] * 1000:.0f} ms; Terraform's own plan inside the run "
                      f"{d['terraform plan inside the run (mean)'] * 1000:.0f} ms): **{d['ratio_run_to_plan']:.2f}x**",
                      "≤ 1.10x"))
     rows += pod_rows(pods)
@@ -158,9 +158,10 @@ overhead; the last assessment row says what the default budget (AWS's documented
 * **DriftCheck**: `bench/driftcheck_vs_plan.py`, {drift['rounds']} rounds of a bare plan and a
   DriftCheck run of the same configuration (S3 backend with locking on moto), {drift['terraform']},
   on the tests' configuration ({drifts[0]['resources']} resources) and on a larger one
-  ({drifts[-1]['resources']}). The run checks the git revision (`git ls-remote`, no fetch when it is
-  unchanged), skips `init` when nothing it depends on changed, and plans once with `-json` (drift,
-  changes and diagnostics in one invocation; `show -json` only when there are changes): its own cost
+  ({drifts[-1]['resources']}). The run plans the git revision it exported last while it asks the
+  remote whether the ref still names it (`git ls-remote`, no fetch; a plan of a moved revision is
+  stopped and made again), skips `init` when nothing it depends on changed, and plans once with
+  `-json` (drift, changes and diagnostics in one invocation; `show -json` only when there are changes): its own cost
   is fixed, tens of milliseconds, so the ratio falls as the plan grows. The round trip of
   `opex run driftcheck` is timed from the annotation's PATCH (through the API client, as the CLI
   writes it) to the result in status as a watching client sees it, and split where it goes.
