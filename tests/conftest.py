@@ -209,9 +209,11 @@ def solo_operator(cluster, kubectl, aws_server, terraform_bin, solo_namespace, t
     """An operator of the test's own (not started yet) for ``solo_namespace``: restarts, kills, policies."""
     proc = OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin, tmp_path, namespaces=solo_namespace)
     yield proc
+    _dump_on_failure(request, kubectl, solo_namespace)
     if proc.proc is not None:  # let it remove its finalizers before it goes
-        _dump_on_failure(request, kubectl, solo_namespace)
         kubectl.delete_opex_objects(solo_namespace)
+    else:  # stopped or killed by the test: the namespace's teardown need not wait 30 s for finalizers
+        kubectl.drop_finalizers(solo_namespace)
     proc.stop()
 
 

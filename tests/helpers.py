@@ -51,9 +51,13 @@ class Kubectl:
     def delete_opex_objects(self, namespace: str) -> None:
         """Delete the opex objects of ``namespace``; drop finalizers no operator is left to remove."""
         if self("delete", "opex", "--all", "-n", namespace, "--wait=true", "--timeout=30s", check=False).returncode:
-            for item in self.json("get", "opex", "-n", namespace)["items"]:
-                self("patch", item["kind"].lower(), item["metadata"]["name"], "-n", namespace, "--type=merge",
-                     "-p", '{"metadata":{"finalizers":null}}', check=False)
+            self.drop_finalizers(namespace)
+
+    def drop_finalizers(self, namespace: str) -> None:
+        """Remove the finalizers of the opex objects of ``namespace``, for when no operator is left to."""
+        for item in self.json("get", "opex", "-n", namespace)["items"]:
+            self("patch", item["kind"].lower(), item["metadata"]["name"], "-n", namespace, "--type=merge",
+                 "-p", '{"metadata":{"finalizers":null}}', check=False)
 
 
 class Helm:
