@@ -9,9 +9,9 @@ the object when that is still the newest state this runtime knows of (no later e
 the event of its own last status write has arrived: a pass always sees its own last checkpoint),
 and otherwise reads the object from the API server (a timed pass, a restart's re-checks); it runs
 the kind's controller for one move and schedules the next pass from its answer: at once, after N
-seconds (one timer heap for all objects), or not until a watch event. A pass that raises is logged with the object, counted, reported as
-``Reconciling=True/ReconcileError`` and retried with backoff per key. Work a person or a
-schedule is waiting for costs nothing until its deadline or an event.
+seconds (one timer heap for all objects), or not until a watch event. A pass that raises is logged
+with the object, counted, reported as ``Reconciling=True/ReconcileError`` and retried with backoff
+per key. Work a person or a schedule is waiting for costs nothing until its deadline or an event.
 
 Timed passes run at background priority (``workqueue.BACKGROUND``), and their AWS calls draw on
 the background share of the AWS call budget (``aws.budget``), so a restart's re-checks or a
@@ -46,8 +46,8 @@ RECONCILE_ERROR = "ReconcileError"
 TERRAFORM_STOP_SECONDS = MIN_SHUTDOWN_GRACE   # Terraform's SIGINT grace, and the status write after it
 EVENT_COMPONENT = "opex-operator"
 EVENT_FLUSH_SECONDS = 5.0   # the most a stop waits for Events still being posted
-CHAINED_PASSES = 8
-RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled       # passes in a row on one read of the object, while each asks for the next at once
+CHAINED_PASSES = 8       # passes in a row on one view of the object, while each asks for the next at once
+RESTART_SPREAD = 30.0    # seconds over which a restart looks at the objects it already reconciled
 _FAILED = object()
 _UNKNOWN = object()   # the resourceVersion of a write that did not say it (never equals an event's)
 Key = tuple[str, str, str]   # (plural, namespace, name)
