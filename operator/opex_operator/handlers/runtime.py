@@ -73,7 +73,7 @@ class Runtime:
     """The queue, its workers and what they know about each object (only what wakes it)."""
 
     def __init__(self, controllers: dict[str, Controller], kube: Kube, workers: int, resync_seconds: float,
-                 restart_spread: float = 30.0, owns: Callable[[dict[str, str]], bool] = lambda labels: True,
+                 restart_spread: float = RESTART_SPREAD, owns: Callable[[dict[str, str]], bool] = lambda labels: True,
                  reporting_instance: str = ""):
         """``reporting_instance``: which replica and shard posts this runtime's Events (``host/shard``)."""
         self.controllers, self.kube, self.resync = controllers, kube, resync_seconds
