@@ -108,6 +108,11 @@ def assessed_alert_incident(kubeconfig: str) -> dict | None:
     return next((i for i in items if (i.get("status") or {}).get("rootCause")), None)
 
 
+def clipped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with a marker when it was cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -309,11 +314,11 @@ def blast_radius(kc: str) -> None:
         f"({c['severity']} on evidence)")
     for f in inc["findings"]:
         if "persistence of the compromise" in f["observed"] or " opened to the world by " in f["observed"]:
-            say(f"  {f['id']} {f['observed'][:180]}")
+            say(f"  {f['id']} {clipped(f['observed'], 180)}")
     say("  contained in Auto, each once, and resolved; to undo one once it is safe:")
     for step in inc["steps"]:
         if step["mutating"] and step.get("undo"):
-            say(f"    {step['id']}: {step['undo'][:160]}")
+            say(f"    {step['id']}: {step['undo']}")  # a command: whole, or it reads as a wrong one
     say(f"  post-incident report in ConfigMap {inc['postIncident']['reportRef']['name']}")
 
 
@@ -389,10 +394,12 @@ def main() -> int:
     apply_network(record["aws"], unreviewed=False)  # as the pipeline deployed it
     token = uuid.uuid4().hex[:8]
     kubectl(kc, "annotate", "driftcheck", DRIFTCHECK, f"opex.dev/run-requested={token}", "--overwrite")
-    wait("the production network's first check", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {})
-                                                          .get("lastResult") or {}).get("finishedAt")
-         and r.get("trigger", "").endswith(f"={token})") and r)
-    say(f"\nMeanwhile {LAPTOP} applied an unreviewed branch from a laptop: 192.0.2.66/32 added to the production "
+    first = wait("the production network's first check",
+                 lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {}).get("lastResult") or {})
+                 .get("finishedAt") and r.get("trigger", "").endswith(f"={token})") and r)
+    say(f"\nDriftCheck {DRIFTCHECK}, checked on demand (opex.dev/run-requested): {first['outcome']} in "
+        f"{first.get('durationSeconds') or 0:.1f}s at revision {(first.get('sourceRevision') or '?')[:12]}")
+    say(f"Meanwhile {LAPTOP} applied an unreviewed branch from a laptop: 192.0.2.66/32 added to the production "
         f"WAF IP set; CloudTrail records the UpdateIPSet and EventBridge sends it to the operator's queue.")
     cloudtrail_records(apply_network(record["aws"], unreviewed=True))
     result = wait("the drift check CloudTrail triggers", lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status")

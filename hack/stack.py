@@ -260,7 +260,9 @@ def summary(kubeconfig: Path) -> int:
 def down(quiet: bool = False) -> int:
     stopped = False
     if RECORD.exists():
-        for name, pid in json.loads(RECORD.read_text())["pids"].items():
+        # the reverse of the start order: the operator and the exporter go before the fake AWS
+        # they call, so their logs end without connection errors
+        for pid in reversed(list(json.loads(RECORD.read_text())["pids"].values())):
             procs.terminate(pid)
         RECORD.unlink()
         stopped = True

@@ -43,6 +43,8 @@ def run(verbose: bool = False) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("leaderelection").setLevel(logging.WARNING)  # one line per renewal otherwise
+        # "Found endpoint for sqs via: environment_global" for every client (AWS_ENDPOINT_URL set)
+        logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers the handlers)
     from .wiring import build_controllers, build_event_consumer
 
