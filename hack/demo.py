@@ -398,7 +398,7 @@ def main() -> int:
                  lambda: (r := (get(kc, "driftcheck", DRIFTCHECK).get("status") or {}).get("lastResult") or {})
                  .get("finishedAt") and r.get("trigger", "").endswith(f"={token})") and r)
     say(f"\nDriftCheck {DRIFTCHECK}, checked on demand (opex.dev/run-requested): {first['outcome']} in "
-        f"{first.get('durationSeconds') or 0:.1f}s at revision {(first.get('sourceRevision') or '?')[:12]}")
+        f"{first.get('durationSeconds') or 0:.1f}s at revision {first.get('sourceRevision') or '?'}")
     say(f"Meanwhile {LAPTOP} applied an unreviewed branch from a laptop: 192.0.2.66/32 added to the production "
         f"WAF IP set; CloudTrail records the UpdateIPSet and EventBridge sends it to the operator's queue.")
     cloudtrail_records(apply_network(record["aws"], unreviewed=True))
