@@ -15,9 +15,10 @@ writes instead of one per pass. Losing a held save (the process dies) loses only
 next pass makes again.
 
 The timeline has an entry for each change (the last ``MAX_TIMELINE``); the Kubernetes Events of
-one write are fewer (:func:`posted`), after the Kubernetes event style guide (kubernetes/community, contributors/devel/sig-instrumentation/
-event-style-guide.md: "no more than one per change/attempt", no "about to do X" beside "did X",
-nothing a watcher of the object already sees): a phase the write passed through on its way to
+one write are fewer (:func:`posted`), after the Kubernetes event style guide
+(kubernetes/community, contributors/devel/sig-instrumentation/event-style-guide.md: "no more
+than one per change/attempt", no "about to do X" beside "did X", nothing a watcher of the
+object already sees): a phase the write passed through on its way to
 the next (an Incident created, assessed and diagnosed in the write that lands it in
 AwaitingApproval) is not posted, only the phase it lands in; entries kept to the timeline
 (``Event.timeline_only``) are not posted; and the rest once per reason, their messages joined
