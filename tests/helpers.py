@@ -72,14 +72,18 @@ class Helm:
             raise AssertionError(f"helm {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def template(self, *values: Path | str, sets: tuple[str, ...] = (), namespace: str = "opex-system",
-                 release: str = "opex", check: bool = True) -> list[dict[str, Any]] | subprocess.CompletedProcess:
-        """Rendered manifests (a list of objects); with check=False the process, to read a refusal."""
+    def template(self, *values: Path | str, sets: tuple[str, ...] = (), strings: tuple[str, ...] = (),
+                 namespace: str = "opex-system", release: str = "opex",
+                 check: bool = True) -> list[dict[str, Any]] | subprocess.CompletedProcess:
+        """Rendered manifests (a list of objects); with check=False the process, to read a refusal.
+        ``sets`` go to ``--set`` (helm types them: ``123`` is a number), ``strings`` to ``--set-string``."""
         args = ["template", release, str(self.chart), "--namespace", namespace]
         for v in values:
             args += ["-f", str(v)]
         for s in sets:
             args += ["--set", s]
+        for s in strings:
+            args += ["--set-string", s]
         proc = self.run(*args, check=check)
         if not check:
             return proc
@@ -129,10 +133,12 @@ def admission_policies(kubectl: Kubectl, helm: Helm, run: str, severities: str =
     """A fixture's body: the chart's admission policies (release ``adm<run>``) applied, the named-approvals
     one bound to namespaces labelled ``e2e-admission=<run>``, the two-person rule to those labelled
     ``e2e-two-person=<run>`` (the rest of the suite runs without them); yields them, then deletes them."""
+    # label values as strings: a run id of digits only (one in 17 of uuid4's 6 hex digits) would
+    # otherwise reach the chart's schema as a number, which it rightly refuses
     docs = helm.template(release=f"adm{run}", sets=(
-        f"admission.namespaceSelector.matchLabels.e2e-admission={run}", "admission.twoPersonRule.enabled=true",
-        f"admission.twoPersonRule.namespaceSelector.matchLabels.e2e-two-person={run}",
-        f"admission.twoPersonRule.severities={severities}"))
+        "admission.twoPersonRule.enabled=true", f"admission.twoPersonRule.severities={severities}"), strings=(
+        f"admission.namespaceSelector.matchLabels.e2e-admission={run}",
+        f"admission.twoPersonRule.namespaceSelector.matchLabels.e2e-two-person={run}"))
     chosen = [d for d in docs if d["kind"] in ADMISSION_KINDS]
     manifest = yaml.safe_dump_all(chosen)
     kubectl("apply", "-f", "-", input=manifest)

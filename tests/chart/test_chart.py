@@ -366,3 +366,18 @@ def test_the_admission_policies_name_approvals_everywhere_and_the_two_person_rul
                           "resources": ["incidents", "driftchecks", "rollbacks"]}]  # never the status writes
         assert policy["spec"]["failurePolicy"] == "Fail"
     assert not [d for d in helm.template(sets=("admission.enabled=false",)) if "AdmissionPolicy" in d["kind"]]
+
+
+@pytest.mark.parametrize("value", ["183438", "true", "team-a"])
+def test_a_namespace_label_value_that_reads_as_a_number_binds_as_a_string_with_set_string(helm, value):
+    """Label values are strings. ``--set`` types ``183438`` as a number and ``true`` as a boolean, which
+    the schema refuses with the value's path (CI hit it with a random run id); ``--set-string`` binds
+    either as the label value, quoted in the rendered manifest."""
+    key = "admission.twoPersonRule.namespaceSelector.matchLabels.team"
+    docs = helm.template(sets=("admission.twoPersonRule.enabled=true",), strings=(f"{key}={value}",))
+    (binding,) = [d for d in of_kind(docs, "ValidatingAdmissionPolicyBinding") if "two-person" in d["metadata"]["name"]]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchLabels": {"team": value}}
+    if value != "team-a":
+        refused = helm.template(sets=("admission.twoPersonRule.enabled=true", f"{key}={value}"), check=False)
+        assert refused.returncode != 0
+        assert "/admission/twoPersonRule/namespaceSelector/matchLabels/team" in refused.stderr, refused.stderr
