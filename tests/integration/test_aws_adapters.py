@@ -39,6 +39,20 @@ def test_pipeline_facts_name_the_failed_stage_action_and_build(clients, checkout
     assert facts.failed_action.error_code == "JobFailed"
 
 
+def test_executions_are_the_newest_first_and_the_pipeline_read_given_them_asks_no_list_again(clients, checkout):
+    def listed():
+        return metrics.REGISTRY.get_sample_value("opex_aws_api_calls_total", {
+            "service": "codepipeline", "operation": "ListPipelineExecutions", "outcome": "success"}) or 0
+
+    reader = AwsReader(clients, None, None)
+    (newest, *_) = recent = reader.executions("checkout-pipeline")
+    assert (newest.id, newest.status) == (checkout.execution_id, "Failed") and newest.started_at is not None
+    before = listed()
+    facts = reader.pipeline("checkout-pipeline", None, recent)
+    assert listed() == before > 0
+    assert (facts.execution_id, facts.started_at, facts.is_latest) == (newest.id, newest.started_at, True)
+
+
 def test_builds_newest_first_with_phases_and_log(clients, checkout):
     reader = AwsReader(clients, None, None)
     [b] = reader.builds("checkout-deploy")

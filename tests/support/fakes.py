@@ -23,7 +23,7 @@ from opex_operator.controllers.status import StatusWriter
 from opex_operator.errors import AwsError, KubeError
 from opex_operator.kube import MAX_CONFIG_MAP_BYTES, ObjectRef
 from opex_operator.ports.cloudtrail import TrailRead
-from opex_operator.ports.facts import FunctionState, LambdaVersion, ObjectInfo
+from opex_operator.ports.facts import Execution, FunctionState, LambdaVersion, ObjectInfo
 from opex_operator.ports.performance import (Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig,
                                                RdsConfig, Series, StageConfig)
 from opex_operator.playbooks.security.investigation import IngressRule, SecurityGroupRules
@@ -526,9 +526,20 @@ class FakeReader:
         self.errors_after = list(errors_after)   # LogLines returned by filtered_lines (verification, access logs)
         self.trail = trail                       # CloudTrail records in the log group (None: no such group)
         self.reads = 0
+        self.execution_reads = 0                  # ListPipelineExecutions calls (executions)
         self.trail_reads: list[list[str]] = []   # the terms of each CloudTrail read
+        self.the_executions: list[Execution] = []  # the pipeline's executions, newest first (see executions)
 
-    def pipeline(self, name, execution_id):
+    def executions(self, name):
+        """Newest first: ``the_executions`` when a test set them, else the pipeline's own execution."""
+        self.reads += 1
+        self.execution_reads += 1
+        if self.the_pipeline is None:
+            raise aws_error("codepipeline", "PipelineNotFoundException", "ListPipelineExecutions", 400)
+        p = self.the_pipeline
+        return list(self.the_executions or [Execution(p.execution_id, p.status, p.started_at)])
+
+    def pipeline(self, name, execution_id, recent=None):
         self.reads += 1
         if self.the_pipeline is None:
             raise aws_error("codepipeline", "PipelineNotFoundException", "GetPipelineState", 400)

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from support.builders import NOW, build, erroring_lambda, failed_pipeline, lines, spec
 from opex_operator.aws.errors import translate
 from opex_operator.playbooks.assessment import assess
+from opex_operator.ports.facts import Execution
 from test_lock_parse import BOXED
 
 
@@ -27,7 +28,11 @@ class FakeReader:
         self.calls = []
         self.denied_lambda, self.log = denied_lambda, list(log)
 
-    def pipeline(self, name, execution_id):
+    def executions(self, name):
+        self.calls.append(("executions", name))
+        return [Execution("e-123", "Failed", None)]
+
+    def pipeline(self, name, execution_id, recent=None):
         self.calls.append(("pipeline", name))
         return failed_pipeline()
 
@@ -138,7 +143,7 @@ def test_a_shared_failure_reaches_every_caller_and_concurrent_reads_wait_for_the
     from opex_operator.errors import AwsError
 
     class Slow(FakeReader):
-        def pipeline(self, name, execution_id):
+        def pipeline(self, name, execution_id, recent=None):
             self.calls.append(("pipeline", name))
             _time.sleep(0.05)
             raise aws_error("codepipeline", "AccessDeniedException", "denied", "GetPipelineState", 403)

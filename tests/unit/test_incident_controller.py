@@ -11,6 +11,7 @@ from opex_operator import metrics
 from opex_operator.api.incident import ALERT_STATE_ANNOTATION, AlertRecord, IncidentStatus, StepState
 from opex_operator.controllers.incident import IncidentController
 from opex_operator.policy import Policy
+from opex_operator.ports.facts import Execution
 from support.builders import SHA1, SHA2, build, erroring_lambda, failed_pipeline, lines
 from support.fakes import (T0, Clock, FakeAws, FakeObjects, FakeReader, FakeWorkspaces, IncidentWorld, aws_error,
                            condition, observed, sink_of)
@@ -116,6 +117,23 @@ def test_a_step_the_operator_policy_does_not_allow_fails_naming_the_rule_and_not
     assert ready.reason == "StepFailed" and "action lambda:UpdateFunctionCode is not allowed" in ready.message
 
 
+def test_the_manual_fix_watch_first_looks_with_the_assessments_read_then_a_new_successful_run_verifies():
+    reader = FakeReader(pipeline=failed_pipeline(), builds=[build("BUILD", "COMMAND_EXECUTION_ERROR")],
+                        log=lines("compiling..."))
+    w = World(incident(targets={"pipeline": {"name": "checkout-pipeline"}}), reader=reader)
+    w.drive()
+    assert w.status.phase == "ManualActionRequired"
+    # one ListPipelineExecutions between them: the watch's first look shared the assessment's read
+    assert reader.execution_reads == 1
+    w.clock.advance(60)
+    fixed = Execution("e-124", "Succeeded", w.clock.now - dt.timedelta(seconds=30))  # started after detection
+    reader.the_executions = [fixed, Execution("e-123", "Failed", T0 - dt.timedelta(minutes=5))]
+    w.drive()
+    assert reader.execution_reads == 2
+    assert w.step("verify").state == StepState.SUCCEEDED, w.step("verify")
+    assert condition(w.status, "Remediated").message == "a new execution e-124 of checkout-pipeline succeeded"
+
+
 def test_dry_run_records_what_would_run_and_changes_nothing():
     w = World(incident(mode="DryRun"))
     assert w.drive() > 0
@@ -207,7 +225,7 @@ def test_an_incident_opened_by_hand_has_no_alert_condition():
 
 def test_an_incident_whose_assessment_keeps_failing_shows_in_the_unassessed_gauge(monkeypatch):
     class BrokenReader(FakeReader):
-        def pipeline(self, name, execution_id):
+        def pipeline(self, name, execution_id, recent=None):
             raise RuntimeError("the assessment hangs up")
 
     def oldest() -> float:

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..api.common import parse_time
 from ..ports.cloudtrail import MAX_TRAIL_RECORDS, TrailRead, read_records
-from ..ports.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, LambdaFacts, LambdaVersion, LogLine,
+from ..ports.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, Execution, LambdaFacts, LambdaVersion, LogLine,
                               PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent, trail_events)
 from .clients import AwsClients
 from ..errors import AwsError
@@ -31,6 +31,7 @@ MAX_LOG_PAGES = 5
 # CloudWatch Logs filter patterns are at most 1,024 characters: terms go in patterns this long at most.
 PATTERN_CHARS = 1000
 MAX_BUILDS = 5
+RECENT_EXECUTIONS = 10
 LINE_CHARS = 500
 
 
@@ -53,21 +54,31 @@ class AwsReader:
         return self.clients.client(service, self.region, self.role_key)
 
 
-    # -- CodePipeline: get-pipeline-execution, get-pipeline-state ---------------------------
-    def pipeline(self, name: str, execution_id: str | None) -> PipelineFacts:
-        """The execution (newest when ``execution_id`` is None) and its failed stage/action."""
+    # -- CodePipeline: list-pipeline-executions, get-pipeline-execution, get-pipeline-state -----------
+    def executions(self, name: str) -> list[Execution]:
+        """The pipeline's newest executions, newest first (at most RECENT_EXECUTIONS): one
+        ListPipelineExecutions, which the assessment and the manual-fix watch share."""
+        summaries = self._c("codepipeline").list_pipeline_executions(
+            pipelineName=name, maxResults=RECENT_EXECUTIONS)["pipelineExecutionSummaries"]
+        return [Execution(s["pipelineExecutionId"], s["status"], parse_time(s.get("startTime"))) for s in summaries]
+
+    def pipeline(self, name: str, execution_id: str | None,
+                 recent: Sequence[Execution] | None = None) -> PipelineFacts:
+        """The execution (newest when ``execution_id`` is None) and its failed stage/action;
+        ``recent``: :meth:`executions`' answer when already read (else it is read here). Raises
+        AwsError, or LookupError when the pipeline has no execution."""
         cp = self._c("codepipeline")
-        recent = cp.list_pipeline_executions(pipelineName=name, maxResults=10)["pipelineExecutionSummaries"]
-        latest_id = recent[0]["pipelineExecutionId"] if recent else None
+        recent = self.executions(name) if recent is None else recent
+        latest_id = recent[0].id if recent else None
         if execution_id is None:
             if latest_id is None:
                 raise LookupError(f"pipeline {name} has no executions")
             execution_id = latest_id
         execution = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=execution_id)["pipelineExecution"]
-        summary: dict[str, Any] = next((s for s in recent if s["pipelineExecutionId"] == execution_id), {})
+        summary = next((e for e in recent if e.id == execution_id), None)
         facts = PipelineFacts(name=name, execution_id=execution_id, status=execution["status"],
                               status_summary=execution.get("statusSummary"), is_latest=execution_id == latest_id,
-                              started_at=parse_time(summary.get("startTime")))
+                              started_at=summary.started_at if summary else None)
         state = cp.get_pipeline_state(name=name)
         for stage in state.get("stageStates", []):
             latest = stage.get("latestExecution") or {}

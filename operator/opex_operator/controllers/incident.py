@@ -97,7 +97,7 @@ class IncidentController:
         self.pagerduty, self.slack = pagerduty, slack
         self.webhook, self.clock, self.sources = webhook, clock, tuple(sources)
         self.breaker, self.prometheus = breaker, prometheus
-        self.shared_reads = SharedReads(shared_read_seconds)
+        self.shared_reads = SharedReads(shared_read_seconds, clock=lambda: clock().timestamp())  # one clock for all
         # (incident uid, step id) whose intent this process recorded and whose call it has not made
         self.intents: set[tuple[str, str]] = set()
 

@@ -30,7 +30,7 @@ from ..probes import secrets as probe_secrets
 from ..probes.http import Guard, public_url
 from ..redaction import Scrubber
 from .diagnose import failure_context
-from ..ports.facts import LogLine, Observations, ReadProblem, invocation_report
+from ..ports.facts import LogLine, Observations, PipelineFacts, ReadProblem, invocation_report
 from ..ports.performance import DbProbeResult, HttpProbeResult, PerformanceFacts, ProbeFailure
 from .performance.metrics import series_specs
 from .probes import unreachable
@@ -124,13 +124,20 @@ async def assess(spec: IncidentSpec, reader: Reader, now: dt.datetime, drift_loc
     since = now - LOOKBACK
     read = reading(obs)
 
+    async def read_pipeline(name: str, execution_id: str | None) -> PipelineFacts | None:
+        # Its executions first, as a read of their own: the manual-fix watch's first look, a moment
+        # later, shares it (SharedReads) instead of asking CodePipeline again.
+        recent = await read("CodePipeline", f"pipeline/{name}", reader.executions, name)
+        if recent is None:
+            return None
+        return await read("CodePipeline", f"pipeline/{name}", reader.pipeline, name, execution_id, recent)
+
     async def pipeline_and_builds() -> None:
         # The pipeline and the project's recent builds at once; the build the failed action names
         # is read too when it is not among them, then the failed build's log.
         project = t.code_build.project if t.code_build else None
         pipeline, builds = await asyncio.gather(
-            read("CodePipeline", f"pipeline/{t.pipeline.name}", reader.pipeline, t.pipeline.name,
-                 t.pipeline.execution_id) if t.pipeline else _none(),
+            read_pipeline(t.pipeline.name, t.pipeline.execution_id) if t.pipeline else _none(),
             read("CodeBuild", f"project/{project}", reader.builds, project, []) if project else _none())
         obs.pipeline, obs.builds = pipeline, builds or []
         action = pipeline.failed_action if pipeline else None

@@ -12,7 +12,7 @@ methods block (call them through ``asyncio.to_thread``); Terraform methods are c
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from ..api.common import StateLock
 from ..api.driftcheck import DriftCheckSpec
@@ -28,7 +28,7 @@ from .waf import BlockAddressesParams, IpSetChange
 from .objects import ObjectRef
 from ..policy import TerraformGrant
 from .cloudtrail import TrailRead
-from .facts import (ApiStage, BuildFacts, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
+from .facts import (ApiStage, BuildFacts, Execution, FunctionState, LambdaFacts, LambdaVersion, LogLine, ObjectInfo,
                              PipelineFacts, RdsFacts, TrailEvent)
 from .performance import (Change, PerformanceInsightsParams, StageSettingsParams, Credentials, DbProbeResult, GroupIngress, HttpProbeResult, LambdaConfig, RdsConfig,
                                   Series, SeriesSpec, StageConfig)
@@ -41,7 +41,9 @@ class Reader(Protocol):
     """Read-only AWS access for one incident (``aws.reader.AwsReader``). Raises AwsError (or
     LookupError when a pipeline has no executions)."""
 
-    def pipeline(self, name: str, execution_id: str | None) -> PipelineFacts: ...
+    def executions(self, name: str) -> list[Execution]: ...
+    def pipeline(self, name: str, execution_id: str | None,
+                 recent: Sequence[Execution] | None = None) -> PipelineFacts: ...
     def builds(self, project: str | None, ids: list[str] = ...) -> list[BuildFacts]: ...
     def stream_lines(self, group: str, stream: str) -> list[LogLine]: ...
     def filtered_lines(self, group: str, since: dt.datetime, pattern: str = ..., limit: int = ...) -> list[LogLine]: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..api.common import StateLock
 from ..errors import AwsError
@@ -45,6 +45,14 @@ class ActionState:
     error_message: str | None = None
     external_execution_id: str | None = None
     summary: str | None = None
+
+
+class Execution(NamedTuple):
+    """One pipeline execution as CodePipeline's ListPipelineExecutions summarises it."""
+
+    id: str
+    status: str                                 # InProgress | Succeeded | Failed | Stopped | ...
+    started_at: dt.datetime | None
 
 
 @dataclass

@@ -8,9 +8,11 @@ its ``types``, overriding only what its runbook section does differently.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from ...api.incident import IncidentSpec, IncidentStatus, IncidentType, Step
+from ...ports.facts import Execution
 from ...runbooks.engine import VerifyOutcome
 from ..base import Assessment, Context, Gathered, Playbook
 from .plan import remediation_steps
@@ -24,14 +26,14 @@ class DeploymentPlaybook(Playbook):
     def plan(self, spec: IncidentSpec, a: Assessment, g: Gathered) -> list[Step]:
         return remediation_steps(spec, a.root_cause, g.obs)
 
-    async def observe_fix(self, ctx: Context) -> Any:
-        """(id, status, startTime) of the target pipeline's newest execution, or None."""
-        import asyncio
-
+    async def observe_fix(self, ctx: Context) -> Execution | None:
+        """The target pipeline's newest execution, or None. Read through the incident's shared
+        reader: the watch's first look, just after the assessment, is the assessment's read."""
         t = ctx.spec.targets
         if t.pipeline is None:
             return None
-        return await asyncio.to_thread(ctx.aws.pipeline(t.region, t.role_key).newest_execution, t.pipeline.name)
+        recent = await asyncio.to_thread(ctx.reader.executions, t.pipeline.name)
+        return recent[0] if recent else None
 
     def judge_fix(self, spec: IncidentSpec, status: IncidentStatus, seen: Any) -> tuple[VerifyOutcome, str]:
         pipeline = spec.targets.pipeline.name if spec.targets.pipeline else None
