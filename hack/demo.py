@@ -80,6 +80,13 @@ def kubectl(kubeconfig: str, *args: str) -> str:
     return stack.kubectl(*args, kubeconfig=kubeconfig)
 
 
+def opex(kubeconfig: str, *args: str) -> str:
+    """The project's CLI (``opex``, installed beside this interpreter), as on-call runs it."""
+    cli = os.path.join(os.path.dirname(sys.executable), "opex")
+    return subprocess.run([cli, "--kubeconfig", kubeconfig, *args], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def get(kubeconfig: str, kind: str, name: str) -> dict:
     return json.loads(kubectl(kubeconfig, "get", kind, name, "-o", "json"))
 
@@ -132,9 +139,8 @@ def approve_performance_steps(kubeconfig: str) -> list[str]:
     for s in steps:
         say(f"  step {s['id']} waits for approval: {s['inputs']}")
     ids = [s["id"] for s in steps]
-    patch = json.dumps({"spec": {"remediation": {"approvedSteps": ids}}})
-    say(f"\nApproving both:\n  kubectl patch incident {PERF_INCIDENT} --type merge -p '{patch}'")
-    kubectl(kubeconfig, "patch", "incident", PERF_INCIDENT, "--type", "merge", "-p", patch)
+    say(f"\nApproving both, in on-call's own name:\n  opex approve incident {PERF_INCIDENT} {' '.join(ids)}")
+    say(f"  {opex(kubeconfig, 'approve', 'incident', PERF_INCIDENT, *ids)}")
     return ids
 
 
@@ -299,9 +305,8 @@ def security_incident(kc: str) -> None:
             say(f"    {f['id']} {f['source']}: {f['observed']}")
     waiting = [s["id"] for s in inc["steps"] if s.get("requiresApproval") and s["state"] in ("Pending",
                                                                                           "AwaitingApproval")]
-    patch = json.dumps({"spec": {"remediation": {"approvedSteps": waiting}}})
     say(f"  recovery waits for a person: {', '.join(waiting)}")
-    say(f"    kubectl patch incident {SECURITY} --type merge -p '{patch}'")
+    say(f"    opex approve incident {SECURITY} {' '.join(waiting)}")
 
 
 def blast_radius(kc: str) -> None:
@@ -377,10 +382,8 @@ def main() -> int:
     say(f"  {cause['summary']}")
     say(f"  detected {assessed[1]}, assessed {assessed[0]}; level {incident['escalation']['currentLevel']} paged")
     say(f"  step {step['id']} waits for approval: {step['inputs']}")
-    approve = ["patch", "incident", INCIDENT, "--type", "merge", "-p",
-               json.dumps({"spec": {"remediation": {"approvedSteps": [step["id"]]}}})]
-    say(f"\nApproving as on-call would:\n  kubectl {' '.join(approve[:5])} -p '{approve[-1]}'")
-    kubectl(kc, *approve)
+    say(f"\nApproving as on-call would, in their own name:\n  opex approve incident {INCIDENT} {step['id']}")
+    say(f"  {opex(kc, 'approve', 'incident', INCIDENT, step['id'])}")
     resolved = wait("the incident to resolve",
                     lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "Resolved" and s)
     done = next(s for s in resolved["steps"] if s["id"] == step["id"])
