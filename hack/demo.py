@@ -433,7 +433,8 @@ def main() -> int:
     say(f"\nAlert LambdaErrors (CloudWatch Errors of {spec['targets']['lambda']['functionNames'][0]}, as "
         f"yet-another-cloudwatch-exporter exposes them) went Prometheus -> Alertmanager -> the operator's intake:")
     say(f"  Incident {opened['metadata']['name']} ({spec['type']}, {spec['severity']}) opened, "
-        f"{st['alert']['occurrences']} notification(s) so far; {len(st.get('findings', []))} findings, root cause "
+        f"one Incident for {st['alert']['occurrences']} Alertmanager notifications of the alert so far (its "
+        f"repeats, every few seconds on this stack); {len(st.get('findings', []))} findings, root cause "
         f"{st['rootCause']['category']}, phase {st['phase']}")
     say(f"  {st['rootCause']['summary']}")
 
