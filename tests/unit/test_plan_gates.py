@@ -97,6 +97,16 @@ def test_a_denied_action_fails_naming_the_gate_its_source_and_the_resources(deni
     assert failure.describe().startswith(f"denyActions of {POLICY}: {denied} of {failing[0]}")
 
 
+def test_a_replacement_both_denied_actions_catch_is_named_once_in_the_message():
+    replaced = plan(rc("terraform_data.edge_certificate", ["delete", "create"]))
+    result = evaluate_plan(parse_show_json(replaced), gates(deny_actions=["delete", "replace"]))
+    assert len(result.failures) == 2  # status keeps one record per denied action
+    assert result.message() == f"denyActions of {POLICY}: delete, replace of terraform_data.edge_certificate"
+    both = evaluate_plan(parse_show_json(EVERY_KIND), gates(deny_actions=["delete", "replace"]))
+    assert both.message() == (f"denyActions of {POLICY}: delete of aws_instance.old, aws_db_instance.main, aws_lb.front; "
+                              f"denyActions of {POLICY}: replace of aws_db_instance.main, aws_lb.front")
+
+
 def test_a_plan_of_no_ops_and_nothing_denied_passes():
     quiet = plan(rc("aws_iam_role.unchanged", ["no-op"]))
     assert evaluate_plan(parse_show_json(quiet), gates(deny_actions=list(GateAction), max_changed_resources=0)).passed

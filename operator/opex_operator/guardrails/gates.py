@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..api.gates import GateAction, PlanGates
 from ..terraform.plan import ActionInvocation, PlanSummary, ResourceChange, address_matches
@@ -233,7 +233,19 @@ class GateResult:
         """One paragraph for a condition or an Event: every failed gate with its resources, or that all passed."""
         if self.passed:
             return f"the plan passes every gate ({self.changed} resource(s) changed)"
-        return "; ".join(f.describe() for f in self.failures)
+        return describe(self.failures)
+
+
+def describe(failures: Sequence[GateFailure]) -> str:
+    """The failures for a condition or an Event, ``; ``-joined (:meth:`GateFailure.describe`), a
+    source's denied actions on the same resources said once: a replacement that both ``delete``
+    and ``replace`` deny is ``delete, replace of aws_instance.web``, not the address twice."""
+    merged: dict[tuple, GateFailure] = {}
+    for f in failures:
+        key = (f.gate, f.source, f.resources) if f.gate == Gate.DENY_ACTIONS else (f,)
+        seen = merged.get(key)
+        merged[key] = f if seen is None else GateFailure(f.gate, f.source, f"{seen.detail}, {f.detail}", f.resources)
+    return "; ".join(f.describe() for f in merged.values())
 
 
 def evaluate(changes: Iterable[PlannedChange], gates: EffectiveGates, ignore: Iterable[str] = ()) -> GateResult:

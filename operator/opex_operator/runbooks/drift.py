@@ -43,7 +43,7 @@ from ..api.driftcheck import (CHECKED, RUN_ANNOTATION, SCHEDULED, Approval, Conc
 from ..terraform.locks import LockError, LockProblem
 from ..terraform.plan import PlanSummary
 from ..api.gates import GateFailureRecord
-from ..guardrails.gates import Gate, GateFailure
+from ..guardrails.gates import Gate, GateFailure, describe as describe_gates
 # Auto resolution: a plan that still differs after an apply is resolved again only after
 # BACKOFF doubling per attempt, and not at all after MAX_AUTO_ATTEMPTS (a plan that changes on
 # every run, e.g. a timestamp() in a tag, would otherwise be applied forever).
@@ -330,8 +330,8 @@ def _decide(spec: DriftCheckSpec, status: DriftCheckStatus, now: dt.datetime, cr
 
 def gates_text(failures: list[GateFailureRecord]) -> str:
     """The failed gates for a condition or Event: ``denyActions of spec.resolution.gates: replace of
-    aws_s3_bucket.logs; ...`` (as ``guardrails.gates.GateFailure.describe``)."""
-    return "; ".join(GateFailure(Gate(f.gate), f.source, f.detail, tuple(f.resources)).describe() for f in failures)
+    aws_s3_bucket.logs; ...`` (as ``guardrails.gates.describe``)."""
+    return describe_gates([GateFailure(Gate(f.gate), f.source, f.detail, tuple(f.resources)) for f in failures])
 
 
 def drift_to_resolve(spec: DriftCheckSpec, status: DriftCheckStatus) -> bool:
