@@ -137,3 +137,46 @@ def test_passes_that_only_read_are_written_with_the_pass_that_ends_the_chain():
     [patch] = api.patches
     assert patch["observedGeneration"] == 3 and [e["message"] for e in patch["timeline"]] == ["pass 1", "pass 2", "pass 3"]
     assert api.events == [("Read", "pass 1; pass 2; pass 3")]
+
+
+class Restorer:
+    """A controller whose passes each ask for the next at once (a restore's batches), noting whether
+    each drew on the background share of the AWS budget."""
+
+    resource, wake_annotations = DRIFTCHECK, ()
+
+    def __init__(self):
+        self.shares: list[bool] = []
+
+    def priority(self, body):
+        return 0
+
+    def forget(self, ref):
+        pass
+
+    async def finalize(self, ref):
+        pass
+
+    async def reconcile(self, obj):
+        from opex_operator.aws.budget import _background
+
+        self.shares.append(_background.get())
+        return 0.0 if len(self.shares) < 4 else None
+
+
+def test_work_a_restarts_background_recheck_continues_at_once_runs_in_the_foreground():
+    api, restorer = ApiServer(), Restorer()
+    api.body["status"] = {"observedGeneration": 1}  # reconciled before the restart
+    runtime = Runtime({"driftchecks": restorer}, api, workers=1, resync_seconds=0, restart_spread=0.01)
+
+    async def chain():
+        runtime.observe("driftchecks", None, api.body)  # the listing at start: a background re-check
+        runtime.leading.set()
+        for _ in range(500):
+            if len(restorer.shares) >= 4:
+                break
+            await asyncio.sleep(0.01)
+        await runtime.stop(grace=1)
+
+    asyncio.run(chain())
+    assert restorer.shares == [True, False, False, False]

@@ -15,7 +15,9 @@ per key. Work a person or a schedule is waiting for costs nothing until its dead
 
 Timed passes run at background priority (``workqueue.BACKGROUND``), and their AWS calls draw on
 the background share of the AWS call budget (``aws.budget``), so a restart's re-checks or a
-thousand waiting Incidents never delay the first assessment of a new one.
+thousand waiting Incidents never delay the first assessment of a new one. A pass that asks for
+the next one at once has work under way (a Rollback's next copy batch found by a restart's
+re-check): that next pass runs in the foreground.
 
 With leader election on, only the holder of the coordination Lease runs passes; a standby keeps
 its queue filled from the watch and takes over when the leader is gone (``handlers.leader``).
@@ -217,19 +219,21 @@ class Runtime:
         # is waiting, which goes first.
         for _ in range(CHAINED_PASSES):
             delay = await self._pass(controller, obj, key, priority)
+            # A pass asked again at once continues work under way (a restore's next batch after a
+            # restart's re-check): foreground, as its requeue would be, not the background share.
+            priority %= BACKGROUND
             if delay != 0 or self.queue.dirty(key) or self.queue.closed or self.queue.waiting_before(priority):
                 break
         if delay is not _FAILED:  # the chain ends: what its passes held (``controllers.status``) is written
             delay = await self._guarded(controller, obj, key, priority, _flushed(obj, delay))
-        foreground = priority % BACKGROUND
         if delay is _FAILED:
             return
         if delay == 0:
-            self.queue.add(key, foreground)
+            self.queue.add(key, priority)
         elif delay is not None:
-            self.queue.add_after(key, delay, foreground + BACKGROUND)
+            self.queue.add_after(key, delay, priority + BACKGROUND)
         elif self.resync:
-            self.queue.add_after(key, jittered(self.resync), foreground + BACKGROUND)
+            self.queue.add_after(key, jittered(self.resync), priority + BACKGROUND)
 
     async def _pass(self, controller: Controller, obj: Observed, key: Key, priority: int) -> Any:
         """One reconcile pass: its requeue delay, or _FAILED (reported and rescheduled already)."""
