@@ -343,7 +343,8 @@ class _Pass(Pass):
         self.event("Captured", captured)
 
     async def copy(self, copies: tuple[tuple[str, str], ...]) -> None:
-        """One batch of copies, stopped early after COPY_BATCH_SECONDS; the next pass re-lists."""
+        """One batch of copies, COPY_CONCURRENCY at once (``run_batch``), none started after
+        COPY_BATCH_SECONDS; ``progress.copied`` counts those completed; the next pass re-lists."""
         site, sa = self.spec.site, self.ctl.aws.site(self.region, self.role)
         source, _ = rb.site_source(self.spec)
         p = self.st.progress
