@@ -7,13 +7,13 @@ CallerReference makes its creation idempotent (AWS returns the existing invalida
 repeated reference).
 
 Comparing objects: an ETag is the MD5 of the content only for objects uploaded in one part; a
-multipart upload or copy (a copy goes multipart from MULTIPART_THRESHOLD, 8 MB) gets ``<md5 of the
-part MD5s>-<parts>`` (S3 docs, "Checking object integrity"), so a restored large object never has
-its backup's ETag; a smaller one is copied with one CopyObject and keeps its backup's ETag. Two objects of the same size are therefore the same when their ETags match, or
-their full-object additional checksums match (``ChecksumType`` FULL_OBJECT, e.g. CRC64NVME, which
-does not depend on the parts), or the live one was copied from that very backup object: every copy
-records the backup's ETag in the user metadata ``opex-restored-from``. Only multipart objects
-need a HeadObject to read those.
+multipart upload or copy (a copy goes multipart from MULTIPART_THRESHOLD, 8 MB, as boto3's managed
+copy does) gets ``<md5 of the part MD5s>-<parts>`` (S3 docs, "Checking object integrity"), so a
+restored large object never has its backup's ETag. Two objects of the same size are therefore the
+same when their ETags match, or their full-object additional checksums match (``ChecksumType``
+FULL_OBJECT, e.g. CRC64NVME, which does not depend on the parts), or the live one was copied from
+that very backup object: every copy records the backup's ETag in the user metadata
+``opex-restored-from``. Only multipart objects need a HeadObject to read those.
 """
 from __future__ import annotations
 
