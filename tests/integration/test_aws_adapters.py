@@ -269,6 +269,53 @@ def test_a_restored_multipart_object_is_not_copied_again(clients, aws):
     assert to_copy == {} and sorted(unchanged) == ["index.html", "video.mp4"]
 
 
+def s3_calls() -> dict[str, float]:
+    """S3 requests the operator's clients sent so far, by operation (every attempt)."""
+    return {sample.labels["operation"]: sample.value for family in metrics.REGISTRY.collect()
+            if family.name == "opex_aws_api_calls" for sample in family.samples
+            if sample.name == "opex_aws_api_calls_total" and sample.labels["service"] == "s3"}
+
+
+def calls_since(before: dict[str, float]) -> dict[str, float]:
+    return {op: n - before.get(op, 0) for op, n in s3_calls().items() if n != before.get(op, 0)}
+
+
+def test_a_small_object_is_restored_with_one_copy_object_keeping_its_etag_headers_and_metadata(clients, aws):
+    """Below 8 MB: HeadObject of the backup, then one CopyObject, and the restored object has the
+    backup's ETag (a one-part copy), content headers and metadata; a large one still goes multipart."""
+    from opex_operator.aws.site import MULTIPART_THRESHOLD, RESTORED_FROM, SiteActions
+    from opex_operator.runbooks.rollback import restore_plan
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="www-small")
+    headers = {"ContentType": "text/html; charset=utf-8", "CacheControl": "max-age=60", "ContentLanguage": "en",
+               "ContentDisposition": "inline", "ContentEncoding": "identity"}
+    s3.put_object(Bucket="www-small", Key="backups/1/index.html", Body=b"<p>good</p>", Metadata={"release": "41"},
+                  **headers)
+    s3.put_object(Bucket="www-small", Key="backups/1/big.bin", Body=b"g" * MULTIPART_THRESHOLD)
+    s3.put_object(Bucket="www-small", Key="index.html", Body=b"<p>bad</p>", ContentType="text/plain")
+    site = SiteActions(clients, None, None)
+
+    before = s3_calls()
+    site.copy("www-small", "backups/1/index.html", "www-small", "index.html")
+    assert calls_since(before) == {"HeadObject": 1, "CopyObject": 1}
+    restored = s3.head_object(Bucket="www-small", Key="index.html")
+    backup = s3.head_object(Bucket="www-small", Key="backups/1/index.html")
+    assert restored["ETag"] == backup["ETag"]
+    assert {name: restored.get(name) for name in headers} == headers
+    assert restored["Metadata"] == {"release": "41", RESTORED_FROM: backup["ETag"].strip('"')}
+    assert s3.get_object(Bucket="www-small", Key="index.html")["Body"].read() == b"<p>good</p>"
+
+    before = s3_calls()
+    site.copy("www-small", "backups/1/big.bin", "www-small", "big.bin")  # exactly the threshold: multipart
+    calls = calls_since(before)
+    assert calls.get("UploadPartCopy", 0) >= 1 and "CopyObject" not in calls
+    assert s3.get_object(Bucket="www-small", Key="big.bin")["Body"].read() == b"g" * MULTIPART_THRESHOLD
+    to_copy, unchanged, _ = restore_plan(site.listing("www-small", "backups/1/"), "backups/1/",
+                                         site.listing("www-small", "", "backups/"), "")
+    assert to_copy == {} and sorted(unchanged) == ["big.bin", "index.html"]
+
+
 def test_a_live_object_changed_after_its_restore_is_copied_again(clients, aws):
     from opex_operator.aws.site import SiteActions
     from opex_operator.runbooks.rollback import restore_plan

@@ -3,9 +3,13 @@ what was and was not changed."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 from opex_operator.api.rollback import RollbackStatus, RollbackStepState as State
-from opex_operator.controllers.rollback import RollbackController
+from opex_operator.aws.budget import Budget, counting
+from opex_operator.aws.clients import POOL_CONNECTIONS
+from opex_operator.controllers.rollback import COPY_CONCURRENCY, RollbackController, run_batch
 from opex_operator.policy import Policy
 from opex_operator.ports.facts import ObjectInfo
 from support.fakes import drive, Clock, FakeAws, FakeObjects, aws_error, condition, observed, sink_of
@@ -186,3 +190,90 @@ def test_rolled_back_and_planned_are_derived_from_the_typed_status_of_the_rollba
                                       "Planned": (CS.TRUE, "DryRun", "dry run: would copy 3")}
     aborted = RollbackStatus(phase=RollbackPhase.ABORTED, reason="AbortRequested", message="restored 2 of 5")
     assert rb.conditions(aborted)["RolledBack"] == (CS.FALSE, "AbortRequested", "restored 2 of 5")
+
+
+def test_a_failing_copy_in_a_batch_keeps_the_others_completions_and_ends_the_rollback():
+    aws, spec = site(objects=10, changed=10, extra=0)
+    fail = aws_error("s3", "AccessDenied", "CopyObject", 403)
+    copy = aws.the_site.copy
+
+    def copy_but_f9(source_bucket, source_key, bucket, key):
+        if key == "f9.html":
+            raise fail
+        copy(source_bucket, source_key, bucket, key)
+
+    aws.the_site.copy = copy_but_f9
+    w = World(spec)
+    w.aws = w.ctl.aws = aws
+    w.until_done()
+    assert w.status.phase == "Failed" and w.ready().reason == "AccessDenied"
+    assert sorted(aws.the_site.copies) == sorted(f"f{i}.html" for i in range(9))
+    assert w.status.progress.copied == 9 and "restored 9 of 10 differing objects" in w.ready().message
+    apply = next(s for s in w.status.steps if s.id == "apply")
+    assert apply.state == State.FAILED and apply.message == "copying: 9 of 10 done; stopped (AccessDenied)"
+
+
+def test_a_batch_keeps_at_most_its_bound_of_copies_in_flight_and_counts_each():
+    active, peak, lock = [0], [0], threading.Lock()
+    together = threading.Barrier(4, timeout=10)  # the first four pass only when four run at once
+
+    def work(item: int) -> None:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        if item < 4:
+            together.wait()
+        time.sleep(0.002)
+        with lock:
+            active[0] -= 1
+
+    assert run_batch(work, range(40), seconds=60, concurrency=4) == (40, None)
+    assert peak[0] == 4
+
+
+def test_a_batch_starts_no_copy_after_its_deadline_and_waits_for_those_in_flight():
+    now, started, go = [0.0], [], threading.Event()
+
+    def work(item: int) -> None:
+        started.append(item)
+        assert go.wait(10)
+
+    result: list = []
+    batch = threading.Thread(target=lambda: result.append(
+        run_batch(work, range(20), seconds=5, concurrency=4, clock=lambda: now[0])))
+    batch.start()
+    for _ in range(1000):
+        if len(started) == 4:
+            break
+        time.sleep(0.01)
+    now[0] = 5.1  # past the deadline while four are in flight
+    go.set()
+    batch.join(10)
+    assert result == [(4, None)] and sorted(started) == [0, 1, 2, 3]
+
+
+def test_a_batch_stops_starting_copies_after_one_fails_and_returns_its_error():
+    fail, calls = aws_error("s3", "InternalError", "CopyObject", 500), []
+
+    def work(item: str) -> None:
+        calls.append(item)
+        if item == "b":
+            raise fail
+        time.sleep(0.05)
+
+    done, error = run_batch(work, list("abcdefgh"), seconds=60, concurrency=3)
+    assert error is fail and {"a", "c"} <= set(calls) and len(calls) < 8
+    assert done == len(calls) - 1  # every copy that completed, beside the failed one
+
+
+def test_the_copies_of_a_batch_are_counted_against_the_aws_budget_of_its_caller():
+    """Each copy runs in a copy of the caller's context, where the budget's counter (and its
+    background share) live."""
+    budget = Budget()
+    with counting() as calls:
+        run_batch(lambda _: budget.acquire("s3", "CopyObject", "us-east-1"), range(6), seconds=60, concurrency=3)
+    assert calls.calls == 6
+
+
+def test_a_batch_never_has_more_copies_in_flight_than_an_s3_client_keeps_connections():
+    assert COPY_CONCURRENCY <= POOL_CONNECTIONS

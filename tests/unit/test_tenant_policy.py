@@ -242,6 +242,11 @@ def test_mutating_calls_get_one_attempt_and_reads_or_idempotent_ones_are_retried
     assert not retried(lam.operation_model("UpdateFunctionConfiguration"))
     # an idempotency token makes a retry safe: AWS acts once per token
     assert retried(sm.operation_model("RotateSecret")) and sm.operation_model("RotateSecret").idempotent_members
+    # a repeated CopyObject writes the same object (the managed copy's retried CopyObject did too); PutObject
+    # and DeleteObjects stay at one attempt
+    s3 = botocore.session.get_session().get_service_model("s3")
+    assert retried(s3.operation_model("CopyObject"))
+    assert not retried(s3.operation_model("PutObject")) and not retried(s3.operation_model("DeleteObjects"))
 
 
 def test_a_mutating_call_goes_through_the_client_without_retries():

@@ -50,6 +50,10 @@ REFUSED_ATTEMPTS, REFUSED_BASE_DELAY, REFUSED_MAX_DELAY = 5, 0.2, 5.0
 # Operations that only read (AWS API naming); every other operation is treated as mutating.
 READ_PREFIXES = ("Describe", "Get", "List", "Lookup", "Filter", "Head", "Search", "Select", "BatchGet", "Query",
                  "Scan", "Simulate", "Check", "Test")
+# Mutating operations that do the same thing however often they reach AWS, so botocore may retry them:
+# a CopyObject with the same source and arguments writes the same object (boto3's managed copy, whose
+# CopyObject and UploadPartCopy calls botocore retries, relies on it too).
+IDEMPOTENT = frozenset({"CopyObject"})
 # Seconds, not botocore's 60 s default: a hung endpoint must not hold a worker (and an
 # assessment) for minutes; a timed-out read is retried, then reported as unreadable.
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10
@@ -146,9 +150,10 @@ class AwsClients:
 
 
 def retried(operation: Any) -> bool:
-    """Whether botocore may retry ``operation`` (a botocore OperationModel): it only reads, or it
-    carries an idempotency token (see RETRIES)."""
-    return operation.name.startswith(READ_PREFIXES) or bool(operation.idempotent_members)
+    """Whether botocore may retry ``operation`` (a botocore OperationModel): it only reads, carries an
+    idempotency token, or is IDEMPOTENT (see RETRIES)."""
+    return (operation.name.startswith(READ_PREFIXES) or operation.name in IDEMPOTENT
+            or bool(operation.idempotent_members))
 
 
 def _count_attempts(client: BaseClient) -> None:

@@ -7,17 +7,19 @@ CallerReference makes its creation idempotent (AWS returns the existing invalida
 repeated reference).
 
 Comparing objects: an ETag is the MD5 of the content only for objects uploaded in one part; a
-multipart upload or copy (boto3's managed copy goes multipart from 8 MB) gets ``<md5 of the part
-MD5s>-<parts>`` (S3 docs, "Checking object integrity"), so a restored large object never has its
-backup's ETag. Two objects of the same size are therefore the same when their ETags match, or
-their full-object additional checksums match (``ChecksumType`` FULL_OBJECT, e.g. CRC64NVME, which
-does not depend on the parts), or the live one was copied from that very backup object: every copy
-records the backup's ETag in the user metadata ``opex-restored-from``. Only multipart objects
-need a HeadObject to read those.
+multipart upload or copy (a copy goes multipart from MULTIPART_THRESHOLD, 8 MB, as boto3's managed
+copy does) gets ``<md5 of the part MD5s>-<parts>`` (S3 docs, "Checking object integrity"), so a
+restored large object never has its backup's ETag. Two objects of the same size are therefore the
+same when their ETags match, or their full-object additional checksums match (``ChecksumType``
+FULL_OBJECT, e.g. CRC64NVME, which does not depend on the parts), or the live one was copied from
+that very backup object: every copy records the backup's ETag in the user metadata
+``opex-restored-from``. Only multipart objects need a HeadObject to read those.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from boto3.s3.transfer import TransferConfig
 
 from ..ports.facts import ObjectInfo
 from .clients import AwsClients
@@ -28,6 +30,10 @@ CHECKSUMS = ("ChecksumCRC64NVME", "ChecksumCRC32C", "ChecksumCRC32", "ChecksumSH
 # Headers a copy with MetadataDirective REPLACE must carry over, or S3 drops them.
 CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                    "Expires", "WebsiteRedirectLocation")
+# Below this many bytes an object is copied with one CopyObject, as boto3's managed copy itself does
+# (its TransferConfig default, 8 MB); from it on the managed copy goes multipart, which objects over
+# CopyObject's 5 GB limit need (S3 API Reference, CopyObject).
+MULTIPART_THRESHOLD: int = TransferConfig().multipart_threshold
 
 
 class SiteActions:
@@ -70,13 +76,19 @@ class SiteActions:
         return ObjectInfo(etag, size, checksum, (head.get("Metadata") or {}).get(RESTORED_FROM))
 
     def copy(self, source_bucket: str, source_key: str, bucket: str, key: str) -> None:
-        """Copy one object (managed transfer: multipart above 8 MB, so objects over 5 GB work too),
-        keeping its content headers and metadata and recording the source's ETag in ``opex-restored-from``."""
-        head = self.s3.head_object(Bucket=source_bucket, Key=source_key)
+        """Copy one object, keeping its content headers and metadata and recording the source's ETag in
+        ``opex-restored-from``: HeadObject, then one CopyObject below MULTIPART_THRESHOLD, else boto3's
+        managed multipart copy (objects over 5 GB work too). Either is retried by botocore (a copy is
+        ``aws.clients.IDEMPOTENT``); then raises AwsError. Thread-safe (boto3 clients are)."""
+        source = {"Bucket": source_bucket, "Key": source_key}
+        head = self.s3.head_object(**source)
         extra: dict[str, Any] = {name: head[name] for name in CONTENT_HEADERS if head.get(name)}
         extra["Metadata"] = {**(head.get("Metadata") or {}), RESTORED_FROM: head["ETag"].strip('"')}
         extra["MetadataDirective"] = "REPLACE"
-        self.s3.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key, ExtraArgs=extra)
+        if head["ContentLength"] < MULTIPART_THRESHOLD:  # the managed copy's own test (s3transfer.copies)
+            self.s3.copy_object(CopySource=source, Bucket=bucket, Key=key, **extra)
+        else:
+            self.s3.copy(source, bucket, key, ExtraArgs=extra)
 
     def delete(self, bucket: str, keys: list[str]) -> list[str]:
         """DeleteObjects in batches of 1000; returns the keys AWS reported as not deleted."""
