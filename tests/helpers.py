@@ -5,7 +5,6 @@ import contextlib
 import http.server
 import json
 import subprocess
-import threading
 import sys
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import procs
 import stack
 import yaml
+from localhttp import serve_in_thread
 
 CHART = Path(__file__).resolve().parent.parent / "charts" / "opex-operator"
 
@@ -288,7 +288,7 @@ def webhook_server(status_for: Callable[[dict[str, Any]], int] = lambda payload:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received
     finally:
