@@ -234,8 +234,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        self.proc = procs.spawn([sys.executable, "-m", "opex_operator"], self.log, env=self.env, cwd=self.workdir)
-        procs.wait_http(f"http://127.0.0.1:{self.health_port}/healthz", timeout, self.proc, self.log)
+        start_together([self], timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -270,6 +269,15 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_together(operators: list[OperatorProcess], timeout: float = 60.0) -> None:
+    """Start the operator processes side by side (each takes seconds to import and configure, most of
+    it CPU), then wait until every one answers its liveness probe."""
+    for op in operators:
+        op.proc = procs.spawn([sys.executable, "-m", "opex_operator"], op.log, env=op.env, cwd=op.workdir)
+    for op in operators:
+        procs.wait_http(f"http://127.0.0.1:{op.health_port}/healthz", timeout, op.proc, op.log)
 
 
 @contextlib.contextmanager
