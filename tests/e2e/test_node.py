@@ -149,7 +149,7 @@ def test_another_pod_takes_over_when_the_leader_pod_is_deleted_and_nothing_runs_
         nkubectl, installed, node_aws, monkeypatch):
     ns = new_namespace(nkubectl)
     scenario = estate.deployment_failure("checkout")
-    calls = CallCounter(monkeypatch)
+    calls = CallCounter(monkeypatch, hold_seconds=3.0)  # in flight while the pod's deletion reaches it
     calls.arm()
     first = wait_for(lambda: leader(nkubectl), what="a leader")
     nkubectl("apply", "-n", ns, "-f", str(EXAMPLE))
