@@ -53,7 +53,7 @@ class ApiApp:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        
+
     def start(self) -> "ApiApp":
         serve_in_thread(self._server)
         return self
