@@ -14,6 +14,8 @@ import json
 import signal
 import threading
 
+from localhttp import serve_in_thread
+
 
 class ApiApp:
     """The app in a thread of this process; ``url`` is its base (``http://127.0.0.1:PORT``)."""
@@ -51,10 +53,9 @@ class ApiApp:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def start(self) -> "ApiApp":
-        self._thread.start()
+        serve_in_thread(self._server)
         return self
 
     def stop(self) -> None:

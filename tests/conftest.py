@@ -3,6 +3,7 @@
 * ``cluster``: a real control plane (etcd + kube-apiserver from hack/) with the CRDs applied.
 * ``namespace``: a fresh namespace per test, named ``e2e-...``; its opex objects are deleted at
   the end (the namespace itself stays Terminating: no kube-controller-manager runs).
+  ``module_namespace``: one per module, for tests that create nothing.
 * ``aws``: moto's server in this process (so tests can set failure states on its backends);
   reset before each test that uses it.
 * ``operator``: ``python -m opex_operator`` as a subprocess watching ``e2e-*`` namespaces, its
@@ -108,6 +109,13 @@ def _namespace(kubectl: Kubectl, request, prefix: str):
 def namespace(kubectl, request):
     """A new namespace ``e2e-<test>-<random>`` (watched by the session operator); its opex objects
     are removed afterwards."""
+    yield from _namespace(kubectl, request, "e2e")
+
+
+@pytest.fixture(scope="module")
+def module_namespace(kubectl, request):
+    """One ``e2e-<module>-<random>`` namespace for a module's tests that create nothing in it (requests
+    refused, or made with --dry-run=server): a namespace each costs more kubectl calls than such a test."""
     yield from _namespace(kubectl, request, "e2e")
 
 

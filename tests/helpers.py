@@ -5,7 +5,6 @@ import contextlib
 import http.server
 import json
 import subprocess
-import threading
 import sys
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import procs
 import stack
 import yaml
+from localhttp import serve_in_thread
 
 CHART = Path(__file__).resolve().parent.parent / "charts" / "opex-operator"
 
@@ -234,8 +234,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        self.proc = procs.spawn([sys.executable, "-m", "opex_operator"], self.log, env=self.env, cwd=self.workdir)
-        procs.wait_http(f"http://127.0.0.1:{self.health_port}/healthz", timeout, self.proc, self.log)
+        start_together([self], timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -272,6 +271,15 @@ class OperatorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def start_together(operators: list[OperatorProcess], timeout: float = 60.0) -> None:
+    """Start the operator processes side by side (each takes seconds to import and configure, most of
+    it CPU), then wait until every one answers its liveness probe."""
+    for op in operators:
+        op.proc = procs.spawn([sys.executable, "-m", "opex_operator"], op.log, env=op.env, cwd=op.workdir)
+    for op in operators:
+        procs.wait_http(f"http://127.0.0.1:{op.health_port}/healthz", timeout, op.proc, op.log)
+
+
 @contextlib.contextmanager
 def webhook_server(status_for: Callable[[dict[str, Any]], int] = lambda payload: 204):
     """A local HTTP endpoint recording (path, JSON payload) of every POST; yields (url_base, received)."""
@@ -288,7 +296,7 @@ def webhook_server(status_for: Callable[[dict[str, Any]], int] = lambda payload:
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received
     finally:

@@ -281,12 +281,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("manifest,expected", [(m, e) for _, m, e in CASES], ids=[c[0] for c in CASES])
-def test_invalid_manifest_is_refused_naming_the_field(kubectl, namespace, manifest, expected):
-    result = kubectl.create(json.dumps(manifest), namespace, check=False)
+def test_invalid_manifest_is_refused_naming_the_field(kubectl, module_namespace, manifest, expected):
+    result = kubectl.create(json.dumps(manifest), module_namespace, check=False)
     assert result.returncode != 0, f"accepted: {json.dumps(manifest['spec'])}"
     for fragment in expected:
         assert fragment in result.stderr, f"{fragment!r} not in: {result.stderr}"
-    assert kubectl("get", manifest["kind"].lower(), "-n", namespace, "-o", "name").stdout == ""
+    assert kubectl("get", manifest["kind"].lower(), "-n", module_namespace, "-o", "name").stdout == ""
 
 
 def test_at_least_ten_distinct_refusals_per_kind():
@@ -296,29 +296,29 @@ def test_at_least_ten_distinct_refusals_per_kind():
     assert {k: len(v) >= 10 for k, v in per_kind.items()} == {"Incident": True, "DriftCheck": True, "Rollback": True}
 
 
-def test_examples_are_accepted_by_the_api_server(kubectl, namespace):
+def test_examples_are_accepted_by_the_api_server(kubectl, module_namespace):
     for path in sorted(EXAMPLES.glob("*.yaml")):
-        result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False)
+        result = kubectl("apply", "--dry-run=server", "-n", module_namespace, "-f", str(path), check=False)
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-def test_every_valid_terraform_address_and_ignore_pattern_is_accepted(kubectl, namespace):
+def test_every_valid_terraform_address_and_ignore_pattern_is_accepted(kubectl, module_namespace):
     imports = [{"address": a, "id": "x"} for a in (
         'aws_route53_record.this["www A"]', 'module.dns["eu west"].aws_route53_record.this["api AAAA"]',
         'aws_iam_user.u["ops@example.com"]', 'aws_s3_object.site["assets/img/logo.png"]', "aws_instance.web[0]",
         'aws_ssm_parameter.p["say \\"hi\\""]', "module.net.aws_subnet.private[2]")]
     manifest = mutate(DRIFTCHECK, ignore=["aws_instance.web[0]", "module.legacy.*", 'aws_route53_record.this["* A"]'],
                       resolution={"strategy": "Import", "imports": imports})
-    result = kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    result = kubectl("create", "--dry-run=server", "-n", module_namespace, "-f", "-", input=json.dumps(manifest), check=False)
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("schedule", ["0 9 * * *", "*/15 8-18 * * MON-FRI", "0 9 L * *", "0 9 15W * *",
                                       "0 9 * * 1#2", "30 6 1,15 JAN-JUN/2 ?", "5/15 0-23/2 * * 7", "@daily"])
-def test_valid_schedules_zones_and_lock_ages_are_accepted(kubectl, namespace, schedule):
+def test_valid_schedules_zones_and_lock_ages_are_accepted(kubectl, module_namespace, schedule):
     manifest = mutate(DRIFTCHECK, schedule=[schedule], timeZone="America/Argentina/Buenos_Aires",
                       lock={"forceUnlock": "IfOrphaned", "orphanedAfter": "1m"})
-    result = kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    result = kubectl("create", "--dry-run=server", "-n", module_namespace, "-f", "-", input=json.dumps(manifest), check=False)
     assert result.returncode == 0, result.stderr
 
 

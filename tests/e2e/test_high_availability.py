@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 import estate
-from helpers import OperatorProcess, wait_for
+from helpers import OperatorProcess, start_together, wait_for
 from support.counters import CallCounter
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "incident-deployment-failure.yaml"
@@ -25,7 +25,7 @@ def pair(cluster, aws_server, terraform_bin, solo_namespace, tmp_path, kubectl):
              for name in ("a", "b")]
     for proc in procs:
         proc.workdir.mkdir()
-        proc.start()
+    start_together(procs)
     yield procs, lease
     kubectl.delete_opex_objects(solo_namespace)
     for proc in procs:

@@ -15,6 +15,8 @@ import tfrepo
 from helpers import wait_for
 from support.endpoints import silent_port
 
+# Each run of the provisioner is recorded and leaves a child behind; the first (the apply cut off) lasts
+# 20 s, to be cut off mid-run; a later one (the apply a person approves) ends at once.
 APPLY_MARKER = """
 variable "marker" {
   type = string
@@ -23,7 +25,7 @@ variable "marker" {
 resource "terraform_data" "slow" {
   triggers_replace = var.size
   provisioner "local-exec" {
-    command = "echo ran >> ${var.marker}; sleep 300 > /dev/null 2>&1 & echo $! > ${var.marker}.child; sleep 20"
+    command = "echo ran >> ${var.marker}; sleep 300 > /dev/null 2>&1 & echo $! > ${var.marker}.child; [ $(grep -c ran ${var.marker}) -gt 1 ] || sleep 20"
   }
 }
 """
@@ -131,8 +133,9 @@ def test_a_plan_cut_off_leaves_no_process_and_no_lock_unreported(kubectl, solo_n
     infra.commit({"network/main.tf": tfrepo.MAIN_TF % {"size": "small"} + SLOW_PLAN % {"port": silent_endpoint}},
                  "network: reads a remote state that never answers")
     # A lock the killed Terraform left is reported once the next plan has waited lock.timeout for it:
-    # by then no process of the old run is left to release it, so waiting the default 60 s proves nothing more.
-    start_check(kubectl, ns, infra, solo_operator, lock={"timeout": "10s"})
+    # the next start stopped every process of the old run before that plan, so none is left to release
+    # it, and waiting longer than a second proves nothing more.
+    start_check(kubectl, ns, infra, solo_operator, lock={"timeout": "1s"})
     group = run_group(solo_operator, ns)
     wait_for(lambda: lock_ids(infra), timeout=60, what="the plan to hold the state lock")
     stop(solo_operator, how)

@@ -149,7 +149,7 @@ def test_another_pod_takes_over_when_the_leader_pod_is_deleted_and_nothing_runs_
         nkubectl, installed, node_aws, monkeypatch):
     ns = new_namespace(nkubectl)
     scenario = estate.deployment_failure("checkout")
-    calls = CallCounter(monkeypatch)
+    calls = CallCounter(monkeypatch, hold_seconds=3.0)  # in flight while the pod's deletion reaches it
     calls.arm()
     first = wait_for(lambda: leader(nkubectl), what="a leader")
     nkubectl("apply", "-n", ns, "-f", str(EXAMPLE))
@@ -239,12 +239,14 @@ def runner_namespace(kubectl: Kubectl, helm) -> str:
     return ns
 
 
-def job_driftcheck(ns: str, kubectl: Kubectl, **spec) -> tuple[dict, dict]:
+def job_driftcheck(ns: str, kubectl: Kubectl, annotations: dict[str, str] | None = None,
+                   **spec) -> tuple[dict, dict]:
     """The example DriftCheck (its ConfigMap source) with ``runner: Job``, its state bucket on moto."""
     import yaml
 
     config_map, dc = yaml.safe_load_all(DRIFTCHECK_EXAMPLE.read_text())
     dc["spec"].update(runner="Job", **spec)
+    dc["metadata"].setdefault("annotations", {}).update(annotations or {})
     boto3.client("s3").create_bucket(Bucket=dc["spec"]["backendConfig"]["bucket"])
     kubectl.apply(json.dumps(config_map), ns)
     kubectl.apply(json.dumps(dc), ns)
@@ -314,7 +316,10 @@ def test_a_plan_job_killed_mid_plan_is_reported_and_the_next_slot_runs(nkubectl,
     lock = {"ID": str(uuid.uuid4()), "Operation": "OperationTypeApply", "Who": "someone@elsewhere",
             "Version": "1.11.4", "Created": "2026-12-06T09:00:00Z", "Path": f"{backend['bucket']}/{backend['key']}"}
     s3.put_object(Bucket=backend["bucket"], Key=backend["key"] + ".tflock", Body=json.dumps(lock).encode())
-    job_driftcheck(ns, nkubectl, schedule=["* * * * *"], lock={"timeout": "300s"}, timeoutSeconds=600)
+    # The run to kill is asked for at creation (a request goes before a slot), not the first slot's: that
+    # would add up to a minute; the run after the kill is still the next slot's.
+    job_driftcheck(ns, nkubectl, annotations={"opex.dev/run-requested": "first"}, schedule=["* * * * *"],
+                   lock={"timeout": "300s"}, timeoutSeconds=600)
     pod = wait_for(lambda: next((p["metadata"]["name"] for p in nkubectl.json(
         "get", "pods", "-n", ns, "-l", "opex.dev/run=plan")["items"] if p["status"].get("phase") == "Running"), None),
         timeout=120, what="the plan Job's pod running")
@@ -323,6 +328,7 @@ def test_a_plan_job_killed_mid_plan_is_reported_and_the_next_slot_runs(nkubectl,
     failed = wait_for(lambda: (r := dc_status(nkubectl, ns).get("lastResult") or {}).get("finishedAt") and r,
                       timeout=120, what="the killed run reported")
     assert failed["outcome"] == "PlanFailed" and failed["reason"] == "PlanFailed", failed
+    assert failed["trigger"].endswith("=first)"), failed
     assert "failed before it reported" in failed["message"], failed
     assert any(e["reason"] == "PlanFailed" for e in nkubectl.events(ns, "production-network"))
     s3.delete_object(Bucket=backend["bucket"], Key=backend["key"] + ".tflock")

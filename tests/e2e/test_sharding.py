@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 
-from helpers import OperatorProcess, wait_for
+from helpers import OperatorProcess, start_together, wait_for
 from test_crd_validation import DRIFTCHECK
 
 
@@ -38,8 +38,7 @@ def test_two_shards_each_reconcile_only_their_objects_and_a_relabel_moves_one(
         replicas.append(OperatorProcess(cluster.kubeconfig, aws_server, terraform_bin, workdir, namespaces=ns,
                                         extra_env={"OPEX_SHARD": shard}))
     try:
-        for proc in replicas:
-            proc.start()
+        start_together(replicas)
         for name in shares:
             wait_for(lambda: observed(kubectl, ns, name), what=f"{name} reconciled")
         for name, shard in shares.items():

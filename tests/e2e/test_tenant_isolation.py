@@ -16,6 +16,7 @@ import yaml
 
 import tfrepo
 from helpers import OperatorProcess, chart_service_account, forbidden_lines, wait_for
+from localhttp import serve_in_thread
 
 ROLE = "arn:aws:iam::123456789012:role/{}-terraform"
 
@@ -255,7 +256,6 @@ spec:
 def echo_server():
     """A loopback endpoint that answers every GET with the Authorization header it received."""
     import http.server
-    import threading
 
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -269,7 +269,7 @@ def echo_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     yield server.server_address[1]
     server.shutdown()
 

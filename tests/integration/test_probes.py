@@ -3,7 +3,6 @@ from the pgserver wheel's binaries and a local HTTP app, reached through the see
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -20,6 +19,7 @@ from opex_operator.probes.http import probe_http
 from opex_operator.ports.performance import Credentials, ProbeFailure
 from opex_operator.playbooks.probes import database_cause
 from opex_operator.api.incident import RootCauseCategory as Cat
+from localhttp import serve_in_thread
 from support.endpoints import silent_port
 
 
@@ -181,7 +181,7 @@ def _recording_server():
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     return server, seen
 
 
