@@ -161,8 +161,10 @@ def test_paged_in_pagerduty_and_slack_acknowledged_from_pagerduty_approved_from_
     # Still unresolved RE_ESCALATE_AFTER after the acknowledgement: level 2 is paged, naming who acknowledged.
     [again] = wait_for(lambda: triggers(pd, KEY2), timeout=RE_ESCALATE_AFTER + 30, what="the re-escalation")
     assert again["dedup_key"] == page["dedup_key"] and ALICE in again["payload"]["custom_details"]["acknowledgement"]
-    thread = slack.messages["C0OPEX"][posted["ts"]]["replies"]
-    assert any("level 2" in r["text"].lower() and ALICE in r["text"] for r in thread)  # the page in the thread
+    # the page in the message's thread (the senders of a level page side by side: PagerDuty may answer first)
+    wait_for(lambda: any("level 2" in r["text"].lower() and ALICE in r["text"]
+                         for r in slack.messages["C0OPEX"][posted["ts"]]["replies"]),
+             timeout=20, what="level 2's page in the Slack thread, naming who acknowledged")
     assert wait_for(lambda: events_of(kubectl, ns, "ReEscalated"), timeout=20, what="the ReEscalated Event")
     assert kubectl.get("incident", "checkout", ns)["status"]["escalation"]["reEscalatedAt"]
 
