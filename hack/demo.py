@@ -121,7 +121,7 @@ def clipped(text: str, limit: int) -> str:
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    print(text.replace("\t", " "), flush=True)  # AWS messages carry tabs (Lambda's log lines)
 
 
 def approve_performance_steps(kubeconfig: str) -> list[str]:
@@ -139,7 +139,7 @@ def approve_performance_steps(kubeconfig: str) -> list[str]:
     for s in steps:
         say(f"  step {s['id']} waits for approval: {s['inputs']}")
     ids = [s["id"] for s in steps]
-    say(f"\nApproving both, in on-call's own name:\n  opex approve incident {PERF_INCIDENT} {' '.join(ids)}")
+    say(f"\nApproving both in your own name (the demo's kubeconfig user, admin):\n  opex approve incident {PERF_INCIDENT} {' '.join(ids)}")
     say(f"  {opex(kubeconfig, 'approve', 'incident', PERF_INCIDENT, *ids)}")
     return ids
 
@@ -284,7 +284,8 @@ def gate_holds_a_plan(kc: str, aws_url: str) -> None:
     say(f"  restoring it means a replacement: plan {held['lastResult']['planChecksum'][:19]}... "
         f"({held['lastResult']['add']} to add, {held['lastResult']['remove']} to destroy) is NOT applied")
     say(f"  Remediating=False GateFailed: {remediating['message']}")
-    say(f"  a person decides: opex approve driftcheck {GATED} (or fix the configuration)")
+    say(f"  a person decides: opex approve driftcheck {GATED} (or, to keep the change, make the configuration "
+        f"match it)")
 
 
 def security_incident(kc: str) -> None:
@@ -293,7 +294,7 @@ def security_incident(kc: str) -> None:
                lambda: (s := get(kc, "incident", SECURITY).get("status") or {}).get("phase") == "AwaitingApproval" and s)
     c, cause = inc["classification"], inc["rootCause"]
     say(f"\nSecurityIncident {SECURITY}: declared {c['declaredSeverity']}, {c['severity']} on evidence; root cause "
-        f"{cause['category']}; level {inc['escalation']['currentLevel']} paged")
+        f"{cause['category']}; levels 1-{inc['escalation']['currentLevel']} paged")
     say(f"  {c['reason']}")
     say("  contained at once (spec.remediation.mode: Auto), each with its undo recorded:")
     for step in inc["steps"]:
@@ -358,7 +359,7 @@ def event_incidents(kc: str) -> None:
         say(f"  Incident {inc['metadata']['name']} ({spec['type']}, {spec['severity']}) from "
             f"{spec['source']['event']['detailType']}: {st['alert']['occurrences']} event(s) of one occurrence; root "
             f"cause {st['rootCause']['category']}, phase {st['phase']}")
-        say(f"    {st['rootCause']['summary'][:200]}")
+        say(f"    {clipped(st['rootCause']['summary'], 200)}")
 
 
 def main() -> int:
@@ -382,7 +383,7 @@ def main() -> int:
     say(f"  {cause['summary']}")
     say(f"  detected {assessed[1]}, assessed {assessed[0]}; level {incident['escalation']['currentLevel']} paged")
     say(f"  step {step['id']} waits for approval: {step['inputs']}")
-    say(f"\nApproving as on-call would, in their own name:\n  opex approve incident {INCIDENT} {step['id']}")
+    say(f"\nApproving in your own name (the demo's kubeconfig user, admin):\n  opex approve incident {INCIDENT} {step['id']}")
     say(f"  {opex(kc, 'approve', 'incident', INCIDENT, step['id'])}")
     resolved = wait("the incident to resolve",
                     lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "Resolved" and s)
@@ -442,7 +443,7 @@ def main() -> int:
     for rb in rollbacks:
         st = rb.get("status") or {}
         if rb["spec"].get("dryRun"):
-            say(f"\nRollback {rb['metadata']['name']} (dry run): {st.get('message')}")
+            say(f"\nRollback {rb['metadata']['name']} (dry run): {(st.get('message') or '').removeprefix('dry run: ')}")
         elif st.get("phase") == "AwaitingApproval":
             say(f"\nRollback {rb['metadata']['name']} waits for approval to restore {st.get('target')} from its "
                 f"backup: opex approve rollback {rb['metadata']['name']}")
@@ -453,7 +454,8 @@ def main() -> int:
     event_incidents(kc)
     say()
     stack.summary(stack.LOCAL / "kubeconfig")
-    say(f"\nLeft running. export KUBECONFIG={kc}; then kubectl get opex -A, opex describe incident {INCIDENT}\n"
+    say(f"\nLeft running. export KUBECONFIG={kc} PATH=$PWD/.venv/bin:$PATH; then kubectl get opex -A, "
+        f"opex describe incident {INCIDENT}\n"
         "(more in the README: \"Then try the human side yourself\")")
     say(f"Metrics: {record['metrics']}   Liveness: {record['liveness']}   Logs: {stack.LOCAL}/*.log   Stop: make down")
     say(f"Prometheus: {record['prometheus']} (API: /api/v1/alerts, /api/v1/query)   "

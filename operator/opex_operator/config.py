@@ -58,7 +58,7 @@ OPEX_PAGERDUTY_WEBHOOK_SECRET_FILE  file holding the v3 webhook subscription's s
 OPEX_SLACK_SIGNING_SECRET_FILE  file holding the Slack app's signing secret             (none)
                            (POST /slack/interactions; off without it; re-read each time)
 OPEX_RECEIVERS_MAX_BODY_BYTES  larger bodies are refused with 413                        65536
-OPEX_PAGERDUTY_EVENTS_URL  the PagerDuty Events API v2 endpoint                         events.pagerduty.com
+OPEX_PAGERDUTY_EVENTS_URL  the PagerDuty Events API v2 endpoint                         https://events.pagerduty.com/v2/enqueue
 OPEX_SLACK_API_URL         Slack's Web API base URL                                     https://slack.com/api
 OPEX_EVENT_QUEUES          SQS queues of the EventBridge intake, comma-separated URLs   (off)
                            or ARNs, each optionally ``<role key>=<queue>`` to read it

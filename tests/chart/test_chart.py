@@ -300,8 +300,9 @@ def test_the_operator_may_impersonate_exactly_the_policys_oncall_users_and_only_
     ("policy:\n  roles:\n    deployer: {roleArn: deployer}\n", "at '/policy/roles/deployer/roleArn'"),
     ("sharding:\n  shards: [{name: Payments}]\n", "at '/sharding/shards/0/name'"),
     ("aws:\n  endpointUrl: 192.0.2.2:5000\n", "at '/aws/endpointUrl'"),
+    ("planJob:\n  namespaces: [payments-*]\n", "at '/planJob/namespaces/0'"),
 ], ids=["typo-top", "typo-nested", "string-for-int", "zero-replicas", "enum", "quoted-port", "bool", "digest",
-        "role-arn", "policy-typo", "policy-role-arn", "shard-name", "endpoint-without-scheme"])
+        "role-arn", "policy-typo", "policy-role-arn", "shard-name", "endpoint-without-scheme", "plan-job-glob"])
 def test_a_values_file_with_a_typo_or_a_wrong_type_is_refused_by_the_schema(helm, tmp_path, override, phrase):
     values = tmp_path / "values.yaml"
     values.write_text(override)

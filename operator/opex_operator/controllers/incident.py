@@ -369,7 +369,7 @@ class _Pass(Paging):
             await self.update_slack()  # its Approve button
         how = (f"approve step {step.id} ({step.inputs}) in your own name: opex approve incident "
                f"{self.obj.ref.name} -n {self.obj.ref.namespace} {step.id} (adds {{step: {step.id}, by: <you>}} to "
-               f"spec.remediation.approvals), or from the Incident's Slack message; an id in "
+               f"spec.remediation.approvals), or from the Incident's Slack message (an id in "
                f"spec.remediation.approvedSteps also approves it, without a name)")
         if held:
             how = f"Auto is held: {held}; {how}"
