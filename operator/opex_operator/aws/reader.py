@@ -11,8 +11,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from ..api.common import parse_time
 from ..ports.cloudtrail import MAX_TRAIL_RECORDS, TrailRead, read_records
-from ..ports.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, Execution, LambdaFacts, LambdaVersion, LogLine,
-                              PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent, trail_events)
+from ..ports.facts import (ActionState, ApiStage, BuildFacts, BuildPhase, Execution, LambdaFacts, LambdaVersion,
+                              LogLine, PhaseContext, PipelineFacts, RdsFacts, SecurityGroupFacts, TrailEvent,
+                              trail_events)
 from .clients import AwsClients
 from ..errors import AwsError
 
