@@ -30,13 +30,10 @@ class RefusingCore:
         raise ApiException(http_resp=Refusal())
 
 
-class ReportWriter:
-    """A controller whose pass writes a ConfigMap through the real ``kube.Kube``, which the API server refuses."""
+class StubController:
+    """What the runtime needs of a controller, for DriftChecks; subclasses give ``reconcile``."""
 
     resource, wake_annotations = DRIFTCHECK, ()
-
-    def __init__(self, kube: Kube):
-        self.kube = kube
 
     def priority(self, body):
         return 0
@@ -46,6 +43,13 @@ class ReportWriter:
 
     async def finalize(self, ref):
         pass
+
+
+class ReportWriter(StubController):
+    """A controller whose pass writes a ConfigMap through the real ``kube.Kube``, which the API server refuses."""
+
+    def __init__(self, kube: Kube):
+        self.kube = kube
 
     async def reconcile(self, obj):
         await asyncio.to_thread(self.kube.put_config_map, "ns", "network-drift-20261129090000", {"a": "b"}, obj.ref)
@@ -94,22 +98,11 @@ def test_a_refused_write_is_reported_as_one_line_with_the_api_servers_message(mo
     assert api.events == [("ReconcileError", message)]   # posted before stop() returned
 
 
-class Reader:
+class Reader(StubController):
     """A controller whose first two passes only read (saved without a checkpoint), then waits."""
-
-    resource, wake_annotations = DRIFTCHECK, ()
 
     def __init__(self):
         self.passes = 0
-
-    def priority(self, body):
-        return 0
-
-    def forget(self, ref):
-        pass
-
-    async def finalize(self, ref):
-        pass
 
     async def reconcile(self, obj):
         from opex_operator.api.common import EventType
@@ -139,23 +132,12 @@ def test_passes_that_only_read_are_written_with_the_pass_that_ends_the_chain():
     assert api.events == [("Read", "pass 1; pass 2; pass 3")]
 
 
-class Restorer:
+class Restorer(StubController):
     """A controller whose passes each ask for the next at once (a restore's batches), noting whether
     each drew on the background share of the AWS budget."""
 
-    resource, wake_annotations = DRIFTCHECK, ()
-
     def __init__(self):
         self.shares: list[bool] = []
-
-    def priority(self, body):
-        return 0
-
-    def forget(self, ref):
-        pass
-
-    async def finalize(self, ref):
-        pass
 
     async def reconcile(self, obj):
         from opex_operator.aws.budget import _background
