@@ -87,6 +87,14 @@ def opex(kubeconfig: str, *args: str) -> str:
                           text=True).stdout.strip()
 
 
+def approve_steps(kubeconfig: str, incident: str, ids: list[str]) -> None:
+    """Approve ``ids`` of ``incident`` as on-call does, in their own name (here the demo's kubeconfig
+    user, admin), printing the command and what it answered."""
+    say(f"\nApproving {({1: 'it', 2: 'both'}).get(len(ids), 'them')} in your own name (the demo's kubeconfig user, admin):\n"
+        f"  opex approve incident {incident} {' '.join(ids)}")
+    say(f"  {opex(kubeconfig, 'approve', 'incident', incident, *ids)}")
+
+
 def get(kubeconfig: str, kind: str, name: str) -> dict:
     return json.loads(kubectl(kubeconfig, "get", kind, name, "-o", "json"))
 
@@ -139,8 +147,7 @@ def approve_performance_steps(kubeconfig: str) -> list[str]:
     for s in steps:
         say(f"  step {s['id']} waits for approval: {s['inputs']}")
     ids = [s["id"] for s in steps]
-    say(f"\nApproving both in your own name (the demo's kubeconfig user, admin):\n  opex approve incident {PERF_INCIDENT} {' '.join(ids)}")
-    say(f"  {opex(kubeconfig, 'approve', 'incident', PERF_INCIDENT, *ids)}")
+    approve_steps(kubeconfig, PERF_INCIDENT, ids)
     return ids
 
 
@@ -383,8 +390,7 @@ def main() -> int:
     say(f"  {cause['summary']}")
     say(f"  detected {assessed[1]}, assessed {assessed[0]}; level {incident['escalation']['currentLevel']} paged")
     say(f"  step {step['id']} waits for approval: {step['inputs']}")
-    say(f"\nApproving in your own name (the demo's kubeconfig user, admin):\n  opex approve incident {INCIDENT} {step['id']}")
-    say(f"  {opex(kc, 'approve', 'incident', INCIDENT, step['id'])}")
+    approve_steps(kc, INCIDENT, [step["id"]])
     resolved = wait("the incident to resolve",
                     lambda: (s := get(kc, "incident", INCIDENT).get("status") or {}).get("phase") == "Resolved" and s)
     done = next(s for s in resolved["steps"] if s["id"] == step["id"])
